@@ -1,0 +1,56 @@
+"""The `reformer` command line: thin commands over the library; errors become one line on stderr.
+
+Each command module exposes `register(app)`; the list below wires them in.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from . import bench, demo
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="reformer",
+    help="Reformer (LSH attention, reversible layers) for long-sequence crypto forecasting.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for _module in (bench, demo):
+    _module.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; library errors (`ReformerError`, `ValueError`) exit 2 with one line on stderr."""
+    from ..errors import ReformerError
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except (ReformerError, ValueError, FileNotFoundError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""`reformer bench attention`: time and memory of the attention kernels against sequence length."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..bench.attention import KERNELS, BenchSpec, Measurement, run_suite
+
+__all__ = ["attention_table", "register"]
+
+bench_app = typer.Typer(help="Benchmarks: attention kernels and models, time and peak memory.",
+                        no_args_is_help=True)
+
+
+def _fmt_time(m: Measurement | None) -> str:
+    if m is None:
+        return "-"
+    return f"{m.seconds * 1000:,.0f} ms" if m.seconds is not None else f"skipped ({m.skipped})"
+
+
+def attention_table(results: list[Measurement], lengths: list[int]) -> Table:
+    """The README's table: time and memory per kernel, LSH relative to naive full attention."""
+    table = Table(title="Attention forward+backward (median time, peak RSS growth)")
+    table.add_column("L", justify="right")
+    for kernel in KERNELS:
+        table.add_column(f"{kernel} time", justify="right")
+        table.add_column(f"{kernel} MB", justify="right")
+    table.add_column("LSH time vs naive", justify="right")
+    table.add_column("speed-up", justify="right")
+    by_key = {(m.kernel, m.length): m for m in results}
+    for length in lengths:
+        row = [str(length)]
+        for kernel in KERNELS:
+            m = by_key.get((kernel, length))
+            row.append(_fmt_time(m))
+            row.append(f"{m.peak_mb:,.0f}" if m is not None and m.peak_mb is not None else "-")
+        naive, lsh = by_key.get(("naive", length)), by_key.get(("lsh", length))
+        if naive and lsh and naive.seconds and lsh.seconds:
+            row += [f"{lsh.seconds / naive.seconds:.0%}", f"{naive.seconds / lsh.seconds:.1f}x"]
+        elif lsh and lsh.seconds:
+            row += ["naive skipped", "∞"]
+        else:
+            row += ["-", "-"]
+        table.add_row(*row)
+    return table
+
+
+@bench_app.command("attention")
+def attention(
+    lengths: Annotated[str, typer.Option(help="Comma-separated sequence lengths.")] = "512,2048,8192,32768",
+    heads: Annotated[int, typer.Option(help="Attention heads.")] = 4,
+    head_dim: Annotated[int, typer.Option(help="Width of one head.")] = 32,
+    chunk_size: Annotated[int, typer.Option(help="Chunk size (LSH and local).")] = 64,
+    rounds: Annotated[int, typer.Option(help="LSH hash rounds.")] = 4,
+    batch: Annotated[int, typer.Option(help="Batch size.")] = 1,
+    repeats: Annotated[int, typer.Option(help="Timed repetitions per cell (median reported).")] = 3,
+    budget_gb: Annotated[float, typer.Option(help="Skip kernels estimated to need more memory.")] = 8.0,
+    out: Annotated[Path | None, typer.Option(help="Also write the results as JSON here.")] = None,
+) -> None:
+    """Forward+backward time and peak memory of naive full, SDPA, local and LSH attention."""
+    try:
+        length_list = [int(x) for x in lengths.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--lengths {lengths!r} is not a comma-separated list of integers, "
+                         "e.g. --lengths 512,2048") from None
+    if not length_list or min(length_list) < 1:
+        raise ValueError(f"--lengths {lengths!r}: give positive sequence lengths, e.g. 512,2048")
+    spec = BenchSpec(batch=batch, heads=heads, head_dim=head_dim, chunk_size=chunk_size,
+                     n_hash_rounds=rounds, repeats=repeats)
+    console = Console()
+    console.print(f"spec: {spec}; each cell in its own subprocess")
+    results = run_suite(length_list, spec, int(budget_gb * 2**30),
+                        progress=lambda m: console.print(f"  {m.kernel:>5} L={m.length:<6} {_fmt_time(m)}"))
+    console.print(attention_table(results, length_list))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"spec": spec.__dict__, "results": [m.__dict__ for m in results]}, indent=2))
+        console.print(f"wrote {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bench_app, name="bench")

@@ -1,0 +1,123 @@
+"""One attention layer, three kernels: full, LSH and local attention over a shared query-key projection.
+
+Shape legend: b batch, l length, d model width, h heads, e head dim, r hash rounds, u buckets / 2.
+
+All three types have exactly the same parameters (`norm`, `to_qk`, `to_v`, `to_out`), so a checkpoint trained
+with one type loads and runs with another, as the paper's comparisons do (Reformer sec. 5, Table 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from .config import AttentionType, ReformerConfig
+from .kernels import full_attention, local_attention
+from .lsh import hash_vectors, lsh_attention
+from .masking import AttentionMap
+
+__all__ = ["AttentionOutput", "SharedQKAttention"]
+
+_TRAIN_STREAM = 1
+_EVAL_STREAM = 2
+
+
+@dataclass
+class AttentionOutput:
+    """What a `SharedQKAttention` call returns.
+
+    Shapes: `out` (b, l, d); `buckets` (b, h, r, l) for LSH, else None; `attention` per head or None.
+    """
+
+    out: torch.Tensor
+    buckets: torch.Tensor | None = None
+    attention: AttentionMap | None = None
+
+
+def _stream_seed(seed: int, layer_index: int, stream: int) -> int:
+    # distinct, reproducible seeds per (model seed, layer, stream); kept below 2**63
+    return (seed * 1_000_003 + layer_index * 7_919 + stream * 104_729) % (2**62)
+
+
+class SharedQKAttention(nn.Module):
+    """Pre-norm self-attention with a shared query-key projection (Reformer sec. 2).
+
+    Args:
+        config: the model configuration (heads, kernel, chunking, hashing, causal, dropout).
+        layer_index: position in the stack; seeds this layer's private LSH rotation generator.
+    Shapes:
+        forward: x (b, l, d) with l a multiple of `chunk_size` for LSH/local -> AttentionOutput.out (b, l, d).
+    """
+
+    def __init__(self, config: ReformerConfig, layer_index: int) -> None:
+        super().__init__()
+        d = config.d_model
+        self.n_heads = config.n_heads
+        self.n_buckets = config.n_buckets
+        self.n_hash_rounds = config.n_hash_rounds
+        self.chunk_size = config.chunk_size
+        self.causal = config.causal
+        self.attention_type = config.attention_type
+        self.layer_index = layer_index
+        self.norm = nn.LayerNorm(d)
+        self.to_qk = nn.Linear(d, d, bias=False)
+        self.to_v = nn.Linear(d, d, bias=False)
+        self.to_out = nn.Linear(d, d)
+        self.dropout = nn.Dropout(config.dropout)
+        # The layer's own generator: training draws fresh rotations from it, never from (or reseeding) the
+        # global RNG; eval uses fixed rotations derived from the seed, so the same input gives the same output.
+        self._seed = config.seed
+        self.generator = torch.Generator(device="cpu")
+        self.reseed(config.seed)
+
+    def reseed(self, seed: int) -> None:
+        """Restart this layer's training-time rotation stream (e.g. when resuming from a checkpoint)."""
+        self._seed = seed
+        self.generator.manual_seed(_stream_seed(seed, self.layer_index, _TRAIN_STREAM))
+
+    def rotations(self, device: torch.device) -> torch.Tensor:
+        """Random rotations for one forward pass: (h, e, r, u). Fresh in training, fixed in eval."""
+        e = self.to_qk.out_features // self.n_heads
+        shape = (self.n_heads, e, self.n_hash_rounds, self.n_buckets // 2)
+        if self.training:
+            generator = self.generator
+        else:
+            generator = torch.Generator(device="cpu")
+            generator.manual_seed(_stream_seed(self._seed, self.layer_index, _EVAL_STREAM))
+        return torch.randn(shape, generator=generator).to(device)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        valid: torch.Tensor | None = None,
+        buckets: torch.Tensor | None = None,
+        return_map: bool = False,
+    ) -> AttentionOutput:
+        """Attend.
+
+        Args:
+            x: (b, l, d); for LSH and local attention l must be a multiple of `chunk_size`.
+            valid: (b, l) bool, True for real positions; None = all real.
+            buckets: LSH buckets to reuse (the reversible backward passes the forward's); None = hash now.
+            return_map: also return the per-head `AttentionMap` (original order).
+        Returns:
+            `AttentionOutput` with out (b, l, d), the LSH buckets used, and the map if asked.
+        """
+        normed = self.norm(x)
+        qk = rearrange(self.to_qk(normed), "b l (h e) -> b h l e", h=self.n_heads)
+        v = rearrange(self.to_v(normed), "b l (h e) -> b h l e", h=self.n_heads)
+        kind = AttentionType(self.attention_type)
+        amap: AttentionMap | None
+        if kind is AttentionType.LSH:
+            if buckets is None:
+                buckets = hash_vectors(qk, self.rotations(x.device), self.n_buckets, valid)
+            out, amap = lsh_attention(qk, v, buckets, self.chunk_size, valid, self.causal, return_map)
+        elif kind is AttentionType.LOCAL:
+            out, amap = local_attention(qk, v, self.chunk_size, valid, self.causal, return_map)
+        else:
+            out, amap = full_attention(qk, v, valid, self.causal, return_map)
+        out = rearrange(out, "b h l e -> b l (h e)")
+        return AttentionOutput(out=self.dropout(self.to_out(out)), buckets=buckets, attention=amap)

@@ -1,0 +1,158 @@
+"""Model configuration: `AttentionType` and the validated `ReformerConfig` dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+__all__ = ["AttentionType", "ReformerConfig"]
+
+
+class AttentionType(str, Enum):
+    """Which attention kernel the encoder layers use; all share one parameterisation.
+
+    Accepts the strings ``"full"``, ``"lsh"`` and ``"local"`` (any case).
+    """
+
+    FULL = "full"
+    LSH = "lsh"
+    LOCAL = "local"
+
+    @classmethod
+    def _missing_(cls, value: object) -> AttentionType | None:
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            for member in cls:
+                if member.value == lowered:
+                    return member
+        return None
+
+
+_TASKS = ("regression", "classification")
+_POSITIONAL = ("sinusoidal", "learned")
+_POOLING = ("last", "mean")
+
+
+def _fail(name: str, value: object, fix: str) -> ValueError:
+    return ValueError(f"ReformerConfig.{name}={value!r} is invalid: {fix}")
+
+
+@dataclass(frozen=True)
+class ReformerConfig:
+    """Everything a `ReformerModel` needs, validated at construction.
+
+    Lengths are in time steps (bars); fractions are in [0, 1).
+    A `seq_len` that is not a multiple of `chunk_size` is fine: the model pads internally and masks the padding.
+    """
+
+    seq_len: int = 168
+    """Input window length in bars (168 = one week of hourly candles)."""
+    d_model: int = 128
+    """Width of the residual stream (each of the two reversible halves)."""
+    n_heads: int = 8
+    """Attention heads; must divide `d_model`."""
+    n_layers: int = 6
+    """Encoder layers (attention + feed-forward each)."""
+    n_hash_rounds: int = 4
+    """Independent LSH hashing rounds, combined by their logsumexp weights."""
+    n_buckets: int = 32
+    """Hash buckets per round (even: angular LSH uses argmax over [xR; -xR])."""
+    chunk_size: int = 32
+    """Positions per attention chunk (LSH sorted chunks, local windows)."""
+    attention_type: AttentionType = AttentionType.LSH
+    """`AttentionType.FULL`, `.LSH` or `.LOCAL` (or the strings "full", "lsh", "local")."""
+    use_reversible_layers: bool = True
+    """Reversible residuals: activations are recomputed in the backward pass instead of stored."""
+    dropout: float = 0.1
+    """Dropout probability on embeddings, attention output and feed-forward, in [0, 1)."""
+    n_features: int = 1
+    """Input features per time step."""
+    n_outputs: int = 1
+    """Regression outputs (e.g. horizons); ignored for classification, which outputs `n_classes` logits."""
+    d_ff: int = 0
+    """Feed-forward hidden width; 0 means 4 * d_model."""
+    ff_chunks: int = 1
+    """The feed-forward runs over the sequence in this many chunks, in forward and backward (bounds memory)."""
+    causal: bool = False
+    """Mask attention to later positions (on the original, unsorted positions)."""
+    task: str = "regression"
+    """"regression" (MSE-style outputs) or "classification" (logits over `n_classes`)."""
+    n_classes: int = 3
+    """Classes for classification (e.g. down / flat / up)."""
+    positional: str = "sinusoidal"
+    """Positional encoding: "sinusoidal" (any length) or "learned" (at most `seq_len` positions)."""
+    pooling: str = "last"
+    """Pooled representation for the head: "last" (last real position) or "mean" (over real positions)."""
+    seed: int = 0
+    """Seeds weight initialisation and the per-layer LSH rotation generators."""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """Free-form metadata carried with checkpoints (not used by the model)."""
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "attention_type", AttentionType(self.attention_type))
+        except ValueError:
+            raise _fail("attention_type", self.attention_type, 'use "full", "lsh" or "local"') from None
+        for name in ("seq_len", "d_model", "n_heads", "n_layers", "n_hash_rounds", "chunk_size", "ff_chunks",
+                     "n_features", "n_outputs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise _fail(name, value, "use a positive integer (>= 1)")
+        if self.d_model % self.n_heads:
+            raise _fail("d_model", self.d_model,
+                        f"d_model must be divisible by n_heads={self.n_heads}; "
+                        f"e.g. d_model={self.n_heads * max(1, round(self.d_model / self.n_heads))}")
+        if not isinstance(self.n_buckets, int) or self.n_buckets < 2 or self.n_buckets % 2:
+            raise _fail("n_buckets", self.n_buckets, "use a positive even integer (e.g. 32)")
+        if self.n_buckets > 32766:
+            raise _fail("n_buckets", self.n_buckets, "use at most 32766 buckets")
+        if not isinstance(self.dropout, int | float) or not 0.0 <= float(self.dropout) < 1.0:
+            raise _fail("dropout", self.dropout, "use a probability in [0, 1), e.g. 0.1")
+        if not isinstance(self.d_ff, int) or self.d_ff < 0:
+            raise _fail("d_ff", self.d_ff, "use a positive integer, or 0 for 4 * d_model")
+        if self.task not in _TASKS:
+            raise _fail("task", self.task, 'use "regression" or "classification"')
+        if self.task == "classification" and (not isinstance(self.n_classes, int) or self.n_classes < 2):
+            raise _fail("n_classes", self.n_classes, "use at least 2 classes for classification")
+        if self.positional not in _POSITIONAL:
+            raise _fail("positional", self.positional, 'use "sinusoidal" or "learned"')
+        if self.pooling not in _POOLING:
+            raise _fail("pooling", self.pooling, 'use "last" or "mean"')
+        if not isinstance(self.seed, int):
+            raise _fail("seed", self.seed, "use an integer seed")
+
+    @property
+    def head_dim(self) -> int:
+        """Width of one attention head (d_model / n_heads)."""
+        return self.d_model // self.n_heads
+
+    @property
+    def ff_hidden(self) -> int:
+        """Resolved feed-forward hidden width."""
+        return self.d_ff or 4 * self.d_model
+
+    @property
+    def output_dim(self) -> int:
+        """Width of the model's output: `n_classes` logits or `n_outputs` values."""
+        return self.n_classes if self.task == "classification" else self.n_outputs
+
+    def replace(self, **changes: Any) -> ReformerConfig:
+        """A copy with `changes` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict (enum as its string value)."""
+        out = dataclasses.asdict(self)
+        out["attention_type"] = self.attention_type.value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReformerConfig:
+        """Build from a dict (e.g. a TOML table or a checkpoint's JSON); unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"ReformerConfig got unknown field(s) {unknown}: valid fields are {sorted(known)}")
+        return cls(**data)

@@ -1,0 +1,64 @@
+"""Input embedding for continuous time series: a linear projection of each bar's features plus positions.
+
+Shape legend: b batch, l length, f input features, d model width.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import ReformerConfig
+
+__all__ = ["InputEmbedding", "sinusoidal_positions"]
+
+
+def sinusoidal_positions(length: int, d_model: int, device: torch.device | None = None) -> torch.Tensor:
+    """Fixed encodings (Vaswani et al. 2017, sec. 3.5), (l, d).
+
+    PE(pos, 2i) = sin(pos / 10000^(2i/d));  PE(pos, 2i+1) = cos(pos / 10000^(2i/d))
+    """
+    positions = torch.arange(length, dtype=torch.float32, device=device).unsqueeze(1)  # (l, 1)
+    freqs = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32, device=device)
+                      * (-math.log(10000.0) / d_model))  # (ceil(d/2),)
+    table = torch.zeros(length, d_model, device=device)
+    table[:, 0::2] = torch.sin(positions * freqs)
+    table[:, 1::2] = torch.cos(positions * freqs[: d_model // 2])
+    return table
+
+
+class InputEmbedding(nn.Module):
+    """x -> Dropout(x W + b + PE), with sinusoidal (any length) or learned (<= seq_len) positions.
+
+    Shapes: forward x (b, l, f) -> (b, l, d).
+    Raises: ValueError when the feature count is wrong or a learned table is too short.
+    """
+
+    def __init__(self, config: ReformerConfig) -> None:
+        super().__init__()
+        self.n_features = config.n_features
+        self.d_model = config.d_model
+        self.max_len = config.seq_len
+        self.to_embed = nn.Linear(config.n_features, config.d_model)
+        self.positions: nn.Embedding | None = None
+        if config.positional == "learned":
+            self.positions = nn.Embedding(config.seq_len, config.d_model)
+            nn.init.normal_(self.positions.weight, std=0.02)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 3 or x.shape[-1] != self.n_features:
+            raise ValueError(
+                f"input has shape {tuple(x.shape)}: expected (batch, seq_len, n_features={self.n_features}); "
+                "reshape the input or set ReformerConfig.n_features")
+        length = x.shape[1]
+        if self.positions is not None:
+            if length > self.max_len:
+                raise ValueError(f"input length {length} exceeds the learned position table (seq_len="
+                                 f"{self.max_len}): use positional='sinusoidal' or a larger seq_len")
+            pos = self.positions.weight[:length]
+        else:
+            pos = sinusoidal_positions(length, self.d_model, x.device)
+        return self.dropout(self.to_embed(x) + pos.to(x.dtype))  # (b, l, d)

@@ -1,0 +1,62 @@
+"""Chunked position-wise feed-forward network (Reformer sec. 3, "Chunking").
+
+Shape legend: b batch, l length, d model width, f hidden width.
+
+The network is applied to `ff_chunks` slices of the sequence one after another. In the forward pass only one
+slice's (b, l/ff_chunks, f) hidden activations exist at a time. The backward is bounded too: the reversible
+stack recomputes and back-propagates slice by slice (see `reversible.py`), and the plain stack checkpoints each
+slice, so its backward also rebuilds one slice's activations at a time.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .config import ReformerConfig
+
+__all__ = ["ChunkedFeedForward"]
+
+
+class ChunkedFeedForward(nn.Module):
+    """Pre-norm FFN: x -> Dropout(W2 Dropout(GELU(W1 LN(x)))), run over sequence chunks.
+
+    Shapes: forward x (b, l, d) -> (b, l, d).
+    """
+
+    def __init__(self, config: ReformerConfig) -> None:
+        super().__init__()
+        self.ff_chunks = config.ff_chunks
+        self.norm = nn.LayerNorm(config.d_model)
+        self.w_in = nn.Linear(config.d_model, config.ff_hidden)
+        self.act = nn.GELU()
+        self.w_out = nn.Linear(config.ff_hidden, config.d_model)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def chunk_slices(self, length: int) -> list[slice]:
+        """The sequence slices the FFN runs over, in order (at most `ff_chunks`, each non-empty)."""
+        n = min(self.ff_chunks, length)
+        bounds = [round(i * length / n) for i in range(n + 1)]
+        return [slice(bounds[i], bounds[i + 1]) for i in range(n)]
+
+    def apply_chunk(self, x: torch.Tensor) -> torch.Tensor:
+        """The FFN on one slice, (b, c, d) -> (b, c, d)."""
+        hidden = self.dropout(self.act(self.w_in(self.norm(x))))  # (b, c, f)
+        return self.dropout(self.w_out(hidden))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        slices = self.chunk_slices(x.shape[1])
+        if len(slices) == 1:
+            return self.apply_chunk(x)
+        # checkpoint per slice when autograd would otherwise keep every slice's hidden activations
+        use_checkpoint = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in
+                                                                             self.parameters()))
+        outputs = []
+        for part in slices:
+            chunk = x[:, part]
+            if use_checkpoint:
+                outputs.append(checkpoint(self.apply_chunk, chunk, use_reentrant=False))
+            else:
+                outputs.append(self.apply_chunk(chunk))
+        return torch.cat(outputs, dim=1)

@@ -1,0 +1,106 @@
+"""Full and local shared-QK attention kernels, with the same scoring and masking rule as LSH.
+
+Shape legend: b batch, h heads, l length, e head dim, n chunks, c chunk size, w keys per window.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .masking import MASKED, SELF_PENALTY, AttentionMap, mask_logits, normalize_keys, promote_logits
+
+__all__ = ["full_attention", "local_attention"]
+
+
+def _sdpa_mask(l: int, valid: torch.Tensor | None, causal: bool, dtype: torch.dtype,
+               device: torch.device) -> torch.Tensor:
+    """Additive mask for SDPA implementing `mask_logits`: (1 or b, 1, l, l)."""
+    masked = MASKED if dtype in (torch.float32, torch.float64) else torch.finfo(dtype).min / 2
+    positions = torch.arange(l, device=device)
+    bias = torch.zeros(l, l, dtype=dtype, device=device)
+    bias.fill_diagonal_(SELF_PENALTY)
+    allowed = torch.ones(1, l, l, dtype=torch.bool, device=device)
+    if causal:
+        allowed = allowed & (positions[None, :] <= positions[:, None])
+    if valid is not None:
+        allowed = allowed & valid[:, None, :]  # (b, l, l)
+    return bias.masked_fill(~allowed, masked).unsqueeze(1)  # (b, 1, l, l)
+
+
+def full_attention(
+    qk: torch.Tensor,
+    v: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    causal: bool = False,
+    return_map: bool = False,
+) -> tuple[torch.Tensor, AttentionMap | None]:
+    """O(l^2) softmax attention over the shared QK (Reformer sec. 2 baseline), via SDPA when no map is wanted.
+
+    Args:
+        qk: (b, h, l, e); v: (b, h, l, e); valid: (b, l) bool or None; causal: mask later keys.
+    Returns:
+        out (b, h, l, e) and, when `return_map`, a dense-indexed `AttentionMap` (k = l).
+    """
+    b, h, l, e = qk.shape
+    keys = normalize_keys(qk)
+    if not return_map:
+        mask = _sdpa_mask(l, valid, causal, qk.dtype, qk.device)
+        out = F.scaled_dot_product_attention(qk, keys, v, attn_mask=mask, scale=1.0)
+        return out, None
+    positions = torch.arange(l, device=qk.device)
+    dots = promote_logits(qk @ keys.transpose(-1, -2))  # (b, h, l, l)
+    key_valid = None if valid is None else valid[:, None, :]  # (b, 1, l)
+    dots = mask_logits(dots, positions, positions, key_valid, causal)
+    probs = torch.softmax(dots, dim=-1)  # (b, h, l, l)
+    out = probs.to(v.dtype) @ v  # (b, h, l, e)
+    indices = positions.expand(b, h, l, l)
+    return out, AttentionMap(indices=indices, weights=probs, length=l)
+
+
+def local_attention(
+    qk: torch.Tensor,
+    v: torch.Tensor,
+    chunk_size: int,
+    valid: torch.Tensor | None = None,
+    causal: bool = False,
+    return_map: bool = False,
+) -> tuple[torch.Tensor, AttentionMap | None]:
+    """Chunked window attention, O(l * w): each chunk attends to itself and its neighbours.
+
+    The window is the previous chunk, the chunk itself and (unless causal) the next chunk; no wrap-around.
+
+    Args:
+        qk: (b, h, l, e) with l a multiple of `chunk_size`; v: (b, h, l, e); valid: (b, l) bool or None.
+    Returns:
+        out (b, h, l, e) and, when `return_map`, an `AttentionMap` with k = w.
+    """
+    b, h, l, e = qk.shape
+    c = chunk_size
+    n = l // c
+    assert n * c == l, "length must be padded to a multiple of the chunk size"
+    q = qk.view(b, h, n, c, e)
+    keys = F.pad(normalize_keys(q), (0, 0, 0, 0, 1, 1))  # (b, h, n+2, c, e)
+    values = F.pad(v.view(b, h, n, c, e), (0, 0, 0, 0, 1, 1))  # (b, h, n+2, c, e)
+    # original position of every padded-window slot; -1 marks the out-of-range chunks at both ends
+    pos = F.pad(torch.arange(l, device=qk.device).view(n, c), (0, 0, 1, 1), value=-1)  # (n+2, c)
+    offsets = (0, 1) if causal else (0, 1, 2)
+    k_win = torch.cat([keys[:, :, o:o + n] for o in offsets], dim=3)  # (b, h, n, w, e)
+    v_win = torch.cat([values[:, :, o:o + n] for o in offsets], dim=3)  # (b, h, n, w, e)
+    k_pos = torch.cat([pos[o:o + n] for o in offsets], dim=1)  # (n, w)
+    in_range = k_pos >= 0
+    key_valid = in_range.expand(b, h, n, -1)  # (b, h, n, w)
+    if valid is not None:
+        gathered = valid[:, k_pos.clamp(min=0)]  # (b, n, w)
+        key_valid = key_valid & gathered[:, None]
+    q_pos = torch.arange(l, device=qk.device).view(n, c)
+    dots = promote_logits(q @ k_win.transpose(-1, -2))  # (b, h, n, c, w)
+    dots = mask_logits(dots, q_pos, k_pos, key_valid, causal)
+    probs = torch.softmax(dots, dim=-1)  # (b, h, n, c, w)
+    out = (probs.to(v.dtype) @ v_win).view(b, h, l, e)
+    if not return_map:
+        return out, None
+    w = k_pos.shape[-1]
+    indices = k_pos.clamp(min=0).unsqueeze(1).expand(n, c, w).reshape(1, 1, l, w).expand(b, h, l, w)
+    weights = probs.view(b, h, l, w) * in_range.unsqueeze(1).expand(n, c, w).reshape(1, 1, l, w)
+    return out, AttentionMap(indices=indices, weights=weights, length=l)

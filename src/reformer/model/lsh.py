@@ -1,0 +1,131 @@
+"""LSH attention (Reformer sec. 2): hash, sort, chunk, attend within chunks, unsort, combine rounds.
+
+Shape legend: b batch, h heads, l length (a multiple of the chunk size), e head dim, r hash rounds,
+n chunks per round, c chunk size, w keys per chunk (c, or 2c with the look-back), u buckets / 2.
+
+No (l, l) tensor is ever built: the largest intermediates are the (b, h, r, n, c, w) logits, linear in l.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .masking import MASKED, SELF_PENALTY, AttentionMap, normalize_keys, promote_logits, softmax_lse
+
+__all__ = ["bucket_dtype", "hash_vectors", "lsh_attention"]
+
+
+def bucket_dtype(n_buckets: int) -> torch.dtype:
+    """Smallest integer dtype that holds bucket ids 0..n_buckets (n_buckets itself is the padding bucket)."""
+    return torch.uint8 if n_buckets < 256 else torch.int16
+
+
+def hash_vectors(
+    qk: torch.Tensor, rotations: torch.Tensor, n_buckets: int, valid: torch.Tensor | None
+) -> torch.Tensor:
+    """Angular LSH buckets, one set per round.
+
+    Args:
+        qk: shared query-key vectors, (b, h, l, e). Detached: hashing is not differentiated.
+        rotations: random Gaussian projections, (h, e, r, u) with u = n_buckets / 2.
+        n_buckets: buckets per round; padded positions get the extra bucket `n_buckets` (sorted last).
+        valid: (b, l) bool, True for real positions; None = all real.
+    Returns:
+        buckets: (b, h, r, l), in `bucket_dtype(n_buckets)`.
+    """
+    # angular LSH: h(x) = argmax([xR; -xR])  (Reformer eq. 3; Andoni et al. 2015)
+    rotated = torch.einsum("bhle,heru->bhrlu", qk.detach(), rotations.to(qk.dtype))  # (b, h, r, l, u)
+    # argmax over [xR; -xR] without building it: the largest of max(xR) and -min(xR)
+    top, top_idx = rotated.max(dim=-1)  # (b, h, r, l)
+    bottom, bottom_idx = rotated.min(dim=-1)  # (b, h, r, l)
+    buckets = torch.where(top >= -bottom, top_idx, bottom_idx + rotated.shape[-1])  # (b, h, r, l)
+    if valid is not None:
+        buckets = buckets.masked_fill(~valid[:, None, None, :], n_buckets)
+    return buckets.to(bucket_dtype(n_buckets))
+
+
+def lsh_attention(
+    qk: torch.Tensor,
+    v: torch.Tensor,
+    buckets: torch.Tensor,
+    chunk_size: int,
+    valid: torch.Tensor | None = None,
+    causal: bool = False,
+    return_map: bool = False,
+) -> tuple[torch.Tensor, AttentionMap | None]:
+    """Attention within hash-sorted chunks, combined over rounds.
+
+    Args:
+        qk: shared query-key vectors, (b, h, l, e); l a multiple of `chunk_size`.
+        v: values, (b, h, l, e).
+        buckets: from `hash_vectors`, (b, h, r, l).
+        chunk_size: c; each chunk attends to itself and the previous chunk of the same round (circularly).
+        valid: (b, l) bool, True for real positions; None = all real.
+        causal: mask keys whose original position is after the query's.
+        return_map: also return the sparse `AttentionMap` (original order, round weights folded in).
+    Returns:
+        out (b, h, l, e) and the map or None.
+    """
+    b, h, l, e = qk.shape
+    r = buckets.shape[2]
+    c = chunk_size
+    n = l // c
+    assert n * c == l, "length must be padded to a multiple of the chunk size"
+
+    # A stable sort by bucket within each round = sort by (round, bucket, position); int64 indices throughout.
+    positions = torch.arange(l, device=qk.device)
+    sorted_idx = torch.argsort(buckets.long(), dim=-1, stable=True)  # (b, h, r, l)
+    undo_sort = torch.empty_like(sorted_idx).scatter_(-1, sorted_idx, positions.expand_as(sorted_idx))
+
+    # Gather straight from (b, h, l, e) with the sorted positions: no r-fold copy of qk and v.
+    flat_idx = sorted_idx.reshape(b, h, r * l, 1).expand(-1, -1, -1, e)  # (b, h, r*l, e)
+    s_qk = qk.gather(2, flat_idx).view(b, h, r, n, c, e)
+    s_v = v.gather(2, flat_idx).view(b, h, r, n, c, e)
+    s_pos = sorted_idx.view(b, h, r, n, c)
+    s_k = normalize_keys(s_qk)
+
+    if n > 1:
+        # look one chunk back within the round (chunk 0 looks at the round's last chunk)
+        k_win = torch.cat([s_k, s_k.roll(1, dims=3)], dim=4)  # (b, h, r, n, 2c, e)
+        v_win = torch.cat([s_v, s_v.roll(1, dims=3)], dim=4)  # (b, h, r, n, 2c, e)
+        k_pos = torch.cat([s_pos, s_pos.roll(1, dims=3)], dim=4)  # (b, h, r, n, 2c)
+    else:
+        k_win, v_win, k_pos = s_k, s_v, s_pos
+
+    key_valid = None
+    if valid is not None:
+        flat_pos = k_pos.reshape(b, h, -1)  # (b, h, r*n*w)
+        key_valid = valid[:, None, :].expand(b, h, l).gather(2, flat_pos).view_as(k_pos)  # (b, h, r, n, w)
+
+    dots = promote_logits(s_qk @ k_win.transpose(-1, -2))  # (b, h, r, n, c, w)
+    # Self penalty (see masking.py): each position occurs once per round, so a query's own key is the
+    # same slot of its own chunk, i.e. the diagonal of the first c columns.
+    dots[..., :c].diagonal(dim1=-2, dim2=-1).add_(SELF_PENALTY)
+    allowed = None if key_valid is None else key_valid.unsqueeze(-2)  # (b, h, r, n, 1, w)
+    if causal:
+        not_future = k_pos.unsqueeze(-2) <= s_pos.unsqueeze(-1)  # (b, h, r, n, c, w)
+        allowed = not_future if allowed is None else allowed & not_future
+    if allowed is not None:
+        dots = dots.masked_fill(~allowed, MASKED)
+    probs, lse = softmax_lse(dots)  # (b, h, r, n, c, w), (b, h, r, n, c, 1)
+    s_out = (probs.to(v.dtype) @ v_win).view(b, h, r, l, e)
+
+    # undo the sort, then combine rounds: out = sum_r softmax_r(lse_r) * out_r  (Reformer sec. 2, multi-round)
+    out = s_out.gather(3, undo_sort.unsqueeze(-1).expand(-1, -1, -1, -1, e))  # (b, h, r, l, e)
+    lse_rounds = lse.view(b, h, r, l).gather(3, undo_sort)  # (b, h, r, l)
+    round_weights = torch.softmax(lse_rounds, dim=2)  # (b, h, r, l)
+    out = (out * round_weights.unsqueeze(-1).to(out.dtype)).sum(dim=2)  # (b, h, l, e)
+
+    if not return_map:
+        return out, None
+    w = k_pos.shape[-1]
+    weights = probs * round_weights.gather(3, sorted_idx).view(b, h, r, n, c, 1)  # (b, h, r, n, c, w)
+    weights = weights.view(b, h, r, l, w).gather(3, undo_sort.unsqueeze(-1).expand(-1, -1, -1, -1, w))
+    indices = k_pos.unsqueeze(4).expand(-1, -1, -1, -1, c, -1).reshape(b, h, r, l, w)
+    indices = indices.gather(3, undo_sort.unsqueeze(-1).expand(-1, -1, -1, -1, w))  # (b, h, r, l, w)
+    amap = AttentionMap(
+        indices=indices.permute(0, 1, 3, 2, 4).reshape(b, h, l, r * w),
+        weights=weights.permute(0, 1, 3, 2, 4).reshape(b, h, l, r * w),
+        length=l,
+    )
+    return out, amap

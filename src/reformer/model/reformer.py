@@ -1,0 +1,138 @@
+"""`ReformerModel`: embedding -> reversible (or plain) encoder layers -> pooled regression/classification head.
+
+Shape legend: b batch, l length (input), p padded length, f input features, d model width, o outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import SharedQKAttention
+from .config import AttentionType, ReformerConfig
+from .embedding import InputEmbedding
+from .feedforward import ChunkedFeedForward
+from .masking import AttentionMap
+from .reversible import ReformerLayer, run_plain, run_reversible
+
+__all__ = ["LayerAttention", "ReformerModel"]
+
+
+@dataclass
+class LayerAttention:
+    """Attention of one layer for every head, in original order: `map.indices/weights` are (b, h, l, k)."""
+
+    layer: int
+    map: AttentionMap
+
+    def to_dense(self) -> torch.Tensor:
+        """(b, h, l, l) weights; row i = how much position i attended to each input position."""
+        return self.map.to_dense()
+
+
+class ReformerModel(nn.Module):
+    """The Reformer encoder for time series (Kitaev, Kaiser, Levskaya, ICLR 2020).
+
+    Args:
+        config: a validated `ReformerConfig`.
+    Shapes:
+        forward: x (b, l, f) [, mask (b, l) bool, True = real] -> (b, o), o = `config.output_dim`.
+    Raises:
+        ValueError: on an input of the wrong rank or feature count.
+    """
+
+    def __init__(self, config: ReformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        # initialise from the config's seed without touching the caller's global RNG
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.embed = InputEmbedding(config)
+            self.layers = nn.ModuleList(
+                ReformerLayer(SharedQKAttention(config, i), ChunkedFeedForward(config))
+                for i in range(config.n_layers)
+            )
+            self.norm = nn.LayerNorm(2 * config.d_model)
+            self.head = nn.Linear(2 * config.d_model, config.output_dim)
+        self.use_reversible_layers = config.use_reversible_layers
+
+    @property
+    def attention_type(self) -> AttentionType:
+        """The kernel the layers currently use."""
+        return AttentionType(self.layers[0].attn.attention_type)
+
+    def set_attention_type(self, attention_type: AttentionType | str) -> None:
+        """Switch every layer to another kernel (same weights), e.g. evaluate an LSH-trained model with FULL."""
+        kind = AttentionType(attention_type)
+        for layer in self.layers:
+            layer.attn.attention_type = kind
+
+    def reseed(self, seed: int) -> None:
+        """Restart every layer's training-time LSH rotation stream from `seed`."""
+        for layer in self.layers:
+            layer.attn.reseed(seed)
+
+    def _pad(self, h: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Pad (b, l, d) to a multiple of the chunk size where the kernel needs it; returns (b, p, d), (b, p)."""
+        b, l, _ = h.shape
+        chunk = self.config.chunk_size
+        padded = l if self.attention_type is AttentionType.FULL else -(-l // chunk) * chunk
+        if padded == l:
+            return h, mask
+        valid = torch.zeros(b, padded, dtype=torch.bool, device=h.device)
+        valid[:, :l] = True if mask is None else mask
+        return F.pad(h, (0, 0, 0, padded - l)), valid
+
+    def _encode(self, x: torch.Tensor, mask: torch.Tensor | None,
+                return_maps: bool) -> tuple[torch.Tensor, list[AttentionMap | None]]:
+        """Shared body of forward and predict_with_attention: returns (b, o) and per-layer maps."""
+        if mask is not None and (mask.shape != x.shape[:2] or mask.dtype != torch.bool):
+            raise ValueError(f"mask has shape {tuple(mask.shape)} and dtype {mask.dtype}: expected a bool "
+                             f"tensor of shape {tuple(x.shape[:2])} (True = real position)")
+        b, l, _ = x.shape
+        h = self.embed(x)  # (b, l, d)
+        h, valid = self._pad(h, mask)  # (b, p, d), (b, p)
+        needs_grad = torch.is_grad_enabled() and (h.requires_grad or any(p.requires_grad for p in
+                                                                         self.parameters()))
+        if self.use_reversible_layers and needs_grad and not return_maps:
+            y1, y2 = run_reversible(list(self.layers), h, valid)
+            maps: list[AttentionMap | None] = [None] * len(self.layers)
+        else:
+            y1, y2, maps = run_plain(list(self.layers), h, valid, return_maps)
+        hidden = self.norm(torch.cat([y1, y2], dim=-1)[:, :l])  # (b, l, 2d)
+        return self.head(self._pool(hidden, mask)), maps  # (b, o)
+
+    def _pool(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """(b, l, 2d) -> (b, 2d): the last real position, or the mean over real positions."""
+        if self.config.pooling == "mean":
+            if mask is None:
+                return hidden.mean(dim=1)
+            weights = mask.to(hidden.dtype).unsqueeze(-1)  # (b, l, 1)
+            return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        if mask is None:
+            return hidden[:, -1]
+        positions = torch.arange(mask.shape[1], device=mask.device)
+        last = torch.where(mask, positions, torch.full_like(positions, -1)).amax(dim=1).clamp(min=0)  # (b,)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Predict: x (b, l, f) -> (b, o) regression values or class logits."""
+        out, _ = self._encode(x, mask, return_maps=False)
+        return out
+
+    @torch.no_grad()
+    def predict_with_attention(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, list[LayerAttention]]:
+        """Predict and report attention: which input positions each position attended to, per layer and head.
+
+        Returns:
+            (prediction (b, o), one `LayerAttention` per layer), maps in original order with padding removed;
+            sparse for LSH (`k = rounds x keys per chunk`), call `.to_dense()` for a (b, h, l, l) matrix.
+        """
+        out, maps = self._encode(x, mask, return_maps=True)
+        length = x.shape[1]
+        return out, [LayerAttention(layer=i, map=m.crop(length)) for i, m in enumerate(maps) if m is not None]
