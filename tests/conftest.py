@@ -1,0 +1,35 @@
+"""Shared fixtures. Real data is read from the shared folder beside the project, never copied into it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_data_dir() -> Path:
+    candidates = [os.environ.get("REFORMER_SHARED_DATA", ""), REPO_ROOT.parent / "shared" / "data",
+                  Path("/work/shared/data")]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "crypto").is_dir():
+            return Path(candidate)
+    raise RuntimeError("shared data not found: set REFORMER_SHARED_DATA to the folder holding crypto/ and ett/")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder holding crypto/bybit_BTCUSDT_perp_1h.csv and ett/ETTh1.csv."""
+    return _shared_data_dir()
+
+
+@pytest.fixture(scope="session")
+def btc_csv(shared_data: Path) -> Path:
+    return shared_data / "crypto" / "bybit_BTCUSDT_perp_1h.csv"
+
+
+@pytest.fixture(scope="session")
+def etth1_csv(shared_data: Path) -> Path:
+    return shared_data / "ett" / "ETTh1.csv"
