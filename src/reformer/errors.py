@@ -4,14 +4,34 @@
     ├── UserInputError (ValueError)   bad argument, config, file or symbol: fix the input, do not retry
     │   ├── ConfigError                  an impossible model / backtest configuration
     │   └── DataFormatError              a malformed CSV, export or checkpoint
-    └── (further groups, e.g. exchange errors, are added by the modules that raise them)
+    └── ExchangeError                 the exchange said no, or could not be reached (carries code / HTTP status)
+        ├── RetryableExchangeError       transient (10006/429 rate limit, 10000, 10016, 5xx, timeout, reset,
+        │                                truncated body): the client retries these itself with backoff
+        ├── ExchangeUnavailableError     retries exhausted or host unreachable: try again later
+        ├── ExchangeBannedError          HTTP 403, IP limit breached: stop all sessions, wait >= 10 minutes
+        └── BadRequestError (+ UserInputError)   10001 and other parameter errors: fix the request
+            ├── InvalidSymbolError           the exchange does not list this symbol
+            └── InvalidIntervalError         not a Bybit interval (raised before any request)
 
 The CLI turns any `ReformerError` into one line on stderr and exit code 2, never a traceback.
+`BadRequestError` also derives from `UserInputError`, so the CLI shows it as an input error.
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataFormatError", "ReformerError", "UserInputError"]
+__all__ = [
+    "BadRequestError",
+    "ConfigError",
+    "DataFormatError",
+    "ExchangeBannedError",
+    "ExchangeError",
+    "ExchangeUnavailableError",
+    "InvalidIntervalError",
+    "InvalidSymbolError",
+    "ReformerError",
+    "RetryableExchangeError",
+    "UserInputError",
+]
 
 
 class ReformerError(Exception):
@@ -28,3 +48,63 @@ class ConfigError(UserInputError):
 
 class DataFormatError(UserInputError):
     """A file or payload that does not have the expected format."""
+
+
+class ExchangeError(ReformerError):
+    """The exchange refused a request or answered something unusable.
+
+    Attributes:
+        code: Bybit `retCode` when the answer carried one, else None.
+        http_status: HTTP status of the answer, None when there was no answer (timeout, reset).
+    """
+
+    def __init__(self, message: str, *, code: int | None = None, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status
+
+
+class RetryableExchangeError(ExchangeError):
+    """A transient failure worth retrying after a pause (rate limit, server hiccup, network drop).
+
+    Attributes:
+        retry_at_ms: epoch ms from `X-Bapi-Limit-Reset-Timestamp` when the exchange sent it, else None.
+    """
+
+    def __init__(self, message: str, *, code: int | None = None, http_status: int | None = None,
+                 retry_at_ms: int | None = None) -> None:
+        super().__init__(message, code=code, http_status=http_status)
+        self.retry_at_ms = retry_at_ms
+
+
+class ExchangeUnavailableError(ExchangeError):
+    """The exchange could not be reached or kept failing after every retry; try again later."""
+
+
+class ExchangeBannedError(ExchangeError):
+    """HTTP 403: the IP limit was breached (or the region is blocked). Stop every session for >= 10 minutes."""
+
+
+class BadRequestError(ExchangeError, UserInputError):
+    """The exchange rejected the request's parameters; fix them, retrying will not help."""
+
+
+class InvalidSymbolError(BadRequestError):
+    """The exchange does not list the symbol in this category.
+
+    Attributes:
+        symbol: the rejected symbol.
+    """
+
+    def __init__(self, symbol: str, category: str = "linear", *, code: int | None = 10001) -> None:
+        super().__init__(
+            f"unknown symbol {symbol!r} in category {category!r}: use an uppercase symbol the exchange lists "
+            f"there (e.g. 'BTCUSDT'; check instruments-info)",
+            code=code,
+        )
+        self.symbol = symbol
+        self.category = category
+
+
+class InvalidIntervalError(BadRequestError):
+    """The interval is not one Bybit knows (or cannot be used where it was given); raised before any request."""
