@@ -1,0 +1,396 @@
+"""The embedded kline store: one SQLite file, one row per candle, safe to share between processes.
+
+Layout: table `klines`, primary key (category, symbol, interval, start_time), WITHOUT ROWID so the rows of one
+series sit together in key order and a range read is one b-tree walk. `start_time` is the candle open time in
+epoch milliseconds UTC; prices and volumes are REAL; a NULL turnover means "unknown" and reads back as NaN.
+
+Durability: WAL mode, `synchronous=NORMAL`. Every `upsert` is one transaction, so a process killed at any
+instant leaves the page either fully stored or not at all. A power cut may lose the last committed pages (it
+never corrupts the file); a fetcher simply fetches them again.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, NamedTuple
+
+from ..api.types import Kline
+from ..errors import DataFormatError, UserInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["DEFAULT_DB_PATH", "Coverage", "KlineStore", "SeriesInfo"]
+
+DEFAULT_DB_PATH = Path("~/.reformer/klines.sqlite")
+"""Where the store lives unless `REFORMER_DB` or an explicit path says otherwise (`~` is expanded)."""
+
+_SCHEMA_VERSION = 1
+_CATEGORIES = ("spot", "linear", "inverse")
+_MINUTE_MS = 60_000
+# Bybit interval keys with a fixed length. "M" (calendar month) has none, so grid arithmetic refuses it.
+_INTERVAL_MS = {
+    **{key: int(key) * _MINUTE_MS for key in ("1", "3", "5", "15", "30", "60", "120", "240", "360", "720")},
+    "D": 1_440 * _MINUTE_MS,
+    "W": 10_080 * _MINUTE_MS,
+}
+_INTERVALS = (*_INTERVAL_MS, "M")
+# Candles sit on multiples of the interval since the epoch, except weekly ones, which open on Mondays
+# 00:00 UTC; 1970-01-01 was a Thursday, so the weekly grid is shifted by four days.
+_GRID_OFFSET_MS = {"W": 4 * 1_440 * _MINUTE_MS}
+_MIN_TIME, _MAX_TIME = -(2**63), 2**63 - 1  # SQLite INTEGER range: "no bound"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS klines (
+    category   TEXT    NOT NULL,
+    symbol     TEXT    NOT NULL,
+    interval   TEXT    NOT NULL,
+    start_time INTEGER NOT NULL,
+    open       REAL    NOT NULL,
+    high       REAL    NOT NULL,
+    low        REAL    NOT NULL,
+    close      REAL    NOT NULL,
+    volume     REAL    NOT NULL,
+    turnover   REAL,
+    PRIMARY KEY (category, symbol, interval, start_time)
+) WITHOUT ROWID
+"""
+
+# Rows whose values are unchanged are skipped, so re-storing a page already held writes nothing to the WAL.
+_UPSERT = """
+INSERT INTO klines VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (category, symbol, interval, start_time) DO UPDATE SET
+    open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
+    volume = excluded.volume, turnover = excluded.turnover
+WHERE open IS NOT excluded.open OR high IS NOT excluded.high OR low IS NOT excluded.low
+   OR close IS NOT excluded.close OR volume IS NOT excluded.volume OR turnover IS NOT excluded.turnover
+"""
+
+_KEY = "category = ? AND symbol = ? AND interval = ?"
+
+
+class Coverage(NamedTuple):
+    """What one series holds: first and last candle open time (epoch ms UTC) and the number of candles."""
+
+    first_start: int
+    last_start: int
+    candle_count: int
+
+
+class SeriesInfo(NamedTuple):
+    """One stored series, as listed by `KlineStore.series`."""
+
+    category: str
+    symbol: str
+    interval: str
+    candle_count: int
+    first_start: int
+    last_start: int
+
+
+class KlineStore:
+    """Klines in one SQLite file, keyed by (category, symbol, interval, candle open time).
+
+    Several processes may open the same file: readers never block, writers wait up to `busy_timeout_s`.
+    Use as a context manager, or call `close()`.
+
+    Args:
+        path: the database file. None: the `REFORMER_DB` environment variable, else
+            `~/.reformer/klines.sqlite`. Missing parent folders are created.
+        busy_timeout_s: how long a write waits for another process's write to finish.
+
+    Raises:
+        DataFormatError: the file exists but is not a kline store (not SQLite, or another schema version).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, busy_timeout_s: float = 30.0) -> None:
+        self.path = _resolve_path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction spans exactly one call.
+        self._conn = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None)
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._init_schema()
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise DataFormatError(
+                f"database {str(self.path)!r} is not a reformer kline store ({exc}); "
+                "pass another path (--db / REFORMER_DB) or move the file away"
+            ) from exc
+
+    def __repr__(self) -> str:
+        return f"KlineStore({str(self.path)!r})"
+
+    def __enter__(self) -> KlineStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        self._conn.close()
+
+    def upsert(self, category: str, symbol: str, interval: str, klines: Iterable[Sequence[float]]) -> int:
+        """Store one page of candles in a single transaction: all of it lands, or none of it.
+
+        Candles already stored are overwritten with the new values (the exchange may revise the last candle),
+        so storing the same page twice changes nothing.
+
+        Args:
+            category: "spot", "linear" or "inverse".
+            symbol: e.g. "BTCUSDT".
+            interval: a Bybit interval key ("1" ... "720", "D", "W", "M").
+            klines: `Kline`s, or 7-sequences in `Kline` field order; any order. A NaN turnover is stored as
+                unknown.
+
+        Returns:
+            How many candles were new (updated candles are not counted).
+
+        Raises:
+            UserInputError: a bad key, a non-integral start time, or a non-finite price or volume.
+        """
+        _check_key(category, symbol, interval)
+        rows = [_to_row(category, symbol, interval, index, kline) for index, kline in enumerate(klines)]
+        if not rows:
+            return 0
+        starts = [row[3] for row in rows]
+        bounds = (category, symbol, interval, min(starts), max(starts))
+        count_sql = f"SELECT COUNT(*) FROM klines WHERE {_KEY} AND start_time BETWEEN ? AND ?"
+        # IMMEDIATE takes the write lock up front, so the count before and after sees no other writer.
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            before = self._conn.execute(count_sql, bounds).fetchone()[0]
+            self._conn.executemany(_UPSERT, rows)
+            after = self._conn.execute(count_sql, bounds).fetchone()[0]
+            self._conn.execute("COMMIT")
+        except BaseException:
+            # SQLite may already have rolled back (e.g. disk full); a second ROLLBACK would mask the cause.
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+        return int(after - before)
+
+    def load(
+        self, category: str, symbol: str, interval: str, start: int | None = None, end: int | None = None
+    ) -> list[Kline]:
+        """Read candles with `start <= start_time <= end` (None: unbounded), ascending.
+
+        Returns:
+            The candles; an unknown turnover reads as NaN. Empty if nothing is stored.
+        """
+        rows = self._select(category, symbol, interval, start, end)
+        return [Kline(*row[:6], math.nan if row[6] is None else row[6]) for row in rows]
+
+    def load_frame(
+        self, category: str, symbol: str, interval: str, start: int | None = None, end: int | None = None
+    ) -> pd.DataFrame:
+        """Like `load`, as a DataFrame with columns timestamp (int64 ms), open, high, low, close, volume,
+        turnover (float64), ascending, with a default RangeIndex."""
+        import pandas as pd  # imported here: fetchers that only write never pay for pandas
+
+        rows = self._select(category, symbol, interval, start, end)
+        columns = ["timestamp", "open", "high", "low", "close", "volume", "turnover"]
+        frame = pd.DataFrame(rows, columns=columns)
+        # astype turns the NULL turnovers (None) into NaN and fixes the dtypes of an empty result.
+        return frame.astype({"timestamp": "int64", **dict.fromkeys(columns[1:], "float64")})
+
+    def coverage(self, category: str, symbol: str, interval: str) -> Coverage | None:
+        """First and last candle open time and candle count of one series, or None if nothing is stored."""
+        _check_key(category, symbol, interval)
+        first, last, count = self._conn.execute(
+            f"SELECT MIN(start_time), MAX(start_time), COUNT(*) FROM klines WHERE {_KEY}",
+            (category, symbol, interval),
+        ).fetchone()
+        return None if count == 0 else Coverage(first, last, count)
+
+    def series(self) -> list[SeriesInfo]:
+        """Every stored series with its count and first/last candle open time, sorted by key."""
+        rows = self._conn.execute(
+            "SELECT category, symbol, interval, COUNT(*), MIN(start_time), MAX(start_time) FROM klines "
+            "GROUP BY category, symbol, interval ORDER BY category, symbol, interval"
+        ).fetchall()
+        return [SeriesInfo(*row) for row in rows]
+
+    def gaps(
+        self,
+        category: str,
+        symbol: str,
+        interval: str,
+        interval_ms: int | None = None,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> list[tuple[int, int]]:
+        """Holes between stored candles: where the next candle opens more than one interval after the last.
+
+        Only stored candles within [start, end] are considered, so nothing before the first or after the last
+        of them counts as a gap (use `missing_ranges` for what a fetch must ask for). Gaps are reported, never
+        filled.
+
+        Args:
+            interval_ms: the candle length; None derives it from `interval`. "M" is refused: calendar months
+                have no fixed length.
+            start, end: inclusive bounds on candle open times (epoch ms); None: unbounded.
+
+        Returns:
+            (first missing open time, last missing open time) pairs, inclusive, ascending.
+
+        Raises:
+            UserInputError: a bad key, an interval_ms that contradicts `interval`, or start > end.
+        """
+        step = _step_ms(interval, interval_ms)
+        low, high = _bounds(start, end)
+        return self._holes(category, symbol, interval, step, low, high, on_grid_only=False)
+
+    def missing_ranges(
+        self, category: str, symbol: str, interval: str, interval_ms: int | None, start: int, end: int
+    ) -> list[tuple[int, int]]:
+        """Which candles in [start, end] the store lacks: exactly what an incremental fetch must request.
+
+        Times are aligned to the interval grid (multiples of the interval since the epoch; weekly candles on
+        Mondays 00:00 UTC): `start` rounds up and `end` down to a candle open time. Stored rows off that grid
+        fill nothing.
+
+        Args:
+            interval_ms: the candle length; None derives it from `interval` ("M" is refused).
+            start, end: inclusive bounds on candle open times, epoch ms.
+
+        Returns:
+            Inclusive (first open time, last open time) ranges, ascending; empty when everything is stored.
+
+        Raises:
+            UserInputError: a bad key, an interval_ms that contradicts `interval`, or start > end.
+        """
+        step = _step_ms(interval, interval_ms)
+        _bounds(start, end)
+        offset = _GRID_OFFSET_MS.get(interval, 0)
+        first = start + (offset - start) % step  # round up onto the grid
+        last = end - (end - offset) % step  # round down
+        if first > last:
+            return []
+        kept = self._conn.execute(
+            f"SELECT MIN(start_time), MAX(start_time) FROM klines WHERE {_KEY} "
+            "AND start_time BETWEEN ? AND ? AND (start_time - ?) % ? = 0",
+            (category, symbol, interval, first, last, offset, step),
+        ).fetchone()
+        if kept[0] is None:
+            return [(first, last)]
+        ranges = [(first, kept[0] - step)] if kept[0] > first else []
+        ranges += self._holes(category, symbol, interval, step, first, last, on_grid_only=True)
+        if kept[1] < last:
+            ranges.append((kept[1] + step, last))
+        return ranges
+
+    def _holes(
+        self, category: str, symbol: str, interval: str, step: int, low: int, high: int, on_grid_only: bool
+    ) -> list[tuple[int, int]]:
+        # The window function keeps the scan inside SQLite: only the holes come back to Python. A hole must
+        # fit at least one whole candle (2 steps between neighbours), so off-grid jitter is never one.
+        grid = f"AND (start_time - {_GRID_OFFSET_MS.get(interval, 0)}) % {step} = 0" if on_grid_only else ""
+        rows = self._conn.execute(
+            "SELECT previous + ?, start_time - ? FROM ("
+            "  SELECT start_time, LAG(start_time) OVER (ORDER BY start_time) AS previous FROM klines"
+            f"  WHERE {_KEY} AND start_time BETWEEN ? AND ? {grid}"
+            ") WHERE start_time - previous >= ? ORDER BY start_time",
+            (step, step, category, symbol, interval, low, high, 2 * step),
+        ).fetchall()
+        return [(int(gap_start), int(gap_end)) for gap_start, gap_end in rows]
+
+    def _select(
+        self, category: str, symbol: str, interval: str, start: int | None, end: int | None
+    ) -> list[tuple[int, float, float, float, float, float, float | None]]:
+        _check_key(category, symbol, interval)
+        return self._conn.execute(
+            "SELECT start_time, open, high, low, close, volume, turnover FROM klines "
+            f"WHERE {_KEY} AND start_time BETWEEN ? AND ? ORDER BY start_time",
+            (category, symbol, interval, *_bounds(start, end)),
+        ).fetchall()
+
+    def _init_schema(self) -> None:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, _SCHEMA_VERSION):
+            raise sqlite3.DatabaseError(f"schema version {version}, this code reads {_SCHEMA_VERSION}")
+        if version == 0:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute(_SCHEMA)
+                self._conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
+
+def _resolve_path(path: str | os.PathLike[str] | None) -> Path:
+    if path is None:
+        path = os.environ.get("REFORMER_DB") or DEFAULT_DB_PATH
+    resolved = Path(path).expanduser()
+    if resolved.is_dir():
+        raise UserInputError(
+            f"path={str(resolved)!r} is a folder; pass a database file, e.g. {resolved / 'klines.sqlite'}"
+        )
+    return resolved
+
+
+def _check_key(category: str, symbol: str, interval: str) -> None:
+    if category not in _CATEGORIES:
+        raise UserInputError(f"category={category!r} is not supported; use one of {', '.join(_CATEGORIES)}")
+    if not isinstance(symbol, str) or not symbol or symbol != symbol.strip():
+        raise UserInputError(f"symbol={symbol!r} must be a non-empty name without spaces, e.g. 'BTCUSDT'")
+    if interval not in _INTERVALS:
+        raise UserInputError(
+            f"interval={interval!r} is not a Bybit interval; use one of {', '.join(_INTERVALS)}"
+        )
+
+
+def _step_ms(interval: str, interval_ms: int | None) -> int:
+    if interval not in _INTERVAL_MS:
+        raise UserInputError(
+            f"interval={interval!r} has no fixed length, so gaps cannot be computed; use one of "
+            f"{', '.join(_INTERVAL_MS)}"
+        )
+    expected = _INTERVAL_MS[interval]
+    if interval_ms is not None and interval_ms != expected:
+        raise UserInputError(
+            f"interval_ms={interval_ms!r} contradicts interval={interval!r} ({expected} ms); "
+            f"pass {expected} or None"
+        )
+    return expected
+
+
+def _bounds(start: int | None, end: int | None) -> tuple[int, int]:
+    low = _MIN_TIME if start is None else int(start)
+    high = _MAX_TIME if end is None else int(end)
+    if low > high:
+        raise UserInputError(f"start={start!r} is after end={end!r}; swap them")
+    return low, high
+
+
+def _to_row(
+    category: str, symbol: str, interval: str, index: int, kline: Sequence[float]
+) -> tuple[str, str, str, int, float, float, float, float, float, float | None]:
+    if len(kline) != len(Kline._fields):
+        raise UserInputError(
+            f"klines[{index}] has {len(kline)} fields; pass Kline objects ({', '.join(Kline._fields)})"
+        )
+    start_time = kline[0]
+    if isinstance(start_time, bool) or start_time != int(start_time):
+        raise UserInputError(f"klines[{index}].start_time={start_time!r} must be an integer epoch ms")
+    open_, high, low, close, volume, turnover = (float(value) for value in kline[1:])
+    for name, value in zip(Kline._fields[1:6], (open_, high, low, close, volume), strict=True):
+        if not math.isfinite(value):
+            raise UserInputError(
+                f"klines[{index}].{name}={value!r} must be a finite number; drop or fix the candle"
+            )
+    # NaN turnover = unknown, stored as NULL
+    return (category, symbol, interval, int(start_time), open_, high, low, close, volume,
+            None if math.isnan(turnover) else turnover)
