@@ -1,0 +1,256 @@
+"""Windows, forward-return targets, chronological splits with an embargo, and walk-forward folds.
+
+A window is identified by its *end bar* t: its inputs are bars t-seq_len+1 .. t (never later), and its target is
+the forward log return over the horizon, ln(C_{t+h} / C_t), whose *target period* is bars t+1 .. t+h.
+
+Embargo rule (backtest-and-metrics.md §8, pitfall 1): between consecutive splits (train -> val -> test, and inside
+each walk-forward fold) the end bars of the last window of the earlier split and the first window of the later
+split are at least `embargo >= horizon` bars apart. Hence every earlier target period ends at or before the first
+later window's end bar: no training target ever covers a bar whose future the validation or test windows are asked
+to predict. The later split's *inputs* may reach back into the earlier split (as in the ETT protocol,
+evaluation.md §1.1); its targets never do. Windows inside the embargo gap are dropped from the earlier split
+("purged").
+
+Shapes: `n` bars, `f` features, `w` windows, `l` = seq_len.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from reformer.errors import ConfigError, UserInputError
+
+__all__ = [
+    "Split", "chronological_split", "classify_returns", "forward_log_return", "gather_windows",
+    "target_periods_disjoint", "walk_forward_folds", "window_end_bars",
+]
+
+DOWN, FLAT, UP = 0, 1, 2
+
+
+def forward_log_return(close: np.ndarray, horizon: int) -> np.ndarray:
+    """ln(C_{t+h} / C_t) for every bar t; the last `horizon` entries are NaN (no future yet).
+
+    Args:
+        close: `[n]` closes.
+        horizon: h >= 1 bars.
+
+    Returns:
+        `[n]` float64.
+    """
+    _positive("horizon", horizon)
+    log_close = np.log(np.asarray(close, dtype=np.float64))
+    out = np.full(log_close.shape, np.nan)
+    out[:-horizon] = log_close[horizon:] - log_close[:-horizon]
+    return out
+
+
+def classify_returns(returns: np.ndarray, threshold: float) -> np.ndarray:
+    """Down / flat / up class indices: 0 if r < -threshold, 2 if r > threshold, else 1.
+
+    Args:
+        returns: `[w]` log returns (finite).
+        threshold: >= 0, in log-return units (0 means flat only for exactly zero returns).
+
+    Returns:
+        `[w]` int64 in {0, 1, 2}.
+    """
+    if not threshold >= 0:
+        raise ConfigError(f"class threshold={threshold} must be >= 0 (a log return, e.g. 0.002)")
+    returns = np.asarray(returns, dtype=np.float64)
+    return np.where(returns > threshold, UP, np.where(returns < -threshold, DOWN, FLAT)).astype(np.int64)
+
+
+def window_end_bars(n_bars: int, seq_len: int, horizon: int, warmup: int = 0, stride: int = 1,
+                    require_target: bool = True) -> np.ndarray:
+    """End bars t of all windows whose inputs lie after the warm-up (and whose target is known).
+
+    Windows end at t = warmup + seq_len - 1, then every `stride` bars, up to n - 1 - horizon
+    (or n - 1 when `require_target` is False, e.g. for live prediction).
+
+    Returns:
+        `[w]` int64 end bars, increasing (possibly empty).
+    """
+    _positive("seq_len", seq_len)
+    _positive("horizon", horizon)
+    _positive("stride", stride)
+    if warmup < 0:
+        raise ConfigError(f"warmup={warmup} must be >= 0")
+    last = n_bars - 1 - (horizon if require_target else 0)
+    return np.arange(warmup + seq_len - 1, last + 1, stride, dtype=np.int64)
+
+
+def gather_windows(values: np.ndarray, ends: np.ndarray, seq_len: int) -> np.ndarray:
+    """Stack windows values[t-seq_len+1 : t+1] for each end bar t.
+
+    Args:
+        values: `[n, f]`.
+        ends: `[w]` end bars, each >= seq_len - 1.
+        seq_len: l.
+
+    Returns:
+        `[w, l, f]` copy.
+    """
+    values = np.asarray(values)
+    ends = np.asarray(ends, dtype=np.int64)
+    if ends.size and (ends.min() < seq_len - 1 or ends.max() >= values.shape[0]):
+        raise UserInputError(f"window end bars must lie in [{seq_len - 1}, {values.shape[0] - 1}]")
+    offsets = np.arange(-seq_len + 1, 1)
+    return values[ends[:, None] + offsets[None, :]]  # (w, l, f)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Window indices (positions in the `ends` array) of one chronological split or walk-forward fold."""
+
+    train: np.ndarray
+    """`[w_train]` int64 positions, increasing."""
+    val: np.ndarray
+    """`[w_val]` int64 positions (may be empty)."""
+    test: np.ndarray
+    """`[w_test]` int64 positions."""
+
+    def sizes(self) -> tuple[int, int, int]:
+        """(train, val, test) window counts."""
+        return len(self.train), len(self.val), len(self.test)
+
+
+def _purge(ends: np.ndarray, earlier: np.ndarray, later_first_end: int, embargo: int) -> np.ndarray:
+    keep = ends[earlier] <= later_first_end - embargo
+    return earlier[keep]
+
+
+def _check_embargo(horizon: int, embargo: int | None) -> int:
+    _positive("horizon", horizon)
+    embargo = horizon if embargo is None else embargo
+    if embargo < horizon:
+        raise ConfigError(f"embargo={embargo} bars is shorter than horizon={horizon}: training targets would reach "
+                          "into the next split; use embargo >= horizon (default: horizon)")
+    return embargo
+
+
+def chronological_split(ends: np.ndarray, horizon: int, fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
+                        embargo: int | None = None) -> Split:
+    """Split windows in time order by fractions, then purge the embargo gap at each border.
+
+    The borders are placed at fractions of the window count; the earlier split loses its last windows until its
+    end bars are <= the later split's first end bar minus `embargo`.
+
+    Args:
+        ends: `[w]` increasing end bars (from `window_end_bars`).
+        horizon: target horizon h in bars.
+        fractions: (train, val, test) fractions, each >= 0 (val may be 0), summing to 1.
+        embargo: minimum gap in bars between split end bars; default `horizon`; must be >= horizon.
+
+    Returns:
+        `Split` of window positions.
+
+    Raises:
+        ConfigError: bad fractions or embargo.
+        UserInputError: too few windows to give every split (train, test, val if its fraction > 0) one window.
+    """
+    embargo = _check_embargo(horizon, embargo)
+    fractions = tuple(float(x) for x in fractions)  # type: ignore[assignment]
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-9 or fractions[0] <= 0 \
+            or fractions[2] <= 0:
+        raise ConfigError(f"fractions={fractions} must be (train, val, test) >= 0 with train, test > 0 and sum 1, "
+                          "e.g. (0.7, 0.1, 0.2)")
+    ends = np.asarray(ends, dtype=np.int64)
+    n = len(ends)
+    n_train = round(n * fractions[0])
+    n_val = round(n * fractions[1])
+    positions = np.arange(n, dtype=np.int64)
+    train, val, test = positions[:n_train], positions[n_train:n_train + n_val], positions[n_train + n_val:]
+    if len(test) and len(val):
+        val = _purge(ends, val, int(ends[test[0]]), embargo)
+    if len(train) and (len(val) or len(test)):
+        first_later = val[0] if len(val) else test[0]
+        train = _purge(ends, train, int(ends[first_later]), embargo)
+    if not len(train) or not len(test) or (fractions[1] > 0 and not len(val)):
+        raise UserInputError(f"{n} windows are too few for fractions={fractions} with an embargo of {embargo} bars "
+                             f"(sizes after purging: {len(train)}/{len(val)}/{len(test)}); use more bars, a shorter "
+                             "seq_len or horizon, or larger fractions")
+    return Split(train, val, test)
+
+
+def walk_forward_folds(ends: np.ndarray, horizon: int, n_folds: int, test_windows: int,
+                       train_windows: int | None = None, val_windows: int = 0,
+                       mode: Literal["rolling", "expanding"] = "rolling", embargo: int | None = None) -> list[Split]:
+    """Walk-forward folds: consecutive test blocks at the end of the series, each after its own train (and val).
+
+    Fold k (k = 0 .. n_folds-1) tests on the k-th of the last `n_folds * test_windows` windows' blocks; its
+    validation block (if `val_windows`) and training block precede it, separated by the embargo. `rolling` keeps
+    `train_windows` training windows; `expanding` starts every fold's training at the first window.
+
+    Args:
+        ends: `[w]` increasing end bars.
+        horizon: target horizon h in bars.
+        n_folds: number of folds >= 1.
+        test_windows: windows per test block >= 1.
+        train_windows: training windows per fold (required for `rolling`; for `expanding`, the minimum).
+        val_windows: validation windows per fold (0: none).
+        mode: "rolling" or "expanding".
+        embargo: minimum gap in bars at each border; default `horizon`.
+
+    Returns:
+        `n_folds` `Split`s in time order (test blocks disjoint and contiguous).
+
+    Raises:
+        ConfigError: bad arguments.
+        UserInputError: not enough windows for the requested folds.
+    """
+    embargo = _check_embargo(horizon, embargo)
+    _positive("n_folds", n_folds)
+    _positive("test_windows", test_windows)
+    if mode not in ("rolling", "expanding"):
+        raise ConfigError(f"mode={mode!r} must be 'rolling' or 'expanding'")
+    if mode == "rolling" and train_windows is None:
+        raise ConfigError("train_windows is required for mode='rolling' (e.g. 2 * 365 * 24 for two years hourly)")
+    if val_windows < 0:
+        raise ConfigError(f"val_windows={val_windows} must be >= 0")
+    ends = np.asarray(ends, dtype=np.int64)
+    n = len(ends)
+    folds = []
+    min_train = train_windows if train_windows is not None else 1
+    for k in range(n_folds):
+        test_start = n - (n_folds - k) * test_windows
+        if test_start < 0:
+            _too_few(n, n_folds, test_windows, val_windows, min_train, embargo)
+        test = np.arange(test_start, test_start + test_windows, dtype=np.int64)
+        # positions < cutoff end at least `embargo` bars before the first test window ends
+        cutoff = int(np.searchsorted(ends, ends[test_start] - embargo, side="right"))
+        val = np.arange(cutoff - val_windows, cutoff, dtype=np.int64)
+        if val_windows and cutoff - val_windows < 0:
+            _too_few(n, n_folds, test_windows, val_windows, min_train, embargo)
+        train_stop = int(np.searchsorted(ends, ends[val[0]] - embargo, side="right")) if val_windows else cutoff
+        train_start = 0 if mode == "expanding" else train_stop - min_train
+        if train_start < 0 or train_stop - train_start < min_train:
+            _too_few(n, n_folds, test_windows, val_windows, min_train, embargo)
+        folds.append(Split(np.arange(train_start, train_stop, dtype=np.int64), val, test))
+    return folds
+
+
+def _too_few(n: int, n_folds: int, test_windows: int, val_windows: int, train_windows: int, embargo: int) -> None:
+    raise UserInputError(f"{n} windows are too few for {n_folds} folds of {test_windows} test, {val_windows} val "
+                         f"and {train_windows} train windows with an embargo of {embargo} bars; use fewer or smaller "
+                         "folds or more data")
+
+
+def target_periods_disjoint(ends: np.ndarray, earlier: np.ndarray, later: np.ndarray, horizon: int) -> bool:
+    """True if no target period (t, t+h] of an `earlier` window reaches past the first `later` end bar.
+
+    Equivalently: every earlier window's target period ends at or before the bar where the first later window's
+    own target period begins, so the earlier split never sees the future the later split predicts.
+    """
+    if not len(earlier) or not len(later):
+        return True
+    ends = np.asarray(ends, dtype=np.int64)
+    return bool(ends[earlier].max() + horizon <= ends[later].min())
+
+
+def _positive(name: str, value: int) -> None:
+    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{name}={value!r} must be an integer >= 1")
