@@ -1,0 +1,291 @@
+"""Kline files: read OHLCV CSV / Parquet from many sources, write the project's own export format.
+
+The export format (what `write_klines` writes, and the shared BTC file minus its `timestamp_string` column):
+
+    timestamp,open,high,low,close,volume,turnover
+    1585130400000,6500.0,6591.5,6500.0,6591.5,0.004,26.366
+
+`timestamp` is the candle open time in epoch milliseconds UTC, rows ascending, floats written with the shortest
+text that reads back to the same float, so export -> import is exact. An unknown turnover is an empty field.
+
+Reading is lenient about the source and strict about the values. Column names are matched case-insensitively;
+the time column may be called timestamp, start_time, open_time, time, datetime or date (first found in that
+order) and hold epoch seconds, epoch milliseconds (told apart by magnitude) or ISO-8601 text (no offset = UTC).
+`turnover` is optional and stays NaN when absent: it is never invented from price x volume, because the
+exchange's turnover is a sum over trades, not that product. Extra columns are ignored.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..api.types import Kline
+from ..errors import DataFormatError, UserInputError
+
+__all__ = ["EXPORT_COLUMNS", "read_klines", "read_klines_frame", "write_klines"]
+
+EXPORT_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "turnover")
+"""Columns of every frame this module returns and every file it writes, in order."""
+
+_TIME_NAMES = ("timestamp", "start_time", "open_time", "time", "datetime", "date")
+_PRICES = ("open", "high", "low", "close")
+_REQUIRED = (*_PRICES, "volume")
+_SUFFIXES = (".csv", ".parquet")
+# Epoch magnitudes: 1e11 s is the year 5138 while 1e11 ms is 1973, so below it a number can only mean seconds
+# for market data; 1e14 ms is again the year 5138, so above that it is micro- or nanoseconds.
+_SECONDS_BELOW = 1e11
+_MILLISECONDS_BELOW = 1e14
+
+_Where = Callable[[int], str]  # position of a data row -> "line 7" / "row 6", for error messages
+
+
+def read_klines_frame(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a kline CSV (or .parquet) file into a checked, ascending frame.
+
+    Args:
+        path: the file. `.parquet` is read with pyarrow; anything else as CSV.
+
+    Returns:
+        Columns `EXPORT_COLUMNS`: timestamp int64 (epoch ms UTC, candle open, unique, ascending), the rest
+        float64; turnover NaN where unknown. Default RangeIndex. Exact duplicate rows are kept once.
+
+    Raises:
+        DataFormatError: one line naming the file, the line (1-based, as an editor shows it) or column, and the
+            fix: an empty file, a missing column, a non-numeric or missing value, a non-positive price, negative
+            volume, high < low, an unreadable or mixed-unit timestamp, or two rows for one time that disagree.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"{path}: no such file; check the path")
+    if path.suffix.lower() == ".parquet":
+        raw = _read_parquet(path)
+        return _normalise(raw, str(path), lambda position: f"row {position + 1}")
+    try:
+        # skip_blank_lines=False keeps row position == line - 2, so messages can name the line an editor shows.
+        raw = pd.read_csv(path, skip_blank_lines=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError as exc:
+        raise DataFormatError(
+            f"{path}: the file is empty; expected a header such as {','.join(EXPORT_COLUMNS)} and data rows"
+        ) from exc
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())  # pandas messages span lines; ours must not
+        raise DataFormatError(f"{path}: not a readable CSV ({reason}); save it as plain comma-separated UTF-8") from exc
+    # Blank lines read as all-NaN rows; dropping them keeps the original positions for the line numbers.
+    raw = raw[raw.notna().any(axis=1)]
+    return _normalise(raw, str(path), lambda position: f"line {position + 2}")
+
+
+def read_klines(path: str | os.PathLike[str]) -> list[Kline]:
+    """Read a kline file (see `read_klines_frame`) as `Kline`s, ascending; an unknown turnover is NaN.
+
+    Raises:
+        DataFormatError: as `read_klines_frame`.
+    """
+    frame = read_klines_frame(path)
+    columns = [frame[name].tolist() for name in EXPORT_COLUMNS]  # tolist: Python int/float, not numpy scalars
+    return list(map(Kline._make, zip(*columns, strict=True)))
+
+
+def write_klines(klines: pd.DataFrame | Iterable[Sequence[float]], path: str | os.PathLike[str]) -> int:
+    """Write klines to `.csv` (the export format above) or `.parquet`, atomically.
+
+    The file is written to a temporary name in the same folder and renamed over `path`, so a crash leaves
+    either the old file or the complete new one, never half of it. Missing folders are created.
+
+    Args:
+        klines: a frame with the `EXPORT_COLUMNS` (turnover optional), or `Kline`s / 7-sequences. Any order;
+            checked as `read_klines_frame` checks a file, so whatever is written reads back.
+        path: the target file; its suffix picks the format.
+
+    Returns:
+        The number of candles written.
+
+    Raises:
+        DataFormatError: an unsupported suffix, or klines that would not read back (see `read_klines_frame`).
+        UserInputError: `.parquet` without pyarrow installed.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in _SUFFIXES:
+        raise DataFormatError(
+            f"{path}: unsupported suffix {path.suffix!r}; use one of {', '.join(_SUFFIXES)}"
+        )
+    if isinstance(klines, pd.DataFrame):
+        raw = klines.reset_index(drop=True)
+    else:
+        raw = pd.DataFrame.from_records(list(klines), columns=list(EXPORT_COLUMNS))
+    frame = _normalise(raw, "klines to write", lambda position: f"row {position + 1}")
+    if suffix == ".csv":
+        _write_atomically(path, lambda target: frame.to_csv(target, index=False, lineterminator="\n"))
+    else:
+        if importlib.util.find_spec("pyarrow") is None:  # fail before touching the disk
+            raise UserInputError(
+                f"{path}: writing .parquet needs pyarrow; pip install 'reformer-crypto[parquet]' or use .csv"
+            )
+        _write_atomically(path, lambda target: frame.to_parquet(target, engine="pyarrow", index=False))
+    return len(frame)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path, engine="pyarrow").reset_index(drop=True)
+    except ImportError as exc:
+        raise UserInputError(f"{path}: reading .parquet needs pyarrow; pip install pyarrow") from exc
+    except Exception as exc:  # pyarrow raises its own types for corrupt files
+        reason = " ".join(str(exc).split())
+        raise DataFormatError(f"{path}: not a readable Parquet file ({reason}); export it again") from exc
+
+
+def _normalise(raw: pd.DataFrame, source: str, where: _Where) -> pd.DataFrame:
+    """Find, convert and check the columns; sort; drop exact duplicates. Positions of `raw` must be 0..n-1
+    (gaps allowed), as `where` turns them into line or row numbers."""
+    by_name: dict[str, str] = {}
+    for column in raw.columns:
+        key = str(column).strip().lower()
+        if key in by_name:
+            raise DataFormatError(f"{source}: columns {by_name[key]!r} and {column!r} clash; rename one")
+        by_name[key] = str(column)
+    time_name = next((by_name[name] for name in _TIME_NAMES if name in by_name), None)
+    found = ", ".join(map(str, raw.columns))
+    if time_name is None:
+        raise DataFormatError(
+            f"{source}: no time column (found: {found}); name the candle open time one of {', '.join(_TIME_NAMES)}"
+        )
+    missing = [name for name in _REQUIRED if name not in by_name]
+    if missing:
+        raise DataFormatError(
+            f"{source}: missing column {missing[0]!r} (found: {found}); expected {','.join(EXPORT_COLUMNS)} "
+            "(turnover optional)"
+        )
+    if raw.empty:
+        raise DataFormatError(f"{source}: no data rows under the header; add candles or pick another file")
+
+    positions = np.asarray(raw.index, dtype=np.int64)
+    columns: dict[str, np.ndarray] = {"timestamp": _epoch_ms(raw[time_name], time_name, source, where)}
+    for name in (*_REQUIRED, "turnover"):
+        if name == "turnover" and name not in by_name:
+            columns[name] = np.full(len(raw), np.nan)
+            continue
+        columns[name] = _numbers(raw[by_name[name]], by_name[name], source, where, optional=name == "turnover")
+
+    checks = [
+        *((columns[name] <= 0, name, "is not > 0", "prices must be positive; fix or delete that row")
+          for name in _PRICES),
+        (columns["volume"] < 0, "volume", "is negative", "fix or delete that row"),
+        (columns["turnover"] < 0, "turnover", "is negative", "fix it, or leave it empty if unknown"),
+        (columns["high"] < columns["low"], "high", "is below low", "swap high and low or delete that row"),
+    ]
+    for mask, name, problem, fix in checks:
+        if mask.any():
+            row = int(np.flatnonzero(mask)[0])
+            raise DataFormatError(
+                f"{source}: {where(positions[row])}, column {name!r}: {_show(columns[name][row])} {problem}; {fix}"
+            )
+
+    frame = pd.DataFrame(columns, index=positions)
+    frame = frame.sort_values("timestamp", kind="stable")  # stable: the first-seen of equal rows comes first
+    frame = frame[~frame.duplicated()]  # identical rows (NaN equal to NaN) are one candle listed twice
+    clashes = frame["timestamp"].duplicated(keep=False).to_numpy()
+    if clashes.any():
+        first, second = np.flatnonzero(clashes)[:2]
+        raise DataFormatError(
+            f"{source}: {where(frame.index[first])} and {where(frame.index[second])} both have timestamp "
+            f"{frame['timestamp'].iat[first]} with different values; keep one of them"
+        )
+    return frame.reset_index(drop=True)
+
+
+def _numbers(values: pd.Series, name: str, source: str, where: _Where, optional: bool) -> np.ndarray:
+    """A column as float64; names the first line holding text, an empty required cell or +-inf."""
+    numbers = values if pd.api.types.is_numeric_dtype(values) else pd.to_numeric(values, errors="coerce")
+    floats = np.asarray(numbers, dtype=np.float64)
+    text = np.isnan(floats) & values.notna().to_numpy()
+    bad = text | np.isinf(floats) | (np.isnan(floats) & (not optional))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        cell = values.iat[row]
+        problem = "is empty" if pd.isna(cell) else f"has {_show(cell)}, not a finite number"
+        raise DataFormatError(
+            f"{source}: {where(values.index[row])}, column {name!r} {problem}; fix or delete that row"
+        )
+    return floats
+
+
+def _epoch_ms(values: pd.Series, name: str, source: str, where: _Where) -> np.ndarray:
+    """The time column as int64 epoch ms: datetimes, epoch s / ms numbers, or ISO-8601 text (naive = UTC)."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        stamps = values if values.dt.tz is not None else values.dt.tz_localize("UTC")
+        return _datetimes_to_ms(stamps, values, name, source, where)
+    first = values.iat[0]
+    numeric_first = pd.api.types.is_numeric_dtype(values) or not np.isnan(pd.to_numeric(first, errors="coerce"))
+    if not numeric_first:
+        stamps = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
+        return _datetimes_to_ms(stamps, values, name, source, where)
+
+    numbers = _numbers(values, name, source, where, optional=False)
+    is_seconds = numbers < _SECONDS_BELOW
+    unit_differs = is_seconds != is_seconds[0]
+    too_fine = numbers >= _MILLISECONDS_BELOW
+    for mask, problem, fix in (
+        (numbers <= 0, "is not a positive epoch time", "fix or delete that row"),
+        (too_fine, "looks like micro- or nanoseconds", "convert the column to epoch milliseconds"),
+        (unit_differs, f"is in {'milliseconds' if is_seconds[0] else 'seconds'} unlike the first row",
+         "use one unit for the whole column"),
+    ):
+        if mask.any():
+            row = int(np.flatnonzero(mask)[0])
+            raise DataFormatError(
+                f"{source}: {where(values.index[row])}, column {name!r}: {_show(values.iat[row])} {problem}; {fix}"
+            )
+    if is_seconds[0]:
+        return np.rint(numbers * 1000.0).astype(np.int64)
+    fractional = numbers != np.floor(numbers)
+    if fractional.any():
+        row = int(np.flatnonzero(fractional)[0])
+        raise DataFormatError(
+            f"{source}: {where(values.index[row])}, column {name!r}: {_show(values.iat[row])} is not a whole number "
+            "of milliseconds; round it"
+        )
+    return numbers.astype(np.int64)
+
+
+def _datetimes_to_ms(stamps: pd.Series, values: pd.Series, name: str, source: str, where: _Where) -> np.ndarray:
+    unparsed = stamps.isna().to_numpy()
+    if unparsed.any():
+        row = int(np.flatnonzero(unparsed)[0])
+        cell = values.iat[row]
+        problem = "is empty" if pd.isna(cell) else f"has {_show(cell)}, not an ISO-8601 time or epoch s/ms"
+        raise DataFormatError(
+            f"{source}: {where(values.index[row])}, column {name!r} {problem}; write e.g. 2024-01-01T00:00:00Z"
+        )
+    # Resolution differs by input (s, ms, us, ns); fixing it to ms makes the int64 view epoch milliseconds.
+    return stamps.dt.as_unit("ms").astype("int64").to_numpy()
+
+
+def _show(value: object) -> str:
+    # Text is quoted so blanks and stray characters are visible; numpy scalars print as plain numbers.
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    temp = Path(temp_name)
+    try:
+        write(temp)
+        # mkstemp makes the file private (0600); an export should get ordinary permissions, or keep the old ones.
+        os.chmod(temp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        with open(temp, "rb") as written:
+            os.fsync(written.fileno())  # the data must be on disk before the rename makes it visible
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
