@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 __all__ = ["AttentionType", "ReformerConfig"]
 
 
-class AttentionType(str, Enum):
+class AttentionType(StrEnum):
     """Which attention kernel the encoder layers use; all share one parameterisation.
 
     Accepts the strings ``"full"``, ``"lsh"`` and ``"local"`` (any case).

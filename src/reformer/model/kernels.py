@@ -42,7 +42,7 @@ def full_attention(
     Returns:
         out (b, h, l, e) and, when `return_map`, a dense-indexed `AttentionMap` (k = l).
     """
-    b, h, l, e = qk.shape
+    b, h, l, _ = qk.shape
     keys = normalize_keys(qk)
     if not return_map:
         mask = _sdpa_mask(l, valid, causal, qk.dtype, qk.device)

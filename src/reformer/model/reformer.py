@@ -6,6 +6,7 @@ Shape legend: b batch, l length (input), p padded length, f input features, d mo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -60,19 +61,24 @@ class ReformerModel(nn.Module):
         self.use_reversible_layers = config.use_reversible_layers
 
     @property
+    def blocks(self) -> list[ReformerLayer]:
+        """The encoder layers, typed."""
+        return cast(list[ReformerLayer], list(self.layers))
+
+    @property
     def attention_type(self) -> AttentionType:
         """The kernel the layers currently use."""
-        return AttentionType(self.layers[0].attn.attention_type)
+        return AttentionType(self.blocks[0].attn.attention_type)
 
     def set_attention_type(self, attention_type: AttentionType | str) -> None:
         """Switch every layer to another kernel (same weights), e.g. evaluate an LSH-trained model with FULL."""
         kind = AttentionType(attention_type)
-        for layer in self.layers:
+        for layer in self.blocks:
             layer.attn.attention_type = kind
 
     def reseed(self, seed: int) -> None:
         """Restart every layer's training-time LSH rotation stream from `seed`."""
-        for layer in self.layers:
+        for layer in self.blocks:
             layer.attn.reseed(seed)
 
     def _pad(self, h: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -92,16 +98,16 @@ class ReformerModel(nn.Module):
         if mask is not None and (mask.shape != x.shape[:2] or mask.dtype != torch.bool):
             raise ValueError(f"mask has shape {tuple(mask.shape)} and dtype {mask.dtype}: expected a bool "
                              f"tensor of shape {tuple(x.shape[:2])} (True = real position)")
-        b, l, _ = x.shape
+        l = x.shape[1]
         h = self.embed(x)  # (b, l, d)
         h, valid = self._pad(h, mask)  # (b, p, d), (b, p)
         needs_grad = torch.is_grad_enabled() and (h.requires_grad or any(p.requires_grad for p in
                                                                          self.parameters()))
         if self.use_reversible_layers and needs_grad and not return_maps:
-            y1, y2 = run_reversible(list(self.layers), h, valid)
+            y1, y2 = run_reversible(self.blocks, h, valid)
             maps: list[AttentionMap | None] = [None] * len(self.layers)
         else:
-            y1, y2, maps = run_plain(list(self.layers), h, valid, return_maps)
+            y1, y2, maps = run_plain(self.blocks, h, valid, return_maps)
         hidden = self.norm(torch.cat([y1, y2], dim=-1)[:, :l])  # (b, l, 2d)
         return self.head(self._pool(hidden, mask)), maps  # (b, o)
 

@@ -153,8 +153,8 @@ def _add(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
     return a if b is None else a + b
 
 
-def _layer_grads(layer: ReformerLayer, f_params: list[torch.Tensor], f_grads: Sequence[torch.Tensor | None],
-                 g_params: list[torch.Tensor], g_grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
+def _layer_grads(layer: ReformerLayer, f_params: Sequence[torch.Tensor], f_grads: Sequence[torch.Tensor | None],
+                 g_params: Sequence[torch.Tensor], g_grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
     """Gradients in the order of `layer.parameters()` (None for frozen parameters)."""
     by_id = {id(p): g for p, g in zip(f_params, f_grads, strict=True)}
     by_id.update({id(p): g for p, g in zip(g_params, g_grads, strict=True)})

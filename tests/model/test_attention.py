@@ -1,0 +1,115 @@
+"""Attention kernels: LSH against full attention, the error/rounds trade-off, maps, local windows, autocast."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from reformer import AttentionType, ReformerConfig
+from reformer.model import SharedQKAttention
+from reformer.model.kernels import full_attention, local_attention
+from reformer.model.lsh import hash_vectors, lsh_attention
+
+
+def _layer(config: ReformerConfig, qk_scale: float = 1.0) -> SharedQKAttention:
+    torch.manual_seed(config.seed)
+    layer = SharedQKAttention(config, layer_index=0).double().eval()
+    with torch.no_grad():
+        layer.to_qk.weight.mul_(qk_scale)
+    return layer
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("length", [64, 50])  # 50: padded to the chunk with a mask
+def test_lsh_with_one_chunk_equals_full(causal: bool, length: int) -> None:
+    config = ReformerConfig(d_model=32, n_heads=4, chunk_size=64, n_buckets=8, n_hash_rounds=3, causal=causal,
+                            dropout=0.0)
+    layer = _layer(config)
+    x = torch.randn(2, 64, 32, dtype=torch.float64)
+    valid = torch.zeros(2, 64, dtype=torch.bool)
+    valid[:, :length] = True
+    lsh = layer(x, valid).out
+    layer.attention_type = AttentionType.FULL
+    full = layer(x, valid).out
+    torch.testing.assert_close(lsh[:, :length], full[:, :length], rtol=0, atol=1e-6)
+
+
+def test_lsh_error_falls_as_hash_rounds_grow() -> None:
+    torch.manual_seed(0)
+    errors = []
+    x = torch.randn(2, 1024, 64, dtype=torch.float64)
+    for rounds in (1, 2, 4, 8):
+        config = ReformerConfig(d_model=64, n_heads=4, chunk_size=32, n_buckets=32, n_hash_rounds=rounds,
+                                dropout=0.0, seed=3)
+        layer = _layer(config, qk_scale=4.0)  # peaked attention: the regime LSH approximates
+        lsh = layer(x).out
+        layer.attention_type = AttentionType.FULL
+        full = layer(x).out
+        errors.append(((lsh - full).norm() / full.norm()).item())
+    assert errors[0] > errors[1] > errors[2] > errors[3], errors
+    assert errors[3] < 0.5 * errors[0], errors
+
+
+def test_lsh_never_builds_a_length_squared_tensor() -> None:
+    b, h, l, e, c = 1, 2, 4096, 8, 32
+    qk, v = torch.randn(b, h, l, e), torch.randn(b, h, l, e)
+    buckets = hash_vectors(qk, torch.randn(h, e, 2, 16), 32, None)
+    largest = 0
+
+    def track(tensor: torch.Tensor) -> torch.Tensor:
+        nonlocal largest
+        largest = max(largest, tensor.numel())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(track, lambda t: t):
+        lsh_attention(qk.requires_grad_(), v.requires_grad_(), buckets, c)[0].sum().backward()
+    assert largest < l * l // 8, largest  # (b, h, r, n, c, 2c) = 2*2*4096*64 = l*l/8 at most
+
+
+def test_attention_map_sums_to_one_and_matches_full_when_exact() -> None:
+    qk, v = torch.randn(1, 2, 32, 8, dtype=torch.float64), torch.randn(1, 2, 32, 8, dtype=torch.float64)
+    buckets = hash_vectors(qk, torch.randn(2, 8, 4, 4, dtype=torch.float64), 8, None)
+    _, lsh_map = lsh_attention(qk, v, buckets, chunk_size=32, return_map=True)
+    _, full_map = full_attention(qk, v, return_map=True)
+    assert lsh_map is not None and full_map is not None
+    dense = lsh_map.to_dense()
+    torch.testing.assert_close(dense.sum(-1), torch.ones(1, 2, 32, dtype=torch.float64))
+    torch.testing.assert_close(dense, full_map.to_dense())
+
+
+def test_lsh_map_is_sparse_and_in_original_order() -> None:
+    qk, v = torch.randn(1, 1, 256, 8, dtype=torch.float64), torch.randn(1, 1, 256, 8, dtype=torch.float64)
+    buckets = hash_vectors(qk, torch.randn(1, 8, 2, 8, dtype=torch.float64), 16, None)
+    out, amap = lsh_attention(qk, v, buckets, chunk_size=16, return_map=True)
+    assert amap is not None and amap.indices.shape == (1, 1, 256, 2 * 32)
+    # the map reproduces the output: out_i = sum_j w_ij v_j
+    rebuilt = amap.to_dense() @ v
+    torch.testing.assert_close(rebuilt, out)
+
+
+def test_local_attention_window_and_causality() -> None:
+    qk, v = torch.randn(1, 2, 96, 8, dtype=torch.float64), torch.randn(1, 2, 96, 8, dtype=torch.float64)
+    _, amap = local_attention(qk, v, chunk_size=32, causal=True, return_map=True)
+    assert amap is not None
+    dense = amap.to_dense()[0, 0]
+    rows, cols = torch.nonzero(dense > 1e-12, as_tuple=True)
+    assert bool((cols <= rows).all()), "causal local attention looked ahead"
+    assert bool((rows - cols < 64).all()), "window is the chunk and the one before it"
+    # with the window covering everything, local equals full
+    out_local, _ = local_attention(qk[:, :, :32], v[:, :, :32], chunk_size=32)
+    out_full, _ = full_attention(qk[:, :, :32], v[:, :, :32])
+    torch.testing.assert_close(out_local, out_full)
+
+
+@pytest.mark.parametrize("kind", ["full", "lsh", "local"])
+def test_bfloat16_autocast_is_finite_with_padding(kind: str) -> None:
+    config = ReformerConfig(d_model=32, n_heads=4, chunk_size=16, n_buckets=8, attention_type=kind,  # type: ignore[arg-type]
+                            dropout=0.0)
+    layer = SharedQKAttention(config, layer_index=0).eval()
+    x = torch.randn(2, 64, 32)
+    valid = torch.ones(2, 64, dtype=torch.bool)
+    valid[:, 40:] = False
+    valid[1, :2] = False  # left padding at positions 0 and 1 too
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x, valid).out
+    assert torch.isfinite(out.float()).all()

@@ -1,0 +1,59 @@
+"""ReformerConfig: exact defaults, enum coercion, and one clear ValueError per impossible setting."""
+
+from __future__ import annotations
+
+import pytest
+
+from reformer import AttentionType, ReformerConfig
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    c = ReformerConfig()
+    assert (c.seq_len, c.d_model, c.n_heads, c.n_layers, c.n_hash_rounds) == (168, 128, 8, 6, 4)
+    assert (c.n_buckets, c.chunk_size, c.attention_type) == (32, 32, AttentionType.LSH)
+    assert c.use_reversible_layers is True and c.dropout == 0.1
+    assert c.causal is False and c.task == "regression" and c.ff_hidden == 512 and c.head_dim == 16
+
+
+@pytest.mark.parametrize("text, member", [("full", AttentionType.FULL), ("LSH", AttentionType.LSH),
+                                          (" local ", AttentionType.LOCAL)])
+def test_attention_type_accepts_strings(text: str, member: AttentionType) -> None:
+    assert ReformerConfig(attention_type=text).attention_type is member  # type: ignore[arg-type]
+    assert AttentionType(text) is member
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"d_model": 100, "n_heads": 8}, "d_model"),
+        ({"n_buckets": 31}, "n_buckets"),
+        ({"n_buckets": 0}, "n_buckets"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"dropout": -0.1}, "dropout"),
+        ({"seq_len": 0}, "seq_len"),
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"n_hash_rounds": 0}, "n_hash_rounds"),
+        ({"attention_type": "sparse"}, "attention_type"),
+        ({"task": "ranking"}, "task"),
+        ({"task": "classification", "n_classes": 1}, "n_classes"),
+        ({"pooling": "max"}, "pooling"),
+        ({"positional": "rotary"}, "positional"),
+    ],
+)
+def test_bad_config_names_field_value_and_fix(changes: dict, field: str) -> None:
+    with pytest.raises(ValueError) as info:
+        ReformerConfig(**changes)
+    message = str(info.value)
+    assert f"ReformerConfig.{field}=" in message
+    assert ":" in message and "\n" not in message  # one line: the problem, then the fix
+
+
+def test_seq_len_need_not_be_a_multiple_of_the_chunk() -> None:
+    assert ReformerConfig(seq_len=167, chunk_size=32).seq_len == 167
+
+
+def test_dict_round_trip_and_unknown_keys() -> None:
+    c = ReformerConfig(seq_len=96, attention_type="local")  # type: ignore[arg-type]
+    assert ReformerConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(ValueError, match="unknown field"):
+        ReformerConfig.from_dict({"seq_length": 5})

@@ -1,0 +1,136 @@
+"""ReformerModel: shapes, causality, padding, determinism, reproducibility, learning, attention maps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from reformer import AttentionType, ReformerConfig, ReformerModel
+
+
+def _config(**changes: object) -> ReformerConfig:
+    base = ReformerConfig(seq_len=70, d_model=32, n_heads=4, n_layers=2, chunk_size=16, n_buckets=8,
+                          n_hash_rounds=2, n_features=3, dropout=0.0)
+    return base.replace(**changes)
+
+
+@pytest.mark.parametrize("kind", ["full", "lsh", "local"])
+def test_forward_shapes_for_regression_and_classification(kind: str) -> None:
+    x = torch.randn(4, 70, 3)
+    assert ReformerModel(_config(attention_type=kind, n_outputs=2))(x).shape == (4, 2)
+    logits = ReformerModel(_config(attention_type=kind, task="classification", n_classes=3))(x)
+    assert logits.shape == (4, 3)
+    assert ReformerModel(_config(attention_type=kind, pooling="mean", positional="learned"))(x).shape == (4, 1)
+
+
+def test_wrong_input_is_a_clear_error() -> None:
+    model = ReformerModel(_config())
+    with pytest.raises(ValueError, match="n_features=3"):
+        model(torch.randn(2, 70, 5))
+    with pytest.raises(ValueError, match="learned position table"):
+        ReformerModel(_config(positional="learned"))(torch.randn(1, 71, 3))
+
+
+@pytest.mark.parametrize("kind", ["full", "lsh", "local"])
+def test_causal_outputs_ignore_the_future(kind: str) -> None:
+    """Perturbing inputs after t leaves the outputs at and before t unchanged (per-position, last pooling)."""
+    config = _config(attention_type=kind, causal=True)
+    model = ReformerModel(config).double().eval()
+    x = torch.randn(1, 70, 3, dtype=torch.float64)
+    for t in (0, 20, 47):
+        perturbed = x.clone()
+        perturbed[:, t + 1:] += torch.randn_like(perturbed[:, t + 1:]) * 5
+        # the prediction from the prefix ending at t: mask everything after t as padding
+        mask = torch.zeros(1, 70, dtype=torch.bool)
+        mask[:, : t + 1] = True
+        torch.testing.assert_close(model(x, mask), model(perturbed, mask), rtol=0, atol=1e-10)
+        # and without a mask, the prefix alone gives the same answer as the full causal run truncated at t
+        torch.testing.assert_close(model(x[:, : t + 1]), model(perturbed[:, : t + 1]), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["full", "lsh", "local"])
+def test_padded_values_do_not_change_the_output(kind: str) -> None:
+    model = ReformerModel(_config(attention_type=kind)).double().eval()
+    x = torch.randn(2, 70, 3, dtype=torch.float64)
+    mask = torch.ones(2, 70, dtype=torch.bool)
+    mask[0, :2] = False  # left padding at positions 0 and 1 (trax's unmaskable positions)
+    mask[1, 60:] = False  # right padding
+    junk = x.clone()
+    junk[~mask] = torch.randn(int((~mask).sum()), 3, dtype=torch.float64) * 100
+    torch.testing.assert_close(model(x, mask), model(junk, mask), rtol=0, atol=1e-10)
+
+
+def test_eval_mode_is_deterministic_and_training_hashes_afresh() -> None:
+    model = ReformerModel(_config(dropout=0.1)).eval()
+    x = torch.randn(2, 70, 3)
+    assert torch.equal(model(x), model(x))
+    model.train()
+    with torch.no_grad():
+        assert not torch.equal(model(x), model(x))
+
+
+def _train(seed: int, steps: int = 3) -> list[float]:
+    torch.manual_seed(123)  # data and dropout
+    model = ReformerModel(_config(seed=seed, dropout=0.1))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x, y = torch.randn(8, 70, 3), torch.randn(8, 1)
+    losses = []
+    for _ in range(steps):
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_fixed_seed_reproduces_training() -> None:
+    assert _train(seed=7) == _train(seed=7)
+    assert _train(seed=7) != _train(seed=8)
+
+
+def test_model_construction_leaves_the_global_rng_alone() -> None:
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    ReformerModel(_config())
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("reversible", [True, False])
+def test_overfits_a_tiny_batch(reversible: bool) -> None:
+    torch.manual_seed(0)
+    model = ReformerModel(_config(use_reversible_layers=reversible))
+    x, y = torch.randn(4, 70, 3), torch.randn(4, 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(150):
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.01 * first, (first, loss.item())
+
+
+def test_weights_trained_with_one_type_run_with_another() -> None:
+    lsh = ReformerModel(_config(attention_type="lsh"))
+    full = ReformerModel(_config(attention_type="full", seed=99))
+    full.load_state_dict(lsh.state_dict())  # identical parameterisation: strict load succeeds
+    lsh.set_attention_type(AttentionType.FULL)
+    x = torch.randn(2, 70, 3)
+    torch.testing.assert_close(lsh.eval()(x), full.eval()(x))
+
+
+@pytest.mark.parametrize("kind", ["full", "lsh", "local"])
+def test_predict_with_attention(kind: str) -> None:
+    model = ReformerModel(_config(attention_type=kind)).eval()
+    x = torch.randn(2, 70, 3)
+    pred, layers = model.predict_with_attention(x)
+    torch.testing.assert_close(pred, model(x))
+    assert [a.layer for a in layers] == [0, 1]
+    dense = layers[0].to_dense()
+    assert dense.shape == (2, 4, 70, 70)  # padding removed
+    torch.testing.assert_close(dense.sum(-1), torch.ones(2, 4, 70), atol=1e-5, rtol=0)
+    if kind == "lsh":  # sparse: rounds x (chunk + look-back) keys per position, not 70
+        assert layers[0].map.indices.shape[-1] == 2 * 2 * 16
