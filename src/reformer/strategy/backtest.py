@@ -1,0 +1,121 @@
+"""Entry points: `run_backtest` (predictions or a predictor) and `backtest_positions` (target positions).
+
+`run_backtest` accepts a ready prediction Series/DataFrame, or anything that produces one from the klines: an
+object with `predict_series(bars) -> Series` (the `PredictionSource` protocol) or a plain callable. A model-based
+walk-forward predictor (one trained only on data before each bar) plugs in through that protocol, so this module
+never needs torch; making the predictions causal is the predictor's job (`check_lookahead` tests it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+import pandas as pd
+
+from ..errors import UserInputError
+from .bars import align_positions, funding_per_bar, to_bar_frame, to_bar_times
+from .config import BacktestConfig
+from .engine import simulate
+from .signals import realized_volatility, signals_from_predictions
+from .stats import BacktestResult, compute_result
+
+__all__ = ["PredictionSource", "Predictor", "backtest_positions", "resolve_predictions", "run_backtest"]
+
+
+@runtime_checkable
+class PredictionSource(Protocol):
+    """Anything that predicts from klines: one prediction per bar, made with data up to that bar's close."""
+
+    def predict_series(self, klines: pd.DataFrame) -> pd.Series | pd.DataFrame:
+        """Predicted returns (Series) or class probabilities (DataFrame with p_up/p_down), indexed by bar time."""
+        ...
+
+
+Predictor = PredictionSource | Callable[[pd.DataFrame], pd.Series | pd.DataFrame]
+"""A prediction source: a `PredictionSource` object or a callable bars -> predictions."""
+
+
+def resolve_predictions(predictions: pd.Series | pd.DataFrame | Predictor, bars: pd.DataFrame
+                        ) -> pd.Series | pd.DataFrame:
+    """Return predictions as a pandas object, calling the predictor on the bar frame when given one.
+
+    Raises:
+        UserInputError: `predictions` is neither pandas data, a `PredictionSource` nor a callable, or the
+            predictor returned something else than a Series/DataFrame.
+    """
+    if isinstance(predictions, pd.Series | pd.DataFrame):
+        return predictions
+    if isinstance(predictions, PredictionSource):
+        produced: Any = predictions.predict_series(bars)
+    elif callable(predictions):
+        produced = predictions(bars)
+    else:
+        raise UserInputError(f"predictions of type {type(predictions).__name__} are not supported: pass a Series, "
+                             "a DataFrame with p_up/p_down, an object with predict_series(klines), or a callable")
+    if not isinstance(produced, pd.Series | pd.DataFrame):
+        raise UserInputError(f"the predictor returned {type(produced).__name__}: it must return a pandas Series "
+                             "(or a DataFrame with p_up/p_down) indexed by bar time")
+    return produced
+
+
+def run_backtest(predictions: pd.Series | pd.DataFrame | Predictor, klines: Any,
+                 config: BacktestConfig | None = None, *, funding_rates: pd.Series | None = None
+                 ) -> BacktestResult:
+    """Backtest predictions: thresholds (and optional volatility scaling) give target positions, which the
+    engine fills at the next bar's open.
+
+    Args:
+        predictions: predicted returns as a Series indexed by bar time (DatetimeIndex or epoch ms), class
+            probabilities as a DataFrame with p_up/p_down, or a `Predictor` called with the bar frame.
+            Sparse rows hold until the next row; NaN means flat.
+        klines: DataFrame (timestamp in epoch ms or DatetimeIndex; open/high/low/close) or a list of `Kline`.
+        config: the backtest configuration; defaults to `BacktestConfig()`.
+        funding_rates: perpetual funding rates indexed by funding time, applied when `config.funding` is True.
+
+    Returns:
+        A `BacktestResult`.
+
+    Raises:
+        UserInputError: malformed klines, or a prediction row whose time is not a bar (the message names it).
+    """
+    config = config or BacktestConfig()
+    bars = to_bar_frame(klines)
+    raw = resolve_predictions(predictions, bars)
+    raw = raw.set_axis(to_bar_times(raw.index, "predictions"))
+    volatility = None
+    if config.vol_target is not None:
+        volatility = realized_volatility(bars["close"], config.vol_window)
+    positions = signals_from_predictions(raw, config, volatility)
+    return _run(positions, bars, config, funding_rates, what="predictions")
+
+
+def backtest_positions(positions: pd.Series, klines: Any, config: BacktestConfig | None = None, *,
+                       funding_rates: pd.Series | None = None) -> BacktestResult:
+    """Backtest target positions given directly.
+
+    Args:
+        positions: target position in [-1, 1] decided at each row's bar close (fraction of
+            `config.position_size`; negative = short), indexed by bar time. Sparse: a row holds until the
+            next; flat before the first.
+        klines: DataFrame (timestamp in epoch ms or DatetimeIndex; open/high/low/close) or a list of `Kline`.
+        config: the backtest configuration; defaults to `BacktestConfig()`.
+        funding_rates: perpetual funding rates indexed by funding time, applied when `config.funding` is True.
+
+    Returns:
+        A `BacktestResult`.
+
+    Raises:
+        UserInputError: a position outside [-1, 1] or missing, or a time that is not a bar; the message names
+            the row.
+    """
+    config = config or BacktestConfig()
+    return _run(positions, to_bar_frame(klines), config, funding_rates, what="positions")
+
+
+def _run(positions: pd.Series, bars: pd.DataFrame, config: BacktestConfig, funding_rates: pd.Series | None,
+         what: str) -> BacktestResult:
+    targets = align_positions(positions, bars.index, what=what)
+    at_open, inside = funding_per_bar(funding_rates if config.funding else None, bars.index)
+    simulation = simulate(bars, targets, config, at_open, inside)
+    return compute_result(simulation, bars, config)

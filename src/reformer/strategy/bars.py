@@ -1,0 +1,164 @@
+"""Input normalisation: klines to a bar frame, sparse positions and funding rates aligned to the bars.
+
+Every public entry point of the strategy layer funnels its inputs through here, so the engine only ever sees
+a UTC `DatetimeIndex` of strictly increasing bar open times and float OHLC columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..api.types import Kline
+from ..errors import DataFormatError, UserInputError
+
+__all__ = ["KlinesLike", "align_positions", "bar_spacing", "funding_per_bar", "to_bar_frame", "to_bar_times"]
+
+KlinesLike = pd.DataFrame | Sequence[Kline]
+"""A DataFrame with a `timestamp` column (epoch ms) or a DatetimeIndex plus open/high/low/close, or Klines."""
+
+_OHLC = ("open", "high", "low", "close")
+
+
+def to_bar_frame(klines: Any) -> pd.DataFrame:
+    """Normalise klines to a frame indexed by UTC bar open time with float open/high/low/close columns.
+
+    Args:
+        klines: a DataFrame with a `timestamp` column (epoch milliseconds) or a DatetimeIndex, and columns
+            open, high, low, close (others, e.g. volume, are kept); or a sequence of `Kline`.
+
+    Returns:
+        A new DataFrame indexed by a tz-aware UTC DatetimeIndex named "time", sorted and unique.
+
+    Raises:
+        DataFormatError: missing columns, fewer than 2 bars, unsorted or duplicate times, non-positive or
+            missing prices.
+    """
+    if isinstance(klines, pd.DataFrame):
+        frame = klines.copy()
+    elif isinstance(klines, Sequence) and not isinstance(klines, str | bytes):
+        if not all(isinstance(kline, Kline) for kline in klines):
+            raise DataFormatError("klines: a sequence must hold only Kline tuples; pass a DataFrame otherwise")
+        frame = pd.DataFrame(list(klines), columns=list(Kline._fields)).rename(columns={"start_time": "timestamp"})
+    else:
+        raise DataFormatError(f"klines of type {type(klines).__name__} is not supported: pass a DataFrame "
+                              "(timestamp in epoch ms or a DatetimeIndex, plus open/high/low/close) or Klines")
+    missing = [name for name in _OHLC if name not in frame.columns]
+    if missing:
+        raise DataFormatError(f"klines lack the column(s) {missing}: open, high, low and close are required")
+    if "timestamp" in frame.columns:
+        frame.index = pd.DatetimeIndex(pd.to_datetime(frame.pop("timestamp").astype("int64"), unit="ms", utc=True))
+    elif isinstance(frame.index, pd.DatetimeIndex):
+        frame.index = frame.index.tz_localize("UTC") if frame.index.tz is None else frame.index.tz_convert("UTC")
+    else:
+        raise DataFormatError("klines need a `timestamp` column (epoch ms) or a DatetimeIndex of bar open times")
+    frame.index.name = "time"
+    if len(frame) < 2:
+        raise DataFormatError(f"klines hold {len(frame)} bar(s): a backtest needs at least 2 (signal, then fill)")
+    if not frame.index.is_monotonic_increasing or frame.index.has_duplicates:
+        raise DataFormatError("klines times must be strictly increasing: sort them and drop duplicate bars")
+    for name in _OHLC:
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+    prices = frame[list(_OHLC)].to_numpy()
+    bad_rows = np.flatnonzero(~(np.isfinite(prices) & (prices > 0)).all(axis=1))
+    if bad_rows.size:
+        row = int(bad_rows[0])
+        raise DataFormatError(f"klines row {row} ({frame.index[row]}) has a missing or non-positive price: "
+                              f"{frame.iloc[row][list(_OHLC)].to_dict()}; drop or repair it")
+    return frame
+
+
+def bar_spacing(index: pd.DatetimeIndex) -> pd.Timedelta:
+    """The typical bar length: the median gap between consecutive bar open times."""
+    return pd.Timedelta(pd.Series(index).diff().median())
+
+
+def to_bar_times(index: pd.Index, what: str) -> pd.DatetimeIndex:
+    """Convert an index of epoch milliseconds or datetimes to a UTC DatetimeIndex.
+
+    Raises:
+        UserInputError: the index is neither datetimes nor integers (`what` names the argument).
+    """
+    if isinstance(index, pd.DatetimeIndex):
+        return index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    if pd.api.types.is_integer_dtype(index.dtype):
+        return pd.DatetimeIndex(pd.to_datetime(np.asarray(index, dtype="int64"), unit="ms", utc=True))
+    raise UserInputError(f"{what} must be indexed by bar times (DatetimeIndex or epoch ms integers), "
+                         f"not {type(index).__name__} of {index.dtype}")
+
+
+def align_positions(positions: pd.Series, bars: pd.DatetimeIndex, *, what: str = "positions") -> np.ndarray:
+    """Expand sparse target positions to one value per bar.
+
+    The position at a row holds until the next row; bars before the first row are flat (0).
+
+    Args:
+        positions: target positions in [-1, 1], indexed by bar open times (DatetimeIndex or epoch ms).
+        bars: the bar open times of the klines (UTC).
+        what: the argument name used in error messages.
+
+    Returns:
+        float64 array of length len(bars).
+
+    Raises:
+        UserInputError: a row whose time is not a bar, a duplicate time, or a value that is missing or outside
+            [-1, 1]; the message names the row.
+    """
+    if not isinstance(positions, pd.Series):
+        raise UserInputError(f"{what} must be a pandas Series indexed by bar time, not {type(positions).__name__}")
+    times = to_bar_times(positions.index, what)
+    values = pd.to_numeric(positions, errors="coerce").to_numpy(dtype="float64")
+    for row in np.flatnonzero(~np.isfinite(values) | (np.abs(values) > 1)):
+        raise UserInputError(f"{what} row {int(row)} ({times[row]}) has {positions.iloc[row]!r}: a target "
+                             "position must be a number in [-1, 1] (use 0 for flat)")
+    locations = bars.get_indexer(times)
+    for row in np.flatnonzero(locations < 0):
+        raise UserInputError(f"{what} row {int(row)} has time {times[row]}, which is not a bar open time of the "
+                             f"klines ({bars[0]} .. {bars[-1]}): use the klines' timestamps")
+    if times.has_duplicates:
+        row = int(np.flatnonzero(times.duplicated())[0])
+        raise UserInputError(f"{what} row {row} repeats time {times[row]}: give one target per bar")
+    dense = np.full(len(bars), np.nan)
+    dense[locations] = values
+    # forward-fill: a sparse target holds until the next row; before the first row the strategy is flat
+    filled = pd.Series(dense).ffill().fillna(0.0).to_numpy()
+    return filled
+
+
+def funding_per_bar(rates: pd.Series | None, bars: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
+    """Map funding rates to bars: those at a bar's open time, and those strictly inside a bar.
+
+    Args:
+        rates: funding rates (fractions, positive = longs pay) indexed by funding time; None for no funding.
+        bars: the bar open times (UTC).
+
+    Returns:
+        (at_open, inside): float64 arrays of summed rates per bar. Times before the first bar or at/after the
+        end of the last bar (its open plus the bar spacing) are ignored.
+
+    Raises:
+        UserInputError: a rate that is not a finite number (the message names the row).
+    """
+    at_open = np.zeros(len(bars))
+    inside = np.zeros(len(bars))
+    if rates is None or len(rates) == 0:
+        return at_open, inside
+    if not isinstance(rates, pd.Series):
+        raise UserInputError(f"funding_rates must be a Series of rates indexed by funding time, "
+                             f"not {type(rates).__name__}")
+    times = to_bar_times(rates.index, "funding_rates")
+    values = pd.to_numeric(rates, errors="coerce").to_numpy(dtype="float64")
+    for row in np.flatnonzero(~np.isfinite(values)):
+        raise UserInputError(f"funding_rates row {int(row)} ({times[row]}) has {rates.iloc[row]!r}: "
+                             "pass a finite rate (a fraction, e.g. 0.0001)")
+    end = bars[-1] + bar_spacing(bars)
+    keep = (times >= bars[0]) & (times < end)
+    times, values = times[keep], values[keep]
+    bar_of = bars.searchsorted(times, side="right") - 1  # the last bar opening at or before the funding time
+    on_open = bars[bar_of] == times
+    np.add.at(at_open, bar_of[on_open], values[on_open])
+    np.add.at(inside, bar_of[~on_open], values[~on_open])
+    return at_open, inside

@@ -1,0 +1,127 @@
+"""Report plots and files: equity against buy & hold, drawdown, trades on the price.
+
+Figures are built on the Agg canvas directly (no pyplot, no global backend switch, never a window), so the
+functions are safe on servers and in tests.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .bars import to_bar_frame
+from .stats import BacktestResult, drawdown_series
+
+__all__ = ["buy_and_hold_equity", "plot_drawdown", "plot_equity", "plot_trades", "save_report"]
+
+
+def buy_and_hold_equity(bars: pd.DataFrame, initial_capital: float) -> pd.Series:
+    """Equity of buying at the second bar's open (the first possible fill) and holding, no fees.
+
+    Args:
+        bars: frame from `to_bar_frame`.
+        initial_capital: starting equity.
+
+    Returns:
+        A Series on the bars' index: the capital at bar 0, then capital × close / open[1].
+    """
+    curve = initial_capital * bars["close"] / bars["open"].iloc[1]
+    curve.iloc[0] = initial_capital
+    return curve.rename("buy_and_hold")
+
+
+def _new_axes(ax: Axes | None) -> Axes:
+    if ax is not None:
+        return ax
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure.add_subplot()
+
+
+def plot_equity(result: BacktestResult, klines: Any, ax: Axes | None = None) -> Axes:
+    """Plot the strategy's equity against buy & hold on `ax` (a new Agg figure when None).
+
+    Returns:
+        The axes drawn on.
+    """
+    ax = _new_axes(ax)
+    bars = to_bar_frame(klines)
+    ax.plot(result.equity.index, result.equity.to_numpy(), label="strategy", linewidth=1.0)
+    hold = buy_and_hold_equity(bars, result.config.initial_capital)
+    ax.plot(hold.index, hold.to_numpy(), label="buy & hold", linewidth=1.0, alpha=0.7)
+    ax.set_title(f"Equity: {100 * result.total_return:.1f} % vs buy & hold {100 * result.buy_and_hold_return:.1f} %")
+    ax.set_ylabel("equity (quote)")
+    ax.legend(loc="best")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_drawdown(result: BacktestResult, ax: Axes | None = None) -> Axes:
+    """Plot the drawdown (as a negative percentage below the running peak) on `ax`.
+
+    Returns:
+        The axes drawn on.
+    """
+    ax = _new_axes(ax)
+    drawdown = -100 * drawdown_series(result.equity)
+    ax.fill_between(drawdown.index, drawdown.to_numpy(), 0.0, color="tab:red", alpha=0.4, linewidth=0)
+    ax.set_title(f"Drawdown (max {100 * result.max_drawdown:.1f} %, longest {result.max_drawdown_duration})")
+    ax.set_ylabel("% below peak")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_trades(result: BacktestResult, klines: Any, ax: Axes | None = None) -> Axes:
+    """Plot the close price with trade entries (^ long, v short) and exits (x) on `ax`.
+
+    Returns:
+        The axes drawn on.
+    """
+    ax = _new_axes(ax)
+    bars = to_bar_frame(klines)
+    ax.plot(bars.index, bars["close"].to_numpy(), color="0.4", linewidth=0.8, label="close")
+    trades = result.trades
+    for side, marker, color in (("long", "^", "tab:green"), ("short", "v", "tab:red")):
+        chosen = trades[trades["side"] == side]
+        ax.scatter(chosen["entry_time"], chosen["entry_price"], marker=marker, color=color, s=30,
+                   label=f"{side} entry", zorder=3)
+    exits = trades[~trades["open"]]
+    ax.scatter(exits["exit_time"], exits["exit_price"], marker="x", color="black", s=25, label="exit", zorder=3)
+    ax.set_title(f"Trades ({result.n_trades} closed, {result.n_open_trades} open)")
+    ax.set_ylabel("price")
+    ax.legend(loc="best")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def save_report(result: BacktestResult, klines: Any, out_dir: str | Path) -> dict[str, Path]:
+    """Write equity.png, drawdown.png, trades.png, trades.csv and stats.json into `out_dir` (created).
+
+    Args:
+        result: a backtest result.
+        klines: the klines it ran on (for prices and buy & hold).
+        out_dir: target folder.
+
+    Returns:
+        The written paths by short name ("equity", "drawdown", "trades_plot", "trades", "stats").
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    bars = to_bar_frame(klines)
+    paths = {"equity": out / "equity.png", "drawdown": out / "drawdown.png", "trades_plot": out / "trades.png",
+             "trades": out / "trades.csv", "stats": out / "stats.json"}
+    for key, draw in (("equity", lambda ax: plot_equity(result, bars, ax)),
+                      ("drawdown", lambda ax: plot_drawdown(result, ax)),
+                      ("trades_plot", lambda ax: plot_trades(result, bars, ax))):
+        axes = _new_axes(None)
+        draw(axes)
+        axes.figure.savefig(paths[key], dpi=110)
+    result.trades.to_csv(paths["trades"], index=False)
+    paths["stats"].write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
+    return paths
