@@ -1,0 +1,196 @@
+"""Generic CSV time series (ETT, ECL, Weather, ... not only klines) and the standard LSTF split protocol.
+
+Protocol (evaluation.md §1.1, Informer2020 / TSLib / LTSF-Linear `data_loader.py`): borders are rows
+[0, n_train), [n_train, n_train + n_val), [n_train + n_val, n_train + n_val + n_test); the validation and test
+slices start `seq_len` rows before their border (inputs may reach back, targets never do), i.e.
+border1s = [0, n_train - seq_len, n_train + n_val - seq_len]; a slice of length L holds L - seq_len - pred_len + 1
+windows (stride 1). ETTh: 12/4/4 months of 30 days (8640/2880/2880 rows), ETTm: the same x4, others 70/10/20
+(test = the last 20% of rows, val = the rest). The scaler is fitted on the training rows only.
+
+Shapes: `n` rows, `c` columns (channels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from reformer.data.scaling import StandardScaler
+from reformer.errors import ConfigError, DataFormatError, UserInputError
+
+__all__ = ["LSTFSplits", "TimeSeries", "load_timeseries_csv", "lstf_borders", "lstf_splits"]
+
+_DATE_NAMES = ("date", "datetime", "timestamp", "time", "start_time")
+Protocol = Literal["ett_hour", "ett_minute", "ratio"]
+
+
+@dataclass(frozen=True)
+class TimeSeries:
+    """A loaded multichannel series."""
+
+    values: np.ndarray
+    """`[n, c]` float64; for `M`/`MS` the target is the last column, for `S` it is the only one."""
+    columns: tuple[str, ...]
+    """Column names, `[c]`."""
+    timestamps: np.ndarray | None
+    """`[n]` int64 epoch ms UTC from the date column, or None if the file has none."""
+    target: str
+    """Target column name."""
+    path: str
+    """Source file."""
+
+
+def load_timeseries_csv(path: str | Path, target: str = "OT", features: Literal["M", "S", "MS"] = "M",
+                        date_col: str | None = "auto") -> TimeSeries:
+    """Read a time-series CSV: one optional date column, then numeric columns.
+
+    Args:
+        path: CSV file with a header row.
+        target: target column (ETT: `OT`).
+        features: `M` all columns (target moved last, as TSLib does), `MS` the same inputs (the target, last, is
+            what a model predicts), `S` the target column only.
+        date_col: name of the date column; "auto" picks the first of date/datetime/timestamp/time/start_time
+            (case-insensitive) if present; None means the file has no date column. Numeric dates are epoch ms
+            (seconds if < 1e11); text dates are parsed as UTC.
+
+    Returns:
+        `TimeSeries`.
+
+    Raises:
+        UserInputError: the file does not exist.
+        DataFormatError: empty file, missing target or date column, non-numeric or empty cells, bad dates.
+    """
+    path = Path(path)
+    if features not in ("M", "S", "MS"):
+        raise ConfigError(f"features={features!r} must be 'M', 'S' or 'MS'")
+    if not path.is_file():
+        raise UserInputError(f"{path}: no such file; check the path (ETTh1: shared/data/ett/ETTh1.csv)")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError as exc:
+        raise DataFormatError(f"{path}: the file is empty; expected a header row and data rows") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataFormatError(f"{path}: not a readable CSV ({first}); fix the file's row/column structure") from exc
+    if frame.empty:
+        raise DataFormatError(f"{path}: no data rows under the header; the file needs at least one row")
+    if date_col == "auto":
+        date_col = next((c for c in frame.columns if str(c).strip().lower() in _DATE_NAMES), None)
+    elif date_col is not None and date_col not in frame.columns:
+        raise DataFormatError(f"{path}: date column {date_col!r} not found in {list(frame.columns)}; "
+                              "pass date_col=<one of them> or None")
+    value_columns = [c for c in frame.columns if c != date_col]
+    if target not in value_columns:
+        raise DataFormatError(f"{path}: target column {target!r} not found in {value_columns}; "
+                              "pass target=<one of them>")
+    ordered = [c for c in value_columns if c != target] + [target] if features != "S" else [target]
+    values = np.empty((len(frame), len(ordered)))
+    for j, column in enumerate(ordered):
+        values[:, j] = _numeric(frame[column], path, column)
+    timestamps = None if date_col is None else _parse_dates(frame[date_col], path, date_col)
+    return TimeSeries(values, tuple(ordered), timestamps, target, str(path))
+
+
+def _numeric(column: pd.Series, path: Path, name: str) -> np.ndarray:
+    parsed = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(parsed))
+    if bad.size:
+        row = int(bad[0])
+        raise DataFormatError(f"{path}: line {row + 2}, column {name!r}: {column.iloc[row]!r} is not a finite number "
+                              f"({bad.size} bad cells in this column); fix or remove those rows")
+    return parsed
+
+
+def _parse_dates(column: pd.Series, path: Path, name: str) -> np.ndarray:
+    numeric = pd.to_numeric(column, errors="coerce")
+    if numeric.notna().all():
+        values = numeric.to_numpy(dtype=np.float64)
+        return (values * (1000 if values.max() < 1e11 else 1)).astype(np.int64)
+    parsed = pd.to_datetime(column, errors="coerce", utc=True)
+    bad = np.flatnonzero(parsed.isna().to_numpy())
+    if bad.size:
+        row = int(bad[0])
+        raise DataFormatError(f"{path}: line {row + 2}, column {name!r}: {column.iloc[row]!r} is not a date; "
+                              "use ISO 'YYYY-MM-DD HH:MM:SS' or epoch ms, or pass date_col=None")
+    return np.asarray(parsed.dt.as_unit("ms").astype("int64"), dtype=np.int64)
+
+
+def lstf_borders(n_rows: int, seq_len: int, protocol: Protocol = "ett_hour") -> tuple[list[int], list[int]]:
+    """Row borders of the train/val/test slices under the standard protocol.
+
+    Args:
+        n_rows: rows in the file.
+        seq_len: input length (val/test slices start this many rows before their border).
+        protocol: `ett_hour` (8640/2880/2880 rows), `ett_minute` (x4), `ratio` (70/10/20 of `n_rows`).
+
+    Returns:
+        (border1s, border2s): slice k is rows [border1s[k], border2s[k]).
+
+    Raises:
+        ConfigError: unknown protocol, or the file is too short for it.
+    """
+    if protocol in ("ett_hour", "ett_minute"):
+        month = 30 * 24 * (4 if protocol == "ett_minute" else 1)
+        n_train, n_val, n_test = 12 * month, 4 * month, 4 * month
+    elif protocol == "ratio":
+        n_train, n_test = int(n_rows * 0.7), int(n_rows * 0.2)
+        n_val = n_rows - n_train - n_test
+    else:
+        raise ConfigError(f"protocol={protocol!r} must be 'ett_hour', 'ett_minute' or 'ratio'")
+    if n_train + n_val + n_test > n_rows or seq_len > n_train:
+        raise ConfigError(f"protocol {protocol!r} needs {n_train + n_val + n_test} rows and seq_len <= {n_train}; "
+                          f"got {n_rows} rows and seq_len={seq_len}; use protocol='ratio' or a shorter seq_len")
+    border1s = [0, n_train - seq_len, n_train + n_val - seq_len]
+    border2s = [n_train, n_train + n_val, n_train + n_val + n_test]
+    return border1s, border2s
+
+
+@dataclass(frozen=True)
+class LSTFSplits:
+    """Scaled train/val/test slices of a `TimeSeries` under the standard protocol."""
+
+    train: np.ndarray
+    """`[n_train_slice, c]` float32, scaled with `scaler`."""
+    val: np.ndarray
+    """`[n_val_slice, c]` float32 (starts seq_len rows before the border)."""
+    test: np.ndarray
+    """`[n_test_slice, c]` float32 (starts seq_len rows before the border)."""
+    scaler: StandardScaler
+    """Fitted on the training rows only."""
+    border1s: tuple[int, int, int]
+    border2s: tuple[int, int, int]
+    seq_len: int
+    pred_len: int
+
+    def n_windows(self) -> tuple[int, int, int]:
+        """Stride-1 windows per slice: len - seq_len - pred_len + 1 (all kept, no drop_last)."""
+        return tuple(max(len(s) - self.seq_len - self.pred_len + 1, 0)  # type: ignore[return-value]
+                     for s in (self.train, self.val, self.test))
+
+
+def lstf_splits(series: TimeSeries, seq_len: int, pred_len: int, protocol: Protocol = "ett_hour",
+                scale: bool = True) -> LSTFSplits:
+    """Cut and z-score a series with the standard protocol (scaler fitted on the training rows only).
+
+    Args:
+        series: from `load_timeseries_csv`.
+        seq_len: input length.
+        pred_len: horizon.
+        protocol: see `lstf_borders`.
+        scale: False keeps raw values (the scaler is still fitted, for reference).
+
+    Returns:
+        `LSTFSplits`.
+    """
+    if seq_len < 1 or pred_len < 1:
+        raise ConfigError(f"seq_len={seq_len} and pred_len={pred_len} must be >= 1")
+    border1s, border2s = lstf_borders(len(series.values), seq_len, protocol)
+    scaler = StandardScaler().fit(series.values[border1s[0]:border2s[0]])
+    data = scaler.transform(series.values) if scale else series.values
+    parts = [data[b1:b2].astype(np.float32) for b1, b2 in zip(border1s, border2s, strict=True)]
+    return LSTFSplits(parts[0], parts[1], parts[2], scaler, (border1s[0], border1s[1], border1s[2]),
+                      (border2s[0], border2s[1], border2s[2]), seq_len, pred_len)
