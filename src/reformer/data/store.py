@@ -187,8 +187,10 @@ class KlineStore:
         Returns:
             The candles; an unknown turnover reads as NaN. Empty if nothing is stored.
         """
-        rows = self._select(category, symbol, interval, start, end)
-        return [Kline(*row[:6], math.nan if row[6] is None else row[6]) for row in rows]
+        klines = list(map(Kline._make, self._select(category, symbol, interval, start, end)))
+        if any(kline.turnover is None for kline in klines):  # rare: only imports without turnover
+            klines = [kline._replace(turnover=math.nan) if kline.turnover is None else kline for kline in klines]
+        return klines
 
     def load_frame(
         self, category: str, symbol: str, interval: str, start: int | None = None, end: int | None = None
