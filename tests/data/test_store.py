@@ -174,7 +174,7 @@ def test_a_failing_page_stores_nothing(store: KlineStore) -> None:
         (lambda s: s.upsert("futures", "BTCUSDT", "60", []), r"category='futures'.*spot, linear, inverse"),
         (lambda s: s.upsert("linear", "", "60", []), r"symbol=''"),
         (lambda s: s.load("linear", "BTCUSDT", "1h"), r"interval='1h'.*60"),
-        (lambda s: s.upsert(*KEY, [Kline(1.5, 1, 1, 1, 1, 1, 1)]), r"start_time=1\.5"),  # type: ignore[arg-type]
+        (lambda s: s.upsert(*KEY, [Kline(1.5, 1, 1, 1, 1, 1, 1)]), r"start_time=1\.5"),
         (lambda s: s.upsert(*KEY, [(0, 1.0)]), r"klines\[0\] has 2 fields"),
         (lambda s: s.load(*KEY, start=5, end=4), r"start=5 is after end=4"),
         (lambda s: s.gaps(*KEY, interval_ms=60_000), r"interval_ms=60000 contradicts.*pass 3600000"),
