@@ -1,0 +1,156 @@
+"""Transport policy for the Bybit client: V5 envelope checks, error classification, backoff, rate limiting.
+
+Kept apart from `client.py` so the rules "which answer is retried, which is fatal" read in one place and are
+unit-tested without a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+
+from ..errors import (
+    BadRequestError,
+    ExchangeBannedError,
+    ExchangeError,
+    InvalidSymbolError,
+    RetryableExchangeError,
+)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+# retCodes that mean "the server is busy or restarting", per Bybit's error table (bybit-v5.md §11).
+RETRYABLE_CODES = {10000: "server timeout", 10006: "too many visits (rate limit)", 10016: "server error"}
+RATE_LIMIT_CODES = {10006}
+
+
+def parse_envelope(response: httpx.Response, *, symbol: str | None = None,
+                   category: str | None = None) -> dict[str, Any]:
+    """Check one V5 answer and return its `result` object.
+
+    Args:
+        response: the HTTP answer, body already read.
+        symbol, category: what the request was about, to name them in errors.
+
+    Returns:
+        The envelope's `result` (an empty dict when the exchange sent something else there).
+
+    Raises:
+        ExchangeBannedError: HTTP 403 (IP limit breached or region blocked).
+        RetryableExchangeError: HTTP 429 / 5xx, retCode 10000 / 10006 / 10016, or a body that is not a
+            complete JSON envelope (truncated, HTML error page).
+        InvalidSymbolError: retCode 10001 about the symbol.
+        BadRequestError: any other retCode 10001.
+        ExchangeError: other HTTP statuses and retCodes (bugs or account problems: no retry).
+    """
+    status = response.status_code
+    try:
+        path = response.request.url.path
+    except RuntimeError:  # a Response built by hand, without a request
+        path = "?"
+    if status == 403:
+        raise ExchangeBannedError(
+            f"HTTP 403 from Bybit on {path} ({response.text[:60].strip()!r}): the IP request limit was breached "
+            "or the region is blocked; stop all sessions and wait at least 10 minutes before retrying",
+            http_status=403,
+        )
+    if status == 429 or status >= 500:
+        raise RetryableExchangeError(f"HTTP {status} from Bybit on {path}: transient, retry later",
+                                     http_status=status)
+    if status != 200:
+        raise ExchangeError(f"HTTP {status} from Bybit on {path}: wrong route or parameters; check the request",
+                            http_status=status)
+    try:
+        envelope = response.json()
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        raise RetryableExchangeError(f"truncated or invalid JSON from Bybit on {path}: retry",
+                                     http_status=status) from exc
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("retCode"), int):
+        raise RetryableExchangeError(f"answer without a V5 envelope on {path}: retry", http_status=status)
+    code: int = envelope["retCode"]
+    message = str(envelope.get("retMsg", ""))
+    if code == 0:
+        result = envelope.get("result")
+        return result if isinstance(result, dict) else {}
+    if code in RETRYABLE_CODES:
+        raise RetryableExchangeError(
+            f"Bybit retCode {code} ({message or RETRYABLE_CODES[code]}) on {path}: retry after a pause",
+            code=code, http_status=status, retry_at_ms=_reset_header(response) if code == 10006 else None,
+        )
+    if code == 10001:
+        if symbol is not None and "symbol" in message.lower():
+            raise InvalidSymbolError(symbol, category or "linear", code=code)
+        raise BadRequestError(f"Bybit rejected the parameters of {path} (10001 {message!r}): fix the request",
+                              code=code, http_status=status)
+    raise ExchangeError(f"Bybit retCode {code} ({message!r}) on {path}: not retryable, see Bybit's error table",
+                        code=code, http_status=status)
+
+
+def _reset_header(response: httpx.Response) -> int | None:
+    # Public endpoints may answer 10006 without any X-Bapi-* header (pybit#340): the header is optional.
+    raw = response.headers.get("X-Bapi-Limit-Reset-Timestamp")
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def backoff_delay(attempt: int, error: RetryableExchangeError, *, base: float, cap: float,
+                  rng: random.Random, now_ms: int | None = None) -> float:
+    """Seconds to wait before retry number `attempt + 1`.
+
+    Full jitter: uniform(0, min(cap, base * 2**attempt)). Rate-limit answers (10006, HTTP 429) wait at least
+    half that step, so a throttled client never tight-loops, and 10006 with `X-Bapi-Limit-Reset-Timestamp`
+    waits until the reset time, bounded by `cap`.
+
+    Args:
+        attempt: 0 for the first retry.
+        error: the failure being retried.
+        base, cap: backoff base and upper bound, seconds.
+        rng: the jitter source (seed it for reproducible tests).
+        now_ms: wall-clock epoch ms to compare the reset header against (default: now).
+
+    Returns:
+        A delay in [0, cap] seconds.
+    """
+    step = min(cap, base * (2.0 ** attempt))
+    delay = rng.uniform(0.0, step)
+    if error.code in RATE_LIMIT_CODES or error.http_status == 429:
+        delay = max(delay, step / 2)
+    if error.retry_at_ms is not None:
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        delay = max(delay, (error.retry_at_ms - now) / 1000.0)
+    return min(cap, max(0.0, delay))
+
+
+class RateLimiter:
+    """Spaces request starts at least `1 / rate` seconds apart.
+
+    Stricter than a token bucket with a burst: any window of one second holds at most `rate` request
+    starts, including across concurrent callers, because each caller reserves its slot before awaiting.
+    Not shared between event loops or threads.
+
+    Args:
+        rate: requests per second; None or <= 0 disables limiting.
+    """
+
+    def __init__(self, rate: float | None, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = 1.0 / rate if rate and rate > 0 else 0.0
+        self._clock = clock
+        self._next_slot = float("-inf")
+
+    async def acquire(self) -> None:
+        """Wait for this caller's slot."""
+        if self.interval == 0.0:
+            return
+        # No await between reading and writing `_next_slot`: the reservation is atomic in asyncio.
+        now = self._clock()
+        slot = max(now, self._next_slot)
+        self._next_slot = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)

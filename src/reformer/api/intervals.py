@@ -1,0 +1,78 @@
+"""Bybit kline intervals: parsing user spellings and converting to bucket lengths in milliseconds.
+
+Bybit names intervals "1","3","5","15","30","60","120","240","360","720" (minutes), "D", "W", "M".
+Friendly spellings ("1m", "1h", "4h", "1d", "1w", "1M") and integers (minutes) are accepted and mapped onto them.
+
+"M" (calendar month) has no fixed length, so `interval_ms` rejects it: the client pages by arithmetic windows
+and decides "closed" by `start + length <= now`, neither of which works for months. "W" has a fixed length
+(7 days) and works, whatever weekday Bybit aligns weeks to, because the client never aligns timestamps itself.
+"""
+
+from __future__ import annotations
+
+from ..errors import InvalidIntervalError
+
+__all__ = ["VALID_INTERVALS", "interval_ms", "parse_interval"]
+
+_MINUTE_MS = 60_000
+
+VALID_INTERVALS: tuple[str, ...] = (
+    "1", "3", "5", "15", "30", "60", "120", "240", "360", "720", "D", "W", "M",
+)
+
+_LENGTH_MS: dict[str, int] = {
+    **{code: int(code) * _MINUTE_MS for code in VALID_INTERVALS[:10]},
+    "D": 1_440 * _MINUTE_MS,
+    "W": 7 * 1_440 * _MINUTE_MS,
+}
+
+# Friendly spellings. Case matters only for "1m" (minute) vs "1M" (month), as in most trading tools.
+_ALIASES: dict[str, str] = {
+    **{f"{code}m": code for code in VALID_INTERVALS[:10]},
+    "1h": "60", "2h": "120", "4h": "240", "6h": "360", "12h": "720",
+    "1d": "D", "d": "D", "1440": "D", "1w": "W", "w": "W", "1M": "M",
+}
+
+
+def parse_interval(interval: str | int) -> str:
+    """Normalise an interval to Bybit's code.
+
+    Args:
+        interval: a Bybit code ("60", "D"), a friendly spelling ("1h", "1d", "1M") or minutes as an int (60).
+
+    Returns:
+        The Bybit interval code, e.g. "60".
+
+    Raises:
+        InvalidIntervalError: the value names no Bybit interval; the message lists the valid ones.
+    """
+    text = str(interval).strip()
+    if text in VALID_INTERVALS:
+        return text
+    if text in _ALIASES:
+        return _ALIASES[text]
+    raise InvalidIntervalError(
+        f"invalid interval {interval!r}: use one of {', '.join(VALID_INTERVALS)} "
+        f"(minutes, D, W, M) or 1m/1h/4h/1d/1w/1M"
+    )
+
+
+def interval_ms(interval: str | int) -> int:
+    """Length of one candle in milliseconds.
+
+    Args:
+        interval: anything `parse_interval` accepts, except the calendar month.
+
+    Returns:
+        The bucket length in ms (e.g. 3_600_000 for "60").
+
+    Raises:
+        InvalidIntervalError: unknown interval, or "M", whose length varies by month.
+    """
+    code = parse_interval(interval)
+    if code == "M":
+        raise InvalidIntervalError(
+            "interval 'M' (calendar month) has no fixed length and cannot be paged or streamed here: "
+            "fetch 'D' candles and resample them to months"
+        )
+    return _LENGTH_MS[code]
