@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -193,3 +194,28 @@ def test_a_foreign_file_is_refused(tmp_path: Path) -> None:
         KlineStore(path)
     with pytest.raises(UserInputError, match="is a folder"):
         KlineStore(tmp_path)
+
+
+def test_concurrent_writers_wait_instead_of_failing(tmp_path: Path) -> None:
+    # Two connections in two threads lock the file exactly as two processes would.
+    path = tmp_path / "busy.sqlite"
+    KlineStore(path).close()  # create the schema once, before the race
+    source = make_klines([hour * HOUR for hour in range(2_000)])
+    errors: list[BaseException] = []
+
+    def writer(offset: int) -> None:
+        try:
+            with KlineStore(path) as store:
+                for first in range(offset * 100, len(source), 200):
+                    store.upsert(*KEY, source[first:first + 100])
+        except BaseException as exc:  # surfaced below; a thread cannot fail the test itself
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(offset,)) for offset in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with KlineStore(path) as store:
+        assert store.load(*KEY) == source

@@ -36,16 +36,40 @@ def page(index):
 '''
 
 CHILD = '''
-import sys, types
-src, db = sys.argv[1], sys.argv[2]
+import sys, time, types
+src, db, mode = sys.argv[1], sys.argv[2], sys.argv[4]
 # A bare package object stands in for reformer/__init__.py, so the child skips importing torch (seconds).
 package = types.ModuleType("reformer")
 package.__path__ = [src + "/reformer"]
 sys.modules["reformer"] = package
 from reformer.data.store import KlineStore
 exec(sys.argv[3])
+
+
+class HoldBeforeCommit:
+    # Wraps the store's connection: on the chosen page it stops just before COMMIT, transaction open.
+    def __init__(self, connection, page):
+        self.connection, self.page, self.current = connection, page, -1
+
+    def __getattr__(self, name):
+        return getattr(self.connection, name)
+
+    def execute(self, sql, *args):
+        if sql == "COMMIT" and self.current == self.page:
+            print("holding", flush=True)
+            time.sleep(60)
+        return self.connection.execute(sql, *args)
+
+
 with KlineStore(db) as store:
+    if mode != "random":
+        # A tiny page cache makes SQLite spill the open transaction into the WAL file before COMMIT,
+        # so recovery must actively discard uncommitted frames, not just never see them.
+        store._conn.execute("PRAGMA cache_size=5")
+        store._conn = HoldBeforeCommit(store._conn, int(mode))
     for index in range(PAGE_COUNT):
+        if mode != "random":
+            store._conn.current = index
         print(index, flush=True)
         store.upsert("linear", "BTCUSDT", "1", page(index))
     print("done", flush=True)
@@ -61,32 +85,31 @@ def page(index: int) -> list[Kline]:
     return [Kline(*row) for row in _pages["page"](index)]  # type: ignore[operator]
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_sigkill_during_upserts_leaves_whole_pages(tmp_path: Path, seed: int) -> None:
-    rng = random.Random(seed)
-    db = tmp_path / "klines.sqlite"
-    kill_after_page = rng.randrange(3, PAGE_COUNT // 3)
+def run_and_kill(db: Path, mode: str, signal_line: str, delay_s: float) -> None:
+    """Start the writer, wait for `signal_line` on its stdout, wait `delay_s`, SIGKILL it."""
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(SRC), str(db), PAGES_SOURCE],
+        [sys.executable, "-c", CHILD, str(SRC), str(db), PAGES_SOURCE, mode],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         assert child.stdout is not None
         for line in child.stdout:
-            if line.strip() == str(kill_after_page):
+            if line.strip() == signal_line:
                 break
         else:
             pytest.fail(f"child ended early: {child.stderr.read() if child.stderr else ''}")
-        time.sleep(rng.uniform(0.0, 0.01))  # land somewhere inside (or between) the next upserts
+        time.sleep(delay_s)
         child.send_signal(signal.SIGKILL)
     finally:
         child.wait(timeout=30)
-        if child.stdout is not None:
-            child.stdout.close()
-        if child.stderr is not None:
-            child.stderr.close()
+        for stream in (child.stdout, child.stderr):
+            if stream is not None:
+                stream.close()
     assert child.returncode == -signal.SIGKILL
 
+
+def check_whole_pages_then_complete(db: Path, pages_at_least: int) -> int:
+    """Reopen after the kill; check whole pages only, exact values; store the rest. Returns pages found."""
     with KlineStore(db) as store:
         assert store._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         stored = store.load(*KEY)
@@ -94,10 +117,26 @@ def test_sigkill_during_upserts_leaves_whole_pages(tmp_path: Path, seed: int) ->
         assert len(starts) == len(set(starts)), "duplicate candles"
         assert len(stored) % PAGE_SIZE == 0, f"partial page: {len(stored)} rows"
         pages_done = len(stored) // PAGE_SIZE
-        assert kill_after_page <= pages_done < PAGE_COUNT  # killed mid-run, after the announced page began
+        assert pages_at_least <= pages_done < PAGE_COUNT  # killed mid-run, after the announced page began
         assert stored == [kline for index in range(pages_done) for kline in page(index)]
 
         for index in range(pages_done, PAGE_COUNT):
             assert store.upsert(*KEY, page(index)) == PAGE_SIZE
         assert store.load(*KEY) == [kline for index in range(PAGE_COUNT) for kline in page(index)]
         assert store.gaps(*KEY) == []
+    return pages_done
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sigkill_at_a_random_moment_leaves_whole_pages(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    kill_after_page = rng.randrange(3, PAGE_COUNT // 3)
+    # About half of the writer's time is spent inside a transaction, so a random instant often lands in one.
+    run_and_kill(tmp_path / "klines.sqlite", "random", str(kill_after_page), rng.uniform(0.0, 0.01))
+    check_whole_pages_then_complete(tmp_path / "klines.sqlite", kill_after_page)
+
+
+def test_sigkill_with_a_spilled_transaction_open_drops_that_page(tmp_path: Path) -> None:
+    db = tmp_path / "klines.sqlite"
+    run_and_kill(db, "7", "holding", 0.0)  # page 7 fully written into the WAL, COMMIT not reached
+    assert check_whole_pages_then_complete(db, 7) == 7
