@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -146,12 +146,12 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 def _normalise(raw: pd.DataFrame, source: str, where: _Where) -> pd.DataFrame:
     """Find, convert and check the columns; sort; drop exact duplicates. Positions of `raw` must be 0..n-1
     (gaps allowed), as `where` turns them into line or row numbers."""
-    by_name: dict[str, str] = {}
+    by_name: dict[str, Hashable] = {}  # lower-case name -> the frame's own label
     for column in raw.columns:
         key = str(column).strip().lower()
         if key in by_name:
             raise DataFormatError(f"{source}: columns {by_name[key]!r} and {column!r} clash; rename one")
-        by_name[key] = str(column)
+        by_name[key] = column
     time_name = next((by_name[name] for name in _TIME_NAMES if name in by_name), None)
     found = ", ".join(map(str, raw.columns))
     if time_name is None:
@@ -168,12 +168,12 @@ def _normalise(raw: pd.DataFrame, source: str, where: _Where) -> pd.DataFrame:
         raise DataFormatError(f"{source}: no data rows under the header; add candles or pick another file")
 
     positions = np.asarray(raw.index, dtype=np.int64)
-    columns: dict[str, np.ndarray] = {"timestamp": _epoch_ms(raw[time_name], time_name, source, where)}
+    columns: dict[str, np.ndarray] = {"timestamp": _epoch_ms(raw[time_name], str(time_name), source, where)}
     for name in (*_REQUIRED, "turnover"):
         if name == "turnover" and name not in by_name:
             columns[name] = np.full(len(raw), np.nan)
             continue
-        columns[name] = _numbers(raw[by_name[name]], by_name[name], source, where, optional=name == "turnover")
+        columns[name] = _numbers(raw[by_name[name]], str(by_name[name]), source, where, optional=name == "turnover")
 
     checks = [
         *((columns[name] <= 0, name, "is not > 0", "prices must be positive; fix or delete that row")
