@@ -11,7 +11,8 @@ What is generated, bar by bar (t = 0 .. n-1, all returns are log returns):
 3. Events (if `event_rate` > 0): with probability `event_rate` per bar, bar t is an event with a random sign
    s_t = +-1 (the *marker*, `SyntheticMarket.markers`, 0 elsewhere). The event is visible in the inputs: the
    candle's volume is multiplied by `event_volume_mult`, its return is s_t * 2 sigma_t (a body of sign s_t), and
-   its wicks are 10x shorter, so |body / range| is close to 1.
+   its wicks are 10x shorter, so |body / range| is close to 1. The range regime's anchor moves with the event
+   body, so nothing reverts it: apart from the planted jump, a marker says nothing about later returns.
 4. The planted signal (only if `plant_signal`): a jump of s_t * `event_size` * `bar_vol` is added to the return of
    bar t + `lag` (default lag 150, at least 100). So the bar return at t correlates positively with the marker
    at t - lag, and the forward return ln(C_{t'+h}/C_{t'}) contains the jumps of events at t' - lag + 1 .. t' - lag + h:
@@ -160,6 +161,8 @@ def generate_market(config: SyntheticMarketConfig | None = None) -> SyntheticMar
                  DOWN_TREND: -cfg.trend_drift}[regime]
         base_returns[t] = drift + eps
         log_price += base_returns[t]
+        if markers[t]:
+            anchor += eps  # the range does not revert event bodies: markers carry no short-range information
         regimes[t] = regime
         variance = omega + cfg.garch_alpha * eps**2 + cfg.garch_beta * variance
 
