@@ -18,7 +18,7 @@ def test_defaults_match_the_spec() -> None:
             config.commission) == (10_000.0, 0.1, 0.02, 0.04, 0.001)
     assert config.allow_short and config.funding and config.slippage == 0.0
     with pytest.raises(dataclasses.FrozenInstanceError):
-        config.position_size = 0.5  # type: ignore[misc]
+        config.position_size = 0.5
 
 
 @pytest.mark.parametrize(("field", "value"), [
@@ -29,7 +29,7 @@ def test_defaults_match_the_spec() -> None:
 ])
 def test_bad_values_name_the_field_and_value(field: str, value: object) -> None:
     with pytest.raises(ConfigError, match=rf"BacktestConfig\.{field}={value!r} is invalid: "):
-        BacktestConfig(**{field: value})  # type: ignore[arg-type]
+        BacktestConfig(**{field: value})
 
 
 def test_thresholds_map_to_long_flat_short() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ from reformer.strategy import BacktestConfig, backtest_positions
 NO_STOPS = {"stop_loss": 0.0, "take_profit": 0.0}
 
 
-def make_bars(rows: list[tuple[float, float, float, float]], freq: str = "h") -> pd.DataFrame:
+def make_bars(rows: Sequence[tuple[float, float, float, float]], freq: str = "h") -> pd.DataFrame:
     times = pd.date_range("2024-01-01", periods=len(rows), freq=freq, tz="UTC")
     return pd.DataFrame(rows, columns=["open", "high", "low", "close"], index=times)
 

@@ -90,6 +90,6 @@ def test_malformed_klines_are_rejected() -> None:
     with pytest.raises(DataFormatError, match="row 3"):
         to_bar_frame(broken)
     with pytest.raises(UserInputError, match="Series"):
-        backtest_positions([1.0, 0.0], BARS, CONFIG)  # type: ignore[arg-type]
+        backtest_positions([1.0, 0.0], BARS, CONFIG)
     with pytest.raises(UserInputError, match="predict_series"):
-        run_backtest(42, BARS, CONFIG)  # type: ignore[arg-type]
+        run_backtest(42, BARS, CONFIG)

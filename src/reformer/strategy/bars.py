@@ -111,16 +111,20 @@ def align_positions(positions: pd.Series, bars: pd.DatetimeIndex, *, what: str =
         raise UserInputError(f"{what} must be a pandas Series indexed by bar time, not {type(positions).__name__}")
     times = to_bar_times(positions.index, what)
     values = pd.to_numeric(positions, errors="coerce").to_numpy(dtype="float64")
-    for row in np.flatnonzero(~np.isfinite(values) | (np.abs(values) > 1)):
-        raise UserInputError(f"{what} row {int(row)} ({times[row]}) has {positions.iloc[row]!r}: a target "
+    bad = np.flatnonzero(~np.isfinite(values) | (np.abs(values) > 1))
+    if bad.size:
+        row = int(bad[0])
+        raise UserInputError(f"{what} row {row} ({times[row]}) has {positions.iloc[row]!r}: a target "
                              "position must be a number in [-1, 1] (use 0 for flat)")
     locations = bars.get_indexer(times)
-    for row in np.flatnonzero(locations < 0):
-        raise UserInputError(f"{what} row {int(row)} has time {times[row]}, which is not a bar open time of the "
+    bad = np.flatnonzero(locations < 0)
+    if bad.size:
+        row = int(bad[0])
+        raise UserInputError(f"{what} row {row} has time {times[row]}, which is not a bar open time of the "
                              f"klines ({bars[0]} .. {bars[-1]}): use the klines' timestamps")
     if times.has_duplicates:
-        row = int(np.flatnonzero(times.duplicated())[0])
-        raise UserInputError(f"{what} row {row} repeats time {times[row]}: give one target per bar")
+        duplicate = int(np.flatnonzero(times.duplicated())[0])
+        raise UserInputError(f"{what} row {duplicate} repeats time {times[duplicate]}: give one target per bar")
     dense = np.full(len(bars), np.nan)
     dense[locations] = values
     # forward-fill: a sparse target holds until the next row; before the first row the strategy is flat
@@ -151,8 +155,10 @@ def funding_per_bar(rates: pd.Series | None, bars: pd.DatetimeIndex) -> tuple[np
                              f"not {type(rates).__name__}")
     times = to_bar_times(rates.index, "funding_rates")
     values = pd.to_numeric(rates, errors="coerce").to_numpy(dtype="float64")
-    for row in np.flatnonzero(~np.isfinite(values)):
-        raise UserInputError(f"funding_rates row {int(row)} ({times[row]}) has {rates.iloc[row]!r}: "
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        row = int(bad[0])
+        raise UserInputError(f"funding_rates row {row} ({times[row]}) has {rates.iloc[row]!r}: "
                              "pass a finite rate (a fraction, e.g. 0.0001)")
     end = bars[-1] + bar_spacing(bars)
     keep = (times >= bars[0]) & (times < end)

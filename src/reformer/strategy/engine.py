@@ -40,7 +40,7 @@ TRADE_COLUMNS = ["entry_time", "exit_time", "side", "units", "entry_price", "exi
 """Columns of the trades table; times are bar open times, prices include slippage."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Trade:
     """Book-keeping of one round trip (a period with a position on one side)."""
 
@@ -131,7 +131,8 @@ def simulate(bars: pd.DataFrame, targets: np.ndarray, config: BacktestConfig,
         if delta * trade.side > 0:
             trade.units_in += abs(delta)
             trade.cost_in += abs(delta) * price
-            trade.peak_units = max(trade.peak_units, abs(units))
+            if abs(units) > trade.peak_units:
+                trade.peak_units = abs(units)
         else:
             trade.units_out += abs(delta)
             trade.value_out += abs(delta) * price
@@ -212,27 +213,32 @@ def simulate(bars: pd.DataFrame, targets: np.ndarray, config: BacktestConfig,
 
 def _trade_table(times: pd.DatetimeIndex, closed: list[tuple[_Trade, int, str]], open_trade: _Trade | None,
                  open_units: float, last_close: float) -> pd.DataFrame:
-    rows = []
-    for trade, exit_bar, reason in closed:
-        rows.append({
-            "entry_time": times[trade.entry_bar], "exit_time": times[exit_bar],
-            "side": "long" if trade.side > 0 else "short", "units": trade.peak_units,
-            "entry_price": trade.entry_price(), "exit_price": trade.value_out / trade.units_out,
-            "pnl": trade.cash_flow, "return": trade.cash_flow / trade.cost_in,
-            "fees": trade.fees, "funding": trade.funding, "exit_reason": reason, "open": False,
-        })
+    records = [(trade, exit_bar, reason, trade.cash_flow, trade.value_out / trade.units_out, False)
+               for trade, exit_bar, reason in closed]
     if open_trade is not None:
-        # marked to market, not closed: no exit fee, no exit time
-        pnl = open_trade.cash_flow + open_units * last_close
-        rows.append({
-            "entry_time": times[open_trade.entry_bar], "exit_time": pd.NaT,
-            "side": "long" if open_trade.side > 0 else "short", "units": open_trade.peak_units,
-            "entry_price": open_trade.entry_price(), "exit_price": last_close,
-            "pnl": pnl, "return": pnl / open_trade.cost_in,
-            "fees": open_trade.fees, "funding": open_trade.funding, "exit_reason": "open", "open": True,
-        })
-    table = pd.DataFrame(rows, columns=TRADE_COLUMNS)
+        # marked to market, not closed: no exit fee, no exit time, the last close as its price
+        records.append((open_trade, -1, "open", open_trade.cash_flow + open_units * last_close, last_close, True))
+    trades = [record[0] for record in records]
+    exit_bars = np.array([record[1] for record in records], dtype="int64")
+    pnl = np.array([record[3] for record in records], dtype="float64")
+    cost = np.array([trade.cost_in for trade in trades], dtype="float64")
+    # index the times once with arrays: per-row Timestamp boxing dominates otherwise
+    exit_times = pd.Series(times[np.maximum(exit_bars, 0)]).where(exit_bars >= 0, pd.NaT)
+    table = pd.DataFrame({
+        "entry_time": times[np.array([trade.entry_bar for trade in trades], dtype="int64")],
+        "exit_time": exit_times.to_numpy(),
+        "side": ["long" if trade.side > 0 else "short" for trade in trades],
+        "units": [trade.peak_units for trade in trades],
+        "entry_price": [trade.entry_price() for trade in trades],
+        "exit_price": [record[4] for record in records],
+        "pnl": pnl,
+        "return": pnl / cost if len(records) else pnl,
+        "fees": [trade.fees for trade in trades],
+        "funding": [trade.funding for trade in trades],
+        "exit_reason": [record[2] for record in records],
+        "open": np.array([record[5] for record in records], dtype=bool),
+    }, columns=TRADE_COLUMNS)
     table["entry_time"] = pd.to_datetime(table["entry_time"], utc=True)
     table["exit_time"] = pd.to_datetime(table["exit_time"], utc=True)
-    table["open"] = table["open"].astype(bool)
+    table["units"] = table["units"].astype("float64")
     return table

@@ -36,12 +36,14 @@ def buy_and_hold_equity(bars: pd.DataFrame, initial_capital: float) -> pd.Series
     return curve.rename("buy_and_hold")
 
 
-def _new_axes(ax: Axes | None) -> Axes:
-    if ax is not None:
-        return ax
+def _new_figure() -> Figure:
     figure = Figure(figsize=(11, 4), layout="constrained")
     FigureCanvasAgg(figure)
-    return figure.add_subplot()
+    return figure
+
+
+def _new_axes(ax: Axes | None) -> Axes:
+    return ax if ax is not None else _new_figure().add_subplot()
 
 
 def plot_equity(result: BacktestResult, klines: Any, ax: Axes | None = None) -> Axes:
@@ -119,9 +121,9 @@ def save_report(result: BacktestResult, klines: Any, out_dir: str | Path) -> dic
     for key, draw in (("equity", lambda ax: plot_equity(result, bars, ax)),
                       ("drawdown", lambda ax: plot_drawdown(result, ax)),
                       ("trades_plot", lambda ax: plot_trades(result, bars, ax))):
-        axes = _new_axes(None)
-        draw(axes)
-        axes.figure.savefig(paths[key], dpi=110)
+        figure = _new_figure()
+        draw(figure.add_subplot())
+        figure.savefig(paths[key], dpi=110)
     result.trades.to_csv(paths["trades"], index=False)
     paths["stats"].write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
     return paths
