@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -20,7 +22,7 @@ from reformer.errors import ConfigError, UserInputError
 
 def _assert_no_leak(ends: np.ndarray, split: Split, horizon: int, embargo: int) -> None:
     parts = [p for p in (split.train, split.val, split.test) if len(p)]
-    for earlier, later in zip(parts, parts[1:], strict=False):
+    for earlier, later in itertools.pairwise(parts):
         # every target period (t, t+h] of the earlier split ends before the later split's targets begin
         assert (ends[earlier][:, None] + horizon <= ends[later][None, :]).all()
         assert target_periods_disjoint(ends, earlier, later, horizon)
@@ -97,7 +99,7 @@ def test_walk_forward_folds_have_no_overlap(mode: str) -> None:
     tests = np.concatenate([f.test for f in folds])
     assert (np.diff(tests) == 1).all() and tests[-1] == len(ends) - 1
     if mode == "expanding":
-        assert all(len(a.train) < len(b.train) for a, b in zip(folds, folds[1:], strict=False))
+        assert all(len(a.train) < len(b.train) for a, b in itertools.pairwise(folds))
 
 
 def test_walk_forward_errors() -> None:
