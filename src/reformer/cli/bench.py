@@ -24,22 +24,25 @@ def _fmt_time(m: Measurement | None) -> str:
     return f"{m.seconds * 1000:,.0f} ms" if m.seconds is not None else f"skipped ({m.skipped})"
 
 
+def _fmt_cell(m: Measurement | None) -> str:
+    if m is None:
+        return "-"
+    if m.seconds is None:
+        return "skipped" if m.skipped and m.skipped.startswith("needs") else "failed"
+    return f"{m.seconds * 1000:,.0f} ms / {m.peak_mb:,.0f} MB"
+
+
 def attention_table(results: list[Measurement], lengths: list[int]) -> Table:
-    """The README's table: time and memory per kernel, LSH relative to naive full attention."""
-    table = Table(title="Attention forward+backward (median time, peak RSS growth)")
-    table.add_column("L", justify="right")
+    """The README's table: time / memory per kernel, and LSH's time relative to naive full attention."""
+    table = Table(title="Attention forward+backward: median time / peak RSS growth")
+    table.add_column("L", justify="right", no_wrap=True)
     for kernel in KERNELS:
-        table.add_column(f"{kernel} time", justify="right")
-        table.add_column(f"{kernel} MB", justify="right")
-    table.add_column("LSH time vs naive", justify="right")
-    table.add_column("speed-up", justify="right")
+        table.add_column(kernel, justify="right", no_wrap=True)
+    table.add_column("LSH/naive", justify="right", no_wrap=True)
+    table.add_column("speed-up", justify="right", no_wrap=True)
     by_key = {(m.kernel, m.length): m for m in results}
     for length in lengths:
-        row = [str(length)]
-        for kernel in KERNELS:
-            m = by_key.get((kernel, length))
-            row.append(_fmt_time(m))
-            row.append(f"{m.peak_mb:,.0f}" if m is not None and m.peak_mb is not None else "-")
+        row = [str(length)] + [_fmt_cell(by_key.get((kernel, length))) for kernel in KERNELS]
         naive, lsh = by_key.get(("naive", length)), by_key.get(("lsh", length))
         if naive and lsh and naive.seconds and lsh.seconds:
             row += [f"{lsh.seconds / naive.seconds:.0%}", f"{naive.seconds / lsh.seconds:.1f}x"]
@@ -73,7 +76,7 @@ def attention(
         raise ValueError(f"--lengths {lengths!r}: give positive sequence lengths, e.g. 512,2048")
     spec = BenchSpec(batch=batch, heads=heads, head_dim=head_dim, chunk_size=chunk_size,
                      n_hash_rounds=rounds, repeats=repeats)
-    console = Console()
+    console = Console(width=160)
     console.print(f"spec: {spec}; each cell in its own subprocess")
     results = run_suite(length_list, spec, int(budget_gb * 2**30),
                         progress=lambda m: console.print(f"  {m.kernel:>5} L={m.length:<6} {_fmt_time(m)}"))

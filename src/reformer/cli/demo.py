@@ -22,7 +22,7 @@ def demo() -> None:
     """Build the default Reformer, run it, and benchmark attention at small sizes (offline, ~1 minute)."""
     import torch
 
-    console = Console()
+    console = Console(width=160)
     config = ReformerConfig(n_features=8)
     model = ReformerModel(config)
     n_params = sum(p.numel() for p in model.parameters())
