@@ -26,6 +26,7 @@ class WsHub:
     def __init__(self, market: Market) -> None:
         self.market = market
         self.accepting = True
+        self.pings = 0
         self.subscriptions: dict[ServerConnection, set[str]] = {}
         self.changed = asyncio.Condition()
         self._server: Server | None = None
@@ -52,6 +53,11 @@ class WsHub:
         """Block until at least `count` connections are subscribed to `topic`."""
         async with self.changed:
             await self.changed.wait_for(lambda: sum(topic in t for t in self.subscriptions.values()) >= count)
+
+    async def wait_for_pings(self, count: int) -> None:
+        """Block until `count` pings have been answered in total."""
+        async with self.changed:
+            await self.changed.wait_for(lambda: self.pings >= count)
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if not self.accepting:
@@ -82,6 +88,8 @@ class WsHub:
                                          "req_id": message.get("req_id", ""), "op": op}
                 if op == "ping":
                     await connection.send(json.dumps({**reply, "ret_msg": "pong"}))
+                    self.pings += 1
+                    await self._notify()
                 elif op in ("subscribe", "unsubscribe"):
                     topics = [str(t) for t in message.get("args") or []]
                     bad = [t for t in topics if self._series_key(category, t) is None]

@@ -131,26 +131,29 @@ def backoff_delay(attempt: int, error: RetryableExchangeError, *, base: float, c
 class RateLimiter:
     """Spaces request starts at least `1 / rate` seconds apart.
 
-    Stricter than a token bucket with a burst: any window of one second holds at most `rate` request
-    starts, including across concurrent callers, because each caller reserves its slot before awaiting.
+    Stricter than a token bucket with a burst: any window of one second holds at most `rate` request starts,
+    including across concurrent callers, which queue in FIFO order on a lock. The spacing is measured from
+    the moment each caller actually went ahead, so a caller woken late never lets the next one in early.
     Not shared between event loops or threads.
 
     Args:
         rate: requests per second; None or <= 0 disables limiting.
+        clock: monotonic seconds (injectable for tests).
     """
 
     def __init__(self, rate: float | None, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval = 1.0 / rate if rate and rate > 0 else 0.0
         self._clock = clock
-        self._next_slot = float("-inf")
+        self._last = float("-inf")
+        self._lock: asyncio.Lock | None = None
 
     async def acquire(self) -> None:
-        """Wait for this caller's slot."""
+        """Wait for this caller's turn."""
         if self.interval == 0.0:
             return
-        # No await between reading and writing `_next_slot`: the reservation is atomic in asyncio.
-        now = self._clock()
-        slot = max(now, self._next_slot)
-        self._next_slot = slot + self.interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
+        if self._lock is None:  # created lazily, inside the loop that uses it
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            while (wait := self._last + self.interval - self._clock()) > 0:
+                await asyncio.sleep(wait)
+            self._last = self._clock()

@@ -206,19 +206,21 @@ class BybitClient:
             ExchangeBannedError, ExchangeUnavailableError, ExchangeError: see `BybitClient`.
         """
         step = interval_ms(interval)
+        _check_market(symbol, category, KLINE_CATEGORIES)
         if limit is not None and limit < 1:
             raise BadRequestError(f"invalid limit {limit}: use limit >= 1 (or None for the whole range)")
+        server_now = None
         if start is None:
             count = limit or KLINE_PAGE
             if end is None:
-                end = await self.get_server_time()
+                end = server_now = await self.get_server_time()
             # One spare bucket covers both the still-open candle and an `end` that is not on a boundary.
             start, limit = max(0, end - (count + 1) * step), None
             tail = count
         else:
             tail = None
         candles: list[Kline] = []
-        pages = self.iter_kline_pages(symbol, interval, start, end, category)
+        pages = self._pages(symbol, interval, start, end, category, server_now=server_now)
         try:
             async for page in pages:
                 candles.extend(page)
@@ -246,12 +248,19 @@ class BybitClient:
         Raises:
             Same as `get_klines`.
         """
+        async for page in self._pages(symbol, interval, start, end, category):
+            yield page
+
+    async def _pages(self, symbol: str, interval: str | int, start: int, end: int | None, category: str, *,
+                     server_now: int | None = None) -> AsyncGenerator[list[Kline], None]:
+        """`iter_kline_pages`, reusing a server time the caller has just fetched."""
         code = parse_interval(interval)
         step = interval_ms(code)
         symbol, category = _check_market(symbol, category, KLINE_CATEGORIES)
         if end is not None and start > end:
             raise BadRequestError(f"start {start} is after end {end}: pass start <= end (epoch ms)")
-        server_now = await self.get_server_time()
+        if server_now is None:
+            server_now = await self.get_server_time()
         launch = await self._launch_time(symbol, category)
         window = max(start, launch or 0)
         last_bound = server_now if end is None else min(end, server_now)

@@ -246,6 +246,15 @@ class FakeExchange:
         """Wait (in the fake's loop) until `count` connections subscribe to `kline.{interval}.{symbol}`."""
         await self._ws.wait_for(f"kline.{interval}.{symbol}", count)
 
+    @property
+    def ws_pings(self) -> int:
+        """How many WebSocket pings the fake has answered."""
+        return self._ws.pings
+
+    async def wait_for_pings(self, count: int) -> None:
+        """Wait (in the fake's loop) until `count` WebSocket pings have been answered in total."""
+        await self._ws.wait_for_pings(count)
+
 
 def run_fake_exchange(csv_path: str | Path, port: int = 0, host: str = "127.0.0.1", *, ws_port: int = 0,
                       symbol: str = "BTCUSDT", category: str = "linear", interval: str = "60") -> None:
