@@ -1,6 +1,47 @@
-"""reformer-crypto: a Reformer (LSH attention, reversible layers) for long-sequence crypto forecasting."""
+"""reformer-crypto: a Reformer (LSH attention, reversible layers) for long-sequence crypto forecasting.
 
-from .model import AttentionType, ReformerConfig, ReformerModel
+The public API, imported lazily so that `import reformer.strategy` (which never needs torch) stays light:
 
-__all__ = ["AttentionType", "ReformerConfig", "ReformerModel", "__version__"]
+    from reformer import ReformerConfig, ReformerModel, BybitClient, DataLoader, BacktestConfig, run_backtest
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "AttentionType": "reformer.model",
+    "ReformerConfig": "reformer.model",
+    "ReformerModel": "reformer.model",
+    "BybitClient": "reformer.api",
+    "BybitStream": "reformer.api",
+    "SyncBybitClient": "reformer.api",
+    "FakeExchange": "reformer.api",
+    "Kline": "reformer.api",
+    "DataLoader": "reformer.data.dataset",
+    "KlineStore": "reformer.data.store",
+    "BacktestConfig": "reformer.strategy",
+    "BacktestResult": "reformer.strategy",
+    "run_backtest": "reformer.strategy",
+}
+
+__all__ = [*sorted(_EXPORTS), "__version__"]
+
+if TYPE_CHECKING:
+    from .api import BybitClient, BybitStream, FakeExchange, Kline, SyncBybitClient
+    from .data.dataset import DataLoader
+    from .data.store import KlineStore
+    from .model import AttentionType, ReformerConfig, ReformerModel
+    from .strategy import BacktestConfig, BacktestResult, run_backtest
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'reformer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

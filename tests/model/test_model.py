@@ -21,6 +21,10 @@ def test_forward_shapes_for_regression_and_classification(kind: str) -> None:
     logits = ReformerModel(_config(attention_type=kind, task="classification", n_classes=3))(x)
     assert logits.shape == (4, 3)
     assert ReformerModel(_config(attention_type=kind, pooling="mean", positional="learned"))(x).shape == (4, 1)
+    flat = ReformerModel(_config(attention_type=kind, pooling="flatten", n_outputs=24))
+    assert flat(x).shape == (4, 24)
+    with pytest.raises(ValueError, match="seq_len=70"):
+        flat(x[:, :60])
 
 
 def test_wrong_input_is_a_clear_error() -> None:

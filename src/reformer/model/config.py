@@ -32,7 +32,7 @@ class AttentionType(StrEnum):
 
 _TASKS = ("regression", "classification")
 _POSITIONAL = ("sinusoidal", "learned")
-_POOLING = ("last", "mean")
+_POOLING = ("last", "mean", "flatten")
 
 
 def _fail(name: str, value: object, fix: str) -> ValueError:
@@ -84,7 +84,8 @@ class ReformerConfig:
     positional: str = "sinusoidal"
     """Positional encoding: "sinusoidal" (any length) or "learned" (at most `seq_len` positions)."""
     pooling: str = "last"
-    """Pooled representation for the head: "last" (last real position) or "mean" (over real positions)."""
+    """Representation for the head: "last" (last real position), "mean" (over real positions), or "flatten"
+    (all positions concatenated, as PatchTST's head; inputs must then be exactly `seq_len` long)."""
     seed: int = 0
     """Seeds weight initialisation and the per-layer LSH rotation generators."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -119,7 +120,7 @@ class ReformerConfig:
         if self.positional not in _POSITIONAL:
             raise _fail("positional", self.positional, 'use "sinusoidal" or "learned"')
         if self.pooling not in _POOLING:
-            raise _fail("pooling", self.pooling, 'use "last" or "mean"')
+            raise _fail("pooling", self.pooling, 'use "last", "mean" or "flatten"')
         if not isinstance(self.seed, int):
             raise _fail("seed", self.seed, "use an integer seed")
 

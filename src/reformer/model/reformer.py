@@ -57,7 +57,8 @@ class ReformerModel(nn.Module):
                 for i in range(config.n_layers)
             )
             self.norm = nn.LayerNorm(2 * config.d_model)
-            self.head = nn.Linear(2 * config.d_model, config.output_dim)
+            head_in = 2 * config.d_model * (config.seq_len if config.pooling == "flatten" else 1)
+            self.head = nn.Linear(head_in, config.output_dim)
         self.use_reversible_layers = config.use_reversible_layers
 
     @property
@@ -112,7 +113,12 @@ class ReformerModel(nn.Module):
         return self.head(self._pool(hidden, mask)), maps  # (b, o)
 
     def _pool(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """(b, l, 2d) -> (b, 2d): the last real position, or the mean over real positions."""
+        """(b, l, 2d) -> (b, 2d): the last real position, or the mean over real positions; or (b, l*2d)."""
+        if self.config.pooling == "flatten":
+            if hidden.shape[1] != self.config.seq_len:
+                raise ValueError(f"pooling='flatten' needs inputs of exactly seq_len={self.config.seq_len} steps, "
+                                 f"got {hidden.shape[1]}: pad or crop the input, or use pooling='last'")
+            return hidden.flatten(1)  # (b, l*2d)
         if self.config.pooling == "mean":
             if mask is None:
                 return hidden.mean(dim=1)
