@@ -117,7 +117,8 @@ class BybitStream:
     async def _subscribe(self, ws: ClientConnection) -> None:
         await ws.send(json.dumps({"req_id": "sub", "op": "subscribe", "args": [self.topic]}))
         while True:
-            message = json.loads(await asyncio.wait_for(ws.recv(), timeout=10.0))
+            async with asyncio.timeout(10.0):
+                message = json.loads(await ws.recv())
             if message.get("op") != "subscribe":
                 continue  # a push racing the ack; the back-fill covers it
             if message.get("success"):
@@ -135,8 +136,10 @@ class BybitStream:
                 async for kline in self._backfill(None):
                     yield kline
             while True:
-                # Bybit answers each ping, so silence this long means a half-open connection.
-                raw = await asyncio.wait_for(ws.recv(), timeout=self.ping_interval * 2.5)
+                # Bybit answers each ping, so silence this long means a half-open connection. (Not
+                # asyncio.wait_for: on Python 3.11 cancelling it around websockets' recv() can hang.)
+                async with asyncio.timeout(self.ping_interval * 2.5):
+                    raw = await ws.recv()
                 for kline in self._confirmed(json.loads(raw)):
                     if self._last is not None and kline.start_time > self._last + self.step:
                         async for missed in self._backfill(kline.start_time - 1):
