@@ -1,0 +1,210 @@
+"""Self-describing checkpoints: safetensors weights + a JSON description; never pickle.
+
+A checkpoint is a directory:
+
+    model.safetensors      the model's state dict (float tensors, safetensors format)
+    checkpoint.json        {"format_version", "model_config" (ReformerConfig.to_dict()), ...caller's meta...}
+    optimizer.safetensors  optional: the optimizer state flattened to tensors `state/<param>/<key>`; the param
+                           groups (lr, betas, ...) ride in the file's string metadata as JSON
+
+A training run directory holds `best/` (lowest validation loss) and `last/` (for resume) checkpoints;
+`load_checkpoint(run_dir)` picks `best/`. Loading uses only `safetensors` and `json`: no `torch.load`, no
+unpickling, so a checkpoint from an untrusted source cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from reformer.errors import DataFormatError, UserInputError
+from reformer.model import ReformerConfig, ReformerModel
+
+__all__ = [
+    "FORMAT_VERSION",
+    "META_FILE",
+    "OPTIMIZER_FILE",
+    "WEIGHTS_FILE",
+    "load_checkpoint",
+    "load_optimizer_state",
+    "read_meta",
+    "resolve_checkpoint_dir",
+    "save_checkpoint",
+]
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "checkpoint.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+
+
+def _replace_atomically(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(directory: str | os.PathLike[str], model: ReformerModel, meta: dict[str, Any] | None = None,
+                    optimizer: torch.optim.Optimizer | None = None) -> Path:
+    """Write `model.safetensors` + `checkpoint.json` (+ `optimizer.safetensors`) into `directory`.
+
+    Args:
+        directory: created if missing; files in it are replaced atomically one by one.
+        model: the model; its `config` goes into the JSON as `model_config`.
+        meta: JSON-compatible extras (feature spec, scaler, data range, metrics, training state, ...).
+        optimizer: also save its state (for resume).
+
+    Returns:
+        The checkpoint directory.
+    """
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = {name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in model.state_dict().items()}
+    _replace_atomically(out / WEIGHTS_FILE, lambda p: save_file(weights, str(p), metadata={"format": "pt"}))
+    if optimizer is not None:
+        tensors, groups = _flatten_optimizer(optimizer)
+        _replace_atomically(out / OPTIMIZER_FILE,
+                            lambda p: save_file(tensors, str(p), metadata={"param_groups": json.dumps(groups)}))
+    document = {"format_version": FORMAT_VERSION, "model_config": model.config.to_dict(), **(meta or {})}
+    text = json.dumps(document, indent=2, sort_keys=True, allow_nan=True)
+    _replace_atomically(out / META_FILE, lambda p: p.write_text(text + "\n", encoding="utf-8"))
+    return out
+
+
+def resolve_checkpoint_dir(path: str | os.PathLike[str]) -> Path:
+    """The checkpoint directory meant by `path`: a run directory (-> its `best/`), a checkpoint directory, or
+    one of its files.
+
+    Raises:
+        UserInputError: nothing checkpoint-like at `path`.
+    """
+    target = Path(path)
+    if target.is_file():
+        target = target.parent
+    for candidate in (target, target / "best", target / "last"):
+        if (candidate / META_FILE).is_file():
+            return candidate
+    if not target.exists():
+        raise UserInputError(f"checkpoint {target} does not exist: pass a run directory written by `reformer train` "
+                             "or its best/ checkpoint")
+    raise UserInputError(f"{target} holds no {META_FILE}: pass a run directory written by `reformer train` (with "
+                         "best/) or a checkpoint directory")
+
+
+def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The validated `checkpoint.json` of the checkpoint at `path` (see `resolve_checkpoint_dir`).
+
+    Raises:
+        DataFormatError: unreadable JSON, missing keys, or an unknown format version.
+    """
+    meta_path = resolve_checkpoint_dir(path) / META_FILE
+    try:
+        document = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataFormatError(f"{meta_path}: not valid JSON ({exc}); the checkpoint is corrupt, retrain or restore "
+                              "it") from None
+    if not isinstance(document, dict):
+        raise DataFormatError(f"{meta_path}: expected a JSON object; the checkpoint is corrupt, retrain or restore it")
+    version = document.get("format_version")
+    if version != FORMAT_VERSION:
+        raise DataFormatError(f"{meta_path}: format_version {version!r} is not supported (this version reads "
+                              f"{FORMAT_VERSION}); retrain with this version of reformer")
+    if not isinstance(document.get("model_config"), dict):
+        raise DataFormatError(f"{meta_path}: missing key 'model_config'; the checkpoint is corrupt, retrain or "
+                              "restore it")
+    return document
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise DataFormatError(f"{path} is missing; the checkpoint is incomplete, retrain or restore it")
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataFormatError(f"{path}: not a readable safetensors file ({reason}); the checkpoint is corrupt, "
+                              "retrain or restore it") from None
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[ReformerModel, dict[str, Any]]:
+    """Rebuild the model (on CPU, eval mode) and return it with the checkpoint's JSON description.
+
+    Args:
+        path: a run directory (its `best/` is used), a checkpoint directory, or a file inside one.
+
+    Returns:
+        (model, meta) with meta = the parsed `checkpoint.json`.
+
+    Raises:
+        UserInputError: no checkpoint at `path`.
+        DataFormatError: corrupt JSON or weights, missing keys, shape mismatch, unknown format version;
+            the one-line message names the file.
+    """
+    directory = resolve_checkpoint_dir(path)
+    meta = read_meta(directory)
+    try:
+        config = ReformerConfig.from_dict(meta["model_config"])
+    except (TypeError, ValueError) as exc:
+        raise DataFormatError(f"{directory / META_FILE}: bad model_config ({str(exc).splitlines()[0]}); the "
+                              "checkpoint is corrupt or from another version, retrain") from None
+    model = ReformerModel(config)
+    weights_path = directory / WEIGHTS_FILE
+    weights = _read_tensors(weights_path)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        raise DataFormatError(f"{weights_path}: weights do not match model_config (missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]}); the checkpoint is corrupt, retrain")
+    for name, tensor in expected.items():
+        if weights[name].shape != tensor.shape:
+            raise DataFormatError(f"{weights_path}: {name} has shape {tuple(weights[name].shape)}, model_config "
+                                  f"needs {tuple(tensor.shape)}; the checkpoint is corrupt, retrain")
+    model.load_state_dict(weights)
+    model.eval()
+    return model, meta
+
+
+def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            tensor = value if isinstance(value, torch.Tensor) else torch.tensor(value)
+            tensors[f"state/{index}/{key}"] = tensor.detach().to("cpu").contiguous().clone()
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in group.items()}
+              for group in state["param_groups"]]
+    return tensors, groups
+
+
+def load_optimizer_state(path: str | os.PathLike[str], optimizer: torch.optim.Optimizer) -> None:
+    """Restore `optimizer` from the `optimizer.safetensors` of the checkpoint at `path` (no pickle).
+
+    Raises:
+        DataFormatError: the file is missing, corrupt, or does not fit the optimizer.
+    """
+    file = resolve_checkpoint_dir(path) / OPTIMIZER_FILE
+    tensors = _read_tensors(file)
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(file), framework="pt") as handle:
+            groups = json.loads((handle.metadata() or {})["param_groups"])
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for name, tensor in tensors.items():
+            _, index, key = name.split("/", 2)
+            state.setdefault(int(index), {})[key] = tensor
+        for group in groups:
+            if "betas" in group:
+                group["betas"] = tuple(group["betas"])
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (KeyError, ValueError, json.JSONDecodeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataFormatError(f"{file}: optimizer state does not fit ({reason}); resume from a checkpoint of the "
+                              "same model, or start a fresh run") from None

@@ -1,0 +1,347 @@
+"""The training loop: `TrainConfig` and `fit` (AdamW, warmup + cosine, clipping, early stopping, resume).
+
+    result = fit(model, prepared.train, prepared.val, TrainConfig(epochs=20), out_dir="runs/btc")
+
+Reproducibility: every source of randomness in an epoch is re-derived from (`seed`, epoch): the window order or
+sample (a private generator), dropout (`torch.manual_seed`) and the LSH rotation stream (`model.reseed`). A run
+resumed from its `last/` checkpoint (weights, optimizer, global step, epoch, early-stopping state) therefore
+replays exactly the losses of an uninterrupted run on CPU. The learning rate is a pure function of the global
+step, so the schedule needs no saved state beyond that step.
+
+Run directory written when `out_dir` is given:
+
+    metrics.csv   epoch, train_loss, val_loss, lr, seconds, then any extra metrics (rewritten every epoch)
+    best/         checkpoint with the lowest validation loss so far
+    last/         checkpoint of the latest epoch with optimizer state and `train_state` (for `resume=`)
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset, default_collate
+
+from reformer.data.dataset import WindowDataset
+from reformer.errors import ConfigError, UserInputError
+from reformer.model import ReformerModel
+from reformer.training.checkpoint import load_checkpoint, load_optimizer_state, read_meta, save_checkpoint
+
+__all__ = ["EpochEnd", "FitResult", "TrainConfig", "fit", "lr_at_step", "predict_dataset"]
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+_LOSSES = ("mse", "huber", "cross_entropy")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How `fit` trains; JSON-compatible via `to_dict` / `from_dict` (stored in checkpoints)."""
+
+    epochs: int = 100
+    """Maximum passes (or window samples, see `max_batches_per_epoch`) over the training windows."""
+    batch_size: int = 32
+    """Windows per optimiser step."""
+    lr: float = 1e-3
+    """Peak AdamW learning rate (reached after the warmup)."""
+    weight_decay: float = 0.01
+    """AdamW decoupled weight decay."""
+    warmup_fraction: float = 0.05
+    """Share of all steps spent warming the learning rate up linearly from ~0; then cosine decay to 0."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this; 0 disables clipping."""
+    patience: int = 10
+    """Stop after this many epochs without a lower validation loss; 0 disables early stopping."""
+    max_batches_per_epoch: int | None = None
+    """If set, each epoch trains on a fresh random sample of at most this many batches (keeps CPU epochs cheap)."""
+    eval_batch_size: int = 256
+    """Windows per forward pass when evaluating."""
+    seed: int = 0
+    """Seeds window order/sampling, dropout and the LSH rotation stream (per epoch)."""
+    device: str = "auto"
+    """"auto" (CUDA with bfloat16 autocast when available, else CPU), "cpu", "cuda" or "cuda:N"."""
+    loss: str = "mse"
+    """"mse", "huber" (delta `huber_delta`) or "cross_entropy" (classification logits)."""
+    huber_delta: float = 1.0
+    """Huber transition point, in target units."""
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"TrainConfig.{name}={value!r} must be an integer >= 1")
+        if not isinstance(self.patience, int) or self.patience < 0:
+            raise ConfigError(f"TrainConfig.patience={self.patience!r} must be an integer >= 0 (0 = no early stop)")
+        mb = self.max_batches_per_epoch
+        if mb is not None and (not isinstance(mb, int) or isinstance(mb, bool) or mb < 1):
+            raise ConfigError(f"TrainConfig.max_batches_per_epoch={mb!r} must be an integer >= 1 or None")
+        if not (isinstance(self.lr, int | float) and self.lr > 0):
+            raise ConfigError(f"TrainConfig.lr={self.lr!r} must be > 0, e.g. 1e-3")
+        if not self.weight_decay >= 0:
+            raise ConfigError(f"TrainConfig.weight_decay={self.weight_decay!r} must be >= 0, e.g. 0.01")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ConfigError(f"TrainConfig.warmup_fraction={self.warmup_fraction!r} must be in [0, 1), e.g. 0.05")
+        if not self.grad_clip >= 0:
+            raise ConfigError(f"TrainConfig.grad_clip={self.grad_clip!r} must be >= 0 (0 disables clipping)")
+        if not self.huber_delta > 0:
+            raise ConfigError(f"TrainConfig.huber_delta={self.huber_delta!r} must be > 0")
+        if self.loss not in _LOSSES:
+            raise ConfigError(f"TrainConfig.loss={self.loss!r} must be one of {list(_LOSSES)}")
+        if not isinstance(self.seed, int):
+            raise ConfigError(f"TrainConfig.seed={self.seed!r} must be an integer")
+        if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
+            raise ConfigError(f"TrainConfig.device={self.device!r} must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with `changes` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-compatible dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Build from a dict (a TOML `[train]` table or a checkpoint); unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"TrainConfig got unknown field(s) {unknown}: valid fields are {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class EpochEnd:
+    """What `on_epoch` receives after each validation pass."""
+
+    epoch: int
+    record: dict[str, float]
+    model: ReformerModel
+    val_predictions: torch.Tensor
+    """`[n_val, o]` model outputs on the validation windows (CPU, float32)."""
+    val_targets: torch.Tensor
+
+
+@dataclass
+class FitResult:
+    """Outcome of `fit`; the model is left holding the best epoch's weights."""
+
+    best_epoch: int
+    best_val_loss: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_checkpoint: Path | None = None
+    stopped_early: bool = False
+
+
+def lr_at_step(step: int, total_steps: int, config: TrainConfig) -> float:
+    """Linear warmup to `config.lr` over `warmup_fraction` of the steps, then cosine decay to 0."""
+    warmup = max(1, round(config.warmup_fraction * total_steps)) if config.warmup_fraction > 0 else 0
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _device(config: TrainConfig) -> torch.device:
+    if config.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if config.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserInputError(f"TrainConfig.device={config.device!r} but CUDA is not available; use 'auto' or 'cpu'")
+    return torch.device(config.device)
+
+
+def _loss_fn(config: TrainConfig) -> LossFn:
+    def loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        pred = pred.float()
+        if config.loss == "cross_entropy":
+            return F.cross_entropy(pred, target.long())
+        pred = pred.reshape(target.shape) if pred.numel() == target.numel() else pred
+        if config.loss == "huber":
+            return F.huber_loss(pred, target.float(), delta=config.huber_delta)
+        return F.mse_loss(pred, target.float())
+
+    return loss
+
+
+def _batch(dataset: Dataset[Any], idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(dataset, WindowDataset):  # fast path: one gather instead of per-item indexing
+        rows = torch.as_tensor(dataset.indices)[idx]
+        return dataset.features[rows], dataset.targets[rows]
+    x, y = default_collate([dataset[int(i)] for i in idx])
+    return x, y
+
+
+def predict_dataset(model: ReformerModel, dataset: Dataset[Any], batch_size: int = 256,
+                    device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Model outputs and targets over a whole dataset, in order (eval mode, no grad).
+
+    Returns:
+        (predictions `[n, o]` float32 on CPU, targets `[n, ...]` on CPU).
+    """
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    preds, targets = [], []
+    n = len(dataset)  # type: ignore[arg-type]
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        for start in range(0, n, batch_size):
+            x, y = _batch(dataset, torch.arange(start, min(n, start + batch_size)))
+            preds.append(model(x.to(device)).float().cpu())
+            targets.append(y)
+    model.train(was_training)
+    if not preds:
+        raise UserInputError("the dataset has no windows to predict; use a longer series or a smaller seq_len")
+    return torch.cat(preds), torch.cat(targets)
+
+
+def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
+    columns = ["epoch", "train_loss", "val_loss", "lr", "seconds"]
+    columns += sorted({key for row in history for key in row} - set(columns))
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, path)
+
+
+def _epoch_order(n: int, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    order = torch.randperm(n, generator=generator)
+    if config.max_batches_per_epoch is not None:
+        order = order[: config.max_batches_per_epoch * config.batch_size]
+    return order
+
+
+def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[Any], config: TrainConfig, *,
+        loss_fn: LossFn | None = None, out_dir: str | os.PathLike[str] | None = None,
+        checkpoint_meta: dict[str, Any] | None = None, resume: str | os.PathLike[str] | None = None,
+        progress: bool = True, on_epoch: Callable[[EpochEnd], Mapping[str, float] | None] | None = None) -> FitResult:
+    """Train `model` with AdamW, warmup + cosine LR, gradient clipping and early stopping on validation loss.
+
+    Args:
+        model: the model (moved to the training device; left there holding the best epoch's weights).
+        train_dataset, val_dataset: datasets of (x `[l, f]`, y) pairs, e.g. `PreparedDataset.train/.val`.
+        config: the training configuration.
+        loss_fn: (pred `[b, o]`, target `[b, ...]`) -> scalar; default from `config.loss`.
+        out_dir: run directory for `metrics.csv`, `best/` and `last/` checkpoints; None writes nothing.
+        checkpoint_meta: JSON-compatible extras stored in every checkpoint (feature spec, scaler, data range, ...).
+        resume: a run directory or `last/` checkpoint of an interrupted run with the same config.
+        progress: show a rich progress bar with the losses.
+        on_epoch: called after each validation pass; a returned mapping adds metrics to that epoch's record.
+
+    Returns:
+        `FitResult(best_epoch, best_val_loss, history, best_checkpoint, stopped_early)`; epochs count from 1.
+
+    Raises:
+        UserInputError: empty datasets, unusable device or resume checkpoint.
+    """
+    n_train = len(train_dataset)  # type: ignore[arg-type]
+    if n_train == 0 or len(val_dataset) == 0:  # type: ignore[arg-type]
+        raise UserInputError(f"fit needs training and validation windows (got {n_train} and "
+                             f"{len(val_dataset)}); use a longer series or a smaller seq_len/horizon")  # type: ignore[arg-type]
+    device = _device(config)
+    model.to(device)
+    loss_fn = loss_fn or _loss_fn(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(min(n_train, (config.max_batches_per_epoch or n_train) * config.batch_size)
+                                / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    run_dir = Path(out_dir) if out_dir is not None else None
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    history: list[dict[str, float]] = []
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "best_epoch": 0, "best_val_loss": math.inf, "bad_epochs": 0}
+    best_weights: dict[str, torch.Tensor] | None = None
+    if resume is not None:
+        last = Path(resume) / "last" if (Path(resume) / "last").is_dir() else Path(resume)
+        meta = read_meta(last)
+        if "train_state" not in meta:
+            raise UserInputError(f"{last} is not a resumable checkpoint (no train_state): pass the run's last/")
+        model.load_state_dict(load_checkpoint(last)[0].state_dict())
+        load_optimizer_state(last, optimizer)
+        state.update(meta["train_state"]["state"])
+        history = list(meta["train_state"]["history"])
+        if run_dir is not None and (run_dir / "best").is_dir():
+            best_weights = {k: v.to(device) for k, v in load_checkpoint(run_dir / "best")[0].state_dict().items()}
+
+    def meta_for(epoch_record: dict[str, float] | None, with_state: bool) -> dict[str, Any]:
+        out = {**(checkpoint_meta or {}), "train_config": config.to_dict(), "metrics": epoch_record or {}}
+        if with_state:
+            out["train_state"] = {"state": dict(state), "history": history}
+        return out
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   disable=not progress, transient=False)
+    stopped_early = False
+    amp = device.type == "cuda"
+    with bar:
+        task = bar.add_task("training", total=total_steps, completed=int(state["step"]))
+        for epoch in range(int(state["epoch"]) + 1, config.epochs + 1):
+            started = time.perf_counter()
+            epoch_seed = config.seed * 1_000_003 + epoch
+            generator = torch.Generator().manual_seed(epoch_seed)
+            torch.manual_seed(epoch_seed)  # dropout
+            model.reseed(epoch_seed)  # LSH rotations
+            model.train()
+            order = _epoch_order(n_train, config, generator)
+            total_loss, n_seen = 0.0, 0
+            for start in range(0, len(order), config.batch_size):
+                idx = order[start: start + config.batch_size]
+                x, y = _batch(train_dataset, idx)
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                lr = lr_at_step(int(state["step"]), total_steps, config)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    loss = loss_fn(model(x), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                state["step"] += 1
+                total_loss += float(loss.detach()) * len(idx)
+                n_seen += len(idx)
+                bar.update(task, advance=1, description=f"epoch {epoch}/{config.epochs} loss {loss.item():.4g}")
+            val_pred, val_target = predict_dataset(model, val_dataset, config.eval_batch_size, device)
+            with torch.no_grad():
+                val_loss = float(loss_fn(val_pred, val_target))
+            record: dict[str, float] = {"epoch": epoch, "train_loss": total_loss / max(1, n_seen),
+                                        "val_loss": val_loss, "lr": lr, "seconds": time.perf_counter() - started}
+            if on_epoch is not None:
+                extra = on_epoch(EpochEnd(epoch, record, model, val_pred, val_target))
+                record.update(extra or {})
+            improved = val_loss < float(state["best_val_loss"])
+            if improved:
+                state.update(best_epoch=epoch, best_val_loss=val_loss, bad_epochs=0)
+                best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                state["bad_epochs"] += 1
+            state["epoch"] = epoch
+            history.append(record)
+            extras = " ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "lr", "seconds"))
+            bar.update(task, description=f"epoch {epoch}/{config.epochs} {extras} (best {state['best_epoch']})")
+            if run_dir is not None:
+                _write_metrics(run_dir / "metrics.csv", history)
+                if improved:
+                    save_checkpoint(run_dir / "best", model, meta_for(record, with_state=False))
+                save_checkpoint(run_dir / "last", model, meta_for(record, with_state=True), optimizer)
+            if config.patience and state["bad_epochs"] >= config.patience:
+                stopped_early = epoch < config.epochs
+                break
+    if best_weights is not None:
+        model.load_state_dict(best_weights)
+    model.eval()
+    best = run_dir / "best" if run_dir is not None and (run_dir / "best").is_dir() else None
+    return FitResult(int(state["best_epoch"]), float(state["best_val_loss"]), history, best, stopped_early)
