@@ -1,0 +1,171 @@
+"""`reformer backtest`: target positions, predictions or a checkpoint's predictions through the engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import UserInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..strategy import BacktestResult
+
+__all__ = ["register"]
+
+_SHOWN = ("total_return", "annualized_return", "volatility", "sharpe_ratio", "sortino_ratio", "max_drawdown",
+          "calmar_ratio", "n_trades", "win_rate", "profit_factor", "avg_trade", "exposure", "total_fees",
+          "total_funding", "ambiguous_bars")
+_PERCENT = {"total_return", "annualized_return", "volatility", "max_drawdown", "win_rate", "avg_trade", "exposure"}
+
+
+def _parse_time(text: str | None, flag: str) -> int | None:
+    """ISO-8601 or epoch ms -> epoch ms."""
+    if text is None:
+        return None
+    import pandas as pd
+
+    if text.strip().lstrip("-").isdigit():
+        return int(text)
+    try:
+        stamp = pd.Timestamp(text)
+    except ValueError:
+        raise UserInputError(f"{flag} {text!r} is not a time: use ISO-8601 (2024-01-01T00:00Z) or epoch ms") from None
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return int(stamp.value // 1_000_000)
+
+
+def _load_klines(csv: Path | None, symbol: str, interval: str, category: str, db: Path | None,
+                 start: int | None, end: int | None) -> pd.DataFrame:
+    from ..data import KlineStore, read_klines_frame
+
+    if csv is not None:
+        frame = read_klines_frame(csv)
+    else:
+        with KlineStore(db) as store:
+            frame = store.load_frame(category, symbol, interval)
+        if frame.empty:
+            raise UserInputError(f"the store holds no {category} {symbol} {interval} candles: run "
+                                 f"`reformer fetch --symbol {symbol} --interval {interval}` or pass --csv")
+    if start is not None:
+        frame = frame[frame["timestamp"] >= start]
+    if end is not None:
+        frame = frame[frame["timestamp"] <= end]
+    if len(frame) < 2:
+        raise UserInputError("fewer than 2 candles in the chosen range: widen --start/--end")
+    return frame.reset_index(drop=True)
+
+
+def _fmt(key: str, value: object) -> str:
+    if value is None:
+        return "n/a"
+    if key in _PERCENT and isinstance(value, float | int):
+        return f"{100 * value:.2f} %"
+    return f"{value:,.0f}" if isinstance(value, int) else f"{value:,.3f}" if isinstance(value, float) else str(value)
+
+
+def _stats_table(result: BacktestResult, hold: BacktestResult) -> Table:
+    """The strategy's statistics beside buy & hold (all equity long from the first fillable open, no fees)."""
+    table = Table(title=f"Backtest {result.start} .. {result.end}")
+    table.add_column("statistic")
+    table.add_column("strategy", justify="right")
+    table.add_column("buy & hold", justify="right")
+    stats, hold_stats = result.to_dict(), hold.to_dict()
+    for key in _SHOWN:
+        table.add_row(key, _fmt(key, stats.get(key)), _fmt(key, hold_stats.get(key)))
+    return table
+
+
+def _buy_and_hold(frame: pd.DataFrame, bar_times: pd.DatetimeIndex, initial_capital: float) -> BacktestResult:
+    import pandas as pd
+
+    from ..strategy import BacktestConfig, backtest_positions
+
+    config = BacktestConfig(initial_capital=initial_capital, position_size=1.0, stop_loss=0.0, take_profit=0.0,
+                            commission=0.0, slippage=0.0, funding=False)
+    return backtest_positions(pd.Series([1.0], index=bar_times[:1]), frame, config)
+
+
+def backtest(
+    symbol: Annotated[str, typer.Option(help="Symbol, for the store and the report.")] = "BTCUSDT",
+    interval: Annotated[str, typer.Option(help="Bybit interval of the candles in the store.")] = "60",
+    category: Annotated[str, typer.Option(help="spot, linear or inverse.")] = "linear",
+    db: Annotated[Path | None, typer.Option(help="Kline store (default: REFORMER_DB or ~/.reformer).")] = None,
+    csv: Annotated[Path | None, typer.Option(help="Read candles from this CSV instead of the store.")] = None,
+    positions: Annotated[Path | None, typer.Option(help="CSV timestamp,position: target positions in [-1, 1].")] = None,
+    predictions: Annotated[Path | None, typer.Option(help="CSV timestamp,prediction (from `reformer predict`).")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Predict every bar with this checkpoint first.")] = None,
+    funding_csv: Annotated[Path | None, typer.Option(help="CSV time,rate of perpetual funding.")] = None,
+    start: Annotated[str | None, typer.Option(help="First bar (ISO-8601 or epoch ms).")] = None,
+    end: Annotated[str | None, typer.Option(help="Last bar (ISO-8601 or epoch ms).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write plots, trades.csv and stats.json here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as one JSON object.")] = False,
+    initial_capital: Annotated[float, typer.Option(help="Starting equity, quote currency.")] = 10_000.0,
+    position_size: Annotated[float, typer.Option(help="Fraction of equity at target +-1, in (0, 1].")] = 0.1,
+    stop_loss: Annotated[float, typer.Option(help="Stop distance, fraction of entry price (0 = off).")] = 0.02,
+    take_profit: Annotated[float, typer.Option(help="Target distance, fraction of entry (0 = off).")] = 0.04,
+    commission: Annotated[float, typer.Option(help="Fee per fill, fraction of notional.")] = 0.001,
+    slippage: Annotated[float, typer.Option(help="Slippage, fraction of price, against the trader.")] = 0.0,
+    allow_short: Annotated[bool, typer.Option(help="Allow short positions.")] = True,
+    funding: Annotated[bool, typer.Option(help="Apply --funding-csv rates.")] = True,
+    long_threshold: Annotated[float, typer.Option(help="Go long above this predicted return.")] = 0.0,
+    short_threshold: Annotated[float, typer.Option(help="Go short below minus this predicted return.")] = 0.0,
+    vol_target: Annotated[float | None, typer.Option(help="Volatility target for position scaling.")] = None,
+    vol_window: Annotated[int, typer.Option(help="Bars of realised volatility for scaling.")] = 24,
+) -> None:
+    """Backtest target positions, predictions or a checkpoint: next-bar fills, stops, fees and funding."""
+    import pandas as pd
+
+    from ..strategy import BacktestConfig, backtest_positions, run_backtest, save_report
+    from ..strategy.io import check_bar_times, read_positions_csv, read_predictions_csv
+
+    sources = [s for s in (positions, predictions, checkpoint) if s is not None]
+    if len(sources) != 1:
+        raise UserInputError("give exactly one of --positions POS.csv, --predictions PREDS.csv or --checkpoint PATH")
+    config = BacktestConfig(initial_capital=initial_capital, position_size=position_size, stop_loss=stop_loss,
+                            take_profit=take_profit, commission=commission, slippage=slippage,
+                            allow_short=allow_short, funding=funding, long_threshold=long_threshold,
+                            short_threshold=short_threshold, vol_target=vol_target, vol_window=vol_window)
+    frame = _load_klines(csv, symbol, interval, category, db, _parse_time(start, "--start"), _parse_time(end, "--end"))
+    bar_times = pd.DatetimeIndex(pd.to_datetime(frame["timestamp"], unit="ms", utc=True))
+    rates = None
+    if funding_csv is not None:
+        table = pd.read_csv(funding_csv)
+        rates = pd.Series(table["rate"].to_numpy(float),
+                          index=pd.to_datetime(table["time"], unit="ms", utc=True), name="rate")
+    console = Console(width=120, stderr=as_json)
+    if positions is not None:
+        targets = read_positions_csv(positions)
+        check_bar_times(positions, targets.index, bar_times)
+        result = backtest_positions(targets, frame, config, funding_rates=rates)
+    else:
+        if predictions is not None:
+            preds = read_predictions_csv(predictions)
+            preds = preds[preds.index.isin(bar_times)]
+        else:
+            from ..training.crypto import predict_all
+
+            assert checkpoint is not None
+            table = predict_all(checkpoint, frame)
+            preds = pd.Series(table["prediction"].to_numpy(float),
+                              index=pd.to_datetime(table["timestamp"], unit="ms", utc=True))
+        if preds.empty:
+            raise UserInputError("no prediction falls on a bar of the chosen candles: check --start/--end")
+        result = run_backtest(preds, frame, config, funding_rates=rates)
+    if out is not None:
+        written = save_report(result, frame, out)
+        console.print(f"wrote {', '.join(sorted(p.name for p in written.values()))} to {out}")
+    if as_json:
+        print(json.dumps(result.to_dict()))
+    else:
+        console.print(_stats_table(result, _buy_and_hold(frame, bar_times, initial_capital)))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("backtest")(backtest)

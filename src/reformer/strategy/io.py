@@ -1,0 +1,98 @@
+"""Reading target positions and predictions from CSV files, with errors that name the file line.
+
+POS.csv: `timestamp,position` — the target position in [-1, 1] (a fraction of `position_size`, negative =
+short) decided at the close of the bar whose open time is `timestamp` (epoch ms UTC, or ISO-8601). Rows may be
+sparse: a position holds until the next row; flat before the first.
+
+PREDS.csv: `timestamp,prediction` (a predicted log return) and optionally `p_down,p_flat,p_up`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataFormatError, UserInputError
+
+__all__ = ["check_bar_times", "read_positions_csv", "read_predictions_csv"]
+
+
+def _read(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    if not path.is_file():
+        raise UserInputError(f"{path}: no such file; give the path of a CSV with columns {','.join(required)}")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataFormatError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]}); "
+                              f"expected columns {','.join(required)}") from None
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise DataFormatError(f"{path}: missing column(s) {missing}; expected a header {','.join(required)}")
+    if frame.empty:
+        raise DataFormatError(f"{path}: no data rows; add rows under the header {','.join(required)}")
+    return frame
+
+
+def _times(path: Path, column: pd.Series) -> pd.DatetimeIndex:
+    """Epoch ms (or s) integers or ISO strings -> UTC times; a bad cell names its file line (header = line 1)."""
+    numeric = pd.to_numeric(column, errors="coerce")
+    if numeric.notna().all():
+        unit = "s" if numeric.abs().max() < 1e11 else "ms"
+        return pd.DatetimeIndex(pd.to_datetime(numeric.astype("int64"), unit=unit, utc=True))
+    parsed = pd.to_datetime(column, utc=True, errors="coerce", format="ISO8601")
+    bad = np.flatnonzero(parsed.isna().to_numpy())
+    if bad.size:
+        line = int(bad[0]) + 2
+        raise DataFormatError(f"{path} line {line}: timestamp {column.iloc[bad[0]]!r} is neither epoch ms nor "
+                              "ISO-8601; fix that row")
+    return pd.DatetimeIndex(parsed)
+
+
+def _numbers(path: Path, frame: pd.DataFrame, name: str) -> np.ndarray:
+    values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise DataFormatError(f"{path} line {int(bad[0]) + 2}: {name} {frame[name].iloc[bad[0]]!r} is not a "
+                              "finite number; fix that row")
+    return values
+
+
+def read_positions_csv(path: str | Path) -> pd.Series:
+    """Target positions indexed by bar open time (UTC).
+
+    Raises:
+        DataFormatError: missing columns, unparsable rows; UserInputError: a position outside [-1, 1].
+    """
+    path = Path(path)
+    frame = _read(path, ("timestamp", "position"))
+    values = _numbers(path, frame, "position")
+    outside = np.flatnonzero(np.abs(values) > 1.0)
+    if outside.size:
+        row = int(outside[0])
+        raise UserInputError(f"{path} line {row + 2}: position {values[row]} is outside [-1, 1]; positions are "
+                             "fractions of --position-size (1 = fully long, -1 = fully short)")
+    return pd.Series(values, index=_times(path, frame["timestamp"]), name="position")
+
+
+def read_predictions_csv(path: str | Path) -> pd.Series | pd.DataFrame:
+    """Predictions indexed by bar open time: a Series, or a DataFrame when p_down/p_flat/p_up are present."""
+    path = Path(path)
+    frame = _read(path, ("timestamp", "prediction"))
+    index = _times(path, frame["timestamp"])
+    probabilities = [c for c in ("p_down", "p_flat", "p_up") if c in frame.columns]
+    if {"p_down", "p_up"} <= set(probabilities):
+        data = {c: _numbers(path, frame, c) for c in ["prediction", *probabilities]}
+        return pd.DataFrame(data, index=index)
+    return pd.Series(_numbers(path, frame, "prediction"), index=index, name="prediction")
+
+
+def check_bar_times(path: str | Path, index: pd.DatetimeIndex, bars: pd.DatetimeIndex) -> None:
+    """Every time in `index` must be a bar of the klines; the first that is not is named by its file line."""
+    missing = np.flatnonzero(~index.isin(bars))
+    if missing.size:
+        row = int(missing[0])
+        raise UserInputError(f"{path} line {row + 2}: timestamp {index[row]} is not a bar of the klines "
+                             f"({bars[0]} .. {bars[-1]}); use the open time of an existing bar")

@@ -1,0 +1,81 @@
+"""`reformer backtest` end to end on real BTC candles: positions and predictions files, reports, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reformer.cli import main
+
+
+@pytest.fixture(scope="module")
+def klines_csv(btc_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    frame = pd.read_csv(btc_csv).iloc[-1500:].drop(columns=["timestamp_string"])
+    path = tmp_path_factory.mktemp("k") / "klines.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "reformer.cli", "backtest", *args], capture_output=True,
+                          text=True, check=False)
+
+
+def test_positions_json_and_report(klines_csv: Path, tmp_path: Path) -> None:
+    bars = pd.read_csv(klines_csv)["timestamp"]
+    positions = pd.DataFrame({"timestamp": bars.iloc[10::100], "position": np.resize([1.0, -1.0, 0.0], 15)})
+    pos_csv = tmp_path / "pos.csv"
+    positions.to_csv(pos_csv, index=False)
+    out = tmp_path / "report"
+    proc = _run("--csv", str(klines_csv), "--positions", str(pos_csv), "--json", "--out", str(out),
+                "--commission", "0.00055", "--stop-loss", "0")
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads(proc.stdout)
+    assert stats["n_trades"] >= 9 and stats["config"]["commission"] == 0.00055
+    assert stats["total_fees"] > 0
+    for name in ("equity.png", "drawdown.png", "trades.png", "trades.csv", "stats.json"):
+        assert (out / name).stat().st_size > 0, name
+
+
+def test_predictions_file_matches_the_python_api(klines_csv: Path, tmp_path: Path) -> None:
+    from reformer.strategy import BacktestConfig, run_backtest
+
+    frame = pd.read_csv(klines_csv)
+    momentum = np.log(frame["close"]).diff(24).fillna(0.0)
+    preds = pd.DataFrame({"timestamp": frame["timestamp"], "prediction": momentum})
+    preds_csv = tmp_path / "preds.csv"
+    preds.to_csv(preds_csv, index=False)
+    out = tmp_path / "stats.json"
+    assert main(["backtest", "--csv", str(klines_csv), "--predictions", str(preds_csv), "--out", str(tmp_path)]) == 0
+    expected = run_backtest(pd.Series(momentum.to_numpy(), index=pd.to_datetime(frame["timestamp"], unit="ms",
+                                                                                   utc=True)), frame, BacktestConfig())
+    assert json.loads(out.read_text())["total_return"] == pytest.approx(expected.total_return, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ("timestamp,position\n{t},1.5\n", "line 2: position 1.5 is outside [-1, 1]"),
+        ("timestamp,position\n{t},1\n{t1},x\n", "line 3: position"),
+        ("timestamp,position\n{t_off},1\n", "line 2: timestamp"),
+        ("time,pos\n{t},1\n", "missing column"),
+    ],
+)
+def test_bad_positions_name_the_row(klines_csv: Path, tmp_path: Path, rows: str, message: str) -> None:
+    bars = pd.read_csv(klines_csv)["timestamp"]
+    pos_csv = tmp_path / "pos.csv"
+    pos_csv.write_text(rows.format(t=bars.iloc[5], t1=bars.iloc[6], t_off=bars.iloc[5] + 1))
+    proc = _run("--csv", str(klines_csv), "--positions", str(pos_csv))
+    assert proc.returncode == 2
+    assert message in proc.stderr and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_needs_exactly_one_source(klines_csv: Path) -> None:
+    proc = _run("--csv", str(klines_csv))
+    assert proc.returncode == 2 and "exactly one of" in proc.stderr
