@@ -28,7 +28,22 @@ _EXPORTS = {
     "run_backtest": "reformer.strategy",
 }
 
-__all__ = [*sorted(_EXPORTS), "__version__"]
+__all__ = [
+    "AttentionType",
+    "BacktestConfig",
+    "BacktestResult",
+    "BybitClient",
+    "BybitStream",
+    "DataLoader",
+    "FakeExchange",
+    "Kline",
+    "KlineStore",
+    "ReformerConfig",
+    "ReformerModel",
+    "SyncBybitClient",
+    "__version__",
+    "run_backtest",
+]
 
 if TYPE_CHECKING:
     from .api import BybitClient, BybitStream, FakeExchange, Kline, SyncBybitClient

@@ -99,7 +99,7 @@ def backtest(
     db: Annotated[Path | None, typer.Option(help="Kline store (default: REFORMER_DB or ~/.reformer).")] = None,
     csv: Annotated[Path | None, typer.Option(help="Read candles from this CSV instead of the store.")] = None,
     positions: Annotated[Path | None, typer.Option(help="CSV timestamp,position: target positions in [-1, 1].")] = None,
-    predictions: Annotated[Path | None, typer.Option(help="CSV timestamp,prediction (from `reformer predict`).")] = None,
+    predictions: Annotated[Path | None, typer.Option(help="CSV timestamp,prediction (`reformer predict`).")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Predict every bar with this checkpoint first.")] = None,
     funding_csv: Annotated[Path | None, typer.Option(help="CSV time,rate of perpetual funding.")] = None,
     start: Annotated[str | None, typer.Option(help="First bar (ISO-8601 or epoch ms).")] = None,
