@@ -1,0 +1,253 @@
+"""Market data commands: `fetch`, `stream`, `import`, `export`, `fake-exchange`.
+
+Thin wrappers over `reformer.data.sync`, `reformer.data.store`, `reformer.data.csv_io` and `reformer.api`.
+Every error (bad input, unknown symbol, malformed file, unreachable exchange) reaches `reformer.cli.main` as a
+`ReformerError` and becomes one line on stderr with exit code 2; Ctrl-C stops `stream` cleanly (exit 0) and
+interrupts the other commands with exit code 130. Input is checked and the exchange consulted before the store
+is opened, so a failing command leaves the database as it was (pages committed before a mid-fetch failure stay:
+each is complete, and the next fetch asks only for the rest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncGenerator, Iterator
+from pathlib import Path
+from typing import Annotated, cast
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..api import BybitClient, BybitStream, Kline, interval_ms, parse_interval, run_fake_exchange
+from ..api.client import MAINNET_BASE_URL
+from ..data.csv_io import read_klines, write_klines
+from ..data.store import DEFAULT_DB_PATH, KlineStore
+from ..data.sync import ProgressCallback, SyncReport, format_ms, parse_time_ms, sync_klines_blocking
+from ..errors import DataFormatError, ExchangeUnavailableError, UserInputError
+
+__all__ = ["register"]
+
+SymbolOpt = Annotated[str, typer.Option("--symbol", help="Instrument, e.g. BTCUSDT.")]
+IntervalOpt = Annotated[str, typer.Option("--interval", help="Bybit interval: 1,3,5,15,30,60,120,240,360,720,D,W "
+                                                            "(or 1m/1h/4h/1d/1w).")]
+CategoryOpt = Annotated[str, typer.Option("--category", help="Market: linear, inverse or spot.")]
+DbOpt = Annotated[Path | None, typer.Option("--db", help="Kline store (SQLite). Default: $REFORMER_DB, else "
+                                                         "~/.reformer/klines.sqlite.")]
+BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="REST root. Default: $BYBIT_BASE_URL, else "
+                                                                   "https://api.bybit.com.")]
+RetriesOpt = Annotated[int, typer.Option("--retries", min=0, help="Retries per request on transient failures.")]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.01, help="Seconds per HTTP attempt.")]
+
+
+def fetch(
+    symbol: SymbolOpt,
+    interval: IntervalOpt,
+    limit: Annotated[int | None, typer.Option(help="The latest N closed candles (or N from --start).")] = None,
+    start: Annotated[str | None, typer.Option(help="First candle open time: ISO-8601 or epoch ms.")] = None,
+    end: Annotated[str | None, typer.Option(help="Last candle open time: ISO-8601 or epoch ms.")] = None,
+    category: CategoryOpt = "linear",
+    base_url: BaseUrlOpt = None,
+    db: DbOpt = None,
+    retries: RetriesOpt = 8,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Fetch closed candles the store lacks (only those), committing each page as it arrives.
+
+    With neither --limit nor --start/--end: bring the stored series up to date (or the latest 1000).
+    """
+    start_ms = parse_time_ms(start, "--start") if start is not None else None
+    end_ms = parse_time_ms(end, "--end") if end is not None else None
+    console = Console()
+    with _progress_bar(console, f"{symbol} {interval}") as progress:
+        try:
+            report = sync_klines_blocking(symbol, interval, store=db, base_url=base_url, category=category,
+                                          limit=limit, start=start_ms, end=end_ms, progress=progress,
+                                          max_retries=retries, timeout=timeout)
+        except ExchangeUnavailableError as exc:
+            raise _unavailable(exc, base_url, retries) from None
+    _print_report(console, report)
+
+
+def export(
+    symbol: SymbolOpt,
+    interval: IntervalOpt,
+    out: Annotated[Path, typer.Option("--out", help="Target file: .csv or .parquet (written atomically).")],
+    category: CategoryOpt = "linear",
+    db: DbOpt = None,
+) -> None:
+    """Write one stored series as timestamp,open,high,low,close,volume,turnover (epoch ms, ascending)."""
+    code = parse_interval(interval)
+    symbol = symbol.strip().upper()
+    how = f"reformer fetch --symbol {symbol} --interval {code} --category {category} --limit 1000"
+    path = _db_path(db)
+    if not path.is_file():
+        raise UserInputError(f"no kline store at {path}; fetch candles first: {how} --db {path}")
+    with KlineStore(path) as store:
+        frame = store.load_frame(category, symbol, code)
+    if frame.empty:
+        raise UserInputError(f"{path} holds no {symbol} {code} {category} candles; fetch them first: {how} "
+                             f"--db {path}")
+    count = write_klines(frame, out)
+    first, last = int(frame["timestamp"].iat[0]), int(frame["timestamp"].iat[-1])
+    Console().print(f"wrote {count} candles ({format_ms(first)} .. {format_ms(last)} UTC) to {out}")
+
+
+def import_(
+    csv: Annotated[Path, typer.Option("--csv", help="OHLCV file: the export format, the shared BTC file, or any "
+                                                    "CSV/Parquet with time, open, high, low, close, volume.")],
+    symbol: SymbolOpt,
+    interval: IntervalOpt,
+    category: CategoryOpt = "linear",
+    db: DbOpt = None,
+) -> None:
+    """Store the candles of a CSV (or Parquet) file, all in one transaction; report rows added and gaps."""
+    code = parse_interval(interval)
+    step = interval_ms(code)
+    symbol = symbol.strip().upper()
+    klines = read_klines(csv)  # the whole file is checked before the store is touched
+    offset = 4 * 86_400_000 if code == "W" else 0  # weekly candles open on Mondays
+    bad = next((k.start_time for k in klines if (k.start_time - offset) % step), None)
+    if bad is not None:
+        raise DataFormatError(f"{csv}: timestamp {bad} ({format_ms(bad)}) is not the open time of a {code} "
+                              f"candle; is --interval {interval} right for this file?")
+    first, last = klines[0].start_time, klines[-1].start_time
+    with KlineStore(db) as store:
+        added = store.upsert(category, symbol, code, klines)
+        gaps = store.gaps(category, symbol, code, step, start=first, end=last)
+        path = store.path
+    console = Console()
+    console.print(f"imported {csv}: {len(klines)} candles ({format_ms(first)} .. {format_ms(last)} UTC), "
+                  f"+{added} new, into {path}")
+    _print_gaps(console, gaps, step, "between the imported candles")
+
+
+def stream(
+    symbol: SymbolOpt,
+    interval: IntervalOpt,
+    category: CategoryOpt = "linear",
+    db: DbOpt = None,
+    base_url: BaseUrlOpt = None,
+    ws_url: Annotated[str | None, typer.Option(help="WebSocket root. Default: $BYBIT_WS_URL, else "
+                                                    "wss://stream.bybit.com/v5/public.")] = None,
+    max_candles: Annotated[int | None, typer.Option(min=1, help="Stop after this many closed candles.")] = None,
+) -> None:
+    """Print and store each closed candle as it arrives (WebSocket, REST back-fill after drops); Ctrl-C stops."""
+    code = parse_interval(interval)
+    interval_ms(code)  # refuses "M" before connecting
+    console = Console()
+    received = 0
+
+    async def run() -> None:
+        nonlocal received
+        async with BybitClient(base_url, ws_url=ws_url) as client:
+            try:
+                info = await client.get_instrument_info(symbol, category)  # unknown symbol: before the store
+            except ExchangeUnavailableError as exc:
+                raise _unavailable(exc, base_url, client.max_retries) from None
+            with KlineStore(db) as store:
+                console.print(f"streaming {info.symbol} {code} {category} into {store.path} (Ctrl-C stops)")
+                candles = cast(AsyncGenerator[Kline, None],
+                               aiter(BybitStream(info.symbol, code, category, client=client)))
+                async with contextlib.aclosing(candles):
+                    async for kline in candles:
+                        new = store.upsert(category, info.symbol, code, [kline])  # committed at once
+                        received += 1
+                        console.print(_candle_line(kline, new > 0), highlight=False)
+                        if max_candles is not None and received >= max_candles:
+                            break
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        console.print(f"stopped after {received} closed candle(s)")
+        return
+    console.print(f"done: {received} closed candle(s)")
+
+
+def fake_exchange(
+    csv: Annotated[Path, typer.Option("--csv", help="Candles in the export format "
+                                                    "(timestamp,open,high,low,close,volume,turnover).")],
+    port: Annotated[int, typer.Option(min=0, max=65535, help="REST port (0: a free one).")] = 0,
+    host: Annotated[str, typer.Option(help="Interface to bind; the fake has no authentication.")] = "127.0.0.1",
+    ws_port: Annotated[int, typer.Option(min=0, max=65535, help="WebSocket port (0: a free one).")] = 0,
+    symbol: Annotated[str, typer.Option(help="Symbol the candles are served as.")] = "BTCUSDT",
+    interval: Annotated[str, typer.Option(help="Interval the candles are served as.")] = "60",
+    category: CategoryOpt = "linear",
+) -> None:
+    """Serve a CSV as a local Bybit V5 (REST + WebSocket) until Ctrl-C; prints BYBIT_BASE_URL / BYBIT_WS_URL."""
+    code = parse_interval(interval)
+    if not csv.is_file():
+        raise UserInputError(f"--csv {csv}: no such file; export one with `reformer export --out FILE.csv`")
+    try:
+        run_fake_exchange(csv, port, host, ws_port=ws_port, symbol=symbol.strip().upper(), category=category,
+                          interval=code)
+    except OSError as exc:  # port taken, address not local
+        raise UserInputError(f"cannot serve on {host}:{port} ({exc.strerror or exc}); pick another --port "
+                             "(0 = any free one) or --host") from None
+
+
+def register(app: typer.Typer) -> None:
+    """Add the data commands to the `reformer` app."""
+    app.command("fetch")(fetch)
+    app.command("stream")(stream)
+    app.command("import")(import_)
+    app.command("export")(export)
+    app.command("fake-exchange")(fake_exchange)
+
+
+# ---- presentation --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _progress_bar(console: Console, label: str) -> Iterator[ProgressCallback]:
+    """A rich progress bar (only on a terminal) and the callback that drives it."""
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _print_report(console: Console, report: SyncReport) -> None:
+    _print_gaps(console, list(report.gaps), report.interval_ms, "in the requested range")
+    console.print(report.summary(), highlight=False, soft_wrap=True)
+
+
+def _print_gaps(console: Console, gaps: list[tuple[int, int]], step: int, where: str, shown: int = 10) -> None:
+    if not gaps:
+        return
+    table = Table(title=f"{len(gaps)} gap(s) {where} (reported, not filled)")
+    for name in ("first missing (UTC)", "last missing (UTC)", "candles"):
+        table.add_column(name, justify="right")
+    for first, last in gaps[:shown]:
+        table.add_row(format_ms(first), format_ms(last), str((last - first) // step + 1))
+    if len(gaps) > shown:
+        table.add_row("...", "...", f"+{len(gaps) - shown} more gaps")
+    console.print(table)
+
+
+def _candle_line(kline: Kline, new: bool) -> str:
+    return (f"{format_ms(kline.start_time)}  O {kline.open:g}  H {kline.high:g}  L {kline.low:g}  "
+            f"C {kline.close:g}  V {kline.volume:g}  {'stored' if new else 'already stored'}")
+
+
+def _unavailable(exc: ExchangeUnavailableError, base_url: str | None, retries: int) -> ExchangeUnavailableError:
+    """The client's error, reworded for the command line: where, why, and which option to change."""
+    url = base_url or os.environ.get("BYBIT_BASE_URL") or MAINNET_BASE_URL
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    return ExchangeUnavailableError(
+        f"the exchange at {url} gave no usable answer in {retries + 1} attempt(s) (last: {cause}); check "
+        "--base-url / BYBIT_BASE_URL and the network, or try again later with more --retries",
+        code=exc.code, http_status=exc.http_status)
+
+
+def _db_path(db: Path | None) -> Path:
+    """The store file a command will use (as `KlineStore` resolves it)."""
+    return Path(db if db is not None else os.environ.get("REFORMER_DB") or DEFAULT_DB_PATH).expanduser()
