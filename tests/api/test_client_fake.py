@@ -18,13 +18,17 @@ SERIES = ("linear", "BTCUSDT", "60")
 
 
 def assert_polite(records: list[RequestRecord], rate: float) -> None:
-    """No window of one second holds more than `rate` request arrivals (20 ms slack for loopback jitter)."""
+    """No window of one second holds more than `rate` request arrivals at the fake.
+
+    Arrival times carry scheduling noise on a shared 2-core box, hence 50 ms of slack; a limiter that let
+    bursts through would show gaps near 0. The exact guarantee is tested in virtual time (test_client_unit).
+    """
     stamps = sorted(r.at for r in records)
     n = int(rate)
     spans = [stamps[i + n] - stamps[i] for i in range(len(stamps) - n)]
-    assert not spans or min(spans) >= 1.0 - 0.02, f"rate exceeded: {n + 1} requests within {min(spans):.3f} s"
+    assert not spans or min(spans) >= 1.0 - 0.05, f"rate exceeded: {n + 1} requests within {min(spans):.3f} s"
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
-    assert not gaps or min(gaps) >= 1.0 / rate - 0.02
+    assert not gaps or min(gaps) >= 1.0 / rate - 0.05
 
 
 def fetch_year(series: list[Kline], year: list[Kline], plan: FaultPlan | None = None, *,

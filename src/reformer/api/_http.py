@@ -1,4 +1,4 @@
-"""Transport policy for the Bybit client: V5 envelope checks, error classification, backoff, rate limiting.
+"""Wire rules for the Bybit client: V5 envelope checks, error classification, backoff, rate limiting, parsing.
 
 Kept apart from `client.py` so the rules "which answer is retried, which is fatal" read in one place and are
 unit-tested without a socket.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,12 +22,14 @@ from ..errors import (
     InvalidSymbolError,
     RetryableExchangeError,
 )
+from .types import Kline
 
 Sleep = Callable[[float], Awaitable[None]]
 
 # retCodes that mean "the server is busy or restarting", per Bybit's error table (bybit-v5.md §11).
 RETRYABLE_CODES = {10000: "server timeout", 10006: "too many visits (rate limit)", 10016: "server error"}
 RATE_LIMIT_CODES = {10006}
+_SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # dated futures look like "BTC-27DEC24"
 
 
 def parse_envelope(response: httpx.Response, *, symbol: str | None = None,
@@ -138,12 +141,14 @@ class RateLimiter:
 
     Args:
         rate: requests per second; None or <= 0 disables limiting.
-        clock: monotonic seconds (injectable for tests).
+        clock, sleep: monotonic seconds and the matching sleep (injectable together, for virtual time in tests).
     """
 
-    def __init__(self, rate: float | None, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, rate: float | None, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Sleep = asyncio.sleep) -> None:
         self.interval = 1.0 / rate if rate and rate > 0 else 0.0
         self._clock = clock
+        self._sleep = sleep
         self._last = float("-inf")
         self._lock: asyncio.Lock | None = None
 
@@ -155,5 +160,29 @@ class RateLimiter:
             self._lock = asyncio.Lock()
         async with self._lock:
             while (wait := self._last + self.interval - self._clock()) > 0:
-                await asyncio.sleep(wait)
+                await self._sleep(wait)
             self._last = self._clock()
+
+
+def check_market(symbol: str, category: str, allowed: tuple[str, ...]) -> tuple[str, str]:
+    """Validate a category and symbol before any request; returns them normalised (symbol upper-cased)."""
+    if category not in allowed:
+        raise BadRequestError(f"invalid category {category!r}: use one of {', '.join(allowed)}")
+    if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol.strip()):
+        raise InvalidSymbolError(str(symbol), category, code=None)
+    # Bybit accepts upper case only ("btcusdt" is "Not supported symbols").
+    return symbol.strip().upper(), category
+
+
+def parse_kline_row(row: list[str], category: str) -> Kline:
+    """One REST kline row (7 strings) as a `Kline`."""
+    try:
+        start, open_, high, low, close, volume, turnover = row[:7]
+        if category == "inverse":
+            # Inverse contracts report volume in USD contracts and turnover in the base coin; `Kline`
+            # means base quantity / quote value, so swap them (ccxt does the same).
+            volume, turnover = turnover, volume
+        return Kline(int(start), float(open_), float(high), float(low), float(close), float(volume),
+                     float(turnover))
+    except (TypeError, ValueError) as exc:
+        raise ExchangeError(f"malformed kline row {row!r} from Bybit: expected 7 numeric strings") from exc

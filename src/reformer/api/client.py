@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from types import TracebackType
@@ -27,7 +26,7 @@ from ..errors import (
     InvalidSymbolError,
     RetryableExchangeError,
 )
-from ._http import RateLimiter, Sleep, backoff_delay, parse_envelope
+from ._http import RateLimiter, Sleep, backoff_delay, check_market, parse_envelope, parse_kline_row
 from .intervals import interval_ms, parse_interval
 from .types import Kline
 
@@ -47,7 +46,6 @@ KLINE_CATEGORIES = ("spot", "linear", "inverse")
 FUNDING_CATEGORIES = ("linear", "inverse")
 KLINE_PAGE = 1000  # Bybit's maximum `limit` for /v5/market/kline
 FUNDING_PAGE = 200  # Bybit's maximum `limit` for /v5/market/funding/history
-_SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # dated futures look like "BTC-27DEC24"
 
 
 class FundingRate(NamedTuple):
@@ -170,7 +168,7 @@ class BybitClient:
             InvalidSymbolError: the exchange does not list the symbol in that category.
             ExchangeError: other failures (see `BybitClient`).
         """
-        symbol, category = _check_market(symbol, category, KLINE_CATEGORIES)
+        symbol, category = check_market(symbol, category, KLINE_CATEGORIES)
         result = await self._get("/v5/market/instruments-info", {"category": category, "symbol": symbol},
                                  symbol=symbol, category=category)
         rows = [row for row in result.get("list") or [] if row.get("symbol") == symbol]
@@ -206,7 +204,7 @@ class BybitClient:
             ExchangeBannedError, ExchangeUnavailableError, ExchangeError: see `BybitClient`.
         """
         step = interval_ms(interval)
-        _check_market(symbol, category, KLINE_CATEGORIES)
+        check_market(symbol, category, KLINE_CATEGORIES)
         if limit is not None and limit < 1:
             raise BadRequestError(f"invalid limit {limit}: use limit >= 1 (or None for the whole range)")
         server_now = None
@@ -256,7 +254,7 @@ class BybitClient:
         """`iter_kline_pages`, reusing a server time the caller has just fetched."""
         code = parse_interval(interval)
         step = interval_ms(code)
-        symbol, category = _check_market(symbol, category, KLINE_CATEGORIES)
+        symbol, category = check_market(symbol, category, KLINE_CATEGORIES)
         if end is not None and start > end:
             raise BadRequestError(f"start {start} is after end {end}: pass start <= end (epoch ms)")
         if server_now is None:
@@ -270,7 +268,7 @@ class BybitClient:
             params = {"category": category, "symbol": symbol, "interval": code, "start": window,
                       "end": window_end, "limit": KLINE_PAGE}
             result = await self._get("/v5/market/kline", params, symbol=symbol, category=category)
-            rows = sorted(_parse_kline_row(row, category) for row in result.get("list") or [])
+            rows = sorted(parse_kline_row(row, category) for row in result.get("list") or [])
             # The window may return the candle containing `window` (opened before it): keep it unless it
             # precedes `start`; drop the open candle and anything already yielded.
             page = [k for k in rows if start <= k.start_time <= last_bound and k.start_time + step <= server_now
@@ -300,7 +298,7 @@ class BybitClient:
             BadRequestError: unknown category or start > end.
             InvalidSymbolError, ExchangeError: see `BybitClient`.
         """
-        symbol, category = _check_market(symbol, category, FUNDING_CATEGORIES)
+        symbol, category = check_market(symbol, category, FUNDING_CATEGORIES)
         if end is None:
             end = await self.get_server_time()
         if start is not None and start > end:
@@ -358,28 +356,6 @@ class BybitClient:
             "unreachable or throttling; try again later or raise max_retries",
             code=error.code, http_status=error.http_status,
         ) from error
-
-
-def _check_market(symbol: str, category: str, allowed: tuple[str, ...]) -> tuple[str, str]:
-    if category not in allowed:
-        raise BadRequestError(f"invalid category {category!r}: use one of {', '.join(allowed)}")
-    if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol.strip()):
-        raise InvalidSymbolError(str(symbol), category, code=None)
-    # Bybit accepts upper case only ("btcusdt" is "Not supported symbols").
-    return symbol.strip().upper(), category
-
-
-def _parse_kline_row(row: list[str], category: str) -> Kline:
-    try:
-        start, open_, high, low, close, volume, turnover = row[:7]
-        if category == "inverse":
-            # Inverse contracts report volume in USD contracts and turnover in the base coin; `Kline`
-            # means base quantity / quote value, so swap them (ccxt does the same).
-            volume, turnover = turnover, volume
-        return Kline(int(start), float(open_), float(high), float(low), float(close), float(volume),
-                     float(turnover))
-    except (TypeError, ValueError) as exc:
-        raise ExchangeError(f"malformed kline row {row!r} from Bybit: expected 7 numeric strings") from exc
 
 
 def _parse_instrument(row: dict[str, Any], category: str) -> InstrumentInfo:
