@@ -139,7 +139,7 @@ class WalkForwardPredictor:
     def _fold(self, features: torch.Tensor, targets: torch.Tensor, ends: np.ndarray, config: ReformerConfig,
               first_train: int, last_train: int, start: int, stop: int) -> tuple[np.ndarray, FoldRecord]:
         horizon = self.walk.horizon
-        n_val = max(1, int(round((last_train - first_train + 1) * self.walk.val_fraction)))
+        n_val = max(1, round((last_train - first_train + 1) * self.walk.val_fraction))
         val_idx = np.arange(last_train - n_val + 1, last_train + 1)
         train_idx = np.arange(first_train, val_idx[0] - horizon)  # embargo: train targets end before val starts
         if len(train_idx) < 1:
