@@ -61,7 +61,7 @@ def fetch(
     """
     start_ms = parse_time_ms(start, "--start") if start is not None else None
     end_ms = parse_time_ms(end, "--end") if end is not None else None
-    console = Console()
+    console = _console()
     with _progress_bar(console, f"{symbol} {interval}") as progress:
         try:
             report = sync_klines_blocking(symbol, interval, store=db, base_url=base_url, category=category,
@@ -93,7 +93,7 @@ def export(
                              f"--db {path}")
     count = write_klines(frame, out)
     first, last = int(frame["timestamp"].iat[0]), int(frame["timestamp"].iat[-1])
-    Console().print(f"wrote {count} candles ({format_ms(first)} .. {format_ms(last)} UTC) to {out}")
+    _console().print(f"wrote {count} candles ({format_ms(first)} .. {format_ms(last)} UTC) to {out}")
 
 
 def import_(
@@ -119,7 +119,7 @@ def import_(
         added = store.upsert(category, symbol, code, klines)
         gaps = store.gaps(category, symbol, code, step, start=first, end=last)
         path = store.path
-    console = Console()
+    console = _console()
     console.print(f"imported {csv}: {len(klines)} candles ({format_ms(first)} .. {format_ms(last)} UTC), "
                   f"+{added} new, into {path}")
     _print_gaps(console, gaps, step, "between the imported candles")
@@ -138,7 +138,7 @@ def stream(
     """Print and store each closed candle as it arrives (WebSocket, REST back-fill after drops); Ctrl-C stops."""
     code = parse_interval(interval)
     interval_ms(code)  # refuses "M" before connecting
-    console = Console()
+    console = _console()
     received = 0
 
     async def run() -> None:
@@ -156,7 +156,7 @@ def stream(
                     async for kline in candles:
                         new = store.upsert(category, info.symbol, code, [kline])  # committed at once
                         received += 1
-                        console.print(_candle_line(kline, new > 0), highlight=False)
+                        console.print(_candle_line(kline, new > 0))
                         if max_candles is not None and received >= max_candles:
                             break
 
@@ -217,7 +217,7 @@ def _progress_bar(console: Console, label: str) -> Iterator[ProgressCallback]:
 
 def _print_report(console: Console, report: SyncReport) -> None:
     _print_gaps(console, list(report.gaps), report.interval_ms, "in the requested range")
-    console.print(report.summary(), highlight=False, soft_wrap=True)
+    console.print(report.summary())
 
 
 def _print_gaps(console: Console, gaps: list[tuple[int, int]], step: int, where: str, shown: int = 10) -> None:
@@ -246,6 +246,12 @@ def _unavailable(exc: ExchangeUnavailableError, base_url: str | None, retries: i
         f"the exchange at {url} gave no usable answer in {retries + 1} attempt(s) (last: {cause}); check "
         "--base-url / BYBIT_BASE_URL and the network, or try again later with more --retries",
         code=exc.code, http_status=exc.http_status)
+
+
+def _console() -> Console:
+    # soft_wrap: a closing line stays one line in logs and pipes (rich wraps at 80 columns there); no markup:
+    # paths and symbols are printed as they are.
+    return Console(soft_wrap=True, highlight=False, markup=False)
 
 
 def _db_path(db: Path | None) -> Path:

@@ -87,7 +87,7 @@ class SyncReport:
             text += (f"; stored {format_ms(self.stored.first_start)} .. {format_ms(self.stored.last_start)} "
                      f"({self.stored.candle_count} candles)")
         if not self.gaps:
-            return text + "; no gaps"
+            return text + "; asked range complete, no gaps"
         shown = ", ".join(f"{format_ms(a)} .. {format_ms(b)}" for a, b in self.gaps[:max_gaps])
         more = f" and {len(self.gaps) - max_gaps} more" if len(self.gaps) > max_gaps else ""
         return (text + f"; {len(self.gaps)} gap(s), {self.missing_candles} candles the exchange did not "
