@@ -246,8 +246,12 @@ class BybitClient:
         Raises:
             Same as `get_klines`.
         """
-        async for page in self._pages(symbol, interval, start, end, category):
-            yield page
+        pages = self._pages(symbol, interval, start, end, category)
+        try:
+            async for page in pages:
+                yield page
+        finally:
+            await pages.aclose()  # close the HTTP-bound generator now, not at garbage collection
 
     async def _pages(self, symbol: str, interval: str | int, start: int, end: int | None, category: str, *,
                      server_now: int | None = None) -> AsyncGenerator[list[Kline], None]:
