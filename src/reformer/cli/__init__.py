@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from . import backtest, bench, data, demo
+from . import backtest, bench, data, demo, evaluate
 
 __all__ = ["app", "main"]
 
@@ -21,7 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (backtest, bench, data, demo):
+for _module in (backtest, bench, data, demo, evaluate):
     _module.register(app)
 
 

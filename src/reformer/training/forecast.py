@@ -1,0 +1,236 @@
+"""Long-horizon forecasters: the patched, channel-independent Reformer with RevIN, and the Repeat / linear baselines.
+
+The Reformer forecaster follows the recipe that made Transformers competitive on LSTF benchmarks:
+
+* RevIN (Kim et al., ICLR 2022): each input window is z-scored per channel with its own mean and std, the model
+  predicts in that frame, and the statistics are added back to the output, so level shifts between the
+  training and test periods do not have to be learned.
+* Channel independence and patching (PatchTST, Nie et al., ICLR 2023): every channel is its own sample; its
+  window is cut into `n_patches` overlapping patches of `patch_len` steps (stride `stride`, padded at the end by
+  repeating the last value `stride` times), and each patch is one token.
+* The encoder is `ReformerModel(seq_len=n_patches, n_features=patch_len, n_outputs=horizon, pooling="flatten")`.
+
+Shape legend: b batch (windows), l input length, c channels, t horizon, n patches, p patch length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from einops import rearrange
+from torch import nn
+
+from reformer.errors import ConfigError
+from reformer.model import AttentionType, ReformerConfig, ReformerModel
+
+__all__ = [
+    "ForecastConfig",
+    "LinearForecaster",
+    "PatchReformerForecaster",
+    "RevIN",
+    "n_patches",
+    "patchify",
+    "repeat_forecast",
+]
+
+
+@dataclass(frozen=True)
+class ForecastConfig:
+    """The patched Reformer forecaster; validated at construction."""
+
+    seq_len: int = 336
+    """Input (look-back) length in steps."""
+    horizon: int = 96
+    """Forecast length in steps."""
+    n_channels: int = 7
+    """Channels per step (all share one model: channel independence)."""
+    patch_len: int = 16
+    """Steps per patch (one token)."""
+    stride: int = 8
+    """Steps between patch starts."""
+    revin: bool = True
+    """Per-window, per-channel normalisation of inputs, undone on the outputs."""
+    revin_affine: bool = True
+    """Learn a per-channel scale and shift inside the RevIN frame."""
+    d_model: int = 64
+    """Width of each of the Reformer's two residual halves."""
+    n_heads: int = 4
+    """Attention heads."""
+    n_layers: int = 2
+    """Encoder layers."""
+    d_ff: int = 128
+    """Feed-forward hidden width."""
+    attention_type: str = "lsh"
+    """"lsh", "full" or "local"; LSH is exact when `chunk_size` >= the padded number of patches."""
+    chunk_size: int = 16
+    """Tokens (patches) per attention chunk."""
+    n_buckets: int = 4
+    """LSH buckets per round (even)."""
+    n_hash_rounds: int = 2
+    """LSH hashing rounds."""
+    reversible: bool = True
+    """Reversible residual layers (recompute activations in backward)."""
+    dropout: float = 0.2
+    """Dropout inside the encoder."""
+    seed: int = 0
+    """Weight initialisation and LSH rotation seed."""
+
+    def __post_init__(self) -> None:
+        for name in ("seq_len", "horizon", "n_channels", "patch_len", "stride"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"ForecastConfig.{name}={value!r} is invalid: use a positive integer")
+        if self.patch_len > self.seq_len:
+            raise ConfigError(f"ForecastConfig.patch_len={self.patch_len} is longer than seq_len={self.seq_len}: "
+                              "use a shorter patch or a longer input")
+
+    @property
+    def n_patches(self) -> int:
+        """Tokens per channel window."""
+        return n_patches(self.seq_len, self.patch_len, self.stride)
+
+    def reformer_config(self) -> ReformerConfig:
+        """The encoder's config (validates heads, buckets, dropout)."""
+        return ReformerConfig(
+            seq_len=self.n_patches, d_model=self.d_model, n_heads=self.n_heads, n_layers=self.n_layers,
+            n_hash_rounds=self.n_hash_rounds, n_buckets=self.n_buckets, chunk_size=self.chunk_size,
+            attention_type=AttentionType(self.attention_type), use_reversible_layers=self.reversible,
+            dropout=self.dropout,
+            n_features=self.patch_len, n_outputs=self.horizon, d_ff=self.d_ff, pooling="flatten",
+            positional="learned", seed=self.seed)
+
+
+def n_patches(seq_len: int, patch_len: int, stride: int) -> int:
+    """Patches from a window of `seq_len` steps padded at the end by `stride` steps: (l - p) // s + 2."""
+    return (seq_len - patch_len) // stride + 2
+
+
+def patchify(x: torch.Tensor, patch_len: int, stride: int) -> torch.Tensor:
+    """Cut each channel of each window into overlapping patches (PatchTST, padding_patch="end").
+
+    Args:
+        x: (b, l, c) windows.
+        patch_len: p, steps per patch.
+        stride: s, steps between patch starts; the series is first padded by repeating its last value s times.
+    Returns:
+        (b*c, n, p) with n = `n_patches(l, p, s)`; row b_i*c + c_j is channel c_j of window b_i.
+    """
+    series = rearrange(x, "b l c -> (b c) l")  # (b*c, l)
+    padded = torch.cat([series, series[:, -1:].expand(-1, stride)], dim=1)  # (b*c, l+s)
+    return padded.unfold(1, patch_len, stride)  # (b*c, n, p)
+
+
+class RevIN(nn.Module):
+    """Reversible instance normalisation: z-score each window per channel, undo it on the forecast.
+
+    normalize:   x' = (x - mean_l(x)) / sqrt(var_l(x) + eps) * gamma + beta
+    denormalize: y  = (y' - beta) / gamma * sqrt(var + eps) + mean          (Kim et al. 2022, eqs. 1-3)
+
+    Shapes: normalize x (b, l, c) -> (b, l, c) and the (mean, std) statistics, each (b, 1, c);
+    denormalize y (b, t, c) with those statistics -> (b, t, c).
+    """
+
+    def __init__(self, n_channels: int, affine: bool = True, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.gamma = nn.Parameter(torch.ones(n_channels)) if affine else None
+        self.beta = nn.Parameter(torch.zeros(n_channels)) if affine else None
+
+    def normalize(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        mean = x.mean(dim=1, keepdim=True).detach()  # (b, 1, c)
+        std = torch.sqrt(x.var(dim=1, keepdim=True, unbiased=False) + self.eps).detach()  # (b, 1, c)
+        out = (x - mean) / std
+        if self.gamma is not None and self.beta is not None:
+            out = out * self.gamma + self.beta
+        return out, (mean, std)
+
+    def denormalize(self, y: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        mean, std = stats
+        if self.gamma is not None and self.beta is not None:
+            y = (y - self.beta) / (self.gamma + self.eps * self.eps)
+        return y * std + mean
+
+
+class PatchReformerForecaster(nn.Module):
+    """RevIN + patching + channel independence around a `ReformerModel`.
+
+    Args:
+        config: a `ForecastConfig`.
+    Shapes:
+        forward: x (b, l, c) with l = `config.seq_len`, c = `config.n_channels` -> (b, t, c), t = `config.horizon`.
+    Raises:
+        ConfigError: on an input of the wrong length or channel count.
+    """
+
+    def __init__(self, config: ForecastConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.revin = RevIN(config.n_channels, affine=config.revin_affine) if config.revin else None
+        self.encoder = ReformerModel(config.reformer_config())
+
+    def reseed(self, seed: int) -> None:
+        """Restart the encoder's training-time LSH rotation stream (called by the fit loop every epoch)."""
+        self.encoder.reseed(seed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        if x.ndim != 3 or x.shape[1] != cfg.seq_len or x.shape[2] != cfg.n_channels:
+            raise ConfigError(f"input has shape {tuple(x.shape)}: expected (batch, seq_len={cfg.seq_len}, "
+                              f"n_channels={cfg.n_channels})")
+        stats = None
+        if self.revin is not None:
+            x, stats = self.revin.normalize(x)  # (b, l, c)
+        tokens = patchify(x, cfg.patch_len, cfg.stride)  # (b*c, n, p)
+        out = self.encoder(tokens)  # (b*c, t)
+        y = rearrange(out, "(b c) t -> b t c", c=cfg.n_channels)  # (b, t, c)
+        if self.revin is not None and stats is not None:
+            y = self.revin.denormalize(y, stats)
+        return y
+
+
+def repeat_forecast(x: torch.Tensor, horizon: int) -> torch.Tensor:
+    """The Repeat baseline: every future step equals the last observed value; x (b, l, c) -> (b, t, c)."""
+    return x[:, -1:, :].expand(-1, horizon, -1)
+
+
+class LinearForecaster:
+    """A ridge least-squares linear map from the input window to every horizon step, shared by all channels.
+
+    Each channel's window is centred on its last value (NLinear, Zeng et al. AAAI 2023): y - x_l = W (x - x_l) + b,
+    fitted in closed form on every training window and channel. This is the same model class as DLinear/NLinear
+    (a linear map of the window; DLinear's moving-average split is itself linear), fitted exactly instead of by SGD.
+
+    Shapes: fit x (w, l, c), y (w, t, c); predict x (b, l, c) -> (b, t, c).
+    """
+
+    def __init__(self, ridge: float = 1e-3) -> None:
+        self.ridge = ridge
+        self.weight: np.ndarray | None = None
+        """(l + 1, t): the map plus the intercept row."""
+
+    @staticmethod
+    def _design(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        series = rearrange(x, "b l c -> (b c) l").astype(np.float64)  # (b*c, l)
+        last = series[:, -1:]  # (b*c, 1)
+        design = np.concatenate([series - last, np.ones_like(last)], axis=1)  # (b*c, l+1)
+        return design, last
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> LinearForecaster:
+        """Solve (X'X + ridge * n * I) W = X'Y over all windows and channels."""
+        design, last = self._design(x)
+        target = rearrange(y, "b t c -> (b c) t").astype(np.float64) - last  # (b*c, t)
+        gram = design.T @ design  # (l+1, l+1)
+        reg = self.ridge * len(design) * np.eye(gram.shape[0])
+        reg[-1, -1] = 0.0  # leave the intercept unpenalised
+        self.weight = np.linalg.solve(gram + reg, design.T @ target)  # (l+1, t)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Forecast (b, t, c) for windows x (b, l, c)."""
+        if self.weight is None:
+            raise ConfigError("LinearForecaster.predict called before fit: call fit(x_train, y_train) first")
+        design, last = self._design(x)
+        out = design @ self.weight + last  # (b*c, t)
+        return rearrange(out, "(b c) t -> b t c", c=x.shape[2]).astype(np.float32)

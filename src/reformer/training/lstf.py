@@ -1,0 +1,207 @@
+"""The long-sequence forecasting (LSTF) evaluation protocol: windows, metrics, training, and the protocol runner.
+
+Protocol (evaluation.md §1): the standard split of `reformer.data.timeseries.lstf_splits` (scaler fitted on the
+training rows only), stride-1 windows, MSE and MAE over every (window, step, channel) of **every** test window
+(no drop_last; test_len - horizon + 1 windows), on the normalised scale. `features="MS"` feeds all channels and
+scores the target (last) channel only, as TSLib does (f_dim = -1).
+
+Shape legend: w windows, b batch, l input length, t horizon, c channels.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from reformer.data.timeseries import load_timeseries_csv, lstf_splits
+from reformer.errors import ConfigError
+from reformer.model import ReformerModel
+
+from .forecast import ForecastConfig, LinearForecaster, PatchReformerForecaster, repeat_forecast
+from .loop import FitResult, TrainConfig, fit
+
+__all__ = ["LSTFResult", "Metrics", "WindowSet", "evaluate_forecaster", "run_lstf",
+           "train_forecaster"]
+
+PROTOCOLS = {"ett-hourly": "ett_hour", "ett-15min": "ett_minute", "ratio": "ratio"}
+"""CLI protocol names -> `lstf_borders` names."""
+
+
+class WindowSet(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Every stride-1 (input, target) window of one split slice, as views (no copy until a batch is taken).
+
+    Args:
+        data: (n, c) scaled slice (val/test slices already start `seq_len` rows before their border).
+        seq_len: l.
+        horizon: t.
+    Shapes: `batch(idx)` -> x (b, l, c), y (b, t, c).
+    """
+
+    def __init__(self, data: np.ndarray, seq_len: int, horizon: int) -> None:
+        self.data = torch.as_tensor(np.ascontiguousarray(data), dtype=torch.float32)  # (n, c)
+        self.seq_len, self.horizon = seq_len, horizon
+        self.windows = self.data.unfold(0, seq_len + horizon, 1)  # (w, c, l+t) view
+
+    def __len__(self) -> int:
+        return int(self.windows.shape[0])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        window = self.windows[index].T  # (l+t, c)
+        return window[: self.seq_len], window[self.seq_len:]
+
+    def batch(self, idx: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
+        block = self.windows[idx].transpose(1, 2)  # (b, l+t, c)
+        return block[:, : self.seq_len], block[:, self.seq_len:]
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """All windows as numpy arrays: x (w, l, c), y (w, t, c)."""
+        x, y = self.batch(slice(None))
+        return x.numpy(), y.numpy()
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Errors on the normalised scale over every (window, step, channel) entry scored."""
+
+    mse: float
+    mae: float
+    n_windows: int
+
+
+def evaluate_forecaster(predict: Callable[[torch.Tensor], torch.Tensor], windows: WindowSet, *,
+                        target_only: bool = False, batch_size: int = 256) -> Metrics:
+    """MSE and MAE of `predict` over every window of `windows` (no drop_last), accumulated in float64.
+
+    Args:
+        predict: x (b, l, c) -> (b, t, c).
+        windows: the split's windows.
+        target_only: score the last channel only (features "MS").
+        batch_size: windows per call (the last batch may be smaller; every window is scored).
+    """
+    sq_sum = abs_sum = 0.0
+    count = 0
+    with torch.no_grad():
+        for start in range(0, len(windows), batch_size):
+            x, y = windows.batch(slice(start, start + batch_size))
+            err = (predict(x) - y).double()  # (b, t, c)
+            if target_only:
+                err = err[..., -1:]
+            sq_sum += float(err.square().sum())
+            abs_sum += float(err.abs().sum())
+            count += err.numel()
+    return Metrics(mse=sq_sum / count, mae=abs_sum / count, n_windows=len(windows))
+
+
+def train_forecaster(model: PatchReformerForecaster, train: WindowSet, val: WindowSet, config: TrainConfig, *,
+                     target_only: bool = False, progress: bool = False) -> FitResult:
+    """Fit `model` with the shared loop (`reformer.training.loop.fit`): MSE on the normalised scale, early
+    stopping on validation MSE, best weights restored. `target_only` scores the last channel only ("MS")."""
+
+    def loss_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        err = pred.float() - target.float()  # (b, t, c)
+        return (err[..., -1:] if target_only else err).square().mean()
+
+    # fit is typed for ReformerModel; it needs only nn.Module + reseed(), which the forecaster provides
+    return fit(cast(ReformerModel, model), train, val, config, loss_fn=loss_fn, progress=progress)
+
+
+@dataclass
+class LSTFResult:
+    """One protocol run: the model's and the baselines' test metrics, and how they were obtained."""
+
+    model_name: str
+    model: Metrics
+    repeat: Metrics
+    linear: Metrics
+    protocol: str
+    seq_len: int
+    horizon: int
+    seed: int
+    features: str
+    n_channels: int
+    config: dict[str, Any]
+    train: dict[str, Any]
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The `reformer evaluate --json` object (plus provenance fields after the required ones)."""
+        return {
+            "model": {"name": self.model_name, "mse": self.model.mse, "mae": self.model.mae},
+            "baselines": {"repeat": {"mse": self.repeat.mse, "mae": self.repeat.mae},
+                          "linear": {"mse": self.linear.mse, "mae": self.linear.mae}},
+            "n_windows": self.model.n_windows, "protocol": self.protocol, "seq_len": self.seq_len,
+            "horizon": self.horizon, "seed": self.seed, "features": self.features, "n_channels": self.n_channels,
+            "config": self.config, "train": self.train, "seconds": round(self.seconds, 1),
+        }
+
+
+def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 336, horizon: int = 96,
+             features: Literal["M", "S", "MS"] = "M", target: str = "OT", model: ForecastConfig | None = None,
+             train_config: TrainConfig | None = None, progress: bool = False,
+             log: Callable[[str], None] | None = None) -> LSTFResult:
+    """Train the patched Reformer on the standard split and score it and the baselines on every test window.
+
+    Args:
+        csv: the series (ETT: date column, numeric columns, target `OT`).
+        protocol: "ett-hourly", "ett-15min" or "ratio" (evaluation.md §1.1).
+        seq_len: input length; horizon: forecast length.
+        features: "M" (all channels in and out), "S" (target only), "MS" (all in, target scored).
+        target: target column.
+        model: forecaster settings; seq_len, horizon, n_channels and seed are overwritten from the run.
+        train_config: the shared loop's settings (`TrainConfig`); its seed is the run's seed.
+        progress: show the loop's progress bar.
+        log: one-line progress messages (baselines, then one line per epoch).
+    Raises:
+        ConfigError: unknown protocol, or a split too short for seq_len + horizon.
+        DataFormatError / UserInputError: unreadable file or missing target column.
+    """
+    began = time.perf_counter()
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"protocol={protocol!r} is unknown: use one of {sorted(PROTOCOLS)}")
+    if seq_len < 1 or horizon < 1:
+        raise ConfigError(f"seq_len={seq_len} and horizon={horizon} must be >= 1")
+    train_config = train_config or TrainConfig(epochs=3, batch_size=128, patience=2)
+    series = load_timeseries_csv(csv, target=target, features=features)
+    splits = lstf_splits(series, seq_len, horizon, protocol=PROTOCOLS[protocol])  # type: ignore[arg-type]
+    for name, count in zip(("train", "validation", "test"), splits.n_windows(), strict=True):
+        if count < 1:
+            raise ConfigError(f"the {name} split holds no window of seq_len={seq_len} + horizon={horizon} steps "
+                              f"under protocol {protocol!r}: use a shorter seq_len or horizon")
+    train, val, test = (WindowSet(part, seq_len, horizon) for part in (splits.train, splits.val, splits.test))
+    target_only = features == "MS"
+    n_channels = splits.train.shape[1]
+
+    repeat = evaluate_forecaster(lambda x: repeat_forecast(x, horizon), test, target_only=target_only)
+    linear_model = LinearForecaster().fit(*train.arrays())
+    linear = evaluate_forecaster(lambda x: torch.from_numpy(linear_model.predict(x.numpy())), test,
+                                 target_only=target_only)
+    if log:
+        log(f"{len(train)}/{len(val)}/{len(test)} windows; repeat {repeat.mse:.4f}, linear {linear.mse:.4f}")
+
+    config = ForecastConfig(**{**asdict(model or ForecastConfig()), "seq_len": seq_len, "horizon": horizon,
+                               "n_channels": n_channels, "seed": train_config.seed})
+    forecaster = PatchReformerForecaster(config)
+    fitted = train_forecaster(forecaster, train, val, train_config, target_only=target_only, progress=progress)
+    if log:
+        for record in fitted.history:
+            log("epoch {epoch:.0f}: train {train_loss:.4f}, val {val_loss:.4f}, {seconds:.0f} s".format(**record))
+    scored = evaluate_forecaster(forecaster, test, target_only=target_only)
+    attention = config.attention_type
+    if attention == "lsh" and config.chunk_size >= config.n_patches:
+        attention = "lsh (one chunk: exact shared-QK attention)"
+    train_info = {**train_config.to_dict(), "best_epoch": fitted.best_epoch, "epochs_run": len(fitted.history),
+                  "val_mse": [r["val_loss"] for r in fitted.history],
+                  "train_loss": [r["train_loss"] for r in fitted.history],
+                  "epoch_seconds": [round(r["seconds"], 1) for r in fitted.history]}
+    return LSTFResult(
+        model_name=f"patch-reformer ({attention}, {config.n_patches} patches of {config.patch_len})",
+        model=scored, repeat=repeat, linear=linear, protocol=protocol, seq_len=seq_len, horizon=horizon,
+        seed=train_config.seed, features=features, n_channels=n_channels, config=asdict(config), train=train_info,
+        seconds=time.perf_counter() - began)
