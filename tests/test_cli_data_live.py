@@ -1,0 +1,145 @@
+"""The data CLI as real processes and long-running commands: a fetch killed with SIGKILL and resumed,
+`reformer stream` following the fake's clock, `reformer fake-exchange` served and stopped with Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from reformer.api import FakeExchange, Fault, FaultPlan, Kline, klines_from_csv
+from reformer.cli import main
+from reformer.data.csv_io import write_klines
+from reformer.data.store import KlineStore
+
+KEY = ("linear", "BTCUSDT", "60")
+YEAR_2024 = (1_704_067_200_000, 1_735_686_000_000)
+KLINE_PATH = "/v5/market/kline"
+CLI = [sys.executable, "-m", "reformer.cli"]
+PATIENCE_S = 60.0  # safety net for the condition polls below (process start-up imports torch), never a pace
+
+
+def cli(*args: object) -> int:
+    return main([str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def year(btc_csv: Path) -> list[Kline]:
+    candles = [k for k in klines_from_csv(btc_csv) if YEAR_2024[0] <= k.start_time <= YEAR_2024[1]]
+    assert len(candles) == 8784
+    return candles
+
+
+def stored_rows(db: Path) -> int:
+    """Rows in the store as another process sees them (0 before the file and table exist)."""
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM klines").fetchone()[0])
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+def wait_for(condition: Callable[[], bool], proc: subprocess.Popen[bytes]) -> None:
+    """Poll `condition` while `proc` runs; fail if the process ends first or the safety net expires."""
+    deadline = time.monotonic() + PATIENCE_S
+    while not condition():
+        if proc.poll() is not None:
+            pytest.fail(f"process ended first (exit {proc.returncode}): {proc.stderr.read() if proc.stderr else ''!r}")
+        if time.monotonic() > deadline:
+            pytest.fail("condition not met in time")
+        time.sleep(0.02)
+
+
+def test_a_fetch_killed_midway_resumes_with_only_the_missing_part(tmp_path: Path, year: list[Kline]) -> None:
+    db = tmp_path / "k.sqlite"
+    # every kline answer takes 0.3 s, so the kill lands between pages
+    slow = FaultPlan(rate=1.0, kinds=(Fault.SLOW,), slow_delay=0.3, paths=(KLINE_PATH,))
+    series = [*year, year[-1]._replace(start_time=YEAR_2024[1] + 3_600_000)]  # 2024's last candle is closed
+    with FakeExchange({KEY: series}, faults=slow) as fake:
+        args = ["fetch", "--symbol", "BTCUSDT", "--interval", "60", "--start", YEAR_2024[0], "--end",
+                YEAR_2024[1], "--base-url", fake.base_url, "--db", db]
+        proc = subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_for(lambda: stored_rows(db) > 0, proc)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        held = stored_rows(db)
+        assert proc.returncode == -signal.SIGKILL
+        assert 0 < held < 8784 and held % 1000 == 0, "whole pages only, and some still missing"
+
+        fake.faults = FaultPlan()
+        fake.clear_log()
+        assert cli(*args) == 0
+        windows = [(int(r.params["start"]), int(r.params["end"])) for r in fake.requests if r.path == KLINE_PATH]
+
+    print(f"\nkilled with {held} rows stored; the rerun made {len(windows)} kline requests")
+    assert len(windows) == -(-(8784 - held) // 1000)  # only the missing part, in full windows
+    assert windows[0][0] == year[held].start_time
+    with KlineStore(db) as store:
+        assert store.load(*KEY) == year  # identical, and no duplicates (one row per open time)
+
+
+def test_stream_prints_and_stores_three_closed_candles(tmp_path: Path, year: list[Kline],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    day = year[:48]
+    db = tmp_path / "k.sqlite"
+
+    async def scenario() -> int:
+        async with FakeExchange({KEY: day}, now_ms=day[10].start_time + 1000) as fake:
+            args = ["stream", "--symbol", "BTCUSDT", "--interval", "60", "--db", db, "--base-url", fake.base_url,
+                    "--ws-url", fake.ws_url, "--max-candles", 3]
+            command = asyncio.create_task(asyncio.to_thread(cli, *args))
+            subscribed = asyncio.create_task(fake.wait_for_subscribers("BTCUSDT", "60"))
+            await asyncio.wait({command, subscribed}, return_when=asyncio.FIRST_COMPLETED)
+            assert not command.done(), f"stream ended before subscribing (exit {command.result()})"
+            for candle in day[11:14]:  # each step closes the candle before it
+                await fake.advance_to(candle.start_time + 1000)
+            return await command
+
+    assert asyncio.run(asyncio.wait_for(scenario(), PATIENCE_S)) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.endswith("stored")]
+    assert [line[:16] for line in lines] == ["2024-01-01 10:00", "2024-01-01 11:00", "2024-01-01 12:00"]
+    with KlineStore(db) as store:
+        assert store.load(*KEY) == day[10:13]
+
+
+def test_fake_exchange_command_serves_a_csv_until_ctrl_c(tmp_path: Path, year: list[Kline]) -> None:
+    source = tmp_path / "day.csv"
+    write_klines(year[:48], source)
+    db = tmp_path / "k.sqlite"
+    proc = subprocess.Popen([*CLI, "fake-exchange", "--csv", str(source), "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        urls = {}
+        while len(urls) < 2:  # readline returns "" at EOF if the process dies, so this cannot hang
+            line = proc.stdout.readline()
+            assert line, f"fake-exchange exited early: {proc.stderr.read() if proc.stderr else ''}"
+            if line.startswith("BYBIT_"):
+                name, _, value = line.strip().partition("=")
+                urls[name] = value
+        assert cli("fetch", "--symbol", "BTCUSDT", "--interval", "60", "--limit", 10, "--db", db,
+                   "--base-url", urls["BYBIT_BASE_URL"]) == 0
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=PATIENCE_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and "Traceback" not in err
+    with KlineStore(db) as store:
+        assert store.load(*KEY) == year[37:47]  # the newest candle is still open on the fake's clock
+
