@@ -1,0 +1,92 @@
+"""`reformer evaluate` end to end on a small synthetic CSV (tiny model, one short epoch), and its input errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reformer.cli import main
+
+TINY = ["--seq-len", "48", "--horizon", "12", "--epochs", "1", "--max-batches", "2", "--batch-size", "16",
+        "--patch-len", "8", "--stride", "8", "--d-model", "8", "--n-heads", "2", "--n-layers", "1", "--d-ff", "16",
+        "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def small_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(0)
+    steps = np.arange(600)
+    frame = pd.DataFrame({
+        "date": pd.date_range("2020-01-01", periods=600, freq="h").strftime("%Y-%m-%d %H:%M:%S"),
+        "load": np.sin(steps * 2 * np.pi / 24) + 0.1 * rng.normal(size=600),
+        "temp": np.cos(steps * 2 * np.pi / 24) + 0.1 * rng.normal(size=600),
+        "OT": np.sin(steps * 2 * np.pi / 24 + 1.0) + 0.1 * rng.normal(size=600),
+    })
+    path = tmp_path_factory.mktemp("evaluate") / "small.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("attention", ["full", "lsh"])
+def test_evaluate_json_schema(small_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                              attention: str) -> None:
+    out = tmp_path / "result.json"
+    code = main(["evaluate", "--csv", str(small_csv), "--protocol", "ratio", "--features", "M", "--json",
+                 "--attention", attention, "--chunk-size", "4", "--out", str(out), *TINY])
+    assert code == 0
+    stdout = capsys.readouterr().out
+    payload = json.loads(stdout)  # exactly one JSON object on stdout
+    assert stdout.strip().count("\n") == 0
+    assert set(payload["model"]) == {"name", "mse", "mae"}
+    assert set(payload["baselines"]) == {"repeat", "linear"}
+    for metrics in (payload["model"], payload["baselines"]["repeat"], payload["baselines"]["linear"]):
+        assert np.isfinite(metrics["mse"]) and metrics["mse"] > 0 and metrics["mae"] > 0
+    # ratio split of 600 rows: test = last 120 rows -> 120 - 12 + 1 windows
+    assert payload["n_windows"] == 120 - 12 + 1
+    assert (payload["protocol"], payload["seq_len"], payload["horizon"], payload["seed"]) == ("ratio", 48, 12, 0)
+    assert payload["config"]["attention_type"] == attention
+    assert json.loads(out.read_text())["model"] == payload["model"]
+    # a clean sinusoid: the closed-form linear map must beat repeating the last value by far
+    assert payload["baselines"]["linear"]["mse"] < 0.5 * payload["baselines"]["repeat"]["mse"]
+
+
+def test_evaluate_table_and_target_only(small_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["evaluate", "--csv", str(small_csv), "--protocol", "ratio", "--features", "MS", *TINY])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "repeat" in text and "linear" in text and "MSE" in text and "109 test windows" in text
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--target", "nope"], "nope"),
+    (["--protocol", "weekly"], "weekly"),
+    (["--seq-len", "2000"], "seq_len"),
+    (["--horizon", "200"], "horizon"),
+    (["--features", "X"], "features"),
+])
+def test_bad_input_gives_one_line_and_exit_2(small_csv: Path, args: list[str], needle: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    base = {"--protocol": "ratio", "--seq-len": "48", "--horizon": "12", "--features": "M", "--target": "OT"}
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        base[flag] = value
+    argv = ["evaluate", "--csv", str(small_csv), "--json", "--epochs", "1"]
+    for flag, value in base.items():
+        argv += [flag, value]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip().count("\n") == 0 and needle in captured.err
+
+
+def test_missing_file_from_the_console_script_has_no_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "reformer.cli", "evaluate", "--csv", str(tmp_path / "none.csv"),
+                           "--json"], capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().count("\n") == 0 and "none.csv" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,137 @@
+"""LSTF protocol: Repeat reproduced on ETTh1, every test window scored, RevIN inverse, patch shapes, baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from reformer.data.timeseries import load_timeseries_csv, lstf_splits
+from reformer.errors import ConfigError
+from reformer.training.forecast import (
+    ForecastConfig,
+    LinearForecaster,
+    PatchReformerForecaster,
+    RevIN,
+    n_patches,
+    patchify,
+    repeat_forecast,
+)
+from reformer.training.lstf import WindowSet, evaluate_forecaster
+
+# evaluation.md §2.6: Repeat on ETTh1 (train-only z-score, every test window), MSE / MAE.
+REPEAT_M = {96: (1.294, 0.713), 192: (1.325, 0.733), 336: (1.330, 0.746), 720: (1.335, 0.755)}
+REPEAT_S = {24: (0.034, 0.139), 96: (0.069, 0.203), 720: (0.129, 0.283)}
+
+
+@pytest.mark.parametrize(("features", "horizon"), [("M", h) for h in REPEAT_M] + [("S", h) for h in REPEAT_S])
+def test_repeat_reproduces_the_published_etth1_numbers(etth1_csv: Path, features: str, horizon: int) -> None:
+    series = load_timeseries_csv(etth1_csv, features=features)  # type: ignore[arg-type]
+    splits = lstf_splits(series, seq_len=96, pred_len=horizon, protocol="ett_hour")
+    test = WindowSet(splits.test, 96, horizon)
+    metrics = evaluate_forecaster(lambda x: repeat_forecast(x, horizon), test, batch_size=1000)
+    expected_mse, expected_mae = (REPEAT_M if features == "M" else REPEAT_S)[horizon]
+    assert metrics.mse == pytest.approx(expected_mse, abs=0.01)
+    assert metrics.mae == pytest.approx(expected_mae, abs=0.01)
+    assert metrics.n_windows == 2880 - horizon + 1  # every test window, no drop_last
+
+
+def test_metrics_cover_every_window_even_with_a_ragged_last_batch() -> None:
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(40, 3)).astype(np.float32)
+    windows = WindowSet(data, seq_len=5, horizon=4)
+    assert len(windows) == 40 - 5 - 4 + 1
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        return x[:, :4] * 0.5  # (b, t, c), any deterministic function of the input
+
+    by_hand_sq, by_hand_abs = [], []
+    for start in range(len(windows)):
+        x, y = data[start:start + 5], data[start + 5:start + 9]
+        err = x[:4] * 0.5 - y
+        by_hand_sq.append(np.square(err))
+        by_hand_abs.append(np.abs(err))
+    metrics = evaluate_forecaster(predict, windows, batch_size=7)  # 32 windows: 4 full batches + 4
+    assert metrics.n_windows == 32
+    assert metrics.mse == pytest.approx(float(np.mean(by_hand_sq)), rel=1e-6)
+    assert metrics.mae == pytest.approx(float(np.mean(by_hand_abs)), rel=1e-6)
+    target_only = evaluate_forecaster(predict, windows, target_only=True, batch_size=7)
+    assert target_only.mse == pytest.approx(float(np.mean(np.stack(by_hand_sq)[..., -1])), rel=1e-6)
+
+
+def test_window_set_items_match_batches() -> None:
+    data = np.arange(60, dtype=np.float32).reshape(20, 3)
+    windows = WindowSet(data, seq_len=6, horizon=2)
+    x, y = windows[3]
+    np.testing.assert_array_equal(x.numpy(), data[3:9])
+    np.testing.assert_array_equal(y.numpy(), data[9:11])
+    xb, yb = windows.batch(torch.tensor([3, 0]))
+    assert xb.shape == (2, 6, 3) and yb.shape == (2, 2, 3)
+    np.testing.assert_array_equal(xb[0].numpy(), x.numpy())
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_revin_is_invertible(affine: bool) -> None:
+    torch.manual_seed(0)
+    revin = RevIN(4, affine=affine)
+    if affine:
+        with torch.no_grad():
+            revin.gamma.uniform_(0.5, 2.0)  # type: ignore[union-attr]
+            revin.beta.normal_()  # type: ignore[union-attr]
+    x = torch.randn(3, 50, 4) * torch.tensor([1.0, 10.0, 0.1, 3.0]) + torch.tensor([5.0, -2.0, 0.0, 100.0])
+    normed, stats = revin.normalize(x)
+    if not affine:
+        torch.testing.assert_close(normed.mean(dim=1), torch.zeros(3, 4), atol=1e-4, rtol=0)
+        torch.testing.assert_close(normed.std(dim=1, unbiased=False), torch.ones(3, 4), atol=1e-3, rtol=0)
+    torch.testing.assert_close(revin.denormalize(normed, stats), x, atol=1e-3, rtol=1e-5)
+
+
+def test_patchify_shapes_and_contents() -> None:
+    x = torch.arange(2 * 336 * 7, dtype=torch.float32).reshape(2, 336, 7)
+    patches = patchify(x, patch_len=16, stride=8)
+    assert n_patches(336, 16, 8) == 42
+    assert patches.shape == (2 * 7, 42, 16)
+    # row b*c + j is channel j of window b; patch k covers steps [8k, 8k + 16)
+    torch.testing.assert_close(patches[1 * 7 + 3, 5], x[1, 40:56, 3])
+    # the last patch runs past the end: padded by repeating the last value
+    torch.testing.assert_close(patches[0, -1, :8], x[0, 328:, 0])
+    torch.testing.assert_close(patches[0, -1, 8:], x[0, -1, 0].expand(8))
+
+
+@pytest.mark.parametrize("attention", ["full", "lsh"])
+def test_forecaster_maps_windows_to_horizons(attention: str) -> None:
+    config = ForecastConfig(seq_len=48, horizon=12, n_channels=3, patch_len=8, stride=4, d_model=16, n_heads=2,
+                            n_layers=1, d_ff=32, attention_type=attention, chunk_size=4, n_buckets=4)
+    model = PatchReformerForecaster(config)
+    x = torch.randn(5, 48, 3, requires_grad=True)
+    y = model(x)
+    assert y.shape == (5, 12, 3)
+    y.square().mean().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    with pytest.raises(ConfigError, match="seq_len=48"):
+        model(torch.randn(5, 40, 3))
+
+
+def test_forecaster_is_shift_and_scale_equivariant_with_revin() -> None:
+    config = ForecastConfig(seq_len=32, horizon=8, n_channels=2, patch_len=8, stride=8, d_model=16, n_heads=2,
+                            n_layers=1, d_ff=32, attention_type="full", dropout=0.0)
+    model = PatchReformerForecaster(config).eval()
+    x = torch.randn(4, 32, 2)
+    with torch.no_grad():
+        base, moved = model(x), model(3.0 * x + 7.0)
+    torch.testing.assert_close(moved, 3.0 * base + 7.0, atol=1e-3, rtol=1e-4)
+
+
+def test_linear_baseline_recovers_a_linear_process() -> None:
+    rng = np.random.default_rng(1)
+    n, l, t = 400, 6, 3
+    x = rng.normal(size=(n, l, 2))
+    # y_k = x_last + 0.5 (x_last - x_first) * (k + 1): linear in the centred window
+    slope = (x[:, -1] - x[:, 0])[:, None, :] * 0.5 * np.arange(1, t + 1)[None, :, None]
+    y = x[:, -1:, :] + slope
+    model = LinearForecaster(ridge=1e-9).fit(x, y)
+    np.testing.assert_allclose(model.predict(x[:5]), y[:5], atol=1e-4)
+    with pytest.raises(ConfigError):
+        LinearForecaster().predict(x)
