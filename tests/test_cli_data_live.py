@@ -1,13 +1,16 @@
 """The data CLI as real processes and long-running commands: a fetch killed with SIGKILL and resumed,
-`reformer stream` following the fake's clock, `reformer fake-exchange` served and stopped with Ctrl-C."""
+`reformer stream` following the fake's clock and stopped with Ctrl-C, `reformer fake-exchange` served and
+stopped with Ctrl-C."""
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -116,21 +119,58 @@ def test_stream_prints_and_stores_three_closed_candles(tmp_path: Path, year: lis
         assert store.load(*KEY) == day[10:13]
 
 
+def test_stream_stops_cleanly_on_ctrl_c(tmp_path: Path, year: list[Kline],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "k.sqlite"
+
+    def drive(fake: FakeExchange) -> None:
+        # Close one candle every 50 ms (pacing the fake's clock, not synchronising) until the stream, once
+        # subscribed, has stored one; then press Ctrl-C in the main thread, where the command runs.
+        deadline = time.monotonic() + PATIENCE_S
+        for candle in year[1:]:
+            fake.set_now(candle.start_time + 1000)
+            if stored_rows(db) > 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        _thread.interrupt_main(signal.SIGINT)
+
+    with FakeExchange({KEY: year}, now_ms=year[0].start_time + 1000) as fake:
+        driver = threading.Thread(target=drive, args=(fake,))
+        driver.start()
+        code = cli("stream", "--symbol", "BTCUSDT", "--interval", "60", "--db", db, "--base-url", fake.base_url,
+                   "--ws-url", fake.ws_url)
+        driver.join()
+    out = capsys.readouterr().out
+    assert code == 0 and "stopped after" in out
+    with KlineStore(db) as store:
+        stored = store.load(*KEY)
+    assert stored and f"stopped after {len(stored)} closed candle(s)" in out
+    first = year.index(stored[0])
+    assert stored == year[first:first + len(stored)]
+
+
+def spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def read_until(proc: subprocess.Popen[str], prefix: str) -> list[str]:
+    """Lines of `proc`'s stdout up to the first starting with `prefix` (EOF fails, so this cannot hang)."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    while not (lines and lines[-1].startswith(prefix)):
+        line = proc.stdout.readline()
+        assert line, f"process exited early: {proc.stderr.read() if proc.stderr else ''}"
+        lines.append(line.rstrip("\n"))
+    return lines
+
+
 def test_fake_exchange_command_serves_a_csv_until_ctrl_c(tmp_path: Path, year: list[Kline]) -> None:
     source = tmp_path / "day.csv"
     write_klines(year[:48], source)
     db = tmp_path / "k.sqlite"
-    proc = subprocess.Popen([*CLI, "fake-exchange", "--csv", str(source), "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = spawn("fake-exchange", "--csv", str(source), "--port", "0")
     try:
-        assert proc.stdout is not None
-        urls = {}
-        while len(urls) < 2:  # readline returns "" at EOF if the process dies, so this cannot hang
-            line = proc.stdout.readline()
-            assert line, f"fake-exchange exited early: {proc.stderr.read() if proc.stderr else ''}"
-            if line.startswith("BYBIT_"):
-                name, _, value = line.strip().partition("=")
-                urls[name] = value
+        urls = dict(line.partition("=")[::2] for line in read_until(proc, "BYBIT_WS_URL=") if line.startswith("BYBIT_"))
         assert cli("fetch", "--symbol", "BTCUSDT", "--interval", "60", "--limit", 10, "--db", db,
                    "--base-url", urls["BYBIT_BASE_URL"]) == 0
         proc.send_signal(signal.SIGINT)
@@ -142,4 +182,3 @@ def test_fake_exchange_command_serves_a_csv_until_ctrl_c(tmp_path: Path, year: l
     assert proc.returncode == 0 and "Traceback" not in err
     with KlineStore(db) as store:
         assert store.load(*KEY) == year[37:47]  # the newest candle is still open on the fake's clock
-
