@@ -25,7 +25,7 @@ from reformer.errors import ConfigError
 from reformer.model import ReformerModel
 
 from .forecast import ForecastConfig, LinearForecaster, PatchReformerForecaster, repeat_forecast
-from .loop import FitResult, TrainConfig, fit
+from .loop import EpochEnd, FitResult, TrainConfig, fit
 
 __all__ = ["LSTFResult", "Metrics", "WindowSet", "evaluate_forecaster", "run_lstf",
            "train_forecaster"]
@@ -100,16 +100,23 @@ def evaluate_forecaster(predict: Callable[[torch.Tensor], torch.Tensor], windows
 
 
 def train_forecaster(model: PatchReformerForecaster, train: WindowSet, val: WindowSet, config: TrainConfig, *,
-                     target_only: bool = False, progress: bool = False) -> FitResult:
+                     target_only: bool = False, progress: bool = False,
+                     log: Callable[[str], None] | None = None) -> FitResult:
     """Fit `model` with the shared loop (`reformer.training.loop.fit`): MSE on the normalised scale, early
-    stopping on validation MSE, best weights restored. `target_only` scores the last channel only ("MS")."""
+    stopping on validation MSE, best weights restored. `target_only` scores the last channel only ("MS");
+    `log` gets one line per epoch."""
 
     def loss_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         err = pred.float() - target.float()  # (b, t, c)
         return (err[..., -1:] if target_only else err).square().mean()
 
     # fit is typed for ReformerModel; it needs only nn.Module + reseed(), which the forecaster provides
-    return fit(cast(ReformerModel, model), train, val, config, loss_fn=loss_fn, progress=progress)
+    def on_epoch(end: EpochEnd) -> None:
+        if log:
+            log("epoch {epoch:.0f}: train {train_loss:.4f}, val {val_loss:.4f}, {seconds:.0f} s".format(**end.record))
+
+    return fit(cast(ReformerModel, model), train, val, config, loss_fn=loss_fn, progress=progress,
+               on_epoch=on_epoch)
 
 
 @dataclass
@@ -188,10 +195,8 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
     config = ForecastConfig(**{**asdict(model or ForecastConfig()), "seq_len": seq_len, "horizon": horizon,
                                "n_channels": n_channels, "seed": train_config.seed})
     forecaster = PatchReformerForecaster(config)
-    fitted = train_forecaster(forecaster, train, val, train_config, target_only=target_only, progress=progress)
-    if log:
-        for record in fitted.history:
-            log("epoch {epoch:.0f}: train {train_loss:.4f}, val {val_loss:.4f}, {seconds:.0f} s".format(**record))
+    fitted = train_forecaster(forecaster, train, val, train_config, target_only=target_only, progress=progress,
+                              log=log)
     scored = evaluate_forecaster(forecaster, test, target_only=target_only)
     attention = config.attention_type
     if attention == "lsh" and config.chunk_size >= config.n_patches:
