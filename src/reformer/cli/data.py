@@ -2,7 +2,8 @@
 
 Thin wrappers over `reformer.data.sync`, `reformer.data.store`, `reformer.data.csv_io` and `reformer.api`.
 Every error (bad input, unknown symbol, malformed file, unreachable exchange) reaches `reformer.cli.main` as a
-`ReformerError` and becomes one line on stderr with exit code 2; Ctrl-C stops `stream` cleanly (exit 0) and
+`ReformerError` and becomes one line on stderr with exit code 2 (numbers are range-checked here rather than by
+typer, whose usage errors print several lines); Ctrl-C stops `stream` cleanly (exit 0) and
 interrupts the other commands with exit code 130. Input is checked and the exchange consulted before the store
 is opened, so a failing command leaves the database as it was (pages committed before a mid-fetch failure stay:
 each is complete, and the next fetch asks only for the rest).
@@ -39,8 +40,8 @@ DbOpt = Annotated[Path | None, typer.Option("--db", help="Kline store (SQLite). 
                                                          "~/.reformer/klines.sqlite.")]
 BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="REST root. Default: $BYBIT_BASE_URL, else "
                                                                    "https://api.bybit.com.")]
-RetriesOpt = Annotated[int, typer.Option("--retries", min=0, help="Retries per request on transient failures.")]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.01, help="Seconds per HTTP attempt.")]
+RetriesOpt = Annotated[int, typer.Option("--retries", help="Retries per request on transient failures (>= 0).")]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds per HTTP attempt (> 0).")]
 
 
 def fetch(
@@ -59,6 +60,8 @@ def fetch(
 
     With neither --limit nor --start/--end: bring the stored series up to date (or the latest 1000).
     """
+    if retries < 0 or timeout <= 0:
+        raise UserInputError(f"--retries {retries} / --timeout {timeout}: use retries >= 0 and a timeout > 0 s")
     start_ms = parse_time_ms(start, "--start") if start is not None else None
     end_ms = parse_time_ms(end, "--end") if end is not None else None
     console = _console()
@@ -133,11 +136,13 @@ def stream(
     base_url: BaseUrlOpt = None,
     ws_url: Annotated[str | None, typer.Option(help="WebSocket root. Default: $BYBIT_WS_URL, else "
                                                     "wss://stream.bybit.com/v5/public.")] = None,
-    max_candles: Annotated[int | None, typer.Option(min=1, help="Stop after this many closed candles.")] = None,
+    max_candles: Annotated[int | None, typer.Option(help="Stop after this many closed candles.")] = None,
 ) -> None:
     """Print and store each closed candle as it arrives (WebSocket, REST back-fill after drops); Ctrl-C stops."""
     code = parse_interval(interval)
     interval_ms(code)  # refuses "M" before connecting
+    if max_candles is not None and max_candles < 1:
+        raise UserInputError(f"--max-candles {max_candles}: use 1 or more, or leave it out to stream until Ctrl-C")
     console = _console()
     received = 0
 
@@ -171,15 +176,18 @@ def stream(
 def fake_exchange(
     csv: Annotated[Path, typer.Option("--csv", help="Candles in the export format "
                                                     "(timestamp,open,high,low,close,volume,turnover).")],
-    port: Annotated[int, typer.Option(min=0, max=65535, help="REST port (0: a free one).")] = 0,
+    port: Annotated[int, typer.Option(help="REST port (0: a free one).")] = 0,
     host: Annotated[str, typer.Option(help="Interface to bind; the fake has no authentication.")] = "127.0.0.1",
-    ws_port: Annotated[int, typer.Option(min=0, max=65535, help="WebSocket port (0: a free one).")] = 0,
+    ws_port: Annotated[int, typer.Option(help="WebSocket port (0: a free one).")] = 0,
     symbol: Annotated[str, typer.Option(help="Symbol the candles are served as.")] = "BTCUSDT",
     interval: Annotated[str, typer.Option(help="Interval the candles are served as.")] = "60",
     category: CategoryOpt = "linear",
 ) -> None:
     """Serve a CSV as a local Bybit V5 (REST + WebSocket) until Ctrl-C; prints BYBIT_BASE_URL / BYBIT_WS_URL."""
     code = parse_interval(interval)
+    for name, value in (("--port", port), ("--ws-port", ws_port)):
+        if not 0 <= value <= 65535:
+            raise UserInputError(f"{name} {value} is not a port; use 0 (any free one) to 65535")
     if not csv.is_file():
         raise UserInputError(f"--csv {csv}: no such file; export one with `reformer export --out FILE.csv`")
     try:
