@@ -1,18 +1,63 @@
-"""Training: the fit loop, checkpoints, metrics, baselines and the crypto train / evaluate / predict pipeline."""
+"""Training: the fit loop, checkpoints, metrics, baselines and the crypto train / evaluate / predict pipeline.
 
-from .checkpoint import load_checkpoint, load_optimizer_state, read_meta, resolve_checkpoint_dir, save_checkpoint
+    fit(model, train, val, TrainConfig(...), out_dir=...)      reformer.training.loop
+    save_checkpoint / load_checkpoint                          reformer.training.checkpoint (safetensors + JSON)
+    regression_metrics / classification_metrics                reformer.training.metrics
+    zero / momentum / ridge baselines                          reformer.training.baselines
+    train_crypto / evaluate_crypto / predict_latest / ...      reformer.training.crypto
+"""
+
+from .baselines import RidgeModel, fit_ridge, momentum_forecast, select_ridge, window_summary, zero_forecast
+from .checkpoint import (
+    load_checkpoint,
+    load_optimizer_state,
+    read_meta,
+    resolve_checkpoint_dir,
+    save_checkpoint,
+    update_meta,
+)
+from .crypto import (
+    CryptoData,
+    LatestPrediction,
+    TrainReport,
+    evaluate_crypto,
+    plot_attention,
+    predict_all,
+    predict_latest,
+    prepare_crypto_data,
+    train_crypto,
+)
 from .loop import EpochEnd, FitResult, TrainConfig, fit, lr_at_step, predict_dataset
+from .metrics import classification_metrics, regression_metrics
 
 __all__ = [
+    "CryptoData",
     "EpochEnd",
     "FitResult",
+    "LatestPrediction",
+    "RidgeModel",
     "TrainConfig",
+    "TrainReport",
+    "classification_metrics",
+    "evaluate_crypto",
     "fit",
+    "fit_ridge",
     "load_checkpoint",
     "load_optimizer_state",
     "lr_at_step",
+    "momentum_forecast",
+    "plot_attention",
+    "predict_all",
     "predict_dataset",
+    "predict_latest",
+    "prepare_crypto_data",
     "read_meta",
+    "regression_metrics",
     "resolve_checkpoint_dir",
     "save_checkpoint",
+    "select_ridge",
+    "train_crypto",
+    "update_meta",
+    "window_summary",
+    "zero_forecast",
 ]

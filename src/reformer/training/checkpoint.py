@@ -36,6 +36,7 @@ __all__ = [
     "read_meta",
     "resolve_checkpoint_dir",
     "save_checkpoint",
+    "update_meta",
 ]
 
 FORMAT_VERSION = 1
@@ -119,6 +120,14 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise DataFormatError(f"{meta_path}: missing key 'model_config'; the checkpoint is corrupt, retrain or "
                               "restore it")
     return document
+
+
+def update_meta(path: str | os.PathLike[str], **fields: Any) -> None:
+    """Add or replace top-level keys of a checkpoint's `checkpoint.json` (weights untouched)."""
+    directory = resolve_checkpoint_dir(path)
+    document = {**read_meta(directory), **fields}
+    text = json.dumps(document, indent=2, sort_keys=True, allow_nan=True)
+    _replace_atomically(directory / META_FILE, lambda p: p.write_text(text + "\n", encoding="utf-8"))
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:

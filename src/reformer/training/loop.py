@@ -279,10 +279,12 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
             out["train_state"] = {"state": dict(state), "history": history}
         return out
 
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    # on stderr, so stdout stays clean for machine-readable output (`reformer train --json`)
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   disable=not progress, transient=False)
+                   console=Console(stderr=True), disable=not progress, transient=False)
     stopped_early = False
     amp = device.type == "cuda"
     with bar:

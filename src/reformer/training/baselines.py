@@ -1,0 +1,103 @@
+"""Baselines every model result is set beside, on the same test windows (forward log returns over `horizon`).
+
+- zero: predict no move, 0. Its MSE is mean(y^2), the denominator of `mse_skill`.
+- momentum: predict that the last `horizon` bars repeat, ln(C_t / C_{t-h}) with t the window's last bar:
+  sign *and* magnitude of the previous horizon's return (so its MSE is roughly twice the zero forecast's on a
+  random walk; its directional accuracy shows whether h-bar momentum or reversal dominates).
+- ridge: linear regression with an L2 penalty, closed form in numpy, on a small summary of each window: the last
+  bar's (scaled) features and the window mean of each feature, 2f inputs. Inputs are standardised with training
+  statistics and the intercept is not penalised. alpha is picked on the validation windows from a log grid, then
+  the model is refit on the training windows with that alpha.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["RidgeModel", "fit_ridge", "momentum_forecast", "select_ridge", "window_summary", "zero_forecast"]
+
+DEFAULT_ALPHAS: tuple[float, ...] = tuple(float(a) for a in np.logspace(-3, 5, 17))
+
+
+def zero_forecast(n: int) -> np.ndarray:
+    """`[n]` zeros: the no-move forecast."""
+    return np.zeros(n, dtype=np.float64)
+
+
+def momentum_forecast(close: np.ndarray, end_bars: np.ndarray, horizon: int) -> np.ndarray:
+    """ln(C_t / C_{t-h}) for each window's last bar t (NaN-free: t < h falls back to the first close).
+
+    Args:
+        close: `[n_bars]` closes of the whole series.
+        end_bars: `[w]` row of each window's last bar.
+        horizon: h in bars.
+    """
+    ends = np.asarray(end_bars, dtype=np.int64)
+    past = np.clip(ends - horizon, 0, None)
+    return np.log(close[ends] / close[past])
+
+
+def window_summary(features: np.ndarray) -> np.ndarray:
+    """`[w, l, f]` windows -> `[w, 2f]`: the last bar's features, then each feature's mean over the window."""
+    x = np.asarray(features, dtype=np.float64)
+    return np.concatenate([x[:, -1, :], x.mean(axis=1)], axis=1)  # (w, 2f)
+
+
+@dataclass(frozen=True)
+class RidgeModel:
+    """A fitted ridge regression: y = ((x - mean) / scale) @ weights + intercept."""
+
+    weights: np.ndarray
+    intercept: float
+    mean: np.ndarray
+    scale: np.ndarray
+    alpha: float
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """`[n, k]` -> `[n]`."""
+        return ((np.asarray(x, dtype=np.float64) - self.mean) / self.scale) @ self.weights + self.intercept
+
+    @property
+    def coefficients(self) -> np.ndarray:
+        """Weights in the original (unstandardised) input units."""
+        return self.weights / self.scale
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> RidgeModel:
+    """Closed-form ridge: w = (Z'Z + alpha I)^-1 Z'(y - mean y), Z = standardised x; intercept unpenalised.
+
+    Args:
+        x: `[n, k]` inputs. y: `[n]` targets. alpha: L2 penalty (>= 0) in units of standardised inputs.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if x.ndim != 2 or x.shape[0] != y.size or y.size < 2:
+        raise ValueError(f"ridge needs x [n, k] and y [n] with n >= 2, got {x.shape} and {y.shape}")
+    if alpha < 0:
+        raise ValueError(f"ridge alpha={alpha} must be >= 0")
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    z = (x - mean) / scale  # (n, k)
+    y_mean = float(y.mean())
+    gram = z.T @ z + alpha * np.eye(z.shape[1])  # (k, k)
+    weights = np.linalg.lstsq(gram, z.T @ (y - y_mean), rcond=None)[0]
+    return RidgeModel(weights, y_mean, mean, scale, float(alpha))
+
+
+def select_ridge(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+                 alphas: Sequence[float] = DEFAULT_ALPHAS) -> RidgeModel:
+    """Fit ridge on train for each alpha and return the one with the lowest validation MSE."""
+    best: RidgeModel | None = None
+    best_mse = np.inf
+    for alpha in alphas:
+        model = fit_ridge(x_train, y_train, alpha)
+        val_mse = float(np.mean((model.predict(x_val) - np.asarray(y_val, dtype=np.float64)) ** 2))
+        if val_mse < best_mse:
+            best, best_mse = model, val_mse
+    if best is None:
+        raise ValueError("select_ridge needs at least one alpha")
+    return best

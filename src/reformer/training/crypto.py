@@ -1,0 +1,328 @@
+"""The crypto pipeline the CLI calls: train on candles, evaluate beside baselines, predict, plot attention.
+
+    report = train_crypto(frame, seq_len=168, horizon=24, out_dir="runs/btc_1h")   # run dir + evaluation.json
+    latest = predict_latest("runs/btc_1h", frame)                                  # the newest bar's forecast
+    table = predict_all("runs/btc_1h", frame)                                      # one row per window
+
+Targets are forward log returns ln(C_{t+h}/C_t) of the window's last bar t (or down/flat/up classes). Splits are
+chronological 70/10/20 with an embargo of `horizon` bars, the feature scaler is fitted on training rows only, and
+regression targets are divided by the training targets' std (`target_scale`, stored in the checkpoint) so the
+loss is O(1); every prediction reported is back in log-return units. The test metrics are computed on the same
+test windows for the model and the three baselines of `reformer.training.baselines`.
+
+Regression confidence = Phi(|prediction| / validation RMSE): the probability, under Gaussian errors of the
+validation size, that the realised return has the predicted sign (0.5 .. 1). Classification confidence = the
+largest class probability.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from reformer.data import DataLoader, FeatureSpec, PreparedDataset, StandardScaler
+from reformer.data.dataset import WindowDataset
+from reformer.errors import ConfigError, DataFormatError
+from reformer.model import ReformerConfig, ReformerModel
+from reformer.training import baselines
+from reformer.training.checkpoint import load_checkpoint, update_meta
+from reformer.training.loop import EpochEnd, FitResult, TrainConfig, fit, predict_dataset
+from reformer.training.metrics import (
+    classification_metrics,
+    directional_accuracy,
+    information_coefficient,
+    json_safe,
+    regression_metrics,
+)
+
+__all__ = ["CryptoData", "LatestPrediction", "TrainReport", "evaluate_crypto", "plot_attention", "predict_all",
+           "predict_latest", "prepare_crypto_data", "train_crypto"]
+
+Task = Literal["regression", "classification"]
+_DIRECTIONS = ("down", "flat", "up")
+
+
+@dataclass(frozen=True, eq=False)
+class CryptoData:
+    """The prepared windows and the exact torch datasets training and evaluation use."""
+
+    prepared: PreparedDataset
+    train: WindowDataset
+    val: WindowDataset
+    test: WindowDataset
+    target_scale: float
+    """Regression targets in the datasets are forward log returns / target_scale (1.0 for classification)."""
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    """What `train_crypto` did: where the run is, the fit outcome and the test evaluation (model + baselines)."""
+
+    run_dir: Path
+    fit: FitResult
+    evaluation: dict[str, Any]
+    data: CryptoData
+
+
+@dataclass(frozen=True)
+class LatestPrediction:
+    """The forecast for the newest window."""
+
+    timestamp: int
+    """Open time (epoch ms UTC) of the window's last bar."""
+    predicted_return: float
+    """Predicted ln(C_{t+h} / C_t) (regression), or p_up - p_down (classification)."""
+    direction: str
+    """"up", "down" or "flat"."""
+    confidence: float
+    """See the module docstring (0.5 .. 1 for regression)."""
+    horizon: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"timestamp": self.timestamp, "predicted_return": self.predicted_return,
+                "direction": self.direction, "confidence": self.confidence, "horizon": self.horizon}
+
+
+def prepare_crypto_data(frame: pd.DataFrame, seq_len: int, horizon: int, *, task: Task = "regression",
+                        class_threshold: float = 0.0, normalization: Literal["train", "window", "none"] = "train",
+                        spec: FeatureSpec | None = None) -> CryptoData:
+    """Windows, the 70/10/20 chronological split (embargo = horizon) and the datasets `train_crypto` trains on."""
+    prepared = DataLoader(spec).prepare_dataset(frame, seq_len, horizon, task=task, class_threshold=class_threshold,
+                                                normalization=normalization, fractions=(0.7, 0.1, 0.2),
+                                                embargo=horizon)
+    scale = 1.0
+    targets = prepared.targets
+    if task == "regression":
+        scale = float(np.std(prepared.forward_returns[prepared.split.train])) or 1.0
+        targets = targets / scale
+    split = prepared.split
+    return CryptoData(prepared, WindowDataset(prepared.features, targets, split.train),
+                      WindowDataset(prepared.features, targets, split.val),
+                      WindowDataset(prepared.features, targets, split.test), scale)
+
+
+def _summaries(features: torch.Tensor, positions: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    parts = [baselines.window_summary(features[torch.as_tensor(positions[i: i + chunk])].numpy())
+             for i in range(0, len(positions), chunk)]
+    return np.concatenate(parts) if parts else np.zeros((0, 2 * features.shape[-1]))
+
+
+def _outputs_to_scores(outputs: torch.Tensor, task: str, scale: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """Model outputs -> (prediction in return units or p_up - p_down, class probabilities or None)."""
+    if task == "classification":
+        probs = torch.softmax(outputs.float(), dim=-1).numpy().astype(np.float64)
+        return probs[:, -1] - probs[:, 0], probs
+    return outputs.float().reshape(-1).numpy().astype(np.float64) * scale, None
+
+
+def _evaluate(model: ReformerModel, data: CryptoData, frame: pd.DataFrame, task: str, device: str | torch.device,
+              batch_size: int = 256) -> dict[str, Any]:
+    prepared, split = data.prepared, data.prepared.split
+    horizon = prepared.config.horizon
+    outputs, _ = predict_dataset(model, data.test, batch_size, device)
+    score, probs = _outputs_to_scores(outputs, task, data.target_scale)
+    returns = prepared.forward_returns[split.test]
+    model_metrics = (classification_metrics(probs, prepared.targets[split.test].numpy(), returns) if probs is not None
+                     else regression_metrics(score, returns))
+    close = frame["close"].to_numpy(dtype=np.float64)
+    ridge = baselines.select_ridge(_summaries(prepared.features, split.train), prepared.forward_returns[split.train],
+                                   _summaries(prepared.features, split.val), prepared.forward_returns[split.val])
+    table = {"zero": regression_metrics(baselines.zero_forecast(len(returns)), returns),
+             "momentum": regression_metrics(baselines.momentum_forecast(close, prepared.end_bars[split.test], horizon),
+                                            returns),
+             "ridge": {**regression_metrics(ridge.predict(_summaries(prepared.features, split.test)), returns),
+                       "alpha": ridge.alpha}}
+    stamps = prepared.timestamps
+    return {"task": task, "horizon": horizon, "seq_len": prepared.config.seq_len, "model": model_metrics,
+            "baselines": table, "splits": {name: {"windows": len(idx), "first_timestamp": int(stamps[idx[0]]),
+                                                   "last_timestamp": int(stamps[idx[-1]])}
+                                            for name, idx in (("train", split.train), ("val", split.val),
+                                                              ("test", split.test)) if len(idx)}}
+
+
+def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
+                 model_overrides: dict[str, Any] | None = None, train_config: TrainConfig | None = None,
+                 out_dir: str | os.PathLike[str], task: Task = "regression", class_threshold: float = 0.0,
+                 normalization: Literal["train", "window", "none"] = "train", spec: FeatureSpec | None = None,
+                 source: dict[str, Any] | None = None, progress: bool = True) -> TrainReport:
+    """Train a Reformer on candles and write the run directory (checkpoints, metrics.csv, evaluation.json).
+
+    Args:
+        frame: candles (timestamp, open, high, low, close, volume[, turnover]) in time order.
+        seq_len, horizon: window length and target horizon in bars.
+        model_overrides: `ReformerConfig` fields (seq_len, n_features, task are set from the data).
+        train_config: `TrainConfig` (classification always uses cross-entropy).
+        out_dir: the run directory.
+        task, class_threshold, normalization, spec: see `DataLoader.prepare_dataset`.
+        source: where the candles came from (symbol, interval, category, csv), stored in the checkpoint.
+        progress: show the progress bar.
+
+    Returns:
+        `TrainReport` with the evaluation dict also written to `out_dir/evaluation.json`.
+
+    Raises:
+        ConfigError: inconsistent options. UserInputError / DataFormatError: too few or bad candles.
+    """
+    overrides = dict(model_overrides or {})
+    if overrides.get("seq_len", seq_len) != seq_len:
+        raise ConfigError(f"model seq_len={overrides['seq_len']} differs from seq_len={seq_len}: set one of them")
+    config = train_config or TrainConfig()
+    if task == "classification":
+        config = config.replace(loss="cross_entropy")
+    elif config.loss == "cross_entropy":
+        raise ConfigError("TrainConfig.loss='cross_entropy' needs task='classification'; use 'mse' or 'huber'")
+    data = prepare_crypto_data(frame, seq_len, horizon, task=task, class_threshold=class_threshold,
+                               normalization=normalization, spec=spec)
+    prepared = data.prepared
+    model_config = ReformerConfig.from_dict({**overrides, "seq_len": seq_len, "task": task,
+                                             "n_features": len(prepared.feature_names)})
+    model = ReformerModel(model_config)
+    stamps = frame["timestamp"].to_numpy()
+    meta = {"kind": "crypto", "task": task, "horizon": horizon, "class_threshold": class_threshold,
+            "target_scale": data.target_scale, "feature_spec": prepared.spec.to_dict(),
+            "feature_names": list(prepared.feature_names), "dataset": prepared.config.to_dict(),
+            "scaler": None if prepared.scaler is None else prepared.scaler.to_dict(),
+            "data": {"first_timestamp": int(stamps[0]), "last_timestamp": int(stamps[-1]), "n_bars": len(frame),
+                     **(source or {})}}
+
+    def val_metrics(end: EpochEnd) -> dict[str, float]:
+        score, _ = _outputs_to_scores(end.val_predictions, task, 1.0)
+        returns = prepared.forward_returns[prepared.split.val]
+        return {"val_ic": information_coefficient(score, returns), "val_dir_acc": directional_accuracy(score, returns)}
+
+    run_dir = Path(out_dir)
+    result = fit(model, data.train, data.val, config, out_dir=run_dir, checkpoint_meta=meta, progress=progress,
+                 on_epoch=val_metrics)
+    device = next(model.parameters()).device
+    val_out, _ = predict_dataset(model, data.val, config.eval_batch_size, device)
+    val_score, _ = _outputs_to_scores(val_out, task, data.target_scale)
+    val_rmse = float(np.sqrt(np.mean((val_score - prepared.forward_returns[prepared.split.val]) ** 2)))
+    evaluation = _evaluate(model, data, frame, task, device, config.eval_batch_size)
+    evaluation.update(best_epoch=result.best_epoch, best_val_loss=result.best_val_loss,
+                      stopped_early=result.stopped_early, epochs_run=len(result.history), val_rmse=val_rmse,
+                      device=str(device), data=meta["data"])
+    evaluation = json_safe(evaluation)
+    (run_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n", encoding="utf-8")
+    if result.best_checkpoint is not None:
+        update_meta(result.best_checkpoint, val_rmse=val_rmse, evaluation=evaluation)
+    model.to("cpu")
+    return TrainReport(run_dir, result, evaluation, data)
+
+
+def _checkpoint_inputs(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, stride: int = 1
+                       ) -> tuple[ReformerModel, dict[str, Any], Any]:
+    model, meta = load_checkpoint(checkpoint)
+    if meta.get("kind") != "crypto":
+        raise DataFormatError(f"{checkpoint} is not a crypto checkpoint (kind={meta.get('kind')!r}); train it with "
+                              "`reformer train`")
+    spec = FeatureSpec.from_dict({**meta["feature_spec"], "allow_missing_turnover": False})
+    normalization = meta["dataset"]["normalization"]
+    scaler = StandardScaler.from_dict(meta["scaler"]) if meta.get("scaler") else None
+    inputs = DataLoader(spec).prepare_inputs(frame, model.config.seq_len, scaler=scaler,
+                                             normalization=normalization, stride=stride)
+    if list(inputs.feature_names) != list(meta["feature_names"]):
+        raise DataFormatError(f"{checkpoint}: features {list(inputs.feature_names)} differ from the trained "
+                              f"{meta['feature_names']}; use candles like the training data")
+    return model, meta, inputs
+
+
+def predict_all(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, batch_size: int = 256) -> pd.DataFrame:
+    """Predictions for every window whose last bar is in `frame` (after the feature warm-up).
+
+    Returns:
+        DataFrame with `timestamp` (open time, epoch ms, of each window's last bar) and `prediction` (forward log
+        return over the horizon; for classification p_up - p_down, plus columns p_down, p_flat, p_up).
+
+    Raises:
+        DataFormatError: the checkpoint used turnover and the candles have none, or other feature mismatches.
+    """
+    model, meta, inputs = _checkpoint_inputs(checkpoint, frame)
+    outputs, _ = predict_dataset(model, WindowDataset(inputs.features, torch.zeros(len(inputs.timestamps))),
+                                 batch_size)
+    score, probs = _outputs_to_scores(outputs, meta["task"], float(meta.get("target_scale", 1.0)))
+    table = pd.DataFrame({"timestamp": inputs.timestamps.astype(np.int64), "prediction": score})
+    if probs is not None:
+        for i, name in enumerate(("p_down", "p_flat", "p_up")[: probs.shape[1]]):
+            table[name] = probs[:, i]
+    return table
+
+
+def predict_latest(checkpoint: str | os.PathLike[str], frame: pd.DataFrame) -> LatestPrediction:
+    """The forecast for the window ending at the last candle of `frame` (pass closed candles only)."""
+    model, meta, inputs = _checkpoint_inputs(checkpoint, frame)
+    with torch.no_grad():
+        outputs = model(inputs.features[-1:])
+    score, probs = _outputs_to_scores(outputs, meta["task"], float(meta.get("target_scale", 1.0)))
+    if probs is not None:
+        label = int(probs[0].argmax())
+        direction, confidence = _DIRECTIONS[label] if probs.shape[1] == 3 else str(label), float(probs[0].max())
+    else:
+        value = float(score[0])
+        direction = "up" if value > 0 else "down" if value < 0 else "flat"
+        rmse = float(meta.get("val_rmse") or meta.get("target_scale") or 1.0)
+        confidence = 0.5 * (1.0 + math.erf(abs(value) / rmse / math.sqrt(2.0)))
+    return LatestPrediction(int(inputs.timestamps[-1]), float(score[0]), direction, confidence, int(meta["horizon"]))
+
+
+def evaluate_crypto(checkpoint: str | os.PathLike[str], frame: pd.DataFrame) -> dict[str, Any]:
+    """Test metrics of a checkpoint beside the baselines, on the 70/10/20 split of `frame` (the checkpoint's
+    scaler, seq_len, horizon and task; the test split is the last 20% of the windows of this frame)."""
+    model, meta, inputs = _checkpoint_inputs(checkpoint, frame)
+    dataset = meta["dataset"]
+    data = prepare_crypto_data(frame, dataset["seq_len"], dataset["horizon"], task=meta["task"],
+                               class_threshold=dataset["class_threshold"], normalization=dataset["normalization"],
+                               spec=FeatureSpec.from_dict(meta["feature_spec"]))
+    # the windows of this split, but scaled with the checkpoint's scaler (not one refitted on this frame)
+    rows = np.searchsorted(inputs.end_bars, data.prepared.end_bars)
+    features = inputs.features[torch.as_tensor(rows)]
+    prepared = data.prepared
+    scale = float(meta.get("target_scale", 1.0))
+    targets = (prepared.targets if meta["task"] == "classification"
+               else torch.from_numpy((prepared.forward_returns / scale).astype(np.float32)))
+    split = prepared.split
+    rebuilt = CryptoData(prepared, WindowDataset(features, targets, split.train),
+                         WindowDataset(features, targets, split.val), WindowDataset(features, targets, split.test),
+                         scale)
+    return json_safe(_evaluate(model, rebuilt, frame, meta["task"], "cpu"))
+
+
+def plot_attention(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """PNG of which past bars the model attended to for the latest window.
+
+    Top: the window's closes. Bottom: the last layer's attention from the last position to every bar of the
+    window, averaged over heads (`LayerAttention.to_dense()[0, :, -1, :]`), against bars ago.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    model, _, inputs = _checkpoint_inputs(checkpoint, frame)
+    _, layers = model.predict_with_attention(inputs.features[-1:])
+    weights = layers[-1].to_dense()[0, :, -1, :].mean(dim=0).numpy()  # (l,)
+    seq_len = len(weights)
+    closes = frame["close"].to_numpy()[int(inputs.end_bars[-1]) - seq_len + 1: int(inputs.end_bars[-1]) + 1]
+    bars_ago = np.arange(seq_len - 1, -1, -1)
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    top.plot(bars_ago, closes, color="black", linewidth=1)
+    top.set_ylabel("close")
+    when = pd.to_datetime(int(inputs.timestamps[-1]), unit="ms", utc=True)
+    top.set_title(f"attention of the last position, last layer, mean over heads (window ending {when:%Y-%m-%d %H:%M})")
+    bottom.bar(bars_ago, weights, width=1.0, color="tab:blue")
+    bottom.set_ylabel("attention weight")
+    bottom.set_xlabel("bars ago")
+    bottom.invert_xaxis()
+    figure.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
+    return out
