@@ -8,10 +8,11 @@ Four implementations of the same encoder shape (width, heads, layers, hash round
 - ``sdpa``: `SDPAEncoder` below, a plain pre-norm Transformer on `F.scaled_dot_product_attention` (full
   attention, activations stored: no reversible layers, no chunking) as the non-Reformer reference.
 
-Bucket counts: ours and HF hash into ``2 * L / chunk`` buckets per round (an average bucket is half a chunk, the
-paper's and trax's setting); reformer-pytorch fixes ``L / bucket_size`` buckets and chunks of ``bucket_size``,
-so with ``bucket_size = chunk`` its average bucket fills a whole chunk. All three attend within a chunk and to
-the chunk before it. The feed-forward runs over sequence slices of ``ff_chunk_len`` positions in all three
+Bucket counts: ours and HF hash into ``2 * L / chunk`` buckets per round (always even, as angular LSH's
+argmax over [xR; -xR] needs; an average bucket is half a chunk, the paper's and trax's setting);
+reformer-pytorch fixes ``L / bucket_size`` buckets and chunks of ``bucket_size``, so with
+``bucket_size = chunk`` its average bucket fills a whole chunk. All three attend within a chunk and to the
+chunk before it. The feed-forward runs over sequence slices of ``ff_chunk_len`` positions in all three
 Reformers (ours: ``ff_chunks = L / ff_chunk_len``; HF: ``chunk_size_feed_forward``; reformer-pytorch:
 ``ff_chunks``).
 
