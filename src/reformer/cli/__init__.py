@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from . import backtest, bench, data, demo, evaluate
+from . import backtest, bench, data, demo, evaluate, train
 
 __all__ = ["app", "main"]
 
@@ -21,7 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (backtest, bench, data, demo, evaluate):
+for _module in (backtest, bench, data, demo, evaluate, train):
     _module.register(app)
 
 

@@ -1,0 +1,202 @@
+"""`reformer train` and `reformer predict`: thin commands over `reformer.training.crypto`.
+
+    reformer train --symbol BTCUSDT --interval 60 --config configs/btc_1h.toml --out runs/btc_1h
+    reformer train --csv klines.csv --config configs/tiny.toml --out runs/tiny --json
+    reformer predict --symbol BTCUSDT --checkpoint runs/btc_1h
+    reformer predict --checkpoint runs/tiny --csv klines.csv --all --out preds.csv --plot attention.png
+
+A `--config` TOML file holds a `[model]` table (`ReformerConfig` fields), a `[train]` table (`TrainConfig`
+fields) and optionally a `[data]` table (seq_len, horizon, task, class_threshold, normalization). Command-line
+flags override the file.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import ConfigError, UserInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["load_config_file", "register"]
+
+_DATA_KEYS = {"seq_len", "horizon", "task", "class_threshold", "normalization"}
+_SHOWN = ("mse", "mae", "directional_accuracy", "base_rate", "ic", "mse_skill")
+
+
+def load_config_file(path: Path | None) -> dict[str, dict[str, Any]]:
+    """The `[model]`, `[train]` and `[data]` tables of a TOML config (empty tables if `path` is None)."""
+    tables: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "data": {}}
+    if path is None:
+        return tables
+    try:
+        document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserInputError(f"config file {path} does not exist: pass an existing .toml (e.g. configs/tiny.toml)"
+                             ) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML ({exc})") from None
+    unknown = sorted(set(document) - set(tables))
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown tables {unknown}; use [model], [train] and [data]")
+    for name in tables:
+        tables[name] = dict(document.get(name, {}))
+    bad = sorted(set(tables["data"]) - _DATA_KEYS)
+    if bad:
+        raise ConfigError(f"config file {path}: unknown [data] keys {bad}; valid: {sorted(_DATA_KEYS)}")
+    return tables
+
+
+def _store_frame(symbol: str, interval: str, category: str, db: Path | None, offline: bool) -> pd.DataFrame:
+    from ..data import KlineStore
+
+    with KlineStore(db) as store:
+        frame = store.load_frame(category, symbol, interval)
+    if not frame.empty or offline:
+        if frame.empty:
+            raise UserInputError(f"the store holds no {category} {symbol} {interval} candles and --offline was "
+                                 f"given: run `reformer fetch --symbol {symbol} --interval {interval}` or pass --csv")
+        return frame
+    try:
+        from ..data.sync import sync_klines_blocking  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        raise UserInputError(f"the store holds no {category} {symbol} {interval} candles: run `reformer fetch "
+                             f"--symbol {symbol} --interval {interval}` first, or pass --csv") from None
+    sync_klines_blocking(symbol=symbol, interval=interval, category=category, db=db)
+    with KlineStore(db) as store:
+        return store.load_frame(category, symbol, interval)
+
+
+def _load_frame(csv: Path | None, symbol: str, interval: str, category: str, db: Path | None,
+                offline: bool) -> tuple[pd.DataFrame, dict[str, Any]]:
+    from ..api import parse_interval
+    from ..data import read_klines_frame
+
+    if csv is not None:
+        return read_klines_frame(csv), {"csv": str(csv)}
+    code = parse_interval(interval)
+    source = {"symbol": symbol, "interval": code, "category": category}
+    return _store_frame(symbol, code, category, db, offline), source
+
+
+def _closed(frame: pd.DataFrame, interval: str) -> pd.DataFrame:
+    """Drop a trailing candle that has not closed yet (the store may hold the live one)."""
+    from ..api import interval_ms
+
+    now_ms = int(time.time() * 1000)
+    closed = frame["timestamp"].to_numpy() + interval_ms(interval) <= now_ms
+    return frame[closed].reset_index(drop=True)
+
+
+def _evaluation_table(evaluation: dict[str, Any]) -> Table:
+    table = Table(title=f"Test split: {evaluation['task']}, horizon {evaluation['horizon']} bars, "
+                        f"{evaluation['model'].get('n', 0):.0f} windows")
+    table.add_column("forecast")
+    for key in _SHOWN:
+        table.add_column(key, justify="right")
+    rows = {"reformer": evaluation["model"], **evaluation["baselines"]}
+    for name, metrics in rows.items():
+        cells = [metrics.get(k) for k in _SHOWN]
+        table.add_row(name, *("n/a" if v is None else f"{v:.4g}" for v in cells))
+    return table
+
+
+def train(
+    symbol: Annotated[str, typer.Option(help="Symbol in the store, e.g. BTCUSDT.")] = "BTCUSDT",
+    interval: Annotated[str, typer.Option(help="Bybit interval (60, 240, D) or 1h/4h/1d.")] = "60",
+    category: Annotated[str, typer.Option(help="Bybit category of the stored series.")] = "linear",
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs (overrides [train].epochs).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML with [model], [train], [data] tables.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default runs/SYMBOL_INTERVAL).")] = None,
+    db: Annotated[Path | None, typer.Option(help="Kline store (SQLite) path.")] = None,
+    offline: Annotated[bool, typer.Option(help="Never fetch; fail if the store lacks the series.")] = False,
+    csv: Annotated[Path | None, typer.Option(help="Train on a kline CSV instead of the store.")] = None,
+    seq_len: Annotated[int | None, typer.Option(help="Bars per input window.")] = None,
+    horizon: Annotated[int | None, typer.Option(help="Target horizon in bars.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the evaluation as one JSON object.")] = False,
+) -> None:
+    """Train a Reformer on candles (70/10/20 chronological split) and report test metrics beside baselines."""
+    from ..training import TrainConfig
+    from ..training.crypto import train_crypto
+
+    tables = load_config_file(config)
+    data = tables["data"]
+    model_table = tables["model"]
+    length = seq_len or data.get("seq_len") or model_table.get("seq_len") or 168
+    model_table.pop("seq_len", None)
+    train_table = {**tables["train"], **({"epochs": epochs} if epochs is not None else {})}
+    train_config = TrainConfig.from_dict(train_table)
+    frame, source = _load_frame(csv, symbol, interval, category, db, offline)
+    run_dir = out or Path("runs") / f"{symbol}_{source.get('interval', interval)}"
+    report = train_crypto(frame, seq_len=int(length), horizon=int(horizon or data.get("horizon") or 24),
+                          model_overrides=model_table, train_config=train_config, out_dir=run_dir,
+                          task=data.get("task", "regression"), class_threshold=float(data.get("class_threshold", 0.0)),
+                          normalization=data.get("normalization", "train"), source=source, progress=not as_json)
+    if as_json:
+        typer.echo(json.dumps({**report.evaluation, "run_dir": str(report.run_dir)}))
+        return
+    console = Console()
+    console.print(_evaluation_table(report.evaluation))
+    console.print(f"best epoch {report.fit.best_epoch} (val loss {report.fit.best_val_loss:.4g}); run directory "
+                  f"{report.run_dir}")
+
+
+def predict(
+    symbol: Annotated[str, typer.Option(help="Symbol in the store.")] = "BTCUSDT",
+    interval: Annotated[str, typer.Option(help="Bybit interval of the stored series.")] = "60",
+    category: Annotated[str, typer.Option(help="Bybit category of the stored series.")] = "linear",
+    checkpoint: Annotated[Path | None, typer.Option(help="Run or checkpoint directory "
+                                                         "(default runs/SYMBOL_INTERVAL).")] = None,
+    db: Annotated[Path | None, typer.Option(help="Kline store (SQLite) path.")] = None,
+    csv: Annotated[Path | None, typer.Option(help="Predict from a kline CSV instead of the store.")] = None,
+    all_windows: Annotated[bool, typer.Option("--all", help="Predict every window (needs --out).")] = False,
+    out: Annotated[Path | None, typer.Option(help="CSV for --all predictions (timestamp,prediction,...).")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Also write a PNG of the latest window's attention.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
+) -> None:
+    """Predict the forward return of the latest closed candle (or of every window with --all)."""
+    from ..training.crypto import plot_attention, predict_all, predict_latest
+
+    if all_windows and out is None:
+        raise UserInputError("--all writes a CSV: pass --out preds.csv")
+    frame, source = _load_frame(csv, symbol, interval, category, db, offline=True)
+    if csv is None:
+        frame = _closed(frame, source["interval"])
+    run = checkpoint or Path("runs") / f"{symbol}_{source.get('interval', interval)}"
+    result: dict[str, Any] = {}
+    if all_windows and out is not None:
+        table = predict_all(run, frame)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out, index=False)
+        result.update(rows=len(table), out=str(out))
+    else:
+        result.update(predict_latest(run, frame).to_dict())
+    if plot is not None:
+        result["plot"] = str(plot_attention(run, frame, plot))
+    if as_json:
+        typer.echo(json.dumps(result))
+    elif "predicted_return" in result:
+        import pandas as pd
+
+        when = pd.to_datetime(result["timestamp"], unit="ms", utc=True)
+        typer.echo(f"{when:%Y-%m-%d %H:%M} UTC  predicted {result['horizon']}-bar log return "
+                   f"{result['predicted_return']:+.5f}  direction {result['direction']}  "
+                   f"confidence {result['confidence']:.3f}")
+    else:
+        typer.echo(f"wrote {result['rows']} predictions to {result['out']}")
+    if "plot" in result and not as_json:
+        typer.echo(f"attention plot: {result['plot']}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("predict")(predict)

@@ -1,0 +1,88 @@
+"""End to end: `reformer train` on a slice of the real BTC file, then `reformer predict --all` and `--plot`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from reformer.cli import main
+from reformer.data import read_klines_frame, write_klines
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def btc_slice(btc_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("btc") / "btc_slice.csv"
+    write_klines(read_klines_frame(btc_csv).iloc[-900:], path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(btc_slice: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", "--csv", str(btc_slice), "--config", str(REPO / "configs" / "tiny.toml"),
+                 "--out", str(out), "--json"]) == 0
+    return out
+
+
+def test_train_json_and_run_directory(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    assert evaluation["seq_len"] == 64 and evaluation["horizon"] == 24
+    assert set(evaluation["baselines"]) == {"zero", "momentum", "ridge"}
+    assert (run_dir / "best" / "checkpoint.json").is_file() and (run_dir / "metrics.csv").is_file()
+    meta = json.loads((run_dir / "best" / "checkpoint.json").read_text())
+    assert meta["data"]["csv"].endswith("btc_slice.csv") and meta["train_config"]["epochs"] == 2
+
+
+def test_predict_all_and_plot(run_dir: Path, btc_slice: Path, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    preds, plot = tmp_path / "preds.csv", tmp_path / "attention.png"
+    assert main(["predict", "--checkpoint", str(run_dir), "--csv", str(btc_slice), "--all", "--out", str(preds),
+                 "--plot", str(plot), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    table = pd.read_csv(preds)
+    assert list(table.columns) == ["timestamp", "prediction"]
+    meta = json.loads((run_dir / "best" / "checkpoint.json").read_text())
+    warmup_and_window = 900 - len(table) + 1
+    assert warmup_and_window == 64 + max(0, _warmup(meta))  # one row per window whose last bar is in the file
+    assert result["rows"] == len(table) and table["timestamp"].is_monotonic_increasing
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def _warmup(meta: dict[str, object]) -> int:
+    from reformer.data import FeatureSpec
+
+    spec = meta["feature_spec"]
+    assert isinstance(spec, dict)
+    return FeatureSpec.from_dict(spec).warmup
+
+
+def test_predict_latest(run_dir: Path, btc_slice: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(run_dir), "--csv", str(btc_slice), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["timestamp"] == int(read_klines_frame(btc_slice)["timestamp"].iloc[-1])
+    assert result["direction"] in ("up", "down", "flat") and 0.5 <= result["confidence"] <= 1
+
+
+def test_corrupt_checkpoint_exits_2_with_one_line(run_dir: Path, btc_slice: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "checkpoint.json").write_text((run_dir / "best" / "checkpoint.json").read_text())
+    data = (run_dir / "best" / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(data[:100])
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(broken), "--csv", str(btc_slice)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "model.safetensors" in err
+
+
+def test_missing_series_without_fetch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--symbol", "BTCUSDT", "--db", str(tmp_path / "empty.db"), "--offline"]) == 2
+    assert "reformer fetch" in capsys.readouterr().err

@@ -1,0 +1,99 @@
+"""fit: learning, early stopping, best checkpoint, exact resume, metrics.csv; TrainConfig validation."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from reformer.data.dataset import WindowDataset
+from reformer.errors import ConfigError
+from reformer.model import ReformerConfig, ReformerModel
+from reformer.training import EpochEnd, TrainConfig, fit, load_checkpoint, lr_at_step
+
+SEQ, FEATURES = 8, 2
+MODEL = ReformerConfig(seq_len=SEQ, d_model=8, n_heads=2, n_layers=1, n_hash_rounds=1, n_buckets=2, chunk_size=4,
+                       n_features=FEATURES, dropout=0.1)
+
+
+def _datasets(val_sign: float = 1.0) -> tuple[WindowDataset, WindowDataset]:
+    """y = x[last bar, feature 0] (learnable); the validation relation is multiplied by `val_sign`."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(192, SEQ, FEATURES, generator=generator)
+    y = x[:, -1, 0].clone()
+    y[128:] *= val_sign
+    return WindowDataset(x, y, torch.arange(128).numpy()), WindowDataset(x, y, torch.arange(128, 192).numpy())
+
+
+def _config(**changes: object) -> TrainConfig:
+    return TrainConfig(epochs=4, batch_size=16, lr=5e-3, patience=0, device="cpu").replace(**changes)
+
+
+def test_loss_decreases_and_best_checkpoint_is_lowest_val(tmp_path: Path) -> None:
+    train, val = _datasets()
+    result = fit(ReformerModel(MODEL), train, val, _config(), out_dir=tmp_path, progress=False,
+                 on_epoch=lambda end: {"val_mean_pred": float(end.val_predictions.mean())})
+    losses = [row["train_loss"] for row in result.history]
+    assert losses[-1] < 0.5 * losses[0]
+    val_losses = [row["val_loss"] for row in result.history]
+    assert result.best_val_loss == min(val_losses)
+    assert result.best_epoch == val_losses.index(min(val_losses)) + 1
+    assert result.best_checkpoint == tmp_path / "best" and not result.stopped_early
+    _, meta = load_checkpoint(tmp_path)
+    assert meta["metrics"]["epoch"] == result.best_epoch and meta["metrics"]["val_loss"] == result.best_val_loss
+    with (tmp_path / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["epoch", "train_loss", "val_loss", "lr", "seconds", "val_mean_pred"]
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert math.isclose(float(rows[-1]["val_loss"]), val_losses[-1], rel_tol=1e-9)
+
+
+def test_early_stopping_stops_after_patience(tmp_path: Path) -> None:
+    # the validation relation is the opposite of the training one: learning makes val loss worse
+    train, val = _datasets(val_sign=-1.0)
+    result = fit(ReformerModel(MODEL), train, val, _config(epochs=20, patience=2), progress=False)
+    assert result.stopped_early
+    assert len(result.history) == result.best_epoch + 2 < 20
+
+
+def test_resume_replays_the_uninterrupted_run(tmp_path: Path) -> None:
+    train, val = _datasets()
+    full = fit(ReformerModel(MODEL), train, val, _config(), out_dir=tmp_path / "full", progress=False)
+
+    def interrupt(end: EpochEnd) -> None:
+        if end.epoch == 3:
+            raise KeyboardInterrupt  # dies before epoch 3 is recorded: last/ holds epoch 2
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(ReformerModel(MODEL), train, val, _config(), out_dir=tmp_path / "cut", progress=False, on_epoch=interrupt)
+    resumed = fit(ReformerModel(MODEL.replace(seed=99)), train, val, _config(), out_dir=tmp_path / "cut",
+                  resume=tmp_path / "cut", progress=False)
+    for key in ("train_loss", "val_loss", "lr"):
+        assert [r[key] for r in resumed.history] == [r[key] for r in full.history]
+    assert resumed.best_epoch == full.best_epoch
+
+
+def test_lr_schedule_warms_up_then_decays() -> None:
+    config = TrainConfig(lr=1.0, warmup_fraction=0.1)
+    assert lr_at_step(0, 100, config) == pytest.approx(0.1)
+    assert lr_at_step(9, 100, config) == pytest.approx(1.0)
+    assert lr_at_step(10, 100, config) == pytest.approx(1.0)
+    assert lr_at_step(55, 100, config) == pytest.approx(0.5)
+    assert lr_at_step(99, 100, config) < 0.001
+
+
+@pytest.mark.parametrize(("field", "value"), [("epochs", 0), ("lr", -1.0), ("loss", "l1"), ("warmup_fraction", 1.0),
+                                              ("max_batches_per_epoch", 0), ("device", "tpu"), ("patience", -1)])
+def test_train_config_rejects_bad_values(field: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_train_config_round_trip_and_unknown_keys() -> None:
+    config = TrainConfig(epochs=3, max_batches_per_epoch=5)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="unknown"):
+        TrainConfig.from_dict({"epoch": 3})
