@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,13 +20,22 @@ MODEL = ReformerConfig(seq_len=SEQ, d_model=8, n_heads=2, n_layers=1, n_hash_rou
                        n_features=FEATURES, dropout=0.1)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared 2-core runner, oversubscribed threads make tiny models 10x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _datasets(val_sign: float = 1.0) -> tuple[WindowDataset, WindowDataset]:
     """y = x[last bar, feature 0] (learnable); the validation relation is multiplied by `val_sign`."""
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(192, SEQ, FEATURES, generator=generator)
+    x = torch.randn(144, SEQ, FEATURES, generator=generator)
     y = x[:, -1, 0].clone()
-    y[128:] *= val_sign
-    return WindowDataset(x, y, torch.arange(128).numpy()), WindowDataset(x, y, torch.arange(128, 192).numpy())
+    y[96:] *= val_sign
+    return WindowDataset(x, y, torch.arange(96).numpy()), WindowDataset(x, y, torch.arange(96, 144).numpy())
 
 
 def _config(**changes: object) -> TrainConfig:
@@ -54,9 +64,9 @@ def test_loss_decreases_and_best_checkpoint_is_lowest_val(tmp_path: Path) -> Non
 def test_early_stopping_stops_after_patience(tmp_path: Path) -> None:
     # the validation relation is the opposite of the training one: learning makes val loss worse
     train, val = _datasets(val_sign=-1.0)
-    result = fit(ReformerModel(MODEL), train, val, _config(epochs=20, patience=2), progress=False)
+    result = fit(ReformerModel(MODEL), train, val, _config(epochs=12, patience=2), progress=False)
     assert result.stopped_early
-    assert len(result.history) == result.best_epoch + 2 < 20
+    assert len(result.history) == result.best_epoch + 2 < 12
 
 
 def test_resume_replays_the_uninterrupted_run(tmp_path: Path) -> None:
