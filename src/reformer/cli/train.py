@@ -67,11 +67,11 @@ def _store_frame(symbol: str, interval: str, category: str, db: Path | None, off
                                  f"given: run `reformer fetch --symbol {symbol} --interval {interval}` or pass --csv")
         return frame
     try:
-        from ..data.sync import sync_klines_blocking  # type: ignore[import-not-found, unused-ignore]
+        from ..data.sync import sync_klines_blocking
     except ImportError:
         raise UserInputError(f"the store holds no {category} {symbol} {interval} candles: run `reformer fetch "
                              f"--symbol {symbol} --interval {interval}` first, or pass --csv") from None
-    sync_klines_blocking(symbol=symbol, interval=interval, category=category, db=db)
+    sync_klines_blocking(symbol, interval, store=db, category=category)
     with KlineStore(db) as store:
         return store.load_frame(category, symbol, interval)
 
