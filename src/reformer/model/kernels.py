@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .chunked import chunk_attention, chunk_scores
 from .masking import MASKED, SELF_PENALTY, AttentionMap, mask_logits, normalize_keys, promote_logits
 
 __all__ = ["full_attention", "local_attention"]
@@ -94,13 +95,19 @@ def local_attention(
         gathered = valid[:, k_pos.clamp(min=0)]  # (b, n, w)
         key_valid = key_valid & gathered[:, None]
     q_pos = torch.arange(l, device=qk.device).view(n, c)
-    dots = promote_logits(q @ k_win.transpose(-1, -2))  # (b, h, n, c, w)
-    dots = mask_logits(dots, q_pos, k_pos, key_valid, causal)
-    probs = torch.softmax(dots, dim=-1)  # (b, h, n, c, w)
-    out = (probs.to(v.dtype) @ v_win).view(b, h, l, e)
+    w = k_pos.shape[-1]
+    # b*h*n independent (c x w) problems; the chunk's own keys start at column c (after the previous chunk)
+    flat_q, flat_k = q.reshape(-1, c, e), k_win.reshape(-1, w, e)
+    flat_q_pos, flat_k_pos = q_pos.expand(b * h, n, c).reshape(-1, c), k_pos.expand(b * h, n, w).reshape(-1, w)
+    flat_valid = key_valid.reshape(-1, w)
+    flat_out, flat_lse = chunk_attention(flat_q, flat_k, v_win.reshape(-1, w, e), flat_q_pos, flat_k_pos,
+                                         flat_valid, causal, self_offset=c)
+    out = flat_out.view(b, h, l, e)
     if not return_map:
         return out, None
-    w = k_pos.shape[-1]
+    with torch.no_grad():
+        dots = chunk_scores(flat_q, flat_k, flat_q_pos, flat_k_pos, flat_valid, causal, self_offset=c)
+        probs = torch.exp(dots - flat_lse.unsqueeze(-1))  # (b*h*n, c, w)
     indices = k_pos.clamp(min=0).unsqueeze(1).expand(n, c, w).reshape(1, 1, l, w).expand(b, h, l, w)
     weights = probs.view(b, h, l, w) * in_range.unsqueeze(1).expand(n, c, w).reshape(1, 1, l, w)
     return out, AttentionMap(indices=indices, weights=weights, length=l)

@@ -8,9 +8,12 @@ No (l, l) tensor is ever built: the largest intermediates are the (b, h, r, n, c
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from .masking import MASKED, SELF_PENALTY, AttentionMap, normalize_keys, promote_logits, softmax_lse
+from .chunked import chunk_attention, chunk_scores
+from .masking import AttentionMap, normalize_keys
 
 __all__ = ["bucket_dtype", "hash_vectors", "lsh_attention"]
 
@@ -78,11 +81,11 @@ def lsh_attention(
     undo_sort = torch.empty_like(sorted_idx).scatter_(-1, sorted_idx, positions.expand_as(sorted_idx))
 
     # Gather straight from (b, h, l, e) with the sorted positions: no r-fold copy of qk and v.
-    flat_idx = sorted_idx.reshape(b, h, r * l, 1).expand(-1, -1, -1, e)  # (b, h, r*l, e)
-    s_qk = qk.gather(2, flat_idx).view(b, h, r, n, c, e)
-    s_v = v.gather(2, flat_idx).view(b, h, r, n, c, e)
+    s_qk = sort_gather(qk, sorted_idx, undo_sort)  # (b, h, r, l, e)
+    s_v = sort_gather(v, sorted_idx, undo_sort)  # (b, h, r, l, e)
     s_pos = sorted_idx.view(b, h, r, n, c)
-    s_k = normalize_keys(s_qk)
+    s_k = normalize_keys(s_qk).view(b, h, r, n, c, e)
+    s_qk, s_v = s_qk.view(b, h, r, n, c, e), s_v.view(b, h, r, n, c, e)
 
     if n > 1:
         # look one chunk back within the round (chunk 0 looks at the round's last chunk)
@@ -91,41 +94,105 @@ def lsh_attention(
         k_pos = torch.cat([s_pos, s_pos.roll(1, dims=3)], dim=4)  # (b, h, r, n, 2c)
     else:
         k_win, v_win, k_pos = s_k, s_v, s_pos
+    w = k_pos.shape[-1]
 
     key_valid = None
     if valid is not None:
         flat_pos = k_pos.reshape(b, h, -1)  # (b, h, r*n*w)
         key_valid = valid[:, None, :].expand(b, h, l).gather(2, flat_pos).view_as(k_pos)  # (b, h, r, n, w)
 
-    dots = promote_logits(s_qk @ k_win.transpose(-1, -2))  # (b, h, r, n, c, w)
-    # Self penalty (see masking.py): each position occurs once per round, so a query's own key is the
-    # same slot of its own chunk, i.e. the diagonal of the first c columns.
-    dots[..., :c].diagonal(dim1=-2, dim2=-1).add_(SELF_PENALTY)
-    allowed = None if key_valid is None else key_valid.unsqueeze(-2)  # (b, h, r, n, 1, w)
-    if causal:
-        not_future = k_pos.unsqueeze(-2) <= s_pos.unsqueeze(-1)  # (b, h, r, n, c, w)
-        allowed = not_future if allowed is None else allowed & not_future
-    if allowed is not None:
-        dots = dots.masked_fill(~allowed, MASKED)
-    probs, lse = softmax_lse(dots)  # (b, h, r, n, c, w), (b, h, r, n, c, 1)
-    s_out = (probs.to(v.dtype) @ v_win).view(b, h, r, l, e)
+    # b*h*r*n independent (c x w) problems; memory linear in l, computed block by block (chunked.py)
+    flat_out, flat_lse = chunk_attention(
+        s_qk.reshape(-1, c, e), k_win.reshape(-1, w, e), v_win.reshape(-1, w, e), s_pos.reshape(-1, c),
+        k_pos.reshape(-1, w), None if key_valid is None else key_valid.reshape(-1, w), causal,
+        self_offset=0)  # each position occurs once per round: its own key is the diagonal of its own chunk
 
     # undo the sort, then combine rounds: out = sum_r softmax_r(lse_r) * out_r  (Reformer sec. 2, multi-round)
-    out = s_out.gather(3, undo_sort.unsqueeze(-1).expand(-1, -1, -1, -1, e))  # (b, h, r, l, e)
-    lse_rounds = lse.view(b, h, r, l).gather(3, undo_sort)  # (b, h, r, l)
+    out = unsort(flat_out.view(b, h, r, l, e), sorted_idx, undo_sort)  # (b, h, r, l, e)
+    lse_rounds = flat_lse.view(b, h, r, l).gather(3, undo_sort)  # (b, h, r, l)
     round_weights = torch.softmax(lse_rounds, dim=2)  # (b, h, r, l)
     out = (out * round_weights.unsqueeze(-1).to(out.dtype)).sum(dim=2)  # (b, h, l, e)
 
     if not return_map:
         return out, None
-    w = k_pos.shape[-1]
-    weights = probs * round_weights.gather(3, sorted_idx).view(b, h, r, n, c, 1)  # (b, h, r, n, c, w)
-    weights = weights.view(b, h, r, l, w).gather(3, undo_sort.unsqueeze(-1).expand(-1, -1, -1, -1, w))
-    indices = k_pos.unsqueeze(4).expand(-1, -1, -1, -1, c, -1).reshape(b, h, r, l, w)
-    indices = indices.gather(3, undo_sort.unsqueeze(-1).expand(-1, -1, -1, -1, w))  # (b, h, r, l, w)
+    with torch.no_grad():
+        dots = chunk_scores(s_qk.reshape(-1, c, e), k_win.reshape(-1, w, e), s_pos.reshape(-1, c),
+                            k_pos.reshape(-1, w), None if key_valid is None else key_valid.reshape(-1, w), causal,
+                            self_offset=0)
+        probs = torch.exp(dots - flat_lse.unsqueeze(-1)).view(b, h, r, n, c, w)
+        weights = probs * round_weights.gather(3, sorted_idx).view(b, h, r, n, c, 1)  # (b, h, r, n, c, w)
+        weights = weights.view(b, h, r, l, w).gather(3, undo_sort.unsqueeze(-1).expand(-1, -1, -1, -1, w))
+        indices = k_pos.unsqueeze(4).expand(-1, -1, -1, -1, c, -1).reshape(b, h, r, l, w)
+        indices = indices.gather(3, undo_sort.unsqueeze(-1).expand(-1, -1, -1, -1, w))  # (b, h, r, l, w)
     amap = AttentionMap(
         indices=indices.permute(0, 1, 3, 2, 4).reshape(b, h, l, r * w),
         weights=weights.permute(0, 1, 3, 2, 4).reshape(b, h, l, r * w),
         length=l,
     )
     return out, amap
+
+
+def _row_index(idx: torch.Tensor, rounds_in_source: bool) -> torch.Tensor:
+    """Flat row numbers for `index_select` (row copies, much faster on CPU than an element-wise gather).
+
+    idx: (b, h, r, l) positions within a length-l row block. The source is (b, h, l, e) when
+    `rounds_in_source` is False (one block per (b, h)), else (b, h, r, l, e) (one block per (b, h, r)).
+    """
+    b, h, r, l = idx.shape
+    if rounds_in_source:
+        base = torch.arange(b * h * r, device=idx.device).view(b, h, r, 1) * l
+    else:
+        base = torch.arange(b * h, device=idx.device).view(b, h, 1, 1) * l
+    return (idx + base).reshape(-1)  # (b*h*r*l,)
+
+
+class _SortGather(torch.autograd.Function):
+    """x (b, h, l, e) -> x in each round's sorted order (b, h, r, l, e).
+
+    Each round is a permutation, so the backward is a gather by the inverse permutation summed over rounds,
+    not a scatter-add (deterministic, and cheaper on CPU).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, sorted_idx: torch.Tensor, undo_sort: torch.Tensor) -> torch.Tensor:
+        b, h, r, l = sorted_idx.shape
+        e = x.shape[-1]
+        ctx.save_for_backward(undo_sort)
+        rows = x.reshape(b * h * l, e).index_select(0, _row_index(sorted_idx, rounds_in_source=False))
+        return rows.view(b, h, r, l, e)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:
+        (undo_sort,) = ctx.saved_tensors
+        b, h, r, l, e = grad.shape
+        rows = grad.reshape(-1, e).index_select(0, _row_index(undo_sort, rounds_in_source=True))
+        return rows.view(b, h, r, l, e).sum(dim=2), None, None
+
+
+class _Unsort(torch.autograd.Function):
+    """y (b, h, r, l, e) in sorted order -> original order; the backward gathers with the forward permutation."""
+
+    @staticmethod
+    def forward(ctx: Any, y: torch.Tensor, sorted_idx: torch.Tensor, undo_sort: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(sorted_idx)
+        e = y.shape[-1]
+        return y.reshape(-1, e).index_select(0, _row_index(undo_sort, rounds_in_source=True)).view_as(y)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:
+        (sorted_idx,) = ctx.saved_tensors
+        e = grad.shape[-1]
+        rows = grad.reshape(-1, e).index_select(0, _row_index(sorted_idx, rounds_in_source=True))
+        return rows.view_as(grad), None, None
+
+
+def sort_gather(x: torch.Tensor, sorted_idx: torch.Tensor, undo_sort: torch.Tensor) -> torch.Tensor:
+    """(b, h, l, e) -> (b, h, r, l, e) in each round's sorted order; differentiable."""
+    out: torch.Tensor = _SortGather.apply(x, sorted_idx, undo_sort)
+    return out
+
+
+def unsort(y: torch.Tensor, sorted_idx: torch.Tensor, undo_sort: torch.Tensor) -> torch.Tensor:
+    """(b, h, r, l, e) sorted -> original order; differentiable."""
+    out: torch.Tensor = _Unsort.apply(y, sorted_idx, undo_sort)
+    return out

@@ -17,12 +17,11 @@ Logits are promoted to at least float32 before masking and the logsumexp, whatev
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SELF_PENALTY", "AttentionMap", "mask_logits", "normalize_keys", "promote_logits", "softmax_lse"]
+__all__ = ["MASKED", "SELF_PENALTY", "AttentionMap", "mask_logits", "normalize_keys", "promote_logits"]
 
 # Added to a position's logit for itself. Finite and representable in float16 (max 65504).
 SELF_PENALTY = -1.0e4
@@ -69,34 +68,6 @@ def mask_logits(
     if allowed is not None:
         dots = dots.masked_fill(~allowed, MASKED)
     return dots
-
-
-class _SoftmaxLSE(torch.autograd.Function):
-    """probs = softmax(dots), lse = logsumexp(dots) in one pass; saves only `probs` for the backward.
-
-    d/d dots of  <g_p, probs> + <g_l, lse>  =  probs * (g_p - <g_p, probs> + g_l)   (row-wise)
-    """
-
-    @staticmethod
-    def forward(ctx: Any, dots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        top = dots.amax(dim=-1, keepdim=True)  # (..., 1)
-        probs = torch.sub(dots, top).exp_()  # (..., k)
-        total = probs.sum(dim=-1, keepdim=True)  # (..., 1)
-        probs.div_(total)
-        ctx.save_for_backward(probs)
-        return probs, top.add_(total.log_())
-
-    @staticmethod
-    def backward(ctx: Any, grad_probs: torch.Tensor, grad_lse: torch.Tensor) -> torch.Tensor:
-        (probs,) = ctx.saved_tensors
-        inner = (grad_probs * probs).sum(dim=-1, keepdim=True)  # (..., 1)
-        return probs * (grad_probs - inner + grad_lse)
-
-
-def softmax_lse(dots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row softmax and its logsumexp: (..., k) -> probs (..., k), lse (..., 1). Differentiable in both."""
-    probs, lse = _SoftmaxLSE.apply(dots)
-    return probs, lse
 
 
 @dataclass
