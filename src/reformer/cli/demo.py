@@ -12,7 +12,6 @@ import typer
 from rich.console import Console
 
 from ..bench.attention import BenchSpec, run_suite
-from ..model import ReformerConfig, ReformerModel
 from .bench import attention_table
 
 __all__ = ["register"]
@@ -21,6 +20,8 @@ __all__ = ["register"]
 def demo() -> None:
     """Build the default Reformer, run it, and benchmark attention at small sizes (offline, ~1 minute)."""
     import torch
+
+    from ..model import ReformerConfig, ReformerModel
 
     console = Console(width=160)
     config = ReformerConfig(n_features=8)

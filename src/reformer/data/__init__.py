@@ -1,13 +1,36 @@
-"""Data: the kline store, CSV/Parquet import and export, features, windows and splits, the synthetic market."""
+"""Data: the kline store, CSV/Parquet import and export, features, windows and splits, the synthetic market.
 
-from .csv_io import EXPORT_COLUMNS, read_klines, read_klines_frame, write_klines
-from .dataset import DataLoader, DatasetConfig, PreparedDataset, klines_to_frame
-from .features import FeatureSpec, compute_features
-from .scaling import StandardScaler
-from .store import KlineStore
-from .synthetic import SyntheticMarketConfig, generate_market, synthetic_frame, synthetic_klines
-from .timeseries import load_timeseries_csv, lstf_splits
-from .windows import chronological_split, walk_forward_folds
+Names are imported lazily, so the store and CSV tools (used by the CLI's fetch/import/export) do not pull in
+torch, which only the window datasets need.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "EXPORT_COLUMNS": "csv_io",
+    "read_klines": "csv_io",
+    "read_klines_frame": "csv_io",
+    "write_klines": "csv_io",
+    "DataLoader": "dataset",
+    "DatasetConfig": "dataset",
+    "PreparedDataset": "dataset",
+    "klines_to_frame": "dataset",
+    "FeatureSpec": "features",
+    "compute_features": "features",
+    "StandardScaler": "scaling",
+    "KlineStore": "store",
+    "SyntheticMarketConfig": "synthetic",
+    "generate_market": "synthetic",
+    "synthetic_frame": "synthetic",
+    "synthetic_klines": "synthetic",
+    "load_timeseries_csv": "timeseries",
+    "lstf_splits": "timeseries",
+    "chronological_split": "windows",
+    "walk_forward_folds": "windows",
+}
 
 __all__ = [
     "EXPORT_COLUMNS",
@@ -31,3 +54,22 @@ __all__ = [
     "walk_forward_folds",
     "write_klines",
 ]
+
+if TYPE_CHECKING:
+    from .csv_io import EXPORT_COLUMNS, read_klines, read_klines_frame, write_klines
+    from .dataset import DataLoader, DatasetConfig, PreparedDataset, klines_to_frame
+    from .features import FeatureSpec, compute_features
+    from .scaling import StandardScaler
+    from .store import KlineStore
+    from .synthetic import SyntheticMarketConfig, generate_market, synthetic_frame, synthetic_klines
+    from .timeseries import load_timeseries_csv, lstf_splits
+    from .windows import chronological_split, walk_forward_folds
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'reformer.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
