@@ -71,7 +71,7 @@ def run_scaling(lengths: list[int], spec: CompareSpec,
 
 
 def plot_scaling(results: list[Measurement], path: Path, title: str = "LSH attention layer, forward+backward") -> None:
-    """Log-log plot of median step time and peak memory against L, with an L^1 reference line, to `path`."""
+    """Log-log plot of median step time and peak memory against L, with L and L² reference lines, to `path`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,7 +86,9 @@ def plot_scaling(results: list[Measurement], path: Path, title: str = "LSH atten
         slope = loglog_slope(list(zip(xs, ys, strict=True)))
         ax.loglog(xs, ys, "o-", base=2, label=f"measured (slope {slope:.2f})" if slope is not None else "measured")
         if xs:
-            ax.loglog(xs, [ys[0] * x / xs[0] for x in xs], "--", color="grey", base=2, label="∝ L (reference)")
+            ax.loglog(xs, [ys[0] * x / xs[0] for x in xs], "--", color="grey", base=2, label="∝ L (from the first)")
+            ax.loglog(xs, [ys[-1] * (x / xs[-1]) ** 2 for x in xs], ":", color="grey", base=2,
+                      label="∝ L² (through the last)")
         ax.set_xlabel("sequence length L")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
