@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from . import backtest, bench, data, demo, evaluate, train
+from . import backtest, bench, bench_compare, data, demo, evaluate, train
 
 __all__ = ["app", "main"]
 
@@ -21,7 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (backtest, bench, data, demo, evaluate, train):
+for _module in (backtest, bench, bench_compare, data, demo, evaluate, train):
     _module.register(app)
 
 
@@ -41,10 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        # usage errors of the (vendored) click layer under typer: show the usage line, exit 2
-        show, exit_code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
-        if callable(show) and isinstance(exit_code, int):
-            show()
+        # usage errors of the (vendored) click layer under typer: one line, exit 2
+        format_message, exit_code = getattr(exc, "format_message", None), getattr(exc, "exit_code", None)
+        if callable(format_message) and isinstance(exit_code, int):
+            print(f"error: {format_message()} (see `reformer --help`)", file=sys.stderr)
             return exit_code
         if type(exc).__name__ == "Abort":
             return 1

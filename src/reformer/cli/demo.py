@@ -1,47 +1,55 @@
-"""`reformer demo`: the offline main job.
-
-Until the data and training layers exist it builds the default model, runs one forward and backward pass,
-and runs the attention benchmark at small sizes.
-"""
+"""`reformer demo`: the offline main job (see `reformer.demo`)."""
 
 from __future__ import annotations
 
-import time
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-
-from ..bench.attention import BenchSpec, run_suite
-from .bench import attention_table
+from rich.table import Table
 
 __all__ = ["register"]
 
 
-def demo() -> None:
-    """Build the default Reformer, run it, and benchmark attention at small sizes (offline, ~1 minute)."""
-    import torch
+def _metrics_table(evaluation: dict[str, Any]) -> Table:
+    table = Table(title=f"Test split: {evaluation['horizon']}-bar forward log return, "
+                        f"{int(evaluation['model']['n'])} windows")
+    for column in ("forecast", "MSE", "MAE", "dir. acc.", "IC (Spearman)", "MSE skill vs zero"):
+        table.add_column(column, justify="right")
+    rows = [("Reformer (LSH)", evaluation["model"]), *list(evaluation["baselines"].items())]
+    for name, m in rows:
+        ic = m.get("ic")
+        table.add_row(name, f"{m['mse']:.3e}", f"{m['mae']:.3e}", f"{m['directional_accuracy']:.3f}",
+                      "n/a" if ic is None else f"{ic:+.3f}", f"{m['mse_skill']:+.3f}")
+    return table
 
-    from ..model import ReformerConfig, ReformerModel
 
-    console = Console(width=160)
-    config = ReformerConfig(n_features=8)
-    model = ReformerModel(config)
-    n_params = sum(p.numel() for p in model.parameters())
-    console.print(f"default model: {config.attention_type.value} attention, {config.n_layers} layers, "
-                  f"d_model {config.d_model}, {n_params:,} parameters, seq_len {config.seq_len}")
-    x = torch.randn(4, config.seq_len, config.n_features)
-    start = time.perf_counter()
-    loss = model(x).square().mean()
-    loss.backward()
-    console.print(f"one training step (batch 4, reversible): {time.perf_counter() - start:.3f} s")
-    model.eval()
-    with torch.no_grad():
-        pred, attention = model.predict_with_attention(x[:1])
-    console.print(f"prediction {pred.item():+.4f}; layer 0 attends to {attention[0].map.indices.shape[-1]} "
-                  f"keys per position (of {config.seq_len})")
-    lengths = [512, 2048]
-    results = run_suite(lengths, BenchSpec(repeats=2), budget_bytes=4 * 2**30)
-    console.print(attention_table(results, lengths))
+def demo(
+    out: Annotated[Path | None, typer.Option(help="Report folder (default: a new temporary folder).")] = None,
+    bars: Annotated[int, typer.Option(help="Hourly candles of the synthetic market.")] = 6000,
+    seq_len: Annotated[int, typer.Option(help="Model input window, bars.")] = 256,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 6,
+    seed: Annotated[int, typer.Option(help="Seed of market, model and training.")] = 0,
+) -> None:
+    """Offline end to end: fake exchange -> fetch -> store -> train -> evaluate -> predict -> backtest."""
+    from ..demo import run_demo
+
+    console = Console(width=120)
+    report_dir = out if out is not None else Path(tempfile.mkdtemp(prefix="reformer-demo-"))
+    result = run_demo(report_dir, n_bars=bars, seq_len=seq_len, epochs=epochs, seed=seed,
+                      say=lambda text: console.print(f"[bold]>[/bold] {text}"))
+    console.print(_metrics_table(result.evaluation))
+    latest = result.latest
+    console.print(f"latest closed candle {latest['timestamp']}: predicted {latest['horizon']}-bar log return "
+                  f"{latest['predicted_return']:+.5f} ({latest['direction']}, confidence {latest['confidence']:.2f})")
+    bt = result.backtest
+    console.print(f"backtest of the test period (0.055% taker fee): total return {100 * bt['total_return']:+.2f} %, "
+                  f"Sharpe {bt['sharpe_ratio'] or 0:.2f}, max drawdown {100 * bt['max_drawdown']:.2f} %, "
+                  f"{bt['n_trades']} trades; buy & hold {100 * bt['buy_and_hold_return']:+.2f} %")
+    console.print(f"report: {result.report_dir} (summary.json, run/, attention.png, backtest/) "
+                  f"in {result.seconds:.0f} s")
 
 
 def register(app: typer.Typer) -> None:
