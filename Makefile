@@ -19,11 +19,11 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/mypy
 
 lint: venv
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 

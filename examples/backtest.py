@@ -1,0 +1,48 @@
+"""Backtest a checkpoint's predictions on stored klines: next-bar fills, stops, fees, beside buy & hold.
+
+    python examples/backtest.py --checkpoint runs/btc_1h --symbol BTCUSDT --interval 60 --out reports/bt
+
+Only bars after the checkpoint's training data are traded, so no prediction comes from a model that saw them.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+
+from reformer import BacktestConfig, run_backtest
+from reformer.data import KlineStore
+from reformer.strategy import save_report
+from reformer.training import predict_all, read_meta
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--symbol", default="BTCUSDT")
+    parser.add_argument("--interval", default="60")
+    parser.add_argument("--category", default="linear")
+    parser.add_argument("--db", default=None)
+    parser.add_argument("--commission", type=float, default=0.00055, help="Bybit taker fee")
+    parser.add_argument("--out", default=None, help="folder for plots, trades.csv, stats.json")
+    args = parser.parse_args()
+    with KlineStore(args.db) as store:
+        frame = store.load_frame(args.category, args.symbol, args.interval)
+    meta = read_meta(args.checkpoint)
+    trained_until = meta["data"]["last_timestamp"]
+    preds = predict_all(args.checkpoint, frame)
+    preds = preds[preds["timestamp"] > trained_until]
+    bars = frame[frame["timestamp"] > trained_until].reset_index(drop=True)
+    if len(bars) < 2:
+        raise SystemExit(f"no candles after the checkpoint's training data (ends {trained_until}): fetch newer ones")
+    series = pd.Series(preds["prediction"].to_numpy(), index=pd.to_datetime(preds["timestamp"], unit="ms", utc=True))
+    result = run_backtest(series, bars, BacktestConfig(commission=args.commission))
+    print(result.summary())
+    if args.out:
+        save_report(result, bars, args.out)
+        print(f"report: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""Predict the forward return from the latest closed candle with a trained checkpoint.
+
+    python examples/predict.py --checkpoint runs/btc_1h --symbol BTCUSDT --interval 60
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from reformer.data import KlineStore
+from reformer.training import predict_latest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, help="run directory or checkpoint")
+    parser.add_argument("--symbol", default="BTCUSDT")
+    parser.add_argument("--interval", default="60")
+    parser.add_argument("--category", default="linear")
+    parser.add_argument("--db", default=None)
+    args = parser.parse_args()
+    with KlineStore(args.db) as store:
+        frame = store.load_frame(args.category, args.symbol, args.interval)
+    latest = predict_latest(args.checkpoint, frame)
+    print(f"latest closed candle (open time, ms): {latest.timestamp}")
+    print(f"predicted {latest.horizon}-bar log return: {latest.predicted_return:+.5f}")
+    print(f"direction: {latest.direction}, confidence {latest.confidence:.2f}")
+
+
+if __name__ == "__main__":
+    main()
