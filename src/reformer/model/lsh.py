@@ -37,11 +37,20 @@ def hash_vectors(
         buckets: (b, h, r, l), in `bucket_dtype(n_buckets)`.
     """
     # angular LSH: h(x) = argmax([xR; -xR])  (Reformer eq. 3; Andoni et al. 2015)
-    rotated = torch.einsum("bhle,heru->bhrlu", qk.detach(), rotations.to(qk.dtype))  # (b, h, r, l, u)
-    # argmax over [xR; -xR] without building it: the largest of max(xR) and -min(xR)
-    top, top_idx = rotated.max(dim=-1)  # (b, h, r, l)
-    bottom, bottom_idx = rotated.min(dim=-1)  # (b, h, r, l)
-    buckets = torch.where(top >= -bottom, top_idx, bottom_idx + rotated.shape[-1])  # (b, h, r, l)
+    b, h, l, _ = qk.shape
+    r, u = rotations.shape[2], rotations.shape[3]
+    rotations = rotations.to(qk.dtype)
+    buckets = torch.empty(b, h, r, l, dtype=torch.long, device=qk.device)
+    # slices of positions keep the (b, h, r, positions, u) projections small: u grows with l when the bucket
+    # count is scaled with the length, and one unsliced projection would be quadratic in l
+    step = max(1, 2**22 // max(1, b * h * r * u))
+    for start in range(0, l, step):
+        part = slice(start, start + step)
+        rotated = torch.einsum("bhle,heru->bhrlu", qk[:, :, part].detach(), rotations)  # (b, h, r, s, u)
+        # the largest of max(xR) and -min(xR) is the argmax over [xR; -xR], without building it
+        top, top_idx = rotated.max(dim=-1)  # (b, h, r, s)
+        bottom, bottom_idx = rotated.min(dim=-1)  # (b, h, r, s)
+        buckets[..., part] = torch.where(top >= -bottom, top_idx, bottom_idx + u)
     if valid is not None:
         buckets = buckets.masked_fill(~valid[:, None, None, :], n_buckets)
     return buckets.to(bucket_dtype(n_buckets))
