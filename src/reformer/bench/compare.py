@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .attention import Measurement, _rss_bytes
-from .peers import IMPLS, ModelShape, peer_versions
+from .shape import IMPLS, ModelShape
 
 __all__ = ["CompareSpec", "Run", "WorkerOutcome", "machine_info", "predict_skip", "ratios", "rotated",
            "run_compare", "run_worker", "summarise", "time_steps"]
@@ -259,6 +259,8 @@ def run_compare(lengths: list[int], impls: tuple[str, ...], spec: CompareSpec,
     unknown = [i for i in impls if i not in IMPLS]
     if unknown:
         raise ValueError(f"unknown implementation(s) {unknown}: choose from {', '.join(IMPLS)}")
+    from .peers import peer_versions
+
     versions = peer_versions()
     missing = {i: "not installed (pip install 'reformer-crypto[bench]')" for i in impls if versions.get(i, "") is None}
     runs: list[Run] = []
@@ -300,7 +302,7 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     return {"cpu": model, "cores": os.cpu_count(), "loadavg": list(os.getloadavg()),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "versions": peer_versions()}
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "versions": _versions()}
 
 
 def _main(args: dict[str, Any]) -> None:
@@ -318,3 +320,9 @@ def _main(args: dict[str, Any]) -> None:
 
 if __name__ == "__main__":
     _main(json.loads(sys.argv[1]))
+
+
+def _versions() -> dict[str, str | None]:
+    from .peers import peer_versions
+
+    return peer_versions()

@@ -23,39 +23,15 @@ from __future__ import annotations
 
 import importlib.metadata
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .attention import n_buckets_for
+from .shape import _PACKAGES, IMPLS, ModelShape
 
 __all__ = ["IMPLS", "ModelShape", "SDPAEncoder", "build_step", "peer_versions"]
-
-IMPLS = ("ours", "hf", "lucidrains", "sdpa")
-"""Implementation names, in the default (first-repeat) order."""
-
-_PACKAGES = {"hf": "transformers", "lucidrains": "reformer-pytorch"}
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """The one model shape every implementation is built at (float32, CPU)."""
-
-    d_model: int = 256
-    n_heads: int = 8
-    n_layers: int = 6
-    n_hash_rounds: int = 4
-    chunk_size: int = 64
-    ff_chunk_len: int = 1024
-    """Positions per feed-forward slice (the Reformers run their FFN over the sequence in slices)."""
-    batch: int = 1
-
-    def ff_chunks(self, length: int) -> int:
-        """Number of feed-forward slices at this length (at least 1)."""
-        return max(1, length // self.ff_chunk_len)
-
 
 class _SDPABlock(nn.Module):
     """Pre-norm block: x + Out(SDPA(QKV(LN(x)))), then x + FFN(LN(x)) with a 4*d GELU hidden layer."""

@@ -20,7 +20,7 @@ from typing import Any
 
 from .attention import Measurement, n_buckets_for
 from .compare import CompareSpec, Run, predict_skip, run_worker, summarise, time_steps
-from .peers import ModelShape
+from .shape import ModelShape
 
 __all__ = ["DEFAULT_LENGTHS", "loglog_slope", "plot_scaling", "run_scaling"]
 

@@ -14,8 +14,8 @@ from rich.table import Table
 
 from ..bench.attention import Measurement
 from ..bench.compare import CompareSpec, Run, machine_info, ratios, run_compare
-from ..bench.peers import IMPLS, ModelShape
 from ..bench.scaling import DEFAULT_LENGTHS, loglog_slope, plot_scaling, run_scaling
+from ..bench.shape import IMPLS, ModelShape
 from .bench import bench_app
 
 __all__ = ["compare_markdown", "register"]
