@@ -4,8 +4,8 @@ stopped with Ctrl-C."""
 
 from __future__ import annotations
 
-import _thread
 import asyncio
+import os
 import signal
 import sqlite3
 import subprocess
@@ -132,7 +132,9 @@ def test_stream_stops_cleanly_on_ctrl_c(tmp_path: Path, year: list[Kline],
             if stored_rows(db) > 0 or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        _thread.interrupt_main(signal.SIGINT)
+        # a real signal: it wakes the event loop's selector (interrupt_main only sets a flag, and the loop can
+        # sleep in select until the next ping)
+        os.kill(os.getpid(), signal.SIGINT)
 
     with FakeExchange({KEY: year}, now_ms=year[0].start_time + 1000) as fake:
         driver = threading.Thread(target=drive, args=(fake,))
