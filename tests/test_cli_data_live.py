@@ -5,12 +5,10 @@ stopped with Ctrl-C."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -119,31 +117,27 @@ def test_stream_prints_and_stores_three_closed_candles(tmp_path: Path, year: lis
         assert store.load(*KEY) == day[10:13]
 
 
-def test_stream_stops_cleanly_on_ctrl_c(tmp_path: Path, year: list[Kline],
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_stream_stops_cleanly_on_ctrl_c(tmp_path: Path, year: list[Kline]) -> None:
+    """A user's Ctrl-C: SIGINT to a `reformer stream` process while candles keep closing on the fake."""
     db = tmp_path / "k.sqlite"
-
-    def drive(fake: FakeExchange) -> None:
-        # Close one candle every 50 ms (pacing the fake's clock, not synchronising) until the stream, once
-        # subscribed, has stored one; then press Ctrl-C in the main thread, where the command runs.
-        deadline = time.monotonic() + PATIENCE_S
-        for candle in year[1:]:
-            fake.set_now(candle.start_time + 1000)
-            if stored_rows(db) > 0 or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        # a real signal: it wakes the event loop's selector (interrupt_main only sets a flag, and the loop can
-        # sleep in select until the next ping)
-        os.kill(os.getpid(), signal.SIGINT)
-
     with FakeExchange({KEY: year}, now_ms=year[0].start_time + 1000) as fake:
-        driver = threading.Thread(target=drive, args=(fake,))
-        driver.start()
-        code = cli("stream", "--symbol", "BTCUSDT", "--interval", "60", "--db", db, "--base-url", fake.base_url,
-                   "--ws-url", fake.ws_url)
-        driver.join()
-    out = capsys.readouterr().out
-    assert code == 0 and "stopped after" in out
+        proc = spawn("stream", "--symbol", "BTCUSDT", "--interval", "60", "--db", str(db), "--base-url",
+                     fake.base_url, "--ws-url", fake.ws_url)
+        try:
+            read_until(proc, "streaming ")  # subscribed-to-be: the command has started its stream
+            deadline = time.monotonic() + PATIENCE_S
+            for candle in year[1:]:
+                # close one candle every 50 ms (pacing the fake's clock, not synchronising) until one is stored
+                fake.set_now(candle.start_time + 1000)
+                if stored_rows(db) > 0 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=PATIENCE_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, err
     with KlineStore(db) as store:
         stored = store.load(*KEY)
     assert stored and f"stopped after {len(stored)} closed candle(s)" in out
