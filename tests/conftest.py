@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
+
+# A shell that starts a job in the background (`cmd &`) sets SIGINT to "ignore", and children inherit that: the
+# Ctrl-C tests of the CLI and the fake exchange need the ordinary disposition, whoever launched the suite.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
