@@ -18,7 +18,7 @@ import torch
 
 from reformer.data import read_klines_frame
 from reformer.model import ReformerConfig
-from reformer.strategy import BacktestConfig, run_backtest, save_report
+from reformer.strategy import BacktestConfig, backtest_positions, run_backtest, save_report
 from reformer.training.loop import TrainConfig
 from reformer.training.walkforward import WalkForwardConfig, WalkForwardPredictor
 
@@ -37,13 +37,16 @@ walk = WalkForwardConfig(horizon=24, train_windows=180 * 24, retrain_every=720, 
 predictor = WalkForwardPredictor(model, train, walk)
 started = time.perf_counter()
 predictions = predictor.predict_series(frame)
+out.mkdir(parents=True, exist_ok=True)
+predictions.rename("prediction").to_frame().assign(
+    timestamp=predictions.index.as_unit("ms").asi8).to_csv(out / "walkforward_predictions.csv", index=False,
+                                                          columns=["timestamp", "prediction"])
 bars = frame[frame["timestamp"] >= int(predictions.index[0].value // 1_000_000)].reset_index(drop=True)
 config = BacktestConfig(commission=0.00055)
 result = run_backtest(predictions, bars, config)
 save_report(result, bars, out / "walkforward_report")
-hold = run_backtest(pd.Series(1.0, index=predictions.index), bars,
-                    BacktestConfig(position_size=1.0, stop_loss=0.0, take_profit=0.0, commission=0.0,
-                                   long_threshold=-1.0))
+hold = backtest_positions(pd.Series(1.0, index=predictions.index[:1]), bars,
+                          BacktestConfig(position_size=1.0, stop_loss=0.0, take_profit=0.0, commission=0.0))
 summary = {"seconds": time.perf_counter() - started, "folds": len(predictor.folds), "bars": len(bars),
            "strategy": result.to_dict(), "buy_and_hold": hold.to_dict(),
            "folds_detail": [f.__dict__ for f in predictor.folds]}
