@@ -64,6 +64,7 @@ def attention(
     batch: Annotated[int, typer.Option(help="Batch size.")] = 1,
     repeats: Annotated[int, typer.Option(help="Timed repetitions per cell (median reported).")] = 3,
     budget_gb: Annotated[float, typer.Option(help="Skip kernels estimated to need more memory.")] = 8.0,
+    kernels: Annotated[str, typer.Option(help="Comma-separated subset of naive,sdpa,local,lsh.")] = ",".join(KERNELS),
     out: Annotated[Path | None, typer.Option(help="Also write the results as JSON here.")] = None,
 ) -> None:
     """Forward+backward time and peak memory of naive full, SDPA, local and LSH attention."""
@@ -74,11 +75,14 @@ def attention(
                          "e.g. --lengths 512,2048") from None
     if not length_list or min(length_list) < 1:
         raise ValueError(f"--lengths {lengths!r}: give positive sequence lengths, e.g. 512,2048")
+    chosen = tuple(k.strip() for k in kernels.split(",") if k.strip())
+    if not chosen or set(chosen) - set(KERNELS):
+        raise ValueError(f"--kernels {kernels!r}: choose from {','.join(KERNELS)}")
     spec = BenchSpec(batch=batch, heads=heads, head_dim=head_dim, chunk_size=chunk_size,
                      n_hash_rounds=rounds, repeats=repeats)
     console = Console(width=160)
     console.print(f"spec: {spec}; each cell in its own subprocess")
-    results = run_suite(length_list, spec, int(budget_gb * 2**30),
+    results = run_suite(length_list, spec, int(budget_gb * 2**30), kernels=chosen,
                         progress=lambda m: console.print(f"  {m.kernel:>5} L={m.length:<6} {_fmt_time(m)}"))
     console.print(attention_table(results, length_list))
     if out is not None:
