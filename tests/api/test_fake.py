@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -173,12 +174,14 @@ def test_clock_only_moves_forward_and_async_lifecycle(year_klines: list[Kline]) 
 def test_csv_loader(btc_klines: list[Kline], tmp_path: Path) -> None:
     assert len(btc_klines) == 49957
     assert btc_klines[0] == Kline(1585130400000, 6500.0, 6591.5, 6500.0, 6591.5, 0.004, 26.366)
-    broken = tmp_path / "broken.csv"
-    broken.write_text("timestamp,open,high,low,close,volume\n1,2,3,4,5,6\n")
-    with pytest.raises(DataFormatError, match="turnover"):
-        klines_from_csv(broken)
+    # an ordinary OHLCV file without turnover is served too (turnover NaN), through the project's CSV reader
+    plain = tmp_path / "plain.csv"
+    plain.write_text("timestamp,open,high,low,close,volume\n1700000000000,2,3,1,2.5,6\n")
+    (candle,) = klines_from_csv(plain)
+    assert candle[:6] == (1700000000000, 2.0, 3.0, 1.0, 2.5, 6.0) and math.isnan(candle.turnover)
     bad_value = tmp_path / "bad.csv"
-    bad_value.write_text("timestamp,open,high,low,close,volume,turnover\n1,2,3,4,5,6,7\n2,x,3,4,5,6,7\n")
+    bad_value.write_text("timestamp,open,high,low,close,volume,turnover\n"
+                         "1700000000000,2,3,1,2.5,6,7\n1700003600000,x,3,1,2.5,6,7\n")
     with pytest.raises(DataFormatError, match="line 3"):
         klines_from_csv(bad_value)
 

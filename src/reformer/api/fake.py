@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -44,30 +43,15 @@ _CSV_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "turnover
 
 
 def klines_from_csv(path: str | Path) -> list[Kline]:
-    """Read candles from the export format `timestamp,open,high,low,close,volume,turnover`.
-
-    Extra columns (e.g. `timestamp_string` in the shared BTC file) are ignored.
-
-    Args:
-        path: the CSV file; `timestamp` is the candle open time in epoch ms UTC.
-
-    Returns:
-        The candles in file order.
+    """Read candles to serve: the export format, the shared BTC file's, or an ordinary OHLCV CSV (the
+    project's reader, `reformer.data.csv_io.read_klines`; a missing turnover is served as NaN).
 
     Raises:
-        DataFormatError: missing columns or a non-numeric value (the message names the line).
+        DataFormatError: a malformed file (the message names the line or column and the fix).
     """
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in _CSV_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataFormatError(f"{path}: missing column(s) {', '.join(missing)}; expected a header "
-                                  f"{','.join(_CSV_COLUMNS)}")
-        try:
-            return [Kline(int(row["timestamp"]), float(row["open"]), float(row["high"]), float(row["low"]),
-                          float(row["close"]), float(row["volume"]), float(row["turnover"])) for row in reader]
-        except (TypeError, ValueError) as exc:
-            raise DataFormatError(f"{path}, line {reader.line_num}: {exc}; fix or drop that row") from exc
+    from ..data.csv_io import read_klines
+
+    return read_klines(path)
 
 
 class FakeExchange:

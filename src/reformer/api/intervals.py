@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..errors import InvalidIntervalError
 
-__all__ = ["VALID_INTERVALS", "interval_ms", "parse_interval"]
+__all__ = ["GRID_OFFSET_MS", "INTERVAL_MS", "VALID_INTERVALS", "interval_ms", "parse_interval"]
 
 _MINUTE_MS = 60_000
 
@@ -20,11 +20,17 @@ VALID_INTERVALS: tuple[str, ...] = (
     "1", "3", "5", "15", "30", "60", "120", "240", "360", "720", "D", "W", "M",
 )
 
-_LENGTH_MS: dict[str, int] = {
+INTERVAL_MS: dict[str, int] = {
     **{code: int(code) * _MINUTE_MS for code in VALID_INTERVALS[:10]},
     "D": 1_440 * _MINUTE_MS,
     "W": 7 * 1_440 * _MINUTE_MS,
 }
+"""Candle length of every interval with a fixed length ("M", a calendar month, has none)."""
+_LENGTH_MS = INTERVAL_MS
+
+GRID_OFFSET_MS: dict[str, int] = {"W": 4 * 1_440 * _MINUTE_MS}
+"""Candles open on multiples of their length since the epoch, except weekly ones, which open on Mondays 00:00 UTC:
+1970-01-01 was a Thursday, so the weekly grid is shifted by four days."""
 
 # Friendly spellings. Case matters only for "1m" (minute) vs "1M" (month), as in most trading tools.
 _ALIASES: dict[str, str] = {

@@ -25,22 +25,6 @@ _SHOWN = ("total_return", "annualized_return", "volatility", "sharpe_ratio", "so
 _PERCENT = {"total_return", "annualized_return", "volatility", "max_drawdown", "win_rate", "avg_trade", "exposure"}
 
 
-def _parse_time(text: str | None, flag: str) -> int | None:
-    """ISO-8601 or epoch ms -> epoch ms."""
-    if text is None:
-        return None
-    import pandas as pd
-
-    if text.strip().lstrip("-").isdigit():
-        return int(text)
-    try:
-        stamp = pd.Timestamp(text)
-    except ValueError:
-        raise UserInputError(f"{flag} {text!r} is not a time: use ISO-8601 (2024-01-01T00:00Z) or epoch ms") from None
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return int(stamp.value // 1_000_000)
-
-
 def _load_klines(csv: Path | None, symbol: str, interval: str, category: str, db: Path | None,
                  start: int | None, end: int | None) -> pd.DataFrame:
     from ..data import KlineStore, read_klines_frame
@@ -132,7 +116,11 @@ def backtest(
                             take_profit=take_profit, commission=commission, slippage=slippage,
                             allow_short=allow_short, funding=funding, long_threshold=long_threshold,
                             short_threshold=short_threshold, vol_target=vol_target, vol_window=vol_window)
-    frame = _load_klines(csv, symbol, interval, category, db, _parse_time(start, "--start"), _parse_time(end, "--end"))
+    from ..data.sync import parse_time_ms
+
+    first = None if start is None else parse_time_ms(start, "--start")
+    last = None if end is None else parse_time_ms(end, "--end")
+    frame = _load_klines(csv, symbol, interval, category, db, first, last)
     bar_times = pd.DatetimeIndex(pd.to_datetime(frame["timestamp"], unit="ms", utc=True))
     rates = None
     if funding_csv is not None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, NamedTuple
 
+from ..api.intervals import GRID_OFFSET_MS, INTERVAL_MS
 from ..api.types import Kline
 from ..errors import DataFormatError, UserInputError
 
@@ -32,17 +33,10 @@ DEFAULT_DB_PATH = Path("~/.reformer/klines.sqlite")
 
 _SCHEMA_VERSION = 1
 _CATEGORIES = ("spot", "linear", "inverse")
-_MINUTE_MS = 60_000
 # Bybit interval keys with a fixed length. "M" (calendar month) has none, so grid arithmetic refuses it.
-_INTERVAL_MS = {
-    **{key: int(key) * _MINUTE_MS for key in ("1", "3", "5", "15", "30", "60", "120", "240", "360", "720")},
-    "D": 1_440 * _MINUTE_MS,
-    "W": 10_080 * _MINUTE_MS,
-}
+_INTERVAL_MS = INTERVAL_MS
 _INTERVALS = (*_INTERVAL_MS, "M")
-# Candles sit on multiples of the interval since the epoch, except weekly ones, which open on Mondays
-# 00:00 UTC; 1970-01-01 was a Thursday, so the weekly grid is shifted by four days.
-_GRID_OFFSET_MS = {"W": 4 * 1_440 * _MINUTE_MS}
+_GRID_OFFSET_MS = GRID_OFFSET_MS
 _MIN_TIME, _MAX_TIME = -(2**63), 2**63 - 1  # SQLite INTEGER range: "no bound"
 
 _SCHEMA = """

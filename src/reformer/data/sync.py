@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..api.client import BybitClient
-from ..api.intervals import interval_ms, parse_interval
+from ..api.intervals import GRID_OFFSET_MS, interval_ms, parse_interval
 from ..errors import UserInputError
 from .store import Coverage, KlineStore
 
@@ -40,7 +40,7 @@ ProgressCallback = Callable[[int, int], None]
 
 # Candles open on multiples of the interval since the epoch, except weekly ones (Mondays 00:00 UTC; the epoch
 # was a Thursday). The store uses the same grid for `missing_ranges`.
-_GRID_OFFSET_MS = {"W": 4 * 86_400_000}
+_GRID_OFFSET_MS = GRID_OFFSET_MS
 _EPOCH_MS_FROM = 10**11  # below this a number is epoch *seconds* (1e11 s is the year 5138; 1e11 ms is 1973)
 
 
