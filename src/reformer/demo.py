@@ -33,7 +33,7 @@ class DemoResult:
     seconds: float
 
 
-def run_demo(report_dir: str | Path, *, n_bars: int = 6000, seq_len: int = 256, epochs: int = 6,
+def run_demo(report_dir: str | Path, *, n_bars: int = 5000, seq_len: int = 256, epochs: int = 5,
              seed: int = 0, say: Callable[[str], None] = print) -> DemoResult:
     """Run the whole offline pipeline and write `report_dir`.
 
@@ -73,9 +73,9 @@ def run_demo(report_dir: str | Path, *, n_bars: int = 6000, seq_len: int = 256, 
     say(f"fetched {report.rows_added} closed candles in {report.kline_requests} kline requests into "
         f"{out / 'klines.sqlite'} (the last, still-open candle is not stored)")
 
-    model = {"d_model": 32, "n_heads": 4, "n_layers": 2, "n_hash_rounds": 2, "n_buckets": 8, "chunk_size": 32,
+    model = {"d_model": 32, "n_heads": 2, "n_layers": 2, "n_hash_rounds": 2, "n_buckets": 8, "chunk_size": 32,
              "attention_type": "lsh", "dropout": 0.05, "pooling": "mean", "seed": seed}
-    train = TrainConfig(epochs=epochs, batch_size=64, lr=2e-3, max_batches_per_epoch=25, patience=3, seed=seed,
+    train = TrainConfig(epochs=epochs, batch_size=64, lr=2e-3, max_batches_per_epoch=20, patience=3, seed=seed,
                         device="auto", loss="huber")
     say(f"training a {model['n_layers']}-layer LSH Reformer, seq_len {seq_len}, horizon 24, on the 70% train split")
     trained = train_crypto(frame, seq_len=seq_len, horizon=24, model_overrides=model, train_config=train,
@@ -86,8 +86,12 @@ def run_demo(report_dir: str | Path, *, n_bars: int = 6000, seq_len: int = 256, 
     plot_attention(out / "run", frame, out / "attention.png")
 
     # backtest the model on the test period only: bars after the last training and validation target
-    test_start = int(trained.data.prepared.timestamps[trained.data.prepared.split.test[0]])
-    predictions = predict_all(out / "run", frame)
+    prepared = trained.data.prepared
+    first_test = int(prepared.split.test[0])
+    test_start = int(prepared.timestamps[first_test])
+    # predict from just enough history before the test period (feature warm-up + one window), not the whole series
+    history_from = max(0, int(prepared.end_bars[first_test]) - seq_len - 2 * prepared.spec.warmup)
+    predictions = predict_all(out / "run", frame.iloc[history_from:].reset_index(drop=True))
     predictions = predictions[predictions["timestamp"] >= test_start]
     bars = frame[frame["timestamp"] >= test_start].reset_index(drop=True)
     series = pd.Series(predictions["prediction"].to_numpy(), index=pd.to_datetime(predictions["timestamp"],
