@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from ..data.dataset import DataLoader, klines_to_frame
 from ..data.features import FeatureSpec
+from ..data.scaling import StandardScaler
 from ..errors import ConfigError, UserInputError
 from ..model import ReformerConfig, ReformerModel
 from .loop import TrainConfig, fit, predict_dataset
@@ -146,7 +147,8 @@ class WalkForwardPredictor:
             raise UserInputError("a walk-forward fold has no training windows: raise train_windows")
         # every training bar once: the first window, then the last row of each later window
         bars = torch.cat([features[first_train], features[first_train + 1: last_train + 1, -1]])  # (l + w - 1, f)
-        mean, std = bars.mean(dim=0), bars.std(dim=0).clamp(min=1e-8)
+        scaler = StandardScaler().fit(bars.double().numpy())  # this fold's training bars only
+        mean, std = torch.from_numpy(scaler.mean).float(), torch.from_numpy(scaler.std).float()
         model = ReformerModel(config)
         result = fit(model, _Windows(features, targets, train_idx, mean, std),
                      _Windows(features, targets, val_idx, mean, std), self.train_config, progress=self.progress)
