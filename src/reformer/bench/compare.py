@@ -35,7 +35,7 @@ from typing import Any
 from .attention import Measurement, _rss_bytes
 from .shape import IMPLS, ModelShape
 
-__all__ = ["CompareSpec", "Run", "WorkerOutcome", "machine_info", "predict_skip", "ratios", "rotated",
+__all__ = ["CompareSpec", "Run", "WorkerOutcome", "machine_info", "predict_skip", "ratios", "record_outcome", "rotated",
            "run_compare", "run_worker", "summarise", "time_steps"]
 
 _QUADRATIC = frozenset({"sdpa"})
@@ -280,11 +280,7 @@ def run_compare(lengths: list[int], impls: tuple[str, ...], spec: CompareSpec,
                     outcome = run_worker("reformer.bench.compare", payload, startup_timeout=spec.startup_timeout,
                                          step_timeout=spec.step_timeout,
                                          budget_bytes=int(spec.budget_gb * 2**30))
-                    if outcome.result is None:
-                        run.skipped = outcome.skipped
-                    else:
-                        run.times, run.warmup = outcome.result["times"], outcome.result["warmup"]
-                        run.peak_mb = outcome.result["peak_mb"]
+                    record_outcome(run, outcome)
                 at_length.append(run)
                 if progress is not None:
                     progress(run)
@@ -326,3 +322,12 @@ def _versions() -> dict[str, str | None]:
     from .peers import peer_versions
 
     return peer_versions()
+
+
+def record_outcome(run: Run, outcome: WorkerOutcome) -> None:
+    """Copy a worker's outcome (times, warm-up, peak memory, or why it was skipped) into `run`."""
+    if outcome.result is None:
+        run.skipped = outcome.skipped
+    else:
+        run.times, run.warmup = outcome.result["times"], outcome.result["warmup"]
+        run.peak_mb = outcome.result["peak_mb"]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .attention import Measurement, n_buckets_for
-from .compare import CompareSpec, Run, predict_skip, run_worker, summarise, time_steps
+from .compare import CompareSpec, Run, predict_skip, record_outcome, run_worker, summarise, time_steps
 from .shape import ModelShape
 
 __all__ = ["DEFAULT_LENGTHS", "loglog_slope", "plot_scaling", "run_scaling"]
@@ -57,11 +57,7 @@ def run_scaling(lengths: list[int], spec: CompareSpec,
                            "threads": spec.threads, "seed": spec.seed + repeat}
                 outcome = run_worker("reformer.bench.scaling", payload, startup_timeout=spec.startup_timeout,
                                      step_timeout=spec.step_timeout, budget_bytes=int(spec.budget_gb * 2**30))
-                if outcome.result is None:
-                    run.skipped = outcome.skipped
-                else:
-                    run.times, run.warmup = outcome.result["times"], outcome.result["warmup"]
-                    run.peak_mb = outcome.result["peak_mb"]
+                record_outcome(run, outcome)
             at_length.append(run)
             if progress is not None:
                 progress(run)
