@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from reformer.api import Kline, klines_from_csv
+
 # A shell that starts a job in the background (`cmd &`) sets SIGINT to "ignore", and children inherit that: the
 # Ctrl-C tests of the CLI and the fake exchange need the ordinary disposition, whoever launched the suite.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
@@ -39,3 +41,18 @@ def btc_csv(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def etth1_csv(shared_data: Path) -> Path:
     return shared_data / "ett" / "ETTh1.csv"
+
+
+@pytest.fixture(scope="session")
+def btc_klines(btc_csv: Path) -> list[Kline]:
+    """Every candle of the shared BTCUSDT perpetual 1 h file."""
+    return klines_from_csv(btc_csv)
+
+
+@pytest.fixture(scope="session")
+def year(btc_klines: list[Kline]) -> list[Kline]:
+    """The 8,784 hourly candles of 2024 (a leap year)."""
+    first, last = 1_704_067_200_000, 1_735_686_000_000  # 2024-01-01 00:00 and 2024-12-31 23:00 UTC
+    candles = [k for k in btc_klines if first <= k.start_time <= last]
+    assert len(candles) == 8784
+    return candles

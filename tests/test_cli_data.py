@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reformer.api import FakeExchange, FaultPlan, Kline, klines_from_csv
+from reformer.api import FakeExchange, FaultPlan, Kline
 from reformer.cli import main
 from reformer.data.csv_io import EXPORT_COLUMNS, read_klines
 from reformer.data.store import KlineStore
@@ -37,18 +37,6 @@ def exported(db: Path, out: Path) -> list[Kline]:
     if out.suffix == ".csv":
         assert out.read_text().splitlines()[0] == ",".join(EXPORT_COLUMNS)
     return read_klines(out)
-
-
-@pytest.fixture(scope="module")
-def btc_klines(btc_csv: Path) -> list[Kline]:
-    return klines_from_csv(btc_csv)
-
-
-@pytest.fixture(scope="module")
-def year(btc_klines: list[Kline]) -> list[Kline]:
-    candles = [k for k in btc_klines if YEAR_2024[0] <= k.start_time <= YEAR_2024[1]]
-    assert len(candles) == 8784
-    return candles
 
 
 @pytest.fixture(scope="module")

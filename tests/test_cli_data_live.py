@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reformer.api import FakeExchange, Fault, FaultPlan, Kline, klines_from_csv
+from reformer.api import FakeExchange, Fault, FaultPlan, Kline
 from reformer.cli import main
 from reformer.data.csv_io import write_klines
 from reformer.data.store import KlineStore
@@ -29,13 +29,6 @@ PATIENCE_S = 60.0  # safety net for the condition polls below (process start-up 
 
 def cli(*args: object) -> int:
     return main([str(a) for a in args])
-
-
-@pytest.fixture(scope="module")
-def year(btc_csv: Path) -> list[Kline]:
-    candles = [k for k in klines_from_csv(btc_csv) if YEAR_2024[0] <= k.start_time <= YEAR_2024[1]]
-    assert len(candles) == 8784
-    return candles
 
 
 def stored_rows(db: Path) -> int:

@@ -45,12 +45,12 @@ def fetch_year(series: list[Kline], year: list[Kline], plan: FaultPlan | None = 
 
 
 @pytest.mark.parametrize("overflow", ["newest", "oldest"])
-def test_a_year_of_hourly_candles_is_exact_fast_and_polite(btc_klines: list[Kline], year_klines: list[Kline],
+def test_a_year_of_hourly_candles_is_exact_fast_and_polite(btc_klines: list[Kline], year: list[Kline],
                                                          overflow: str) -> None:
-    got, fake, seconds = fetch_year(btc_klines, year_klines, overflow=overflow)
+    got, fake, seconds = fetch_year(btc_klines, year, overflow=overflow)
     print(f"\nyear fetch ({overflow}): {len(got)} candles, {fake.count()} kline requests, "
           f"{fake.count(None)} requests in all, {seconds:.2f} s")
-    assert got == year_klines
+    assert got == year
     assert fake.count() <= 10  # 8,784 candles in windows of 1,000: 9 pages
     assert seconds < 5.0
     assert_polite(fake.requests, 10.0)
@@ -61,15 +61,15 @@ def test_a_year_of_hourly_candles_is_exact_fast_and_polite(btc_klines: list[Klin
 
 
 @pytest.mark.parametrize("seed", [5, 7, 19])  # seeds whose draws hit this short run (3 to 10 faults)
-def test_a_year_with_15_percent_failures_is_identical(btc_klines: list[Kline], year_klines: list[Kline],
+def test_a_year_with_15_percent_failures_is_identical(btc_klines: list[Kline], year: list[Kline],
                                                      fast_sleep: SleepRecorder, seed: int) -> None:
     plan = FaultPlan(rate=0.15, seed=seed, slow_delay=0.6)
-    got, fake, seconds = fetch_year(btc_klines, year_klines, plan,
+    got, fake, seconds = fetch_year(btc_klines, year, plan,
                                     client_args={"sleep": fast_sleep, "timeout": 0.3, "seed": 5})
     faults = [r.fault for r in fake.requests if r.fault is not None]
     print(f"\nyear fetch with faults: {len(faults)} faults {sorted(faults)}, {fake.count(None)} requests, "
           f"{seconds:.2f} s")
-    assert got == year_klines
+    assert got == year
     assert len(faults) >= 3, "the seed should inject faults"
     # Every fault costs exactly one retry, nothing else changes.
     assert fake.count(None) == 11 + len(faults)
@@ -77,9 +77,9 @@ def test_a_year_with_15_percent_failures_is_identical(btc_klines: list[Kline], y
     assert_polite(fake.requests, 10.0)
 
 
-def test_every_kind_of_transient_failure_is_survived(btc_klines: list[Kline], year_klines: list[Kline],
+def test_every_kind_of_transient_failure_is_survived(btc_klines: list[Kline], year: list[Kline],
                                                     fast_sleep: SleepRecorder) -> None:
-    quarter = year_klines[:2500]
+    quarter = year[:2500]
     plan = FaultPlan(slow_delay=0.6, paths=("/v5/market/kline",))
     plan.queue.extend(RETRYABLE_FAULTS)
     got, fake, _ = fetch_year(btc_klines, quarter, plan,
@@ -90,8 +90,8 @@ def test_every_kind_of_transient_failure_is_survived(btc_klines: list[Kline], ye
     assert fake.count() == 3 + len(RETRYABLE_FAULTS)
 
 
-def test_the_open_candle_is_returned_only_once_closed(year_klines: list[Kline]) -> None:
-    day = year_klines[:48]
+def test_the_open_candle_is_returned_only_once_closed(year: list[Kline]) -> None:
+    day = year[:48]
 
     async def scenario() -> None:
         async with FakeExchange({SERIES: day}) as fake, BybitClient(fake.base_url, rate_limit=None) as client:
@@ -107,8 +107,8 @@ def test_the_open_candle_is_returned_only_once_closed(year_klines: list[Kline]) 
     run(scenario())
 
 
-def test_limit_and_bounds(year_klines: list[Kline]) -> None:
-    week = year_klines[:168]
+def test_limit_and_bounds(year: list[Kline]) -> None:
+    week = year[:168]
 
     async def scenario() -> None:
         async with FakeExchange({SERIES: week}) as fake, BybitClient(fake.base_url, rate_limit=None) as client:
@@ -122,9 +122,9 @@ def test_limit_and_bounds(year_klines: list[Kline]) -> None:
     run(scenario())
 
 
-def test_bad_symbol_fails_at_once_naming_it(year_klines: list[Kline], fast_sleep: SleepRecorder) -> None:
+def test_bad_symbol_fails_at_once_naming_it(year: list[Kline], fast_sleep: SleepRecorder) -> None:
     async def scenario(fake_calls: list[int]) -> None:
-        async with FakeExchange({SERIES: year_klines[:10]}) as fake, \
+        async with FakeExchange({SERIES: year[:10]}) as fake, \
                 BybitClient(fake.base_url, sleep=fast_sleep) as client:
             try:
                 with pytest.raises(InvalidSymbolError, match="'DOGEUSDX'"):
@@ -140,9 +140,9 @@ def test_bad_symbol_fails_at_once_naming_it(year_klines: list[Kline], fast_sleep
     assert calls == [3] and fast_sleep.delays == []  # time + instruments-info, then the raw kline call
 
 
-def test_bad_interval_fails_before_any_request(year_klines: list[Kline]) -> None:
+def test_bad_interval_fails_before_any_request(year: list[Kline]) -> None:
     async def scenario() -> int:
-        async with FakeExchange({SERIES: year_klines[:10]}) as fake, BybitClient(fake.base_url) as client:
+        async with FakeExchange({SERIES: year[:10]}) as fake, BybitClient(fake.base_url) as client:
             for interval in ("7", "M", "hourly"):
                 with pytest.raises(InvalidIntervalError, match="interval"):
                     await client.get_klines("BTCUSDT", interval, limit=5)
@@ -151,9 +151,9 @@ def test_bad_interval_fails_before_any_request(year_klines: list[Kline]) -> None
     assert run(scenario()) == 0
 
 
-def test_403_is_fatal_at_once(year_klines: list[Kline], fast_sleep: SleepRecorder) -> None:
+def test_403_is_fatal_at_once(year: list[Kline], fast_sleep: SleepRecorder) -> None:
     async def scenario() -> int:
-        async with FakeExchange({SERIES: year_klines[:10]}) as fake, \
+        async with FakeExchange({SERIES: year[:10]}) as fake, \
                 BybitClient(fake.base_url, sleep=fast_sleep) as client:
             fake.inject(Fault.BANNED)
             with pytest.raises(ExchangeBannedError, match="10 minutes"):
@@ -163,11 +163,11 @@ def test_403_is_fatal_at_once(year_klines: list[Kline], fast_sleep: SleepRecorde
     assert run(scenario()) == 1 and fast_sleep.delays == []
 
 
-def test_funding_history_and_instrument_from_the_fake(year_klines: list[Kline]) -> None:
+def test_funding_history_and_instrument_from_the_fake(year: list[Kline]) -> None:
     async def scenario() -> None:
-        async with FakeExchange({SERIES: year_klines}) as fake, BybitClient(fake.base_url, rate_limit=None) as client:
+        async with FakeExchange({SERIES: year}) as fake, BybitClient(fake.base_url, rate_limit=None) as client:
             info = await client.get_instrument_info("BTCUSDT")
-            assert info.launch_time == year_klines[0].start_time and info.funding_interval_min == 480
+            assert info.launch_time == year[0].start_time and info.funding_interval_min == 480
             rates = await client.get_funding_history("BTCUSDT")
             assert len(rates) == 366 * 3 and rates == sorted(rates)
             assert fake.count("/v5/market/funding/history") == 6

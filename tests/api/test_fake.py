@@ -31,15 +31,15 @@ def get(fake: FakeExchange, path: str, **params: Any) -> httpx.Response:
 
 
 @pytest.fixture
-def fake(year_klines: list[Kline]) -> Any:
+def fake(year: list[Kline]) -> Any:
     """24 hourly candles of 2024-01-01 in a background thread; the clock at 02:42:03.456 as in the doc."""
-    with FakeExchange({SERIES: year_klines[:24], ("spot", "BTCUSDT", "60"): year_klines[:24],
-                       ("inverse", "BTCUSD", "60"): year_klines[:24]},
+    with FakeExchange({SERIES: year[:24], ("spot", "BTCUSDT", "60"): year[:24],
+                       ("inverse", "BTCUSD", "60"): year[:24]},
                       now_ms=1_704_076_923_456) as server:
         yield server
 
 
-def test_doc_example_inclusive_bounds_newest_first(fake: FakeExchange, year_klines: list[Kline]) -> None:
+def test_doc_example_inclusive_bounds_newest_first(fake: FakeExchange, year: list[Kline]) -> None:
     body = get(fake, KLINE, category="linear", symbol="BTCUSDT", interval="60", start=1670601600000,
                end=1704074400000, limit=1000).json()
     assert set(body) == {"retCode", "retMsg", "result", "retExtInfo", "time"}
@@ -48,10 +48,10 @@ def test_doc_example_inclusive_bounds_newest_first(fake: FakeExchange, year_klin
     assert [r[0] for r in rows] == ["1704074400000", "1704070800000", "1704067200000"]  # newest first
     assert all(isinstance(v, str) for r in rows for v in r)
     assert rows[-1] == ["1704067200000", "42324.8", "42610.9", "42300.2", "42517.4", "3038.207",
-                        str(year_klines[0].turnover)]
+                        str(year[0].turnover)]
     # The 02:00 candle is still open at 02:42: partial values, between its open and its final extremes.
     open_row = [float(v) for v in rows[0][1:]]
-    final = year_klines[2]
+    final = year[2]
     assert open_row[0] == final.open and final.low <= open_row[2] <= open_row[1] <= final.high
     assert 0 < open_row[4] < final.volume
     exact = get(fake, KLINE, symbol="BTCUSDT", interval="60", start=1704067200000, end=1704074400000).json()
@@ -81,8 +81,8 @@ def test_kline_parameters_are_validated(fake: FakeExchange, params: dict[str, An
     assert body["result"] == {}
 
 
-def test_overflow_default_limit_and_unknown_routes(year_klines: list[Kline]) -> None:
-    day = year_klines[:24]
+def test_overflow_default_limit_and_unknown_routes(year: list[Kline]) -> None:
+    day = year[:24]
     for overflow, expected in (("newest", day[-5:]), ("oldest", day[:5])):
         with FakeExchange({SERIES: day}, overflow=overflow) as fake:
             rows = get(fake, KLINE, symbol="BTCUSDT", interval="60", start=day[0].start_time,
@@ -91,35 +91,35 @@ def test_overflow_default_limit_and_unknown_routes(year_klines: list[Kline]) -> 
             only_start = get(fake, KLINE, symbol="BTCUSDT", interval="60", start=day[0].start_time, limit=2)
             assert [int(r[0]) for r in only_start.json()["result"]["list"]] == [day[1].start_time, day[0].start_time]
             assert get(fake, "/v5/market/orderbook").status_code == 404
-    with FakeExchange({SERIES: year_klines[:300]}) as fake:
+    with FakeExchange({SERIES: year[:300]}) as fake:
         assert len(get(fake, KLINE, symbol="BTCUSDT", interval="60").json()["result"]["list"]) == 200
 
 
-def test_time_instruments_funding_and_inverse(fake: FakeExchange, year_klines: list[Kline]) -> None:
+def test_time_instruments_funding_and_inverse(fake: FakeExchange, year: list[Kline]) -> None:
     clock = get(fake, "/v5/market/time").json()["result"]
     assert clock == {"timeSecond": "1704076923", "timeNano": "1704076923456000000"}
     item = get(fake, "/v5/market/instruments-info", category="linear", symbol="BTCUSDT").json()["result"]["list"][0]
-    assert item["launchTime"] == str(year_klines[0].start_time) and item["fundingInterval"] == 480
+    assert item["launchTime"] == str(year[0].start_time) and item["fundingInterval"] == 480
     assert get(fake, "/v5/market/instruments-info", category="linear", symbol="NOPE").json()["result"]["list"] == []
     assert get(fake, "/v5/market/instruments-info").json()["retCode"] == 10001
     funding = get(fake, "/v5/market/funding/history", category="linear", symbol="BTCUSDT").json()["result"]["list"]
     assert [f["fundingRateTimestamp"] for f in funding] == ["1704067200000"]  # 08:00 is still to come
     only_start = get(fake, "/v5/market/funding/history", category="linear", symbol="BTCUSDT", startTime=0)
     assert only_start.json()["retCode"] == 10001
-    inverse = get(fake, KLINE, category="inverse", symbol="BTCUSD", interval="60", start=year_klines[0].start_time,
-                  end=year_klines[0].start_time).json()["result"]["list"][0]
-    assert (float(inverse[5]), float(inverse[6])) == (year_klines[0].turnover, year_klines[0].volume)
+    inverse = get(fake, KLINE, category="inverse", symbol="BTCUSD", interval="60", start=year[0].start_time,
+                  end=year[0].start_time).json()["result"]["list"][0]
+    assert (float(inverse[5]), float(inverse[6])) == (year[0].turnover, year[0].volume)
 
 
-def test_sync_client_against_a_threaded_fake(fake: FakeExchange, year_klines: list[Kline]) -> None:
+def test_sync_client_against_a_threaded_fake(fake: FakeExchange, year: list[Kline]) -> None:
     with SyncBybitClient(fake.base_url, rate_limit=None) as client:
         assert client.get_server_time() == fake.now_ms
-        assert client.get_klines("BTCUSDT", "60") == year_klines[:2]
-        fake.set_now(year_klines[23].start_time + HOUR)  # from this thread: blocks until applied
-        pages = list(client.iter_kline_pages("BTCUSDT", "60", year_klines[0].start_time))
-        assert pages == [year_klines[:24]]
-        assert client.get_klines("BTCUSDT", "60", limit=3, category="spot") == year_klines[21:24]
-        assert client.get_klines("BTCUSD", "60", limit=3, category="inverse") == year_klines[21:24]
+        assert client.get_klines("BTCUSDT", "60") == year[:2]
+        fake.set_now(year[23].start_time + HOUR)  # from this thread: blocks until applied
+        pages = list(client.iter_kline_pages("BTCUSDT", "60", year[0].start_time))
+        assert pages == [year[:24]]
+        assert client.get_klines("BTCUSDT", "60", limit=3, category="spot") == year[21:24]
+        assert client.get_klines("BTCUSD", "60", limit=3, category="inverse") == year[21:24]
         assert client.get_instrument_info("BTCUSDT").status == "Trading"
         funding = client.get_funding_history("BTCUSDT")  # 00:00, 08:00, 16:00 and the next 00:00 UTC
         assert [r.time_ms for r in funding] == [1704067200000 + i * 8 * HOUR for i in range(4)]
@@ -156,9 +156,9 @@ def test_each_fault_looks_like_the_real_thing(fake: FakeExchange, fault: Fault) 
     assert set(RETRYABLE_FAULTS) == set(Fault) - {Fault.BANNED, Fault.EMPTY_LIST}
 
 
-def test_clock_only_moves_forward_and_async_lifecycle(year_klines: list[Kline]) -> None:
+def test_clock_only_moves_forward_and_async_lifecycle(year: list[Kline]) -> None:
     async def scenario() -> None:
-        async with FakeExchange({SERIES: year_klines[:5]}) as fake:
+        async with FakeExchange({SERIES: year[:5]}) as fake:
             assert fake.base_url.startswith("http://127.0.0.1:") and fake.ws_url.endswith("/v5/public")
             start = fake.now_ms
             await fake.advance(HOUR)

@@ -49,8 +49,8 @@ def test_ws_url_derivation() -> None:
     assert public_ws_url("ws://127.0.0.1:9/v5/public/inverse", "linear") == "ws://127.0.0.1:9/v5/public/inverse"
 
 
-def test_fake_ws_protocol(year_klines: list[Kline]) -> None:
-    hours = year_klines[:10]
+def test_fake_ws_protocol(year: list[Kline]) -> None:
+    hours = year[:10]
 
     async def scenario() -> None:
         async with FakeExchange({SERIES: hours}, now_ms=opened(hours[3])) as fake, \
@@ -77,8 +77,8 @@ def test_fake_ws_protocol(year_klines: list[Kline]) -> None:
     run(scenario())
 
 
-def test_stream_yields_closed_candles_once_in_order_and_pings(year_klines: list[Kline]) -> None:
-    hours = year_klines[:40]
+def test_stream_yields_closed_candles_once_in_order_and_pings(year: list[Kline]) -> None:
+    hours = year[:40]
 
     async def scenario() -> None:
         async with FakeExchange({SERIES: hours}, now_ms=opened(hours[10])) as fake, \
@@ -98,8 +98,8 @@ def test_stream_yields_closed_candles_once_in_order_and_pings(year_klines: list[
     run(scenario())
 
 
-def test_dropped_websocket_is_back_filled_through_rest(year_klines: list[Kline], fast_sleep: SleepRecorder) -> None:
-    hours = year_klines[:60]
+def test_dropped_websocket_is_back_filled_through_rest(year: list[Kline], fast_sleep: SleepRecorder) -> None:
+    hours = year[:60]
 
     async def scenario() -> None:
         async with FakeExchange({SERIES: hours}, now_ms=opened(hours[10])) as fake, \
@@ -125,9 +125,9 @@ def test_dropped_websocket_is_back_filled_through_rest(year_klines: list[Kline],
     run(scenario())
 
 
-def test_drops_racing_with_closes_never_lose_or_repeat(year_klines: list[Kline],
+def test_drops_racing_with_closes_never_lose_or_repeat(year: list[Kline],
                                                       fast_sleep: SleepRecorder) -> None:
-    hours = year_klines[:80]
+    hours = year[:80]
 
     async def scenario() -> None:
         async with FakeExchange({SERIES: hours}, now_ms=opened(hours[5])) as fake, \
@@ -151,8 +151,8 @@ def test_drops_racing_with_closes_never_lose_or_repeat(year_klines: list[Kline],
     run(scenario())
 
 
-def test_a_gap_in_live_pushes_is_back_filled(year_klines: list[Kline]) -> None:
-    hours = year_klines[:30]
+def test_a_gap_in_live_pushes_is_back_filled(year: list[Kline]) -> None:
+    hours = year[:30]
 
     async def scenario() -> None:
         async with FakeExchange({SERIES: hours}, now_ms=opened(hours[10])) as fake, \
@@ -170,8 +170,8 @@ def test_a_gap_in_live_pushes_is_back_filled(year_klines: list[Kline]) -> None:
     run(scenario())
 
 
-def test_since_back_fills_history_first(year_klines: list[Kline]) -> None:
-    hours = year_klines[:30]
+def test_since_back_fills_history_first(year: list[Kline]) -> None:
+    hours = year[:30]
 
     async def scenario() -> None:
         async with FakeExchange({SERIES: hours}, now_ms=opened(hours[20])) as fake, \
@@ -186,9 +186,9 @@ def test_since_back_fills_history_first(year_klines: list[Kline]) -> None:
     run(scenario())
 
 
-def test_unknown_symbol_subscription_raises(year_klines: list[Kline]) -> None:
+def test_unknown_symbol_subscription_raises(year: list[Kline]) -> None:
     async def scenario() -> None:
-        async with FakeExchange({SERIES: year_klines[:5]}) as fake, \
+        async with FakeExchange({SERIES: year[:5]}) as fake, \
                 BybitClient(fake.base_url, ws_url=fake.ws_url) as client:
             with pytest.raises(InvalidSymbolError, match="NOPEUSDT"):
                 async for _ in BybitStream("NOPEUSDT", "60", client=client):

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from reformer.api import BybitClient, FakeExchange, Kline, klines_from_csv
+from reformer.api import BybitClient, FakeExchange, Kline
 from reformer.data.store import KlineStore
 from reformer.data.sync import SyncReport, parse_time_ms, sync_klines, sync_klines_blocking
 from reformer.errors import InvalidIntervalError, InvalidSymbolError, UserInputError
@@ -18,18 +18,6 @@ T = TypeVar("T")
 HOUR = 3_600_000
 YEAR_2024 = (1_704_067_200_000, 1_735_686_000_000)  # first and last hourly open time of 2024, epoch ms
 KEY = ("linear", "BTCUSDT", "60")
-
-
-@pytest.fixture(scope="module")
-def btc_klines(btc_csv: Path) -> list[Kline]:
-    return klines_from_csv(btc_csv)
-
-
-@pytest.fixture(scope="module")
-def year(btc_klines: list[Kline]) -> list[Kline]:
-    candles = [k for k in btc_klines if YEAR_2024[0] <= k.start_time <= YEAR_2024[1]]
-    assert len(candles) == 8784
-    return candles
 
 
 def run_with_fake(series: list[Kline], scenario: Callable[[FakeExchange, BybitClient], Awaitable[T]],

@@ -35,8 +35,20 @@ from typing import Any
 from .attention import Measurement, _rss_bytes
 from .shape import IMPLS, ModelShape
 
-__all__ = ["CompareSpec", "Run", "WorkerOutcome", "machine_info", "predict_skip", "ratios", "record_outcome", "rotated",
-           "run_compare", "run_worker", "summarise", "time_steps"]
+__all__ = [
+    "CompareSpec",
+    "Run",
+    "WorkerOutcome",
+    "machine_info",
+    "measure_run",
+    "predict_skip",
+    "ratios",
+    "rotated",
+    "run_compare",
+    "run_worker",
+    "summarise",
+    "time_steps",
+]
 
 _QUADRATIC = frozenset({"sdpa"})
 """Implementations whose step time grows with L² (full attention)."""
@@ -275,12 +287,7 @@ def run_compare(lengths: list[int], impls: tuple[str, ...], spec: CompareSpec,
                     reason = earlier[-1].skipped
                 run = Run(impl, length, repeat, skipped=reason)
                 if reason is None:
-                    payload = {"impl": impl, "length": length, "shape": asdict(spec.shape), "steps": spec.steps,
-                               "threads": spec.threads, "seed": spec.seed + repeat}
-                    outcome = run_worker("reformer.bench.compare", payload, startup_timeout=spec.startup_timeout,
-                                         step_timeout=spec.step_timeout,
-                                         budget_bytes=int(spec.budget_gb * 2**30))
-                    record_outcome(run, outcome)
+                    measure_run(run, "reformer.bench.compare", spec, impl=impl)
                 at_length.append(run)
                 if progress is not None:
                     progress(run)
@@ -324,8 +331,13 @@ def _versions() -> dict[str, str | None]:
     return peer_versions()
 
 
-def record_outcome(run: Run, outcome: WorkerOutcome) -> None:
-    """Copy a worker's outcome (times, warm-up, peak memory, or why it was skipped) into `run`."""
+def measure_run(run: Run, module: str, spec: CompareSpec, **extra: Any) -> None:
+    """Run one worker (`python -m module`) at `run.length` with the spec's shape, steps, threads, seed, timeouts and
+    memory budget, and record its times, warm-up and peak memory (or why it was skipped) in `run`."""
+    payload = {**extra, "length": run.length, "shape": asdict(spec.shape), "steps": spec.steps,
+               "threads": spec.threads, "seed": spec.seed + run.repeat}
+    outcome = run_worker(module, payload, startup_timeout=spec.startup_timeout, step_timeout=spec.step_timeout,
+                         budget_bytes=int(spec.budget_gb * 2**30))
     if outcome.result is None:
         run.skipped = outcome.skipped
     else:

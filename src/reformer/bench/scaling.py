@@ -14,12 +14,11 @@ import math
 import statistics
 import sys
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from .attention import Measurement, n_buckets_for
-from .compare import CompareSpec, Run, predict_skip, record_outcome, run_worker, summarise, time_steps
+from .compare import CompareSpec, Run, measure_run, predict_skip, summarise, time_steps
 from .shape import ModelShape
 
 __all__ = ["DEFAULT_LENGTHS", "loglog_slope", "plot_scaling", "run_scaling"]
@@ -53,11 +52,7 @@ def run_scaling(lengths: list[int], spec: CompareSpec,
                 reason = at_length[-1].skipped
             run = Run("lsh", length, repeat, skipped=reason)
             if reason is None:
-                payload = {"length": length, "shape": asdict(spec.shape), "steps": spec.steps,
-                           "threads": spec.threads, "seed": spec.seed + repeat}
-                outcome = run_worker("reformer.bench.scaling", payload, startup_timeout=spec.startup_timeout,
-                                     step_timeout=spec.step_timeout, budget_bytes=int(spec.budget_gb * 2**30))
-                record_outcome(run, outcome)
+                measure_run(run, "reformer.bench.scaling", spec)
             at_length.append(run)
             if progress is not None:
                 progress(run)
