@@ -90,3 +90,17 @@ def test_missing_file_from_the_console_script_has_no_traceback(tmp_path: Path) -
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().count("\n") == 0 and "none.csv" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_linear_skip_never_ends_worse_than_its_start_on_validation(small_csv: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["evaluate", "--csv", str(small_csv), "--protocol", "ratio", "--features", "M", "--json",
+                 "--linear-skip", *TINY])
+    assert code == 0
+    payload = json.loads(capsys.readouterr().out)
+    train = payload["train"]
+    assert payload["config"]["linear_skip"] is True and "linear skip" in payload["model"]["name"]
+    assert train["start_val_mse"] is not None and train["selected"] in (
+        "trained", "start (training never beat the linear start on validation)")
+    # the start is the least-squares map in the RevIN frame: close to the linear baseline on a clean sinusoid
+    assert payload["model"]["mse"] < 0.5 * payload["baselines"]["repeat"]["mse"]

@@ -135,3 +135,22 @@ def test_linear_baseline_recovers_a_linear_process() -> None:
     np.testing.assert_allclose(model.predict(x[:5]), y[:5], atol=1e-4)
     with pytest.raises(ConfigError):
         LinearForecaster().predict(x)
+
+
+def test_linear_skip_starts_at_the_least_squares_fit_and_learns_only_the_residual() -> None:
+    # a process that is exactly linear in the RevIN frame: y_k = x_last + 0.5 (x_last - x_first) (k + 1)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 32, 2)).astype(np.float32)
+    slope = (x[:, -1] - x[:, 0])[:, None, :] * 0.5 * np.arange(1, 9)[None, :, None]
+    y = (x[:, -1:, :] + slope).astype(np.float32)
+    config = ForecastConfig(seq_len=32, horizon=8, n_channels=2, patch_len=8, stride=8, d_model=16, n_heads=2,
+                            n_layers=1, d_ff=32, attention_type="full", dropout=0.0, linear_skip=True)
+    model = PatchReformerForecaster(config).eval()
+    with torch.no_grad():  # the encoder's head starts at zero and the skip at zero: the forecast is x_last
+        torch.testing.assert_close(model(torch.from_numpy(x[:4])), torch.from_numpy(x[:4, -1:]).expand(-1, 8, -1))
+    model.init_linear_skip(x, y, ridge=1e-9)
+    with torch.no_grad():
+        torch.testing.assert_close(model(torch.from_numpy(x[:16])), torch.from_numpy(y[:16]), atol=1e-3, rtol=1e-3)
+    assert model.skip is not None and not model.skip.weight.requires_grad  # fixed: the encoder learns the residual
+    with pytest.raises(ConfigError, match="linear_skip=True"):
+        PatchReformerForecaster(ForecastConfig(seq_len=32, horizon=8, n_channels=2)).init_linear_skip(x, y)

@@ -38,6 +38,9 @@ def evaluate(
     reversible: Annotated[bool, typer.Option(help="Reversible residual layers.")] = True,
     revin: Annotated[bool, typer.Option(help="Per-window normalisation (RevIN).")] = True,
     dropout: Annotated[float, typer.Option(help="Encoder dropout.")] = 0.1,
+    linear_skip: Annotated[bool, typer.Option(help="Add a least-squares-initialised linear map of the window to "
+                                                   "the encoder's output (the encoder learns the residual).")
+                           ] = False,
     batch_size: Annotated[int, typer.Option(help="Windows per training step.")] = 128,
     lr: Annotated[float, typer.Option(help="Peak learning rate (warm-up, then cosine).")] = 1e-3,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-4,
@@ -59,7 +62,7 @@ def evaluate(
     model = ForecastConfig(seq_len=seq_len, horizon=horizon, patch_len=patch_len, stride=stride, revin=revin,
                            d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff, attention_type=attention,
                            chunk_size=chunk_size, n_buckets=n_buckets, n_hash_rounds=n_hash_rounds,
-                           reversible=reversible, dropout=dropout, seed=seed)
+                           reversible=reversible, dropout=dropout, linear_skip=linear_skip, seed=seed)
     model.reformer_config()  # validate the encoder settings before loading data
     train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                patience=patience, max_batches_per_epoch=max_batches or None, seed=seed,

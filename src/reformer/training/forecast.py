@@ -9,6 +9,12 @@ The Reformer forecaster follows the recipe that made Transformers competitive on
   window is cut into `n_patches` overlapping patches of `patch_len` steps (stride `stride`, padded at the end by
   repeating the last value `stride` times), and each patch is one token.
 * The encoder is `ReformerModel(seq_len=n_patches, n_features=patch_len, n_outputs=horizon, pooling="flatten")`.
+* Optional linear skip (`linear_skip=True`): in the RevIN frame the forecast is a linear map of the window plus the
+  encoder's output, y' = x'_l + W (x' - x'_l) + b + Reformer(patches(x')). W and b start at the closed-form
+  least-squares fit on the training windows (`init_linear_skip`) and stay fixed (measured on ETTh1: AdamW steps
+  on a least-squares optimum only detune it); the encoder's output layer starts at zero,
+  so training starts from the linear forecast and the encoder learns what the linear map misses (the
+  decomposition of DLinear/NLinear-style linear trend plus a nonlinear residual).
 
 Shape legend: b batch (windows), l input length, c channels, t horizon, n patches, p patch length.
 """
@@ -74,6 +80,8 @@ class ForecastConfig:
     """Reversible residual layers (recompute activations in backward)."""
     dropout: float = 0.2
     """Dropout inside the encoder."""
+    linear_skip: bool = False
+    """Add a linear map of the (RevIN-normalised) window to the encoder's output; see the module docstring."""
     seed: int = 0
     """Weight initialisation and LSH rotation seed."""
 
@@ -169,6 +177,44 @@ class PatchReformerForecaster(nn.Module):
         self.config = config
         self.revin = RevIN(config.n_channels, affine=config.revin_affine) if config.revin else None
         self.encoder = ReformerModel(config.reformer_config())
+        self.skip: nn.Linear | None = None
+        if config.linear_skip:
+            self.skip = nn.Linear(config.seq_len, config.horizon)  # (l) -> (t), shared by channels
+            nn.init.zeros_(self.skip.weight)
+            nn.init.zeros_(self.skip.bias)
+            self.skip.requires_grad_(False)  # fixed at the least-squares fit: AdamW steps only detune it
+            head = self.encoder.head
+            if isinstance(head, nn.Linear):  # start from the linear forecast: the residual is learned
+                nn.init.zeros_(head.weight)
+                nn.init.zeros_(head.bias)
+
+    @torch.no_grad()
+    def init_linear_skip(self, x: np.ndarray, y: np.ndarray, ridge: float = 1e-3, max_windows: int = 20000) -> None:
+        """Set the skip's W, b to the ridge least-squares fit in the RevIN frame on training windows.
+
+        Solves (X'X + ridge * n * I) [W; b] = X'Y with X = [x' - x'_l, 1] and Y = y' - x'_l per window and channel,
+        where x', y' are the window and its target normalised by the window's own mean and std (as in `forward`).
+        Args: x (w, l, c), y (w, t, c) training windows (evenly subsampled to at most `max_windows`).
+        """
+        if self.skip is None:
+            raise ConfigError("init_linear_skip needs ForecastConfig(linear_skip=True)")
+        if len(x) > max_windows:
+            keep = np.linspace(0, len(x) - 1, max_windows).round().astype(np.int64)
+            x, y = x[keep], y[keep]
+        xt, yt = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
+        mean = xt.mean(dim=1, keepdim=True) if self.revin else torch.zeros_like(xt[:, :1])  # (w, 1, c)
+        std = (torch.sqrt(xt.var(dim=1, keepdim=True, unbiased=False) + self.revin.eps) if self.revin
+               else torch.ones_like(mean))
+        xn = rearrange((xt - mean) / std, "w l c -> (w c) l")  # (w*c, l)
+        yn = rearrange((yt - mean) / std, "w t c -> (w c) t")  # (w*c, t)
+        last = xn[:, -1:]
+        design = torch.cat([xn - last, torch.ones_like(last)], dim=1)  # (w*c, l+1)
+        gram = design.T @ design
+        reg = ridge * len(design) * torch.eye(gram.shape[0], dtype=gram.dtype)
+        reg[-1, -1] = 0.0
+        solution = torch.linalg.solve(gram + reg, design.T @ (yn - last))  # (l+1, t)
+        self.skip.weight.copy_(solution[:-1].T.float())
+        self.skip.bias.copy_(solution[-1].float())
 
     def reseed(self, seed: int) -> None:
         """Restart the encoder's training-time LSH rotation stream (called by the fit loop every epoch)."""
@@ -184,6 +230,10 @@ class PatchReformerForecaster(nn.Module):
             x, stats = self.revin.normalize(x)  # (b, l, c)
         tokens = patchify(x, cfg.patch_len, cfg.stride)  # (b*c, n, p)
         out = self.encoder(tokens)  # (b*c, t)
+        if self.skip is not None:
+            series = rearrange(x, "b l c -> (b c) l")  # (b*c, l)
+            last = series[:, -1:]  # (b*c, 1)
+            out = out + self.skip(series - last) + last
         y = rearrange(out, "(b c) t -> b t c", c=cfg.n_channels)  # (b, t, c)
         if self.revin is not None and stats is not None:
             y = self.revin.denormalize(y, stats)

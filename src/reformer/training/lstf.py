@@ -10,6 +10,7 @@ Shape legend: w windows, b batch, l input length, t horizon, c channels.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -195,8 +196,24 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
     config = ForecastConfig(**{**asdict(model or ForecastConfig()), "seq_len": seq_len, "horizon": horizon,
                                "n_channels": n_channels, "seed": train_config.seed})
     forecaster = PatchReformerForecaster(config)
+    initial: dict[str, Any] = {}
+    if config.linear_skip:
+        # start from the closed-form linear forecast (RevIN frame); keep it if training never beats it on validation
+        forecaster.init_linear_skip(*train.arrays())
+        start = evaluate_forecaster(forecaster.eval(), val, target_only=target_only)
+        initial = {"val_mse": start.mse, "weights": copy.deepcopy(forecaster.state_dict())}
+        if log:
+            log(f"linear-skip start: validation MSE {start.mse:.4f}")
     fitted = train_forecaster(forecaster, train, val, train_config, target_only=target_only, progress=progress,
                               log=log)
+    selected = "trained"
+    if initial:
+        trained_val = evaluate_forecaster(forecaster.eval(), val, target_only=target_only).mse
+        if trained_val > initial["val_mse"]:
+            forecaster.load_state_dict(initial["weights"])
+            selected = "start (training never beat the linear start on validation)"
+        if log:
+            log(f"validation MSE trained {trained_val:.4f} vs start {initial['val_mse']:.4f}: kept {selected}")
     scored = evaluate_forecaster(forecaster, test, target_only=target_only)
     attention = config.attention_type
     if attention == "lsh" and config.chunk_size >= config.n_patches:
@@ -204,9 +221,11 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
     train_info = {**train_config.to_dict(), "best_epoch": fitted.best_epoch, "epochs_run": len(fitted.history),
                   "val_mse": [r["val_loss"] for r in fitted.history],
                   "train_loss": [r["train_loss"] for r in fitted.history],
-                  "epoch_seconds": [round(r["seconds"], 1) for r in fitted.history]}
+                  "epoch_seconds": [round(r["seconds"], 1) for r in fitted.history],
+                  "start_val_mse": initial.get("val_mse"), "selected": selected}
     return LSTFResult(
-        model_name=f"patch-reformer ({attention}, {config.n_patches} patches of {config.patch_len})",
+        model_name=(f"patch-reformer ({attention}, {config.n_patches} patches of {config.patch_len}"
+                    + (", linear skip)" if config.linear_skip else ")")),
         model=scored, repeat=repeat, linear=linear, protocol=protocol, seq_len=seq_len, horizon=horizon,
         seed=train_config.seed, features=features, n_channels=n_channels, config=asdict(config), train=train_info,
         seconds=time.perf_counter() - began)
