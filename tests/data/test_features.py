@@ -92,6 +92,18 @@ def test_simple_feature_values(btc: pd.DataFrame) -> None:
     assert (features[["upper_wick_ratio", "lower_wick_ratio"]] >= -1e-12).all().all()
 
 
+def test_signed_volume_is_opt_in_causal_and_signs_the_volume_z_score(btc: pd.DataFrame) -> None:
+    assert "signed_volume_z" not in FeatureSpec().columns()  # opt-in: the default feature set is unchanged
+    spec = FeatureSpec(groups=("volume_z", "signed_volume"))
+    features = compute_features(btc, spec)
+    sign = np.sign(btc["close"] - btc["open"]).to_numpy()
+    np.testing.assert_allclose(features["signed_volume_z"].to_numpy(), sign * features["volume_z"].to_numpy())
+    assert spec.warmups()["signed_volume_z"] == 167 and np.isfinite(features["signed_volume_z"].iloc[167:]).all()
+    t = 1500
+    perturbed = compute_features(_perturb_after(btc, t, np.random.default_rng(3)), spec)
+    pd.testing.assert_frame_equal(perturbed.iloc[: t + 1], features.iloc[: t + 1], check_exact=True)
+
+
 def test_time_encodings_monday_midnight_utc() -> None:
     monday = int(pd.Timestamp("2024-01-01 00:00", tz="UTC").value // 1_000_000)
     hours = monday + 3_600_000 * np.arange(30)

@@ -20,6 +20,7 @@ the warm-up is the same, to that tolerance, whether the history began 200 or 20,
 | `atr`          | `atr_ratio`: Wilder ATR(n) / C_t                        | max(n-1, settle(1/n))       |
 | `volume_z`     | `volume_z`: rolling z-score of ln(1 + volume)           | w - 1 (w = zscore_window)   |
 | `turnover_z`   | `turnover_z`: rolling z-score of ln(1 + turnover)       | w - 1                       |
+| `signed_volume` | `signed_volume_z`: sign(C - O) * volume_z (order-flow proxy, as OBV's increments) | w - 1 |
 | `candle`       | `body_ratio` (C-O)/(H-L), `upper_wick_ratio`, `lower_wick_ratio` | 0                  |
 | `time`         | `hour_sin/cos`, `dow_sin/cos` (UTC, from the open time) | 0                           |
 
@@ -49,11 +50,14 @@ import pandas as pd
 
 from reformer.errors import ConfigError, DataFormatError
 
-__all__ = ["FEATURE_GROUPS", "FeatureSpec", "compute_features"]
+__all__ = ["DEFAULT_FEATURE_GROUPS", "FEATURE_GROUPS", "FeatureSpec", "compute_features"]
 
-FEATURE_GROUPS: tuple[str, ...] = (
+DEFAULT_FEATURE_GROUPS: tuple[str, ...] = (
     "log_return", "realized_vol", "rsi", "macd", "bollinger", "atr", "volume_z", "turnover_z", "candle", "time",
 )
+"""The groups of `FeatureSpec()`."""
+FEATURE_GROUPS: tuple[str, ...] = (*DEFAULT_FEATURE_GROUPS, "signed_volume")
+"""Every known group (`signed_volume` is opt-in)."""
 _PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 _MS_PER_HOUR = 3_600_000
 _MS_PER_DAY = 24 * _MS_PER_HOUR
@@ -66,7 +70,7 @@ class FeatureSpec:
     All windows are in bars.
     """
 
-    groups: tuple[str, ...] = FEATURE_GROUPS
+    groups: tuple[str, ...] = DEFAULT_FEATURE_GROUPS
     """Feature groups to compute, in output order; each one of `FEATURE_GROUPS`."""
     return_horizons: tuple[int, ...] = (1, 4, 24)
     """k of the k-bar log returns ln(C_t / C_{t-k})."""
@@ -201,6 +205,8 @@ class FeatureSpec:
             return {"atr_ratio": max(self.atr_window - 1, self._settle(1.0 / self.atr_window))}
         if group in ("volume_z", "turnover_z"):
             return {group: self.zscore_window - 1}
+        if group == "signed_volume":
+            return {"signed_volume_z": self.zscore_window - 1}
         if group == "candle":
             return {"body_ratio": 0, "upper_wick_ratio": 0, "lower_wick_ratio": 0}
         assert group == "time", group
@@ -345,6 +351,9 @@ def compute_features(frame: pd.DataFrame, spec: FeatureSpec | None = None) -> pd
         .rename("volume_z").to_frame(),
         "turnover_z": lambda: rolling_zscore(np.log1p(frame["turnover"].astype(float)), spec.zscore_window)
         .rename("turnover_z").to_frame(),
+        "signed_volume": lambda: (np.sign(close - frame["open"].astype(float))
+                                  * rolling_zscore(np.log1p(frame["volume"].astype(float)), spec.zscore_window))
+        .rename("signed_volume_z").to_frame(),
         "candle": lambda: candle_ratios(frame),
         "time": lambda: time_encodings(_open_times(frame), frame.index),
     }
