@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reformer.model.chunked import chunk_attention, chunk_scores
+from reformer.model.chunked import chunk_attention, chunk_scores, window_attention
 
 
 def _problem(n: int = 5, c: int = 4, w: int = 8, e: int = 3) -> tuple[torch.Tensor, ...]:
@@ -50,3 +50,42 @@ def test_matches_plain_autograd_and_blocks_do_not_matter(monkeypatch: pytest.Mon
     monkeypatch.setattr("reformer.model.chunked._BLOCK_ELEMENTS", 40)  # many small blocks: same answer
     out_small, _ = chunk_attention(q, k, v, q_pos, k_pos)
     torch.testing.assert_close(out_small, out)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(("before", "after"), [(1, 0), (1, 1)])
+def test_window_views_match_explicit_windows_and_gradcheck(before: int, after: int, causal: bool) -> None:
+    """Windows as strided views of the key buffer = the same problems on concatenated copies, gradients too.
+
+    Padding only without `causal`: a padded query whose every key is masked has constant logits, and the
+    recomputing backward (like FlashAttention's) does not zero its gradient; such outputs are discarded.
+    """
+    gen = torch.Generator().manual_seed(1)
+    m, c, e = 7, 3, 2
+    q, k, v = (torch.randn(m, c, e, dtype=torch.float64, generator=gen, requires_grad=True) for _ in range(3))
+    pos = torch.randperm(m * c, generator=gen).view(m, c)
+    valid: torch.Tensor | None = None
+    if not causal:
+        valid = torch.ones(m, c, dtype=torch.bool)
+        valid[2, 1] = False
+
+    def windowed(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, lse = window_attention(q, k, v, pos, pos, valid, before, after, causal, self_offset=before * c)
+        return out, lse * 0.3
+
+    def explicit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = range(before, m - after)
+        span = range(-before, after + 1)
+        k_win = torch.stack([torch.cat([k[j + s] for s in span]) for j in rows])  # (n, w, e)
+        v_win = torch.stack([torch.cat([v[j + s] for s in span]) for j in rows])
+        k_pos = torch.stack([torch.cat([pos[j + s] for s in span]) for j in rows])
+        kv = None if valid is None else torch.stack([torch.cat([valid[j + s] for s in span]) for j in rows])
+        out, lse = chunk_attention(q[before:m - after], k_win, v_win, pos[before:m - after], k_pos, kv, causal,
+                                   self_offset=before * c)
+        return out, lse * 0.3
+
+    got, want = windowed(q, k, v), explicit(q, k, v)
+    torch.testing.assert_close(got[0][before:m - after], want[0])
+    torch.testing.assert_close(got[1][before:m - after], want[1])
+    assert not got[0][:before].any() and not got[0][m - after:].any()  # chunks without a full window: zero
+    assert torch.autograd.gradcheck(windowed, (q, k, v))

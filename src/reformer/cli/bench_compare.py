@@ -1,4 +1,4 @@
-"""`reformer bench compare` and `reformer bench attention-scaling`: added to the `bench` group of `cli.bench`."""
+"""`reformer bench compare`, `attention-scaling` and `targets`: added to the `bench` group of `cli.bench`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from ..bench.attention import Measurement
 from ..bench.compare import CompareSpec, Run, machine_info, ratios, run_compare
 from ..bench.scaling import DEFAULT_LENGTHS, loglog_slope, plot_scaling, run_scaling
 from ..bench.shape import IMPLS, ModelShape
+from ..bench.targets import TargetSpec, run_targets
 from .bench import bench_app
 
 __all__ = ["compare_markdown", "register"]
@@ -188,6 +189,40 @@ def attention_scaling(
     if plot_path is not None:
         plot_scaling(results, plot_path)
         console.print(f"wrote {plot_path}")
+
+
+@bench_app.command("targets")
+def targets(
+    batch: Annotated[int, typer.Option(help="Training batch of the default configuration.")] = 32,
+    train_steps: Annotated[int, typer.Option(help="Timed training steps of each model (alternating).")] = 20,
+    latency_calls: Annotated[int, typer.Option(help="Timed batch-1 inference calls.")] = 200,
+    threads: Threads = 1, out: Out = None,
+) -> None:
+    """Default configuration (seq_len 168): training step vs the same-size SDPA encoder, batch-1 latency."""
+    if min(batch, train_steps, latency_calls) < 1:
+        raise ValueError(f"--batch {batch} / --train-steps {train_steps} / --latency-calls {latency_calls}: "
+                         "each must be at least 1")
+    console = Console(width=200)
+    before = machine_info()
+    console.print(f"machine: {before}")
+    result = run_targets(TargetSpec(batch=batch, train_steps=train_steps, latency_calls=latency_calls,
+                                    threads=threads))
+    train, infer = result["train"], result["inference"]
+    table = Table(title="Default configuration (seq_len 168): issue-6 targets")
+    for name in ("measure", "value", "target", "met"):
+        table.add_column(name, justify="right")
+    table.add_row(f"training step, batch {batch}: ours / sdpa (median)",
+                  f"{train['ours_s'] * 1e3:,.1f} ms / {train['sdpa_s'] * 1e3:,.1f} ms", "", "")
+    table.add_row("sdpa time ÷ ours (median of paired steps)", f"{train['sdpa_over_ours']:.2f}×",
+                  f">= {train['target']:.1f}×", "yes" if train["met"] else "no")
+    table.add_row("inference, batch 1: p50 (p90)", f"{infer['p50_ms']:.2f} ms ({infer['p90_ms']:.2f} ms)",
+                  f"< {infer['target_ms']:.0f} ms", "yes" if infer["met"] else "no")
+    console.print(table)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"command": "targets", **result,
+                                   "machine": {"before": before, "after": machine_info()}}, indent=2))
+        console.print(f"wrote {out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,17 +1,24 @@
-"""Attention inside many small independent chunks, with a recomputing backward, blocked for cache locality.
+"""Attention of query chunks to windows of neighbouring key chunks, with a recomputing backward, blocked.
 
-Shape legend: N chunk problems (batch x heads x rounds x chunks, flattened), c queries per chunk, w keys per chunk,
-e head dim.
+Shape legend: M chunks in a flat buffer (batch x heads x rounds x chunks, flattened, plus any leading or padding
+chunks the caller lays out), c queries per chunk, ck keys per key chunk, w = (before + 1 + after) * ck keys per
+window, e head dim.
 
-LSH and local attention both reduce to N independent (c x w) softmax-attention problems. Done naively, autograd
-keeps the (N, c, w) probabilities for the backward and every elementwise step streams that tensor through memory.
-Here the forward keeps only q, k, v, the output and the logsumexp (linear in length, no (N, c, w) tensor), and both
+LSH and local attention both reduce to many small (c x w) softmax-attention problems in which query chunk j
+attends to key chunks j - before .. j + after of the same flat buffer. The windows are strided *views* of the key
+buffer (`Tensor.unfold`), so no look-back copy of the keys or values is ever made; a caller lays its chunks out
+so that every query's window holds the right keys (LSH: each round's last chunk copied in front of the round;
+local: a padding chunk at both ends of each head). Query chunks whose window would leave the buffer (the first
+`before` and last `after`) are not computed: their output and logsumexp are zero.
+
+The forward keeps only q, k, v, the output and the logsumexp (linear in length, no (M, c, w) tensor), and both
 passes walk over blocks of chunks small enough to stay in cache. The backward recomputes the probabilities from
 the saved logsumexp (as FlashAttention does, Dao et al. 2022):
 
     P = exp(S - lse),  dV = P^T dO,  dP = dO V^T,  dS = P * (dP - rowsum(dO * O) + d_lse),  dQ = dS K,  dK = dS^T Q
 
-The `d_lse` term carries the gradient of the multi-round combination, which weighs each round by its lse.
+The `d_lse` term carries the gradient of the multi-round combination, which weighs each round by its lse. A key
+chunk lies in `before + 1 + after` windows; its gradient is the sum of its slices of their window gradients.
 Scores follow `masking.py`: the self penalty, then padding and causal masks on original positions.
 """
 
@@ -23,92 +30,160 @@ import torch
 
 from .masking import MASKED, SELF_PENALTY
 
-__all__ = ["chunk_attention", "chunk_scores"]
+__all__ = ["chunk_attention", "chunk_scores", "window_attention", "window_view"]
 
 # elements of one block's (chunks, c, w) score tensor: 2**18 float32 = 1 MiB, comfortably inside L2/L3
 _BLOCK_ELEMENTS = 2**18
 
 
-def chunk_scores(q: torch.Tensor, k: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor,
+def window_view(buffer: torch.Tensor, start: int, stop: int, before: int, after: int) -> torch.Tensor:
+    """The key windows of query chunks start..stop-1 as a view: (M, ck, *rest) -> (stop - start, w, *rest)."""
+    span = before + 1 + after
+    part = buffer[start - before:stop + after]  # (stop - start + span - 1, ck, *rest)
+    if span == 1:
+        return part
+    ck = buffer.shape[1]
+    flat = part.reshape(part.shape[0] * ck, *part.shape[2:])  # a view: the slice is contiguous
+    return flat.unfold(0, span * ck, ck).movedim(-1, 1)  # (stop - start, w, *rest), overlapping strides
+
+
+def chunk_scores(q: torch.Tensor, k: torch.Tensor, q_pos: torch.Tensor | None, k_pos: torch.Tensor | None,
                  key_valid: torch.Tensor | None, causal: bool, self_offset: int | None = None) -> torch.Tensor:
     """Masked logits of a block: q (n, c, e), k (n, w, e), positions (n, c) / (n, w) -> (n, c, w), >= float32.
 
-    `self_offset`: when every query's own key sits at column (query index + offset) of its chunk, as in LSH
-    (offset 0) and local windows (offset c), the self penalty is added on that diagonal without comparing
-    positions; None compares positions.
+    `self_offset`: when every query's own key sits at column (query index + offset) of its window, as in LSH
+    and local windows, the self penalty is added on that diagonal without comparing positions; None compares
+    positions. Positions are needed only for `causal` or `self_offset=None`.
     """
     dots = torch.bmm(q, k.transpose(1, 2))  # (n, c, w)
     dots = dots.to(torch.promote_types(dots.dtype, torch.float32))
     if self_offset is None:
+        assert q_pos is not None and k_pos is not None
         is_self = q_pos.unsqueeze(-1) == k_pos.unsqueeze(-2)  # (n, c, w)
         dots.add_(is_self.to(dots.dtype), alpha=SELF_PENALTY)
     else:
         dots.diagonal(offset=self_offset, dim1=1, dim2=2).add_(SELF_PENALTY)
     if causal:
+        assert q_pos is not None and k_pos is not None
         future = k_pos.unsqueeze(-2) > q_pos.unsqueeze(-1)  # (n, c, w)
         dots.masked_fill_(future, MASKED)
     if key_valid is not None:
-        dots.masked_fill_(~key_valid.unsqueeze(-2), MASKED)
+        # padding is rare (the tail of a sequence): mask only the windows that hold any
+        padded = ~key_valid.all(dim=-1)  # (n,)
+        if bool(padded.all()):
+            dots.masked_fill_(~key_valid.unsqueeze(-2), MASKED)
+        elif bool(padded.any()):
+            rows = padded.nonzero().squeeze(1)
+            dots[rows] = dots[rows].masked_fill(~key_valid[rows].unsqueeze(-2), MASKED)
     return dots
 
 
-def _blocks(n: int, c: int, w: int) -> list[slice]:
+def _blocks(start: int, stop: int, c: int, w: int) -> list[tuple[int, int]]:
     size = max(1, _BLOCK_ELEMENTS // (c * w))
-    return [slice(start, min(n, start + size)) for start in range(0, n, size)]
+    return [(j, min(stop, j + size)) for j in range(start, stop, size)]
 
 
-def _pick(t: torch.Tensor | None, part: slice) -> torch.Tensor | None:
-    return None if t is None else t[part]
+def _window(t: torch.Tensor | None, j0: int, j1: int, before: int, after: int) -> torch.Tensor | None:
+    return None if t is None else window_view(t, j0, j1, before, after)
 
 
-class _ChunkAttention(torch.autograd.Function):
+def _rows(t: torch.Tensor | None, j0: int, j1: int) -> torch.Tensor | None:
+    return None if t is None else t[j0:j1]
+
+
+def _scatter_windows(grad: torch.Tensor, window_grad: torch.Tensor, j0: int, j1: int, before: int,
+                     after: int) -> None:
+    """grad (M, ck, e) += each window's gradient (j1 - j0, w, e), slice by slice, at the key chunks it covers."""
+    span = before + 1 + after
+    parts = window_grad.view(j1 - j0, span, grad.shape[1], grad.shape[2])  # (n, span, ck, e)
+    for s in range(span):
+        grad[j0 - before + s:j1 - before + s] += parts[:, s]
+
+
+class _WindowAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: torch.Tensor,
-                k_pos: torch.Tensor, key_valid: torch.Tensor | None, causal: bool, self_offset: int | None) -> Any:
-        n, c, _ = q.shape
-        w = k.shape[1]
-        out = torch.empty(n, c, v.shape[-1], dtype=v.dtype, device=v.device)  # (N, c, e)
-        lse_dtype = torch.promote_types(q.dtype, torch.float32)
-        lse = torch.empty(n, c, dtype=lse_dtype, device=q.device)  # (N, c)
-        for part in _blocks(n, c, w):
-            probs = chunk_scores(q[part], k[part], q_pos[part], k_pos[part], _pick(key_valid, part), causal,
-                                 self_offset)
+    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: torch.Tensor | None,
+                k_pos: torch.Tensor | None, key_valid: torch.Tensor | None, before: int, after: int,
+                causal: bool, self_offset: int | None) -> Any:
+        m, c, _ = q.shape
+        w = (before + 1 + after) * k.shape[1]
+        out = torch.empty(m, c, v.shape[-1], dtype=v.dtype, device=v.device)  # (M, c, e)
+        lse = torch.empty(m, c, dtype=torch.promote_types(q.dtype, torch.float32), device=q.device)  # (M, c)
+        for edge in (slice(0, before), slice(m - after, m)):  # the chunks without a full window
+            out[edge] = 0.0
+            lse[edge] = 0.0
+        for j0, j1 in _blocks(before, m - after, c, w):
+            probs = chunk_scores(q[j0:j1], window_view(k, j0, j1, before, after), _rows(q_pos, j0, j1),
+                                 _window(k_pos, j0, j1, before, after), _window(key_valid, j0, j1, before, after),
+                                 causal, self_offset)  # (n, c, w)
             top = probs.amax(dim=-1, keepdim=True)  # (n, c, 1)
             probs.sub_(top).exp_()
             total = probs.sum(dim=-1, keepdim=True)  # (n, c, 1)
-            probs.div_(total)
-            torch.bmm(probs.to(v.dtype), v[part], out=out[part])
-            lse[part] = (top + total.log()).squeeze(-1)
-        ctx.causal, ctx.self_offset = causal, self_offset
+            # normalise the (n, c, e) output rather than the (n, c, w) probabilities: w / e times fewer divisions
+            block_out = out[j0:j1]
+            torch.bmm(probs.to(v.dtype), window_view(v, j0, j1, before, after), out=block_out)
+            block_out.div_(total.to(v.dtype))
+            lse[j0:j1] = (top + total.log()).squeeze(-1)
+        ctx.window = (before, after, causal, self_offset)
         ctx.save_for_backward(q, k, v, out, lse, q_pos, k_pos, key_valid)
         return out, lse
 
     @staticmethod
     def backward(ctx: Any, d_out: torch.Tensor, d_lse: torch.Tensor) -> Any:
         q, k, v, out, lse, q_pos, k_pos, key_valid = ctx.saved_tensors
-        n, c, _ = q.shape
-        w = k.shape[1]
-        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        # rowsum(dO * O) - d_lse: the per-query shift of the softmax backward, (N, c)
+        before, after, causal, self_offset = ctx.window
+        m, c, _ = q.shape
+        w = (before + 1 + after) * k.shape[1]
+        dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+        # rowsum(dO * O) - d_lse: the per-query shift of the softmax backward, (M, c)
         shift = (d_out * out).sum(dim=-1).to(lse.dtype) - d_lse
-        for part in _blocks(n, c, w):
-            probs = chunk_scores(q[part], k[part], q_pos[part], k_pos[part], _pick(key_valid, part), ctx.causal,
-                                 ctx.self_offset)
-            probs.sub_(lse[part].unsqueeze(-1)).exp_()  # (n, c, w)
-            d_o = d_out[part]
-            torch.bmm(probs.transpose(1, 2).to(v.dtype), d_o, out=dv[part])
-            d_scores = torch.bmm(d_o, v[part].transpose(1, 2)).to(probs.dtype)  # (n, c, w)
-            d_scores.sub_(shift[part].unsqueeze(-1)).mul_(probs)
+        for j0, j1 in _blocks(before, m - after, c, w):
+            k_win, v_win = window_view(k, j0, j1, before, after), window_view(v, j0, j1, before, after)
+            probs = chunk_scores(q[j0:j1], k_win, _rows(q_pos, j0, j1), _window(k_pos, j0, j1, before, after),
+                                 _window(key_valid, j0, j1, before, after), causal, self_offset)
+            probs.sub_(lse[j0:j1].unsqueeze(-1)).exp_()  # (n, c, w)
+            d_o = d_out[j0:j1]
+            d_v_win = torch.bmm(probs.transpose(1, 2).to(v.dtype), d_o)  # (n, w, e)
+            d_scores = torch.bmm(d_o, v_win.transpose(1, 2)).to(probs.dtype)  # (n, c, w)
+            d_scores.sub_(shift[j0:j1].unsqueeze(-1)).mul_(probs)
             d_scores = d_scores.to(q.dtype)
-            torch.bmm(d_scores, k[part], out=dq[part])
-            torch.bmm(d_scores.transpose(1, 2), q[part], out=dk[part])
-        return dq, dk, dv, None, None, None, None, None
+            torch.bmm(d_scores, k_win, out=dq[j0:j1])
+            d_k_win = torch.bmm(d_scores.transpose(1, 2), q[j0:j1])  # (n, w, e)
+            _scatter_windows(dk, d_k_win, j0, j1, before, after)
+            _scatter_windows(dv, d_v_win, j0, j1, before, after)
+        return dq, dk, dv, None, None, None, None, None, None, None
+
+
+def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: torch.Tensor | None,
+                     k_pos: torch.Tensor | None, key_valid: torch.Tensor | None, before: int, after: int,
+                     causal: bool = False, self_offset: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax attention of each query chunk j to key chunks j - before .. j + after, memory linear in M.
+
+    Args:
+        q: queries (M, c, e); k: keys (M, ck, e) (already unit-normalised); v: values (M, ck, e).
+        q_pos, k_pos: original positions (M, c), (M, ck) int64, for the causal mask and `self_offset=None`;
+            None when neither is needed.
+        key_valid: (M, ck) bool, False for padding keys; None = all valid.
+        before, after: key chunks before and after the query's own chunk in its window (w = (before+1+after)*ck).
+        causal: mask keys whose position is after the query's.
+        self_offset: column of each query's own key in its window relative to the query index, if fixed (see
+            `chunk_scores`); None compares positions.
+    Returns:
+        out (M, c, e) and lse (M, c) (float32 or wider), both differentiable; zero for the first `before` and
+        last `after` chunks, whose windows would leave the buffer.
+    """
+    def ready(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.contiguous()
+
+    out, lse = _WindowAttention.apply(q.contiguous(), k.contiguous(), v.contiguous(), ready(q_pos), ready(k_pos),
+                                      ready(key_valid), before, after, causal, self_offset)
+    return out, lse
 
 
 def chunk_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor,
                     key_valid: torch.Tensor | None = None, causal: bool = False, self_offset: int | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax attention within each of N chunks, memory linear in N.
+    """Softmax attention within each of N chunks, each with its own keys: `window_attention` with w = ck.
 
     Args:
         q: queries (N, c, e); k: keys (N, w, e) (already unit-normalised); v: values (N, w, e).
@@ -119,7 +194,4 @@ def chunk_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: to
     Returns:
         out (N, c, e) and lse (N, c) (float32 or wider), both differentiable.
     """
-    out, lse = _ChunkAttention.apply(q.contiguous(), k.contiguous(), v.contiguous(), q_pos.contiguous(),
-                                     k_pos.contiguous(), None if key_valid is None else key_valid.contiguous(),
-                                     causal, self_offset)
-    return out, lse
+    return window_attention(q, k, v, q_pos, k_pos, key_valid, 0, 0, causal, self_offset)

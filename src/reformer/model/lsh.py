@@ -3,7 +3,8 @@
 Shape legend: b batch, h heads, l length (a multiple of the chunk size), e head dim, r hash rounds,
 n chunks per round, c chunk size, w keys per chunk (c, or 2c with the look-back), u buckets / 2.
 
-No (l, l) tensor is ever built: the largest intermediates are the (b, h, r, n, c, w) logits, linear in l.
+No (l, l) tensor is ever built and no look-back window is copied: the largest intermediates are the
+(b, h, r, c + l, e) sorted copies of qk and v (one extra chunk per round), linear in l.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from typing import Any
 
 import torch
 
-from .chunked import chunk_attention, chunk_scores
+from .chunked import chunk_scores, window_attention, window_view
 from .masking import AttentionMap, normalize_keys
 
 __all__ = ["bucket_dtype", "hash_vectors", "lsh_attention"]
+
+# elements of one head group's (b, g, r, l, e) tensors: 2**20 float32 = 4 MiB (at least one head per group)
+_GROUP_ELEMENTS = 2**20
 
 
 def bucket_dtype(n_buckets: int) -> torch.dtype:
@@ -80,58 +84,87 @@ def lsh_attention(
     """
     b, h, l, e = qk.shape
     r = buckets.shape[2]
+    assert l % chunk_size == 0, "length must be padded to a multiple of the chunk size"
+    # Heads are independent: a few at a time keeps every (b, g, r, l, e) intermediate a few MiB. Large fresh
+    # tensors cost page faults on every allocation (glibc returns them to the OS on free), which measured
+    # ~40 % of a long forward pass; small ones are recycled from the heap. Each group is its own graph node.
+    group = max(1, _GROUP_ELEMENTS // max(1, b * r * l * e))
+    if group >= h:
+        return _lsh_heads(qk, v, buckets, chunk_size, valid, causal, return_map)
+    outs, maps = [], []
+    for start in range(0, h, group):
+        heads = slice(start, start + group)
+        out, amap = _lsh_heads(qk[:, heads], v[:, heads], buckets[:, heads], chunk_size, valid, causal,
+                               return_map)
+        outs.append(out)
+        maps.append(amap)
+    if not return_map:
+        return torch.cat(outs, dim=1), None  # (b, h, l, e)
+    merged = AttentionMap(indices=torch.cat([m.indices for m in maps if m is not None], dim=1),
+                          weights=torch.cat([m.weights for m in maps if m is not None], dim=1), length=l)
+    return torch.cat(outs, dim=1), merged
+
+
+def _lsh_heads(qk: torch.Tensor, v: torch.Tensor, buckets: torch.Tensor, chunk_size: int,
+               valid: torch.Tensor | None, causal: bool, return_map: bool
+               ) -> tuple[torch.Tensor, AttentionMap | None]:
+    """`lsh_attention` on a group of heads: (b, g, l, e) -> (b, g, l, e)."""
+    b, h, l, e = qk.shape
+    r = buckets.shape[2]
     c = chunk_size
     n = l // c
-    assert n * c == l, "length must be padded to a multiple of the chunk size"
+
+    # the look-back: chunk i attends to itself and chunk i - 1 of its round, chunk 0 to the round's last chunk;
+    # laid out as [last chunk, chunk 0 .. chunk n-1] per round, every window is a view (chunked.py)
+    before = 1 if n > 1 else 0
+    lead = before * c
 
     # A stable sort by bucket within each round = sort by (round, bucket, position); int64 indices throughout.
     positions = torch.arange(l, device=qk.device)
     sorted_idx = torch.argsort(buckets.long(), dim=-1, stable=True)  # (b, h, r, l)
     undo_sort = torch.empty_like(sorted_idx).scatter_(-1, sorted_idx, positions.expand_as(sorted_idx))
+    buffer_idx = torch.cat([sorted_idx[..., l - lead:], sorted_idx], dim=-1)  # (b, h, r, lead + l)
 
     # Gather straight from (b, h, l, e) with the sorted positions: no r-fold copy of qk and v.
-    s_qk = sort_gather(qk, sorted_idx, undo_sort)  # (b, h, r, l, e)
-    s_v = sort_gather(v, sorted_idx, undo_sort)  # (b, h, r, l, e)
-    s_pos = sorted_idx.view(b, h, r, n, c)
-    s_k = normalize_keys(s_qk).view(b, h, r, n, c, e)
-    s_qk, s_v = s_qk.view(b, h, r, n, c, e), s_v.view(b, h, r, n, c, e)
-
-    if n > 1:
-        # look one chunk back within the round (chunk 0 looks at the round's last chunk)
-        k_win = torch.cat([s_k, s_k.roll(1, dims=3)], dim=4)  # (b, h, r, n, 2c, e)
-        v_win = torch.cat([s_v, s_v.roll(1, dims=3)], dim=4)  # (b, h, r, n, 2c, e)
-        k_pos = torch.cat([s_pos, s_pos.roll(1, dims=3)], dim=4)  # (b, h, r, n, 2c)
-    else:
-        k_win, v_win, k_pos = s_k, s_v, s_pos
-    w = k_pos.shape[-1]
-
+    s_qk = sort_gather(qk, buffer_idx, undo_sort, lead)  # (b, h, r, lead + l, e)
+    s_v = sort_gather(v, buffer_idx, undo_sort, lead)  # (b, h, r, lead + l, e)
+    s_k = normalize_keys(s_qk)  # (b, h, r, lead + l, e)
     key_valid = None
-    if valid is not None:
-        flat_pos = k_pos.reshape(b, h, -1)  # (b, h, r*n*w)
-        key_valid = valid[:, None, :].expand(b, h, l).gather(2, flat_pos).view_as(k_pos)  # (b, h, r, n, w)
+    if valid is not None and not bool(valid.all()):
+        flat_idx = buffer_idx.reshape(b, h, -1)  # (b, h, r*(lead + l))
+        key_valid = valid[:, None, :].expand(b, h, l).gather(2, flat_idx).view(-1, c)  # (M, c)
+    buffer_pos = buffer_idx.view(-1, c) if causal else None  # (M, c), M = b*h*r*(n + before) chunks
 
-    # b*h*r*n independent (c x w) problems; memory linear in l, computed block by block (chunked.py)
-    flat_out, flat_lse = chunk_attention(
-        s_qk.reshape(-1, c, e), k_win.reshape(-1, w, e), v_win.reshape(-1, w, e), s_pos.reshape(-1, c),
-        k_pos.reshape(-1, w), None if key_valid is None else key_valid.reshape(-1, w), causal,
-        self_offset=0)  # each position occurs once per round: its own key is the diagonal of its own chunk
+    # M small (c x 2c) problems; memory linear in l, computed block by block. Each position occurs once per
+    # round, so its own key sits at column `lead` + its index in the chunk.
+    flat_out, flat_lse = window_attention(s_qk.view(-1, c, e), s_k.view(-1, c, e), s_v.view(-1, c, e), buffer_pos,
+                                          buffer_pos, key_valid, before, 0, causal, self_offset=lead)
 
     # undo the sort, then combine rounds: out = sum_r softmax_r(lse_r) * out_r  (Reformer sec. 2, multi-round)
-    out = unsort(flat_out.view(b, h, r, l, e), sorted_idx, undo_sort)  # (b, h, r, l, e)
-    lse_rounds = flat_lse.view(b, h, r, l).gather(3, undo_sort)  # (b, h, r, l)
+    out = unsort(flat_out.view(b, h, r, lead + l, e), sorted_idx, undo_sort, lead)  # (b, h, r, l, e)
+    lse_rounds = flat_lse.view(b, h, r, lead + l)[..., lead:].gather(3, undo_sort)  # (b, h, r, l)
     round_weights = torch.softmax(lse_rounds, dim=2)  # (b, h, r, l)
     out = (out * round_weights.unsqueeze(-1).to(out.dtype)).sum(dim=2)  # (b, h, l, e)
 
     if not return_map:
         return out, None
     with torch.no_grad():
-        dots = chunk_scores(s_qk.reshape(-1, c, e), k_win.reshape(-1, w, e), s_pos.reshape(-1, c),
-                            k_pos.reshape(-1, w), None if key_valid is None else key_valid.reshape(-1, w), causal,
-                            self_offset=0)
-        probs = torch.exp(dots - flat_lse.unsqueeze(-1)).view(b, h, r, n, c, w)
+        w = (before + 1) * c
+        rows = torch.arange(b * h * r * (n + before), device=qk.device).view(b, h, r, n + before)[..., before:]
+        rows = rows.reshape(-1)  # the real query chunks of the buffer, in order: (b*h*r*n,)
+        m = rows.numel() + b * h * r * before
+
+        def windows(t: torch.Tensor) -> torch.Tensor:  # (M, c, ...) -> the real chunks' windows (b*h*r*n, w, ...)
+            return window_view(t, before, m, before, 0)[rows - before]
+
+        k_pos = windows(buffer_idx.view(-1, c))  # (b*h*r*n, w)
+        dots = chunk_scores(s_qk.view(-1, c, e)[rows], windows(s_k.view(-1, c, e)), buffer_idx.view(-1, c)[rows],
+                            k_pos, None if key_valid is None else windows(key_valid), causal,
+                            self_offset=lead)  # (b*h*r*n, c, w)
+        probs = torch.exp(dots - flat_lse[rows].unsqueeze(-1)).view(b, h, r, n, c, w)
         weights = probs * round_weights.gather(3, sorted_idx).view(b, h, r, n, c, 1)  # (b, h, r, n, c, w)
         weights = weights.view(b, h, r, l, w).gather(3, undo_sort.unsqueeze(-1).expand(-1, -1, -1, -1, w))
-        indices = k_pos.unsqueeze(4).expand(-1, -1, -1, -1, c, -1).reshape(b, h, r, l, w)
+        indices = k_pos.view(b, h, r, n, 1, w).expand(-1, -1, -1, -1, c, -1).reshape(b, h, r, l, w)
         indices = indices.gather(3, undo_sort.unsqueeze(-1).expand(-1, -1, -1, -1, w))  # (b, h, r, l, w)
     amap = AttentionMap(
         indices=indices.permute(0, 1, 3, 2, 4).reshape(b, h, l, r * w),
@@ -141,67 +174,81 @@ def lsh_attention(
     return out, amap
 
 
-def _row_index(idx: torch.Tensor, rounds_in_source: bool) -> torch.Tensor:
+def _row_index(idx: torch.Tensor, block_len: int, rounds_in_source: bool) -> torch.Tensor:
     """Flat row numbers for `index_select` (row copies, much faster on CPU than an element-wise gather).
 
-    idx: (b, h, r, l) positions within a length-l row block. The source is (b, h, l, e) when
-    `rounds_in_source` is False (one block per (b, h)), else (b, h, r, l, e) (one block per (b, h, r)).
+    idx: (b, h, r, k) positions within a row block of `block_len` rows. The source is (b, h, block_len, e) when
+    `rounds_in_source` is False (one block per (b, h)), else (b, h, r, block_len, e) (one block per (b, h, r)).
     """
-    b, h, r, l = idx.shape
+    b, h, r, _ = idx.shape
     if rounds_in_source:
-        base = torch.arange(b * h * r, device=idx.device).view(b, h, r, 1) * l
+        base = torch.arange(b * h * r, device=idx.device).view(b, h, r, 1) * block_len
     else:
-        base = torch.arange(b * h, device=idx.device).view(b, h, 1, 1) * l
-    return (idx + base).reshape(-1)  # (b*h*r*l,)
+        base = torch.arange(b * h, device=idx.device).view(b, h, 1, 1) * block_len
+    return (idx + base).reshape(-1)  # (b*h*r*k,)
 
 
 class _SortGather(torch.autograd.Function):
-    """x (b, h, l, e) -> x in each round's sorted order (b, h, r, l, e).
+    """x (b, h, l, e) -> the rows `buffer_idx` (b, h, r, lead + l) of each round, (b, h, r, lead + l, e).
 
-    Each round is a permutation, so the backward is a gather by the inverse permutation summed over rounds,
-    not a scatter-add (deterministic, and cheaper on CPU).
+    `buffer_idx` is each round's sorted order with its last `lead` entries copied in front. Each round is a
+    permutation plus that copy, so the backward folds the copy's gradient into the last rows and gathers by the
+    inverse permutation, summed over rounds: no scatter-add (deterministic, and cheaper on CPU).
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, sorted_idx: torch.Tensor, undo_sort: torch.Tensor) -> torch.Tensor:
-        b, h, r, l = sorted_idx.shape
-        e = x.shape[-1]
+    def forward(ctx: Any, x: torch.Tensor, buffer_idx: torch.Tensor, undo_sort: torch.Tensor, lead: int) -> Any:
+        b, h, r, m = buffer_idx.shape
+        l, e = x.shape[-2:]
         ctx.save_for_backward(undo_sort)
-        rows = x.reshape(b * h * l, e).index_select(0, _row_index(sorted_idx, rounds_in_source=False))
-        return rows.view(b, h, r, l, e)
+        ctx.lead = lead
+        rows = x.reshape(b * h * l, e).index_select(0, _row_index(buffer_idx, l, rounds_in_source=False))
+        return rows.view(b, h, r, m, e)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> Any:
         (undo_sort,) = ctx.saved_tensors
-        b, h, r, l, e = grad.shape
-        rows = grad.reshape(-1, e).index_select(0, _row_index(undo_sort, rounds_in_source=True))
-        return rows.view(b, h, r, l, e).sum(dim=2), None, None
+        lead = ctx.lead
+        b, h, r, m, e = grad.shape
+        if lead:
+            folded = grad[:, :, :, lead:].clone()  # (b, h, r, l, e)
+            folded[:, :, :, m - 2 * lead:] += grad[:, :, :, :lead]
+            grad = folded
+        rows = grad.reshape(-1, e).index_select(0, _row_index(undo_sort, m - lead, rounds_in_source=True))
+        return rows.view(b, h, r, m - lead, e).sum(dim=2), None, None, None
 
 
 class _Unsort(torch.autograd.Function):
-    """y (b, h, r, l, e) in sorted order -> original order; the backward gathers with the forward permutation."""
+    """y (b, h, r, lead + l, e) in buffer order -> (b, h, r, l, e) original order; the backward gathers with the
+    forward permutation (and gives the `lead` copied rows, which no output reads, zero gradient)."""
 
     @staticmethod
-    def forward(ctx: Any, y: torch.Tensor, sorted_idx: torch.Tensor, undo_sort: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, y: torch.Tensor, sorted_idx: torch.Tensor, undo_sort: torch.Tensor, lead: int) -> Any:
         ctx.save_for_backward(sorted_idx)
-        e = y.shape[-1]
-        return y.reshape(-1, e).index_select(0, _row_index(undo_sort, rounds_in_source=True)).view_as(y)
+        ctx.lead = lead
+        b, h, r, m, e = y.shape
+        rows = _row_index(undo_sort + lead, m, rounds_in_source=True)
+        return y.reshape(-1, e).index_select(0, rows).view(b, h, r, m - lead, e)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> Any:
         (sorted_idx,) = ctx.saved_tensors
-        e = grad.shape[-1]
-        rows = grad.reshape(-1, e).index_select(0, _row_index(sorted_idx, rounds_in_source=True))
-        return rows.view_as(grad), None, None
+        lead = ctx.lead
+        b, h, r, l, e = grad.shape
+        rows = grad.reshape(-1, e).index_select(0, _row_index(sorted_idx, l, rounds_in_source=True))
+        d_y = rows.view(b, h, r, l, e)
+        if lead:
+            d_y = torch.cat([d_y.new_zeros(b, h, r, lead, e), d_y], dim=3)  # (b, h, r, lead + l, e)
+        return d_y, None, None, None
 
 
-def sort_gather(x: torch.Tensor, sorted_idx: torch.Tensor, undo_sort: torch.Tensor) -> torch.Tensor:
-    """(b, h, l, e) -> (b, h, r, l, e) in each round's sorted order; differentiable."""
-    out: torch.Tensor = _SortGather.apply(x, sorted_idx, undo_sort)
+def sort_gather(x: torch.Tensor, buffer_idx: torch.Tensor, undo_sort: torch.Tensor, lead: int = 0) -> torch.Tensor:
+    """(b, h, l, e) -> (b, h, r, lead + l, e): each round's last `lead` sorted rows, then all; differentiable."""
+    out: torch.Tensor = _SortGather.apply(x, buffer_idx, undo_sort, lead)
     return out
 
 
-def unsort(y: torch.Tensor, sorted_idx: torch.Tensor, undo_sort: torch.Tensor) -> torch.Tensor:
-    """(b, h, r, l, e) sorted -> original order; differentiable."""
-    out: torch.Tensor = _Unsort.apply(y, sorted_idx, undo_sort)
+def unsort(y: torch.Tensor, sorted_idx: torch.Tensor, undo_sort: torch.Tensor, lead: int = 0) -> torch.Tensor:
+    """(b, h, r, lead + l, e) in buffer order -> (b, h, r, l, e) original order; differentiable."""
+    out: torch.Tensor = _Unsort.apply(y, sorted_idx, undo_sort, lead)
     return out

@@ -1,0 +1,121 @@
+"""`reformer bench targets`: the default configuration's training step against an SDPA encoder, and its latency.
+
+Two of issue 6's short-sequence targets, measured in one process:
+
+- training: one step (forward, loss = output.sum(), backward) of `ReformerModel(ReformerConfig())` (seq_len 168,
+  LSH, reversible) at the training loop's batch size, against the same-size plain pre-norm Transformer on SDPA
+  (`peers.SDPAEncoder`: d_model, heads, layers and FFN width of the default config, a linear head on the last
+  position, fed the same (b, l, f) input through a linear embedding). Steps alternate between the two, so slow
+  drift of a shared machine's load falls on both alike; the target is sdpa time / ours >= 0.8.
+- inference: `model(x)` in eval mode under `torch.no_grad()` at batch 1, many calls; the target is p50 < 10 ms.
+
+Shape legend: b batch, l length, f input features, d model width.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..model import ReformerConfig, ReformerModel
+from .peers import SDPAEncoder
+
+__all__ = ["TargetSpec", "run_targets"]
+
+TRAIN_RATIO_TARGET = 0.8
+"""Issue 6: the default configuration trains at least 0.8x as fast as the same-size SDPA encoder."""
+LATENCY_TARGET_MS = 10.0
+"""Issue 6: inference of the default configuration at batch 1, p50 under 10 ms."""
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """Settings of `run_targets`."""
+
+    batch: int = 32
+    """Training batch (the training loop's default)."""
+    train_steps: int = 20
+    """Timed training steps per implementation (after two warm-up steps each)."""
+    latency_calls: int = 200
+    """Timed batch-1 inference calls (after ten warm-up calls)."""
+    threads: int = 1
+    """torch threads; 0 = torch's default."""
+    seed: int = 0
+
+
+class _SDPAModel(nn.Module):
+    """The same-size full-attention model: (b, l, f) -> linear embedding -> SDPAEncoder -> last position -> (b, o)."""
+
+    def __init__(self, config: ReformerConfig) -> None:
+        super().__init__()
+        self.embed = nn.Linear(config.n_features, config.d_model)
+        self.encoder = SDPAEncoder(config.d_model, config.n_heads, config.n_layers)
+        self.head = nn.Linear(config.d_model, config.output_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(self.embed(x))[:, -1])  # (b, o)
+
+
+def _train_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    params = list(model.parameters())
+
+    def step() -> None:
+        model(x).sum().backward()
+        for p in params:
+            p.grad = None
+
+    return step
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def run_targets(spec: TargetSpec, config: ReformerConfig | None = None) -> dict[str, Any]:
+    """Measure both targets; returns a JSON-ready dict with every timing, the medians and whether each is met."""
+    config = config if config is not None else ReformerConfig()
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    torch.manual_seed(spec.seed)
+    ours, sdpa = ReformerModel(config).train(), _SDPAModel(config).train()
+    x = torch.randn(spec.batch, config.seq_len, config.n_features,
+                    generator=torch.Generator().manual_seed(spec.seed))
+    steps = {"ours": _train_step(ours, x), "sdpa": _train_step(sdpa, x)}
+    for step in steps.values():
+        step()
+        step()
+    times: dict[str, list[float]] = {"ours": [], "sdpa": []}
+    for i in range(spec.train_steps):
+        for name in (("ours", "sdpa") if i % 2 == 0 else ("sdpa", "ours")):
+            times[name].append(_timed(steps[name]))
+    pair_ratios = [s / o for s, o in zip(times["sdpa"], times["ours"], strict=True)]
+    ratio = statistics.median(pair_ratios)
+
+    ours.eval()
+    one = x[:1]
+
+    def infer() -> None:
+        with torch.no_grad():
+            ours(one)
+
+    for _ in range(10):
+        infer()
+    latencies = sorted(_timed(infer) * 1e3 for _ in range(spec.latency_calls))
+    p50 = statistics.median(latencies)
+    p90 = latencies[min(len(latencies) - 1, int(0.9 * len(latencies)))]
+    return {
+        "config": config.to_dict(), "batch": spec.batch, "threads": torch.get_num_threads(),
+        "train": {"ours_s": statistics.median(times["ours"]), "sdpa_s": statistics.median(times["sdpa"]),
+                  "sdpa_over_ours": ratio, "times": times, "target": TRAIN_RATIO_TARGET,
+                  "met": ratio >= TRAIN_RATIO_TARGET},
+        "inference": {"p50_ms": p50, "p90_ms": p90, "min_ms": latencies[0], "calls": len(latencies),
+                      "target_ms": LATENCY_TARGET_MS, "met": p50 < LATENCY_TARGET_MS},
+    }

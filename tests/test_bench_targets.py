@@ -1,0 +1,26 @@
+"""`reformer bench targets` runs end to end at tiny step counts (no timing is asserted: the machine is shared)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from reformer.cli import bench_compare as _registers_commands  # noqa: F401  (adds them to `bench`)
+from reformer.cli import main
+
+
+def test_targets_measures_training_ratio_and_latency(tmp_path: Path) -> None:
+    out = tmp_path / "targets.json"
+    code = main(["bench", "targets", "--batch", "2", "--train-steps", "2", "--latency-calls", "3",
+                 "--out", str(out)])
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert data["config"]["seq_len"] == 168 and data["batch"] == 2
+    assert len(data["train"]["times"]["ours"]) == 2 and len(data["train"]["times"]["sdpa"]) == 2
+    assert data["train"]["sdpa_over_ours"] > 0 and isinstance(data["train"]["met"], bool)
+    assert data["inference"]["calls"] == 3 and 0 < data["inference"]["p50_ms"] <= data["inference"]["p90_ms"]
+    assert "cpu" in data["machine"]["before"]
+
+
+def test_targets_rejects_zero_steps() -> None:
+    assert main(["bench", "targets", "--train-steps", "0"]) != 0
