@@ -47,14 +47,16 @@ def hash_vectors(
     buckets = torch.empty(b, h, r, l, dtype=torch.long, device=qk.device)
     # slices of positions keep the (b, h, r, positions, u) projections small: u grows with l when the bucket
     # count is scaled with the length, and one unsliced projection would be quadratic in l
-    step = max(1, 2**22 // max(1, b * h * r * u))
+    flat_rotations = rotations.reshape(h, -1, r * u)  # (h, e, r*u): one matmul for all rounds
+    step = max(1, 2**20 // max(1, b * h * r * u))
     for start in range(0, l, step):
         part = slice(start, start + step)
-        rotated = torch.einsum("bhle,heru->bhrlu", qk[:, :, part].detach(), rotations)  # (b, h, r, s, u)
+        rotated = torch.matmul(qk[:, :, part].detach(), flat_rotations)  # (b, h, s, r*u)
+        rotated = rotated.view(*rotated.shape[:3], r, u)  # (b, h, s, r, u)
         # the largest of max(xR) and -min(xR) is the argmax over [xR; -xR], without building it
-        top, top_idx = rotated.max(dim=-1)  # (b, h, r, s)
-        bottom, bottom_idx = rotated.min(dim=-1)  # (b, h, r, s)
-        buckets[..., part] = torch.where(top >= -bottom, top_idx, bottom_idx + u)
+        top, top_idx = rotated.max(dim=-1)  # (b, h, s, r)
+        bottom, bottom_idx = rotated.min(dim=-1)  # (b, h, s, r)
+        buckets[..., part] = torch.where(top >= -bottom, top_idx, bottom_idx + u).transpose(2, 3)  # (b, h, r, s)
     if valid is not None:
         buckets = buckets.masked_fill(~valid[:, None, None, :], n_buckets)
     return buckets.to(bucket_dtype(n_buckets))
