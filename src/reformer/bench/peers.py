@@ -34,34 +34,40 @@ from .shape import _PACKAGES, IMPLS, ModelShape
 __all__ = ["IMPLS", "ModelShape", "SDPAEncoder", "build_step", "peer_versions"]
 
 class _SDPABlock(nn.Module):
-    """Pre-norm block: x + Out(SDPA(QKV(LN(x)))), then x + FFN(LN(x)) with a 4*d GELU hidden layer."""
+    """Pre-norm block: x + Drop(Out(SDPA(QKV(LN(x))))), then x + Drop(FFN(LN(x))) with a 4*d GELU hidden layer."""
 
-    def __init__(self, d_model: int, n_heads: int) -> None:
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.n_heads = n_heads
+        self.drop = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
         self.norm2 = nn.LayerNorm(d_model)
-        self.ff = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model))
+        self.ff = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Dropout(dropout),
+                                nn.Linear(4 * d_model, d_model))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, l, d = x.shape
         qkv = self.qkv(self.norm1(x)).view(b, l, 3, self.n_heads, d // self.n_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (b, h, l, e)
         attn = F.scaled_dot_product_attention(q, k, v)  # (b, h, l, e)
-        x = x + self.out(attn.transpose(1, 2).reshape(b, l, d))
-        return x + self.ff(self.norm2(x))
+        x = x + self.drop(self.out(attn.transpose(1, 2).reshape(b, l, d)))
+        return x + self.drop(self.ff(self.norm2(x)))
 
 
 class SDPAEncoder(nn.Module):
-    """A plain pre-norm Transformer encoder (full attention via torch SDPA): (b, l, d) -> (b, l, d)."""
+    """A plain pre-norm Transformer encoder (full attention via torch SDPA): (b, l, d) -> (b, l, d).
 
-    def __init__(self, d_model: int, n_heads: int, n_layers: int) -> None:
+    `dropout` (default 0, as `bench compare` runs every model) sits where `ReformerModel` has it: after the
+    attention output, inside the feed-forward and after it.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, n_layers: int, dropout: float = 0.0) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
-        self.blocks = nn.ModuleList(_SDPABlock(d_model, n_heads) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(_SDPABlock(d_model, n_heads, dropout) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -4,8 +4,8 @@ Two of issue 6's short-sequence targets, measured in one process:
 
 - training: one step (forward, loss = output.sum(), backward) of `ReformerModel(ReformerConfig())` (seq_len 168,
   LSH, reversible) at the training loop's batch size, against the same-size plain pre-norm Transformer on SDPA
-  (`peers.SDPAEncoder`: d_model, heads, layers and FFN width of the default config, a linear head on the last
-  position, fed the same (b, l, f) input through a linear embedding). Steps alternate between the two, so slow
+  (`peers.SDPAEncoder`: d_model, heads, layers, FFN width and dropout of the default config, a linear head on the
+  last position, fed the same (b, l, f) input through a linear embedding). Steps alternate between the two, so slow
   drift of a shared machine's load falls on both alike; the target is sdpa time / ours >= 0.8.
 - inference: `model(x)` in eval mode under `torch.no_grad()` at batch 1, many calls; the target is p50 < 10 ms.
 
@@ -55,7 +55,7 @@ class _SDPAModel(nn.Module):
     def __init__(self, config: ReformerConfig) -> None:
         super().__init__()
         self.embed = nn.Linear(config.n_features, config.d_model)
-        self.encoder = SDPAEncoder(config.d_model, config.n_heads, config.n_layers)
+        self.encoder = SDPAEncoder(config.d_model, config.n_heads, config.n_layers, config.dropout)
         self.head = nn.Linear(config.d_model, config.output_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
