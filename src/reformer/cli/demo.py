@@ -28,9 +28,9 @@ def _metrics_table(evaluation: dict[str, Any]) -> Table:
 
 def demo(
     out: Annotated[Path | None, typer.Option(help="Report folder (default: a new temporary folder).")] = None,
-    bars: Annotated[int, typer.Option(help="Hourly candles of the synthetic market.")] = 5000,
+    bars: Annotated[int, typer.Option(help="Hourly candles of the synthetic market.")] = 20_000,
     seq_len: Annotated[int, typer.Option(help="Model input window, bars.")] = 256,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 5,
+    epochs: Annotated[int, typer.Option(help="Training epochs (of 40 batches of 128 windows).")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of market, model and training.")] = 0,
 ) -> None:
     """Offline end to end: fake exchange -> fetch -> store -> train -> evaluate -> predict -> backtest."""
