@@ -39,6 +39,7 @@ gives ratios 0, a constant volume window gives z = 0, RSI with no losses is 100.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -337,6 +338,11 @@ def compute_features(frame: pd.DataFrame, spec: FeatureSpec | None = None) -> pd
         raise DataFormatError(f"candles lack columns {missing}; expected {list(_PRICE_COLUMNS)} (+ turnover)")
     spec = spec.resolve("turnover" in frame.columns)
     close = frame["close"].astype(float)
+
+    @functools.cache
+    def volume_z() -> pd.Series:  # shared by the volume_z and signed_volume groups: computed once
+        return rolling_zscore(np.log1p(frame["volume"].astype(float)), spec.zscore_window)
+
     builders: dict[str, Callable[[], pd.DataFrame]] = {
         "log_return": lambda: pd.DataFrame({f"log_return_{k}": log_return(close, k) for k in spec.return_horizons}),
         "realized_vol": lambda: realized_vol(close, spec.vol_window).rename(f"realized_vol_{spec.vol_window}")
@@ -347,12 +353,10 @@ def compute_features(frame: pd.DataFrame, spec: FeatureSpec | None = None) -> pd
         .rename("bollinger_pct_b").to_frame(),
         "atr": lambda: atr_ratio(frame["high"].astype(float), frame["low"].astype(float), close, spec.atr_window)
         .rename("atr_ratio").to_frame(),
-        "volume_z": lambda: rolling_zscore(np.log1p(frame["volume"].astype(float)), spec.zscore_window)
-        .rename("volume_z").to_frame(),
+        "volume_z": lambda: volume_z().rename("volume_z").to_frame(),
         "turnover_z": lambda: rolling_zscore(np.log1p(frame["turnover"].astype(float)), spec.zscore_window)
         .rename("turnover_z").to_frame(),
-        "signed_volume": lambda: (np.sign(close - frame["open"].astype(float))
-                                  * rolling_zscore(np.log1p(frame["volume"].astype(float)), spec.zscore_window))
+        "signed_volume": lambda: (np.sign(close - frame["open"].astype(float)) * volume_z())
         .rename("signed_volume_z").to_frame(),
         "candle": lambda: candle_ratios(frame),
         "time": lambda: time_encodings(_open_times(frame), frame.index),

@@ -192,8 +192,8 @@ class PatchReformerForecaster(nn.Module):
     def init_linear_skip(self, x: np.ndarray, y: np.ndarray, ridge: float = 1e-3, max_windows: int = 20000) -> None:
         """Set the skip's W, b to the ridge least-squares fit in the RevIN frame on training windows.
 
-        Solves (X'X + ridge * n * I) [W; b] = X'Y with X = [x' - x'_l, 1] and Y = y' - x'_l per window and channel,
-        where x', y' are the window and its target normalised by the window's own mean and std (as in `forward`).
+        The map is `LinearForecaster`'s, fitted on the windows x' and targets y' normalised by each window's own
+        mean and std (as in `forward`), per window and channel.
         Args: x (w, l, c), y (w, t, c) training windows (evenly subsampled to at most `max_windows`).
         """
         if self.skip is None:
@@ -201,20 +201,14 @@ class PatchReformerForecaster(nn.Module):
         if len(x) > max_windows:
             keep = np.linspace(0, len(x) - 1, max_windows).round().astype(np.int64)
             x, y = x[keep], y[keep]
-        xt, yt = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
-        mean = xt.mean(dim=1, keepdim=True) if self.revin else torch.zeros_like(xt[:, :1])  # (w, 1, c)
-        std = (torch.sqrt(xt.var(dim=1, keepdim=True, unbiased=False) + self.revin.eps) if self.revin
-               else torch.ones_like(mean))
-        xn = rearrange((xt - mean) / std, "w l c -> (w c) l")  # (w*c, l)
-        yn = rearrange((yt - mean) / std, "w t c -> (w c) t")  # (w*c, t)
-        last = xn[:, -1:]
-        design = torch.cat([xn - last, torch.ones_like(last)], dim=1)  # (w*c, l+1)
-        gram = design.T @ design
-        reg = ridge * len(design) * torch.eye(gram.shape[0], dtype=gram.dtype)
-        reg[-1, -1] = 0.0
-        solution = torch.linalg.solve(gram + reg, design.T @ (yn - last))  # (l+1, t)
-        self.skip.weight.copy_(solution[:-1].T.float())
-        self.skip.bias.copy_(solution[-1].float())
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        mean, std = np.zeros((len(x), 1, x.shape[2])), np.ones((len(x), 1, x.shape[2]))  # (w, 1, c)
+        if self.revin is not None:
+            mean, std = x.mean(axis=1, keepdims=True), np.sqrt(x.var(axis=1, keepdims=True) + self.revin.eps)
+        weight = LinearForecaster(ridge).fit((x - mean) / std, (y - mean) / std).weight  # (l+1, t)
+        assert weight is not None
+        self.skip.weight.copy_(torch.from_numpy(weight[:-1].T))
+        self.skip.bias.copy_(torch.from_numpy(weight[-1]))
 
     def reseed(self, seed: int) -> None:
         """Restart the encoder's training-time LSH rotation stream (called by the fit loop every epoch)."""
