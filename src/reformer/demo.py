@@ -87,7 +87,7 @@ def run_demo(report_dir: str | Path, *, n_bars: int = 20_000, seq_len: int = 256
     from .api.fake import FakeExchange
     from .data.store import KlineStore
     from .data.sync import sync_klines_blocking
-    from .data.synthetic import generate_market
+    from .data.synthetic import synthetic_klines
     from .strategy import BacktestConfig, run_backtest, save_report
     from .training.crypto import plot_attention, predict_all, predict_latest, train_crypto
 
@@ -95,7 +95,7 @@ def run_demo(report_dir: str | Path, *, n_bars: int = 20_000, seq_len: int = 256
     out = Path(report_dir)
     out.mkdir(parents=True, exist_ok=True)
     recipe = planted_signal_recipe(n_bars, seed, epochs)
-    klines = generate_market(recipe.market).klines()
+    klines = synthetic_klines(recipe.market)
     say(f"synthetic market: {len(klines)} hourly candles with a signal planted 150 bars before its effect")
 
     with FakeExchange({(CATEGORY, SYMBOL, INTERVAL): klines}) as fake:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import torch
 
-from reformer.data.synthetic import generate_market
+from reformer.data.synthetic import synthetic_frame
 from reformer.demo import planted_signal_recipe
 from reformer.training import train_crypto
 
@@ -36,7 +36,7 @@ def _one_thread() -> Iterator[None]:
 
 
 def _test_metrics(seq_len: int, out: Path) -> dict[str, Any]:
-    frame = generate_market(RECIPE.market).frame
+    frame = synthetic_frame(RECIPE.market)
     report = train_crypto(frame, seq_len=seq_len, horizon=RECIPE.horizon, model_overrides=RECIPE.model,
                           train_config=RECIPE.train.replace(device="cpu"), spec=RECIPE.spec, out_dir=out,
                           progress=False)
