@@ -15,6 +15,7 @@ from einops import rearrange
 from torch import nn
 
 from .config import AttentionType, ReformerConfig
+from .dropout import Dropout
 from .kernels import full_attention, local_attention
 from .lsh import hash_vectors, lsh_attention
 from .masking import AttentionMap
@@ -66,7 +67,7 @@ class SharedQKAttention(nn.Module):
         self.to_qk = nn.Linear(d, d, bias=False)
         self.to_v = nn.Linear(d, d, bias=False)
         self.to_out = nn.Linear(d, d)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         # The layer's own generator: training draws fresh rotations from it, never from (or reseeding) the
         # global RNG; eval uses fixed rotations derived from the seed, so the same input gives the same output.
         self._seed = config.seed

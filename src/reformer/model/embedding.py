@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .config import ReformerConfig
+from .dropout import Dropout
 
 __all__ = ["InputEmbedding", "sinusoidal_positions"]
 
@@ -46,7 +47,7 @@ class InputEmbedding(nn.Module):
         if config.positional == "learned":
             self.positions = nn.Embedding(config.seq_len, config.d_model)
             nn.init.normal_(self.positions.weight, std=0.02)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 3 or x.shape[-1] != self.n_features:

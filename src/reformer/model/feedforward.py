@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .config import ReformerConfig
+from .dropout import Dropout
 
 __all__ = ["ChunkedFeedForward"]
 
@@ -32,7 +33,7 @@ class ChunkedFeedForward(nn.Module):
         self.w_in = nn.Linear(config.d_model, config.ff_hidden)
         self.act = nn.GELU()
         self.w_out = nn.Linear(config.ff_hidden, config.d_model)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def chunk_slices(self, length: int) -> list[slice]:
         """The sequence slices the FFN runs over, in order (at most `ff_chunks`, each non-empty)."""
