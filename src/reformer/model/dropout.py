@@ -62,4 +62,4 @@ class Dropout(nn.Dropout):
         if not self.training or self.p == 0.0 or x.device.type != "cpu" or self.inplace:
             return super().forward(x)
         keep, scale = dropout_mask(x.shape, self.p)
-        return _MaskedScale.apply(x, keep, scale)  # type: ignore[no-any-return]
+        return _MaskedScale.apply(x, keep, scale)
