@@ -52,6 +52,8 @@ def test_evaluate_json_schema(small_csv: Path, tmp_path: Path, capsys: pytest.Ca
     assert (payload["protocol"], payload["seq_len"], payload["horizon"], payload["seed"]) == ("ratio", 48, 12, 0)
     assert payload["config"]["attention_type"] == attention
     assert json.loads(out.read_text())["model"] == payload["model"]
+    blend = payload["blend"]
+    assert 0.0 <= blend["weight"] <= 1.0 and np.isfinite(blend["mse"]) and blend["mae"] > 0
     # a clean sinusoid: the closed-form linear map must beat repeating the last value by far
     assert payload["baselines"]["linear"]["mse"] < 0.5 * payload["baselines"]["repeat"]["mse"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from reformer.training.forecast import (
     patchify,
     repeat_forecast,
 )
-from reformer.training.lstf import WindowSet, evaluate_forecaster
+from reformer.training.lstf import WindowSet, blend_weight, evaluate_forecaster
 
 # evaluation.md §2.6: Repeat on ETTh1 (train-only z-score, every test window), MSE / MAE.
 REPEAT_M = {96: (1.294, 0.713), 192: (1.325, 0.733), 336: (1.330, 0.746), 720: (1.335, 0.755)}
@@ -154,3 +155,29 @@ def test_linear_skip_starts_at_the_least_squares_fit_and_learns_only_the_residua
     assert model.skip is not None and not model.skip.weight.requires_grad  # fixed: the encoder learns the residual
     with pytest.raises(ConfigError, match="linear_skip=True"):
         PatchReformerForecaster(ForecastConfig(seq_len=32, horizon=8, n_channels=2)).init_linear_skip(x, y)
+
+
+def test_blend_weight_is_the_validation_least_squares_mix() -> None:
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(400, 3)).astype(np.float32)  # (rows, c)
+    windows = WindowSet(data, seq_len=8, horizon=4)
+    # first = truth + noise_a, second = truth + noise_b with independent noise of variances 1 and 4:
+    # the optimal weight of `first` is 4 / (1 + 4) = 0.8
+    x_all, y_all = windows.batch(slice(None))
+    noise_a = torch.from_numpy(rng.normal(scale=1.0, size=y_all.shape).astype(np.float32))
+    noise_b = torch.from_numpy(rng.normal(scale=2.0, size=y_all.shape).astype(np.float32))
+    lookup = {tuple(x.flatten()[:8].tolist()): i for i, x in enumerate(x_all)}
+
+    def predictor(noise: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        def predict(x: torch.Tensor) -> torch.Tensor:
+            rows = [lookup[tuple(w.flatten()[:8].tolist())] for w in x]
+            return y_all[rows] + noise[rows]
+        return predict
+
+    weight = blend_weight(predictor(noise_a), predictor(noise_b), windows, batch_size=64)
+    assert abs(weight - 0.8) < 0.03
+    assert blend_weight(predictor(noise_b), predictor(noise_a), windows) == pytest.approx(1 - weight, abs=0.03)
+    # identical forecasts: no information, weight 0; a perfect first forecast: weight 1
+    same = predictor(noise_a)
+    assert blend_weight(same, same, windows) == 0.0
+    assert blend_weight(predictor(torch.zeros_like(noise_a)), same, windows) == pytest.approx(1.0)

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..model.dropout import Dropout
 from .attention import n_buckets_for
 from .shape import _PACKAGES, IMPLS, ModelShape
 
@@ -39,12 +40,12 @@ class _SDPABlock(nn.Module):
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.n_heads = n_heads
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
         self.norm2 = nn.LayerNorm(d_model)
-        self.ff = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Dropout(dropout),
+        self.ff = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), Dropout(dropout),
                                 nn.Linear(4 * d_model, d_model))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -59,8 +60,8 @@ class _SDPABlock(nn.Module):
 class SDPAEncoder(nn.Module):
     """A plain pre-norm Transformer encoder (full attention via torch SDPA): (b, l, d) -> (b, l, d).
 
-    `dropout` (default 0, as `bench compare` runs every model) sits where `ReformerModel` has it: after the
-    attention output, inside the feed-forward and after it.
+    `dropout` (default 0, as `bench compare` runs every model) sits where `ReformerModel` has it, and is the same
+    `Dropout` module: after the attention output, inside the feed-forward and after it.
     """
 
     def __init__(self, d_model: int, n_heads: int, n_layers: int, dropout: float = 0.0) -> None:

@@ -81,7 +81,9 @@ def evaluate(
     print(f"{protocol} {features} seq_len={seq_len} horizon={horizon}: {result.model.n_windows} test windows, "
           f"normalised scale, seed {seed}, {result.seconds:.0f} s")
     for name, metrics in (("model: " + result.model_name, result.model), ("repeat", result.repeat),
-                          ("linear", result.linear)):
+                          ("linear", result.linear),
+                          (f"blend: model x {result.blend_weight:.2f} + linear (weight fitted on validation)",
+                           result.blend)):
         print(f"  {name:<60} MSE {metrics.mse:.4f}  MAE {metrics.mae:.4f}")
 
 

@@ -28,7 +28,7 @@ from reformer.model import ReformerModel
 from .forecast import ForecastConfig, LinearForecaster, PatchReformerForecaster, repeat_forecast
 from .loop import EpochEnd, FitResult, TrainConfig, fit
 
-__all__ = ["LSTFResult", "Metrics", "WindowSet", "evaluate_forecaster", "run_lstf",
+__all__ = ["LSTFResult", "Metrics", "WindowSet", "blend_weight", "evaluate_forecaster", "run_lstf",
            "train_forecaster"]
 
 PROTOCOLS = {"ett-hourly": "ett_hour", "ett-15min": "ett_minute", "ratio": "ratio"}
@@ -100,6 +100,26 @@ def evaluate_forecaster(predict: Callable[[torch.Tensor], torch.Tensor], windows
     return Metrics(mse=sq_sum / count, mae=abs_sum / count, n_windows=len(windows))
 
 
+def blend_weight(first: Callable[[torch.Tensor], torch.Tensor], second: Callable[[torch.Tensor], torch.Tensor],
+                 windows: WindowSet, *, target_only: bool = False, batch_size: int = 256) -> float:
+    """The weight a in [0, 1] of `first` in a * first + (1 - a) * second that minimises MSE on `windows`.
+
+    Least squares in one variable: with d = first - second and r = y - second over every scored entry,
+    a* = <d, r> / <d, d>, clipped to [0, 1] (0 when the two forecasts coincide).
+    """
+    dr = dd = 0.0
+    with torch.no_grad():
+        for start in range(0, len(windows), batch_size):
+            x, y = windows.batch(slice(start, start + batch_size))
+            base = second(x).double()  # (b, t, c)
+            d, r = first(x).double() - base, y.double() - base
+            if target_only:
+                d, r = d[..., -1:], r[..., -1:]
+            dr += float((d * r).sum())
+            dd += float(d.square().sum())
+    return 0.0 if dd == 0.0 else min(1.0, max(0.0, dr / dd))
+
+
 def train_forecaster(model: PatchReformerForecaster, train: WindowSet, val: WindowSet, config: TrainConfig, *,
                      target_only: bool = False, progress: bool = False,
                      log: Callable[[str], None] | None = None) -> FitResult:
@@ -128,6 +148,9 @@ class LSTFResult:
     model: Metrics
     repeat: Metrics
     linear: Metrics
+    blend: Metrics
+    """The model averaged with the linear baseline, the model's weight fitted on validation (`blend_weight`)."""
+    blend_weight: float
     protocol: str
     seq_len: int
     horizon: int
@@ -144,6 +167,8 @@ class LSTFResult:
             "model": {"name": self.model_name, "mse": self.model.mse, "mae": self.model.mae},
             "baselines": {"repeat": {"mse": self.repeat.mse, "mae": self.repeat.mae},
                           "linear": {"mse": self.linear.mse, "mae": self.linear.mae}},
+            "blend": {"name": "model x w + linear x (1 - w), w fitted on validation", "weight": self.blend_weight,
+                      "mse": self.blend.mse, "mae": self.blend.mae},
             "n_windows": self.model.n_windows, "protocol": self.protocol, "seq_len": self.seq_len,
             "horizon": self.horizon, "seed": self.seed, "features": self.features, "n_channels": self.n_channels,
             "config": self.config, "train": self.train, "seconds": round(self.seconds, 1),
@@ -188,8 +213,11 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
 
     repeat = evaluate_forecaster(lambda x: repeat_forecast(x, horizon), test, target_only=target_only)
     linear_model = LinearForecaster().fit(*train.arrays())
-    linear = evaluate_forecaster(lambda x: torch.from_numpy(linear_model.predict(x.numpy())), test,
-                                 target_only=target_only)
+
+    def linear_predict(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(linear_model.predict(x.numpy())).to(x.dtype)
+
+    linear = evaluate_forecaster(linear_predict, test, target_only=target_only)
     if log:
         log(f"{len(train)}/{len(val)}/{len(test)} windows; repeat {repeat.mse:.4f}, linear {linear.mse:.4f}")
 
@@ -214,7 +242,14 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
             selected = "start (training never beat the linear start on validation)"
         if log:
             log(f"validation MSE trained {trained_val:.4f} vs start {initial['val_mse']:.4f}: kept {selected}")
+    forecaster.eval()
     scored = evaluate_forecaster(forecaster, test, target_only=target_only)
+    # model averaging with the linear baseline: one weight, fitted on validation only, scored on test
+    weight = blend_weight(forecaster, linear_predict, val, target_only=target_only)
+    blend = evaluate_forecaster(lambda x: weight * forecaster(x) + (1 - weight) * linear_predict(x), test,
+                                target_only=target_only)
+    if log:
+        log(f"blend with linear: model weight {weight:.3f} (fitted on validation)")
     attention = config.attention_type
     if attention == "lsh" and config.chunk_size >= config.n_patches:
         attention = "lsh (one chunk: exact shared-QK attention)"
@@ -226,6 +261,7 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
     return LSTFResult(
         model_name=(f"patch-reformer ({attention}, {config.n_patches} patches of {config.patch_len}"
                     + (", linear skip)" if config.linear_skip else ")")),
-        model=scored, repeat=repeat, linear=linear, protocol=protocol, seq_len=seq_len, horizon=horizon,
+        model=scored, repeat=repeat, linear=linear, blend=blend, blend_weight=weight, protocol=protocol,
+        seq_len=seq_len, horizon=horizon,
         seed=train_config.seed, features=features, n_channels=n_channels, config=asdict(config), train=train_info,
         seconds=time.perf_counter() - began)
