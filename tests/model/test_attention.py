@@ -8,7 +8,7 @@ import torch
 from reformer import AttentionType, ReformerConfig
 from reformer.model import SharedQKAttention
 from reformer.model.kernels import full_attention, local_attention
-from reformer.model.lsh import hash_vectors, lsh_attention
+from reformer.model.lsh import bucket_factors, hash_vectors, lsh_attention, rotation_columns
 
 
 def _layer(config: ReformerConfig, qk_scale: float = 1.0) -> SharedQKAttention:
@@ -113,3 +113,27 @@ def test_bfloat16_autocast_is_finite_with_padding(kind: str) -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = layer(x, valid).out
     assert torch.isfinite(out.float()).all()
+
+
+def test_large_bucket_counts_are_hashed_as_two_factors() -> None:
+    assert bucket_factors(64) == (64,) and bucket_factors(128) == (128,)  # at or below FACTOR_ABOVE: one hash
+    assert bucket_factors(130) == (130,)  # not divisible by 4: one hash
+    assert bucket_factors(256) == (16, 16) and bucket_factors(200) == (10, 20) and bucket_factors(4096) == (64, 64)
+    assert rotation_columns(256) == 16 and rotation_columns(64) == 32
+
+    gen = torch.Generator().manual_seed(0)
+    qk = torch.randn(2, 3, 500, 16, generator=gen)  # (b, h, l, e)
+    rotations = torch.randn(3, 16, 2, rotation_columns(256), generator=gen)  # (h, e, r, 8 + 8)
+    buckets = hash_vectors(qk, rotations, 256, None).long()  # (b, h, r, l)
+    # each factor is the plain angular hash on its own columns; the bucket is a + 16 * b
+    first = hash_vectors(qk, rotations[..., :8].contiguous(), 16, None).long()
+    second = hash_vectors(qk, rotations[..., 8:].contiguous(), 16, None).long()
+    assert torch.equal(buckets, first + 16 * second)
+    assert buckets.min() >= 0 and buckets.max() < 256 and len(buckets.unique()) > 200
+
+    # still locality-sensitive: near neighbours share a bucket far more often than independent vectors
+    near = qk + 0.05 * torch.randn(qk.shape, generator=gen)
+    far = torch.randn(qk.shape, generator=gen)
+    same_near = (hash_vectors(near, rotations, 256, None).long() == buckets).float().mean()
+    same_far = (hash_vectors(far, rotations, 256, None).long() == buckets).float().mean()
+    assert same_near > 0.6 and same_far < 0.02

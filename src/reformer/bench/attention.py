@@ -75,7 +75,7 @@ def _worker(kernel: str, length: int, spec: BenchSpec) -> dict[str, Any]:
     import torch.nn.functional as F
 
     from ..model.kernels import local_attention
-    from ..model.lsh import hash_vectors, lsh_attention
+    from ..model.lsh import hash_vectors, lsh_attention, rotation_columns
 
     if spec.threads:
         torch.set_num_threads(spec.threads)
@@ -86,7 +86,7 @@ def _worker(kernel: str, length: int, spec: BenchSpec) -> dict[str, Any]:
     k = torch.randn(b, h, padded, e, generator=gen).requires_grad_()
     v = torch.randn(b, h, padded, e, generator=gen).requires_grad_()
     n_buckets = n_buckets_for(padded, spec.chunk_size)
-    rotations = torch.randn(h, e, spec.n_hash_rounds, n_buckets // 2, generator=gen)
+    rotations = torch.randn(h, e, spec.n_hash_rounds, rotation_columns(n_buckets), generator=gen)
 
     def step() -> None:
         if kernel == "naive":

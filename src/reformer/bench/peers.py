@@ -93,11 +93,15 @@ def _hf(shape: ModelShape, length: int) -> tuple[nn.Module, Callable[[torch.Tens
     from transformers import ReformerConfig as HFConfig
     from transformers import ReformerModel as HFModel
 
+    from ..model.lsh import bucket_factors
+
+    # the same bucket count hashed the same way as ours: HF takes a factorised count as a list [a, b]
+    factors = bucket_factors(n_buckets_for(length, shape.chunk_size))
     config = HFConfig(
         attn_layers=["lsh"] * shape.n_layers, hidden_size=shape.d_model, num_attention_heads=shape.n_heads,
         attention_head_size=shape.d_model // shape.n_heads, feed_forward_size=4 * shape.d_model,
         hidden_act="gelu", lsh_attn_chunk_length=shape.chunk_size, num_hashes=shape.n_hash_rounds,
-        num_buckets=n_buckets_for(length, shape.chunk_size), lsh_num_chunks_before=1, lsh_num_chunks_after=0,
+        num_buckets=factors[0] if len(factors) == 1 else list(factors), lsh_num_chunks_before=1, lsh_num_chunks_after=0,
         chunk_size_feed_forward=min(shape.ff_chunk_len, length), axial_pos_embds=False,
         max_position_embeddings=length, hidden_dropout_prob=0.0, lsh_attention_probs_dropout_prob=0.0,
         local_attention_probs_dropout_prob=0.0, is_decoder=False, vocab_size=2)

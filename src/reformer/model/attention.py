@@ -17,7 +17,7 @@ from torch import nn
 from .config import AttentionType, ReformerConfig
 from .dropout import Dropout
 from .kernels import full_attention, local_attention
-from .lsh import hash_vectors, lsh_attention
+from .lsh import hash_vectors, lsh_attention, rotation_columns
 from .masking import AttentionMap
 
 __all__ = ["AttentionOutput", "SharedQKAttention"]
@@ -82,7 +82,7 @@ class SharedQKAttention(nn.Module):
     def rotations(self, device: torch.device) -> torch.Tensor:
         """Random rotations for one forward pass: (h, e, r, u). Fresh in training, fixed in eval."""
         e = self.to_qk.out_features // self.n_heads
-        shape = (self.n_heads, e, self.n_hash_rounds, self.n_buckets // 2)
+        shape = (self.n_heads, e, self.n_hash_rounds, rotation_columns(self.n_buckets))
         if self.training:
             generator = self.generator
         else:

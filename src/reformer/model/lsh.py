@@ -9,6 +9,7 @@ No (l, l) tensor is ever built and no look-back window is copied: the largest in
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -16,7 +17,7 @@ import torch
 from .chunked import chunk_scores, window_attention, window_view
 from .masking import AttentionMap, normalize_keys
 
-__all__ = ["bucket_dtype", "hash_vectors", "lsh_attention"]
+__all__ = ["FACTOR_ABOVE", "bucket_dtype", "bucket_factors", "hash_vectors", "lsh_attention", "rotation_columns"]
 
 # elements of one head group's (b, g, r, l, e) tensors: 2**20 float32 = 4 MiB (at least one head per group)
 _GROUP_ELEMENTS = 2**20
@@ -27,6 +28,33 @@ def bucket_dtype(n_buckets: int) -> torch.dtype:
     return torch.uint8 if n_buckets < 256 else torch.int16
 
 
+FACTOR_ABOVE = 128
+"""Bucket counts above this (and divisible by 4) are hashed as two independent angular hashes."""
+
+
+def bucket_factors(n_buckets: int) -> tuple[int, ...]:
+    """How `n_buckets` is hashed: (n_buckets,), or (a, b) with a * b = n_buckets, both even, a <= b, a as
+    close to sqrt(n_buckets) as possible.
+
+    One angular hash into n buckets needs n/2 projection columns per round, so hashing costs O(l * e * n) and,
+    with the usual n ~ 2l / chunk, grows as l^2 (at l = 131,072 it was a third of an attention layer's time).
+    Two independent hashes into a and b buckets, combined as a + a * b', need (a + b) / 2 columns: the
+    factorisation HF transformers offers as `num_buckets=[a, b]`. Each factor is an angular LSH, so their
+    product is one as well (two vectors share a bucket only if they share both).
+    """
+    if n_buckets <= FACTOR_ABOVE or n_buckets % 4:
+        return (n_buckets,)
+    for a in range(2 * (math.isqrt(n_buckets) // 2), 1, -2):
+        if n_buckets % a == 0 and (n_buckets // a) % 2 == 0:
+            return (a, n_buckets // a)
+    return (n_buckets,)  # pragma: no cover - a = 2 always divides an n_buckets divisible by 4
+
+
+def rotation_columns(n_buckets: int) -> int:
+    """Projection columns per head and round that `hash_vectors` needs: the sum of f / 2 over the factors."""
+    return sum(f // 2 for f in bucket_factors(n_buckets))
+
+
 def hash_vectors(
     qk: torch.Tensor, rotations: torch.Tensor, n_buckets: int, valid: torch.Tensor | None
 ) -> torch.Tensor:
@@ -34,15 +62,19 @@ def hash_vectors(
 
     Args:
         qk: shared query-key vectors, (b, h, l, e). Detached: hashing is not differentiated.
-        rotations: random Gaussian projections, (h, e, r, u) with u = n_buckets / 2.
+        rotations: random Gaussian projections, (h, e, r, u) with u = `rotation_columns(n_buckets)`
+            (n_buckets / 2 unless the count is factorised: `bucket_factors`).
         n_buckets: buckets per round; padded positions get the extra bucket `n_buckets` (sorted last).
         valid: (b, l) bool, True for real positions; None = all real.
     Returns:
         buckets: (b, h, r, l), in `bucket_dtype(n_buckets)`.
     """
-    # angular LSH: h(x) = argmax([xR; -xR])  (Reformer eq. 3; Andoni et al. 2015)
+    # angular LSH: h(x) = argmax([xR; -xR])  (Reformer eq. 3; Andoni et al. 2015); with factors (a, b):
+    # h(x) = h_a(x) + a * h_b(x), h_a and h_b on disjoint columns of R
     b, h, l, _ = qk.shape
     r, u = rotations.shape[2], rotations.shape[3]
+    factors = bucket_factors(n_buckets)
+    assert u == rotation_columns(n_buckets), "rotations must have rotation_columns(n_buckets) columns"
     rotations = rotations.to(qk.dtype)
     buckets = torch.empty(b, h, r, l, dtype=torch.long, device=qk.device)
     # slices of positions keep the (b, h, r, positions, u) projections small: u grows with l when the bucket
@@ -53,10 +85,18 @@ def hash_vectors(
         part = slice(start, start + step)
         rotated = torch.matmul(qk[:, :, part].detach(), flat_rotations)  # (b, h, s, r*u)
         rotated = rotated.view(*rotated.shape[:3], r, u)  # (b, h, s, r, u)
-        # the largest of max(xR) and -min(xR) is the argmax over [xR; -xR], without building it
-        top, top_idx = rotated.max(dim=-1)  # (b, h, s, r)
-        bottom, bottom_idx = rotated.min(dim=-1)  # (b, h, s, r)
-        buckets[..., part] = torch.where(top >= -bottom, top_idx, bottom_idx + u).transpose(2, 3)  # (b, h, r, s)
+        ids, column, scale = None, 0, 1
+        for f in factors:
+            half = f // 2
+            cols = rotated[..., column:column + half] if len(factors) > 1 else rotated  # (b, h, s, r, f/2)
+            # the largest of max(xR) and -min(xR) is the argmax over [xR; -xR], without building it
+            top, top_idx = cols.max(dim=-1)  # (b, h, s, r)
+            bottom, bottom_idx = cols.min(dim=-1)  # (b, h, s, r)
+            factor_id = torch.where(top >= -bottom, top_idx, bottom_idx + half)  # (b, h, s, r) in [0, f)
+            ids = factor_id if ids is None else ids + scale * factor_id
+            column, scale = column + half, scale * f
+        assert ids is not None
+        buckets[..., part] = ids.transpose(2, 3)  # (b, h, r, s)
     if valid is not None:
         buckets = buckets.masked_fill(~valid[:, None, None, :], n_buckets)
     return buckets.to(bucket_dtype(n_buckets))
