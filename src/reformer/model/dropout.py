@@ -18,6 +18,7 @@ Shape legend: any shape; the mask has the input's shape.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -30,9 +31,7 @@ _HALF = 1 << 15  # 16-bit uniforms are signed: [-2^15, 2^15)
 
 def dropout_mask(shape: torch.Size | tuple[int, ...], p: float) -> tuple[torch.Tensor, float]:
     """A keep-mask of `shape` (bool, CPU) with P(drop) = round(p * 2^16) / 2^16, and its inverse keep rate."""
-    n = 1
-    for size in shape:
-        n *= int(size)
+    n = math.prod(shape)
     words = torch.randint(-(1 << 63), (1 << 63) - 1, ((n + 3) // 4,), dtype=torch.int64)  # 4 uniforms each
     uniforms = words.view(torch.int16)[:n].view(shape)  # (*shape), uniform on [-2^15, 2^15)
     dropped = round(p * (1 << 16))

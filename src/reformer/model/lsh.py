@@ -88,7 +88,7 @@ def hash_vectors(
         ids, column, scale = None, 0, 1
         for f in factors:
             half = f // 2
-            cols = rotated[..., column:column + half] if len(factors) > 1 else rotated  # (b, h, s, r, f/2)
+            cols = rotated[..., column:column + half]  # (b, h, s, r, f/2), a view
             # the largest of max(xR) and -min(xR) is the argmax over [xR; -xR], without building it
             top, top_idx = cols.max(dim=-1)  # (b, h, s, r)
             bottom, bottom_idx = cols.min(dim=-1)  # (b, h, s, r)

@@ -28,8 +28,8 @@ from reformer.model import ReformerModel
 from .forecast import ForecastConfig, LinearForecaster, PatchReformerForecaster, repeat_forecast
 from .loop import EpochEnd, FitResult, TrainConfig, fit
 
-__all__ = ["LSTFResult", "Metrics", "WindowSet", "blend_weight", "evaluate_forecaster", "run_lstf",
-           "train_forecaster"]
+__all__ = ["LSTFResult", "Metrics", "WindowSet", "blend_weight", "evaluate_forecaster", "evaluate_forecasters",
+           "run_lstf", "train_forecaster"]
 
 PROTOCOLS = {"ett-hourly": "ett_hour", "ett-15min": "ett_minute", "ratio": "ratio"}
 """CLI protocol names -> `lstf_borders` names."""
@@ -76,28 +76,39 @@ class Metrics:
     n_windows: int
 
 
-def evaluate_forecaster(predict: Callable[[torch.Tensor], torch.Tensor], windows: WindowSet, *,
-                        target_only: bool = False, batch_size: int = 256) -> Metrics:
-    """MSE and MAE of `predict` over every window of `windows` (no drop_last), accumulated in float64.
+def evaluate_forecasters(predict: Callable[[torch.Tensor], dict[str, torch.Tensor]], windows: WindowSet, *,
+                         target_only: bool = False, batch_size: int = 256) -> dict[str, Metrics]:
+    """MSE and MAE of each named forecast that `predict` returns, over every window of `windows` (no drop_last),
+    accumulated in float64; forecasts computed together share one pass over the windows.
 
     Args:
-        predict: x (b, l, c) -> (b, t, c).
+        predict: x (b, l, c) -> {name: (b, t, c)}.
         windows: the split's windows.
         target_only: score the last channel only (features "MS").
         batch_size: windows per call (the last batch may be smaller; every window is scored).
     """
-    sq_sum = abs_sum = 0.0
-    count = 0
+    sums: dict[str, list[float]] = {}  # name -> [squared error sum, absolute error sum, entries]
     with torch.no_grad():
         for start in range(0, len(windows), batch_size):
             x, y = windows.batch(slice(start, start + batch_size))
-            err = (predict(x) - y).double()  # (b, t, c)
-            if target_only:
-                err = err[..., -1:]
-            sq_sum += float(err.square().sum())
-            abs_sum += float(err.abs().sum())
-            count += err.numel()
-    return Metrics(mse=sq_sum / count, mae=abs_sum / count, n_windows=len(windows))
+            for name, forecast in predict(x).items():
+                err = (forecast - y).double()  # (b, t, c)
+                if target_only:
+                    err = err[..., -1:]
+                total = sums.setdefault(name, [0.0, 0.0, 0.0])
+                total[0] += float(err.square().sum())
+                total[1] += float(err.abs().sum())
+                total[2] += err.numel()
+    return {name: Metrics(mse=sq / count, mae=ab / count, n_windows=len(windows))
+            for name, (sq, ab, count) in sums.items()}
+
+
+def evaluate_forecaster(predict: Callable[[torch.Tensor], torch.Tensor], windows: WindowSet, *,
+                        target_only: bool = False, batch_size: int = 256) -> Metrics:
+    """MSE and MAE of `predict` (x (b, l, c) -> (b, t, c)) over every window of `windows`: `evaluate_forecasters`
+    with one forecast."""
+    return evaluate_forecasters(lambda x: {"": predict(x)}, windows, target_only=target_only,
+                                batch_size=batch_size)[""]
 
 
 def blend_weight(first: Callable[[torch.Tensor], torch.Tensor], second: Callable[[torch.Tensor], torch.Tensor],
@@ -242,12 +253,15 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
             selected = "start (training never beat the linear start on validation)"
         if log:
             log(f"validation MSE trained {trained_val:.4f} vs start {initial['val_mse']:.4f}: kept {selected}")
-    forecaster.eval()
-    scored = evaluate_forecaster(forecaster, test, target_only=target_only)
     # model averaging with the linear baseline: one weight, fitted on validation only, scored on test
     weight = blend_weight(forecaster, linear_predict, val, target_only=target_only)
-    blend = evaluate_forecaster(lambda x: weight * forecaster(x) + (1 - weight) * linear_predict(x), test,
-                                target_only=target_only)
+
+    def model_and_blend(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        forecast = forecaster(x)  # (b, t, c), once for both scores
+        return {"model": forecast, "blend": weight * forecast + (1 - weight) * linear_predict(x)}
+
+    scores = evaluate_forecasters(model_and_blend, test, target_only=target_only)
+    scored, blend = scores["model"], scores["blend"]
     if log:
         log(f"blend with linear: model weight {weight:.3f} (fitted on validation)")
     attention = config.attention_type
