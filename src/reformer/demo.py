@@ -49,7 +49,8 @@ def planted_signal_recipe(n_bars: int = 20_000, seed: int = 0, epochs: int = 10)
                                      event_volume_mult=30.0),
         spec=FeatureSpec(groups=("log_return", "volume_z", "candle", "signed_volume")),
         model={"d_model": 8, "n_heads": 2, "n_layers": 1, "n_hash_rounds": 2, "n_buckets": 8, "chunk_size": 32,
-               "attention_type": "lsh", "dropout": 0.0, "pooling": "flatten", "seed": seed},
+               "attention_type": "lsh", "full_attention_threshold": 0,  # LSH at every seq_len (64 too)
+               "dropout": 0.0, "pooling": "flatten", "seed": seed},
         train=TrainConfig(epochs=epochs, batch_size=128, lr=3e-3, weight_decay=0.0, max_batches_per_epoch=40,
                           patience=4, seed=seed, device="auto", loss="mse"),
         horizon=4)

@@ -23,7 +23,7 @@ def _layer(config: ReformerConfig, qk_scale: float = 1.0) -> SharedQKAttention:
 @pytest.mark.parametrize("length", [64, 50])  # 50: padded to the chunk with a mask
 def test_lsh_with_one_chunk_equals_full(causal: bool, length: int) -> None:
     config = ReformerConfig(d_model=32, n_heads=4, chunk_size=64, n_buckets=8, n_hash_rounds=3, causal=causal,
-                            dropout=0.0)
+                            dropout=0.0, full_attention_threshold=0)
     layer = _layer(config)
     x = torch.randn(2, 64, 32, dtype=torch.float64)
     valid = torch.zeros(2, 64, dtype=torch.bool)
@@ -40,7 +40,7 @@ def test_lsh_error_falls_as_hash_rounds_grow() -> None:
     x = torch.randn(2, 1024, 64, dtype=torch.float64)
     for rounds in (1, 2, 4, 8):
         config = ReformerConfig(d_model=64, n_heads=4, chunk_size=32, n_buckets=32, n_hash_rounds=rounds,
-                                dropout=0.0, seed=3)
+                                dropout=0.0, seed=3, full_attention_threshold=0)
         layer = _layer(config, qk_scale=4.0)  # peaked attention: the regime LSH approximates
         lsh = layer(x).out
         layer.attention_type = AttentionType.FULL
@@ -104,7 +104,7 @@ def test_local_attention_window_and_causality() -> None:
 @pytest.mark.parametrize("kind", ["full", "lsh", "local"])
 def test_bfloat16_autocast_is_finite_with_padding(kind: str) -> None:
     config = ReformerConfig(d_model=32, n_heads=4, chunk_size=16, n_buckets=8, attention_type=kind,  # type: ignore[arg-type]
-                            dropout=0.0)
+                            dropout=0.0, full_attention_threshold=0)
     layer = SharedQKAttention(config, layer_index=0).eval()
     x = torch.randn(2, 64, 32)
     valid = torch.ones(2, 64, dtype=torch.bool)

@@ -38,6 +38,8 @@ def test_attention_type_accepts_strings(text: str, member: AttentionType) -> Non
         ({"task": "classification", "n_classes": 1}, "n_classes"),
         ({"pooling": "max"}, "pooling"),
         ({"positional": "rotary"}, "positional"),
+        ({"full_attention_threshold": -2}, "full_attention_threshold"),
+        ({"full_attention_threshold": 1.5}, "full_attention_threshold"),
     ],
 )
 def test_bad_config_names_field_value_and_fix(changes: dict, field: str) -> None:
@@ -57,3 +59,14 @@ def test_dict_round_trip_and_unknown_keys() -> None:
     assert ReformerConfig.from_dict(c.to_dict()) == c
     with pytest.raises(ValueError, match="unknown field"):
         ReformerConfig.from_dict({"seq_length": 5})
+
+
+def test_short_lsh_inputs_resolve_to_full_attention() -> None:
+    c = ReformerConfig()  # chunk 32, 4 rounds: LSH would score 2 * 32 * 4 = 256 key slots per query
+    assert c.full_attention_threshold == -1 and c.full_attention_below == 256
+    assert c.kernel_for(168) is AttentionType.FULL and c.kernel_for(256) is AttentionType.FULL
+    assert c.kernel_for(257) is AttentionType.LSH
+    assert c.kernel_for(100, AttentionType.LOCAL) is AttentionType.LOCAL  # only LSH falls back
+    never = c.replace(full_attention_threshold=0)
+    assert never.full_attention_below == 0 and never.kernel_for(1) is AttentionType.LSH
+    assert c.replace(full_attention_threshold=500).kernel_for(500) is AttentionType.FULL

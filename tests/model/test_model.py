@@ -10,7 +10,7 @@ from reformer import AttentionType, ReformerConfig, ReformerModel
 
 def _config(**changes: object) -> ReformerConfig:
     base = ReformerConfig(seq_len=70, d_model=32, n_heads=4, n_layers=2, chunk_size=16, n_buckets=8,
-                          n_hash_rounds=2, n_features=3, dropout=0.0)
+                          n_hash_rounds=2, n_features=3, dropout=0.0, full_attention_threshold=0)
     return base.replace(**changes)
 
 
@@ -138,3 +138,19 @@ def test_predict_with_attention(kind: str) -> None:
     torch.testing.assert_close(dense.sum(-1), torch.ones(2, 4, 70), atol=1e-5, rtol=0)
     if kind == "lsh":  # sparse: rounds x (chunk + look-back) keys per position, not 70
         assert layers[0].map.indices.shape[-1] == 2 * 2 * 16
+
+
+def test_lsh_at_or_below_the_threshold_is_exact_full_attention() -> None:
+    # threshold 2 * chunk * rounds = 64: at 64 positions the LSH model computes full attention (no padding, no
+    # buckets), identical to the same weights run as FULL; at 70 it hashes and its output differs
+    lsh = ReformerModel(_config(full_attention_threshold=-1, pooling="mean")).eval()
+    full = ReformerModel(_config(full_attention_threshold=-1, pooling="mean", attention_type="full")).eval()
+    full.load_state_dict(lsh.state_dict())
+    x = torch.randn(2, 70, 3)
+    torch.testing.assert_close(lsh(x[:, :64]), full(x[:, :64]))
+    assert lsh.blocks[0].attn(torch.randn(2, 64, 32)).buckets is None
+    assert lsh.blocks[0].attn(torch.randn(2, 80, 32)).buckets is not None  # 80 > 64: hashed
+    assert not torch.allclose(lsh(x), full(x), atol=1e-4)
+    train = ReformerModel(_config(full_attention_threshold=-1)).train()  # reversible backward on the short path
+    train(x[:, :64]).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in train.parameters())

@@ -22,7 +22,7 @@ def _grads(model: ReformerModel, x: torch.Tensor, reversible: bool, seed: int = 
 def test_reversible_and_plain_gradients_match_with_dropout(kind: str) -> None:
     config = ReformerConfig(seq_len=40, d_model=32, n_heads=4, n_layers=3, chunk_size=16, n_buckets=4,
                             n_hash_rounds=2, dropout=0.25, ff_chunks=3, n_features=3,
-                            attention_type=kind)  # type: ignore[arg-type]
+                            attention_type=kind, full_attention_threshold=0)  # type: ignore[arg-type]
     model = ReformerModel(config).double().train()
     x = torch.randn(2, 40, 3, dtype=torch.float64)
     reversible = _grads(model, x, reversible=True)
@@ -37,7 +37,7 @@ def test_reversible_and_plain_gradients_match_with_dropout(kind: str) -> None:
 
 def test_reversible_works_with_autograd_grad_and_accumulation() -> None:
     config = ReformerConfig(seq_len=32, d_model=16, n_heads=2, n_layers=2, chunk_size=8, n_buckets=4,
-                            dropout=0.0, n_features=2)
+                            dropout=0.0, n_features=2, full_attention_threshold=0)
     model = ReformerModel(config).double().train()
     x = torch.randn(3, 32, 2, dtype=torch.float64)
     model(x).sum().backward()
@@ -67,7 +67,8 @@ def _saved_bytes(config: ReformerConfig, length: int, reversible: bool) -> int:
 
 
 def test_reversible_memory_does_not_grow_with_depth() -> None:
-    base = ReformerConfig(seq_len=256, n_features=4, dropout=0.1)  # default width, heads, rounds, buckets
+    # default width, heads, rounds, buckets; LSH (not the short-input full attention) at 256
+    base = ReformerConfig(seq_len=256, n_features=4, dropout=0.1, full_attention_threshold=0)
     deep, shallow = base.replace(n_layers=12), base.replace(n_layers=2)
     ratio = _saved_bytes(deep, 256, reversible=True) / _saved_bytes(shallow, 256, reversible=True)
     assert ratio <= 1.3, ratio
@@ -87,7 +88,7 @@ def test_lsh_memory_is_linear_in_length() -> None:
 
 def test_memory_figures_for_the_record(capsys: pytest.CaptureFixture[str]) -> None:
     """Prints the measured ratios (pytest -s) so the README's numbers can be reproduced."""
-    base = ReformerConfig(seq_len=256, n_features=4, dropout=0.1)
+    base = ReformerConfig(seq_len=256, n_features=4, dropout=0.1, full_attention_threshold=0)
     deep = _saved_bytes(base.replace(n_layers=12), 256, reversible=True)
     shallow = _saved_bytes(base.replace(n_layers=2), 256, reversible=True)
     print(f"reversible saved bytes 12 vs 2 layers: {deep} / {shallow} = {deep / shallow:.3f}")

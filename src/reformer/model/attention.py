@@ -50,7 +50,8 @@ class SharedQKAttention(nn.Module):
         config: the model configuration (heads, kernel, chunking, hashing, causal, dropout).
         layer_index: position in the stack; seeds this layer's private LSH rotation generator.
     Shapes:
-        forward: x (b, l, d) with l a multiple of `chunk_size` for LSH/local -> AttentionOutput.out (b, l, d).
+        forward: x (b, l, d) with l a multiple of `chunk_size` for local, and for LSH above
+            `config.full_attention_below` (at or below it LSH runs full attention) -> AttentionOutput.out (b, l, d).
     """
 
     def __init__(self, config: ReformerConfig, layer_index: int) -> None:
@@ -62,6 +63,7 @@ class SharedQKAttention(nn.Module):
         self.chunk_size = config.chunk_size
         self.causal = config.causal
         self.attention_type = config.attention_type
+        self.config = config
         self.layer_index = layer_index
         self.norm = nn.LayerNorm(d)
         self.to_qk = nn.Linear(d, d, bias=False)
@@ -110,7 +112,7 @@ class SharedQKAttention(nn.Module):
         normed = self.norm(x)
         qk = rearrange(self.to_qk(normed), "b l (h e) -> b h l e", h=self.n_heads)
         v = rearrange(self.to_v(normed), "b l (h e) -> b h l e", h=self.n_heads)
-        kind = AttentionType(self.attention_type)
+        kind = self.config.kernel_for(x.shape[1], AttentionType(self.attention_type))  # short LSH runs FULL
         amap: AttentionMap | None
         if kind is AttentionType.LSH:
             if buckets is None:

@@ -63,6 +63,11 @@ class ReformerConfig:
     """Positions per attention chunk (LSH sorted chunks, local windows)."""
     attention_type: AttentionType = AttentionType.LSH
     """`AttentionType.FULL`, `.LSH` or `.LOCAL` (or the strings "full", "lsh", "local")."""
+    full_attention_threshold: int = -1
+    """LSH layers attend exactly over all positions when the input has at most this many (HF's Reformer does the
+    same up to one chunk, reformer-pytorch with `full_attn_thres`). -1 (default) = 2 * chunk_size * n_hash_rounds,
+    the key slots LSH scores per query: at or below that length full attention is exact and does no more
+    arithmetic (and skips the hashing, sorting and padding). 0 = always hash."""
     use_reversible_layers: bool = True
     """Reversible residuals: activations are recomputed in the backward pass instead of stored."""
     dropout: float = 0.1
@@ -105,6 +110,10 @@ class ReformerConfig:
             raise _fail("d_model", self.d_model,
                         f"d_model must be divisible by n_heads={self.n_heads}; "
                         f"e.g. d_model={self.n_heads * max(1, round(self.d_model / self.n_heads))}")
+        if (not isinstance(self.full_attention_threshold, int) or isinstance(self.full_attention_threshold, bool)
+                or self.full_attention_threshold < -1):
+            raise _fail("full_attention_threshold", self.full_attention_threshold,
+                        "use a length (>= 1), 0 to always hash, or -1 for 2 * chunk_size * n_hash_rounds")
         if not isinstance(self.n_buckets, int) or self.n_buckets < 2 or self.n_buckets % 2:
             raise _fail("n_buckets", self.n_buckets, "use a positive even integer (e.g. 32)")
         if self.n_buckets > 32766:
@@ -128,6 +137,20 @@ class ReformerConfig:
     def head_dim(self) -> int:
         """Width of one attention head (d_model / n_heads)."""
         return self.d_model // self.n_heads
+
+    @property
+    def full_attention_below(self) -> int:
+        """Resolved `full_attention_threshold`: LSH layers run full attention at lengths <= this (0 = never)."""
+        if self.full_attention_threshold < 0:
+            return 2 * self.chunk_size * self.n_hash_rounds
+        return self.full_attention_threshold
+
+    def kernel_for(self, length: int, kind: AttentionType | None = None) -> AttentionType:
+        """The kernel run on `length` positions for `kind` (default: the config's): LSH becomes FULL when short."""
+        kind = self.attention_type if kind is None else kind
+        if kind is AttentionType.LSH and length <= self.full_attention_below:
+            return AttentionType.FULL
+        return kind
 
     @property
     def ff_hidden(self) -> int:

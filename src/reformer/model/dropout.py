@@ -40,18 +40,22 @@ def dropout_mask(shape: torch.Size | tuple[int, ...], p: float) -> tuple[torch.T
 
 
 class _MaskedScale(torch.autograd.Function):
-    """y = x * keep * scale; saves only the bool mask (1 byte an element) for the backward."""
+    """y = x * keep * scale; saves only the bool mask (1 byte an element) for the backward.
+
+    The mask multiplies as uint8 (a free view of the bool): float x uint8 runs vectorised, while float x bool
+    took 14x longer on this project's CPU (2.75M elements: 9.8 ms against 0.68 ms; `torch.where` 3.1 ms).
+    """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
         ctx.save_for_backward(keep)
         ctx.scale = scale
-        return (x * keep).mul_(scale)  # (torch.where and masked_fill are ~3x slower here)
+        return (x * keep.view(torch.uint8)).mul_(scale)  # see _MaskedScale's note on uint8
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (keep,) = ctx.saved_tensors
-        return (grad * keep).mul_(ctx.scale), None, None
+        return (grad * keep.view(torch.uint8)).mul_(ctx.scale), None, None
 
 
 class Dropout(nn.Dropout):

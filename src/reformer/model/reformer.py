@@ -86,7 +86,8 @@ class ReformerModel(nn.Module):
         """Pad (b, l, d) to a multiple of the chunk size where the kernel needs it; returns (b, p, d), (b, p)."""
         b, l, _ = h.shape
         chunk = self.config.chunk_size
-        padded = l if self.attention_type is AttentionType.FULL else -(-l // chunk) * chunk
+        kind = self.config.kernel_for(l, self.attention_type)
+        padded = l if kind is AttentionType.FULL else -(-l // chunk) * chunk
         if padded == l:
             return h, mask
         valid = torch.zeros(b, padded, dtype=torch.bool, device=h.device)
