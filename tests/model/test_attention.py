@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reformer import AttentionType, ReformerConfig
+from reformer import AttentionType, ReformerConfig, ReformerModel
 from reformer.model import SharedQKAttention
 from reformer.model.kernels import full_attention, local_attention
 from reformer.model.lsh import bucket_factors, hash_vectors, lsh_attention, rotation_columns
@@ -137,3 +137,31 @@ def test_large_bucket_counts_are_hashed_as_two_factors() -> None:
     same_near = (hash_vectors(near, rotations, 256, None).long() == buckets).float().mean()
     same_far = (hash_vectors(far, rotations, 256, None).long() == buckets).float().mean()
     assert same_near > 0.6 and same_far < 0.02
+
+
+def test_hash_is_the_argmax_over_plus_and_minus_projections() -> None:
+    # Reformer eq. 3 written out: h(x) = argmax([xR; -xR]), per head and round; padding gets the extra bucket
+    gen = torch.Generator().manual_seed(1)
+    qk = torch.randn(2, 3, 300, 8, generator=gen)  # (b, h, l, e)
+    rotations = torch.randn(3, 8, 4, 10, generator=gen)  # (h, e, r, u): 20 buckets
+    valid = torch.ones(2, 300, dtype=torch.bool)
+    valid[1, 290:] = False
+    rotated = torch.einsum("bhle,heru->bhrlu", qk, rotations)
+    expected = torch.cat([rotated, -rotated], dim=-1).argmax(dim=-1)  # (b, h, r, l)
+    expected[1, :, :, 290:] = 20
+    assert torch.equal(hash_vectors(qk, rotations, 20, valid).long(), expected)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # hashed in float32 whatever the compute dtype
+        assert torch.equal(hash_vectors(qk, rotations, 20, valid).long(), expected)
+
+
+def test_bfloat16_autocast_model_output_is_close_to_float32() -> None:
+    config = ReformerConfig(seq_len=300, d_model=32, n_heads=4, n_layers=2, chunk_size=32, n_buckets=8,
+                            n_features=3, dropout=0.0, full_attention_threshold=0)
+    model = ReformerModel(config).eval()
+    x = torch.randn(4, 300, 3, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        exact = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(x).float()
+    assert torch.isfinite(low).all()
+    assert (low - exact).abs().max() < 0.05 * exact.abs().max() + 0.02, (low, exact)
