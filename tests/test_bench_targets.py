@@ -12,15 +12,20 @@ from reformer.cli import main
 def test_targets_measures_training_ratio_and_latency(tmp_path: Path) -> None:
     out = tmp_path / "targets.json"
     code = main(["bench", "targets", "--batch", "2", "--train-steps", "2", "--latency-calls", "3",
-                 "--out", str(out)])
+                 "--long-calls", "1", "--out", str(out)])
     assert code == 0
     data = json.loads(out.read_text())
     assert data["config"]["seq_len"] == 168 and data["batch"] == 2
     assert len(data["train"]["times"]["ours"]) == 2 and len(data["train"]["times"]["sdpa"]) == 2
     assert data["train"]["sdpa_over_ours"] > 0 and isinstance(data["train"]["met"], bool)
     assert data["inference"]["calls"] == 3 and 0 < data["inference"]["p50_ms"] <= data["inference"]["p90_ms"]
+    long = data["long_forward"]
+    assert long["config"]["seq_len"] == 8760 and long["config"]["n_hash_rounds"] == 8
+    assert len(long["times"]["float32"]) == 1 and len(long["times"]["bfloat16"]) == 1
+    assert long["float32_s"] > 0 and long["bfloat16_s"] > 0 and long["bf16_abs_diff"] >= 0
     assert "cpu" in data["machine"]["before"]
 
 
 def test_targets_rejects_zero_steps() -> None:
     assert main(["bench", "targets", "--train-steps", "0"]) != 0
+    assert main(["bench", "targets", "--long-calls", "-1"]) != 0

@@ -8,6 +8,9 @@ Two of issue 6's short-sequence targets, measured in one process:
   last position, fed the same (b, l, f) input through a linear embedding). Steps alternate between the two, so slow
   drift of a shared machine's load falls on both alike; the target is sdpa time / ours >= 0.8.
 - inference: `model(x)` in eval mode under `torch.no_grad()` at batch 1, many calls; the target is p50 < 10 ms.
+- the seed's one-year configuration (`LONG_CONFIG`, seq_len 8760): one eval forward at batch 1, in float32 and
+  under bfloat16 autocast (`torch.autocast("cpu", torch.bfloat16)`: matmuls in bfloat16, hashing, logits and the
+  softmax in float32); the target is under 1 s.
 
 Shape legend: b batch, l length, f input features, d model width.
 """
@@ -32,6 +35,11 @@ TRAIN_RATIO_TARGET = 0.8
 """Issue 6: the default configuration trains at least 0.8x as fast as the same-size SDPA encoder."""
 LATENCY_TARGET_MS = 10.0
 """Issue 6: inference of the default configuration at batch 1, p50 under 10 ms."""
+LONG_FORWARD_TARGET_S = 1.0
+"""Issue 6: a forward pass of the seq_len-8760 configuration takes under 1 s."""
+LONG_CONFIG = ReformerConfig(seq_len=8760, d_model=256, n_heads=8, n_layers=6, n_hash_rounds=8, n_buckets=64,
+                             chunk_size=64, use_reversible_layers=True)
+"""The seed's one-year hourly configuration (examples/long_sequence.py)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,8 @@ class TargetSpec:
     """Timed training steps per implementation (after two warm-up steps each)."""
     latency_calls: int = 200
     """Timed batch-1 inference calls (after ten warm-up calls)."""
+    long_calls: int = 3
+    """Timed eval forwards of `LONG_CONFIG` per precision (after one warm-up each); 0 skips them."""
     threads: int = 1
     """torch threads; 0 = torch's default."""
     seed: int = 0
@@ -111,6 +121,7 @@ def run_targets(spec: TargetSpec, config: ReformerConfig | None = None) -> dict[
     latencies = sorted(_timed(infer) * 1e3 for _ in range(spec.latency_calls))
     p50 = statistics.median(latencies)
     p90 = latencies[min(len(latencies) - 1, int(0.9 * len(latencies)))]
+    long = _long_forward(spec) if spec.long_calls else None
     return {
         "config": config.to_dict(), "batch": spec.batch, "threads": torch.get_num_threads(),
         "train": {"ours_s": statistics.median(times["ours"]), "sdpa_s": statistics.median(times["sdpa"]),
@@ -118,4 +129,29 @@ def run_targets(spec: TargetSpec, config: ReformerConfig | None = None) -> dict[
                   "met": ratio >= TRAIN_RATIO_TARGET},
         "inference": {"p50_ms": p50, "p90_ms": p90, "min_ms": latencies[0], "calls": len(latencies),
                       "target_ms": LATENCY_TARGET_MS, "met": p50 < LATENCY_TARGET_MS},
+        "long_forward": long,
     }
+
+
+def _long_forward(spec: TargetSpec) -> dict[str, Any]:
+    """Median eval forward time of `LONG_CONFIG` at batch 1, float32 and bfloat16 autocast, alternating."""
+    model = ReformerModel(LONG_CONFIG).eval()
+    x = torch.randn(1, LONG_CONFIG.seq_len, LONG_CONFIG.n_features,
+                    generator=torch.Generator().manual_seed(spec.seed))  # (1, 8760, 1)
+    outputs: dict[str, torch.Tensor] = {}
+
+    def forward(name: str) -> None:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=name == "bfloat16"):
+            outputs[name] = model(x).float()
+
+    times: dict[str, list[float]] = {"float32": [], "bfloat16": []}
+    for name in times:
+        forward(name)
+    for _ in range(spec.long_calls):
+        for name in times:
+            times[name].append(_timed(lambda: forward(name)))
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    best = min(medians.values())
+    return {"config": LONG_CONFIG.to_dict(), "float32_s": medians["float32"], "bfloat16_s": medians["bfloat16"],
+            "times": times, "bf16_abs_diff": float((outputs["bfloat16"] - outputs["float32"]).abs().max()),
+            "target_s": LONG_FORWARD_TARGET_S, "met": best < LONG_FORWARD_TARGET_S}
