@@ -143,5 +143,8 @@ def run_suite(lengths: list[int], spec: BenchSpec, budget_bytes: int,
 
 
 if __name__ == "__main__":
+    from ..runtime import tune_malloc
+
+    tune_malloc()  # every implementation a worker runs gets the same allocator setting as the CLI
     args = json.loads(sys.argv[1])
     print(json.dumps(_worker(args["kernel"], args["length"], BenchSpec(**args["spec"]))))

@@ -322,6 +322,9 @@ def _main(args: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
+    from ..runtime import tune_malloc
+
+    tune_malloc()  # every implementation a worker runs gets the same allocator setting as the CLI
     _main(json.loads(sys.argv[1]))
 
 

@@ -148,8 +148,8 @@ def _long_forward(spec: TargetSpec) -> dict[str, Any]:
     for name in times:
         forward(name)
     for _ in range(spec.long_calls):
-        for name in times:
-            times[name].append(_timed(lambda: forward(name)))
+        for name, values in times.items():
+            values.append(_timed(lambda name=name: forward(name)))  # type: ignore[misc]
     medians = {name: statistics.median(values) for name, values in times.items()}
     best = min(medians.values())
     return {"config": LONG_CONFIG.to_dict(), "float32_s": medians["float32"], "bfloat16_s": medians["bfloat16"],

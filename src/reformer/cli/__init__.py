@@ -28,7 +28,9 @@ for _module in (backtest, bench, bench_compare, data, demo, evaluate, train):
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; library errors (`ReformerError`, `ValueError`) exit 2 with one line on stderr."""
     from ..errors import ReformerError
+    from ..runtime import tune_malloc
 
+    tune_malloc()  # keep freed blocks in the heap: long sequences otherwise page-fault every temporary
     try:
         app(args=argv, standalone_mode=False)
     except (ReformerError, ValueError, FileNotFoundError) as exc:

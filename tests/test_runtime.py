@@ -1,0 +1,37 @@
+"""`tune_malloc`: freed multi-MiB blocks stay in the heap and are reused instead of being page-faulted in again."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+_CHILD = """
+import json, resource, torch
+from reformer.runtime import tune_malloc
+def faults():
+    counts = []
+    for _ in range(4):  # three 8 MiB temporaries alive together, then freed, as in a long-sequence pass
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        blocks = [torch.ones(2 << 20) for _ in range(3)]
+        del blocks
+        counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    return counts
+untuned = faults()
+ok = tune_malloc()
+print(json.dumps({"untuned": untuned, "ok": ok, "tuned": faults()}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt is Linux-only")
+def test_tuned_process_reuses_freed_blocks() -> None:
+    # a fresh process: the setting is process-wide, and this one's heap has a history
+    result = json.loads(subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True,
+                                       check=True).stdout)
+    assert result["ok"] is True
+    # untuned, glibc trims the freed 24 MiB back to the OS every round (measured ~6,000 faults a round);
+    # tuned, after the first round grows the heap, the blocks are reused (measured 0)
+    assert min(result["untuned"][1:]) > 2_000, result
+    assert max(result["tuned"][1:]) < 500, result
