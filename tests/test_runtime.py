@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -35,3 +36,10 @@ def test_tuned_process_reuses_freed_blocks() -> None:
     # tuned, after the first round grows the heap, the blocks are reused (measured 0)
     assert min(result["untuned"][1:]) > 2_000, result
     assert max(result["tuned"][1:]) < 500, result
+
+
+def test_cli_enables_huge_page_allocation_before_torch_loads() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    code = "import reformer.cli, os, sys; print(os.environ['THP_MEM_ALLOC_ENABLE'], 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.split() == ["1", "True"]  # set, and torch was imported by the CLI only after it

@@ -5,7 +5,14 @@ Each command module exposes `register(app)`; the list below wires them in.
 
 from __future__ import annotations
 
+import os
 import sys
+
+# Before torch is imported (the command modules import it): torch's CPU allocator then backs allocations of 2 MiB
+# and more with transparent huge pages (PyTorch's opt-in `THP_MEM_ALLOC_ENABLE`). Tensors above glibc's 32 MiB
+# mmap ceiling are otherwise page-faulted in 4 KiB at a time on every allocation; see `reformer.runtime`.
+# Inherited by the benchmark workers, so every implementation they run gets it alike.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import typer
 

@@ -106,10 +106,7 @@ class ReformerModel(nn.Module):
         needs_grad = torch.is_grad_enabled() and (h.requires_grad or any(p.requires_grad for p in
                                                                          self.parameters()))
         if self.use_reversible_layers and needs_grad and not return_maps:
-            # the top layer keeps its activations (one layer's worth, constant in depth): its backward comes
-            # first and needs no recompute; every layer below it is recomputed from its outputs
-            y1, y2 = run_reversible(self.blocks[:-1], h, valid)
-            y1, y2, _ = run_plain(self.blocks[-1:], y1, valid, x2=y2)
+            y1, y2 = run_reversible(self.blocks, h, valid)
             maps: list[AttentionMap | None] = [None] * len(self.layers)
         else:
             y1, y2, maps = run_plain(self.blocks, h, valid, return_maps)

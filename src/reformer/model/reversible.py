@@ -174,11 +174,10 @@ def run_reversible(
 
 
 def run_plain(
-    layers: Sequence[ReformerLayer], x: torch.Tensor, valid: torch.Tensor | None, return_maps: bool = False,
-    x2: torch.Tensor | None = None,
+    layers: Sequence[ReformerLayer], x: torch.Tensor, valid: torch.Tensor | None, return_maps: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, list[AttentionMap | None]]:
     """The same coupling with ordinary autograd (activations stored); also returns per-layer attention maps."""
-    x1, x2 = x, x if x2 is None else x2
+    x1, x2 = x, x
     maps: list[AttentionMap | None] = []
     for layer in layers:
         attended = layer.attn(x2, valid, return_map=return_maps)
