@@ -29,8 +29,10 @@ print(json.dumps({"untuned": untuned, "ok": ok, "tuned": faults()}))
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt is Linux-only")
 def test_tuned_process_reuses_freed_blocks() -> None:
     # a fresh process: the setting is process-wide, and this one's heap has a history
+    # without the huge-page setting, which the CLI (imported by other tests) puts into this process's environment
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE" and not k.startswith("MALLOC_")}
     result = json.loads(subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True,
-                                       check=True).stdout)
+                                       check=True, env=env).stdout)
     assert result["ok"] is True
     # untuned, glibc trims the freed 24 MiB back to the OS every round (measured ~6,000 faults a round);
     # tuned, after the first round grows the heap, the blocks are reused (measured 0)
