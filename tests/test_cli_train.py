@@ -79,6 +79,10 @@ def test_predict_latest(run_dir: Path, btc_slice: Path, capsys: pytest.CaptureFi
     result = json.loads(capsys.readouterr().out)
     assert result["timestamp"] == int(read_klines_frame(btc_slice)["timestamp"].iloc[-1])
     assert result["direction"] in ("up", "down", "flat") and 0.5 <= result["confidence"] <= 1
+    assert main(["predict", "--checkpoint", str(run_dir), "--csv", str(btc_slice), "--json", "--bf16"]) == 0
+    low = json.loads(capsys.readouterr().out)
+    assert low["timestamp"] == result["timestamp"] and low["predicted_return"] != result["predicted_return"]
+    assert low["predicted_return"] == pytest.approx(result["predicted_return"], rel=0.1, abs=1e-4)
 
 
 def test_corrupt_checkpoint_exits_2_with_one_line(run_dir: Path, btc_slice: Path, tmp_path: Path,

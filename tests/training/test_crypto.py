@@ -94,6 +94,15 @@ def test_predict_all_latest_and_evaluate_agree(report: TrainReport, frame: pd.Da
     assert 0.5 <= latest.confidence <= 1.0 and latest.direction in ("up", "down", "flat")
     evaluation = evaluate_crypto(report.run_dir, frame)
     assert evaluation["model"]["mse"] == pytest.approx(report.evaluation["model"]["mse"], rel=1e-5)
+    # bfloat16 matrix products: the same predictions to bfloat16 precision, still ordered alike
+    low = predict_all(report.run_dir, frame, bfloat16=True)
+    assert (low["timestamp"] == table["timestamp"]).all()
+    spread = float(table["prediction"].std())
+    assert float((low["prediction"] - table["prediction"]).abs().max()) < 0.1 * spread + 1e-9
+    assert np.corrcoef(low["prediction"], table["prediction"])[0, 1] > 0.98
+    assert not np.array_equal(low["prediction"], table["prediction"])  # bfloat16 really ran
+    low_latest = predict_latest(report.run_dir, frame, bfloat16=True)
+    assert abs(low_latest.predicted_return - table["prediction"].iloc[-1]) < 0.1 * spread + 1e-9
 
 
 def test_missing_turnover_is_a_clear_error(report: TrainReport, frame: pd.DataFrame) -> None:

@@ -180,8 +180,11 @@ def _batch(dataset: Dataset[Any], idx: torch.Tensor) -> tuple[torch.Tensor, torc
 
 
 def predict_dataset(model: ReformerModel, dataset: Dataset[Any], batch_size: int = 256,
-                    device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+                    device: str | torch.device = "cpu", bfloat16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Model outputs and targets over a whole dataset, in order (eval mode, no grad).
+
+    Matrix products run in bfloat16 under autocast on CUDA always, and on CPU when `bfloat16` is set (hashing,
+    logits and softmax stay float32; see `bench.targets`).
 
     Returns:
         (predictions `[n, o]` float32 on CPU, targets `[n, ...]` on CPU).
@@ -191,7 +194,8 @@ def predict_dataset(model: ReformerModel, dataset: Dataset[Any], batch_size: int
     model.eval()
     preds, targets = [], []
     n = len(dataset)  # type: ignore[arg-type]
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                         enabled=bfloat16 or device.type == "cuda"):
         for start in range(0, n, batch_size):
             x, y = _batch(dataset, torch.arange(start, min(n, start + batch_size)))
             preds.append(model(x.to(device)).float().cpu())
