@@ -57,13 +57,8 @@ class SharedQKAttention(nn.Module):
     def __init__(self, config: ReformerConfig, layer_index: int) -> None:
         super().__init__()
         d = config.d_model
-        self.n_heads = config.n_heads
-        self.n_buckets = config.n_buckets
-        self.n_hash_rounds = config.n_hash_rounds
-        self.chunk_size = config.chunk_size
-        self.causal = config.causal
-        self.attention_type = config.attention_type
         self.config = config
+        self.attention_type = config.attention_type  # switchable (`ReformerModel.set_attention_type`)
         self.layer_index = layer_index
         self.norm = nn.LayerNorm(d)
         self.to_qk = nn.Linear(d, d, bias=False)
@@ -83,8 +78,8 @@ class SharedQKAttention(nn.Module):
 
     def rotations(self, device: torch.device) -> torch.Tensor:
         """Random rotations for one forward pass: (h, e, r, u). Fresh in training, fixed in eval."""
-        e = self.to_qk.out_features // self.n_heads
-        shape = (self.n_heads, e, self.n_hash_rounds, rotation_columns(self.n_buckets))
+        cfg = self.config
+        shape = (cfg.n_heads, cfg.head_dim, cfg.n_hash_rounds, rotation_columns(cfg.n_buckets))
         if self.training:
             generator = self.generator
         else:
@@ -110,17 +105,18 @@ class SharedQKAttention(nn.Module):
             `AttentionOutput` with out (b, l, d), the LSH buckets used, and the map if asked.
         """
         normed = self.norm(x)
-        qk = rearrange(self.to_qk(normed), "b l (h e) -> b h l e", h=self.n_heads)
-        v = rearrange(self.to_v(normed), "b l (h e) -> b h l e", h=self.n_heads)
-        kind = self.config.kernel_for(x.shape[1], AttentionType(self.attention_type))  # short LSH runs FULL
+        cfg = self.config
+        qk = rearrange(self.to_qk(normed), "b l (h e) -> b h l e", h=cfg.n_heads)
+        v = rearrange(self.to_v(normed), "b l (h e) -> b h l e", h=cfg.n_heads)
+        kind = cfg.kernel_for(x.shape[1], AttentionType(self.attention_type))  # short LSH runs FULL
         amap: AttentionMap | None
         if kind is AttentionType.LSH:
             if buckets is None:
-                buckets = hash_vectors(qk, self.rotations(x.device), self.n_buckets, valid)
-            out, amap = lsh_attention(qk, v, buckets, self.chunk_size, valid, self.causal, return_map)
+                buckets = hash_vectors(qk, self.rotations(x.device), cfg.n_buckets, valid)
+            out, amap = lsh_attention(qk, v, buckets, cfg.chunk_size, valid, cfg.causal, return_map)
         elif kind is AttentionType.LOCAL:
-            out, amap = local_attention(qk, v, self.chunk_size, valid, self.causal, return_map)
+            out, amap = local_attention(qk, v, cfg.chunk_size, valid, cfg.causal, return_map)
         else:
-            out, amap = full_attention(qk, v, valid, self.causal, return_map)
+            out, amap = full_attention(qk, v, valid, cfg.causal, return_map)
         out = rearrange(out, "b h l e -> b l (h e)")
         return AttentionOutput(out=self.dropout(self.to_out(out)), buckets=buckets, attention=amap)
