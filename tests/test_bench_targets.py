@@ -18,6 +18,8 @@ def test_targets_measures_training_ratio_and_latency(tmp_path: Path) -> None:
     assert data["config"]["seq_len"] == 168 and data["batch"] == 2
     assert len(data["train"]["times"]["ours"]) == 2 and len(data["train"]["times"]["sdpa"]) == 2
     assert data["train"]["sdpa_over_ours"] > 0 and isinstance(data["train"]["met"], bool)
+    assert len(data["train"]["times"]["ours_recompute"]) == 2 and data["train"]["sdpa_over_ours_recompute"] > 0
+    assert data["train"]["stored_layers"] == 6  # batch 2 at 168 fits the default budget
     assert data["inference"]["calls"] == 3 and 0 < data["inference"]["p50_ms"] <= data["inference"]["p90_ms"]
     long = data["long_forward"]
     assert long["config"]["seq_len"] == 8760 and long["config"]["n_hash_rounds"] == 8

@@ -40,6 +40,9 @@ def test_attention_type_accepts_strings(text: str, member: AttentionType) -> Non
         ({"positional": "rotary"}, "positional"),
         ({"full_attention_threshold": -2}, "full_attention_threshold"),
         ({"full_attention_threshold": 1.5}, "full_attention_threshold"),
+        ({"activation_budget_mb": -1}, "activation_budget_mb"),
+        ({"activation_budget_mb": float("nan")}, "activation_budget_mb"),
+        ({"activation_budget_mb": True}, "activation_budget_mb"),
     ],
 )
 def test_bad_config_names_field_value_and_fix(changes: dict, field: str) -> None:
@@ -70,3 +73,17 @@ def test_short_lsh_inputs_resolve_to_full_attention() -> None:
     never = c.replace(full_attention_threshold=0)
     assert never.full_attention_below == 0 and never.kernel_for(1) is AttentionType.LSH
     assert c.replace(full_attention_threshold=500).kernel_for(500) is AttentionType.FULL
+
+
+def test_activation_budget_keeps_short_inputs_and_recomputes_long_ones() -> None:
+    c = ReformerConfig()  # 256 MB: five of the default configuration's six layers store at batch 32
+    per_layer = c.stored_layer_bytes(32, 168)
+    assert 40 * 2**20 < per_layer < 60 * 2**20
+    assert c.layers_to_store(32, 168) == int(256 * 2**20 // per_layer) == 5
+    assert c.layers_to_store(1, 168) == 6  # capped at n_layers
+    assert c.replace(activation_budget_mb=0).layers_to_store(1, 168) == 0
+    long = ReformerConfig(seq_len=8760, d_model=256, n_heads=8, n_layers=6, n_hash_rounds=8, n_buckets=64,
+                          chunk_size=64)
+    assert long.layers_to_store(1, 8768) == 0  # the one-year configuration recomputes every layer
+    # LSH keeps rounds x heads x 2 chunk scores per position: far more than the same length at full attention
+    assert long.stored_layer_bytes(1, 8768) > 2 * long.stored_layer_bytes(1, 8768, AttentionType.FULL) > 0

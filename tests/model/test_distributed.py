@@ -14,7 +14,8 @@ from torch.nn.parallel import DistributedDataParallel
 from reformer import ReformerConfig, ReformerModel
 
 CONFIG = ReformerConfig(seq_len=48, d_model=16, n_heads=2, n_layers=2, chunk_size=16, n_buckets=4, n_features=2,
-                        dropout=0.0, use_reversible_layers=True, full_attention_threshold=0)
+                        dropout=0.0, use_reversible_layers=True, full_attention_threshold=0,
+                        activation_budget_mb=0)
 
 
 def _batch(rank: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -70,6 +70,13 @@ class ReformerConfig:
     arithmetic (and skips the hashing, sorting and padding). 0 = always hash."""
     use_reversible_layers: bool = True
     """Reversible residuals: activations are recomputed in the backward pass instead of stored."""
+    activation_budget_mb: float = 256.0
+    """Training memory (MB) the reversible stack may spend on stored activations to run faster. Recomputing a
+    layer in the backward pass costs one more forward of it, about a quarter of a training step, which is not
+    worth paying where activations are small (short windows). The top `layers_to_store(batch, length)` layers, as
+    many as fit this budget by `stored_layer_bytes`, keep their activations (ordinary autograd, the same
+    gradients); the others recompute. Long inputs exceed it and recompute throughout. 0 = every layer recomputes
+    (memory independent of depth). Ignored when `use_reversible_layers` is False (every layer stores)."""
     dropout: float = 0.1
     """Dropout probability on embeddings, attention output and feed-forward, in [0, 1)."""
     n_features: int = 1
@@ -114,6 +121,10 @@ class ReformerConfig:
                 or self.full_attention_threshold < -1):
             raise _fail("full_attention_threshold", self.full_attention_threshold,
                         "use a length (>= 1), 0 to always hash, or -1 for 2 * chunk_size * n_hash_rounds")
+        if (not isinstance(self.activation_budget_mb, int | float) or isinstance(self.activation_budget_mb, bool)
+                or not 0.0 <= float(self.activation_budget_mb) < float("inf")):
+            raise _fail("activation_budget_mb", self.activation_budget_mb,
+                        "use a memory budget in MB (>= 0; 0 = always recompute, e.g. 256)")
         if not isinstance(self.n_buckets, int) or self.n_buckets < 2 or self.n_buckets % 2:
             raise _fail("n_buckets", self.n_buckets, "use a positive even integer (e.g. 32)")
         if self.n_buckets > 32766:
@@ -151,6 +162,30 @@ class ReformerConfig:
         if kind is AttentionType.LSH and length <= self.full_attention_below:
             return AttentionType.FULL
         return kind
+
+    def stored_layer_bytes(self, batch: int, length: int, kind: AttentionType | None = None) -> int:
+        """Estimated bytes one layer's ordinary autograd keeps for the backward (float32), on (batch, length).
+
+        Per position, in float32 words: about 9 per model-width unit (projections, normalised keys, attention
+        output, norms, residual inputs), 2.5 per feed-forward unit (pre- and post-activation, dropout mask) and 1.3
+        per attention score slot: heads x rounds x 2 chunk for LSH, heads x 3 chunk for local (2 chunk causal),
+        none for full attention (SDPA keeps its output and log-sum-exp, not the l x l matrix). Calibrated against
+        the tensors autograd saves (tests/model/test_reversible.py checks it within 25%).
+        """
+        kind = self.kernel_for(length, kind)
+        chunk, heads = self.chunk_size, self.n_heads
+        slots = {AttentionType.LSH: heads * self.n_hash_rounds * 2 * chunk,
+                 AttentionType.LOCAL: heads * (2 if self.causal else 3) * chunk,
+                 AttentionType.FULL: 0}[kind]
+        words = 9.0 * self.d_model + 2.5 * self.ff_hidden + 1.3 * slots
+        return int(4 * words * batch * length)
+
+    def layers_to_store(self, batch: int, length: int, kind: AttentionType | None = None) -> int:
+        """How many of the top layers keep their activations in a reversible training pass (see
+        `activation_budget_mb`): as many as fit the budget, from 0 (all recompute) to `n_layers`."""
+        per_layer = self.stored_layer_bytes(batch, length, kind)
+        budget = float(self.activation_budget_mb) * 2**20
+        return min(self.n_layers, int(budget // per_layer)) if per_layer > 0 else self.n_layers
 
     @property
     def ff_hidden(self) -> int:

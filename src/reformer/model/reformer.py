@@ -106,10 +106,13 @@ class ReformerModel(nn.Module):
         needs_grad = torch.is_grad_enabled() and (h.requires_grad or any(p.requires_grad for p in
                                                                          self.parameters()))
         if self.use_reversible_layers and needs_grad and not return_maps:
-            y1, y2 = run_reversible(self.blocks, h, valid)
+            # bottom layers recompute in the backward; the top ones that fit the activation budget store
+            split = len(self.layers) - self.config.layers_to_store(h.shape[0], h.shape[1], self.attention_type)
+            y1, y2 = run_reversible(self.blocks[:split], h, valid) if split else (h, h)
+            y1, y2, _ = run_plain(self.blocks[split:], y1, y2, valid)
             maps: list[AttentionMap | None] = [None] * len(self.layers)
         else:
-            y1, y2, maps = run_plain(self.blocks, h, valid, return_maps)
+            y1, y2, maps = run_plain(self.blocks, h, h, valid, return_maps)
         hidden = self.norm(torch.cat([y1, y2], dim=-1)[:, :l])  # (b, l, 2d)
         return self.head(self._pool(hidden, mask)), maps  # (b, o)
 

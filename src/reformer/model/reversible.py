@@ -13,7 +13,9 @@ parameters are its inputs), not accumulated by a nested `.backward()`, so `torch
 accumulation and DistributedDataParallel see one ordinary graph node.
 
 The plain stack (`run_plain`) computes the same coupling with ordinary autograd, on the same modules: the two
-are interchangeable and give the same gradients.
+are interchangeable and give the same gradients. `ReformerModel` runs the bottom layers reversibly and the top
+`config.layers_to_store(b, l)` layers plainly, so short inputs spend a bounded amount of memory
+(`activation_budget_mb`) instead of recomputation; the reversible part's outputs are the plain part's inputs.
 """
 
 from __future__ import annotations
@@ -174,10 +176,11 @@ def run_reversible(
 
 
 def run_plain(
-    layers: Sequence[ReformerLayer], x: torch.Tensor, valid: torch.Tensor | None, return_maps: bool = False
+    layers: Sequence[ReformerLayer], x1: torch.Tensor, x2: torch.Tensor, valid: torch.Tensor | None,
+    return_maps: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, list[AttentionMap | None]]:
-    """The same coupling with ordinary autograd (activations stored); also returns per-layer attention maps."""
-    x1, x2 = x, x
+    """The same coupling on the halves (X1, X2), each (b, l, d), with ordinary autograd (activations stored);
+    returns (Y1, Y2) and per-layer attention maps."""
     maps: list[AttentionMap | None] = []
     for layer in layers:
         attended = layer.attn(x2, valid, return_map=return_maps)
