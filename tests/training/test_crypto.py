@@ -79,6 +79,15 @@ def test_run_directory_and_evaluation(report: TrainReport) -> None:
     assert evaluation["baselines"]["zero"]["directional_accuracy"] == 0.5
     assert evaluation["data"]["csv"] == "synthetic"
     assert evaluation["splits"]["test"]["windows"] == n_test
+    # IC intervals (block bootstrap over 2 x horizon windows) around each IC, and the paired model-minus-ridge one
+    for metrics in (evaluation["model"], evaluation["baselines"]["ridge"], evaluation["baselines"]["momentum"]):
+        low, high = metrics["ic_ci95"]
+        assert low < metrics["ic"] < high
+    versus = evaluation["ic_minus_ridge"]
+    assert versus["block"] == 2 * HORIZON
+    assert versus["difference"] == pytest.approx(evaluation["model"]["ic"] - evaluation["baselines"]["ridge"]["ic"])
+    assert versus["ci95"][0] < versus["difference"] < versus["ci95"][1]
+    assert "ic_ci95" not in evaluation["baselines"]["zero"]  # a constant forecast has no IC
 
 
 def test_predict_all_latest_and_evaluate_agree(report: TrainReport, frame: pd.DataFrame) -> None:

@@ -103,10 +103,18 @@ def _evaluation_table(evaluation: dict[str, Any]) -> Table:
     table.add_column("forecast")
     for key in _SHOWN:
         table.add_column(key, justify="right")
+    table.add_column("IC 95% interval", justify="right")
     rows = {"reformer": evaluation["model"], **evaluation["baselines"]}
     for name, metrics in rows.items():
         cells = [metrics.get(k) for k in _SHOWN]
-        table.add_row(name, *("n/a" if v is None else f"{v:.4g}" for v in cells))
+        interval = metrics.get("ic_ci95") or [None, None]
+        table.add_row(name, *("n/a" if v is None else f"{v:.4g}" for v in cells),
+                      "n/a" if None in interval else f"[{interval[0]:+.3f}, {interval[1]:+.3f}]")
+    versus = evaluation.get("ic_minus_ridge")
+    if versus and versus.get("difference") is not None and None not in versus["ci95"]:
+        low, high = versus["ci95"]
+        table.caption = (f"IC of the Reformer minus ridge's: {versus['difference']:+.3f}, 95% interval "
+                         f"[{low:+.3f}, {high:+.3f}] (paired block bootstrap, blocks of {versus['block']} windows)")
     return table
 
 

@@ -38,6 +38,8 @@ from reformer.training.loop import EpochEnd, FitResult, TrainConfig, fit, predic
 from reformer.training.metrics import (
     classification_metrics,
     directional_accuracy,
+    ic_difference_interval,
+    ic_interval,
     information_coefficient,
     json_safe,
     regression_metrics,
@@ -130,22 +132,31 @@ def _evaluate(model: ReformerModel, data: CryptoData, frame: pd.DataFrame, task:
     outputs, _ = predict_dataset(model, data.test, batch_size, device)
     score, probs = _outputs_to_scores(outputs, task, data.target_scale)
     returns = prepared.forward_returns[split.test]
-    model_metrics = (classification_metrics(probs, prepared.targets[split.test].numpy(), returns) if probs is not None
-                     else regression_metrics(score, returns))
+    model_metrics: dict[str, Any] = dict(
+        classification_metrics(probs, prepared.targets[split.test].numpy(), returns) if probs is not None
+        else regression_metrics(score, returns))
     close = frame["close"].to_numpy(dtype=np.float64)
     ridge = baselines.select_ridge(_summaries(prepared.features, split.train), prepared.forward_returns[split.train],
                                    _summaries(prepared.features, split.val), prepared.forward_returns[split.val])
-    table = {"zero": regression_metrics(baselines.zero_forecast(len(returns)), returns),
-             "momentum": regression_metrics(baselines.momentum_forecast(close, prepared.end_bars[split.test], horizon),
-                                            returns),
-             "ridge": {**regression_metrics(ridge.predict(_summaries(prepared.features, split.test)), returns),
-                       "alpha": ridge.alpha}}
+    forecasts = {"zero": baselines.zero_forecast(len(returns)),
+                 "momentum": baselines.momentum_forecast(close, prepared.end_bars[split.test], horizon),
+                 "ridge": ridge.predict(_summaries(prepared.features, split.test))}
+    table: dict[str, dict[str, Any]] = {name: dict(regression_metrics(forecast, returns))
+                                        for name, forecast in forecasts.items()}
+    table["ridge"]["alpha"] = ridge.alpha
+    # 95% moving-block bootstrap intervals of the IC, blocks of 2 x horizon windows (overlapping targets: metrics.py)
+    block = 2 * horizon
+    model_metrics["ic_ci95"] = list(ic_interval(score, returns, block))
+    for name in ("momentum", "ridge"):
+        table[name]["ic_ci95"] = list(ic_interval(forecasts[name], returns, block))
+    diff, low, high = ic_difference_interval(score, forecasts["ridge"], returns, block)
     stamps = prepared.timestamps
     return {"task": task, "horizon": horizon, "seq_len": prepared.config.seq_len, "model": model_metrics,
-            "baselines": table, "splits": {name: {"windows": len(idx), "first_timestamp": int(stamps[idx[0]]),
-                                                   "last_timestamp": int(stamps[idx[-1]])}
-                                            for name, idx in (("train", split.train), ("val", split.val),
-                                                              ("test", split.test)) if len(idx)}}
+            "baselines": table, "ic_minus_ridge": {"difference": diff, "ci95": [low, high], "block": block},
+            "splits": {name: {"windows": len(idx), "first_timestamp": int(stamps[idx[0]]),
+                              "last_timestamp": int(stamps[idx[-1]])}
+                       for name, idx in (("train", split.train), ("val", split.val), ("test", split.test))
+                       if len(idx)}}
 
 
 def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
