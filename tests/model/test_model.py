@@ -154,3 +154,32 @@ def test_lsh_at_or_below_the_threshold_is_exact_full_attention() -> None:
     train = ReformerModel(_config(full_attention_threshold=-1, activation_budget_mb=0)).train()  # reversible, short
     train(x[:, :64]).sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in train.parameters())
+
+
+def test_eval_feed_forward_runs_in_cache_sized_slices_with_the_same_result() -> None:
+    """Without autograd, in eval, the FFN slices the sequence so one slice's hidden activations stay ~8 MiB."""
+    long = ReformerConfig(seq_len=8760, d_model=256, n_heads=8, n_layers=1, n_hash_rounds=8, n_buckets=64,
+                          chunk_size=64)
+    ff = ReformerModel(long).blocks[0].ff.eval()
+    assert ff.inference_chunks(1, 8768) == 5  # 8768 x 1024 hidden values in slices of at most 2**21
+    assert ff.inference_chunks(1, 168) == 1 and ff.inference_chunks(256, 168) == 2  # >= 64 positions a slice
+    x = torch.randn(1, 8768, 256)
+    with torch.no_grad():
+        sliced = ff(x)
+        whole = ff.apply_chunk(x)  # one slice
+    torch.testing.assert_close(sliced, whole, rtol=1e-5, atol=1e-6)
+    calls: list[int] = []
+    apply = ff.apply_chunk
+
+    def counted(part: torch.Tensor) -> torch.Tensor:
+        calls.append(part.shape[1])
+        return apply(part)
+
+    ff.apply_chunk = counted  # type: ignore[method-assign]
+    with torch.no_grad():
+        ff(x)
+        assert calls == [1754, 1753, 1754, 1753, 1754]
+        calls.clear()
+        ff.train()  # training keeps the configured slicing: the reversible backward replays dropout slice by slice
+        ff(x)
+    assert calls == [8768]
