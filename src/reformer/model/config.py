@@ -170,7 +170,9 @@ class ReformerConfig:
         output, norms, residual inputs), 2.5 per feed-forward unit (pre- and post-activation, dropout mask) and 1.3
         per attention score slot: heads x rounds x 2 chunk for LSH, heads x 3 chunk for local (2 chunk causal),
         none for full attention (SDPA keeps its output and log-sum-exp, not the l x l matrix). Calibrated against
-        the tensors autograd saves (tests/model/test_reversible.py checks it within 25%).
+        the tensors autograd saves (tests/model/test_reversible.py checks it within 25%). With `ff_chunks` > 1 the
+        plain stack checkpoints the FFN slices, so this overestimates and the budget keeps fewer layers than it
+        could (never more).
         """
         kind = self.kernel_for(length, kind)
         chunk, heads = self.chunk_size, self.n_heads
