@@ -3,6 +3,8 @@ and the activation budget (top layers store, the rest recompute)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
@@ -56,10 +58,8 @@ def test_reversible_works_with_autograd_grad_and_accumulation() -> None:
         torch.testing.assert_close(p.grad, 2 * g)
 
 
-def _saved_bytes(config: ReformerConfig, length: int, reversible: bool) -> int:
-    model = ReformerModel(config).train()
-    model.use_reversible_layers = reversible
-    x = torch.randn(1, length, config.n_features)
+def _bytes_saved_by(run: Callable[[], torch.Tensor]) -> tuple[int, torch.Tensor]:
+    """Bytes of the distinct storages autograd saves for the backward while `run()` builds its graph."""
     storages: dict[int, int] = {}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
@@ -68,9 +68,17 @@ def _saved_bytes(config: ReformerConfig, length: int, reversible: bool) -> int:
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = model(x).square().sum()
+        out = run()
+    return sum(storages.values()), out
+
+
+def _saved_bytes(config: ReformerConfig, length: int, reversible: bool) -> int:
+    model = ReformerModel(config).train()
+    model.use_reversible_layers = reversible
+    x = torch.randn(1, length, config.n_features)
+    saved, loss = _bytes_saved_by(lambda: model(x).square().sum())
     loss.backward()
-    return sum(storages.values())
+    return saved
 
 
 def test_reversible_memory_does_not_grow_with_depth() -> None:
@@ -116,15 +124,8 @@ def test_stored_layer_bytes_estimates_what_autograd_keeps(changes: dict, batch: 
     config = ReformerConfig(n_features=2, use_reversible_layers=False, n_layers=1, **changes)
     model = ReformerModel(config).train()
     h = model.embed(torch.randn(batch, length, 2)).detach().requires_grad_(True)
-    storages: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        run_plain(model.blocks, h, h, None)  # the one layer alone (no embedding, norm or head)
-    measured = sum(storages.values())
+    # the one layer alone (no embedding, norm or head)
+    measured, _ = _bytes_saved_by(lambda: run_plain(model.blocks, h, h, None)[0])
     estimate = config.stored_layer_bytes(batch, length)
     assert 0.75 < estimate / measured < 1.25, (estimate, measured)
 

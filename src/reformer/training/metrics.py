@@ -106,6 +106,13 @@ def _resampled_corr(a: np.ndarray, b: np.ndarray, idx: np.ndarray) -> np.ndarray
     return out
 
 
+def _interval(stats: np.ndarray, level: float) -> tuple[float, float]:
+    """The central `level` percentile interval of bootstrap statistics (NaN resamples ignored)."""
+    tail = 100 * (1 - level) / 2
+    low, high = np.nanpercentile(stats, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def _ranks(values: np.ndarray) -> np.ndarray:
     return pd.Series(values).rank(method="average").to_numpy()
 
@@ -116,10 +123,7 @@ def ic_interval(pred: Any, target: Any, block: int, n_boot: int = 1000, seed: in
     p, y = _pair(pred, target)
     if np.ptp(p) == 0 or np.ptp(y) == 0:
         return math.nan, math.nan
-    stats = _resampled_corr(_ranks(p), _ranks(y), _block_indices(p.size, block, n_boot, seed))
-    tail = 100 * (1 - level) / 2
-    low, high = np.nanpercentile(stats, [tail, 100 - tail])
-    return float(low), float(high)
+    return _interval(_resampled_corr(_ranks(p), _ranks(y), _block_indices(p.size, block, n_boot, seed)), level)
 
 
 def ic_difference_interval(pred_a: Any, pred_b: Any, target: Any, block: int, n_boot: int = 1000, seed: int = 0,
@@ -134,10 +138,8 @@ def ic_difference_interval(pred_a: Any, pred_b: Any, target: Any, block: int, n_
         return math.nan, math.nan, math.nan
     rank_a, rank_b, rank_y = _ranks(a), _ranks(b), _ranks(y)
     idx = _block_indices(a.size, block, n_boot, seed)
-    stats = _resampled_corr(rank_a, rank_y, idx) - _resampled_corr(rank_b, rank_y, idx)
-    tail = 100 * (1 - level) / 2
-    low, high = np.nanpercentile(stats, [tail, 100 - tail])
-    return information_coefficient(a, y) - information_coefficient(b, y), float(low), float(high)
+    low, high = _interval(_resampled_corr(rank_a, rank_y, idx) - _resampled_corr(rank_b, rank_y, idx), level)
+    return information_coefficient(a, y) - information_coefficient(b, y), low, high
 
 
 def mse_skill(pred: Any, target: Any) -> float:
