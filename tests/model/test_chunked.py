@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from reformer.model import chunked
 from reformer.model.chunked import chunk_attention, chunk_scores, window_attention
 
 
@@ -89,3 +90,51 @@ def test_window_views_match_explicit_windows_and_gradcheck(before: int, after: i
     torch.testing.assert_close(got[1][before:m - after], want[1])
     assert not got[0][:before].any() and not got[0][m - after:].any()  # chunks without a full window: zero
     assert torch.autograd.gradcheck(windowed, (q, k, v))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_kept_probabilities_give_the_same_gradients_and_skip_the_recomputation(
+        causal: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under `keep_probabilities`, blocks that fit the budget keep P for the backward: identical outputs and
+    gradients (gradcheck too), and the backward scores only the blocks that did not fit."""
+    gen = torch.Generator().manual_seed(2)
+    m, c, e = 9, 4, 3
+    q, k, v = (torch.randn(m, c, e, dtype=torch.float64, generator=gen, requires_grad=True) for _ in range(3))
+    pos = torch.randperm(m * c, generator=gen).view(m, c)
+    monkeypatch.setattr("reformer.model.chunked._BLOCK_ELEMENTS", 3 * c * 2 * c)  # blocks of 3 chunks: 3 blocks
+    block_bytes = 3 * c * 2 * c * 8
+
+    def run(budget: int) -> tuple[list[torch.Tensor], int]:
+        calls = []
+        real = chunked.chunk_scores
+        with chunked.keep_probabilities(budget):
+            out, lse = window_attention(q, k, v, pos, pos, None, 1, 0, causal, self_offset=c)
+        monkeypatch.setattr(chunked, "chunk_scores", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+        grads = torch.autograd.grad((out * out).sum() + (lse * 0.3).sum(), (q, k, v))
+        monkeypatch.setattr(chunked, "chunk_scores", real)
+        return [out.detach(), lse.detach(), *grads], len(calls)
+
+    plain, plain_calls = run(0)
+    assert plain_calls == 3  # the first chunk has no full window: chunks 1..8 in blocks of 3, 3, 2
+    for budget, expected_calls in [(block_bytes, 2), (3 * block_bytes, 0)]:
+        kept, calls = run(budget)
+        assert calls == expected_calls
+        for got, want in zip(kept, plain, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    with chunked.keep_probabilities(3 * block_bytes):
+        assert torch.autograd.gradcheck(
+            lambda q, k, v: window_attention(q, k, v, pos, pos, None, 1, 0, causal, self_offset=c), (q, k, v))
+    assert chunked._Keep.budget == 0  # the context restores the budget
+
+
+def test_kept_probabilities_need_a_graph() -> None:
+    """Without autograd nothing is kept, whatever the budget (eval forwards stay linear in memory)."""
+    gen = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(6, 4, 3, generator=gen) for _ in range(3))
+    with chunked.keep_probabilities(1 << 30):
+        out, _ = window_attention(q, k, v, None, None, None, 1, 0, False, self_offset=4)
+        assert chunked._Keep.budget == 1 << 30  # nothing was taken from it
+        q.requires_grad_(True)
+        window_attention(q, k, v, None, None, None, 1, 0, False, self_offset=4)
+        assert chunked._Keep.budget < 1 << 30  # with a graph, the blocks are kept
+    assert out.grad_fn is None and chunked._Keep.budget == 0

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from reformer import ReformerConfig, ReformerModel
+from reformer.model import chunked
 from reformer.model.reversible import run_plain
 
 
@@ -42,6 +43,37 @@ def test_reversible_and_plain_gradients_match_with_dropout(kind: str, stored: in
     # dropout really was on: another seed gives other gradients
     other = _grads(model, x, reversible=True, seed=12)
     assert not torch.allclose(other[0], reversible[0])
+
+
+@pytest.mark.parametrize("kind", ["lsh", "local"])
+def test_recomputed_layers_keep_their_attention_probabilities_within_the_budget(
+        kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A budget below one layer's activations stores no layer, but each recomputed layer keeps its attention
+    probabilities for its own backward: same gradients as plain autograd, fewer score computations."""
+    config = ReformerConfig(seq_len=64, d_model=32, n_heads=4, n_layers=3, chunk_size=16, n_buckets=4,
+                            n_hash_rounds=2, dropout=0.25, ff_chunks=2, n_features=3,
+                            attention_type=kind, full_attention_threshold=0)  # type: ignore[arg-type]
+    config = config.replace(activation_budget_mb=0.9 * config.stored_layer_bytes(2, 64) / 2**20)
+    assert config.layers_to_store(2, 64) == 0
+    model = ReformerModel(config).double().train()
+    x = torch.randn(2, 64, 3, dtype=torch.float64)
+    calls: list[int] = []
+    real = chunked.chunk_scores
+    monkeypatch.setattr(chunked, "chunk_scores", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    kept = _grads(model, x, reversible=True)
+    kept_calls = len(calls)
+    model.config = config.replace(activation_budget_mb=0)
+    for layer in model.blocks:
+        layer.attn.config = model.config
+    calls.clear()
+    recomputed = _grads(model, x, reversible=True)
+    # forward, recomputed forward and backward each score every block without the budget; with it the backward
+    # uses the kept probabilities
+    assert kept_calls == 2 * len(calls) // 3, (kept_calls, len(calls))
+    plain = _grads(model, x, reversible=False)
+    for got, same, want in zip(kept, recomputed, plain, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+        torch.testing.assert_close(same, want, rtol=1e-9, atol=1e-10)
 
 
 def test_reversible_works_with_autograd_grad_and_accumulation() -> None:

@@ -20,17 +20,24 @@ the saved logsumexp (as FlashAttention does, Dao et al. 2022):
 The `d_lse` term carries the gradient of the multi-round combination, which weighs each round by its lse. A key
 chunk lies in `before + 1 + after` windows; its gradient is the sum of its slices of their window gradients.
 Scores follow `masking.py`: the self penalty, then padding and causal masks on original positions.
+
+Inside `keep_probabilities(max_bytes)` a forward that builds a graph keeps P for as many blocks as fit the
+budget, and the backward uses them instead of recomputing S and exp(S - lse) (one of the five matrix products
+and every elementwise pass over the scores). The reversible stack uses it for the one layer it recomputes and
+back-propagates at a time, so the kept blocks are transient.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from .masking import MASKED, SELF_PENALTY
 
-__all__ = ["chunk_attention", "chunk_scores", "window_attention", "window_view"]
+__all__ = ["chunk_attention", "chunk_scores", "keep_probabilities", "window_attention", "window_view"]
 
 # elements of one block's (chunks, c, w) score tensor: 2**20 float32 = 4 MiB, inside L3; measured against 2**18 and
 # 2**19 (2026-11-30, 2 threads): seq_len-8760 eval forward 1.86 -> 1.72 s (bfloat16 autocast 1.29 -> 1.10 s), L=4096
@@ -38,6 +45,28 @@ __all__ = ["chunk_attention", "chunk_scores", "window_attention", "window_view"]
 _BLOCK_ELEMENTS = 2**20
 # exp arguments are clamped here (see `_exp_shifted_`): e^-80 is a normal float32, and exp stays on its fast path
 _EXP_FLOOR = -80.0
+
+
+class _Keep:
+    """Bytes of probabilities that forwards may still keep for their backward (see `keep_probabilities`)."""
+
+    budget = 0
+
+
+@contextlib.contextmanager
+def keep_probabilities(max_bytes: int) -> Iterator[None]:
+    """Let the window-attention forwards inside this context keep their normalised probabilities, up to
+    `max_bytes` in all, so that their backward uses them instead of recomputing S = QK^T and exp(S - lse).
+
+    For a graph that is built and back-propagated at once, as the reversible stack does layer by layer in its
+    backward: the kept blocks live only as long as that graph. Blocks past the budget recompute as usual.
+    """
+    saved = _Keep.budget
+    _Keep.budget = max(0, int(max_bytes))
+    try:
+        yield
+    finally:
+        _Keep.budget = saved
 
 
 def window_view(buffer: torch.Tensor, start: int, stop: int, before: int, after: int) -> torch.Tensor:
@@ -126,6 +155,8 @@ class _WindowAttention(torch.autograd.Function):
         for edge in (slice(0, before), slice(m - after, m)):  # the chunks without a full window
             out[edge] = 0.0
             lse[edge] = 0.0
+        kept: dict[int, torch.Tensor] = {}  # first chunk of a block -> its normalised probabilities
+        keep = _Keep.budget > 0 and any(ctx.needs_input_grad[:3])
         for j0, j1 in _blocks(before, m - after, c, w):
             probs = chunk_scores(q[j0:j1], window_view(k, j0, j1, before, after), _rows(q_pos, j0, j1),
                                  _window(k_pos, j0, j1, before, after), _window(key_valid, j0, j1, before, after),
@@ -133,11 +164,18 @@ class _WindowAttention(torch.autograd.Function):
             top = probs.amax(dim=-1, keepdim=True)  # (n, c, 1)
             _exp_shifted_(probs, top)
             total = probs.sum(dim=-1, keepdim=True)  # (n, c, 1)
-            # normalise the (n, c, e) output rather than the (n, c, w) probabilities: w / e times fewer divisions
+            lse[j0:j1] = (top + total.log()).squeeze(-1)
             block_out = out[j0:j1]
+            size = probs.numel() * probs.element_size()
+            if keep and size <= _Keep.budget:
+                _Keep.budget -= size
+                kept[j0] = probs.div_(total)  # P = exp(S - lse), for the backward
+                torch.bmm(probs.to(v.dtype), window_view(v, j0, j1, before, after), out=block_out)
+                continue
+            # normalise the (n, c, e) output rather than the (n, c, w) probabilities: w / e times fewer divisions
             torch.bmm(probs.to(v.dtype), window_view(v, j0, j1, before, after), out=block_out)
             block_out.div_(total.to(v.dtype))
-            lse[j0:j1] = (top + total.log()).squeeze(-1)
+        ctx.kept = kept
         ctx.window = (before, after, causal, self_offset)
         ctx.save_for_backward(q, k, v, out, lse, q_pos, k_pos, key_valid)
         return out, lse
@@ -146,6 +184,9 @@ class _WindowAttention(torch.autograd.Function):
     def backward(ctx: Any, d_out: torch.Tensor, d_lse: torch.Tensor) -> Any:
         q, k, v, out, lse, q_pos, k_pos, key_valid = ctx.saved_tensors
         before, after, causal, self_offset = ctx.window
+        # the kept blocks are released as they are used (a second backward through this graph recomputes them)
+        kept: dict[int, torch.Tensor] = ctx.kept
+        ctx.kept = {}
         m, c, _ = q.shape
         w = (before + 1 + after) * k.shape[1]
         dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
@@ -153,9 +194,11 @@ class _WindowAttention(torch.autograd.Function):
         shift = (d_out * out).sum(dim=-1).to(lse.dtype) - d_lse
         for j0, j1 in _blocks(before, m - after, c, w):
             k_win, v_win = window_view(k, j0, j1, before, after), window_view(v, j0, j1, before, after)
-            probs = chunk_scores(q[j0:j1], k_win, _rows(q_pos, j0, j1), _window(k_pos, j0, j1, before, after),
-                                 _window(key_valid, j0, j1, before, after), causal, self_offset)
-            _exp_shifted_(probs, lse[j0:j1].unsqueeze(-1))  # (n, c, w)
+            probs = kept.pop(j0, None)  # (n, c, w), if the forward kept it
+            if probs is None:
+                probs = chunk_scores(q[j0:j1], k_win, _rows(q_pos, j0, j1), _window(k_pos, j0, j1, before, after),
+                                     _window(key_valid, j0, j1, before, after), causal, self_offset)
+                _exp_shifted_(probs, lse[j0:j1].unsqueeze(-1))  # (n, c, w)
             d_o = d_out[j0:j1]
             d_v_win = torch.bmm(probs.transpose(1, 2).to(v.dtype), d_o)  # (n, w, e)
             d_scores = torch.bmm(d_o, v_win.transpose(1, 2)).to(probs.dtype)  # (n, c, w)

@@ -75,8 +75,11 @@ class ReformerConfig:
     layer in the backward pass costs one more forward of it, about a quarter of a training step, which is not
     worth paying where activations are small (short windows). The top `layers_to_store(batch, length)` layers, as
     many as fit this budget by `stored_layer_bytes`, keep their activations (ordinary autograd, the same
-    gradients); the others recompute. Long inputs exceed it and recompute throughout. 0 = every layer recomputes
-    (memory independent of depth). Ignored when `use_reversible_layers` is False (every layer stores)."""
+    gradients); the others recompute. Long inputs exceed it and recompute throughout. What the stored layers
+    leave of the budget, each recomputed layer may spend, one at a time in the backward, on keeping its attention
+    probabilities for its own backward (`chunked.keep_probabilities`: no recomputation of the scores there).
+    0 = every layer recomputes everything (memory independent of depth). Ignored when `use_reversible_layers` is
+    False (every layer stores)."""
     dropout: float = 0.1
     """Dropout probability on embeddings, attention output and feed-forward, in [0, 1)."""
     n_features: int = 1

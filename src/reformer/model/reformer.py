@@ -107,8 +107,13 @@ class ReformerModel(nn.Module):
                                                                          self.parameters()))
         if self.use_reversible_layers and needs_grad and not return_maps:
             # bottom layers recompute in the backward; the top ones that fit the activation budget store
-            split = len(self.layers) - self.config.layers_to_store(h.shape[0], h.shape[1], self.attention_type)
-            y1, y2 = run_reversible(self.blocks[:split], h, valid) if split else (h, h)
+            stored = self.config.layers_to_store(h.shape[0], h.shape[1], self.attention_type)
+            split = len(self.layers) - stored
+            # what the stored layers leave of the budget, the recomputed ones may spend (one at a time) on keeping
+            # their attention probabilities for their backward
+            keep = self.config.activation_budget_mb * 2**20 - stored * self.config.stored_layer_bytes(
+                h.shape[0], h.shape[1], self.attention_type)
+            y1, y2 = run_reversible(self.blocks[:split], h, valid, int(max(keep, 0))) if split else (h, h)
             y1, y2, _ = run_plain(self.blocks[split:], y1, y2, valid)
             maps: list[AttentionMap | None] = [None] * len(self.layers)
         else:

@@ -16,6 +16,8 @@ The plain stack (`run_plain`) computes the same coupling with ordinary autograd,
 are interchangeable and give the same gradients. `ReformerModel` runs the bottom layers reversibly and the top
 `config.layers_to_store(b, l)` layers plainly, so short inputs spend a bounded amount of memory
 (`activation_budget_mb`) instead of recomputation; the reversible part's outputs are the plain part's inputs.
+What the stored layers leave of the budget bounds the attention probabilities a recomputed layer keeps for its own
+backward (`keep_bytes`), which lives only while that layer is back-propagated.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 from torch import nn
 
 from .attention import SharedQKAttention
+from .chunked import keep_probabilities
 from .feedforward import ChunkedFeedForward
 from .masking import AttentionMap
 
@@ -79,6 +82,8 @@ class _Run:
     valid: torch.Tensor | None
     replay: bool
     autocast: dict[str, Any]
+    keep_bytes: int = 0
+    """Attention probabilities a layer may keep while it is recomputed and back-propagated (`keep_probabilities`)."""
     rng_f: list[_RngState | None] = field(default_factory=list)
     rng_g: list[_RngState | None] = field(default_factory=list)
     has_buckets: list[bool] = field(default_factory=list)
@@ -138,7 +143,7 @@ class _ReversibleStack(torch.autograd.Function):
                 # f: X1 = Y1 - Attention(X2), with the forward's buckets and dropout masks
                 f_params = [p for p in layer.attn.parameters() if p.requires_grad]
                 x2_leaf = x2.detach().requires_grad_(True)
-                with _replay_rng(run.rng_f[i]):
+                with _replay_rng(run.rng_f[i]), keep_probabilities(run.keep_bytes):
                     f_out = layer.attn(x2_leaf, run.valid, buckets=buckets).out
                 d_x2, *f_grads = torch.autograd.grad(f_out, [x2_leaf, *f_params], dy1, allow_unused=True)
                 x1 = y1 - f_out.detach()
@@ -164,12 +169,16 @@ def _layer_grads(layer: ReformerLayer, f_params: Sequence[torch.Tensor], f_grads
 
 
 def run_reversible(
-    layers: Sequence[ReformerLayer], x: torch.Tensor, valid: torch.Tensor | None
+    layers: Sequence[ReformerLayer], x: torch.Tensor, valid: torch.Tensor | None, keep_bytes: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The stack on x (b, l, d) with activation recomputation; returns (Y1, Y2), each (b, l, d)."""
+    """The stack on x (b, l, d) with activation recomputation; returns (Y1, Y2), each (b, l, d).
+
+    `keep_bytes`: attention probabilities each layer may keep while it is recomputed in the backward, so that its
+    own backward need not recompute its scores (`chunked.keep_probabilities`); transient, one layer at a time.
+    """
     replay = any(m.training and isinstance(m, nn.Dropout) and m.p > 0 for layer in layers
                  for m in layer.modules())
-    run = _Run(layers=layers, valid=valid, replay=replay, autocast=_autocast_state(x.device))
+    run = _Run(layers=layers, valid=valid, replay=replay, autocast=_autocast_state(x.device), keep_bytes=keep_bytes)
     params = [p for layer in layers for p in layer.parameters()]
     y1, y2 = _ReversibleStack.apply(x, x, run, *params)
     return y1, y2
