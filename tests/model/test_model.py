@@ -183,3 +183,46 @@ def test_eval_feed_forward_runs_in_cache_sized_slices_with_the_same_result() -> 
         ff.train()  # training keeps the configured slicing: the reversible backward replays dropout slice by slice
         ff(x)
     assert calls == [8768]
+
+
+@pytest.mark.parametrize("kind", ["full", "lsh", "local"])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+def test_inference_computes_the_last_layer_at_the_read_position_only(kind: str, causal: bool, masked: bool) -> None:
+    """In eval without autograd, a pooling="last" model runs its last layer at the last real position only: the
+    same prediction as the full computation (float64, to rounding), with padding and causal masks, one and several
+    LSH chunks per round."""
+    for seq_len, chunk in [(70, 16), (30, 32)]:
+        model = ReformerModel(_config(attention_type=kind, causal=causal, seq_len=seq_len, chunk_size=chunk,
+                                      n_layers=3)).double().eval()
+        x = torch.randn(3, seq_len, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+        mask = None
+        if masked:
+            mask = torch.ones(3, seq_len, dtype=torch.bool)
+            mask[1, -9:] = False  # row 1's last real position is seq_len - 10
+            mask[2, :5] = False
+        with torch.no_grad():
+            fast = model(x, mask)
+            full, maps = model._encode(x, mask, return_maps=True)  # every layer at every position, then pooled
+        assert len(maps) == 3 and all(m is not None for m in maps)
+        torch.testing.assert_close(fast, full, rtol=1e-10, atol=1e-10)
+
+
+def test_the_last_layer_runs_at_one_position_and_training_is_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = ReformerModel(_config(n_layers=2)).eval()
+    seen: list[int] = []
+    forward = model.blocks[-1].ff.forward
+
+    def counted(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.shape[1])
+        return forward(x)
+
+    monkeypatch.setattr(model.blocks[-1].ff, "forward", counted)
+    x = torch.randn(2, 70, 3)
+    with torch.no_grad():
+        model(x)
+    assert seen == [1]
+    seen.clear()
+    model.train()
+    model(x).sum().backward()
+    assert seen == [80]  # training: every (padded) position

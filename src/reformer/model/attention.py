@@ -19,6 +19,7 @@ from .dropout import Dropout
 from .kernels import full_attention, local_attention
 from .lsh import hash_vectors, lsh_attention, rotation_columns
 from .masking import AttentionMap
+from .queries import attend_at, full_keys_at, local_keys_at, lsh_keys_at
 
 __all__ = ["AttentionOutput", "SharedQKAttention"]
 
@@ -93,6 +94,7 @@ class SharedQKAttention(nn.Module):
         valid: torch.Tensor | None = None,
         buckets: torch.Tensor | None = None,
         return_map: bool = False,
+        queries: torch.Tensor | None = None,
     ) -> AttentionOutput:
         """Attend.
 
@@ -101,16 +103,30 @@ class SharedQKAttention(nn.Module):
             valid: (b, l) bool, True for real positions; None = all real.
             buckets: LSH buckets to reuse (the reversible backward passes the forward's); None = hash now.
             return_map: also return the per-head `AttentionMap` (original order).
+            queries: (b,) int64: attend from these positions only (one per row; every position is still a key),
+                see `queries.py`; the output is then (b, 1, d). Not with `return_map`.
         Returns:
-            `AttentionOutput` with out (b, l, d), the LSH buckets used, and the map if asked.
+            `AttentionOutput` with out (b, l, d) (or (b, 1, d)), the LSH buckets used, and the map if asked.
         """
         normed = self.norm(x)
         cfg = self.config
         qk = rearrange(self.to_qk(normed), "b l (h e) -> b h l e", h=cfg.n_heads)
         v = rearrange(self.to_v(normed), "b l (h e) -> b h l e", h=cfg.n_heads)
         kind = cfg.kernel_for(x.shape[1], AttentionType(self.attention_type))  # short LSH runs FULL
-        amap: AttentionMap | None
-        if kind is AttentionType.LSH:
+        amap: AttentionMap | None = None
+        if queries is not None:
+            assert not return_map, "attention maps need every query position"
+            b, h, l = qk.shape[0], cfg.n_heads, x.shape[1]
+            if kind is AttentionType.LSH:
+                if buckets is None:
+                    buckets = hash_vectors(qk, self.rotations(x.device), cfg.n_buckets, valid)
+                keys = lsh_keys_at(buckets, queries, cfg.chunk_size)
+            elif kind is AttentionType.LOCAL:
+                keys = local_keys_at(queries, h, l, cfg.chunk_size, cfg.causal)
+            else:
+                keys = full_keys_at(b, h, l, x.device)
+            out = attend_at(qk, v, queries, keys, valid, cfg.causal)  # (b, h, 1, e)
+        elif kind is AttentionType.LSH:
             if buckets is None:
                 buckets = hash_vectors(qk, self.rotations(x.device), cfg.n_buckets, valid)
             out, amap = lsh_attention(qk, v, buckets, cfg.chunk_size, valid, cfg.causal, return_map)

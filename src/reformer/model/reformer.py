@@ -17,7 +17,7 @@ from .config import AttentionType, ReformerConfig
 from .embedding import InputEmbedding
 from .feedforward import ChunkedFeedForward
 from .masking import AttentionMap
-from .reversible import ReformerLayer, run_plain, run_reversible
+from .reversible import ReformerLayer, run_at, run_plain, run_reversible
 
 __all__ = ["LayerAttention", "ReformerModel"]
 
@@ -116,10 +116,23 @@ class ReformerModel(nn.Module):
             y1, y2 = run_reversible(self.blocks[:split], h, valid, int(max(keep, 0))) if split else (h, h)
             y1, y2, _ = run_plain(self.blocks[split:], y1, y2, valid)
             maps: list[AttentionMap | None] = [None] * len(self.layers)
+        elif self.config.pooling == "last" and not needs_grad and not return_maps and not self.training:
+            # inference reads one position: the last layer computes only that one (`model/queries.py`)
+            y1, y2, maps = run_plain(self.blocks[:-1], h, h, valid)
+            y1, y2 = run_at(self.blocks[-1], y1, y2, valid, self._last_positions(mask, h.shape[0], l, h.device))
+            return self.head(self.norm(torch.cat([y1, y2], dim=-1))[:, 0]), [*maps, None]  # (b, o)
         else:
             y1, y2, maps = run_plain(self.blocks, h, h, valid, return_maps)
         hidden = self.norm(torch.cat([y1, y2], dim=-1)[:, :l])  # (b, l, 2d)
         return self.head(self._pool(hidden, mask)), maps  # (b, o)
+
+    @staticmethod
+    def _last_positions(mask: torch.Tensor | None, b: int, l: int, device: torch.device) -> torch.Tensor:
+        """(b,) index of each row's last real position (the last one when there is no mask)."""
+        if mask is None:
+            return torch.full((b,), l - 1, dtype=torch.long, device=device)
+        positions = torch.arange(mask.shape[1], device=mask.device)
+        return torch.where(mask, positions, torch.full_like(positions, -1)).amax(dim=1).clamp(min=0)
 
     def _pool(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """(b, l, 2d) -> (b, 2d): the last real position, or the mean over real positions; or (b, l*2d)."""
@@ -133,10 +146,7 @@ class ReformerModel(nn.Module):
                 return hidden.mean(dim=1)
             weights = mask.to(hidden.dtype).unsqueeze(-1)  # (b, l, 1)
             return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-        if mask is None:
-            return hidden[:, -1]
-        positions = torch.arange(mask.shape[1], device=mask.device)
-        last = torch.where(mask, positions, torch.full_like(positions, -1)).amax(dim=1).clamp(min=0)  # (b,)
+        last = self._last_positions(mask, hidden.shape[0], hidden.shape[1], hidden.device)  # (b,)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

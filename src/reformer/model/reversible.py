@@ -35,7 +35,7 @@ from .chunked import keep_probabilities
 from .feedforward import ChunkedFeedForward
 from .masking import AttentionMap
 
-__all__ = ["ReformerLayer", "run_plain", "run_reversible"]
+__all__ = ["ReformerLayer", "run_at", "run_plain", "run_reversible"]
 
 
 class ReformerLayer(nn.Module):
@@ -197,3 +197,15 @@ def run_plain(
         x2 = x2 + layer.ff(x1)  # Y2 = X2 + FFN(Y1)
         maps.append(attended.attention)
     return x1, x2, maps
+
+
+def run_at(layer: ReformerLayer, x1: torch.Tensor, x2: torch.Tensor, valid: torch.Tensor | None,
+           queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One layer's coupling at the positions `queries` (b,) only: halves (b, l, d) -> (b, 1, d) each.
+
+    The attention still reads every position of X2 as keys; the rest of the layer is per position."""
+    rows = torch.arange(x1.shape[0], device=x1.device)
+    y1 = x1[rows, queries].unsqueeze(1) + layer.attn(x2, valid, queries=queries).out  # Y1 = X1 + Attention(X2)
+    y2 = x2[rows, queries].unsqueeze(1) + layer.ff(y1)  # Y2 = X2 + FFN(Y1)
+    return y1, y2
+
