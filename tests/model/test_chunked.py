@@ -124,7 +124,7 @@ def test_kept_probabilities_give_the_same_gradients_and_skip_the_recomputation(
     with chunked.keep_probabilities(3 * block_bytes):
         assert torch.autograd.gradcheck(
             lambda q, k, v: window_attention(q, k, v, pos, pos, None, 1, 0, causal, self_offset=c), (q, k, v))
-    assert chunked._Keep.budget == 0  # the context restores the budget
+    assert chunked._KEEP_BUDGET.get() == 0  # the context restores the budget
 
 
 def test_kept_probabilities_need_a_graph() -> None:
@@ -133,8 +133,8 @@ def test_kept_probabilities_need_a_graph() -> None:
     q, k, v = (torch.randn(6, 4, 3, generator=gen) for _ in range(3))
     with chunked.keep_probabilities(1 << 30):
         out, _ = window_attention(q, k, v, None, None, None, 1, 0, False, self_offset=4)
-        assert chunked._Keep.budget == 1 << 30  # nothing was taken from it
+        assert chunked._KEEP_BUDGET.get() == 1 << 30  # nothing was taken from it
         q.requires_grad_(True)
         window_attention(q, k, v, None, None, None, 1, 0, False, self_offset=4)
-        assert chunked._Keep.budget < 1 << 30  # with a graph, the blocks are kept
-    assert out.grad_fn is None and chunked._Keep.budget == 0
+        assert chunked._KEEP_BUDGET.get() < 1 << 30  # with a graph, the blocks are kept
+    assert out.grad_fn is None and chunked._KEEP_BUDGET.get() == 0

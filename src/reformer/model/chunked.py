@@ -30,6 +30,7 @@ back-propagates at a time, so the kept blocks are transient.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,10 +48,10 @@ _BLOCK_ELEMENTS = 2**20
 _EXP_FLOOR = -80.0
 
 
-class _Keep:
-    """Bytes of probabilities that forwards may still keep for their backward (see `keep_probabilities`)."""
-
-    budget = 0
+# bytes of probabilities that forwards may still keep for their backward (see `keep_probabilities`); a context
+# variable, so that backward passes in other threads (autograd's device threads, data-parallel replicas) each
+# have their own
+_KEEP_BUDGET: contextvars.ContextVar[int] = contextvars.ContextVar("reformer_keep_budget", default=0)
 
 
 @contextlib.contextmanager
@@ -61,12 +62,11 @@ def keep_probabilities(max_bytes: int) -> Iterator[None]:
     For a graph that is built and back-propagated at once, as the reversible stack does layer by layer in its
     backward: the kept blocks live only as long as that graph. Blocks past the budget recompute as usual.
     """
-    saved = _Keep.budget
-    _Keep.budget = max(0, int(max_bytes))
+    token = _KEEP_BUDGET.set(max(0, int(max_bytes)))
     try:
         yield
     finally:
-        _Keep.budget = saved
+        _KEEP_BUDGET.reset(token)
 
 
 def window_view(buffer: torch.Tensor, start: int, stop: int, before: int, after: int) -> torch.Tensor:
@@ -156,7 +156,7 @@ class _WindowAttention(torch.autograd.Function):
             out[edge] = 0.0
             lse[edge] = 0.0
         kept: dict[int, torch.Tensor] = {}  # first chunk of a block -> its normalised probabilities
-        keep = _Keep.budget > 0 and any(ctx.needs_input_grad[:3])
+        keep = _KEEP_BUDGET.get() > 0 and any(ctx.needs_input_grad[:3])
         for j0, j1 in _blocks(before, m - after, c, w):
             probs = chunk_scores(q[j0:j1], window_view(k, j0, j1, before, after), _rows(q_pos, j0, j1),
                                  _window(k_pos, j0, j1, before, after), _window(key_valid, j0, j1, before, after),
@@ -167,8 +167,8 @@ class _WindowAttention(torch.autograd.Function):
             lse[j0:j1] = (top + total.log()).squeeze(-1)
             block_out = out[j0:j1]
             size = probs.numel() * probs.element_size()
-            if keep and size <= _Keep.budget:
-                _Keep.budget -= size
+            if keep and size <= _KEEP_BUDGET.get():
+                _KEEP_BUDGET.set(_KEEP_BUDGET.get() - size)
                 kept[j0] = probs.div_(total)  # P = exp(S - lse), for the backward
                 torch.bmm(probs.to(v.dtype), window_view(v, j0, j1, before, after), out=block_out)
                 continue
