@@ -31,8 +31,13 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         model = DistributedDataParallel(ReformerModel(CONFIG).double().train())
         x, y = _batch(rank)
         torch.nn.functional.mse_loss(model(x), y).backward()
-        grads = [p.grad for p in model.parameters()]
+        grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
         torch.save(grads, Path(out_dir) / f"rank{rank}.pt")
+        # release DDP's reducer (and the gloo work it holds) and let both ranks finish before the teardown: a
+        # gloo worker thread still holding work at exit aborted one rank once in CI ("terminate called without
+        # an active exception"; pytorch/pytorch#179291 describes the mechanism)
+        del model, grads
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
