@@ -114,21 +114,19 @@ class SharedQKAttention(nn.Module):
         v = rearrange(self.to_v(normed), "b l (h e) -> b h l e", h=cfg.n_heads)
         kind = cfg.kernel_for(x.shape[1], AttentionType(self.attention_type))  # short LSH runs FULL
         amap: AttentionMap | None = None
+        if kind is AttentionType.LSH and buckets is None:
+            buckets = hash_vectors(qk, self.rotations(x.device), cfg.n_buckets, valid)
         if queries is not None:
             assert not return_map, "attention maps need every query position"
             b, h, l = qk.shape[0], cfg.n_heads, x.shape[1]
-            if kind is AttentionType.LSH:
-                if buckets is None:
-                    buckets = hash_vectors(qk, self.rotations(x.device), cfg.n_buckets, valid)
+            if buckets is not None and kind is AttentionType.LSH:
                 keys = lsh_keys_at(buckets, queries, cfg.chunk_size)
             elif kind is AttentionType.LOCAL:
                 keys = local_keys_at(queries, h, l, cfg.chunk_size, cfg.causal)
             else:
                 keys = full_keys_at(b, h, l, x.device)
             out = attend_at(qk, v, queries, keys, valid, cfg.causal)  # (b, h, 1, e)
-        elif kind is AttentionType.LSH:
-            if buckets is None:
-                buckets = hash_vectors(qk, self.rotations(x.device), cfg.n_buckets, valid)
+        elif buckets is not None and kind is AttentionType.LSH:
             out, amap = lsh_attention(qk, v, buckets, cfg.chunk_size, valid, cfg.causal, return_map)
         elif kind is AttentionType.LOCAL:
             out, amap = local_attention(qk, v, cfg.chunk_size, valid, cfg.causal, return_map)

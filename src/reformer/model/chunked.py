@@ -167,14 +167,14 @@ class _WindowAttention(torch.autograd.Function):
             lse[j0:j1] = (top + total.log()).squeeze(-1)
             block_out = out[j0:j1]
             size = probs.numel() * probs.element_size()
-            if keep and size <= _KEEP_BUDGET.get():
+            keep_block = keep and size <= _KEEP_BUDGET.get()
+            if keep_block:
                 _KEEP_BUDGET.set(_KEEP_BUDGET.get() - size)
                 kept[j0] = probs.div_(total)  # P = exp(S - lse), for the backward
-                torch.bmm(probs.to(v.dtype), window_view(v, j0, j1, before, after), out=block_out)
-                continue
-            # normalise the (n, c, e) output rather than the (n, c, w) probabilities: w / e times fewer divisions
             torch.bmm(probs.to(v.dtype), window_view(v, j0, j1, before, after), out=block_out)
-            block_out.div_(total.to(v.dtype))
+            if not keep_block:
+                # normalise the (n, c, e) output rather than the (n, c, w) probabilities: w / e times fewer divisions
+                block_out.div_(total.to(v.dtype))
         ctx.kept = kept
         ctx.window = (before, after, causal, self_offset)
         ctx.save_for_backward(q, k, v, out, lse, q_pos, k_pos, key_valid)

@@ -17,7 +17,8 @@ import torch
 from .chunked import chunk_scores, window_attention, window_view
 from .masking import AttentionMap, normalize_keys
 
-__all__ = ["FACTOR_ABOVE", "bucket_dtype", "bucket_factors", "hash_vectors", "lsh_attention", "rotation_columns"]
+__all__ = ["FACTOR_ABOVE", "bucket_dtype", "bucket_factors", "hash_vectors", "lsh_attention", "rotation_columns",
+           "sort_by_bucket"]
 
 # elements of one head group's (b, g, r, l, e) tensors: 2**20 float32 = 4 MiB (at least one head per group)
 _GROUP_ELEMENTS = 2**20
@@ -117,6 +118,11 @@ def hash_vectors(
     return buckets.to(bucket_dtype(n_buckets))
 
 
+def sort_by_bucket(buckets: torch.Tensor) -> torch.Tensor:
+    """Each round's positions in (bucket, position) order: a stable sort, int64. (b, h, r, l) -> (b, h, r, l)."""
+    return torch.argsort(buckets.long(), dim=-1, stable=True)
+
+
 def lsh_attention(
     qk: torch.Tensor,
     v: torch.Tensor,
@@ -178,7 +184,7 @@ def _lsh_heads(qk: torch.Tensor, v: torch.Tensor, buckets: torch.Tensor, chunk_s
 
     # A stable sort by bucket within each round = sort by (round, bucket, position); int64 indices throughout.
     positions = torch.arange(l, device=qk.device)
-    sorted_idx = torch.argsort(buckets.long(), dim=-1, stable=True)  # (b, h, r, l)
+    sorted_idx = sort_by_bucket(buckets)  # (b, h, r, l)
     undo_sort = torch.empty_like(sorted_idx).scatter_(-1, sorted_idx, positions.expand_as(sorted_idx))
     buffer_idx = torch.cat([sorted_idx[..., l - lead:], sorted_idx], dim=-1)  # (b, h, r, lead + l)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 
 from .chunked import chunk_attention
+from .lsh import sort_by_bucket
 from .masking import normalize_keys
 
 __all__ = ["attend_at", "full_keys_at", "local_keys_at", "lsh_keys_at"]
@@ -62,7 +63,7 @@ def lsh_keys_at(buckets: torch.Tensor, queries: torch.Tensor, chunk_size: int) -
     """
     b, l = buckets.shape[0], buckets.shape[-1]
     c, n = chunk_size, l // chunk_size
-    sorted_idx = torch.argsort(buckets.long(), dim=-1, stable=True)  # (b, h, r, l), as lsh_attention sorts
+    sorted_idx = sort_by_bucket(buckets)  # (b, h, r, l), the order lsh_attention chunks
     slot = (sorted_idx == queries.view(b, 1, 1, 1)).int().argmax(dim=-1)  # (b, h, r): the query's sorted slot
     chunk = slot // c
     chunks = [(chunk - 1) % n, chunk] if n > 1 else [chunk]

@@ -78,8 +78,7 @@ def base_rate(target: Any) -> float:
 def information_coefficient(pred: Any, target: Any) -> float:
     """Spearman rank correlation of predictions and targets; NaN if either is constant."""
     p, y = _pair(pred, target)
-    rank_p = pd.Series(p).rank(method="average").to_numpy()
-    rank_y = pd.Series(y).rank(method="average").to_numpy()
+    rank_p, rank_y = _ranks(p), _ranks(y)
     if np.ptp(rank_p) == 0 or np.ptp(rank_y) == 0:
         return math.nan
     return float(np.corrcoef(rank_p, rank_y)[0, 1])
