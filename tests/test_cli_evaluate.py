@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from reformer.cli import main
 
@@ -51,6 +52,7 @@ def test_evaluate_json_schema(small_csv: Path, tmp_path: Path, capsys: pytest.Ca
     assert payload["n_windows"] == 120 - 12 + 1
     assert (payload["protocol"], payload["seq_len"], payload["horizon"], payload["seed"]) == ("ratio", 48, 12, 0)
     assert payload["config"]["attention_type"] == attention
+    assert payload["train"]["device_used"] == ("cuda:0" if torch.cuda.is_available() else "cpu")  # --device auto
     assert json.loads(out.read_text())["model"] == payload["model"]
     blend = payload["blend"]
     assert 0.0 <= blend["weight"] <= 1.0 and np.isfinite(blend["mse"]) and blend["mae"] > 0
@@ -71,6 +73,7 @@ def test_evaluate_table_and_target_only(small_csv: Path, capsys: pytest.CaptureF
     (["--seq-len", "2000"], "seq_len"),
     (["--horizon", "200"], "horizon"),
     (["--features", "X"], "features"),
+    (["--device", "tpu"], "device"),
 ])
 def test_bad_input_gives_one_line_and_exit_2(small_csv: Path, args: list[str], needle: str,
                                             capsys: pytest.CaptureFixture[str]) -> None:

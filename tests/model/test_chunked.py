@@ -48,7 +48,7 @@ def test_matches_plain_autograd_and_blocks_do_not_matter(monkeypatch: pytest.Mon
     (ref_out.sum() + ref_lse.sum()).backward()
     for got, t in zip(grads, (q, k, v), strict=True):
         torch.testing.assert_close(got, t.grad)
-    monkeypatch.setattr("reformer.model.chunked._BLOCK_ELEMENTS", 40)  # many small blocks: same answer
+    monkeypatch.setitem(chunked._BLOCK_ELEMENTS, "cpu", 40)  # many small blocks: same answer
     out_small, _ = chunk_attention(q, k, v, q_pos, k_pos)
     torch.testing.assert_close(out_small, out)
 
@@ -101,7 +101,7 @@ def test_kept_probabilities_give_the_same_gradients_and_skip_the_recomputation(
     m, c, e = 9, 4, 3
     q, k, v = (torch.randn(m, c, e, dtype=torch.float64, generator=gen, requires_grad=True) for _ in range(3))
     pos = torch.randperm(m * c, generator=gen).view(m, c)
-    monkeypatch.setattr("reformer.model.chunked._BLOCK_ELEMENTS", 3 * c * 2 * c)  # blocks of 3 chunks: 3 blocks
+    monkeypatch.setitem(chunked._BLOCK_ELEMENTS, "cpu", 3 * c * 2 * c)  # blocks of 3 chunks: 3 blocks
     block_bytes = 3 * c * 2 * c * 8
 
     def run(budget: int) -> tuple[list[torch.Tensor], int]:
@@ -138,3 +138,23 @@ def test_kept_probabilities_need_a_graph() -> None:
         window_attention(q, k, v, None, None, None, 1, 0, False, self_offset=4)
         assert chunked._KEEP_BUDGET.get() < 1 << 30  # with a graph, the blocks are kept
     assert out.grad_fn is None and chunked._KEEP_BUDGET.get() == 0
+
+
+def test_mixed_input_dtypes_under_autocast_train() -> None:
+    """CUDA autocast hands the kernel float32 unit keys beside bfloat16 queries (it runs F.normalize in float32);
+    the backward, which runs without autocast, must still see one dtype. Reproduced here with CPU autocast."""
+    generator = torch.Generator().manual_seed(0)
+    q = torch.randn(6, 8, 16, generator=generator).bfloat16().requires_grad_(True)
+    k = torch.nn.functional.normalize(torch.randn(6, 8, 16, generator=generator), dim=-1).requires_grad_(True)
+    v = torch.randn(6, 8, 16, generator=generator).bfloat16().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, lse = window_attention(q, k, v, None, None, None, before=1, after=0, self_offset=8)
+    assert out.dtype == torch.bfloat16 and lse.dtype == torch.float32
+    (out.float().square().sum() + lse.sum()).backward()
+    for tensor in (q, k, v):
+        assert tensor.grad is not None and tensor.grad.dtype == tensor.dtype
+        assert torch.isfinite(tensor.grad.float()).all() and tensor.grad.abs().sum() > 0
+    # the same attention in float32, for scale: bfloat16 rounding, not a different function
+    want, _ = window_attention(q.float(), k.float(), v.float(), None, None, None, before=1, after=0,
+                               self_offset=8)
+    torch.testing.assert_close(out.float()[1:], want[1:], atol=0.05, rtol=0.05)

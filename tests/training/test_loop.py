@@ -70,6 +70,14 @@ def test_early_stopping_stops_after_patience(tmp_path: Path) -> None:
     assert len(result.history) == result.best_epoch + 2 < 12
 
 
+def test_time_limit_stops_after_the_epoch_that_crosses_it() -> None:
+    train, val = _datasets()
+    result = fit(ReformerModel(MODEL), train, val, _config(epochs=12, max_seconds=1e-9), progress=False)
+    assert result.stopped_early and len(result.history) == 1 and result.best_epoch == 1
+    unlimited = fit(ReformerModel(MODEL), train, val, _config(epochs=3, max_seconds=3600.0), progress=False)
+    assert len(unlimited.history) == 3 and not unlimited.stopped_early
+
+
 def test_resume_replays_the_uninterrupted_run(tmp_path: Path) -> None:
     train, val = _datasets()
     full = fit(ReformerModel(MODEL), train, val, _config(), out_dir=tmp_path / "full", progress=False)
@@ -97,7 +105,8 @@ def test_lr_schedule_warms_up_then_decays() -> None:
 
 
 @pytest.mark.parametrize(("field", "value"), [("epochs", 0), ("lr", -1.0), ("loss", "l1"), ("warmup_fraction", 1.0),
-                                              ("max_batches_per_epoch", 0), ("device", "tpu"), ("patience", -1)])
+                                              ("max_batches_per_epoch", 0), ("device", "tpu"), ("patience", -1),
+                                              ("max_seconds", 0), ("max_seconds", "1h")])
 def test_train_config_rejects_bad_values(field: str, value: object) -> None:
     with pytest.raises(ConfigError, match=field):
         TrainConfig(**{field: value})  # type: ignore[arg-type]

@@ -130,8 +130,11 @@ def _sdpa(shape: ModelShape, length: int) -> tuple[nn.Module, Callable[[torch.Te
 _BUILDERS = {"ours": _ours, "hf": _hf, "lucidrains": _lucidrains, "sdpa": _sdpa}
 
 
-def build_step(impl: str, shape: ModelShape, length: int, seed: int = 0) -> Callable[[], None]:
+def build_step(impl: str, shape: ModelShape, length: int, seed: int = 0,
+               device: str | torch.device = "cpu") -> Callable[[], None]:
     """Build `impl` at `length` in train mode and return one training step: forward, loss = output.sum(), backward.
+
+    The model and input live on `device` (CPU for `bench compare`; `benchmarks/gpu/cuda_check.py` passes CUDA).
 
     The input (b, l, d) requires grad. Gradients are dropped after each step (set to None), so every step
     allocates them afresh, as the first one does.
@@ -143,10 +146,10 @@ def build_step(impl: str, shape: ModelShape, length: int, seed: int = 0) -> Call
         raise ValueError(f"unknown implementation {impl!r}: choose from {', '.join(IMPLS)}")
     torch.manual_seed(seed)
     model, forward = _BUILDERS[impl](shape, length)
-    model.train()
+    model.to(device).train()
     # the input requires grad, as if it came from an embedding (reformer-pytorch's reversible function
     # only tracks its tensor inputs, so without it the parameters would get no gradient)
-    x = torch.randn(shape.batch, length, shape.d_model, generator=torch.Generator().manual_seed(seed))
+    x = torch.randn(shape.batch, length, shape.d_model, generator=torch.Generator().manual_seed(seed)).to(device)
     x.requires_grad_(True)
     params = list(model.parameters())
 

@@ -47,6 +47,10 @@ def evaluate(
     patience: Annotated[int, typer.Option(help="Epochs without validation improvement before stopping.")] = 2,
     max_batches: Annotated[int, typer.Option(help="Steps per epoch; 0 = all training windows.")] = 0,
     threads: Annotated[int, typer.Option(help="torch CPU threads; 0 = torch's default.")] = 0,
+    max_minutes: Annotated[float, typer.Option(help="Stop training after the epoch that ends past this many "
+                                                    "minutes; 0 = no limit.")] = 0.0,
+    device: Annotated[str, typer.Option(help="auto (CUDA with bfloat16 autocast in training when present, else "
+                                             "CPU), cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Train on the standard split; print test MSE/MAE (normalised scale, every window) beside Repeat and linear."""
     import torch
@@ -66,7 +70,7 @@ def evaluate(
     model.reformer_config()  # validate the encoder settings before loading data
     train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                patience=patience, max_batches_per_epoch=max_batches or None, seed=seed,
-                               device="cpu")
+                               device=device, max_seconds=60 * max_minutes if max_minutes else None)
     stream = sys.stderr if json_out else sys.stdout  # with --json, stdout carries the JSON object only
     result = run_lstf(csv, protocol=protocol, seq_len=seq_len, horizon=horizon, features=features,  # type: ignore[arg-type]
                       target=target, model=model, train_config=train_config,

@@ -16,15 +16,17 @@ from .dropout import Dropout
 __all__ = ["InputEmbedding", "sinusoidal_positions"]
 
 
-def sinusoidal_positions(length: int, d_model: int, device: torch.device | None = None) -> torch.Tensor:
-    """Fixed encodings (Vaswani et al. 2017, sec. 3.5), (l, d).
+def sinusoidal_positions(length: int, d_model: int, device: torch.device | None = None,
+                         dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Fixed encodings (Vaswani et al. 2017, sec. 3.5), (l, d), computed in `dtype` (float32 or float64: a float64
+    model gets float64 encodings, so that CPU and CUDA, whose float32 sin differ in the last bit, agree).
 
     PE(pos, 2i) = sin(pos / 10000^(2i/d));  PE(pos, 2i+1) = cos(pos / 10000^(2i/d))
     """
-    positions = torch.arange(length, dtype=torch.float32, device=device).unsqueeze(1)  # (l, 1)
-    freqs = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32, device=device)
+    positions = torch.arange(length, dtype=dtype, device=device).unsqueeze(1)  # (l, 1)
+    freqs = torch.exp(torch.arange(0, d_model, 2, dtype=dtype, device=device)
                       * (-math.log(10000.0) / d_model))  # (ceil(d/2),)
-    table = torch.zeros(length, d_model, device=device)
+    table = torch.zeros(length, d_model, dtype=dtype, device=device)
     table[:, 0::2] = torch.sin(positions * freqs)
     table[:, 1::2] = torch.cos(positions * freqs[: d_model // 2])
     return table
@@ -61,5 +63,6 @@ class InputEmbedding(nn.Module):
                                  f"{self.max_len}): use positional='sinusoidal' or a larger seq_len")
             pos = self.positions.weight[:length]
         else:
-            pos = sinusoidal_positions(length, self.d_model, x.device)
+            pos = sinusoidal_positions(length, self.d_model, x.device,
+                                       torch.float64 if x.dtype == torch.float64 else torch.float32)
         return self.dropout(self.to_embed(x) + pos.to(x.dtype))  # (b, l, d)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .chunked import chunk_scores, window_attention, window_view
+from .chunked import block_elements, chunk_scores, window_attention, window_view
 from .masking import AttentionMap, normalize_keys
 
 __all__ = ["FACTOR_ABOVE", "bucket_dtype", "bucket_factors", "hash_vectors", "lsh_attention", "rotation_columns",
@@ -96,7 +96,7 @@ def hash_vectors(
     # slices of positions keep the (b, h, r, u, positions) projections small: u grows with l when the bucket
     # count is scaled with the length, and one unsliced projection would be quadratic in l
     flat_rotations = rotations.reshape(h, -1, r * u).transpose(1, 2)  # (h, r*u, e): one matmul for all rounds
-    step = max(1, 2**20 // max(1, b * h * r * u))
+    step = max(1, block_elements(qk.device) // max(1, b * h * r * u))
     for start in range(0, l, step):
         part = slice(start, start + step)
         # positions innermost: the reductions over columns below then run across contiguous positions, which

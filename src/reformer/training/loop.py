@@ -72,6 +72,9 @@ class TrainConfig:
     """"mse", "huber" (delta `huber_delta`) or "cross_entropy" (classification logits)."""
     huber_delta: float = 1.0
     """Huber transition point, in target units."""
+    max_seconds: float | None = None
+    """If set, stop after the first epoch that ends this many seconds after training began (a wall-time guard;
+    the learning-rate schedule is not shortened, and the best epoch's weights are kept as with early stopping)."""
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -97,6 +100,9 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.loss={self.loss!r} must be one of {list(_LOSSES)}")
         if not isinstance(self.seed, int):
             raise ConfigError(f"TrainConfig.seed={self.seed!r} must be an integer")
+        ms = self.max_seconds
+        if ms is not None and (not isinstance(ms, int | float) or isinstance(ms, bool) or not ms > 0):
+            raise ConfigError(f"TrainConfig.max_seconds={ms!r} must be a number > 0 or None (no time limit)")
         if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
             raise ConfigError(f"TrainConfig.device={self.device!r} must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
 
@@ -291,6 +297,7 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
                    console=Console(stderr=True), disable=not progress, transient=False)
     stopped_early = False
     amp = device.type == "cuda"
+    began = time.perf_counter()
     with bar:
         task = bar.add_task("training", total=total_steps, completed=int(state["step"]))
         for epoch in range(int(state["epoch"]) + 1, config.epochs + 1):
@@ -343,7 +350,8 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
                 if improved:
                     save_checkpoint(run_dir / "best", model, meta_for(record, with_state=False))
                 save_checkpoint(run_dir / "last", model, meta_for(record, with_state=True), optimizer)
-            if config.patience and state["bad_epochs"] >= config.patience:
+            out_of_time = config.max_seconds is not None and time.perf_counter() - began >= config.max_seconds
+            if (config.patience and state["bad_epochs"] >= config.patience) or out_of_time:
                 stopped_early = epoch < config.epochs
                 break
     if best_weights is not None:

@@ -245,19 +245,25 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
             log(f"linear-skip start: validation MSE {start.mse:.4f}")
     fitted = train_forecaster(forecaster, train, val, train_config, target_only=target_only, progress=progress,
                               log=log)
+    forecaster.eval()
+    device = next(forecaster.parameters()).device  # fit leaves the model on its training device
+
+    def model_predict(x: torch.Tensor) -> torch.Tensor:  # float32 on the training device, scored on the CPU
+        return forecaster(x.to(device)).float().cpu()
+
     selected = "trained"
     if initial:
-        trained_val = evaluate_forecaster(forecaster.eval(), val, target_only=target_only).mse
+        trained_val = evaluate_forecaster(model_predict, val, target_only=target_only).mse
         if trained_val > initial["val_mse"]:
             forecaster.load_state_dict(initial["weights"])
             selected = "start (training never beat the linear start on validation)"
         if log:
             log(f"validation MSE trained {trained_val:.4f} vs start {initial['val_mse']:.4f}: kept {selected}")
     # model averaging with the linear baseline: one weight, fitted on validation only, scored on test
-    weight = blend_weight(forecaster, linear_predict, val, target_only=target_only)
+    weight = blend_weight(model_predict, linear_predict, val, target_only=target_only)
 
     def model_and_blend(x: torch.Tensor) -> dict[str, torch.Tensor]:
-        forecast = forecaster(x)  # (b, t, c), once for both scores
+        forecast = model_predict(x)  # (b, t, c), once for both scores
         return {"model": forecast, "blend": weight * forecast + (1 - weight) * linear_predict(x)}
 
     scores = evaluate_forecasters(model_and_blend, test, target_only=target_only)
@@ -271,7 +277,7 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
                   "val_mse": [r["val_loss"] for r in fitted.history],
                   "train_loss": [r["train_loss"] for r in fitted.history],
                   "epoch_seconds": [round(r["seconds"], 1) for r in fitted.history],
-                  "start_val_mse": initial.get("val_mse"), "selected": selected}
+                  "start_val_mse": initial.get("val_mse"), "selected": selected, "device_used": str(device)}
     return LSTFResult(
         model_name=(f"patch-reformer ({attention}, {config.n_patches} patches of {config.patch_len}"
                     + (", linear skip)" if config.linear_skip else ")")),
