@@ -14,7 +14,7 @@
 4. Timings (CUDA events, medians of 5 after 2 warm-ups) and peak allocated memory: the one-year configuration's
    eval forward (float32, bfloat16 autocast) and training step; `bench compare`'s training step at L = 2,048,
    8,192 and 32,768 for ours, HF transformers and reformer-pytorch (where they import) and the SDPA encoder;
-   ours also with the CPU's attention block size (`chunked.block_elements`), the A/B of step 18.
+   ours also as before steps 18 and 19 (`_variant`: CPU-sized attention blocks, FFN in `ff_chunks` slices).
 
 Writes DIR/cuda_check.json; prints one line per check; exits 1 if a check of 1-3 fails.
 Shape legend: b batch, l length, f input features.
@@ -42,7 +42,7 @@ from reformer import ReformerConfig, ReformerModel
 from reformer.bench.peers import ModelShape, build_step
 from reformer.bench.targets import LONG_CONFIG
 from reformer.data.dataset import WindowDataset
-from reformer.model import chunked
+from reformer.model import chunked, feedforward
 from reformer.training import TrainConfig, fit, load_checkpoint
 
 CUDA = torch.device(os.environ.get("CUDA_CHECK_DEVICE", "cuda"))
@@ -169,16 +169,20 @@ def _cuda_time(fn: Callable[[], Any], warmup: int = 2, reps: int = 5) -> dict[st
 
 
 @contextlib.contextmanager
-def _cpu_blocks(enabled: bool) -> Iterator[None]:
-    """The attention and hashing blocks at their CPU size on this device too (step 18's A/B)."""
-    saved = dict(chunked._BLOCK_ELEMENTS)
-    if enabled:
+def _variant(name: str) -> Iterator[None]:
+    """Ours as of a step: "ours" (current), "ours_step18" (GPU-sized attention blocks, FFN in `ff_chunks` slices),
+    "ours_cpu" (CPU-sized attention blocks too: before step 18); other names change nothing."""
+    blocks, hidden = dict(chunked._BLOCK_ELEMENTS), feedforward._GPU_HIDDEN
+    if name in ("ours_step18", "ours_cpu"):
+        feedforward._GPU_HIDDEN = 0
+    if name == "ours_cpu":
         chunked._BLOCK_ELEMENTS[CUDA.type] = chunked._BLOCK_ELEMENTS["cpu"]
     try:
         yield
     finally:
         chunked._BLOCK_ELEMENTS.clear()
-        chunked._BLOCK_ELEMENTS.update(saved)
+        chunked._BLOCK_ELEMENTS.update(blocks)
+        feedforward._GPU_HIDDEN = hidden
 
 
 def _one_year() -> dict[str, Any]:
@@ -202,25 +206,25 @@ def _one_year() -> dict[str, Any]:
         model.zero_grad(set_to_none=True)
 
     out["one_year_train_step_float32"] = _cuda_time(train_step)
-    with _cpu_blocks(True):
-        out["one_year_train_step_float32_cpu_blocks"] = _cuda_time(train_step)
+    with _variant("ours_cpu"):
+        out["one_year_train_step_float32_ours_cpu"] = _cuda_time(train_step)
         model.eval()
-        out["one_year_forward_float32_cpu_blocks"] = _cuda_time(forward(False))
+        out["one_year_forward_float32_ours_cpu"] = _cuda_time(forward(False))
     print("one-year:", json.dumps(out), flush=True)
     return out
 
 
-def timings(lengths: list[int]) -> dict[str, Any]:
+def timings(lengths: list[int], impls: list[str]) -> dict[str, Any]:
     out = _one_year()
     shape = ModelShape()
     for length in lengths:
-        for impl in ("ours", "ours_cpu_blocks", "hf", "lucidrains", "sdpa"):
+        for impl in impls:
             key = f"compare_{impl}_{length}"
             try:
                 if CUDA.type == "cuda":
                     torch.cuda.empty_cache()
-                with _cpu_blocks(impl == "ours_cpu_blocks"):
-                    step = build_step(impl.removesuffix("_cpu_blocks"), shape, length, device=CUDA)
+                with _variant(impl):
+                    step = build_step("ours" if impl.startswith("ours") else impl, shape, length, device=CUDA)
                     out[key] = _cuda_time(step)
                 del step
             except Exception as exc:  # a peer that does not import or run here is recorded, not fatal
@@ -234,6 +238,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--no-timing", action="store_true")
     parser.add_argument("--lengths", default="2048,8192,32768")
+    parser.add_argument("--impls", default="ours,ours_step18,ours_cpu,hf,lucidrains,sdpa")
+    parser.add_argument("--no-checks", action="store_true")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     name = torch.cuda.get_device_name(0) if CUDA.type == "cuda" else "cpu (dry run)"
@@ -249,7 +255,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         checks.append(("training_checkpoint", lambda: check_training_and_checkpoint(Path(tmp)),
                        lambda d: d["loss_fell"] and d["checkpoint_cpu_vs_cuda_max_diff"] < 1e-4))
-        for name, run, passed in checks:
+        for name, run, passed in [] if args.no_checks else checks:
             try:
                 result = run()
                 ok = bool(passed(result))
@@ -261,7 +267,7 @@ def main() -> int:
             (args.out / "cuda_check.json").write_text(json.dumps(report, indent=2) + "\n")
     if not args.no_timing:
         try:
-            report["timings"] = timings([int(n) for n in args.lengths.split(",") if n])
+            report["timings"] = timings([int(n) for n in args.lengths.split(",") if n], args.impls.split(","))
         except Exception:
             report["timings"] = {"error": traceback.format_exc()[-2000:]}
             print(report["timings"]["error"], flush=True)

@@ -226,3 +226,15 @@ def test_the_last_layer_runs_at_one_position_and_training_is_untouched(monkeypat
     model.train()
     model(x).sum().backward()
     assert seen == [80]  # training: every (padded) position
+
+
+def test_training_slices_follow_ff_chunks_on_the_cpu_and_merge_on_a_gpu() -> None:
+    """On a GPU each FFN slice is launches, not arithmetic: slices merge up to 2**25 hidden values (a constant
+    bound, so memory stays linear in length); on the CPU the configured `ff_chunks` stands."""
+    ff = ReformerModel(ReformerConfig(seq_len=32768, d_model=256, n_heads=8, n_layers=1, n_buckets=1024,
+                                      chunk_size=64, ff_chunks=32)).blocks[0].ff
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")  # a device object only: nothing runs on it here
+    assert ff.training_chunks(1, 32768, cpu) == 32
+    assert ff.training_chunks(1, 32768, gpu) == 1  # 32768 x 1024 = 2**25 hidden values
+    assert ff.training_chunks(4, 32768, gpu) == 4 and ff.training_chunks(64, 32768, gpu) == 32  # never above ff_chunks
+    assert ff.training_chunks(1, 40000, gpu) == 2

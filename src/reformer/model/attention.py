@@ -86,7 +86,10 @@ class SharedQKAttention(nn.Module):
         else:
             generator = torch.Generator(device="cpu")
             generator.manual_seed(_stream_seed(self._seed, self.layer_index, _EVAL_STREAM))
-        return torch.randn(shape, generator=generator).to(device)
+        rotations = torch.randn(shape, generator=generator)
+        if device.type == "cuda":  # from pinned memory the copy does not make the host wait for the device
+            return rotations.pin_memory().to(device, non_blocking=True)
+        return rotations.to(device)
 
     def forward(
         self,

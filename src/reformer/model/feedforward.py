@@ -2,10 +2,11 @@
 
 Shape legend: b batch, l length, d model width, f hidden width.
 
-The network is applied to `ff_chunks` slices of the sequence one after another. In the forward pass only one
-slice's (b, l/ff_chunks, f) hidden activations exist at a time. The backward is bounded too: the reversible
-stack recomputes and back-propagates slice by slice (see `reversible.py`), and the plain stack checkpoints each
-slice, so its backward also rebuilds one slice's activations at a time.
+The network is applied to `ff_chunks` slices of the sequence one after another (in training on a GPU, neighbouring
+slices merge up to a constant size, `training_chunks`; in eval without autograd, cache-sized slices). In the
+forward pass only one slice's (b, l/ff_chunks, f) hidden activations exist at a time. The backward is bounded
+too: the reversible stack recomputes and back-propagates slice by slice (see `reversible.py`), and the plain
+stack checkpoints each slice, so its backward also rebuilds one slice's activations at a time.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ __all__ = ["ChunkedFeedForward"]
 # 1.396 s; the single large GELU output stalled 4-37 ms a layer on fresh pages
 _INFERENCE_HIDDEN = 2**21
 _MIN_SLICE = 64
+# hidden activations per slice of a forward that may be back-propagated, on a GPU: there each slice costs a few
+# dozen kernel launches (forward, recomputation, backward) whatever its size, and at L = 32,768 with ff_chunks 32
+# the launches, not the arithmetic, set the step time (benchmarks/gpu/results/profile_32768.txt); 2**25 float32 =
+# 128 MiB, a constant, so memory stays linear in length
+_GPU_HIDDEN = 2**25
 
 
 class ChunkedFeedForward(nn.Module):
@@ -47,6 +53,15 @@ class ChunkedFeedForward(nn.Module):
         bounds = [round(i * length / n) for i in range(n + 1)]
         return [slice(bounds[i], bounds[i + 1]) for i in range(n)]
 
+    def training_chunks(self, batch: int, length: int, device: torch.device) -> int:
+        """Slices for a forward that may be back-propagated: `ff_chunks` on the CPU; on a GPU neighbouring slices
+        merge while one slice's (b, c, f) hidden activations hold at most `_GPU_HIDDEN` elements. The reversible
+        backward recomputes with the same slices, so the dropout masks replay exactly."""
+        if device.type != "cuda":
+            return self.ff_chunks
+        wanted = -(-batch * length * self.w_in.out_features // _GPU_HIDDEN) if _GPU_HIDDEN > 0 else self.ff_chunks
+        return max(1, min(self.ff_chunks, wanted))
+
     def inference_chunks(self, batch: int, length: int) -> int:
         """Slices for an eval-mode forward without autograd: enough that one slice's (b, c, f) hidden activations
         hold at most `_INFERENCE_HIDDEN` elements (they then stay in cache, and no multi-MiB block is allocated
@@ -64,7 +79,8 @@ class ChunkedFeedForward(nn.Module):
         use_checkpoint = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in
                                                                              self.parameters()))
         # in eval without autograd the slicing is free to follow the cache (no dropout masks to replay)
-        chunks = None if use_checkpoint or self.training else self.inference_chunks(x.shape[0], x.shape[1])
+        chunks = (self.training_chunks(x.shape[0], x.shape[1], x.device) if use_checkpoint or self.training
+                  else self.inference_chunks(x.shape[0], x.shape[1]))
         slices = self.chunk_slices(x.shape[1], chunks)
         if len(slices) == 1:
             return self.apply_chunk(x)

@@ -132,7 +132,8 @@ class _ReversibleStack(torch.autograd.Function):
                 g_grads: list[torch.Tensor | None] = [None] * len(g_params)
                 x2 = torch.empty_like(y2)
                 with _replay_rng(run.rng_g[i]):
-                    for part in layer.ff.chunk_slices(y1.shape[1]):
+                    chunks = layer.ff.training_chunks(y1.shape[0], y1.shape[1], y1.device)
+                    for part in layer.ff.chunk_slices(y1.shape[1], chunks):
                         y1_part = y1[:, part].detach().requires_grad_(True)
                         g_out = layer.ff.apply_chunk(y1_part)
                         d_y1_part, *d_g = torch.autograd.grad(g_out, [y1_part, *g_params], dy2[:, part],
