@@ -74,6 +74,8 @@ def test_evaluate_table_and_target_only(small_csv: Path, capsys: pytest.CaptureF
     (["--horizon", "200"], "horizon"),
     (["--features", "X"], "features"),
     (["--device", "tpu"], "device"),
+    pytest.param(["--device", "cuda"], "CUDA", marks=pytest.mark.skipif(torch.cuda.is_available(),
+                                                                        reason="CUDA is there: no error to see")),
 ])
 def test_bad_input_gives_one_line_and_exit_2(small_csv: Path, args: list[str], needle: str,
                                             capsys: pytest.CaptureFixture[str]) -> None:

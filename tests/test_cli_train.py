@@ -101,3 +101,17 @@ def test_corrupt_checkpoint_exits_2_with_one_line(run_dir: Path, btc_slice: Path
 def test_missing_series_without_fetch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--symbol", "BTCUSDT", "--db", str(tmp_path / "empty.db"), "--offline"]) == 2
     assert "reformer fetch" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is there: no error to see")
+def test_cuda_on_a_machine_without_it_fails_before_any_work(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "cuda.toml"
+    tiny = (REPO / "configs" / "tiny.toml").read_text()
+    assert 'device = "cpu"' in tiny
+    config.write_text(tiny.replace('device = "cpu"', 'device = "cuda"'))
+    db = tmp_path / "never.db"
+    assert main(["train", "--symbol", "BTCUSDT", "--db", str(db), "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "CUDA" in err
+    assert not db.exists()  # failed before opening the store or fetching anything

@@ -56,7 +56,7 @@ def evaluate(
     import torch
 
     from ..training.forecast import ForecastConfig
-    from ..training.loop import TrainConfig
+    from ..training.loop import TrainConfig, resolve_device
     from ..training.lstf import run_lstf
 
     if features not in ("M", "S", "MS"):
@@ -71,6 +71,7 @@ def evaluate(
     train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                patience=patience, max_batches_per_epoch=max_batches or None, seed=seed,
                                device=device, max_seconds=60 * max_minutes if max_minutes else None)
+    resolve_device(train_config)  # an explicit CUDA device on a machine without one fails before any work
     stream = sys.stderr if json_out else sys.stdout  # with --json, stdout carries the JSON object only
     result = run_lstf(csv, protocol=protocol, seq_len=seq_len, horizon=horizon, features=features,  # type: ignore[arg-type]
                       target=target, model=model, train_config=train_config,

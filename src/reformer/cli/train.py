@@ -135,6 +135,7 @@ def train(
     """Train a Reformer on candles (70/10/20 chronological split) and report test metrics beside baselines."""
     from ..training import TrainConfig
     from ..training.crypto import train_crypto
+    from ..training.loop import resolve_device
 
     tables = load_config_file(config)
     data = tables["data"]
@@ -143,6 +144,7 @@ def train(
     model_table.pop("seq_len", None)
     train_table = {**tables["train"], **({"epochs": epochs} if epochs is not None else {})}
     train_config = TrainConfig.from_dict(train_table)
+    resolve_device(train_config)  # a CUDA device asked for on a machine without one fails before any fetch
     frame, source = _load_frame(csv, symbol, interval, category, db, offline)
     run_dir = out or Path("runs") / f"{symbol}_{source.get('interval', interval)}"
     report = train_crypto(frame, seq_len=int(length), horizon=int(horizon or data.get("horizon") or 24),

@@ -36,7 +36,7 @@ from reformer.errors import ConfigError, UserInputError
 from reformer.model import ReformerModel
 from reformer.training.checkpoint import load_checkpoint, load_optimizer_state, read_meta, save_checkpoint
 
-__all__ = ["EpochEnd", "FitResult", "TrainConfig", "fit", "lr_at_step", "predict_dataset"]
+__all__ = ["EpochEnd", "FitResult", "TrainConfig", "fit", "lr_at_step", "predict_dataset", "resolve_device"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _LOSSES = ("mse", "huber", "cross_entropy")
@@ -156,7 +156,9 @@ def lr_at_step(step: int, total_steps: int, config: TrainConfig) -> float:
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _device(config: TrainConfig) -> torch.device:
+def resolve_device(config: TrainConfig) -> torch.device:
+    """The device `fit` trains on: CUDA under "auto" when available, else the CPU; raises UserInputError for an
+    explicit CUDA device on a machine without one."""
     if config.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if config.device.startswith("cuda") and not torch.cuda.is_available():
@@ -257,7 +259,7 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
     if n_train == 0 or len(val_dataset) == 0:  # type: ignore[arg-type]
         raise UserInputError(f"fit needs training and validation windows (got {n_train} and "
                              f"{len(val_dataset)}); use a longer series or a smaller seq_len/horizon")  # type: ignore[arg-type]
-    device = _device(config)
+    device = resolve_device(config)
     model.to(device)
     loss_fn = loss_fn or _loss_fn(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
