@@ -53,6 +53,8 @@ _BLOCK_ELEMENTS = {"cpu": 2**20, "cuda": 2**25}
 def block_elements(device: torch.device) -> int:
     """Elements of one block's score tensor on `device` (the CPU's figure for other device types)."""
     return _BLOCK_ELEMENTS.get(device.type, _BLOCK_ELEMENTS["cpu"])
+
+
 # exp arguments are clamped here (see `_exp_shifted_`): e^-80 is a normal float32, and exp stays on its fast path
 _EXP_FLOOR = -80.0
 _LOG2E = 1.4426950408889634
