@@ -12,12 +12,11 @@ process (`chunked._EXP2_ON_CPU`), so a shared machine's drift falls on both; the
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 
+from reformer.bench.ab import alternate, report, training_step
 from reformer.model import chunked
 from reformer.runtime import tune_malloc
 
@@ -30,22 +29,11 @@ def _variant(exp2: bool, fn: Callable[[], object]) -> Callable[[], object]:
 
 
 def _alternate(fn: Callable[[], object], rounds: int) -> dict[str, list[float]]:
-    variants = {"exp": _variant(False, fn), "exp2": _variant(True, fn)}
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for go in variants.values():
-        go()  # warm-up
-    for _ in range(rounds):
-        for name, go in variants.items():
-            began = time.perf_counter()
-            go()
-            times[name].append(time.perf_counter() - began)
-    return times
+    return alternate({"exp": _variant(False, fn), "exp2": _variant(True, fn)}, rounds)
 
 
 def _report(label: str, times: dict[str, list[float]]) -> None:
-    shown = {name: [round(t, 3) for t in values] for name, values in times.items()}
-    ratio = statistics.median(times["exp"]) / statistics.median(times["exp2"])
-    print(f"{label}: {shown}; exp / exp2 = {ratio:.3f}x", flush=True)
+    report(label, times, "exp", "exp2")
 
 
 def forward(rounds: int) -> None:
@@ -66,21 +54,7 @@ def forward(rounds: int) -> None:
 
 
 def train(length: str, rounds: int) -> None:
-    from reformer.bench.peers import build_step
-    from reformer.bench.shape import ModelShape
-    from reformer.bench.targets import LONG_CONFIG
-    from reformer.model import ReformerModel
-
-    if length == "one-year":
-        model = ReformerModel(LONG_CONFIG).train()
-        x = torch.randn(1, LONG_CONFIG.seq_len, LONG_CONFIG.n_features)
-
-        def step() -> None:
-            model(x).pow(2).sum().backward()
-            for p in model.parameters():
-                p.grad = None
-    else:
-        step = build_step("ours", ModelShape(), int(length))
+    step = training_step(length)
     _report(f"training step, L={length}, {torch.get_num_threads()} thread(s)", _alternate(step, rounds))
 
 

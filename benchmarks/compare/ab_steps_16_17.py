@@ -15,39 +15,17 @@ index at the end).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 
+from reformer.bench.ab import alternate, report, training_step
 from reformer.runtime import tune_malloc
-
-
-def _alternate(variants: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for fn in variants.values():
-        fn()  # warm-up
-    for _ in range(rounds):
-        for name, fn in variants.items():
-            began = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - began)
-    return times
-
-
-def _report(label: str, times: dict[str, list[float]], baseline: str, candidate: str) -> None:
-    shown = {name: [round(t, 3) for t in values] for name, values in times.items()}
-    ratio = statistics.median(times[baseline]) / statistics.median(times[candidate])
-    print(f"{label}: {shown}; {baseline} / {candidate} = {ratio:.3f}x")
 
 
 def keep(length: str, rounds: int, budget_mb: float | None) -> None:
     import reformer.model.reformer as reformer_module
-    from reformer.bench.peers import build_step
-    from reformer.bench.shape import ModelShape
     from reformer.bench.targets import LONG_CONFIG
-    from reformer.model import ReformerModel
 
     real = reformer_module.run_reversible
     passing = {"on": True}
@@ -56,19 +34,9 @@ def keep(length: str, rounds: int, budget_mb: float | None) -> None:
         return real(layers, x, valid, keep_bytes if passing["on"] else 0)
 
     reformer_module.run_reversible = patched  # type: ignore[assignment]
-    if length == "one-year":
-        config = LONG_CONFIG if budget_mb is None else LONG_CONFIG.replace(activation_budget_mb=budget_mb)
-        model = ReformerModel(config).train()
-        x = torch.randn(1, config.seq_len, config.n_features)
-
-        def step() -> None:
-            model(x).pow(2).sum().backward()
-            for p in model.parameters():
-                p.grad = None
-    else:
-        if budget_mb is not None:
-            raise SystemExit("--budget-mb applies to --length one-year only (bench compare builds its own config)")
-        step = build_step("ours", ModelShape(), int(length))
+    if budget_mb is not None and length != "one-year":
+        raise SystemExit("--budget-mb applies to --length one-year only (bench compare builds its own config)")
+    step = training_step(length, None if budget_mb is None else LONG_CONFIG.replace(activation_budget_mb=budget_mb))
 
     def run(on: bool) -> Callable[[], None]:
         def go() -> None:
@@ -76,8 +44,8 @@ def keep(length: str, rounds: int, budget_mb: float | None) -> None:
             step()
         return go
 
-    times = _alternate({"zeroed": run(False), "kept": run(True)}, rounds)
-    _report(f"training step, L={length}, {torch.get_num_threads()} thread(s)", times, "zeroed", "kept")
+    times = alternate({"zeroed": run(False), "kept": run(True)}, rounds)
+    report(f"training step, L={length}, {torch.get_num_threads()} thread(s)", times, "zeroed", "kept")
 
 
 def last(rounds: int) -> None:
@@ -94,8 +62,8 @@ def last(rounds: int) -> None:
                     model(x)
             return go
 
-        times = _alternate({"every position": forward("mean"), "read position": forward("last")}, rounds)
-        _report(f"one-year eval forward, {'bfloat16' if bf16 else 'float32'}, {torch.get_num_threads()} thread(s)",
+        times = alternate({"every position": forward("mean"), "read position": forward("last")}, rounds)
+        report(f"one-year eval forward, {'bfloat16' if bf16 else 'float32'}, {torch.get_num_threads()} thread(s)",
                 times, "every position", "read position")
 
 
