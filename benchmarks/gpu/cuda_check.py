@@ -42,7 +42,7 @@ from reformer import ReformerConfig, ReformerModel
 from reformer.bench.peers import ModelShape, build_step
 from reformer.bench.targets import LONG_CONFIG
 from reformer.data.dataset import WindowDataset
-from reformer.model import chunked, feedforward
+from reformer.model import chunked, feedforward, lsh
 from reformer.training import TrainConfig, fit, load_checkpoint
 
 CUDA = torch.device(os.environ.get("CUDA_CHECK_DEVICE", "cuda"))
@@ -170,9 +170,12 @@ def _cuda_time(fn: Callable[[], Any], warmup: int = 2, reps: int = 5) -> dict[st
 
 @contextlib.contextmanager
 def _variant(name: str) -> Iterator[None]:
-    """Ours as of a step: "ours" (current), "ours_step18" (GPU-sized attention blocks, FFN in `ff_chunks` slices),
-    "ours_cpu" (CPU-sized attention blocks too: before step 18); other names change nothing."""
-    blocks, hidden = dict(chunked._BLOCK_ELEMENTS), feedforward._GPU_HIDDEN
+    """Ours as of a step: "ours" (current), "ours_step19" (LSH heads in CPU-sized groups: before step 21),
+    "ours_step18" (FFN in `ff_chunks` slices too), "ours_cpu" (CPU-sized attention blocks too: before step 18);
+    other names change nothing."""
+    blocks, hidden, groups = dict(chunked._BLOCK_ELEMENTS), feedforward._GPU_HIDDEN, dict(lsh._GROUP_ELEMENTS)
+    if name in ("ours_step19", "ours_step18", "ours_cpu"):
+        lsh._GROUP_ELEMENTS[CUDA.type] = lsh._GROUP_ELEMENTS["cpu"]
     if name in ("ours_step18", "ours_cpu"):
         feedforward._GPU_HIDDEN = 0
     if name == "ours_cpu":
@@ -183,6 +186,8 @@ def _variant(name: str) -> Iterator[None]:
         chunked._BLOCK_ELEMENTS.clear()
         chunked._BLOCK_ELEMENTS.update(blocks)
         feedforward._GPU_HIDDEN = hidden
+        lsh._GROUP_ELEMENTS.clear()
+        lsh._GROUP_ELEMENTS.update(groups)
 
 
 def _one_year() -> dict[str, Any]:
@@ -206,10 +211,12 @@ def _one_year() -> dict[str, Any]:
         model.zero_grad(set_to_none=True)
 
     out["one_year_train_step_float32"] = _cuda_time(train_step)
-    with _variant("ours_cpu"):
-        out["one_year_train_step_float32_ours_cpu"] = _cuda_time(train_step)
-        model.eval()
-        out["one_year_forward_float32_ours_cpu"] = _cuda_time(forward(False))
+    for variant in ("ours_step19", "ours_cpu"):
+        with _variant(variant):
+            model.train()
+            out[f"one_year_train_step_float32_{variant}"] = _cuda_time(train_step)
+            model.eval()
+            out[f"one_year_forward_float32_{variant}"] = _cuda_time(forward(False))
     print("one-year:", json.dumps(out), flush=True)
     return out
 
@@ -238,7 +245,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--no-timing", action="store_true")
     parser.add_argument("--lengths", default="2048,8192,32768")
-    parser.add_argument("--impls", default="ours,ours_step18,ours_cpu,hf,lucidrains,sdpa")
+    parser.add_argument("--impls", default="ours,ours_step19,ours_step18,ours_cpu,hf,lucidrains,sdpa")
     parser.add_argument("--no-checks", action="store_true")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,14 @@ from .masking import AttentionMap, normalize_keys
 __all__ = ["FACTOR_ABOVE", "bucket_dtype", "bucket_factors", "hash_vectors", "lsh_attention", "rotation_columns",
            "sort_by_bucket"]
 
-# elements of one head group's (b, g, r, l, e) tensors: 2**20 float32 = 4 MiB (at least one head per group)
-_GROUP_ELEMENTS = 2**20
+# elements of one head group's (b, g, r, l, e) tensors: 2**20 float32 = 4 MiB on the CPU (at least one head per
+# group); on a GPU, where every group repeats the whole pipeline's kernel launches, `chunked.block_elements`'
+# 2**25 (every head of the bench-compare shape in one group up to L = 32,768)
+_GROUP_ELEMENTS = {"cpu": 2**20}
+
+
+def _group_elements(device: torch.device) -> int:
+    return _GROUP_ELEMENTS.get(device.type, block_elements(device))
 
 
 def bucket_dtype(n_buckets: int) -> torch.dtype:
@@ -151,7 +157,7 @@ def lsh_attention(
     # Heads are independent: a few at a time keeps every (b, g, r, l, e) intermediate a few MiB. Large fresh
     # tensors cost page faults on every allocation (glibc returns them to the OS on free), which measured
     # ~40 % of a long forward pass; small ones are recycled from the heap. Each group is its own graph node.
-    group = max(1, _GROUP_ELEMENTS // max(1, b * r * l * e))
+    group = max(1, _group_elements(qk.device) // max(1, b * r * l * e))
     if group >= h:
         return _lsh_heads(qk, v, buckets, chunk_size, valid, causal, return_map)
     outs, maps = [], []
