@@ -158,3 +158,14 @@ def test_mixed_input_dtypes_under_autocast_train() -> None:
     want, _ = window_attention(q.float(), k.float(), v.float(), None, None, None, before=1, after=0,
                                self_offset=8)
     torch.testing.assert_close(out.float()[1:], want[1:], atol=0.05, rtol=0.05)
+
+
+def test_block_and_head_group_sizes_follow_the_device() -> None:
+    """The CPU keeps cache-sized blocks and 4 MiB head groups; a GPU takes 2**25-element ones (constants either
+    way, so memory stays linear in length). Device objects only: nothing runs on a GPU here."""
+    from reformer.model import lsh
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert chunked.block_elements(cpu) == 2**20 and chunked.block_elements(gpu) == 2**25
+    assert lsh._group_elements(cpu) == 2**20 and lsh._group_elements(gpu) == 2**25
+    assert chunked.block_elements(torch.device("meta")) == 2**20  # other devices: the CPU's figure
