@@ -6,7 +6,8 @@
 
 `forward`: the seq_len-8760 eval forward (float32, then bfloat16 autocast). `train`: one training step of the
 one-year configuration or of the `bench compare` shape at L = N. The two variants alternate call by call in one
-process (`chunked._EXP2_ON_CPU`), so a shared machine's drift falls on both; the outputs of the two are compared too.
+process (the baseline swaps `chunked._exp_shifted_` for its `exp` version), so a shared machine's drift falls
+on both; the outputs of the two are compared too.
 """
 
 from __future__ import annotations
@@ -21,9 +22,17 @@ from reformer.model import chunked
 from reformer.runtime import tune_malloc
 
 
+def _exp_shifted_with_exp_(scores: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Step 20's baseline: `chunked._exp_shifted_` as it was, with `exp`."""
+    return scores.sub_(shift).clamp_(min=chunked._EXP_FLOOR).exp_()
+
+
+_WITH_EXP2 = chunked._exp_shifted_
+
+
 def _variant(exp2: bool, fn: Callable[[], object]) -> Callable[[], object]:
     def go() -> object:
-        chunked._EXP2_ON_CPU = exp2
+        chunked._exp_shifted_ = _WITH_EXP2 if exp2 else _exp_shifted_with_exp_
         return fn()
     return go
 

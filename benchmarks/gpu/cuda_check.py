@@ -143,29 +143,31 @@ def check_training_and_checkpoint(directory: Path) -> dict[str, Any]:
 
 
 def _cuda_time(fn: Callable[[], Any], warmup: int = 2, reps: int = 5) -> dict[str, float]:
-    if CUDA.type != "cuda":  # dry run: wall time, no memory figure
-        for _ in range(warmup):
+    """Median and min seconds of `reps` calls after `warmup`: CUDA events on a GPU (with the peak allocated
+    memory), wall time in a CPU dry run."""
+    on_gpu = CUDA.type == "cuda"
+    for _ in range(warmup):
+        fn()
+    if on_gpu:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(reps):
+        if on_gpu:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
             fn()
-        times = []
-        for _ in range(reps):
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) / 1000)
+        else:
             began = time.perf_counter()
             fn()
             times.append(time.perf_counter() - began)
-        return {"median_s": statistics.median(times), "min_s": min(times)}
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) / 1000)
-    return {"median_s": statistics.median(times), "min_s": min(times),
-            "peak_mb": torch.cuda.max_memory_allocated() / 2**20}
+    out = {"median_s": statistics.median(times), "min_s": min(times)}
+    if on_gpu:
+        out["peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
 
 
 @contextlib.contextmanager
@@ -173,11 +175,13 @@ def _variant(name: str) -> Iterator[None]:
     """Ours as of a step: "ours" (current), "ours_step19" (LSH heads in CPU-sized groups: before step 21),
     "ours_step18" (FFN in `ff_chunks` slices too), "ours_cpu" (CPU-sized attention blocks too: before step 18);
     other names change nothing."""
-    blocks, hidden, groups = dict(chunked._BLOCK_ELEMENTS), feedforward._GPU_HIDDEN, dict(lsh._GROUP_ELEMENTS)
+    blocks = dict(chunked._BLOCK_ELEMENTS)
+    group_elements, training_chunks = lsh._group_elements, feedforward.ChunkedFeedForward.training_chunks
     if name in ("ours_step19", "ours_step18", "ours_cpu"):
-        lsh._GROUP_ELEMENTS[CUDA.type] = lsh._GROUP_ELEMENTS["cpu"]
+        lsh._group_elements = lambda device: lsh._GROUP_ELEMENTS  # type: ignore[assignment]
     if name in ("ours_step18", "ours_cpu"):
-        feedforward._GPU_HIDDEN = 0
+        feedforward.ChunkedFeedForward.training_chunks = (  # type: ignore[method-assign]
+            lambda self, batch, length, device: self.ff_chunks)
     if name == "ours_cpu":
         chunked._BLOCK_ELEMENTS[CUDA.type] = chunked._BLOCK_ELEMENTS["cpu"]
     try:
@@ -185,9 +189,8 @@ def _variant(name: str) -> Iterator[None]:
     finally:
         chunked._BLOCK_ELEMENTS.clear()
         chunked._BLOCK_ELEMENTS.update(blocks)
-        feedforward._GPU_HIDDEN = hidden
-        lsh._GROUP_ELEMENTS.clear()
-        lsh._GROUP_ELEMENTS.update(groups)
+        lsh._group_elements = group_elements  # type: ignore[assignment]
+        feedforward.ChunkedFeedForward.training_chunks = training_chunks  # type: ignore[method-assign]
 
 
 def _one_year() -> dict[str, Any]:

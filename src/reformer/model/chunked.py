@@ -58,7 +58,6 @@ def block_elements(device: torch.device) -> int:
 # exp arguments are clamped here (see `_exp_shifted_`): e^-80 is a normal float32, and exp stays on its fast path
 _EXP_FLOOR = -80.0
 _LOG2E = 1.4426950408889634
-_EXP2_ON_CPU = True  # see `_exp_shifted_`; a switch for the A/B in benchmarks/compare/ab_exp2.py
 
 
 # bytes of probabilities that forwards may still keep for their backward (see `keep_probabilities`); a context
@@ -137,7 +136,7 @@ def _exp_shifted_(scores: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     of the rounding in the matrix products around it. On a GPU both are one fast instruction, so `exp` stays.
     """
     scores.sub_(shift).clamp_(min=_EXP_FLOOR)
-    if _EXP2_ON_CPU and scores.device.type == "cpu":
+    if scores.device.type == "cpu":
         return scores.mul_(_LOG2E).exp2_()
     return scores.exp_()
 

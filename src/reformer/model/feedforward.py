@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .chunked import block_elements
 from .config import ReformerConfig
 from .dropout import Dropout
 
@@ -25,11 +26,6 @@ __all__ = ["ChunkedFeedForward"]
 # 1.396 s; the single large GELU output stalled 4-37 ms a layer on fresh pages
 _INFERENCE_HIDDEN = 2**21
 _MIN_SLICE = 64
-# hidden activations per slice of a forward that may be back-propagated, on a GPU: there each slice costs a few
-# dozen kernel launches (forward, recomputation, backward) whatever its size, and at L = 32,768 with ff_chunks 32
-# the launches, not the arithmetic, set the step time (benchmarks/gpu/results/profile_32768.txt); 2**25 float32 =
-# 128 MiB, a constant, so memory stays linear in length
-_GPU_HIDDEN = 2**25
 
 
 class ChunkedFeedForward(nn.Module):
@@ -55,11 +51,14 @@ class ChunkedFeedForward(nn.Module):
 
     def training_chunks(self, batch: int, length: int, device: torch.device) -> int:
         """Slices for a forward that may be back-propagated: `ff_chunks` on the CPU; on a GPU neighbouring slices
-        merge while one slice's (b, c, f) hidden activations hold at most `_GPU_HIDDEN` elements. The reversible
-        backward recomputes with the same slices, so the dropout masks replay exactly."""
+        merge while one slice's (b, c, f) hidden activations hold at most `chunked.block_elements` (2**25) values.
+        There each slice costs a few dozen kernel launches (forward, recomputation, backward) whatever its size,
+        and at L = 32,768 with ff_chunks 32 the launches set the step time (benchmarks/gpu/results/
+        profile_32768.txt); the bound is a constant, so memory stays linear in length. The reversible backward
+        recomputes with the same slices, so the dropout masks replay exactly."""
         if device.type != "cuda":
             return self.ff_chunks
-        wanted = -(-batch * length * self.w_in.out_features // _GPU_HIDDEN) if _GPU_HIDDEN > 0 else self.ff_chunks
+        wanted = -(-batch * length * self.w_in.out_features // block_elements(device))
         return max(1, min(self.ff_chunks, wanted))
 
     def inference_chunks(self, batch: int, length: int) -> int:

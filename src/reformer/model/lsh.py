@@ -23,11 +23,11 @@ __all__ = ["FACTOR_ABOVE", "bucket_dtype", "bucket_factors", "hash_vectors", "ls
 # elements of one head group's (b, g, r, l, e) tensors: 2**20 float32 = 4 MiB on the CPU (at least one head per
 # group); on a GPU, where every group repeats the whole pipeline's kernel launches, `chunked.block_elements`'
 # 2**25 (every head of the bench-compare shape in one group up to L = 32,768)
-_GROUP_ELEMENTS = {"cpu": 2**20}
+_GROUP_ELEMENTS = 2**20
 
 
 def _group_elements(device: torch.device) -> int:
-    return _GROUP_ELEMENTS.get(device.type, block_elements(device))
+    return _GROUP_ELEMENTS if device.type == "cpu" else block_elements(device)
 
 
 def bucket_dtype(n_buckets: int) -> torch.dtype:
