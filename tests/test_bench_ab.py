@@ -1,28 +1,28 @@
-"""`reformer.bench.ab`: the in-process A/B helper of the per-step benchmark scripts."""
+"""`reformer.bench.ab`: the in-process A/B helper of the per-step benchmark scripts (on a fake clock: no timing)."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
+from reformer.bench import ab
 from reformer.bench.ab import alternate, report
 
 
-def test_alternate_warms_up_then_interleaves_and_report_prints_the_ratio(capsys: pytest.CaptureFixture[str]) -> None:
+def test_alternate_warms_up_then_interleaves_and_report_prints_the_ratio(monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(ab.time, "perf_counter", lambda: clock[0])
     calls: list[str] = []
 
     def variant(name: str, seconds: float):  # type: ignore[no-untyped-def]
         def go() -> None:
             calls.append(name)
-            time.sleep(seconds)
+            clock[0] += seconds
         return go
 
-    times = alternate({"slow": variant("slow", 0.02), "fast": variant("fast", 0.0)}, rounds=3)
+    times = alternate({"slow": variant("slow", 2.0), "fast": variant("fast", 0.5)}, rounds=3)
     assert calls == ["slow", "fast"] * 4  # one warm-up each, then three alternating rounds
-    assert [len(v) for v in times.values()] == [3, 3]
-    assert min(times["slow"]) >= 0.02 > max(times["fast"])
+    assert times == {"slow": [2.0, 2.0, 2.0], "fast": [0.5, 0.5, 0.5]}
     report("demo", times, "slow", "fast")
-    line = capsys.readouterr().out.strip()
-    assert line.startswith("demo: {'slow': [") and float(line.rsplit("= ", 1)[1].rstrip("x")) > 1.0
-
+    expected = "demo: {'slow': [2.0, 2.0, 2.0], 'fast': [0.5, 0.5, 0.5]}; slow / fast = 4.000x"
+    assert capsys.readouterr().out.strip() == expected
