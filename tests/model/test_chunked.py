@@ -169,3 +169,25 @@ def test_block_and_head_group_sizes_follow_the_device() -> None:
     assert chunked.block_elements(cpu) == 2**20 and chunked.block_elements(gpu) == 2**25
     assert lsh._group_elements(cpu) == 2**20 and lsh._group_elements(gpu) == 2**25
     assert chunked.block_elements(torch.device("meta")) == 2**20  # other devices: the CPU's figure
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_exp_shifted_matches_exp_and_masked_logits_give_zero(dtype: torch.dtype) -> None:
+    """The CPU's one-pass exp2 form of exp(S - m) equals exp to float rounding; masked and self-penalised logits
+    (no clamp any more) give exactly 0 or a tiny weight, never NaN or inf."""
+    from reformer.model.masking import MASKED, SELF_PENALTY
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(16, 8, 24, generator=g, dtype=torch.float64) * 6  # (n, c, w), logits up to ~25
+    scores.diagonal(offset=8, dim1=1, dim2=2).add_(SELF_PENALTY)
+    scores[:, :, :4] = MASKED
+    shift = scores.amax(dim=-1, keepdim=True)  # (n, c, 1)
+    want = torch.exp(scores - shift)
+    got = chunked._exp_shifted_(scores.to(dtype), shift.to(dtype)).double()
+    assert torch.isfinite(got).all()
+    assert got[:, :, :4].abs().max() == 0.0  # masked keys: exactly zero weight
+    big = want > 1e-6
+    tolerance = 5e-6 if dtype == torch.float32 else 1e-13
+    assert ((got - want).abs() / want)[big].max() < tolerance
+    # each row's largest weight is exp(0) = 1, to rounding (x log2 e - m log2 e need not be exactly 0)
+    torch.testing.assert_close(got.amax(dim=-1), torch.ones(16, 8, dtype=torch.float64), rtol=tolerance, atol=0.0)
