@@ -12,14 +12,12 @@ on both; the outputs of the two are compared too.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 
 import torch
 
-from reformer.bench.ab import alternate, report, training_step
+from reformer.bench.ab import swap_main
 from reformer.model import chunked
-from reformer.runtime import tune_malloc
 
 
 def _exp_shifted_with_exp_(scores: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -27,61 +25,16 @@ def _exp_shifted_with_exp_(scores: torch.Tensor, shift: torch.Tensor) -> torch.T
     return scores.sub_(shift).clamp_(min=chunked._EXP_FLOOR).exp_()
 
 
-_WITH_EXP2 = chunked._exp_shifted_
+def exp_shifted_step20_(scores: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Step 20 itself (step 22 has since fused the shift and the multiply into one pass)."""
+    return scores.sub_(shift).clamp_(min=chunked._EXP_FLOOR).mul_(chunked._LOG2E).exp2_()
 
 
-def _variant(exp2: bool, fn: Callable[[], object]) -> Callable[[], object]:
-    def go() -> object:
-        chunked._exp_shifted_ = _WITH_EXP2 if exp2 else _exp_shifted_with_exp_
-        return fn()
+def install(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[[], None]:
+    def go() -> None:
+        setattr(chunked, "_exp_shifted_", fn)  # noqa: B010 - a module attribute swapped for the A/B
     return go
 
 
-def _alternate(fn: Callable[[], object], rounds: int) -> dict[str, list[float]]:
-    return alternate({"exp": _variant(False, fn), "exp2": _variant(True, fn)}, rounds)
-
-
-def _report(label: str, times: dict[str, list[float]]) -> None:
-    report(label, times, "exp", "exp2")
-
-
-def forward(rounds: int) -> None:
-    from reformer.bench.targets import LONG_CONFIG
-    from reformer.model import ReformerModel
-
-    model = ReformerModel(LONG_CONFIG).eval()
-    x = torch.randn(1, LONG_CONFIG.seq_len, LONG_CONFIG.n_features)
-    for bf16 in (False, True):
-        def run(bf16: bool = bf16) -> torch.Tensor:
-            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                return model(x).float()
-
-        outputs = [_variant(flag, run)() for flag in (False, True)]
-        difference = float((outputs[0] - outputs[1]).abs().max())  # type: ignore[operator]
-        _report(f"one-year eval forward, {'bfloat16' if bf16 else 'float32'}, {torch.get_num_threads()} thread(s), "
-                f"output difference {difference:.1e}", _alternate(run, rounds))
-
-
-def train(length: str, rounds: int) -> None:
-    step = training_step(length)
-    _report(f"training step, L={length}, {torch.get_num_threads()} thread(s)", _alternate(step, rounds))
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["forward", "train"])
-    parser.add_argument("--length", default="8192", help="train: a bench-compare length, or one-year")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=4, help="timed calls per variant, alternating")
-    args = parser.parse_args()
-    tune_malloc()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    if args.what == "forward":
-        forward(args.rounds)
-    else:
-        train(args.length, args.rounds)
-
-
 if __name__ == "__main__":
-    main()
+    swap_main(__doc__ or "", {"exp": install(_exp_shifted_with_exp_), "exp2": install(exp_shifted_step20_)})
