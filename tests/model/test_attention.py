@@ -139,19 +139,21 @@ def test_large_bucket_counts_are_hashed_as_two_factors() -> None:
     assert same_near > 0.6 and same_far < 0.02
 
 
-def test_hash_is_the_argmax_over_plus_and_minus_projections() -> None:
+@pytest.mark.parametrize("n_buckets", [20, 258])  # column ids in int8 (10 columns) and in int16 (129 columns)
+def test_hash_is_the_argmax_over_plus_and_minus_projections(n_buckets: int) -> None:
     # Reformer eq. 3 written out: h(x) = argmax([xR; -xR]), per head and round; padding gets the extra bucket
     gen = torch.Generator().manual_seed(1)
     qk = torch.randn(2, 3, 300, 8, generator=gen)  # (b, h, l, e)
-    rotations = torch.randn(3, 8, 4, 10, generator=gen)  # (h, e, r, u): 20 buckets
+    assert rotation_columns(n_buckets) == n_buckets // 2  # one hash, not factorised
+    rotations = torch.randn(3, 8, 4, n_buckets // 2, generator=gen)  # (h, e, r, u)
     valid = torch.ones(2, 300, dtype=torch.bool)
     valid[1, 290:] = False
     rotated = torch.einsum("bhle,heru->bhrlu", qk, rotations)
     expected = torch.cat([rotated, -rotated], dim=-1).argmax(dim=-1)  # (b, h, r, l)
-    expected[1, :, :, 290:] = 20
-    assert torch.equal(hash_vectors(qk, rotations, 20, valid).long(), expected)
+    expected[1, :, :, 290:] = n_buckets
+    assert torch.equal(hash_vectors(qk, rotations, n_buckets, valid).long(), expected)
     with torch.autocast("cpu", dtype=torch.bfloat16):  # hashed in float32 whatever the compute dtype
-        assert torch.equal(hash_vectors(qk, rotations, 20, valid).long(), expected)
+        assert torch.equal(hash_vectors(qk, rotations, n_buckets, valid).long(), expected)
 
 
 def test_bfloat16_autocast_model_output_is_close_to_float32() -> None:
