@@ -103,6 +103,19 @@ def test_missing_series_without_fetch(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "reformer fetch" in capsys.readouterr().err
 
 
+def test_predict_names_a_missing_checkpoint_before_reading_data(run_dir: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "empty.db"
+    assert main(["predict", "--checkpoint", str(tmp_path / "nowhere"), "--db", str(db)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nowhere does not exist" in err
+    assert not db.exists()  # the store was never opened
+    # a real checkpoint but an empty store: predict never fetches, and says so (not "--offline was given")
+    assert main(["predict", "--checkpoint", str(run_dir), "--db", str(db)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "predict never fetches" in err and "--offline" not in err and "reformer fetch" in err
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is there: no error to see")
 def test_cuda_on_a_machine_without_it_fails_before_any_work(tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:

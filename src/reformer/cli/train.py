@@ -56,15 +56,16 @@ def load_config_file(path: Path | None) -> dict[str, dict[str, Any]]:
     return tables
 
 
-def _store_frame(symbol: str, interval: str, category: str, db: Path | None, offline: bool) -> pd.DataFrame:
+def _store_frame(symbol: str, interval: str, category: str, db: Path | None, offline: bool,
+                 why_offline: str = "--offline was given") -> pd.DataFrame:
     from ..data import KlineStore
 
     with KlineStore(db) as store:
         frame = store.load_frame(category, symbol, interval)
     if not frame.empty or offline:
         if frame.empty:
-            raise UserInputError(f"the store holds no {category} {symbol} {interval} candles and --offline was "
-                                 f"given: run `reformer fetch --symbol {symbol} --interval {interval}` or pass --csv")
+            raise UserInputError(f"the store holds no {category} {symbol} {interval} candles ({why_offline}): run "
+                                 f"`reformer fetch --symbol {symbol} --interval {interval}` or pass --csv")
         return frame
     try:
         from ..data.sync import sync_klines_blocking
@@ -77,7 +78,7 @@ def _store_frame(symbol: str, interval: str, category: str, db: Path | None, off
 
 
 def _load_frame(csv: Path | None, symbol: str, interval: str, category: str, db: Path | None,
-                offline: bool) -> tuple[pd.DataFrame, dict[str, Any]]:
+                offline: bool, why_offline: str = "--offline was given") -> tuple[pd.DataFrame, dict[str, Any]]:
     from ..api import parse_interval
     from ..data import read_klines_frame
 
@@ -85,7 +86,14 @@ def _load_frame(csv: Path | None, symbol: str, interval: str, category: str, db:
         return read_klines_frame(csv), {"csv": str(csv)}
     code = parse_interval(interval)
     source = {"symbol": symbol, "interval": code, "category": category}
-    return _store_frame(symbol, code, category, db, offline), source
+    return _store_frame(symbol, code, category, db, offline, why_offline), source
+
+
+def _default_run(symbol: str, interval: str, csv: Path | None) -> Path:
+    """runs/SYMBOL_INTERVAL: the interval as Bybit codes it for the store, as given for a CSV."""
+    from ..api import parse_interval
+
+    return Path("runs") / f"{symbol}_{interval if csv is not None else parse_interval(interval)}"
 
 
 def _closed(frame: pd.DataFrame, interval: str) -> pd.DataFrame:
@@ -146,7 +154,7 @@ def train(
     train_config = TrainConfig.from_dict(train_table)
     resolve_device(train_config)  # a CUDA device asked for on a machine without one fails before any fetch
     frame, source = _load_frame(csv, symbol, interval, category, db, offline)
-    run_dir = out or Path("runs") / f"{symbol}_{source.get('interval', interval)}"
+    run_dir = out or _default_run(symbol, interval, csv)
     report = train_crypto(frame, seq_len=int(length), horizon=int(horizon or data.get("horizon") or 24),
                           model_overrides=model_table, train_config=train_config, out_dir=run_dir,
                           task=data.get("task", "regression"), class_threshold=float(data.get("class_threshold", 0.0)),
@@ -176,14 +184,16 @@ def predict(
                                                       "long windows, outputs within ~1e-2 relative.")] = False,
 ) -> None:
     """Predict the forward return of the latest closed candle (or of every window with --all)."""
+    from ..training.checkpoint import resolve_checkpoint_dir
     from ..training.crypto import plot_attention, predict_all, predict_latest
 
     if all_windows and out is None:
         raise UserInputError("--all writes a CSV: pass --out preds.csv")
-    frame, source = _load_frame(csv, symbol, interval, category, db, offline=True)
+    run = resolve_checkpoint_dir(checkpoint or _default_run(symbol, interval, csv))  # before any data is read
+    frame, source = _load_frame(csv, symbol, interval, category, db, offline=True,
+                                why_offline="predict never fetches")
     if csv is None:
         frame = _closed(frame, source["interval"])
-    run = checkpoint or Path("runs") / f"{symbol}_{source.get('interval', interval)}"
     result: dict[str, Any] = {}
     if all_windows and out is not None:
         table = predict_all(run, frame, bfloat16=bf16)
