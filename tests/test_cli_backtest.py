@@ -79,3 +79,36 @@ def test_bad_positions_name_the_row(klines_csv: Path, tmp_path: Path, rows: str,
 def test_needs_exactly_one_source(klines_csv: Path) -> None:
     proc = _run("--csv", str(klines_csv))
     assert proc.returncode == 2 and "exactly one of" in proc.stderr
+
+
+def test_funding_csv_is_applied_and_bad_rows_are_named(klines_csv: Path, tmp_path: Path) -> None:
+    bars = pd.read_csv(klines_csv)["timestamp"]
+    pos_csv = tmp_path / "pos.csv"
+    pd.DataFrame({"timestamp": [bars.iloc[10]], "position": [1.0]}).to_csv(pos_csv, index=False)  # long, held
+    settlements = bars[bars % (8 * 3_600_000) == 0].iloc[2:]  # every 8 h, after the position opened
+    funding_csv = tmp_path / "funding.csv"
+    pd.DataFrame({"time": settlements, "rate": 0.0001}).to_csv(funding_csv, index=False)
+    with_funding = _run("--csv", str(klines_csv), "--positions", str(pos_csv), "--funding-csv", str(funding_csv),
+                        "--json")
+    without = _run("--csv", str(klines_csv), "--positions", str(pos_csv), "--json")
+    assert with_funding.returncode == 0 and without.returncode == 0, with_funding.stderr + without.stderr
+    paid, free = json.loads(with_funding.stdout), json.loads(without.stdout)
+    assert free["total_funding"] == 0 and paid["total_funding"] > 0  # a long pays a positive rate
+    assert paid["final_equity"] < free["final_equity"]
+
+    bad = tmp_path / "bad_funding.csv"
+    bad.write_text(f"time,rate\n{settlements.iloc[0]},0.0001\n{settlements.iloc[1]},oops\n")
+    proc = _run("--csv", str(klines_csv), "--positions", str(pos_csv), "--funding-csv", str(bad))
+    assert proc.returncode == 2 and "line 3: rate 'oops'" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    wrong = tmp_path / "wrong_header.csv"
+    wrong.write_text("fundingRateTimestamp,fundingRate\n1,0.0001\n")
+    proc = _run("--csv", str(klines_csv), "--positions", str(pos_csv), "--funding-csv", str(wrong))
+    assert proc.returncode == 2 and "missing column" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_missing_checkpoint_is_named_first(tmp_path: Path) -> None:
+    bad_klines = tmp_path / "bad.csv"
+    bad_klines.write_text("a,b\n1,2\n")
+    proc = _run("--csv", str(bad_klines), "--checkpoint", str(tmp_path / "nowhere"))
+    assert proc.returncode == 2 and "nowhere does not exist" in proc.stderr and "Traceback" not in proc.stderr

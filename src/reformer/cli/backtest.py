@@ -107,11 +107,15 @@ def backtest(
     import pandas as pd
 
     from ..strategy import BacktestConfig, backtest_positions, run_backtest, save_report
-    from ..strategy.io import check_bar_times, read_positions_csv, read_predictions_csv
+    from ..strategy.io import check_bar_times, read_funding_csv, read_positions_csv, read_predictions_csv
 
     sources = [s for s in (positions, predictions, checkpoint) if s is not None]
     if len(sources) != 1:
         raise UserInputError("give exactly one of --positions POS.csv, --predictions PREDS.csv or --checkpoint PATH")
+    if checkpoint is not None:  # a missing or wrong checkpoint is named before any data is read
+        from ..training.checkpoint import resolve_checkpoint_dir
+
+        resolve_checkpoint_dir(checkpoint)
     config = BacktestConfig(initial_capital=initial_capital, position_size=position_size, stop_loss=stop_loss,
                             take_profit=take_profit, commission=commission, slippage=slippage,
                             allow_short=allow_short, funding=funding, long_threshold=long_threshold,
@@ -124,9 +128,7 @@ def backtest(
     bar_times = pd.DatetimeIndex(pd.to_datetime(frame["timestamp"], unit="ms", utc=True))
     rates = None
     if funding_csv is not None:
-        table = pd.read_csv(funding_csv)
-        rates = pd.Series(table["rate"].to_numpy(float),
-                          index=pd.to_datetime(table["time"], unit="ms", utc=True), name="rate")
+        rates = read_funding_csv(funding_csv)
     console = Console(width=120, stderr=as_json)
     if positions is not None:
         targets = read_positions_csv(positions)

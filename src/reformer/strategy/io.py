@@ -5,6 +5,9 @@ short) decided at the close of the bar whose open time is `timestamp` (epoch ms 
 sparse: a position holds until the next row; flat before the first.
 
 PREDS.csv: `timestamp,prediction` (a predicted log return) and optionally `p_down,p_flat,p_up`.
+
+FUNDING.csv: `time,rate` — a perpetual's funding settlements (epoch ms UTC or ISO-8601; the rate as a fraction,
+positive: longs pay shorts), as `BybitClient.get_funding_history` returns them.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import pandas as pd
 
 from ..errors import DataFormatError, UserInputError
 
-__all__ = ["check_bar_times", "read_positions_csv", "read_predictions_csv"]
+__all__ = ["check_bar_times", "read_funding_csv", "read_positions_csv", "read_predictions_csv"]
 
 
 def _read(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
@@ -87,6 +90,18 @@ def read_predictions_csv(path: str | Path) -> pd.Series | pd.DataFrame:
         data = {c: _numbers(path, frame, c) for c in ["prediction", *probabilities]}
         return pd.DataFrame(data, index=index)
     return pd.Series(_numbers(path, frame, "prediction"), index=index, name="prediction")
+
+
+def read_funding_csv(path: str | Path) -> pd.Series:
+    """Funding rates indexed by settlement time (UTC), sorted.
+
+    Raises:
+        UserInputError: no such file; DataFormatError: missing columns, unparsable rows.
+    """
+    path = Path(path)
+    frame = _read(path, ("time", "rate"))
+    rates = pd.Series(_numbers(path, frame, "rate"), index=_times(path, frame["time"]), name="rate")
+    return rates.sort_index()
 
 
 def check_bar_times(path: str | Path, index: pd.DatetimeIndex, bars: pd.DatetimeIndex) -> None:
