@@ -75,6 +75,9 @@ def _write(tmp_path: Path, text: str) -> Path:
     ("", "empty"),
     ("date,a,OT\n", "no data rows"),
     ("date,a,OT\nyesterday,1,2\n", "line 2, column 'date': 'yesterday' is not a date"),
+    # a text column beside the series (the shared BTC file's timestamp_string): named, with the way out
+    ("timestamp,label,OT\n1,25.03.2020 10:00,2\n2,25.03.2020 11:00,3\n",
+     "column 'label' holds text, not numbers (e.g. '25.03.2020 10:00'); remove it from the file, or pass --features S"),
 ])
 def test_malformed_csv_raises_one_line_error(tmp_path: Path, text: str, expected: str) -> None:
     path = _write(tmp_path, text)

@@ -98,6 +98,9 @@ def load_timeseries_csv(path: str | Path, target: str = "OT", features: Literal[
 def _numeric(column: pd.Series, path: Path, name: str) -> np.ndarray:
     parsed = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(parsed))
+    if bad.size == len(parsed) and len(parsed) > 1:  # a text column (a second date, a label), not a series
+        raise DataFormatError(f"{path}: column {name!r} holds text, not numbers (e.g. {column.iloc[0]!r}); "
+                              "remove it from the file, or pass --features S to read the target column only")
     if bad.size:
         row = int(bad[0])
         raise DataFormatError(f"{path}: line {row + 2}, column {name!r}: {column.iloc[row]!r} is not a finite number "
