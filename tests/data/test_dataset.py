@@ -157,3 +157,39 @@ def test_turnover_optional_and_bad_candles(candles: pd.DataFrame) -> None:
         klines_to_frame(broken)
     with pytest.raises(ConfigError, match="embargo"):
         DataLoader().prepare_dataset(candles, SEQ_LEN, HORIZON, embargo=HORIZON - 1)
+
+
+def test_bar_runs_split_at_gaps_and_keep_calendar_months_whole() -> None:
+    from reformer.data.windows import bar_runs, gap_free_ends
+
+    hour = 3_600_000
+    times = np.array([0, 1, 2, 3, 6, 7, 8, 20, 21]) * hour  # gaps after bars 3 and 6
+    assert bar_runs(times).tolist() == [0, 0, 0, 0, 1, 1, 1, 2, 2]
+    assert bar_runs(np.arange(50) * hour).max() == 0
+    months = pd.date_range("2020-01-01", periods=30, freq="MS", tz="UTC").as_unit("ms").asi8  # 28-31 day steps
+    assert bar_runs(months).max() == 0
+    runs = bar_runs(times)
+    # windows needing 1 bar before and 1 after: only those whose 3 bars share a run
+    assert gap_free_ends(np.arange(1, 8), runs, 1, 1).tolist() == [1, 2, 5]
+
+
+def test_windows_never_span_a_gap_in_the_candles(candles: pd.DataFrame) -> None:
+    holed = pd.concat([candles.iloc[:1400], candles.iloc[1500:]]).reset_index(drop=True)  # 100 hours missing
+    with pytest.warns(UserWarning, match=r"1 gap\(s\) in the candles .* windows span one and are left out"):
+        data = DataLoader().prepare_dataset(holed, SEQ_LEN, HORIZON)
+    warmup = data.spec.warmup
+    times = holed["timestamp"].to_numpy()
+    first, last = data.end_bars - warmup - SEQ_LEN + 1, data.end_bars + HORIZON
+    spans = times[last] - times[first]
+    assert (spans == (last - first) * 3_600_000).all()  # every kept window's bars and target are contiguous
+    # exactly the windows that fit on either side of the hole: the same as preparing the two pieces apart
+    per_side = [len(piece) - warmup - SEQ_LEN + 1 - HORIZON for piece in (holed.iloc[:1400], holed.iloc[1400:])]
+    assert len(data.end_bars) == sum(per_side)
+    # targets are the true h-hour returns: no window's target crosses the hole
+    close = holed["close"].to_numpy()
+    assert np.allclose(data.forward_returns, np.log(close[data.end_bars + HORIZON] / close[data.end_bars]))
+
+    with pytest.warns(UserWarning, match="gap"):
+        inputs = DataLoader().prepare_inputs(holed, SEQ_LEN, normalization="window")
+    assert inputs.end_bars[-1] == len(holed) - 1 and 1400 + warmup + SEQ_LEN - 1 == int(
+        inputs.end_bars[np.argmax(inputs.end_bars >= 1400)])

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from reformer.data import SyntheticMarketConfig, synthetic_frame
-from reformer.errors import DataFormatError
+from reformer.errors import DataFormatError, UserInputError
 from reformer.training import (
     TrainConfig,
     TrainReport,
@@ -117,6 +117,16 @@ def test_predict_all_latest_and_evaluate_agree(report: TrainReport, frame: pd.Da
 def test_missing_turnover_is_a_clear_error(report: TrainReport, frame: pd.DataFrame) -> None:
     with pytest.raises(DataFormatError, match="turnover"):
         predict_all(report.run_dir, frame.drop(columns="turnover"))
+
+
+def test_latest_prediction_refuses_a_window_over_a_gap(report: TrainReport, frame: pd.DataFrame) -> None:
+    holed = frame.drop(index=frame.index[-10:-5])  # five candles missing inside the latest window
+    with pytest.warns(UserWarning, match="gap"), pytest.raises(UserInputError, match="hold a gap"):
+        predict_latest(report.run_dir, holed)
+    with pytest.warns(UserWarning, match="gap"):
+        table = predict_all(report.run_dir, holed)  # the windows clear of the gap still get predictions
+    assert table["timestamp"].iloc[-1] < holed["timestamp"].iloc[-10 + 5]
+    assert len(table) == len(frame) - 10 - report.data.prepared.spec.warmup - SEQ + 1
 
 
 def test_attention_plot(report: TrainReport, frame: pd.DataFrame, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ Shapes: `w` windows, `l` = seq_len, `f` features.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, TypeAlias
@@ -27,9 +28,11 @@ from reformer.data.features import FeatureSpec, compute_features
 from reformer.data.scaling import StandardScaler, normalize_windows
 from reformer.data.windows import (
     Split,
+    bar_runs,
     chronological_split,
     classify_returns,
     forward_log_return,
+    gap_free_ends,
     gather_windows,
     walk_forward_folds,
     window_end_bars,
@@ -247,9 +250,17 @@ class DataLoader:
             raise DataFormatError(f"feature row {row} is not finite after the warm-up; check the candle there "
                                   "(zero range, zero volume run, or a price jump)")
         ends = window_end_bars(len(frame), seq_len, horizon, warmup, stride, require_target)
+        runs = bar_runs(frame["timestamp"].to_numpy())
+        if runs[-1] > 0 and len(ends):  # gaps: keep the windows whose warm-up, inputs and target skip none
+            kept = gap_free_ends(ends, runs, warmup + seq_len - 1, horizon if require_target else 0)
+            first = pd.to_datetime(int(frame["timestamp"].iloc[int(np.argmax(runs > 0)) - 1]), unit="ms", utc=True)
+            warnings.warn(f"{int(runs[-1])} gap(s) in the candles (the first after the bar of {first:%Y-%m-%d %H:%M} "
+                          f"UTC): {len(ends) - len(kept)} of {len(ends)} windows span one and are left out; fetch "
+                          "the missing candles to use them", UserWarning, stacklevel=3)
+            ends = kept
         if not len(ends):
             raise UserInputError(f"{len(frame)} candles give no window: need warm-up {warmup} + seq_len {seq_len} "
-                                 f"+ horizon {horizon if require_target else 0} bars; fetch more history")
+                                 f"+ horizon {horizon if require_target else 0} bars without a gap; fetch more history")
         return _Base(frame, features, spec, ends)
 
     def prepare_dataset(self, klines: Klines, seq_len: int = 168, horizon: int = 24, *,

@@ -11,6 +11,10 @@ to predict. The later split's *inputs* may reach back into the earlier split (as
 evaluation.md §1.1); its targets never do. Windows inside the embargo gap are dropped from the earlier split
 ("purged").
 
+Gaps: candles missing from a series (an exchange outage, a hole in a CSV) would make a window's bars, and its
+target's h bars, span more time than they claim. A window is kept only if its warm-up, its inputs and its target
+period lie in one gap-free run of bars (`gap_free_ends`).
+
 Shapes: `n` bars, `f` features, `w` windows, `l` = seq_len.
 """
 
@@ -24,8 +28,8 @@ import numpy as np
 from reformer.errors import ConfigError, UserInputError
 
 __all__ = [
-    "Split", "chronological_split", "classify_returns", "forward_log_return", "gather_windows",
-    "target_periods_disjoint", "walk_forward_folds", "window_end_bars",
+    "Split", "bar_runs", "chronological_split", "classify_returns", "forward_log_return", "gap_free_ends",
+    "gather_windows", "target_periods_disjoint", "walk_forward_folds", "window_end_bars",
 ]
 
 DOWN, FLAT, UP = 0, 1, 2
@@ -81,6 +85,35 @@ def window_end_bars(n_bars: int, seq_len: int, horizon: int, warmup: int = 0, st
         raise ConfigError(f"warmup={warmup} must be >= 0")
     last = n_bars - 1 - (horizon if require_target else 0)
     return np.arange(warmup + seq_len - 1, last + 1, stride, dtype=np.int64)
+
+
+def bar_runs(timestamps: np.ndarray) -> np.ndarray:
+    """Gap-free run number of every bar: `[n]` int64 open times -> `[n]` int64, 0 up to the first gap, then 1, ...
+
+    The bar step is the most common difference between consecutive open times; a difference above 1.5 steps is
+    a gap (calendar months of 28-31 days stay one run).
+    """
+    steps = np.diff(np.asarray(timestamps, dtype=np.int64))
+    if not steps.size:
+        return np.zeros(len(timestamps), dtype=np.int64)
+    values, counts = np.unique(steps, return_counts=True)
+    step = values[np.argmax(counts)]
+    return np.concatenate([[0], np.cumsum(steps > 1.5 * step)]).astype(np.int64)
+
+
+def gap_free_ends(ends: np.ndarray, runs: np.ndarray, before: int, after: int) -> np.ndarray:
+    """The end bars t whose bars t - before .. t + after all lie in one run of `bar_runs`.
+
+    Args:
+        ends: `[w]` end bars with t - before >= 0 and t + after < n.
+        runs: `[n]` from `bar_runs`.
+        before: bars needed before t (warm-up + seq_len - 1); after: bars needed after t (the horizon, or 0).
+
+    Returns:
+        `[w']` the kept end bars, in order.
+    """
+    ends = np.asarray(ends, dtype=np.int64)
+    return ends[runs[ends - before] == runs[ends + after]]
 
 
 def gather_windows(values: np.ndarray, ends: np.ndarray, seq_len: int) -> np.ndarray:

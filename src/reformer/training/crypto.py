@@ -30,7 +30,7 @@ import torch
 
 from reformer.data import DataLoader, FeatureSpec, PreparedDataset, StandardScaler
 from reformer.data.dataset import WindowDataset
-from reformer.errors import ConfigError, DataFormatError
+from reformer.errors import ConfigError, DataFormatError, UserInputError
 from reformer.model import ReformerConfig, ReformerModel
 from reformer.training import baselines
 from reformer.training.checkpoint import load_checkpoint, update_meta
@@ -273,6 +273,9 @@ def predict_latest(checkpoint: str | os.PathLike[str], frame: pd.DataFrame,
     """The forecast for the window ending at the last candle of `frame` (pass closed candles only); `bfloat16` as
     in `predict_all`."""
     model, meta, inputs = _checkpoint_inputs(checkpoint, frame)
+    if int(inputs.end_bars[-1]) != len(frame) - 1:  # windows over a gap are left out (`windows.gap_free_ends`)
+        raise UserInputError(f"the latest {model.config.seq_len} candles (and their feature warm-up) hold a gap: "
+                             "fetch the missing candles before predicting")
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
         outputs = model(inputs.features[-1:]).float()
     score, probs = _outputs_to_scores(outputs, meta["task"], float(meta.get("target_scale", 1.0)))
