@@ -13,6 +13,7 @@ import pandas as pd
 
 from reformer import BacktestConfig, run_backtest
 from reformer.data import KlineStore
+from reformer.errors import run_main
 from reformer.strategy import save_report
 from reformer.training import predict_all, read_meta
 
@@ -45,4 +46,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # a ReformerError: one line on stderr, exit 2 (as the CLI)

@@ -12,6 +12,7 @@ import argparse
 
 from reformer.data.store import KlineStore
 from reformer.data.sync import parse_time_ms, sync_klines_blocking
+from reformer.errors import run_main
 
 
 def main() -> None:
@@ -33,4 +34,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # a ReformerError: one line on stderr, exit 2 (as the CLI)

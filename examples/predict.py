@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from reformer.data import KlineStore
+from reformer.errors import run_main
 from reformer.training import predict_latest
 
 
@@ -28,4 +29,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # a ReformerError: one line on stderr, exit 2 (as the CLI)

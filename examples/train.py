@@ -13,6 +13,7 @@ import json
 
 from reformer.cli.train import load_config_file
 from reformer.data import KlineStore, read_klines_frame
+from reformer.errors import run_main
 from reformer.training import TrainConfig, train_crypto
 
 
@@ -45,4 +46,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # a ReformerError: one line on stderr, exit 2 (as the CLI)

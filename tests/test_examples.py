@@ -64,3 +64,20 @@ def test_one_year_hourly_configuration() -> None:
     """The seq_len=8760 snippet: builds and runs a forward pass at batch 1 (minutes on a loaded 2-core CPU)."""
     out = _run("long_sequence.py", env={**os.environ})
     assert "L = 8760" in out and "(1, 1)" in out
+
+
+def test_examples_fail_with_one_line_on_bad_input(market: tuple[FakeExchange, list], tmp_path: Path) -> None:
+    fake, _ = market
+    env = {**os.environ, "BYBIT_BASE_URL": fake.base_url, "REFORMER_DB": str(tmp_path / "klines.sqlite"),
+           "OMP_NUM_THREADS": "1"}
+    for script, args, words in [
+        ("fetch_data.py", ("--symbol", "NOPEUSDT", "--interval", "60", "--limit", "10"), "NOPEUSDT"),
+        ("fetch_data.py", ("--symbol", "BTCUSDT", "--interval", "7", "--limit", "10"), "interval"),
+        ("predict.py", ("--checkpoint", str(tmp_path / "nowhere")), "nowhere"),
+    ]:
+        proc = subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True,
+                              env=env, cwd=ROOT, timeout=600, check=False)
+        assert proc.returncode == 2, (script, args, proc.stderr)
+        assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and words in proc.stderr, (
+            script, proc.stderr)
+        assert "Traceback" not in proc.stderr

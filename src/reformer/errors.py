@@ -13,11 +13,16 @@
             ├── InvalidSymbolError           the exchange does not list this symbol
             └── InvalidIntervalError         not a Bybit interval (raised before any request)
 
-The CLI turns any `ReformerError` into one line on stderr and exit code 2, never a traceback.
-`BadRequestError` also derives from `UserInputError`, so the CLI shows it as an input error.
+The CLI turns any `ReformerError` into one line on stderr and exit code 2, never a traceback; scripts get the
+same from `run_main` (the examples use it). `BadRequestError` also derives from `UserInputError`, so the CLI shows
+it as an input error.
 """
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import NoReturn
 
 __all__ = [
     "BadRequestError",
@@ -31,6 +36,7 @@ __all__ = [
     "ReformerError",
     "RetryableExchangeError",
     "UserInputError",
+    "run_main",
 ]
 
 
@@ -108,3 +114,14 @@ class InvalidSymbolError(BadRequestError):
 
 class InvalidIntervalError(BadRequestError):
     """The interval is not one Bybit knows (or cannot be used where it was given); raised before any request."""
+
+
+def run_main(main: Callable[[], object]) -> NoReturn:
+    """Run a script's `main()` and exit: 0, or 2 with one line on stderr for a `ReformerError` (as the CLI)."""
+    try:
+        main()
+    except ReformerError as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+    raise SystemExit(0)
