@@ -126,6 +126,13 @@ def off_grid_csv(tmp_path: Path) -> Path:
     return path
 
 
+def hourly_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "1h.csv"
+    rows = "".join(f"{1704067200000 + i * 3_600_000},1,2,0.5,1.5,3\n" for i in range(5))
+    path.write_text("timestamp,open,high,low,close,volume\n" + rows)
+    return path
+
+
 Case = Callable[[FakeExchange, Path, Path], list[object]]  # (fake, db, tmp_path) -> argv
 ERROR_CASES: dict[str, tuple[Case, str]] = {
     "unknown symbol": (lambda f, db, t: fetch_args(f, db, "--limit", 5, symbol="ETHUSDT"),
@@ -150,6 +157,9 @@ ERROR_CASES: dict[str, tuple[Case, str]] = {
                                       "--interval", "60", "--db", db], "no such file"),
     "csv of another interval": (lambda f, db, t: ["import", "--csv", off_grid_csv(t), "--symbol", "BTCUSDT",
                                                   "--interval", "60", "--db", db], "is --interval 60 right"),
+    "hourly csv imported as 15-minute": (lambda f, db, t: ["import", "--csv", hourly_csv(t), "--symbol", "BTCUSDT",
+                                                           "--interval", "15", "--db", db],
+                                         "mostly 60 minutes apart, not 15.*--interval 60"),
     "export of nothing": (lambda f, db, t: ["export", "--symbol", "ETHUSDT", "--interval", "60", "--db", db,
                                             "--out", t / "x.csv"], "no ETHUSDT 60 linear candles.*reformer fetch"),
 }

@@ -18,6 +18,7 @@ from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import Annotated, cast
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -25,6 +26,7 @@ from rich.table import Table
 
 from ..api import BybitClient, BybitStream, Kline, interval_ms, parse_interval, run_fake_exchange
 from ..api.client import MAINNET_BASE_URL
+from ..api.intervals import INTERVAL_MS
 from ..data.csv_io import read_klines, write_klines
 from ..data.store import DEFAULT_DB_PATH, KlineStore
 from ..data.sync import ProgressCallback, SyncReport, format_ms, parse_time_ms, sync_klines_blocking
@@ -117,6 +119,7 @@ def import_(
     if bad is not None:
         raise DataFormatError(f"{csv}: timestamp {bad} ({format_ms(bad)}) is not the open time of a {code} "
                               f"candle; is --interval {interval} right for this file?")
+    _check_step(csv, [k.start_time for k in klines], code, interval, step)
     first, last = klines[0].start_time, klines[-1].start_time
     with KlineStore(db) as store:
         added = store.upsert(category, symbol, code, klines)
@@ -126,6 +129,20 @@ def import_(
     console.print(f"imported {csv}: {len(klines)} candles ({format_ms(first)} .. {format_ms(last)} UTC), "
                   f"+{added} new, into {path}")
     _print_gaps(console, gaps, step, "between the imported candles")
+
+
+def _check_step(csv: Path, times: list[int], code: str, interval: str, step: int) -> None:
+    """Refuse a file whose candles are mostly a different interval apart (e.g. hourly candles imported as 15):
+    stored, they would read as a gap between every two candles."""
+    if len(times) < 3:
+        return
+    steps, counts = np.unique(np.diff(np.asarray(times, dtype=np.int64)), return_counts=True)
+    usual = int(steps[np.argmax(counts)])
+    if usual != step:
+        named = next((name for name, length in INTERVAL_MS.items() if length == usual), None)
+        fix = f"--interval {named}" if named else "the interval the file was sampled at"
+        raise DataFormatError(f"{csv}: its candles are mostly {usual // 60_000} minutes apart, not {code} "
+                              f"({step // 60_000} minutes); pass {fix}")
 
 
 def stream(
