@@ -61,6 +61,10 @@ def test_bad_options_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> 
     assert "--impls" in capsys.readouterr().err
     assert main(["bench", "compare", "--lengths", "abc"]) == 2
     assert "--lengths" in capsys.readouterr().err
+    for command in ("compare", "targets"):  # a negative thread count used to end in a RuntimeError
+        assert main(["bench", command, "--threads", "-1"]) == 2
+        err = capsys.readouterr().err
+        assert "--threads -1" in err and len(err.strip().splitlines()) == 1
 
 
 def test_rotation_puts_each_implementation_first_in_turn() -> None:

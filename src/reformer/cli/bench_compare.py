@@ -89,12 +89,18 @@ def _progress(console: Console) -> Callable[[Run], None]:
     return show
 
 
+def _check_threads(threads: int) -> None:
+    if threads < 0:
+        raise ValueError(f"--threads {threads}: give a number of torch threads >= 1, or 0 for torch's default")
+
+
 def _spec(d_model: int, heads: int, layers: int, rounds: int, chunk_size: int, ff_chunk_len: int, repeats: int,
           steps: int, step_timeout: float, budget_gb: float, threads: int) -> CompareSpec:
     shape = ModelShape(d_model=d_model, n_heads=heads, n_layers=layers, n_hash_rounds=rounds,
                        chunk_size=chunk_size, ff_chunk_len=ff_chunk_len)
     if repeats < 1 or steps < 1:
         raise ValueError(f"--repeats {repeats} / --steps {steps}: both must be at least 1")
+    _check_threads(threads)
     return CompareSpec(shape=shape, repeats=repeats, steps=steps, step_timeout=step_timeout, budget_gb=budget_gb,
                        threads=threads)
 
@@ -203,6 +209,7 @@ def targets(
     if min(batch, train_steps, latency_calls) < 1 or long_calls < 0:
         raise ValueError(f"--batch {batch} / --train-steps {train_steps} / --latency-calls {latency_calls} / "
                          f"--long-calls {long_calls}: each must be at least 1 (--long-calls at least 0)")
+    _check_threads(threads)
     console = Console(width=200)
     before = machine_info()
     console.print(f"machine: {before}")
