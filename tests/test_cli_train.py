@@ -116,6 +116,18 @@ def test_predict_names_a_missing_checkpoint_before_reading_data(run_dir: Path, t
     assert "predict never fetches" in err and "--offline" not in err and "reformer fetch" in err
 
 
+def test_a_bad_model_field_is_named_before_the_data(btc_slice: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    short = tmp_path / "short.csv"
+    short.write_text("".join(btc_slice.read_text().splitlines(keepends=True)[:50]))  # far too few candles
+    for table, words in [("d_modle = 32", "unknown field(s) ['d_modle']"), ('attention_type = "magic"', "'magic'")]:
+        config = tmp_path / "bad.toml"
+        config.write_text(f"[model]\n{table}\n")
+        assert main(["train", "--csv", str(short), "--config", str(config), "--out", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err
+        assert words in err and "candles" not in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is there: no error to see")
 def test_cuda_on_a_machine_without_it_fails_before_any_work(tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:

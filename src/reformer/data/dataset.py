@@ -251,7 +251,8 @@ class DataLoader:
                                   "(zero range, zero volume run, or a price jump)")
         ends = window_end_bars(len(frame), seq_len, horizon, warmup, stride, require_target)
         runs = bar_runs(frame["timestamp"].to_numpy())
-        if runs[-1] > 0 and len(ends):  # gaps: keep the windows whose warm-up, inputs and target skip none
+        gapped = bool(runs[-1] > 0)
+        if gapped and len(ends):  # gaps: keep the windows whose warm-up, inputs and target skip none
             kept = gap_free_ends(ends, runs, warmup + seq_len - 1, horizon if require_target else 0)
             first = pd.to_datetime(int(frame["timestamp"].iloc[int(np.argmax(runs > 0)) - 1]), unit="ms", utc=True)
             warnings.warn(f"{int(runs[-1])} gap(s) in the candles (the first after the bar of {first:%Y-%m-%d %H:%M} "
@@ -260,7 +261,8 @@ class DataLoader:
             ends = kept
         if not len(ends):
             raise UserInputError(f"{len(frame)} candles give no window: need warm-up {warmup} + seq_len {seq_len} "
-                                 f"+ horizon {horizon if require_target else 0} bars without a gap; fetch more history")
+                                 f"+ horizon {horizon if require_target else 0} bars"
+                                 f"{' without a gap' if gapped else ''}; fetch more history")
         return _Base(frame, features, spec, ends)
 
     def prepare_dataset(self, klines: Klines, seq_len: int = 168, horizon: int = 24, *,

@@ -145,8 +145,10 @@ def lstf_borders(n_rows: int, seq_len: int, protocol: Protocol = "ett_hour") -> 
     else:
         raise ConfigError(f"protocol={protocol!r} must be 'ett_hour', 'ett_minute' or 'ratio'")
     if n_train + n_val + n_test > n_rows or seq_len > n_train:
-        raise ConfigError(f"protocol {protocol!r} needs {n_train + n_val + n_test} rows and seq_len <= {n_train}; "
-                          f"got {n_rows} rows and seq_len={seq_len}; use protocol='ratio' or a shorter seq_len")
+        other = "" if protocol == "ratio" else "protocol 'ratio', "
+        raise ConfigError(f"protocol {protocol!r} needs {n_train + n_val + n_test} rows and seq_len <= {n_train} (its "
+                          f"training rows); got {n_rows} rows and seq_len={seq_len}: use {other}a shorter seq_len or "
+                          "a longer file")
     border1s = [0, n_train - seq_len, n_train + n_val - seq_len]
     border2s = [n_train, n_train + n_val, n_train + n_val + n_test]
     return border1s, border2s

@@ -190,6 +190,8 @@ def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
         config = config.replace(loss="cross_entropy")
     elif config.loss == "cross_entropy":
         raise ConfigError("TrainConfig.loss='cross_entropy' needs task='classification'; use 'mse' or 'huber'")
+    # the model's fields are checked before the data are read: a typo in a config file is named first
+    ReformerConfig.from_dict({**overrides, "seq_len": seq_len, "task": task})
     data = prepare_crypto_data(frame, seq_len, horizon, task=task, class_threshold=class_threshold,
                                normalization=normalization, spec=spec)
     prepared = data.prepared
