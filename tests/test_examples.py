@@ -81,3 +81,23 @@ def test_examples_fail_with_one_line_on_bad_input(market: tuple[FakeExchange, li
         assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and words in proc.stderr, (
             script, proc.stderr)
         assert "Traceback" not in proc.stderr
+
+
+def test_readme_quick_start_runs_and_its_shapes_hold() -> None:
+    """The README's first code block, executed as written; the shapes its comments state are checked."""
+    import re
+
+    import torch
+
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"## Quick start\s+```python\n(.*?)```", readme, re.S)
+    assert block is not None
+    namespace: dict[str, object] = {}
+    torch.manual_seed(0)
+    exec(compile(block.group(1), "README.md", "exec"), namespace)
+    stated = re.findall(r"^(\S[^#\n]*?)\s*# \((\d[\d, ]*)\)", block.group(1), re.M)
+    assert len(stated) >= 2  # the attention map's shapes
+    for expression, shape in stated:
+        value = eval(expression.split("=")[-1] if " = " in expression else expression, namespace)
+        got = tuple(value.shape if hasattr(value, "shape") else value)
+        assert got == tuple(int(n) for n in shape.split(",")), (expression, got, shape)
