@@ -36,6 +36,7 @@ __all__ = [
     "ReformerError",
     "RetryableExchangeError",
     "UserInputError",
+    "first_line",
     "run_main",
 ]
 
@@ -116,12 +117,17 @@ class InvalidIntervalError(BadRequestError):
     """The interval is not one Bybit knows (or cannot be used where it was given); raised before any request."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none (for one-line errors)."""
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def run_main(main: Callable[[], object]) -> NoReturn:
     """Run a script's `main()` and exit: 0, or 2 with one line on stderr for a `ReformerError` (as the CLI)."""
     try:
         main()
     except ReformerError as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {first_line(exc)}", file=sys.stderr)
         raise SystemExit(2) from None
     raise SystemExit(0)

@@ -34,14 +34,14 @@ for _module in (backtest, bench, bench_compare, data, demo, evaluate, train):
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; library errors (`ReformerError`, `ValueError`) exit 2 with one line on stderr."""
-    from ..errors import ReformerError
+    from ..errors import ReformerError, first_line
     from ..runtime import tune_malloc
 
     tune_malloc()  # keep freed blocks in the heap: long sequences otherwise page-fault every temporary
     try:
         app(args=argv, standalone_mode=False)
     except (ReformerError, ValueError, FileNotFoundError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        message = first_line(exc)
         print(f"error: {message}", file=sys.stderr)
         return 2
     except typer.Exit as exc:

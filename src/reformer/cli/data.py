@@ -18,7 +18,6 @@ from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import Annotated, cast
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -30,6 +29,7 @@ from ..api.intervals import INTERVAL_MS
 from ..data.csv_io import read_klines, write_klines
 from ..data.store import DEFAULT_DB_PATH, KlineStore
 from ..data.sync import ProgressCallback, SyncReport, format_ms, parse_time_ms, sync_klines_blocking
+from ..data.windows import bar_step
 from ..errors import DataFormatError, ExchangeUnavailableError, UserInputError
 
 __all__ = ["register"]
@@ -134,11 +134,8 @@ def import_(
 def _check_step(csv: Path, times: list[int], code: str, interval: str, step: int) -> None:
     """Refuse a file whose candles are mostly a different interval apart (e.g. hourly candles imported as 15):
     stored, they would read as a gap between every two candles."""
-    if len(times) < 3:
-        return
-    steps, counts = np.unique(np.diff(np.asarray(times, dtype=np.int64)), return_counts=True)
-    usual = int(steps[np.argmax(counts)])
-    if usual != step:
+    usual = bar_step(times)
+    if len(times) >= 3 and usual != step:
         named = next((name for name, length in INTERVAL_MS.items() if length == usual), None)
         fix = f"--interval {named}" if named else "the interval the file was sampled at"
         raise DataFormatError(f"{csv}: its candles are mostly {usual // 60_000} minutes apart, not {code} "

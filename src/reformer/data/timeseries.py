@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from reformer.data.scaling import StandardScaler
-from reformer.errors import ConfigError, DataFormatError, UserInputError
+from reformer.errors import ConfigError, DataFormatError, UserInputError, first_line
 
 __all__ = ["LSTFSplits", "TimeSeries", "load_timeseries_csv", "lstf_borders", "lstf_splits"]
 
@@ -74,7 +74,7 @@ def load_timeseries_csv(path: str | Path, target: str = "OT", features: Literal[
     except pd.errors.EmptyDataError as exc:
         raise DataFormatError(f"{path}: the file is empty; expected a header row and data rows") from exc
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         raise DataFormatError(f"{path}: not a readable CSV ({first}); fix the file's row/column structure") from exc
     if frame.empty:
         raise DataFormatError(f"{path}: no data rows under the header; the file needs at least one row")

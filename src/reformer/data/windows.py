@@ -28,7 +28,7 @@ import numpy as np
 from reformer.errors import ConfigError, UserInputError
 
 __all__ = [
-    "Split", "bar_runs", "chronological_split", "classify_returns", "forward_log_return", "gap_free_ends",
+    "Split", "bar_runs", "bar_step", "chronological_split", "classify_returns", "forward_log_return", "gap_free_ends",
     "gather_windows", "target_periods_disjoint", "walk_forward_folds", "window_end_bars",
 ]
 
@@ -87,18 +87,25 @@ def window_end_bars(n_bars: int, seq_len: int, horizon: int, warmup: int = 0, st
     return np.arange(warmup + seq_len - 1, last + 1, stride, dtype=np.int64)
 
 
+def bar_step(timestamps: np.ndarray | list[int]) -> int:
+    """The bar step of a series: the most common difference between consecutive open times (0 for < 2 bars)."""
+    steps = np.diff(np.asarray(timestamps, dtype=np.int64))
+    if not steps.size:
+        return 0
+    values, counts = np.unique(steps, return_counts=True)
+    return int(values[np.argmax(counts)])
+
+
 def bar_runs(timestamps: np.ndarray) -> np.ndarray:
     """Gap-free run number of every bar: `[n]` int64 open times -> `[n]` int64, 0 up to the first gap, then 1, ...
 
-    The bar step is the most common difference between consecutive open times; a difference above 1.5 steps is
-    a gap (calendar months of 28-31 days stay one run).
+    A difference between consecutive open times above 1.5 `bar_step`s is a gap (calendar months of 28-31 days
+    stay one run).
     """
-    steps = np.diff(np.asarray(timestamps, dtype=np.int64))
-    if not steps.size:
-        return np.zeros(len(timestamps), dtype=np.int64)
-    values, counts = np.unique(steps, return_counts=True)
-    step = values[np.argmax(counts)]
-    return np.concatenate([[0], np.cumsum(steps > 1.5 * step)]).astype(np.int64)
+    times = np.asarray(timestamps, dtype=np.int64)
+    if len(times) < 2:
+        return np.zeros(len(times), dtype=np.int64)
+    return np.concatenate([[0], np.cumsum(np.diff(times) > 1.5 * bar_step(times))]).astype(np.int64)
 
 
 def gap_free_ends(ends: np.ndarray, runs: np.ndarray, before: int, after: int) -> np.ndarray:

@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from reformer.errors import DataFormatError, UserInputError
+from reformer.errors import DataFormatError, UserInputError, first_line
 from reformer.model import ReformerConfig, ReformerModel
 
 __all__ = [
@@ -136,7 +136,7 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise DataFormatError(f"{path}: not a readable safetensors file ({reason}); the checkpoint is corrupt, "
                               "retrain or restore it") from None
 
@@ -214,6 +214,6 @@ def load_optimizer_state(path: str | os.PathLike[str], optimizer: torch.optim.Op
                 group["betas"] = tuple(group["betas"])
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (KeyError, ValueError, json.JSONDecodeError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise DataFormatError(f"{file}: optimizer state does not fit ({reason}); resume from a checkpoint of the "
                               "same model, or start a fresh run") from None

@@ -191,12 +191,11 @@ def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
     elif config.loss == "cross_entropy":
         raise ConfigError("TrainConfig.loss='cross_entropy' needs task='classification'; use 'mse' or 'huber'")
     # the model's fields are checked before the data are read: a typo in a config file is named first
-    ReformerConfig.from_dict({**overrides, "seq_len": seq_len, "task": task})
+    model_config = ReformerConfig.from_dict({**overrides, "seq_len": seq_len, "task": task})
     data = prepare_crypto_data(frame, seq_len, horizon, task=task, class_threshold=class_threshold,
                                normalization=normalization, spec=spec)
     prepared = data.prepared
-    model_config = ReformerConfig.from_dict({**overrides, "seq_len": seq_len, "task": task,
-                                             "n_features": len(prepared.feature_names)})
+    model_config = model_config.replace(n_features=len(prepared.feature_names))
     model = ReformerModel(model_config)
     stamps = frame["timestamp"].to_numpy()
     meta = {"kind": "crypto", "task": task, "horizon": horizon, "class_threshold": class_threshold,
