@@ -8,7 +8,7 @@ import torch
 from reformer import AttentionType, ReformerConfig, ReformerModel
 from reformer.model import SharedQKAttention
 from reformer.model.kernels import full_attention, local_attention
-from reformer.model.lsh import bucket_factors, hash_vectors, lsh_attention, rotation_columns
+from reformer.model.lsh import bucket_factors, hash_vectors, lsh_attention, rotation_columns, sort_by_bucket
 
 
 def _layer(config: ReformerConfig, qk_scale: float = 1.0) -> SharedQKAttention:
@@ -154,6 +154,20 @@ def test_hash_is_the_argmax_over_plus_and_minus_projections(n_buckets: int) -> N
     assert torch.equal(hash_vectors(qk, rotations, n_buckets, valid).long(), expected)
     with torch.autocast("cpu", dtype=torch.bfloat16):  # hashed in float32 whatever the compute dtype
         assert torch.equal(hash_vectors(qk, rotations, n_buckets, valid).long(), expected)
+
+
+@pytest.mark.parametrize(("dtype", "top"), [(torch.uint8, 65), (torch.int16, 1025), (torch.int64, 65)])
+def test_sort_by_bucket_is_a_stable_sort_of_each_round(dtype: torch.dtype, top: int) -> None:
+    # every round in (bucket, position) order: the flat radix-sorted keys (uint8, int16) and the row-wise
+    # fallback (other dtypes) both give exactly a stable argsort of each row, with many ties per bucket
+    gen = torch.Generator().manual_seed(3)
+    buckets = torch.randint(0, top, (2, 3, 4, 777), generator=gen).to(dtype)  # (b, h, r, l)
+    buckets[1, 2, 3] = 7  # a round with every position in one bucket
+    got = sort_by_bucket(buckets)
+    assert got.dtype == torch.int64 and got.shape == buckets.shape
+    expected = torch.stack([torch.tensor(sorted(range(777), key=lambda i, row=row: (int(row[i]), i)))
+                            for row in buckets.reshape(-1, 777)]).view(buckets.shape)
+    assert torch.equal(got, expected)
 
 
 def test_bfloat16_autocast_model_output_is_close_to_float32() -> None:

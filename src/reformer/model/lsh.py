@@ -127,9 +127,28 @@ def hash_vectors(
     return buckets.to(bucket_dtype(n_buckets))
 
 
+# bucket ids below this bound per bucket dtype: the row stride of `sort_by_bucket`'s flat keys
+_KEY_SPAN = {torch.uint8: 1 << 8, torch.int16: 1 << 15}
+
+
 def sort_by_bucket(buckets: torch.Tensor) -> torch.Tensor:
-    """Each round's positions in (bucket, position) order: a stable sort, int64. (b, h, r, l) -> (b, h, r, l)."""
-    return torch.argsort(buckets.long(), dim=-1, stable=True)
+    """Each round's positions in (bucket, position) order: a stable sort, int64. (b, h, r, l) -> (b, h, r, l).
+
+    All rows are sorted as one flat int32 key row x span + bucket (span: the bucket dtype's bound), stably: rows
+    stay in order, and within a row the keys order by (bucket, position), exactly as a stable sort of each row.
+    PyTorch sorts a 1-D int32 tensor with a parallel radix sort (FBGEMM's, where the build has it), ~3.5x faster
+    on CPU than the per-row comparison sort of `argsort(dim=-1)`: (1, 8, 8, 8768) uint8 buckets, 2 threads,
+    2.8 against 9.8 ms. Other bucket dtypes, and keys past int32, sort row by row.
+    """
+    shape, l = buckets.shape, buckets.shape[-1]
+    rows = buckets.numel() // max(1, l)
+    span = _KEY_SPAN.get(buckets.dtype)
+    if span is None or rows * span >= 2**31 or buckets.numel() == 0:
+        return torch.argsort(buckets.long(), dim=-1, stable=True)
+    row = torch.arange(rows, dtype=torch.int32, device=buckets.device).view(*shape[:-1], 1)  # (b, h, r, 1)
+    keys = (buckets.to(torch.int32) + row * span).view(-1)  # (b*h*r*l,)
+    flat = torch.sort(keys, stable=True).indices.view(shape)  # flat positions row * l + position
+    return flat - row.long() * l
 
 
 def lsh_attention(
