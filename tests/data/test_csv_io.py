@@ -191,3 +191,18 @@ def test_parquet_needs_pyarrow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UserInputError, match=r"needs pyarrow"):
         write_klines([Kline(JAN_2024, 1.0, 2.0, 0.5, 1.5, 4.0, 6.0)], tmp_path / "out.parquet")
+
+
+@pytest.mark.parametrize("separator", [";", "\t"])
+def test_semicolon_and_tab_separated_files_read_as_the_comma_file(tmp_path: Path, separator: str) -> None:
+    # spreadsheets in many locales save "CSV" with semicolons; the separator is taken from the header
+    rows = [HEADER, GOOD, "1704070800000,2,3,1,2,5,7"]
+    comma = write_text(tmp_path, "\n".join(rows) + "\n", name="comma.csv")
+    other = write_text(tmp_path, "\n".join(row.replace(",", separator) for row in rows) + "\n", name="other.csv")
+    pd.testing.assert_frame_equal(read_klines_frame(other), read_klines_frame(comma), check_exact=True)
+
+
+def test_a_nan_cell_is_named_as_empty_or_nan(tmp_path: Path) -> None:
+    path = write_text(tmp_path, f"{HEADER}\n{GOOD}\n1704070800000,1,2,0.5,nan,4,6\n", name="nan.csv")
+    with pytest.raises(DataFormatError, match=r"line 3, column 'close' is empty \(or NaN\); fix or delete"):
+        read_klines(path)

@@ -95,3 +95,15 @@ def test_missing_file_and_epoch_dates(tmp_path: Path) -> None:
     assert series.timestamps is not None and series.timestamps.tolist() == [1_700_000_000_000, 1_700_003_600_000]
     no_dates = load_timeseries_csv(_write(tmp_path, "x,y\n1,2\n3,4\n"), target="y", date_col=None)
     assert no_dates.timestamps is None and no_dates.columns == ("x", "y")
+
+
+def test_semicolon_separated_series_reads_as_the_comma_file(tmp_path: Path) -> None:
+    rows = ["date,a,b", "2024-01-01 00:00,1.5,2", "2024-01-01 01:00,2.5,3", "2024-01-01 02:00,3.5,4"]
+    comma = load_timeseries_csv(_write(tmp_path, "\n".join(rows) + "\n"), target="b")
+    semi_path = tmp_path / "semi.csv"
+    semi_path.write_text("\n".join(row.replace(",", ";") for row in rows) + "\n")
+    semi = load_timeseries_csv(semi_path, target="b")
+    assert semi.columns == comma.columns == ("a", "b")
+    np.testing.assert_array_equal(semi.values, comma.values)
+    assert semi.timestamps is not None and comma.timestamps is not None
+    np.testing.assert_array_equal(semi.timestamps, comma.timestamps)

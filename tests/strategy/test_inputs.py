@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -93,3 +95,13 @@ def test_malformed_klines_are_rejected() -> None:
         backtest_positions([1.0, 0.0], BARS, CONFIG)
     with pytest.raises(UserInputError, match="predict_series"):
         run_backtest(42, BARS, CONFIG)
+
+
+def test_semicolon_separated_predictions_read_as_the_comma_file(tmp_path: Path) -> None:
+    from reformer.strategy.io import read_predictions_csv
+
+    rows = ["timestamp,prediction", "1704067200000,0.01", "1704070800000,-0.02"]
+    comma, semi = tmp_path / "comma.csv", tmp_path / "semi.csv"
+    comma.write_text("\n".join(rows) + "\n")
+    semi.write_text("\n".join(row.replace(",", ";") for row in rows) + "\n")
+    pd.testing.assert_series_equal(read_predictions_csv(semi), read_predictions_csv(comma))

@@ -28,6 +28,7 @@ import pandas as pd
 
 from ..api.types import Kline
 from ..errors import DataFormatError, UserInputError
+from ..textio import header_separator
 
 __all__ = ["EXPORT_COLUMNS", "read_klines", "read_klines_frame", "write_klines"]
 
@@ -69,7 +70,7 @@ def read_klines_frame(path: str | os.PathLike[str]) -> pd.DataFrame:
         return _normalise(raw, str(path), lambda position: f"row {position + 1}")
     try:
         # skip_blank_lines=False keeps row position == line - 2, so messages can name the line an editor shows.
-        raw = pd.read_csv(path, skip_blank_lines=False, skipinitialspace=True)
+        raw = pd.read_csv(path, sep=header_separator(path), skip_blank_lines=False, skipinitialspace=True)
     except pd.errors.EmptyDataError as exc:
         raise DataFormatError(
             f"{path}: the file is empty; expected a header such as {','.join(EXPORT_COLUMNS)} and data rows"
@@ -211,7 +212,7 @@ def _numbers(values: pd.Series, name: str, source: str, where: _Where, optional:
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         cell = values.iat[row]
-        problem = "is empty" if pd.isna(cell) else f"has {_show(cell)}, not a finite number"
+        problem = "is empty (or NaN)" if pd.isna(cell) else f"has {_show(cell)}, not a finite number"
         raise DataFormatError(
             f"{source}: {where(values.index[row])}, column {name!r} {problem}; fix or delete that row"
         )

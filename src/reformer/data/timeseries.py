@@ -21,6 +21,7 @@ import pandas as pd
 
 from reformer.data.scaling import StandardScaler
 from reformer.errors import ConfigError, DataFormatError, UserInputError, first_line
+from reformer.textio import header_separator
 
 __all__ = ["LSTFSplits", "TimeSeries", "load_timeseries_csv", "lstf_borders", "lstf_splits"]
 
@@ -70,7 +71,8 @@ def load_timeseries_csv(path: str | Path, target: str = "OT", features: Literal[
     if not path.is_file():
         raise UserInputError(f"{path}: no such file; check the path (ETTh1: shared/data/ett/ETTh1.csv)")
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        frame = pd.read_csv(path, sep=header_separator(path), dtype=str, keep_default_na=False,
+                            skipinitialspace=True)
     except pd.errors.EmptyDataError as exc:
         raise DataFormatError(f"{path}: the file is empty; expected a header row and data rows") from exc
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:

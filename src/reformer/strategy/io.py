@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataFormatError, UserInputError
+from ..textio import header_separator
 
 __all__ = ["check_bar_times", "read_funding_csv", "read_positions_csv", "read_predictions_csv"]
 
@@ -26,7 +27,7 @@ def _read(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     if not path.is_file():
         raise UserInputError(f"{path}: no such file; give the path of a CSV with columns {','.join(required)}")
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, sep=header_separator(path))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataFormatError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]}); "
                               f"expected columns {','.join(required)}") from None
