@@ -1,0 +1,40 @@
+"""Every command's help shows its option texts whole: rich markup must not eat "[model]" or "[train].epochs"."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from reformer.cli import app
+
+_COMMAND = typer.main.get_command(app)
+
+
+def _commands(command: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    """Every (sub)command with its argv path (typer's own vendored click: duck-typed on `.commands`)."""
+    found = [(path, command)]
+    for name, sub in getattr(command, "commands", {}).items():
+        found += _commands(sub, (*path, name))
+    return found
+
+
+@pytest.mark.parametrize(("path", "command"), _commands(_COMMAND), ids=lambda value: " ".join(value)
+                         if isinstance(value, tuple) else "")
+def test_help_shows_every_bracketed_word_of_its_options(path: tuple[str, ...], command: Any) -> None:
+    result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    shown = " ".join(result.output.replace("│", " ").split())
+    for param in command.params:
+        text = getattr(param, "help", None) or ""
+        for bracketed in re.findall(r"\[[^\]]*\][\w.]*", text.replace("\\[", "[")):
+            assert bracketed in shown, f"{' '.join(path)}: {bracketed!r} of {param.name}'s help is not shown"
+
+
+def test_train_help_names_the_config_tables() -> None:
+    result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "250"})
+    shown = " ".join(result.output.split())
+    assert "[model], [train], [data] tables" in shown and "(overrides [train].epochs)" in shown
