@@ -24,14 +24,14 @@ def _commands(command: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str,
 
 @pytest.mark.parametrize(("path", "command"), _commands(_COMMAND), ids=lambda value: " ".join(value)
                          if isinstance(value, tuple) else "")
-def test_help_shows_every_bracketed_word_of_its_options(path: tuple[str, ...], command: Any) -> None:
+def test_help_shows_every_bracketed_word(path: tuple[str, ...], command: Any) -> None:
     result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     shown = " ".join(result.output.replace("│", " ").split())
-    for param in command.params:
-        text = getattr(param, "help", None) or ""
+    texts = [(param.name, getattr(param, "help", None) or "") for param in command.params]
+    for name, text in [("the command", command.help or ""), *texts]:
         for bracketed in re.findall(r"\[[^\]]*\][\w.]*", text.replace("\\[", "[")):
-            assert bracketed in shown, f"{' '.join(path)}: {bracketed!r} of {param.name}'s help is not shown"
+            assert bracketed in shown, f"{' '.join(path)}: {bracketed!r} of {name}'s help is not shown"
 
 
 def test_train_help_names_the_config_tables() -> None:
