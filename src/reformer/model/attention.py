@@ -67,14 +67,15 @@ class SharedQKAttention(nn.Module):
         self.to_out = nn.Linear(d, d)
         self.dropout = Dropout(config.dropout)
         # The layer's own generator: training draws fresh rotations from it, never from (or reseeding) the
-        # global RNG; eval uses fixed rotations derived from the seed, so the same input gives the same output.
-        self._seed = config.seed
+        # global RNG; eval uses fixed rotations derived from the config's seed alone, so the same input gives the
+        # same output, and a model evaluated during training (validation) is the model its checkpoint rebuilds.
+        self._eval_seed = config.seed
         self.generator = torch.Generator(device="cpu")
         self.reseed(config.seed)
 
     def reseed(self, seed: int) -> None:
-        """Restart this layer's training-time rotation stream (e.g. when resuming from a checkpoint)."""
-        self._seed = seed
+        """Restart this layer's training-time rotation stream (each epoch, and when resuming). The eval
+        rotations do not change: they depend on `config.seed` only."""
         self.generator.manual_seed(_stream_seed(seed, self.layer_index, _TRAIN_STREAM))
 
     def rotations(self, device: torch.device) -> torch.Tensor:
@@ -85,7 +86,7 @@ class SharedQKAttention(nn.Module):
             generator = self.generator
         else:
             generator = torch.Generator(device="cpu")
-            generator.manual_seed(_stream_seed(self._seed, self.layer_index, _EVAL_STREAM))
+            generator.manual_seed(_stream_seed(self._eval_seed, self.layer_index, _EVAL_STREAM))
         rotations = torch.randn(shape, generator=generator)
         if device.type == "cuda":  # from pinned memory the copy does not make the host wait for the device
             return rotations.pin_memory().to(device, non_blocking=True)
