@@ -140,3 +140,31 @@ def test_cuda_on_a_machine_without_it_fails_before_any_work(tmp_path: Path,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "CUDA" in err
     assert not db.exists()  # failed before opening the store or fetching anything
+
+
+def test_resume_continues_an_interrupted_run_and_refuses_another_config(
+        btc_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(REPO / "configs" / "tiny.toml")
+    base = ["train", "--csv", str(btc_slice), "--config", config, "--json"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert main([*base, "--out", str(full)]) == 0  # the preset's 2 epochs at once
+    assert main([*base, "--out", str(cut), "--epochs", "1"]) == 0  # interrupted after 1 ...
+    capsys.readouterr()
+    assert main([*base, "--out", str(cut), "--epochs", "2", "--resume"]) == 0  # ... and resumed
+    resumed = json.loads(capsys.readouterr().out)
+    assert resumed["epochs_run"] == 2
+    full_rows = pd.read_csv(full / "metrics.csv")
+    cut_rows = pd.read_csv(cut / "metrics.csv")
+    assert list(cut_rows["epoch"]) == [1, 2]
+    # epoch 2 runs on from epoch 1's weights and optimizer, on the 2-epoch schedule (the learning rate is a
+    # function of the global step and the epoch limit); epoch 1 ran under the 1-epoch one
+    assert cut_rows["train_loss"].notna().all() and cut_rows["lr"].iloc[1] == pytest.approx(full_rows["lr"].iloc[1])
+    # another model, other windows, or nothing to resume: one line, exit 2, the run left as it was
+    before = (cut / "last" / "model.safetensors").read_bytes()
+    for extra, expected in ((["--seq-len", "32"], "was trained with seq_len=64, this run has seq_len=32"),
+                            (["--out", str(tmp_path / "empty")], "nothing to resume")):
+        args = [*base, "--out", str(cut), "--resume", *extra]
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert expected in err and "\n" not in err
+    assert (cut / "last" / "model.safetensors").read_bytes() == before

@@ -139,6 +139,9 @@ def train(
     seq_len: Annotated[int | None, typer.Option(help="Bars per input window.")] = None,
     horizon: Annotated[int | None, typer.Option(help="Target horizon in bars.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the evaluation as one JSON object.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out from its last/ "
+                                                          "checkpoint (same config; --epochs may raise the "
+                                                          "limit).")] = False,
 ) -> None:
     """Train a Reformer on candles (70/10/20 chronological split) and report test metrics beside baselines."""
     from ..training import TrainConfig
@@ -158,7 +161,8 @@ def train(
     report = train_crypto(frame, seq_len=int(length), horizon=int(horizon or data.get("horizon") or 24),
                           model_overrides=model_table, train_config=train_config, out_dir=run_dir,
                           task=data.get("task", "regression"), class_threshold=float(data.get("class_threshold", 0.0)),
-                          normalization=data.get("normalization", "train"), source=source, progress=not as_json)
+                          normalization=data.get("normalization", "train"), source=source, progress=not as_json,
+                          resume=resume)
     if as_json:
         typer.echo(json.dumps({**report.evaluation, "run_dir": str(report.run_dir)}))
         return

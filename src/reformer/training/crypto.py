@@ -163,7 +163,8 @@ def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
                  model_overrides: dict[str, Any] | None = None, train_config: TrainConfig | None = None,
                  out_dir: str | os.PathLike[str], task: Task = "regression", class_threshold: float = 0.0,
                  normalization: Literal["train", "window", "none"] = "train", spec: FeatureSpec | None = None,
-                 source: dict[str, Any] | None = None, progress: bool = True) -> TrainReport:
+                 source: dict[str, Any] | None = None, progress: bool = True, resume: bool = False
+                 ) -> TrainReport:
     """Train a Reformer on candles and write the run directory (checkpoints, metrics.csv, evaluation.json).
 
     Args:
@@ -175,6 +176,8 @@ def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
         task, class_threshold, normalization, spec: see `DataLoader.prepare_dataset`.
         source: where the candles came from (symbol, interval, category, csv), stored in the checkpoint.
         progress: show the progress bar.
+        resume: continue the interrupted run in `out_dir` from its `last/` checkpoint (same model and data
+            settings; `train_config.epochs` may be raised).
 
     Returns:
         `TrainReport` with the evaluation dict also written to `out_dir/evaluation.json`.
@@ -211,8 +214,11 @@ def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
         return {"val_ic": information_coefficient(score, returns), "val_dir_acc": directional_accuracy(score, returns)}
 
     run_dir = Path(out_dir)
+    if resume and not (run_dir / "last" / "checkpoint.json").is_file():
+        raise UserInputError(f"{run_dir}: nothing to resume (no last/ checkpoint); drop --resume to start a new run "
+                             "there, or pass the interrupted run's directory")
     result = fit(model, data.train, data.val, config, out_dir=run_dir, checkpoint_meta=meta, progress=progress,
-                 on_epoch=val_metrics)
+                 on_epoch=val_metrics, resume=run_dir if resume else None)
     device = next(model.parameters()).device
     val_out, _ = predict_dataset(model, data.val, config.eval_batch_size, device)
     val_score, _ = _outputs_to_scores(val_out, task, data.target_scale)

@@ -232,6 +232,27 @@ def _epoch_order(n: int, config: TrainConfig, generator: torch.Generator) -> tor
     return order
 
 
+def _check_resumable(last: Path, meta: dict[str, Any], model_config: dict[str, Any],
+                     checkpoint_meta: dict[str, Any]) -> None:
+    """A resumed run must be the same model on the same inputs: else one line naming the first difference.
+
+    The model's `seed` may differ: it only draws the initial weights, which the checkpoint's replace.
+    """
+    saved = meta.get("model_config", {})
+    changed = [key for key in sorted(set(saved) | set(model_config))
+               if key != "seed" and saved.get(key) != model_config.get(key)]
+    if changed:
+        key = changed[0]
+        raise UserInputError(f"{last} was trained with {key}={saved.get(key)!r}, this run has {key}="
+                             f"{model_config.get(key)!r}; resume with the run's own config, or train into a new "
+                             "run directory")
+    for key in ("feature_names", "horizon", "task"):
+        if key in meta and key in checkpoint_meta and meta[key] != checkpoint_meta[key]:
+            raise UserInputError(f"{last} was trained with {key}={meta[key]!r}, this run has {key}="
+                                 f"{checkpoint_meta[key]!r}; resume with the run's own data settings, or train "
+                                 "into a new run directory")
+
+
 def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[Any], config: TrainConfig, *,
         loss_fn: LossFn | None = None, out_dir: str | os.PathLike[str] | None = None,
         checkpoint_meta: dict[str, Any] | None = None, resume: str | os.PathLike[str] | None = None,
@@ -278,6 +299,7 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
         meta = read_meta(last)
         if "train_state" not in meta:
             raise UserInputError(f"{last} is not a resumable checkpoint (no train_state): pass the run's last/")
+        _check_resumable(last, meta, model.config.to_dict(), checkpoint_meta or {})
         model.load_state_dict(load_checkpoint(last)[0].state_dict())
         load_optimizer_state(last, optimizer)
         state.update(meta["train_state"]["state"])
