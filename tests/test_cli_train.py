@@ -168,3 +168,21 @@ def test_resume_continues_an_interrupted_run_and_refuses_another_config(
         err = capsys.readouterr().err.strip()
         assert expected in err and "\n" not in err
     assert (cut / "last" / "model.safetensors").read_bytes() == before
+
+
+def test_candles_of_another_interval_are_refused(run_dir: Path, btc_slice: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # the checkpoint stores its bar step; every fourth hourly candle is a 4-hour series, which the 1-hour model
+    # would read as a quarter of its horizon and features: predict (latest and --all) and backtest refuse it
+    four_hourly = tmp_path / "btc_4h.csv"
+    write_klines(read_klines_frame(btc_slice).iloc[::4], four_hourly)
+    assert json.loads((run_dir / "best" / "checkpoint.json").read_text())["data"]["bar_ms"] == 3_600_000
+    capsys.readouterr()
+    for args in (["predict", "--checkpoint", str(run_dir), "--csv", str(four_hourly)],
+                 ["predict", "--checkpoint", str(run_dir), "--csv", str(four_hourly), "--all", "--out",
+                  str(tmp_path / "p.csv")],
+                 ["backtest", "--checkpoint", str(run_dir), "--csv", str(four_hourly)]):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert "the candles are 4-hour bars" in err and "trained on 1-hour bars" in err and "\n" not in err
+    assert not (tmp_path / "p.csv").exists()

@@ -30,6 +30,7 @@ import torch
 
 from reformer.data import DataLoader, FeatureSpec, PreparedDataset, StandardScaler
 from reformer.data.dataset import WindowDataset
+from reformer.data.windows import bar_step
 from reformer.errors import ConfigError, DataFormatError, UserInputError
 from reformer.model import ReformerConfig, ReformerModel
 from reformer.training import baselines
@@ -206,7 +207,7 @@ def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
             "feature_names": list(prepared.feature_names), "dataset": prepared.config.to_dict(),
             "scaler": None if prepared.scaler is None else prepared.scaler.to_dict(),
             "data": {"first_timestamp": int(stamps[0]), "last_timestamp": int(stamps[-1]), "n_bars": len(frame),
-                     **(source or {})}}
+                     "bar_ms": bar_step(stamps), **(source or {})}}
 
     def val_metrics(end: EpochEnd) -> dict[str, float]:
         score, _ = _outputs_to_scores(end.val_predictions, task, 1.0)
@@ -235,12 +236,31 @@ def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
     return TrainReport(run_dir, result, evaluation, data)
 
 
+def _duration(ms: int) -> str:
+    """Bar step in words: 15-minute, 1-hour, 1-day."""
+    for unit, size in (("day", 86_400_000), ("hour", 3_600_000), ("minute", 60_000)):
+        if ms % size == 0:
+            return f"{ms // size}-{unit}"
+    return f"{ms / 1000:g}-second"
+
+
+def _check_bar_step(checkpoint: str | os.PathLike[str], trained_ms: int, frame: pd.DataFrame) -> None:
+    """Candles of another interval than the training data's (4-hour bars into a 1-hour model) are refused: the
+    model's horizon, features and windows are counted in bars. Checkpoints from before `bar_ms` was stored pass.
+    A tolerance of 1.5x keeps calendar months (28-31 days) one interval."""
+    step = bar_step(frame["timestamp"].to_numpy()) if len(frame) > 1 else 0
+    if trained_ms and step and not trained_ms / 1.5 < step < trained_ms * 1.5:
+        raise UserInputError(f"the candles are {_duration(step)} bars, but {checkpoint} was trained on "
+                             f"{_duration(trained_ms)} bars; give candles of the training interval")
+
+
 def _checkpoint_inputs(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, stride: int = 1
                        ) -> tuple[ReformerModel, dict[str, Any], Any]:
     model, meta = load_checkpoint(checkpoint)
     if meta.get("kind") != "crypto":
         raise DataFormatError(f"{checkpoint} is not a crypto checkpoint (kind={meta.get('kind')!r}); train it with "
                               "`reformer train`")
+    _check_bar_step(checkpoint, int(meta.get("data", {}).get("bar_ms") or 0), frame)
     spec = FeatureSpec.from_dict({**meta["feature_spec"], "allow_missing_turnover": False})
     normalization = meta["dataset"]["normalization"]
     scaler = StandardScaler.from_dict(meta["scaler"]) if meta.get("scaler") else None
