@@ -166,6 +166,10 @@ def test_write_refuses_unknown_suffix_and_bad_rows(tmp_path: Path) -> None:
     with pytest.raises(DataFormatError, match=r"klines to write: row 2, column 'high'"):
         write_klines([*klines, Kline(JAN_2024 + HOUR, 1.0, 0.1, 0.5, 1.5, 4.0, 6.0)], tmp_path / "out.csv")
     assert list(tmp_path.iterdir()) == []
+    folder = tmp_path / "exports.csv"  # a directory, even with a file-like name
+    folder.mkdir()
+    with pytest.raises(UserInputError, match=r"exports\.csv is a directory; name a file in it, e\.g\. .*klines\.csv"):
+        write_klines(klines, folder)
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temp(

@@ -110,10 +110,12 @@ def write_klines(klines: pd.DataFrame | Iterable[Sequence[float]], path: str | o
 
     Raises:
         DataFormatError: an unsupported suffix, or klines that would not read back (see `read_klines_frame`).
-        UserInputError: `.parquet` without pyarrow installed.
+        UserInputError: `path` is a directory, or `.parquet` without pyarrow installed.
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if path.is_dir():
+        raise UserInputError(f"{path} is a directory; name a file in it, e.g. {path / 'klines.csv'}")
     if suffix not in _SUFFIXES:
         raise DataFormatError(
             f"{path}: unsupported suffix {path.suffix!r}; use one of {', '.join(_SUFFIXES)}"
