@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from reformer.data.dataset import WindowDataset
-from reformer.errors import ConfigError
+from reformer.errors import ConfigError, UserInputError
 from reformer.model import ReformerConfig, ReformerModel
 from reformer.training import EpochEnd, TrainConfig, fit, load_checkpoint, lr_at_step
 
@@ -93,6 +93,25 @@ def test_resume_replays_the_uninterrupted_run(tmp_path: Path) -> None:
     for key in ("train_loss", "val_loss", "lr"):
         assert [r[key] for r in resumed.history] == [r[key] for r in full.history]
     assert resumed.best_epoch == full.best_epoch
+    # a finished run has nothing to resume until its epoch limit is raised
+    with pytest.raises(UserInputError, match=r"already trained 4 of its epochs \(limit 4\); raise the epoch limit"):
+        fit(ReformerModel(MODEL), train, val, _config(), out_dir=tmp_path / "cut", resume=tmp_path / "cut",
+            progress=False)
+    longer = fit(ReformerModel(MODEL), train, val, _config(epochs=5), out_dir=tmp_path / "cut",
+                 resume=tmp_path / "cut", progress=False)
+    assert [r["epoch"] for r in longer.history] == [1, 2, 3, 4, 5]
+
+
+def test_resume_of_an_early_stopped_run_asks_for_more_patience(tmp_path: Path) -> None:
+    train, val = _datasets(val_sign=-1.0)  # validation gets worse as training learns: stops after 1 bad epoch
+    stopped = fit(ReformerModel(MODEL), train, val, _config(patience=1), out_dir=tmp_path, progress=False)
+    assert stopped.stopped_early
+    with pytest.raises(UserInputError, match=r"stopped early .* raise the patience to train on"):
+        fit(ReformerModel(MODEL), train, val, _config(patience=1), out_dir=tmp_path, resume=tmp_path,
+            progress=False)
+    more = fit(ReformerModel(MODEL), train, val, _config(patience=3), out_dir=tmp_path, resume=tmp_path,
+               progress=False)
+    assert len(more.history) > len(stopped.history)
 
 
 def test_lr_schedule_warms_up_then_decays() -> None:

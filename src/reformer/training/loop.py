@@ -304,6 +304,12 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
         load_optimizer_state(last, optimizer)
         state.update(meta["train_state"]["state"])
         history = list(meta["train_state"]["history"])
+        if int(state["epoch"]) >= config.epochs:
+            raise UserInputError(f"{last}: the run already trained {int(state['epoch'])} of its epochs (limit "
+                                 f"{config.epochs}); raise the epoch limit (--epochs) to train on")
+        if config.patience and int(state["bad_epochs"]) >= config.patience:
+            raise UserInputError(f"{last}: the run stopped early (no better validation loss in its last "
+                                 f"{int(state['bad_epochs'])} epochs); raise the patience to train on")
         if run_dir is not None and (run_dir / "best").is_dir():
             best_weights = {k: v.to(device) for k, v in load_checkpoint(run_dir / "best")[0].state_dict().items()}
 
