@@ -52,3 +52,48 @@ def test_walk_forward_feeds_run_backtest(market: pd.DataFrame) -> None:
     predictor = _predictor("rolling")
     result = run_backtest(predictor, market, BacktestConfig(commission=0.00055))
     assert result.equity.notna().all() and len(predictor.folds) >= 3
+
+
+@pytest.mark.filterwarnings("ignore:1 gap\\(s\\) in the candles")
+def test_each_fold_scales_by_its_training_windows_only_and_skips_targets_over_gaps(market: pd.DataFrame) -> None:
+    from reformer.training import walkforward
+
+    # candles 700-709 missing: a target across the hole would be a 16-bar return called a 6-bar one
+    holed = market.drop(index=range(700, 710)).reset_index(drop=True)
+    predictor = _predictor("rolling")
+    fitted: list[tuple[np.ndarray, np.ndarray]] = []
+    real_fit = walkforward.fit
+
+    def spy(model, train, val, config, **kwargs):  # type: ignore[no-untyped-def]
+        fitted.append((train.idx.copy(), val.idx.copy()))
+        return real_fit(model, train, val, config, **kwargs)
+
+    walkforward.fit = spy
+    try:
+        predictor.predict_series(holed)
+    finally:
+        walkforward.fit = real_fit
+    times = holed["timestamp"].to_numpy()
+    from reformer.data import DataLoader
+
+    ends = DataLoader().prepare_inputs(holed, 32, normalization="none").end_bars
+    for (train_idx, val_idx), fold in zip(fitted, predictor.folds, strict=True):
+        for idx in (train_idx, val_idx):
+            span = times[ends[idx] + 6] - times[ends[idx]]
+            assert (span == 6 * 3_600_000).all()  # every target is a true 6-hour return
+        # the scaler's bars are the training windows' (the record says which), not the embargo or validation
+        assert fold.train_last_bar == ends[train_idx[-1]] and fold.val_last_bar == ends[val_idx[-1]]
+        assert fold.train_last_bar + 6 < ends[val_idx[0]]
+        assert fold.target_known_bar == fold.val_last_bar + 6 <= fold.predict_first_bar
+
+
+def test_window_bars_are_each_bar_of_the_windows_once() -> None:
+    import torch
+
+    from reformer.training.walkforward import _window_bars
+
+    bars = torch.arange(20.0).view(20, 1)  # bar i has the value i
+    ends = np.array([3, 4, 5, 9, 10])  # windows of 4 bars; a jump between 5 and 9
+    windows = torch.stack([bars[e - 3: e + 1] for e in ends])  # (5, 4, 1)
+    got = _window_bars(windows, ends, np.array([0, 1, 3, 4]))[:, 0].tolist()
+    assert got == [0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 7.0, 8.0, 9.0, 10.0]  # 5 only in the window left out

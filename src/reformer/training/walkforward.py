@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from ..data.dataset import DataLoader, klines_to_frame
 from ..data.features import FeatureSpec
 from ..data.scaling import StandardScaler
+from ..data.windows import bar_runs
 from ..errors import ConfigError, UserInputError
 from ..model import ReformerConfig, ReformerModel
 from .loop import TrainConfig, fit, predict_dataset
@@ -62,9 +63,11 @@ class FoldRecord:
 
     train_first_bar: int
     train_last_bar: int
-    """Last bar of the last training window."""
+    """Last bar of the last training window (the scaler is fitted on bars train_first_bar..train_last_bar)."""
+    val_last_bar: int
+    """Last bar of the last early-stopping window (after an embargo of `horizon` windows)."""
     target_known_bar: int
-    """Bar at whose close the last training target was known (train_last_bar + horizon)."""
+    """Bar at whose close the last target the fold used (a validation one) was known (val_last_bar + horizon)."""
     predict_first_bar: int
     predict_last_bar: int
     best_val_loss: float
@@ -118,6 +121,9 @@ class WalkForwardPredictor:
         forward = np.zeros(len(ends))
         forward[known] = np.log(close[ends[known] + horizon] / close[ends[known]])
         targets = torch.from_numpy(forward.astype(np.float32))
+        # a target over missing candles is not an h-bar return: such windows never train (`windows.bar_runs`)
+        runs = bar_runs(frame["timestamp"].to_numpy())
+        self._trainable = known & (runs[ends] == runs[np.minimum(ends + horizon, len(close) - 1)])
         config = self.model_config.replace(n_features=features.shape[-1])
         first = self.walk.train_windows + horizon  # first window index whose training set is complete
         if first >= len(ends):
@@ -143,18 +149,29 @@ class WalkForwardPredictor:
         n_val = max(1, round((last_train - first_train + 1) * self.walk.val_fraction))
         val_idx = np.arange(last_train - n_val + 1, last_train + 1)
         train_idx = np.arange(first_train, val_idx[0] - horizon)  # embargo: train targets end before val starts
-        if len(train_idx) < 1:
-            raise UserInputError("a walk-forward fold has no training windows: raise train_windows")
-        # every training bar once: the first window, then the last row of each later window
-        bars = torch.cat([features[first_train], features[first_train + 1: last_train + 1, -1]])  # (l + w - 1, f)
-        scaler = StandardScaler().fit(bars.double().numpy())  # this fold's training bars only
+        train_idx, val_idx = train_idx[self._trainable[train_idx]], val_idx[self._trainable[val_idx]]
+        if len(train_idx) < 1 or len(val_idx) < 1:
+            raise UserInputError("a walk-forward fold has no training or no validation windows (too few, or all "
+                                 "over gaps): raise train_windows or fill the gaps")
+        scaler = StandardScaler().fit(_window_bars(features, ends, train_idx).double().numpy())
         mean, std = torch.from_numpy(scaler.mean).float(), torch.from_numpy(scaler.std).float()
         model = ReformerModel(config)
         result = fit(model, _Windows(features, targets, train_idx, mean, std),
                      _Windows(features, targets, val_idx, mean, std), self.train_config, progress=self.progress)
         preds, _ = predict_dataset(model, _Windows(features, targets, np.arange(start, stop), mean, std))
-        record = FoldRecord(train_first_bar=int(ends[first_train]) - config.seq_len + 1,
-                            train_last_bar=int(ends[last_train]), target_known_bar=int(ends[last_train]) + horizon,
+        record = FoldRecord(train_first_bar=int(ends[train_idx[0]]) - config.seq_len + 1,
+                            train_last_bar=int(ends[train_idx[-1]]), val_last_bar=int(ends[val_idx[-1]]),
+                            target_known_bar=int(ends[val_idx[-1]]) + horizon,
                             predict_first_bar=int(ends[start]), predict_last_bar=int(ends[stop - 1]),
                             best_val_loss=float(result.best_val_loss))
         return preds[:, 0].double().numpy(), record
+
+
+def _window_bars(features: torch.Tensor, ends: np.ndarray, idx: np.ndarray) -> torch.Tensor:
+    """Every bar that the windows `idx` hold, once: (n, l, f) windows -> (bars, f) rows, for the fold's scaler
+    (the training windows only: not the embargo, not the early-stopping windows)."""
+    seq_len = features.shape[1]
+    bars = (ends[idx][:, None] - seq_len + 1 + np.arange(seq_len)).reshape(-1)  # (n * l,) bar of each row
+    _, first = np.unique(bars, return_index=True)
+    rows = torch.from_numpy(first)
+    return features[torch.from_numpy(idx)].reshape(-1, features.shape[-1])[rows]  # (bars, f)
