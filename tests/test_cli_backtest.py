@@ -112,3 +112,31 @@ def test_a_missing_checkpoint_is_named_first(tmp_path: Path) -> None:
     bad_klines.write_text("a,b\n1,2\n")
     proc = _run("--csv", str(bad_klines), "--checkpoint", str(tmp_path / "nowhere"))
     assert proc.returncode == 2 and "nowhere does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_positions_outside_start_end_carry_in_or_drop_like_predictions(klines_csv: Path, tmp_path: Path) -> None:
+    # a position set before --start holds into the range (it fills at the range's second open); rows after --end
+    # are dropped; before, the first row was refused as "not a bar of the klines"
+    bars = pd.read_csv(klines_csv)["timestamp"]
+    pos_csv = tmp_path / "pos.csv"
+    pd.DataFrame({"timestamp": [bars.iloc[0], bars.iloc[600], bars.iloc[1400]],
+                  "position": [1.0, -1.0, 0.0]}).to_csv(pos_csv, index=False)
+    same_csv = tmp_path / "same.csv"  # what the range should see
+    pd.DataFrame({"timestamp": [bars.iloc[500], bars.iloc[600]], "position": [1.0, -1.0]}).to_csv(same_csv, index=False)
+    ranged = ("--start", str(bars.iloc[500]), "--end", str(bars.iloc[1000]), "--json", "--stop-loss", "0")
+    got, want = _run("--csv", str(klines_csv), "--positions", str(pos_csv), *ranged), \
+        _run("--csv", str(klines_csv), "--positions", str(same_csv), *ranged)
+    assert got.returncode == 0 and want.returncode == 0, got.stderr + want.stderr
+    got_stats, want_stats = json.loads(got.stdout), json.loads(want.stdout)
+    assert got_stats == want_stats and got_stats["n_trades"] >= 1
+    # without --start/--end every row must be a bar: a time off the bars is named, not ignored
+    off = tmp_path / "off.csv"
+    pd.DataFrame({"timestamp": [bars.iloc[0] - 3_600_000], "position": [1.0]}).to_csv(off, index=False)
+    proc = _run("--csv", str(klines_csv), "--positions", str(off))
+    assert proc.returncode == 2 and "line 2: timestamp" in proc.stderr
+
+
+def test_short_threshold_help_says_what_the_config_does() -> None:
+    proc = _run("--help")
+    shown = " ".join(proc.stdout.replace("│", " ").split())
+    assert "Go short below this predicted return" in shown and "minus" not in shown

@@ -141,6 +141,34 @@ def test_gap_through_the_stop_fills_at_the_open() -> None:
     assert trade["pnl"] == pytest.approx(100 * (95 - 100)) and result.ambiguous_bars == 0
 
 
+def test_a_signal_adding_at_a_gapped_open_cannot_hide_the_stop() -> None:
+    # long 10 % from 100 with a 5 % stop (95); bar 2 opens at 90, through the stop, and the signal of bar 1's
+    # close raises the target to 100 %: the stop fills first, at the open, then the new target enters there
+    bars = make_bars([(100, 100, 100, 100), (100, 100, 100, 100), (90, 91, 89, 91), (91, 91, 91, 91)])
+    config = BacktestConfig(initial_capital=1000.0, position_size=1.0, stop_loss=0.05, take_profit=0.0,
+                            commission=0.0)
+    for targets in ([0.1, 0.1], [0.1, 1.0]):
+        result = backtest_positions(pd.Series(targets, index=bars.index[:2]), bars, config)
+        first = result.trades.iloc[0]
+        assert (first["entry_price"], first["exit_price"], first["exit_reason"]) == (100.0, 90.0, "stop_loss")
+        assert first["pnl"] == pytest.approx(-10.0)
+    assert len(result.trades) == 2 and result.trades.iloc[1]["entry_price"] == 90.0  # the new target's entry
+    assert result.final_equity == pytest.approx(990.0 * 91 / 90)
+
+
+def test_an_exit_at_the_open_leaves_the_bar_unexposed_whatever_its_reason() -> None:
+    config = BacktestConfig(position_size=1.0, stop_loss=0.05, take_profit=0.0, commission=0.0)
+
+    def run(open_2: float, targets: list[float]):  # type: ignore[no-untyped-def]
+        bars = make_bars([(100, 100, 100, 100), (100, 100, 100, 100), (open_2,) * 4, (open_2,) * 4])
+        return backtest_positions(pd.Series(targets, index=bars.index[:2]), bars, config)
+
+    by_signal = run(96.0, [1.0, 0.0])  # the stop (95) holds; the signal exits at bar 2's open
+    by_stop = run(90.0, [1.0, 1.0])  # bar 2 opens through the stop
+    assert by_signal.trades.iloc[0]["exit_reason"] == "signal" and by_stop.trades.iloc[0]["exit_reason"] == "stop_loss"
+    assert by_signal.exposure == by_stop.exposure == 0.25  # bar 1 only
+
+
 def test_gap_through_the_target_fills_at_the_better_open() -> None:
     bars = make_bars([(100, 100, 100, 100), (100, 101, 99.5, 100), (110, 111, 109, 110)])
     config = BacktestConfig(position_size=1.0, commission=0.0, slippage=0.01, stop_loss=0.5, take_profit=0.04)

@@ -33,6 +33,17 @@ def test_epoch_ms_column_and_kline_lists_give_the_same_result() -> None:
     pd.testing.assert_series_equal(by_ms, expected)
 
 
+@pytest.mark.parametrize("unit", ["ns", "us", "ms"])
+def test_a_datetime_timestamp_column_is_read_as_times(unit: str) -> None:
+    # int64 of a datetime column is its native unit, not ms: read as ms it put hourly bars in year 55969 and made
+    # the annualisation factor 8.76 instead of 8,760
+    frame = BARS.reset_index(drop=True).assign(timestamp=TIMES.as_unit(unit).tz_localize(None))
+    result = backtest_positions(pd.Series([1.0], index=TIMES[:1]), frame, CONFIG)
+    expected = backtest_positions(pd.Series([1.0], index=TIMES[:1]), BARS, CONFIG)
+    assert result.periods_per_year == expected.periods_per_year == 8_760.0
+    assert result.start == expected.start and result.sharpe_ratio == expected.sharpe_ratio
+
+
 def test_sparse_positions_hold_until_the_next_row_and_are_flat_before() -> None:
     result = backtest_positions(pd.Series([1.0, 0.0], index=[TIMES[2], TIMES[4]]), BARS, CONFIG)
     held = result.positions.to_numpy()

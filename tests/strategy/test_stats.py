@@ -58,6 +58,19 @@ def test_drawdown_duration_unrecovered_runs_to_the_last_bar() -> None:
 def test_annualized_return_compounds_over_years() -> None:
     assert annualized_return(0.21, 730, 365) == pytest.approx(0.1)
     assert annualized_return(-1.5, 10, 365) == -1.0
+    # a 5 % gain over two 1-minute bars compounds past float range: inf, not OverflowError (it crashed the CLI)
+    assert annualized_return(0.05, 2, 525_600.0) == math.inf
+    assert annualized_return(0.01, 8_760, 8_760.0) == pytest.approx(0.01)
+
+
+def test_a_short_minute_backtest_reports_an_infinite_cagr_instead_of_crashing() -> None:
+    from reformer.strategy import BacktestConfig, backtest_positions
+
+    times = pd.date_range("2024-01-01", periods=3, freq="1min", tz="UTC")
+    bars = pd.DataFrame({"open": [100, 100, 105.0], "high": [100, 106, 106.0], "low": [100, 99, 104.0],
+                         "close": [100, 105, 105.0]}, index=times)
+    result = backtest_positions(pd.Series([1.0], index=times[:1]), bars, BacktestConfig(position_size=1.0))
+    assert result.annualized_return == math.inf and result.total_return > 0
 
 
 def test_result_statistics_are_consistent_with_its_equity() -> None:

@@ -99,7 +99,8 @@ def backtest(
     allow_short: Annotated[bool, typer.Option(help="Allow short positions.")] = True,
     funding: Annotated[bool, typer.Option(help="Apply --funding-csv rates.")] = True,
     long_threshold: Annotated[float, typer.Option(help="Go long above this predicted return.")] = 0.0,
-    short_threshold: Annotated[float, typer.Option(help="Go short below minus this predicted return.")] = 0.0,
+    short_threshold: Annotated[float, typer.Option(help="Go short below this predicted return (at most "
+                                                        "--long-threshold).")] = 0.0,
     vol_target: Annotated[float | None, typer.Option(help="Volatility target for position scaling.")] = None,
     vol_window: Annotated[int, typer.Option(help="Bars of realised volatility for scaling.")] = 24,
 ) -> None:
@@ -131,7 +132,7 @@ def backtest(
         rates = read_funding_csv(funding_csv)
     console = Console(width=120, stderr=as_json)
     if positions is not None:
-        targets = read_positions_csv(positions)
+        targets = _within(read_positions_csv(positions), bar_times, first is not None, last is not None)
         check_bar_times(positions, targets.index, bar_times)
         result = backtest_positions(targets, frame, config, funding_rates=rates)
     else:
@@ -155,6 +156,24 @@ def backtest(
         print(json.dumps(result.to_dict()))
     else:
         console.print(_stats_table(result, _buy_and_hold(frame, bar_times, initial_capital)))
+
+
+def _within(targets: pd.Series, bars: pd.DatetimeIndex, cut_start: bool, cut_end: bool) -> pd.Series:
+    """Positions restricted to the bars --start/--end chose: the last position set before the first bar carries
+    in at that bar (it holds until the next row), rows after the last bar are dropped. Without --start/--end every
+    row must be a bar (a wrong time unit is named rather than ignored)."""
+    import pandas as pd
+
+    if cut_end:
+        targets = targets[targets.index <= bars[-1]]
+    if cut_start:
+        before = targets.index < bars[0]
+        if before.any() and bars[0] not in targets.index:
+            carried = pd.Series([targets[before].iloc[-1]], index=bars[:1], name=targets.name)
+            targets = pd.concat([carried, targets[~before]])
+        else:
+            targets = targets[~before]
+    return targets
 
 
 def register(app: typer.Typer) -> None:

@@ -27,7 +27,7 @@ def to_bar_frame(klines: Any) -> pd.DataFrame:
     """Normalise klines to a frame indexed by UTC bar open time with float open/high/low/close columns.
 
     Args:
-        klines: a DataFrame with a `timestamp` column (epoch milliseconds) or a DatetimeIndex, and columns
+        klines: a DataFrame with a `timestamp` column (epoch milliseconds, or datetimes) or a DatetimeIndex, and columns
             open, high, low, close (others, e.g. volume, are kept); or a sequence of `Kline`.
 
     Returns:
@@ -50,7 +50,12 @@ def to_bar_frame(klines: Any) -> pd.DataFrame:
     if missing:
         raise DataFormatError(f"klines lack the column(s) {missing}: open, high, low and close are required")
     if "timestamp" in frame.columns:
-        frame.index = pd.DatetimeIndex(pd.to_datetime(frame.pop("timestamp").astype("int64"), unit="ms", utc=True))
+        stamps = frame.pop("timestamp")
+        if pd.api.types.is_datetime64_any_dtype(stamps):  # datetimes as they are (naive = UTC); int64 would be
+            times = pd.to_datetime(stamps, utc=True)  # their native unit (us or ns), read as ms: year 55969
+        else:
+            times = pd.to_datetime(stamps.astype("int64"), unit="ms", utc=True)
+        frame.index = pd.DatetimeIndex(times)
     elif isinstance(frame.index, pd.DatetimeIndex):
         frame.index = frame.index.tz_localize("UTC") if frame.index.tz is None else frame.index.tz_convert("UTC")
     else:

@@ -10,9 +10,12 @@ Fill rules (OHLC bars carry no path, so every assumption leans against the strat
   buys or sells only the difference.
 * Stops and targets: levels are fractions of the trade's average entry fill price. They are checked in every bar
   the position is held, the entry bar included (the entry fills at the open, before the bar's range). A gap
-  through a level at the open fills at the open. When both the stop and the target lie inside one bar the stop
-  is assumed first and the bar is counted in `ambiguous_bars`. After a stop or target exit the strategy stays
-  flat until the target position changes (re-entry only on a new signal).
+  through a level of the position carried into a bar fills at the open, before that open's signal fill (so a
+  signal that adds to the position cannot hide a stop the open went through). When both the stop and the target
+  lie inside one bar the stop is assumed first and the bar is counted in `ambiguous_bars`. After a stop or target
+  exit the strategy stays flat until the target position changes (re-entry only on a new signal).
+* Exposure: a bar counts as exposed when a position is held after its open's fills (an exit at the open, by
+  signal or by a gap through a level, leaves the bar unexposed).
 * Costs: commission on the notional of every fill; slippage moves market and stop fills against the trader;
   a take-profit is a limit order and fills at its level (or the better open) without slippage.
 * Funding: a rate at a bar's open time is paid on the position carried into that bar, marked at the open,
@@ -162,6 +165,14 @@ def simulate(bars: pd.DataFrame, targets: np.ndarray, config: BacktestConfig,
             trade.funding += payment
             trade.cash_flow -= payment
 
+        if units != 0.0:  # the position carried into the bar: a gap through its levels fills first, at the open
+            long = units > 0
+            side = 1 if long else -1
+            if (price_open <= stop_level) if long else (price_open >= stop_level):
+                close_all(price_open * (1 - side * slippage), i, "stop_loss")
+            elif (price_open >= target_level) if long else (price_open <= target_level):
+                close_all(price_open, i, "take_profit")
+
         desired = wanted[i - 1] if i > 0 else 0.0
         if desired != applied:
             applied = desired
@@ -178,23 +189,17 @@ def simulate(bars: pd.DataFrame, targets: np.ndarray, config: BacktestConfig,
                 fill(notional / price - units, price)
                 set_levels()
 
-        if units != 0.0:
+        if units != 0.0:  # held through the bar (levels of a fill at this open lie beyond the open)
             exposed[i] = True
             long = units > 0
             side = 1 if long else -1
-            # gap at the open: the first price of the bar is already through a level
-            if (price_open <= stop_level) if long else (price_open >= stop_level):
-                close_all(price_open * (1 - side * slippage), i, "stop_loss")
-            elif (price_open >= target_level) if long else (price_open <= target_level):
-                close_all(price_open, i, "take_profit")
-            else:
-                hit_stop = (lows[i] <= stop_level) if long else (highs[i] >= stop_level)
-                hit_target = (highs[i] >= target_level) if long else (lows[i] <= target_level)
-                if hit_stop:
-                    ambiguous += hit_target  # both inside the bar: pessimistically, the stop came first
-                    close_all(stop_level * (1 - side * slippage), i, "stop_loss")
-                elif hit_target:
-                    close_all(target_level, i, "take_profit")
+            hit_stop = (lows[i] <= stop_level) if long else (highs[i] >= stop_level)
+            hit_target = (highs[i] >= target_level) if long else (lows[i] <= target_level)
+            if hit_stop:
+                ambiguous += hit_target  # both inside the bar: pessimistically, the stop came first
+                close_all(stop_level * (1 - side * slippage), i, "stop_loss")
+            elif hit_target:
+                close_all(target_level, i, "take_profit")
 
         if units != 0.0 and fund_inside[i] != 0.0:
             assert trade is not None

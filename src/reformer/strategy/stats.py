@@ -48,11 +48,15 @@ def simple_returns(equity: pd.Series) -> pd.Series:
 
 
 def annualized_return(total_return: float, n_periods: int, periods: float) -> float:
-    """CAGR: (1 + total_return) ** (periods / n_periods) - 1, with years = n_periods / periods; -1 if ruined."""
+    """CAGR: (1 + total_return) ** (periods / n_periods) - 1, with years = n_periods / periods; -1 if ruined, inf
+    past float range (a 5 % gain over two 1-minute bars compounds to ~1e22000 a year)."""
     if n_periods <= 0:
         return math.nan
     growth = 1.0 + total_return
-    return -1.0 if growth <= 0 else growth ** (periods / n_periods) - 1.0
+    if growth <= 0:
+        return -1.0
+    exponent = math.log(growth) * periods / n_periods  # as a log: a few minute bars compound past 1e308
+    return math.inf if exponent > 709.0 else math.expm1(exponent)
 
 
 def sharpe_ratio(returns: pd.Series, periods: float) -> float:
