@@ -51,6 +51,21 @@ def test_klines_list_equals_frame(candles: pd.DataFrame, prepared: PreparedDatas
     assert from_list.feature_names == prepared.feature_names
 
 
+@pytest.mark.parametrize("form", ["start_time", "datetime column", "DatetimeIndex"])
+def test_other_time_forms_give_the_same_dataset(candles: pd.DataFrame, prepared: PreparedDataset, form: str) -> None:
+    # a datetime column's int64 is its own unit (us or ns): read as ms it moved every bar ~55,000 years ahead
+    if form == "start_time":
+        frame = candles.rename(columns={"timestamp": "start_time"})
+    elif form == "datetime column":
+        frame = candles.assign(timestamp=pd.to_datetime(candles["timestamp"], unit="ms"))
+    else:
+        frame = candles.set_index(pd.to_datetime(candles["timestamp"], unit="ms", utc=True)).drop(columns="timestamp")
+    assert klines_to_frame(frame)["timestamp"].tolist() == candles["timestamp"].tolist()
+    other = DataLoader().prepare_dataset(frame, SEQ_LEN, HORIZON)
+    torch.testing.assert_close(other.features, prepared.features, rtol=0, atol=0)
+    assert np.array_equal(other.timestamps, prepared.timestamps)
+
+
 @pytest.mark.parametrize("normalization", ["train", "window", "none"])
 def test_windows_are_causal(candles: pd.DataFrame, normalization: str) -> None:
     loader = DataLoader()

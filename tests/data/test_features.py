@@ -53,6 +53,17 @@ def test_warmups_are_exactly_the_leading_nans(btc: pd.DataFrame) -> None:
     assert spec.warmups()["rsi_14"] == 95 and spec.warmups()["macd_signal"] == 121
 
 
+@pytest.mark.parametrize("window", ["rsi_window", "atr_window", "macd_signal", "macd_fast"])
+def test_windows_of_one_bar_are_valid_and_their_warmups_exact(btc: pd.DataFrame, window: str) -> None:
+    # a recursion with weight 1 on the new value keeps no memory: no settling bars (it raised a math domain
+    # ValueError, for a value the validation accepts)
+    spec = FeatureSpec(**{window: 1})
+    features = compute_features(btc.iloc[:600], spec)
+    for name, warm in spec.warmups().items():
+        column = features[name].to_numpy()
+        assert np.isnan(column[:warm]).all() and np.isfinite(column[warm:]).all(), name
+
+
 def test_recursive_features_barely_depend_on_the_series_start(btc: pd.DataFrame) -> None:
     spec = FeatureSpec()
     full = compute_features(btc, spec).iloc[1000 + spec.warmup:].reset_index(drop=True)

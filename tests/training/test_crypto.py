@@ -114,6 +114,21 @@ def test_predict_all_latest_and_evaluate_agree(report: TrainReport, frame: pd.Da
     assert abs(low_latest.predicted_return - table["prediction"].iloc[-1]) < 0.1 * spread + 1e-9
 
 
+def test_time_forms_that_the_data_loader_takes_are_taken_everywhere(report: TrainReport, frame: pd.DataFrame,
+                                                                   tmp_path: Path) -> None:
+    # train_crypto and the checkpoint readers read frame["timestamp"]: a `start_time` column or a DatetimeIndex,
+    # which DataLoader accepts, ended in KeyError after the data had been prepared
+    indexed = frame.set_index(pd.to_datetime(frame["timestamp"], unit="ms", utc=True)).drop(columns="timestamp")
+    renamed = frame.rename(columns={"timestamp": "start_time"})
+    expected = predict_all(report.run_dir, frame)
+    for other in (indexed, renamed):
+        pd.testing.assert_frame_equal(predict_all(report.run_dir, other), expected)
+    config = TrainConfig(epochs=1, batch_size=32, max_batches_per_epoch=1, patience=0, device="cpu")
+    again = train_crypto(indexed, seq_len=SEQ, horizon=HORIZON, model_overrides=TINY, train_config=config,
+                         out_dir=tmp_path / "indexed", progress=False)
+    assert again.evaluation["data"]["first_timestamp"] == int(frame["timestamp"].iloc[0])
+
+
 def test_missing_turnover_is_a_clear_error(report: TrainReport, frame: pd.DataFrame) -> None:
     with pytest.raises(DataFormatError, match="turnover"):
         predict_all(report.run_dir, frame.drop(columns="turnover"))

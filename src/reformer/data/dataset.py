@@ -187,14 +187,18 @@ def klines_to_frame(klines: Klines) -> pd.DataFrame:
 
     Args:
         klines: list of `Kline` (or 7-tuples in its order), or a DataFrame with `timestamp` (or `start_time`)
-            epoch ms (or a DatetimeIndex of bar open times, as the strategy layer uses), open, high, low, close,
-            volume and optionally turnover.
+            epoch ms or datetimes (or a DatetimeIndex of bar open times, as the strategy layer uses), open, high,
+            low, close, volume and optionally turnover.
 
     Raises:
         DataFormatError: missing columns, non-numeric or NaN values, non-positive prices, unsorted timestamps.
     """
     if isinstance(klines, pd.DataFrame):
         frame = klines.rename(columns={"start_time": "timestamp"})
+        if "timestamp" in frame.columns and pd.api.types.is_datetime64_any_dtype(frame["timestamp"]):
+            # datetimes (naive = UTC) to epoch ms; their int64 would be their own unit (us or ns), not ms
+            times = pd.DatetimeIndex(pd.to_datetime(frame["timestamp"], utc=True))
+            frame = frame.assign(timestamp=times.as_unit("ms").asi8)
         if "timestamp" not in frame.columns and isinstance(frame.index, pd.DatetimeIndex):
             index = frame.index.tz_localize("UTC") if frame.index.tz is None else frame.index.tz_convert("UTC")
             frame = frame.assign(timestamp=index.as_unit("ms").asi8)

@@ -182,8 +182,10 @@ class FeatureSpec:
         return max(self.warmups().values())
 
     def _settle(self, alpha: float) -> int:
+        """Bars until a recursion with weight `alpha` on the new value forgets its seed to `recursive_tolerance`
+        ((1 - alpha)^k <= tol); alpha = 1 (a window of 1) keeps no memory at all."""
         tol = self.recursive_tolerance
-        return 0 if tol is None else math.ceil(math.log(tol) / math.log(1.0 - alpha))
+        return 0 if tol is None or alpha >= 1.0 else math.ceil(math.log(tol) / math.log(1.0 - alpha))
 
     def _group_columns(self, group: str) -> tuple[str, ...]:
         return tuple(self._group_warmups(group))

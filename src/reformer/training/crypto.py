@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from reformer.data import DataLoader, FeatureSpec, PreparedDataset, StandardScaler
-from reformer.data.dataset import WindowDataset
+from reformer.data.dataset import WindowDataset, klines_to_frame
 from reformer.data.windows import bar_step
 from reformer.errors import ConfigError, DataFormatError, UserInputError
 from reformer.model import ReformerConfig, ReformerModel
@@ -186,6 +186,7 @@ def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
     Raises:
         ConfigError: inconsistent options. UserInputError / DataFormatError: too few or bad candles.
     """
+    frame = klines_to_frame(frame)  # a `start_time` column, datetimes or a DatetimeIndex: as DataLoader takes them
     overrides = dict(model_overrides or {})
     if overrides.get("seq_len", seq_len) != seq_len:
         raise ConfigError(f"model seq_len={overrides['seq_len']} differs from seq_len={seq_len}: set one of them")
@@ -257,6 +258,7 @@ def _check_bar_step(checkpoint: str | os.PathLike[str], trained_ms: int, frame: 
 def _checkpoint_inputs(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, stride: int = 1
                        ) -> tuple[ReformerModel, dict[str, Any], Any]:
     model, meta = load_checkpoint(checkpoint)
+    frame = klines_to_frame(frame)
     if meta.get("kind") != "crypto":
         raise DataFormatError(f"{checkpoint} is not a crypto checkpoint (kind={meta.get('kind')!r}); train it with "
                               "`reformer train`")
