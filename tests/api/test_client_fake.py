@@ -118,6 +118,11 @@ def test_limit_and_bounds(year: list[Kline]) -> None:
             assert await client.get_klines("BTCUSDT", "60", end=mid, limit=4) == week[47:51]
             pages = [page async for page in client.iter_kline_pages("BTCUSDT", "1h", week[0].start_time)]
             assert pages == [week[:-1]]
+            # the latest 5 end at the exchange's now, whatever `end` past it says (a clock ahead of the server,
+            # a time in the future): before, the window was sized from `end` and came back short or empty
+            now = await client.get_server_time()
+            for ahead in (0, 2 * 60_000, HOUR, 6 * HOUR):
+                assert await client.get_klines("BTCUSDT", "60", end=now + ahead, limit=5) == week[-6:-1], ahead
 
     run(scenario())
 

@@ -86,13 +86,17 @@ def test_stream_yields_closed_candles_once_in_order_and_pings(year: list[Kline])
             consumer = Consumer(BybitStream("btcusdt", "1h", client=client, ping_interval=0.05))
             await fake.wait_for_subscribers("BTCUSDT", "60")
             await fake.wait_for_pings(2)
+            requests = None
             for index in range(11, 14):  # one bucket at a time
                 await fake.advance_to(hours[index - 1].start_time + HOUR // 2)  # mid-candle: nothing closes
                 await fake.advance_to(opened(hours[index]))
                 assert await consumer.take(1) == [hours[index - 1]]
+                # REST only on connecting (the server's time, then a back-fill that finds nothing closed yet)
+                requests = fake.count(None) if requests is None else requests
+                assert 0 < requests <= 4
             await fake.advance_to(opened(hours[20]))  # several close in one jump
             assert await consumer.take(7) == hours[13:20]
-            assert consumer.queue.empty() and fake.count(None) == 0  # no REST needed while connected
+            assert consumer.queue.empty() and fake.count(None) == requests  # no REST needed while connected
             await consumer.stop()
 
     run(scenario())
@@ -119,6 +123,32 @@ def test_dropped_websocket_is_back_filled_through_rest(year: list[Kline], fast_s
             assert fake.count() >= 1 and stream.reconnects >= 1
             await fake.advance_to(opened(hours[19]))  # live again
             assert await consumer.take(2) == hours[17:19]
+            assert consumer.queue.empty()
+            await consumer.stop()
+
+    run(scenario())
+
+
+def test_a_drop_before_the_first_candle_closes_is_back_filled(year: list[Kline], fast_sleep: SleepRecorder) -> None:
+    # without `since` nothing had been handed out yet, so there was nothing to back-fill from: the candle open at
+    # connect time and every one closing during the outage were lost
+    hours = year[:60]
+
+    async def scenario() -> None:
+        async with FakeExchange({SERIES: hours}, now_ms=opened(hours[10])) as fake, \
+                BybitClient(fake.base_url, ws_url=fake.ws_url, rate_limit=None, sleep=fast_sleep) as client:
+            stream = BybitStream("BTCUSDT", "60", client=client, reconnect_backoff=(0.01, 0.05))
+            consumer = Consumer(stream)
+            await fake.wait_for_subscribers("BTCUSDT", "60")
+            fake.refuse_ws(True)
+            assert fake.drop_ws_connections() == 1
+            for index in (11, 12):  # candles 10 (open at connect time) and 11 close while the link is down
+                await fake.advance_to(opened(hours[index]))
+            fake.refuse_ws(False)
+            assert await consumer.take(2) == hours[10:12]  # back-filled through REST after reconnecting
+            await fake.wait_for_subscribers("BTCUSDT", "60")
+            await fake.advance_to(opened(hours[13]))  # live again
+            assert await consumer.take(1) == hours[12:13]
             assert consumer.queue.empty()
             await consumer.stop()
 
@@ -161,10 +191,11 @@ def test_a_gap_in_live_pushes_is_back_filled(year: list[Kline]) -> None:
             await fake.wait_for_subscribers("BTCUSDT", "60")
             await fake.advance_to(opened(hours[12]))
             assert await consumer.take(2) == hours[10:12]
+            before = fake.count()  # the back-fill on connecting
             fake.market.now = opened(hours[15])  # the clock jumps without pushing: 12..14 are never sent
             await fake.advance_to(opened(hours[16]))  # only 15's close is pushed
             assert await consumer.take(4) == hours[12:16]
-            assert fake.count() == 1  # one REST page filled the gap
+            assert fake.count() - before == 1  # one REST page filled the gap
             await consumer.stop()
 
     run(scenario())

@@ -184,8 +184,9 @@ class BybitClient:
         """Closed candles, ascending, without duplicates.
 
         Without `start`: the latest `limit` (default 1000) closed candles that start at or before `end`
-        (default: now). With `start`: every closed candle starting in [start, end], or only the first
-        `limit` of them when `limit` is given.
+        (default, and at most: the exchange's now); fewer where the exchange has none (a listing, a gap) in that
+        span. With `start`: every closed candle starting in [start, end], or only the first `limit` of them when
+        `limit` is given.
 
         Args:
             symbol: e.g. "BTCUSDT".
@@ -210,8 +211,10 @@ class BybitClient:
         server_now = None
         if start is None:
             count = limit or KLINE_PAGE
-            if end is None:
-                end = server_now = await self.get_server_time()
+            # the latest candles end at the exchange's now: an `end` past it (a clock ahead of the server, or a
+            # time in the future) would size the window into candles that do not exist yet
+            server_now = await self.get_server_time()
+            end = server_now if end is None else min(end, server_now)
             # One spare bucket covers both the still-open candle and an `end` that is not on a boundary.
             start, limit = max(0, end - (count + 1) * step), None
             tail = count

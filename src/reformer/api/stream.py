@@ -22,7 +22,7 @@ from websockets.exceptions import InvalidHandshake, WebSocketException
 
 from ..errors import BadRequestError, ExchangeUnavailableError, InvalidSymbolError, RetryableExchangeError
 from .client import BybitClient
-from .intervals import interval_ms, parse_interval
+from .intervals import GRID_OFFSET_MS, interval_ms, parse_interval
 from .types import Kline
 
 __all__ = ["BybitStream", "public_ws_url"]
@@ -97,6 +97,14 @@ class BybitStream:
         failures = 0
         while True:
             try:
+                if self._last is None:
+                    # the first connection without `since`: the candle open before connecting is the first
+                    # wanted. Recording that before any candle arrives makes a drop before it closes back-filled
+                    # like any other (with nothing handed out yet there used to be nothing to back-fill from, and
+                    # candles that closed during the outage were lost)
+                    now = await self.client.get_server_time()
+                    offset = GRID_OFFSET_MS.get(self.interval, 0)
+                    self._last = (now - offset) // self.step * self.step + offset - self.step
                 async with connect(self.url, ping_interval=None, open_timeout=10.0, close_timeout=1.0,
                                    compression=None) as ws:
                     await self._subscribe(ws)
@@ -132,9 +140,8 @@ class BybitStream:
         """Back-fill, then follow the live topic until the connection fails."""
         pinger = asyncio.create_task(self._ping(ws))
         try:
-            if self._last is not None:
-                async for kline in self._backfill(None):
-                    yield kline
+            async for kline in self._backfill(None):
+                yield kline
             while True:
                 # Bybit answers each ping, so silence this long means a half-open connection. (Not
                 # asyncio.wait_for: on Python 3.11 cancelling it around websockets' recv() can hang.)
