@@ -99,7 +99,8 @@ def hash_vectors(
     factors = bucket_factors(n_buckets)
     assert u == rotation_columns(n_buckets), "rotations must have rotation_columns(n_buckets) columns"
     # hashing is never differentiated and runs in float32 even under autocast: bfloat16 projections tie often
-    # (8-bit mantissa), and float32 keeps a model's buckets the same whatever the compute dtype
+    # (8-bit mantissa). The vectors hashed are the compute dtype's, though: under bfloat16 autocast `qk` comes
+    # out of a bfloat16 projection, so a few buckets differ from a float32 run (14 of 4,096 in one check)
     rotations = rotations.float()
     buckets = torch.empty(b, h, r, l, dtype=torch.long, device=qk.device)
     # slices of positions keep the (b, h, r, u, positions) projections small: u grows with l when the bucket
