@@ -102,8 +102,14 @@ def test_stream_yields_closed_candles_once_in_order_and_pings(year: list[Kline])
     run(scenario())
 
 
-def test_dropped_websocket_is_back_filled_through_rest(year: list[Kline], fast_sleep: SleepRecorder) -> None:
+@pytest.mark.parametrize("before_drop", [3, 0])
+def test_dropped_websocket_is_back_filled_through_rest(year: list[Kline], fast_sleep: SleepRecorder,
+                                                        before_drop: int) -> None:
+    # before_drop = 0: the link dies before the first candle closes. Without `since` nothing had been handed out
+    # then, so there was nothing to back-fill from: the candle open at connect time and every one closing during
+    # the outage were lost
     hours = year[:60]
+    first_down = 10 + before_drop  # the first candle that closes while the link is down
 
     async def scenario() -> None:
         async with FakeExchange({SERIES: hours}, now_ms=opened(hours[10])) as fake, \
@@ -111,44 +117,21 @@ def test_dropped_websocket_is_back_filled_through_rest(year: list[Kline], fast_s
             stream = BybitStream("BTCUSDT", "60", client=client, reconnect_backoff=(0.01, 0.05))
             consumer = Consumer(stream)
             await fake.wait_for_subscribers("BTCUSDT", "60")
-            await fake.advance_to(opened(hours[13]))
-            assert await consumer.take(3) == hours[10:13]
+            if before_drop:
+                await fake.advance_to(opened(hours[first_down]))
+                assert await consumer.take(before_drop) == hours[10:first_down]
             # The link dies and stays down while four more candles close.
             fake.refuse_ws(True)
             assert fake.drop_ws_connections() == 1
-            for index in range(14, 18):
+            for index in range(first_down + 1, first_down + 5):
                 await fake.advance_to(opened(hours[index]))
             fake.refuse_ws(False)
-            assert await consumer.take(4) == hours[13:17]  # back-filled through REST after reconnecting
+            # back-filled through REST after reconnecting
+            assert await consumer.take(4) == hours[first_down:first_down + 4]
             assert fake.count() >= 1 and stream.reconnects >= 1
-            await fake.advance_to(opened(hours[19]))  # live again
-            assert await consumer.take(2) == hours[17:19]
-            assert consumer.queue.empty()
-            await consumer.stop()
-
-    run(scenario())
-
-
-def test_a_drop_before_the_first_candle_closes_is_back_filled(year: list[Kline], fast_sleep: SleepRecorder) -> None:
-    # without `since` nothing had been handed out yet, so there was nothing to back-fill from: the candle open at
-    # connect time and every one closing during the outage were lost
-    hours = year[:60]
-
-    async def scenario() -> None:
-        async with FakeExchange({SERIES: hours}, now_ms=opened(hours[10])) as fake, \
-                BybitClient(fake.base_url, ws_url=fake.ws_url, rate_limit=None, sleep=fast_sleep) as client:
-            stream = BybitStream("BTCUSDT", "60", client=client, reconnect_backoff=(0.01, 0.05))
-            consumer = Consumer(stream)
             await fake.wait_for_subscribers("BTCUSDT", "60")
-            fake.refuse_ws(True)
-            assert fake.drop_ws_connections() == 1
-            for index in (11, 12):  # candles 10 (open at connect time) and 11 close while the link is down
-                await fake.advance_to(opened(hours[index]))
-            fake.refuse_ws(False)
-            assert await consumer.take(2) == hours[10:12]  # back-filled through REST after reconnecting
-            await fake.wait_for_subscribers("BTCUSDT", "60")
-            await fake.advance_to(opened(hours[13]))  # live again
-            assert await consumer.take(1) == hours[12:13]
+            await fake.advance_to(opened(hours[first_down + 6]))  # live again
+            assert await consumer.take(2) == hours[first_down + 4:first_down + 6]
             assert consumer.queue.empty()
             await consumer.stop()
 
