@@ -111,6 +111,39 @@ def test_time_instruments_funding_and_inverse(fake: FakeExchange, year: list[Kli
     assert (float(inverse[5]), float(inverse[6])) == (year[0].turnover, year[0].volume)
 
 
+def test_tickers_open_interest_and_premium_routes(fake: FakeExchange, year: list[Kline]) -> None:
+    # bybit-v5.md section 14 lists them among the fake's routes; values follow the served candles
+    now = 1_704_076_923_456  # 02:42:03.456: candles 00:00 and 01:00 closed, 02:00 open
+    ticker = get(fake, "/v5/market/tickers", category="linear", symbol="BTCUSDT").json()["result"]["list"][0]
+    seen = year[:3]
+    partial_close = float(ticker["lastPrice"])
+    assert seen[2].low <= partial_close <= seen[2].high or partial_close == seen[2].open
+    assert float(ticker["prevPrice24h"]) == seen[0].open
+    assert float(ticker["highPrice24h"]) >= max(k.high for k in seen[:2])
+    assert float(ticker["volume24h"]) > sum(k.volume for k in seen[:2])  # two closed and a partial one
+    assert ticker["nextFundingTime"] == "1704096000000" and float(ticker["openInterest"]) > 0
+    assert get(fake, "/v5/market/tickers", category="spot").json()["result"]["list"][0]["symbol"] == "BTCUSDT"
+    assert get(fake, "/v5/market/tickers").json()["retCode"] == 10001
+    oi = get(fake, "/v5/market/open-interest", category="linear", symbol="BTCUSDT", intervalTime="1h",
+             limit=2).json()["result"]
+    assert [row["timestamp"] for row in oi["list"]] == [str(now // HOUR * HOUR), str(now // HOUR * HOUR - HOUR)]
+    following = get(fake, "/v5/market/open-interest", category="linear", symbol="BTCUSDT", intervalTime="1h",
+                    limit=2, cursor=oi["nextPageCursor"]).json()["result"]
+    assert [row["timestamp"] for row in following["list"]] == [str(year[0].start_time)]  # back to the listing
+    assert following["nextPageCursor"] == ""
+    assert get(fake, "/v5/market/open-interest", category="linear", symbol="BTCUSDT",
+               intervalTime="2h").json()["retCode"] == 10001
+    premium = get(fake, "/v5/market/premium-index-price-kline", symbol="BTCUSDT", interval="60", limit=1)
+    assert premium.json()["result"]["list"][0][1:] == ["0", "0", "0", "0"]
+
+
+def test_numbers_are_plain_decimals_as_bybit_writes_them() -> None:
+    from reformer.api._fake_market import fmt
+
+    assert [fmt(v) for v in (-5e-05, 42000.0, 0.1, 1e-07, 123456789.125)] == \
+        ["-0.00005", "42000", "0.1", "0.0000001", "123456789.125"]
+
+
 def test_sync_client_against_a_threaded_fake(fake: FakeExchange, year: list[Kline]) -> None:
     with SyncBybitClient(fake.base_url, rate_limit=None) as client:
         assert client.get_server_time() == fake.now_ms

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from ..errors import UserInputError
@@ -23,6 +25,10 @@ from .types import Kline
 SeriesKey = tuple[str, str, str]  # (category, symbol, interval)
 KLINE_CATEGORIES = ("spot", "linear", "inverse")
 FUNDING_EVERY_MS = 8 * 3_600_000
+_HOUR_MS = 3_600_000
+_DAY_MS = 24 * _HOUR_MS
+_OI_INTERVALS = {"5min": 300_000, "15min": 900_000, "30min": 1_800_000, "1h": _HOUR_MS, "4h": 4 * _HOUR_MS,
+                 "1d": _DAY_MS}
 Answer = tuple[int, dict[str, str], bytes]  # HTTP status, extra headers, body
 
 
@@ -43,9 +49,10 @@ class Series:
 
 
 def fmt(value: float) -> str:
-    """A number as Bybit writes it: shortest round-trip text, no trailing '.0'."""
-    text = repr(float(value))
-    return text[:-2] if text.endswith(".0") else text
+    """A number as Bybit writes it: the shortest round-trip digits in plain decimal notation (never "5e-05"), no
+    trailing '.0'."""
+    text = format(Decimal(repr(float(value))), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def partial(kline: Kline, step: int, now: int) -> Kline:
@@ -124,8 +131,11 @@ class Market:
             "/v5/market/kline": self._kline,
             "/v5/market/mark-price-kline": self._price_kline,
             "/v5/market/index-price-kline": self._price_kline,
+            "/v5/market/premium-index-price-kline": self._premium_kline,
             "/v5/market/instruments-info": self._instruments,
+            "/v5/market/tickers": self._tickers,
             "/v5/market/funding/history": self._funding_history,
+            "/v5/market/open-interest": self._open_interest,
         }.get(path)
         if route is None:
             return 404, {"Content-Type": "text/plain"}, b"Not Found"
@@ -187,6 +197,86 @@ class Market:
         category, symbol, rows = self._select_klines(params)
         listed = [[str(k.start_time), fmt(k.open), fmt(k.high), fmt(k.low), fmt(k.close)] for k in reversed(rows)]
         return self.envelope({"category": category, "symbol": symbol, "list": listed})
+
+    def _premium_kline(self, params: Mapping[str, str]) -> Answer:
+        # linear only; the fake's perpetuals trade at their index, so the premium is 0
+        if params.get("category", "linear") != "linear":
+            raise _ParamError("params error: category must be linear")
+        category, symbol, rows = self._select_klines(params)
+        listed = [[str(k.start_time), "0", "0", "0", "0"] for k in reversed(rows)]
+        return self.envelope({"category": category, "symbol": symbol, "list": listed})
+
+    def _tickers(self, params: Mapping[str, str]) -> Answer:
+        """24-hour statistics from the finest loaded series, at the fake's `now` (the open candle partial)."""
+        category = params.get("category", "")
+        if category not in KLINE_CATEGORIES:
+            raise _ParamError("params error: category is required (spot, linear or inverse)")
+        wanted = params.get("symbol")
+        if wanted is not None and wanted not in self.symbols(category):
+            raise _ParamError("Not supported symbols")
+        items = [self._ticker(category, s) for s in self.symbols(category) if wanted in (None, s)]
+        return self.envelope({"category": category, "list": items})
+
+    def _ticker(self, category: str, symbol: str) -> dict[str, Any]:
+        key = min((k for k in self.series if k[:2] == (category, symbol)), key=lambda k: self.series[k].step)
+        day = self.visible(key, self.now - _DAY_MS, self.now)
+        hour = self.visible(key, self.now - _HOUR_MS, self.now)
+        last = day[-1].close if day else self.series[key].klines[0].open
+        tick = 0.01 if category == "spot" else 0.1
+        item: dict[str, Any] = {
+            "symbol": symbol, "lastPrice": fmt(last), "bid1Price": fmt(round(last - tick, 2)), "bid1Size": "1",
+            "ask1Price": fmt(round(last + tick, 2)), "ask1Size": "1",
+            "prevPrice24h": fmt(day[0].open if day else last),
+            "price24hPcnt": fmt(round(last / day[0].open - 1.0, 4) if day else 0.0),
+            "highPrice24h": fmt(max((k.high for k in day), default=last)),
+            "lowPrice24h": fmt(min((k.low for k in day), default=last)),
+            "volume24h": fmt(round(sum(k.volume for k in day), 6)),
+            "turnover24h": fmt(round(sum(k.turnover for k in day), 6)),
+        }
+        if category == "spot":
+            return {**item, "usdIndexPrice": fmt(last)}
+        rates = [r for r in self.funding(category, symbol) if r.time_ms <= self.now]
+        oi = self._oi_at(category, symbol, self.now)
+        return {**item, "indexPrice": fmt(last), "markPrice": fmt(last),
+                "prevPrice1h": fmt(hour[0].open if hour else last), "openInterest": fmt(oi),
+                "openInterestValue": fmt(round(oi * last, 2)), "fundingRate": fmt(rates[-1].rate if rates else 0.0),
+                "nextFundingTime": str((self.now // FUNDING_EVERY_MS + 1) * FUNDING_EVERY_MS),
+                "fundingIntervalHour": "8", "predictedDeliveryPrice": "", "basisRate": "", "basis": "",
+                "deliveryFeeRate": "", "deliveryTime": "0"}
+
+    def _oi_at(self, category: str, symbol: str, time_ms: int) -> float:
+        """A deterministic open interest: a day's mean volume of the series, swinging +-10 % over a week."""
+        key = min((k for k in self.series if k[:2] == (category, symbol)), key=lambda k: self.series[k].step)
+        series = self.series[key]
+        day_volume = sum(k.volume for k in series.klines) / len(series.klines) * (_DAY_MS / series.step)
+        return round(day_volume * (1.0 + 0.1 * math.sin(2 * math.pi * time_ms / (7 * _DAY_MS))), 3)
+
+    def _open_interest(self, params: Mapping[str, str]) -> Answer:
+        category, symbol = params.get("category", ""), params.get("symbol", "")
+        if category not in ("linear", "inverse"):
+            raise _ParamError("params error: category must be linear or inverse")
+        if not symbol:
+            raise _ParamError("params error: symbol is required")
+        if symbol not in self.symbols(category):
+            raise _ParamError("Not supported symbols")
+        step = _OI_INTERVALS.get(params.get("intervalTime", ""))
+        if step is None:
+            raise _ParamError(f"params error: intervalTime must be one of {', '.join(_OI_INTERVALS)}")
+        try:
+            limit = int(params.get("limit", "50"))
+            start = int(params.get("startTime") or self.launch_time(category, symbol))
+            end = int(params.get("cursor") or params.get("endTime") or self.now)  # cursor: the next page's end
+        except ValueError:
+            raise _ParamError("params error: limit, startTime, endTime and cursor must be integers") from None
+        if not 1 <= limit <= 200:
+            raise _ParamError("params error: limit must be in [1, 200]")
+        newest = min(end, self.now) // step * step  # newest first, on the intervalTime grid
+        oldest = max(-(-start // step) * step, -(-self.launch_time(category, symbol) // step) * step)
+        times = list(range(newest, oldest - 1, -step))
+        page, rest = times[:limit], times[limit:]
+        listed = [{"openInterest": fmt(self._oi_at(category, symbol, t)), "timestamp": str(t)} for t in page]
+        return self.envelope({"category": category, "symbol": symbol, "list": listed,
+                              "nextPageCursor": str(rest[0]) if rest else ""})
 
     def _instruments(self, params: Mapping[str, str]) -> Answer:
         category = params.get("category", "")
