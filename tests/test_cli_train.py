@@ -47,6 +47,9 @@ def test_train_json_and_run_directory(run_dir: Path, capsys: pytest.CaptureFixtu
     assert (run_dir / "best" / "checkpoint.json").is_file() and (run_dir / "metrics.csv").is_file()
     meta = json.loads((run_dir / "best" / "checkpoint.json").read_text())
     assert meta["data"]["csv"].endswith("btc_slice.csv") and meta["train_config"]["epochs"] == 2
+    # predict's confidence scale (the validation RMSE) is in last/ too, so both give the same confidence
+    last = json.loads((run_dir / "last" / "checkpoint.json").read_text())
+    assert last["val_rmse"] == meta["val_rmse"] > 0
 
 
 def test_predict_all_and_plot(run_dir: Path, btc_slice: Path, tmp_path: Path,
@@ -98,9 +101,30 @@ def test_corrupt_checkpoint_exits_2_with_one_line(run_dir: Path, btc_slice: Path
     assert len(err.splitlines()) == 1 and "model.safetensors" in err
 
 
-def test_missing_series_without_fetch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_series_without_fetch(tmp_path: Path, btc_slice: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--symbol", "BTCUSDT", "--db", str(tmp_path / "empty.db"), "--offline"]) == 2
     assert "reformer fetch" in capsys.readouterr().err
+    # the hint names the category asked for, and a category typo is named even with --csv (where it is unused)
+    assert main(["train", "--symbol", "BTCUSDT", "--category", "spot", "--db", str(tmp_path / "empty.db"),
+                 "--offline"]) == 2
+    assert "--category spot" in capsys.readouterr().err
+    assert main(["train", "--csv", str(btc_slice), "--category", "futures", "--out", str(tmp_path / "r")]) == 2
+    assert "invalid category 'futures'" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_a_classification_checkpoint_says_what_its_latest_number_is(btc_slice: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "cls.toml"
+    config.write_text((REPO / "configs" / "tiny.toml").read_text().replace('task = "regression"',
+                                                                             'task = "classification"'))
+    assert main(["train", "--csv", str(btc_slice), "--config", str(config), "--out", str(tmp_path / "cls"),
+                 "--epochs", "1", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(tmp_path / "cls"), "--csv", str(btc_slice)]) == 0
+    line = capsys.readouterr().out
+    assert "predicted 24-bar p_up - p_down" in line and "log return" not in line  # it is not a return
+    assert main(["predict", "--checkpoint", str(tmp_path / "cls" / "last"), "--csv", str(btc_slice), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["task"] == "classification"
 
 
 def test_predict_names_a_missing_checkpoint_before_reading_data(run_dir: Path, tmp_path: Path,

@@ -36,7 +36,8 @@ def _load_klines(csv: Path | None, symbol: str, interval: str, category: str, db
             frame = store.load_frame(category, symbol, interval)
         if frame.empty:
             raise UserInputError(f"the store holds no {category} {symbol} {interval} candles: run "
-                                 f"`reformer fetch --symbol {symbol} --interval {interval}` or pass --csv")
+                                 f"`reformer fetch --symbol {symbol} --interval {interval} --category {category}` "
+                                 "or pass --csv")
     if start is not None:
         frame = frame[frame["timestamp"] >= start]
     if end is not None:

@@ -65,13 +65,15 @@ def _store_frame(symbol: str, interval: str, category: str, db: Path | None, off
     if not frame.empty or offline:
         if frame.empty:
             raise UserInputError(f"the store holds no {category} {symbol} {interval} candles ({why_offline}): run "
-                                 f"`reformer fetch --symbol {symbol} --interval {interval}` or pass --csv")
+                                 f"`reformer fetch --symbol {symbol} --interval {interval} --category {category}` "
+                                 "or pass --csv")
         return frame
     try:
         from ..data.sync import sync_klines_blocking
     except ImportError:
         raise UserInputError(f"the store holds no {category} {symbol} {interval} candles: run `reformer fetch "
-                             f"--symbol {symbol} --interval {interval}` first, or pass --csv") from None
+                             f"--symbol {symbol} --interval {interval} --category {category}` first, or pass "
+                             "--csv") from None
     sync_klines_blocking(symbol, interval, store=db, category=category)
     with KlineStore(db) as store:
         return store.load_frame(category, symbol, interval)
@@ -80,8 +82,11 @@ def _store_frame(symbol: str, interval: str, category: str, db: Path | None, off
 def _load_frame(csv: Path | None, symbol: str, interval: str, category: str, db: Path | None,
                 offline: bool, why_offline: str = "--offline was given") -> tuple[pd.DataFrame, dict[str, Any]]:
     from ..api import parse_interval
+    from ..api.client import KLINE_CATEGORIES
     from ..data import read_klines_frame
 
+    if category not in KLINE_CATEGORIES:  # checked with --csv too, where it is not used: a typo is named
+        raise UserInputError(f"invalid category {category!r}: use one of {', '.join(KLINE_CATEGORIES)}")
     if csv is not None:
         return read_klines_frame(csv), {"csv": str(csv)}
     code = parse_interval(interval)
@@ -214,7 +219,8 @@ def predict(
         import pandas as pd
 
         when = pd.to_datetime(result["timestamp"], unit="ms", utc=True)
-        typer.echo(f"{when:%Y-%m-%d %H:%M} UTC  predicted {result['horizon']}-bar log return "
+        what = ("p_up - p_down" if result.get("task") == "classification" else "log return")
+        typer.echo(f"{when:%Y-%m-%d %H:%M} UTC  predicted {result['horizon']}-bar {what} "
                    f"{result['predicted_return']:+.5f}  direction {result['direction']}  "
                    f"confidence {result['confidence']:.3f}")
     else:

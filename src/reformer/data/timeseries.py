@@ -88,7 +88,7 @@ def load_timeseries_csv(path: str | Path, target: str = "OT", features: Literal[
     value_columns = [c for c in frame.columns if c != date_col]
     if target not in value_columns:
         raise DataFormatError(f"{path}: target column {target!r} not found in {value_columns}; "
-                              "pass target=<one of them>")
+                              "choose one of them (--target / target=)")
     ordered = [c for c in value_columns if c != target] + [target] if features != "S" else [target]
     values = np.empty((len(frame), len(ordered)))
     for j, column in enumerate(ordered):

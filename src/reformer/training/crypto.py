@@ -88,10 +88,13 @@ class LatestPrediction:
     confidence: float
     """See the module docstring (0.5 .. 1 for regression)."""
     horizon: int
+    task: str = "regression"
+    """The checkpoint's task: "regression" or "classification" (then `predicted_return` is p_up - p_down)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"timestamp": self.timestamp, "predicted_return": self.predicted_return,
-                "direction": self.direction, "confidence": self.confidence, "horizon": self.horizon}
+                "direction": self.direction, "confidence": self.confidence, "horizon": self.horizon,
+                "task": self.task}
 
 
 def prepare_crypto_data(frame: pd.DataFrame, seq_len: int, horizon: int, *, task: Task = "regression",
@@ -233,6 +236,8 @@ def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
     (run_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n", encoding="utf-8")
     if result.best_checkpoint is not None:
         update_meta(result.best_checkpoint, val_rmse=val_rmse, evaluation=evaluation)
+    if (run_dir / "last" / "checkpoint.json").is_file():  # predict's confidence from last/ as from best/
+        update_meta(run_dir / "last", val_rmse=val_rmse)
     model.to("cpu")
     return TrainReport(run_dir, result, evaluation, data)
 
@@ -264,6 +269,9 @@ def _checkpoint_inputs(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, 
                               "`reformer train`")
     _check_bar_step(checkpoint, int(meta.get("data", {}).get("bar_ms") or 0), frame)
     spec = FeatureSpec.from_dict({**meta["feature_spec"], "allow_missing_turnover": False})
+    if "turnover_z" in spec.groups and ("turnover" not in frame.columns or frame["turnover"].isna().all()):
+        raise DataFormatError(f"{checkpoint} was trained with turnover (feature turnover_z) and these candles have "
+                              "none: give candles with a turnover column (the export format has one)")
     normalization = meta["dataset"]["normalization"]
     scaler = StandardScaler.from_dict(meta["scaler"]) if meta.get("scaler") else None
     inputs = DataLoader(spec).prepare_inputs(frame, model.config.seq_len, scaler=scaler,
@@ -316,7 +324,8 @@ def predict_latest(checkpoint: str | os.PathLike[str], frame: pd.DataFrame,
         direction = "up" if value > 0 else "down" if value < 0 else "flat"
         rmse = float(meta.get("val_rmse") or meta.get("target_scale") or 1.0)
         confidence = 0.5 * (1.0 + math.erf(abs(value) / rmse / math.sqrt(2.0)))
-    return LatestPrediction(int(inputs.timestamps[-1]), float(score[0]), direction, confidence, int(meta["horizon"]))
+    return LatestPrediction(int(inputs.timestamps[-1]), float(score[0]), direction, confidence, int(meta["horizon"]),
+                            str(meta["task"]))
 
 
 def evaluate_crypto(checkpoint: str | os.PathLike[str], frame: pd.DataFrame) -> dict[str, Any]:
