@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from reformer import AttentionType, ReformerConfig, ReformerModel
-from reformer.model import SharedQKAttention
+from reformer.model import SharedQKAttention, lsh
 from reformer.model.kernels import full_attention, local_attention
 from reformer.model.lsh import bucket_factors, hash_vectors, lsh_attention, rotation_columns, sort_by_bucket
 
@@ -181,3 +181,70 @@ def test_bfloat16_autocast_model_output_is_close_to_float32() -> None:
             low = model(x).float()
     assert torch.isfinite(low).all()
     assert (low - exact).abs().max() < 0.05 * exact.abs().max() + 0.02, (low, exact)
+
+
+def _padded(qk: torch.Tensor, v: torch.Tensor, length: int, gen: torch.Generator
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """qk, v (1, h, R, e) padded with random values to `length`, and the (1, length) validity mask."""
+    h, real, e = qk.shape[1:]
+    pad = length - real
+    fill = [torch.randn(1, h, pad, e, generator=gen, dtype=torch.float64) for _ in range(2)]
+    valid = torch.zeros(1, length, dtype=torch.bool)
+    valid[:, :real] = True
+    return torch.cat([qk, fill[0]], dim=2), torch.cat([v, fill[1]], dim=2), valid
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_an_lsh_output_does_not_depend_on_how_far_the_batch_pads(causal: bool) -> None:
+    # padding sorts last; each round's first chunk used to look back at the round's last chunk, which holds real
+    # keys or only padding depending on the padded length (up to 0.37 apart); now the last chunk with a real key
+    gen = torch.Generator().manual_seed(5)
+    qk = torch.randn(1, 2, 40, 8, generator=gen, dtype=torch.float64)
+    v = torch.randn(1, 2, 40, 8, generator=gen, dtype=torch.float64)
+    rotations = torch.randn(2, 8, 2, 2, generator=gen, dtype=torch.float64)  # 4 buckets, 2 rounds
+    outs, grads = [], []
+    for length in (48, 64, 96):
+        q_pad, v_pad, valid = _padded(qk, v, length, gen)
+        q_pad.requires_grad_(True)
+        v_pad.requires_grad_(True)
+        buckets = hash_vectors(q_pad, rotations, 4, valid)
+        out, _ = lsh_attention(q_pad, v_pad, buckets, 16, valid, causal)
+        (out[:, :, :40] * torch.linspace(-1, 1, 8, dtype=torch.float64)).sum().backward()
+        outs.append(out[:, :, :40].detach())
+        grads.append((q_pad.grad[:, :, :40], v_pad.grad[:, :, :40], q_pad.grad[:, :, 40:], v_pad.grad[:, :, 40:]))
+    for other, other_grads in zip(outs[1:], grads[1:], strict=True):
+        torch.testing.assert_close(other, outs[0], rtol=0, atol=1e-12)
+        for got, want in zip(other_grads[:2], grads[0][:2], strict=True):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+        assert float(other_grads[2].abs().max()) == float(other_grads[3].abs().max()) == 0.0  # padding: none
+
+
+def test_the_wrapped_look_back_has_exact_gradients() -> None:
+    # the copied look-back chunk comes from a different sorted position in each batch row; its gradient is
+    # folded back there (gradcheck of the real positions' outputs, float64, rows padded by 0, 1 and 2 chunks)
+    gen = torch.Generator().manual_seed(6)
+    qk = torch.randn(3, 1, 32, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(3, 1, 32, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    valid = torch.ones(3, 32, dtype=torch.bool)
+    valid[1, 24:] = False
+    valid[2, 16:] = False
+    buckets = hash_vectors(qk.detach(), torch.randn(1, 4, 2, 2, generator=gen, dtype=torch.float64), 4, valid)
+    assert torch.equal(lsh.wrap_chunks(valid, 32, 8), torch.tensor([3, 2, 1]))
+    real = valid[:, None, :, None]  # the outputs at padded positions are never read (their windows may be
+    # padding only, a degenerate softmax that gradcheck does not hold before or after this change)
+    assert torch.autograd.gradcheck(lambda a, b: lsh_attention(a, b, buckets, 8, valid)[0] * real, (qk, v))
+
+
+def test_a_model_gives_a_padded_sequence_the_output_it_gives_it_alone() -> None:
+    config = ReformerConfig(seq_len=64, d_model=16, n_heads=2, n_layers=2, chunk_size=8, n_buckets=4,
+                            n_hash_rounds=2, n_features=3, dropout=0.0, pooling="last")
+    model = ReformerModel(config).double().eval()
+    assert config.kernel_for(40, AttentionType.LSH) is AttentionType.LSH
+    gen = torch.Generator().manual_seed(7)
+    short = torch.randn(1, 40, 3, generator=gen, dtype=torch.float64)
+    batch = torch.randn(2, 64, 3, generator=gen, dtype=torch.float64)
+    batch[0, :40] = short[0]
+    mask = torch.ones(2, 64, dtype=torch.bool)
+    mask[0, 40:] = False
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch, mask)[0], model(short)[0], rtol=0, atol=1e-12)

@@ -124,7 +124,7 @@ class SharedQKAttention(nn.Module):
             assert not return_map, "attention maps need every query position"
             b, h, l = qk.shape[0], cfg.n_heads, x.shape[1]
             if buckets is not None and kind is AttentionType.LSH:
-                keys = lsh_keys_at(buckets, queries, cfg.chunk_size)
+                keys = lsh_keys_at(buckets, queries, cfg.chunk_size, valid)
             elif kind is AttentionType.LOCAL:
                 keys = local_keys_at(queries, h, l, cfg.chunk_size, cfg.causal)
             else:

@@ -18,7 +18,7 @@ from .chunked import block_elements, chunk_scores, window_attention, window_view
 from .masking import AttentionMap, normalize_keys
 
 __all__ = ["FACTOR_ABOVE", "bucket_dtype", "bucket_factors", "hash_vectors", "lsh_attention", "rotation_columns",
-           "sort_by_bucket"]
+           "sort_by_bucket", "wrap_chunks"]
 
 # elements of one head group's (b, g, r, l, e) tensors: 2**20 float32 = 4 MiB on the CPU (at least one head per
 # group); on a GPU, where every group repeats the whole pipeline's kernel launches, `chunked.block_elements`'
@@ -132,6 +132,25 @@ def hash_vectors(
 _KEY_SPAN = {torch.uint8: 1 << 8, torch.int16: 1 << 15}
 
 
+def wrap_chunks(valid: torch.Tensor | None, length: int, chunk_size: int) -> torch.Tensor | None:
+    """The chunk that each round's first sorted chunk looks back at, per batch row: (b,) int64, or None for the
+    round's last chunk in every row.
+
+    Padded positions hash to the extra bucket and sort last, so a row padded by a chunk or more ends its rounds
+    in chunks of padding only. Looking back at the last chunk that holds a real key instead makes a sequence's
+    output independent of how far its batch pads it (a 40-step sequence padded to 48 and to 64 differed by up
+    to 0.37 before). Padding within one chunk (rounding up to a multiple of the chunk size) leaves that chunk the
+    last one, so unpadded and internally padded inputs keep the usual circular look-back. A row with one chunk
+    of real keys keeps looking back at padding (masked): alone it would be a single chunk, with no look-back.
+    """
+    n = length // chunk_size
+    if valid is None or n < 2:
+        return None
+    last_real = (valid.sum(dim=1) + chunk_size - 1) // chunk_size - 1  # (b,)
+    wrap = torch.where(last_real >= 1, last_real, n - 1)
+    return None if bool((wrap == n - 1).all()) else wrap
+
+
 def sort_by_bucket(buckets: torch.Tensor) -> torch.Tensor:
     """Each round's positions in (bucket, position) order: a stable sort, int64. (b, h, r, l) -> (b, h, r, l).
 
@@ -215,11 +234,18 @@ def _lsh_heads(qk: torch.Tensor, v: torch.Tensor, buckets: torch.Tensor, chunk_s
     positions = torch.arange(l, device=qk.device)
     sorted_idx = sort_by_bucket(buckets)  # (b, h, r, l)
     undo_sort = torch.empty_like(sorted_idx).scatter_(-1, sorted_idx, positions.expand_as(sorted_idx))
-    buffer_idx = torch.cat([sorted_idx[..., l - lead:], sorted_idx], dim=-1)  # (b, h, r, lead + l)
+    wrap = wrap_chunks(valid, l, c) if before else None  # None: each round's last chunk, in every row
+    if wrap is None:
+        wrap_start = None
+        buffer_idx = torch.cat([sorted_idx[..., l - lead:], sorted_idx], dim=-1)  # (b, h, r, lead + l)
+    else:
+        wrap_start = wrap * c  # (b,)
+        cols = (wrap_start.view(b, 1, 1, 1) + torch.arange(c, device=qk.device)).expand(b, h, r, c)
+        buffer_idx = torch.cat([sorted_idx.gather(-1, cols), sorted_idx], dim=-1)  # (b, h, r, lead + l)
 
     # Gather straight from (b, h, l, e) with the sorted positions: no r-fold copy of qk and v.
-    s_qk = sort_gather(qk, buffer_idx, undo_sort, lead)  # (b, h, r, lead + l, e)
-    s_v = sort_gather(v, buffer_idx, undo_sort, lead)  # (b, h, r, lead + l, e)
+    s_qk = sort_gather(qk, buffer_idx, undo_sort, lead, wrap_start)  # (b, h, r, lead + l, e)
+    s_v = sort_gather(v, buffer_idx, undo_sort, lead, wrap_start)  # (b, h, r, lead + l, e)
     s_k = normalize_keys(s_qk)  # (b, h, r, lead + l, e)
     key_valid = None
     if valid is not None and not bool(valid.all()):
@@ -283,31 +309,36 @@ def _row_index(idx: torch.Tensor, block_len: int, rounds_in_source: bool) -> tor
 class _SortGather(torch.autograd.Function):
     """x (b, h, l, e) -> the rows `buffer_idx` (b, h, r, lead + l) of each round, (b, h, r, lead + l, e).
 
-    `buffer_idx` is each round's sorted order with its last `lead` entries copied in front. Each round is a
-    permutation plus that copy, so the backward folds the copy's gradient into the last rows and gathers by the
-    inverse permutation, summed over rounds: no scatter-add (deterministic, and cheaper on CPU).
+    `buffer_idx` is each round's sorted order with `lead` of its entries copied in front: the last ones, or per
+    batch row those from `wrap_start` (b,) on. Each round is a permutation plus that copy, so the backward folds
+    the copy's gradient into the rows it copied and gathers by the inverse permutation, summed over rounds.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, buffer_idx: torch.Tensor, undo_sort: torch.Tensor, lead: int) -> Any:
+    def forward(ctx: Any, x: torch.Tensor, buffer_idx: torch.Tensor, undo_sort: torch.Tensor, lead: int,
+                wrap_start: torch.Tensor | None) -> Any:
         b, h, r, m = buffer_idx.shape
         l, e = x.shape[-2:]
-        ctx.save_for_backward(undo_sort)
+        ctx.save_for_backward(undo_sort, wrap_start)
         ctx.lead = lead
         rows = x.reshape(b * h * l, e).index_select(0, _row_index(buffer_idx, l, rounds_in_source=False))
         return rows.view(b, h, r, m, e)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> Any:
-        (undo_sort,) = ctx.saved_tensors
+        undo_sort, wrap_start = ctx.saved_tensors
         lead = ctx.lead
         b, h, r, m, e = grad.shape
         if lead:
             folded = grad[:, :, :, lead:].clone()  # (b, h, r, l, e)
-            folded[:, :, :, m - 2 * lead:] += grad[:, :, :, :lead]
+            if wrap_start is None:
+                folded[:, :, :, m - 2 * lead:] += grad[:, :, :, :lead]
+            else:  # row by row, the copied sorted positions wrap_start .. wrap_start + lead - 1
+                rows_at = (wrap_start.view(b, 1, 1, 1) + torch.arange(lead, device=grad.device)).expand(b, h, r, lead)
+                folded.scatter_add_(3, rows_at.unsqueeze(-1).expand(-1, -1, -1, -1, e), grad[:, :, :, :lead])
             grad = folded
         rows = grad.reshape(-1, e).index_select(0, _row_index(undo_sort, m - lead, rounds_in_source=True))
-        return rows.view(b, h, r, m - lead, e).sum(dim=2), None, None, None
+        return rows.view(b, h, r, m - lead, e).sum(dim=2), None, None, None, None
 
 
 class _Unsort(torch.autograd.Function):
@@ -334,9 +365,11 @@ class _Unsort(torch.autograd.Function):
         return d_y, None, None, None
 
 
-def sort_gather(x: torch.Tensor, buffer_idx: torch.Tensor, undo_sort: torch.Tensor, lead: int = 0) -> torch.Tensor:
-    """(b, h, l, e) -> (b, h, r, lead + l, e): each round's last `lead` sorted rows, then all; differentiable."""
-    out: torch.Tensor = _SortGather.apply(x, buffer_idx, undo_sort, lead)
+def sort_gather(x: torch.Tensor, buffer_idx: torch.Tensor, undo_sort: torch.Tensor, lead: int = 0,
+                wrap_start: torch.Tensor | None = None) -> torch.Tensor:
+    """(b, h, l, e) -> (b, h, r, lead + l, e): `lead` sorted rows of each round (its last ones, or per batch row
+    those from `wrap_start` on), then all; differentiable."""
+    out: torch.Tensor = _SortGather.apply(x, buffer_idx, undo_sort, lead, wrap_start)
     return out
 
 

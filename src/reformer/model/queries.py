@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 
 from .chunked import chunk_attention
-from .lsh import sort_by_bucket
+from .lsh import sort_by_bucket, wrap_chunks
 from .masking import normalize_keys
 
 __all__ = ["attend_at", "full_keys_at", "local_keys_at", "lsh_keys_at"]
@@ -55,18 +55,21 @@ def local_keys_at(queries: torch.Tensor, h: int, l: int, chunk_size: int, causal
     return keys.view(-1, 1, 1, keys.shape[-1]).expand(-1, h, 1, -1)
 
 
-def lsh_keys_at(buckets: torch.Tensor, queries: torch.Tensor, chunk_size: int) -> torch.Tensor:
+def lsh_keys_at(buckets: torch.Tensor, queries: torch.Tensor, chunk_size: int,
+                valid: torch.Tensor | None = None) -> torch.Tensor:
     """LSH: per round, the positions of the query's sorted chunk and the previous one, (b, h, r, w), w = 2c
-    (c when a round is a single chunk).
+    (c when a round is a single chunk); the first chunk's previous one is `lsh.wrap_chunks`'.
 
-    buckets (b, h, r, l) from `hash_vectors`; queries (b,).
+    buckets (b, h, r, l) from `hash_vectors`; queries (b,); valid (b, l) bool or None.
     """
     b, l = buckets.shape[0], buckets.shape[-1]
     c, n = chunk_size, l // chunk_size
     sorted_idx = sort_by_bucket(buckets)  # (b, h, r, l), the order lsh_attention chunks
     slot = (sorted_idx == queries.view(b, 1, 1, 1)).int().argmax(dim=-1)  # (b, h, r): the query's sorted slot
     chunk = slot // c
-    chunks = [(chunk - 1) % n, chunk] if n > 1 else [chunk]
+    wrap = wrap_chunks(valid, l, c)
+    before = (chunk - 1) % n if wrap is None else torch.where(chunk == 0, wrap.view(b, 1, 1), chunk - 1)
+    chunks = [before, chunk] if n > 1 else [chunk]
     within = torch.arange(c, device=buckets.device)
     slots = torch.cat([(part.unsqueeze(-1) * c + within) for part in chunks], dim=-1)  # (b, h, r, w)
     return sorted_idx.gather(-1, slots)
