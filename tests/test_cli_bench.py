@@ -19,6 +19,18 @@ def test_bench_attention_runs_every_kernel(tmp_path: Path) -> None:
     assert all(r["seconds"] and r["seconds"] > 0 for r in results)
 
 
+def test_bench_attention_measures_the_naive_score_matrix(tmp_path: Path) -> None:
+    # naive attention at L = 1,024 holds (1, 4, 1024, 1024) float32 scores, probabilities and their gradients:
+    # 16 MiB each. Since tune_malloc kept the warm-up's freed memory mapped, the worker measured no growth at all
+    # (and ru_maxrss carried the parent's peak); it now trims and restarts the peak counter as `compare` does
+    out = tmp_path / "bench.json"
+    assert main(["bench", "attention", "--lengths", "1024", "--kernels", "naive,lsh", "--repeats", "1",
+                 "--out", str(out)]) == 0
+    by_kernel = {r["kernel"]: r for r in json.loads(out.read_text())["results"]}
+    assert 32 <= by_kernel["naive"]["peak_mb"] <= 400
+    assert by_kernel["lsh"]["peak_mb"] < by_kernel["naive"]["peak_mb"]
+
+
 def test_bench_skips_what_exceeds_the_budget(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     code = main(["bench", "attention", "--lengths", "4096", "--repeats", "1", "--budget-gb", "0.5",

@@ -102,14 +102,20 @@ def _worker(kernel: str, length: int, spec: BenchSpec) -> dict[str, Any]:
         out.sum().backward()
         q.grad = k.grad = v.grad = None
 
+    from .compare import _peak_rss_bytes, _settle_and_reset_peak
+
     step()  # warm-up (allocator, kernels)
+    # as `compare.time_steps`: freed heap back to the OS and the peak counter restarted. Without it, since step
+    # 13's `tune_malloc` kept the warm-up's freed memory mapped, the timed steps showed no growth at all, and
+    # `ru_maxrss` also carries the parent's peak copied in at fork
+    _settle_and_reset_peak()
     before = _rss_bytes()
     times = []
     for _ in range(spec.repeats):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _peak_rss_bytes() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {"times": times, "peak_mb": max(0, peak - before) / 2**20}
 
 

@@ -116,7 +116,8 @@ Steps = Annotated[int, typer.Option(help="Timed steps per run (after one warm-up
 Timeout = Annotated[float, typer.Option(help="Seconds one step may take before the run is killed and skipped.")]
 Budget = Annotated[float, typer.Option(help="Resident memory (GB) a run may reach before it is killed.")]
 Threads = Annotated[int, typer.Option(help="torch threads per run; 0 = torch's default.")]
-Out = Annotated[Path | None, typer.Option(help="Write the results as JSON here (and a .md table beside it).")]
+Out = Annotated[Path | None, typer.Option(help="Write the results as JSON here.")]
+CompareOut = Annotated[Path | None, typer.Option(help="Write the results as JSON here, and a .md table beside it.")]
 
 
 @bench_app.command("compare")
@@ -127,7 +128,7 @@ def compare(
     layers: Annotated[int, typer.Option(help="Encoder layers.")] = 6,
     rounds: Rounds = 4, chunk_size: Chunk = 64, ff_chunk_len: FFLen = 1024,
     repeats: Repeats = 3, steps: Steps = 1, step_timeout: Timeout = 600.0, budget_gb: Budget = 12.0,
-    threads: Threads = 1, out: Out = None,
+    threads: Threads = 1, out: CompareOut = None,
 ) -> None:
     """Training-step time and memory of ours, HF transformers, reformer-pytorch and an SDPA Transformer."""
     length_list = _ints(lengths, "--lengths")
