@@ -37,8 +37,8 @@ def test_no_prediction_uses_a_model_trained_on_its_bar_or_later(market: pd.DataF
     for fold in predictor.folds:
         in_fold = (rows >= fold.predict_first_bar) & (rows <= fold.predict_last_bar)
         covered += int(in_fold.sum())
-        # the last training target closed at or before the first bar this model predicts
-        assert fold.target_known_bar <= fold.predict_first_bar
+        # the last target a fold used (a validation one) closed before the first bar this model predicts
+        assert fold.target_known_bar < fold.predict_first_bar
         assert fold.train_last_bar < fold.predict_first_bar
     assert covered == len(preds)
     if mode == "rolling":
@@ -84,7 +84,7 @@ def test_each_fold_scales_by_its_training_windows_only_and_skips_targets_over_ga
         # the scaler's bars are the training windows' (the record says which), not the embargo or validation
         assert fold.train_last_bar == ends[train_idx[-1]] and fold.val_last_bar == ends[val_idx[-1]]
         assert fold.train_last_bar + 6 < ends[val_idx[0]]
-        assert fold.target_known_bar == fold.val_last_bar + 6 <= fold.predict_first_bar
+        assert fold.target_known_bar == fold.val_last_bar + 6 < fold.predict_first_bar
 
 
 def test_window_bars_are_each_bar_of_the_windows_once() -> None:
@@ -97,3 +97,20 @@ def test_window_bars_are_each_bar_of_the_windows_once() -> None:
     windows = torch.stack([bars[e - 3: e + 1] for e in ends])  # (5, 4, 1)
     got = _window_bars(windows, ends, np.array([0, 1, 3, 4]))[:, 0].tolist()
     assert got == [0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 7.0, 8.0, 9.0, 10.0]  # 5 only in the window left out
+
+
+def test_run_backtest_walks_a_model_forward(market: pd.DataFrame) -> None:
+    # the seed's run_backtest(model, klines, config): the model's configuration, retrained fold by fold (its own
+    # weights, fitted on everything, would predict bars they saw); too little history is named as such
+    from reformer.errors import UserInputError
+    from reformer.model import ReformerModel
+    from reformer.strategy.backtest import walk_forward_for
+    from reformer.training import WalkForwardPredictor
+
+    model = ReformerModel(ReformerConfig(seq_len=32, d_model=16, n_heads=2, n_layers=1, chunk_size=16,
+                                         n_buckets=4, n_hash_rounds=1))
+    walk = walk_forward_for(model)
+    assert isinstance(walk, WalkForwardPredictor) and walk.model_config == model.config
+    assert walk_forward_for(pd.Series([0.1])) is None and walk_forward_for(lambda bars: bars) is None
+    with pytest.raises(UserInputError, match="leave no bar to predict"):
+        run_backtest(model, market, BacktestConfig())  # 1,400 bars: less than the default 180 days of windows

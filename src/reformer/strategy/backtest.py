@@ -36,6 +36,26 @@ Predictor = PredictionSource | Callable[[pd.DataFrame], pd.Series | pd.DataFrame
 """A prediction source: a `PredictionSource` object or a callable bars -> predictions."""
 
 
+def walk_forward_for(model: Any) -> Any | None:
+    """The seed's `run_backtest(model, klines, config)`: a Reformer model (duck-typed, `config.seq_len` and
+    `predict_with_attention`) is walked forward with its configuration, so that every bar's prediction comes from
+    a model whose training data ended before that bar; its own weights are not used (trained on the whole history,
+    they would predict bars they were trained on). Training as the `configs/btc_small.toml` preset; pass a
+    `reformer.training.WalkForwardPredictor` for other settings. None for anything else.
+
+    The import is lazy, so `reformer.strategy` itself never imports torch; whoever passes a model has it loaded.
+    """
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "seq_len") or not hasattr(model, "predict_with_attention"):
+        return None
+    from ..training.loop import TrainConfig
+    from ..training.walkforward import WalkForwardPredictor
+
+    train = TrainConfig(epochs=8, batch_size=64, lr=1e-3, weight_decay=0.05, max_batches_per_epoch=40, patience=3,
+                        loss="huber")
+    return WalkForwardPredictor(config, train)
+
+
 def resolve_predictions(predictions: pd.Series | pd.DataFrame | Predictor, bars: pd.DataFrame
                         ) -> pd.Series | pd.DataFrame:
     """Return predictions as a pandas object, calling the predictor on the bar frame when given one.
@@ -46,6 +66,9 @@ def resolve_predictions(predictions: pd.Series | pd.DataFrame | Predictor, bars:
     """
     if isinstance(predictions, pd.Series | pd.DataFrame):
         return predictions
+    walk = walk_forward_for(predictions)
+    if walk is not None:
+        predictions = walk
     if isinstance(predictions, PredictionSource):
         produced: Any = predictions.predict_series(bars)
     elif callable(predictions):
@@ -67,7 +90,9 @@ def run_backtest(predictions: pd.Series | pd.DataFrame | Predictor, klines: Any,
 
     Args:
         predictions: predicted returns as a Series indexed by bar time (DatetimeIndex or epoch ms), class
-            probabilities as a DataFrame with p_up/p_down, or a `Predictor` called with the bar frame.
+            probabilities as a DataFrame with p_up/p_down, a `Predictor` called with the bar frame (e.g. a
+            `WalkForwardPredictor`), or a `ReformerModel`, walked forward with its configuration
+            (`walk_forward_for`).
             Sparse rows hold until the next row; NaN means flat.
         klines: DataFrame (timestamp in epoch ms or DatetimeIndex; open/high/low/close) or a list of `Kline`.
         config: the backtest configuration; defaults to `BacktestConfig()`.

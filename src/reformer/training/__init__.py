@@ -5,6 +5,7 @@
     regression_metrics / classification_metrics                reformer.training.metrics
     zero / momentum / ridge baselines                          reformer.training.baselines
     train_crypto / evaluate_crypto / predict_latest / ...      reformer.training.crypto
+    WalkForwardPredictor (for run_backtest)                    reformer.training.walkforward
 """
 
 from .baselines import RidgeModel, fit_ridge, momentum_forecast, select_ridge, window_summary, zero_forecast
@@ -29,15 +30,19 @@ from .crypto import (
 )
 from .loop import EpochEnd, FitResult, TrainConfig, fit, lr_at_step, predict_dataset
 from .metrics import classification_metrics, regression_metrics
+from .walkforward import FoldRecord, WalkForwardConfig, WalkForwardPredictor
 
 __all__ = [
     "CryptoData",
     "EpochEnd",
     "FitResult",
+    "FoldRecord",
     "LatestPrediction",
     "RidgeModel",
     "TrainConfig",
     "TrainReport",
+    "WalkForwardConfig",
+    "WalkForwardPredictor",
     "classification_metrics",
     "evaluate_crypto",
     "fit",

@@ -2,8 +2,8 @@
 
 A `WalkForwardPredictor` is a `reformer.strategy.PredictionSource`: `run_backtest(predictor, klines, config)`
 calls `predictor.predict_series(bars)`. The candles are cut into consecutive prediction blocks of
-`retrain_every` bars; before each block a fresh model is trained on windows whose *targets* had closed by the
-block's first bar (window end + horizon <= first predicted bar), on a rolling or expanding window of history, with
+`retrain_every` bars; before each block a fresh model is trained on windows whose *targets* had closed before the
+block's first bar (window end + horizon < first predicted bar), on a rolling or expanding window of history, with
 its own scaler fitted on those training bars only. The last `val_fraction` of the training windows (after an
 embargo of `horizon` windows) drives early stopping.
 
@@ -125,7 +125,7 @@ class WalkForwardPredictor:
         runs = bar_runs(frame["timestamp"].to_numpy())
         self._trainable = known & (runs[ends] == runs[np.minimum(ends + horizon, len(close) - 1)])
         config = self.model_config.replace(n_features=features.shape[-1])
-        first = self.walk.train_windows + horizon  # first window index whose training set is complete
+        first = self.walk.train_windows + horizon + 1  # first window index whose training set is complete
         if first >= len(ends):
             raise UserInputError(f"{len(frame)} candles leave no bar to predict after {self.walk.train_windows} "
                                  f"training windows (+ horizon {horizon}, seq_len {seq_len}, warm-up): fetch more "
@@ -134,8 +134,9 @@ class WalkForwardPredictor:
         predictions = np.full(len(ends), np.nan)
         for start in range(first, len(ends), self.walk.retrain_every):
             stop = min(start + self.walk.retrain_every, len(ends))
-            # targets known by bar ends[start]: window i with ends[i] + horizon <= ends[start]
-            last_train = int(np.searchsorted(ends + horizon, ends[start], side="right")) - 1
+            # targets known before bar ends[start]: window i with ends[i] + horizon < ends[start], so no fold uses
+            # data at or after the first bar it predicts (validation included)
+            last_train = int(np.searchsorted(ends + horizon, ends[start], side="left")) - 1
             first_train = 0 if self.walk.mode == "expanding" else max(0, last_train - self.walk.train_windows + 1)
             predictions[start:stop], record = self._fold(features, targets, ends, config, first_train, last_train,
                                                          start, stop)
