@@ -210,3 +210,25 @@ def test_candles_of_another_interval_are_refused(run_dir: Path, btc_slice: Path,
         err = capsys.readouterr().err.strip()
         assert "the candles are 4-hour bars" in err and "trained on 1-hour bars" in err and "\n" not in err
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_backtest_of_a_checkpoint_trades_only_bars_it_was_not_fitted_on(
+        run_dir: Path, btc_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # every bar's prediction must come from a model whose training data ended before that bar: by default only
+    # the checkpoint's held-out test split and what follows it is traded
+    test_from = json.loads((run_dir / "best" / "checkpoint.json").read_text())["evaluation"]["splits"]["test"]
+    first = pd.to_datetime(test_from["first_timestamp"], unit="ms", utc=True)
+    report = tmp_path / "report"
+    capsys.readouterr()
+    assert main(["backtest", "--checkpoint", str(run_dir), "--csv", str(btc_slice), "--json", "--out",
+                 str(report)]) == 0
+    captured = capsys.readouterr()
+    assert "from its held-out test split on" in captured.err and "--in-sample adds" in captured.err
+    entries = pd.to_datetime(pd.read_csv(report / "trades.csv")["entry_time"], utc=True)
+    assert len(entries) >= 1 and entries.min() > first  # decided at a test bar's close, filled at the next open
+    early = tmp_path / "early.csv"  # candles that end before the test split
+    frame = read_klines_frame(btc_slice)
+    write_klines(frame[frame["timestamp"] < test_from["first_timestamp"]], early)
+    assert main(["backtest", "--checkpoint", str(run_dir), "--csv", str(early), "--json"]) == 2
+    assert "no candles from its held-out test split on" in capsys.readouterr().err
+    assert main(["backtest", "--checkpoint", str(run_dir), "--csv", str(early), "--json", "--in-sample"]) == 0

@@ -104,6 +104,8 @@ def backtest(
                                                         "--long-threshold).")] = 0.0,
     vol_target: Annotated[float | None, typer.Option(help="Volatility target for position scaling.")] = None,
     vol_window: Annotated[int, typer.Option(help="Bars of realised volatility for scaling.")] = 24,
+    in_sample: Annotated[bool, typer.Option("--in-sample", help="With --checkpoint, also trade the bars of its "
+                                                                "training data (the model saw them).")] = False,
 ) -> None:
     """Backtest target positions, predictions or a checkpoint: next-bar fills, stops, fees and funding."""
     import pandas as pd
@@ -145,6 +147,8 @@ def backtest(
 
             assert checkpoint is not None
             table = predict_all(checkpoint, frame)
+            if not in_sample:
+                table = _unseen(table, checkpoint)
             preds = pd.Series(table["prediction"].to_numpy(float),
                               index=pd.to_datetime(table["timestamp"], unit="ms", utc=True))
         if preds.empty:
@@ -157,6 +161,31 @@ def backtest(
         print(json.dumps(result.to_dict()))
     else:
         console.print(_stats_table(result, _buy_and_hold(frame, bar_times, initial_capital)))
+
+
+def _unseen(table: pd.DataFrame, checkpoint: Path) -> pd.DataFrame:
+    """The predictions of bars no model weight was fitted on: from the checkpoint's held-out test split on (its
+    first window's last bar; the embargo put the last validation target before it), or after all of its data
+    when the checkpoint does not say where its test split began."""
+    import pandas as pd
+
+    from ..training.checkpoint import read_meta, resolve_checkpoint_dir
+
+    meta = read_meta(resolve_checkpoint_dir(checkpoint))
+    test = (meta.get("evaluation") or {}).get("splits", {}).get("test", {})
+    first = test.get("first_timestamp")
+    where = "from its held-out test split on"
+    if first is None:
+        first, where = int(meta["data"]["last_timestamp"]) + 1, "after its training data"
+    kept = table[table["timestamp"] >= int(first)]
+    if kept.empty:
+        raise UserInputError(f"no candles {where} ({pd.to_datetime(int(first), unit='ms', utc=True):%Y-%m-%d %H:%M} "
+                             f"UTC) for {checkpoint}: backtest newer candles, or pass --in-sample to trade bars the "
+                             "model was fitted on")
+    if len(kept) < len(table):
+        Console(stderr=True).print(f"trading the {len(kept)} bars {where}, which no weight was fitted on; "
+                                   f"--in-sample adds the {len(table) - len(kept)} before")
+    return kept
 
 
 def _within(targets: pd.Series, bars: pd.DatetimeIndex, cut_start: bool, cut_end: bool) -> pd.Series:
