@@ -59,12 +59,18 @@ def test_predictions_file_matches_the_python_api(klines_csv: Path, tmp_path: Pat
 
 
 @pytest.mark.parametrize(
-    "rows, message",
+    ("rows", "message"),
     [
         ("timestamp,position\n{t},1.5\n", "line 2: position 1.5 is outside [-1, 1]"),
         ("timestamp,position\n{t},1\n{t1},x\n", "line 3: position"),
         ("timestamp,position\n{t_off},1\n", "line 2: timestamp"),
         ("time,pos\n{t},1\n", "missing column"),
+        # a bad time after a good epoch-ms row is named by its own line, not by the good one's
+        ("timestamp,position\n{t},1\n2024-13-45T99:00:00Z,0\n", "line 3: timestamp '2024-13-45T99:00:00Z'"),
+        ("timestamp,position\n{t},1\nnotatime,0\n", "line 3: timestamp 'notatime'"),
+        # a repeated time by its file line (was "positions row 1"), an empty cell as empty (was np.float64(nan))
+        ("timestamp,position\n{t},1\n{t},0\n", "line 3: timestamp"),
+        ("timestamp,position\n{t},1\n{t1},\n", "line 3: position empty is not a finite number"),
     ],
 )
 def test_bad_positions_name_the_row(klines_csv: Path, tmp_path: Path, rows: str, message: str) -> None:
@@ -140,3 +146,13 @@ def test_short_threshold_help_says_what_the_config_does() -> None:
     proc = _run("--help")
     shown = " ".join(proc.stdout.replace("│", " ").split())
     assert "Go short below this predicted return" in shown and "minus" not in shown
+
+
+def test_a_bad_position_after_start_is_named_by_its_file_line(klines_csv: Path, tmp_path: Path) -> None:
+    bars = pd.read_csv(klines_csv)["timestamp"]
+    rows = [f"{bars.iloc[i]},1" for i in range(0, 100, 10)] + [f"{bars.iloc[500] + 5},1"]  # the off-bar row: line 12
+    pos_csv = tmp_path / "pos.csv"
+    pos_csv.write_text("timestamp,position\n" + "\n".join(rows) + "\n")
+    for extra in ((), ("--start", str(bars.iloc[50]))):
+        proc = _run("--csv", str(klines_csv), "--positions", str(pos_csv), *extra)
+        assert proc.returncode == 2 and "line 12: timestamp" in proc.stderr, proc.stderr

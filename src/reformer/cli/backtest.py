@@ -135,8 +135,16 @@ def backtest(
         rates = read_funding_csv(funding_csv)
     console = Console(width=120, stderr=as_json)
     if positions is not None:
-        targets = _within(read_positions_csv(positions), bar_times, first is not None, last is not None)
-        check_bar_times(positions, targets.index, bar_times)
+        import numpy as np
+
+        raw = read_positions_csv(positions)
+        inside = np.ones(len(raw), dtype=bool)  # the rows --start/--end keep (named by their own file lines)
+        if first is not None:
+            inside &= np.asarray(raw.index >= bar_times[0])
+        if last is not None:
+            inside &= np.asarray(raw.index <= bar_times[-1])
+        check_bar_times(positions, raw.index[inside], bar_times, lines=np.flatnonzero(inside) + 2)
+        targets = _within(raw, bar_times, first is not None, last is not None)
         result = backtest_positions(targets, frame, config, funding_rates=rates)
     else:
         if predictions is not None:

@@ -43,24 +43,35 @@ def _read(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
 def _times(path: Path, column: pd.Series) -> pd.DatetimeIndex:
     """Epoch ms (or s) integers or ISO strings -> UTC times; a bad cell names its file line (header = line 1)."""
     numeric = pd.to_numeric(column, errors="coerce")
-    if numeric.notna().all():
-        unit = "s" if numeric.abs().max() < 1e11 else "ms"
-        return pd.DatetimeIndex(pd.to_datetime(numeric.astype("int64"), unit=unit, utc=True))
-    parsed = pd.to_datetime(column, utc=True, errors="coerce", format="ISO8601")
-    bad = np.flatnonzero(parsed.isna().to_numpy())
+    epoch = numeric.notna().to_numpy()
+    times = pd.Series(pd.NaT, index=column.index, dtype="datetime64[ns, UTC]")
+    if epoch.any():
+        unit = "s" if numeric[epoch].abs().max() < 1e11 else "ms"
+        times[epoch] = pd.to_datetime(numeric[epoch].astype("int64"), unit=unit, utc=True)
+    if not epoch.all():  # the rest as ISO-8601 text; a cell that is neither is named by its own line
+        times[~epoch] = pd.to_datetime(column[~epoch], utc=True, errors="coerce", format="ISO8601")
+    bad = np.flatnonzero(times.isna().to_numpy())
     if bad.size:
         line = int(bad[0]) + 2
         raise DataFormatError(f"{path} line {line}: timestamp {column.iloc[bad[0]]!r} is neither epoch ms nor "
                               "ISO-8601; fix that row")
-    return pd.DatetimeIndex(parsed)
+    index = pd.DatetimeIndex(times)
+    repeated = np.flatnonzero(index.duplicated())
+    if repeated.size:
+        row = int(repeated[0])
+        earlier = int(np.flatnonzero(index[:row] == index[row])[0])
+        raise DataFormatError(f"{path} line {row + 2}: timestamp {index[row]} repeats line {earlier + 2}; give one "
+                              "row per time")
+    return index
 
 
 def _numbers(path: Path, frame: pd.DataFrame, name: str) -> np.ndarray:
     values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
-        raise DataFormatError(f"{path} line {int(bad[0]) + 2}: {name} {frame[name].iloc[bad[0]]!r} is not a "
-                              "finite number; fix that row")
+        cell = frame[name].iloc[bad[0]]
+        shown = repr(cell) if isinstance(cell, str) else "empty" if pd.isna(cell) else f"{float(cell):g}"
+        raise DataFormatError(f"{path} line {int(bad[0]) + 2}: {name} {shown} is not a finite number; fix that row")
     return values
 
 
@@ -105,10 +116,13 @@ def read_funding_csv(path: str | Path) -> pd.Series:
     return rates.sort_index()
 
 
-def check_bar_times(path: str | Path, index: pd.DatetimeIndex, bars: pd.DatetimeIndex) -> None:
-    """Every time in `index` must be a bar of the klines; the first that is not is named by its file line."""
+def check_bar_times(path: str | Path, index: pd.DatetimeIndex, bars: pd.DatetimeIndex,
+                    lines: np.ndarray | None = None) -> None:
+    """Every time in `index` must be a bar of the klines; the first that is not is named by its file line
+    (`lines[i]` for row i when the rows are a subset of the file's, else i + 2)."""
     missing = np.flatnonzero(~index.isin(bars))
     if missing.size:
         row = int(missing[0])
-        raise UserInputError(f"{path} line {row + 2}: timestamp {index[row]} is not a bar of the klines "
+        line = int(lines[row]) if lines is not None else row + 2
+        raise UserInputError(f"{path} line {line}: timestamp {index[row]} is not a bar of the klines "
                              f"({bars[0]} .. {bars[-1]}); use the open time of an existing bar")

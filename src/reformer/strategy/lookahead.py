@@ -52,8 +52,16 @@ class LookaheadReport:
             return f"no look-ahead found in {self.n_checked} cuts"
         first = self.differences.iloc[0]
         return (f"look-ahead: {len(self.biased_times)} bar(s) changed in {self.n_checked} cuts; first: value at "
-                f"{first['time']} was {first['full']!r} on all data, {first['cut']!r} with data cut at "
+                f"{first['time']} was {_shown(first['full'])} on all data, {_shown(first['cut'])} with data cut at "
                 f"{first['cut_at']}")
+
+
+def _shown(value: Any) -> str:
+    """A number as text (numpy scalars' repr is `np.float64(-1.0)`)."""
+    try:
+        return f"{float(value):g}"
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def _as_frame(output: Any, what: str) -> pd.DataFrame:
