@@ -2,7 +2,8 @@
 
     python examples/backtest.py --checkpoint runs/btc_1h --symbol BTCUSDT --interval 60 --out reports/bt
 
-Only bars after the checkpoint's training data are traded, so no prediction comes from a model that saw them.
+Only bars no weight of the checkpoint was fitted on are traded: its held-out test split and anything newer (as
+`reformer backtest --checkpoint`), so no prediction comes from a model that saw its bar.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import pandas as pd
 
 from reformer import BacktestConfig, run_backtest
 from reformer.data import KlineStore
-from reformer.errors import run_main
+from reformer.errors import UserInputError, run_main
 from reformer.strategy import save_report
-from reformer.training import predict_all, read_meta
+from reformer.training import predict_all
+from reformer.training.crypto import first_unseen_bar
 
 
 def main() -> None:
@@ -28,15 +30,15 @@ def main() -> None:
     parser.add_argument("--commission", type=float, default=0.00055, help="Bybit taker fee")
     parser.add_argument("--out", default=None, help="folder for plots, trades.csv, stats.json")
     args = parser.parse_args()
+    first, where = first_unseen_bar(args.checkpoint)  # the checkpoint is named before the store is read
     with KlineStore(args.db) as store:
-        frame = store.load_frame(args.category, args.symbol, args.interval)
-    meta = read_meta(args.checkpoint)
-    trained_until = meta["data"]["last_timestamp"]
+        frame = store.require_frame(args.category, args.symbol, args.interval)
     preds = predict_all(args.checkpoint, frame)
-    preds = preds[preds["timestamp"] > trained_until]
-    bars = frame[frame["timestamp"] > trained_until].reset_index(drop=True)
+    preds = preds[preds["timestamp"] >= first]
+    bars = frame[frame["timestamp"] >= first].reset_index(drop=True)
     if len(bars) < 2:
-        raise SystemExit(f"no candles after the checkpoint's training data (ends {trained_until}): fetch newer ones")
+        raise UserInputError(f"no candles {where} (from {pd.to_datetime(first, unit='ms', utc=True):%Y-%m-%d %H:%M} "
+                             "UTC): fetch newer ones")
     series = pd.Series(preds["prediction"].to_numpy(), index=pd.to_datetime(preds["timestamp"], unit="ms", utc=True))
     result = run_backtest(series, bars, BacktestConfig(commission=args.commission))
     print(result.summary())
@@ -46,4 +48,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_main(main)  # a ReformerError: one line on stderr, exit 2 (as the CLI)
+    run_main(main)  # bad input: one line on stderr, exit 2 (as the CLI)

@@ -9,7 +9,7 @@ import argparse
 
 from reformer.data import KlineStore
 from reformer.errors import run_main
-from reformer.training import predict_latest
+from reformer.training import predict_latest, resolve_checkpoint_dir
 
 
 def main() -> None:
@@ -20,13 +20,14 @@ def main() -> None:
     parser.add_argument("--category", default="linear")
     parser.add_argument("--db", default=None)
     args = parser.parse_args()
+    checkpoint = resolve_checkpoint_dir(args.checkpoint)  # a missing checkpoint is named before the store
     with KlineStore(args.db) as store:
-        frame = store.load_frame(args.category, args.symbol, args.interval)
-    latest = predict_latest(args.checkpoint, frame)
+        frame = store.require_frame(args.category, args.symbol, args.interval)
+    latest = predict_latest(checkpoint, frame)
     print(f"latest closed candle (open time, ms): {latest.timestamp}")
     print(f"predicted {latest.horizon}-bar log return: {latest.predicted_return:+.5f}")
     print(f"direction: {latest.direction}, confidence {latest.confidence:.2f}")
 
 
 if __name__ == "__main__":
-    run_main(main)  # a ReformerError: one line on stderr, exit 2 (as the CLI)
+    run_main(main)  # bad input: one line on stderr, exit 2 (as the CLI)

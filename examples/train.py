@@ -14,6 +14,7 @@ import json
 from reformer.cli.train import load_config_file
 from reformer.data import KlineStore, read_klines_frame
 from reformer.errors import run_main
+from reformer.model import ReformerConfig
 from reformer.training import TrainConfig, train_crypto
 
 
@@ -29,21 +30,25 @@ def main() -> None:
     parser.add_argument("--out", default="runs/example")
     args = parser.parse_args()
     tables = load_config_file(args.config)
+    data = tables["data"]
+    # the config is checked before any candle is read: a typo is named first
+    ReformerConfig.from_dict({**tables["model"], "seq_len": data.get("seq_len", 168)})
     if args.csv:
         frame = read_klines_frame(args.csv)
     else:
         with KlineStore(args.db) as store:
-            frame = store.load_frame(args.category, args.symbol, args.interval)
+            frame = store.require_frame(args.category, args.symbol, args.interval)
     train = TrainConfig.from_dict(tables["train"])
     if args.epochs is not None:
         train = train.replace(epochs=args.epochs)
-    data = tables["data"]
     report = train_crypto(frame, seq_len=data.get("seq_len", 168), horizon=data.get("horizon", 24),
                           model_overrides=tables["model"], train_config=train, out_dir=args.out,
+                          task=data.get("task", "regression"), class_threshold=float(data.get("class_threshold", 0.0)),
+                          normalization=data.get("normalization", "train"),
                           source={"symbol": args.symbol, "interval": args.interval, "category": args.category})
     print(json.dumps({"model": report.evaluation["model"], "baselines": report.evaluation["baselines"]}, indent=2))
     print(f"checkpoint: {args.out}")
 
 
 if __name__ == "__main__":
-    run_main(main)  # a ReformerError: one line on stderr, exit 2 (as the CLI)
+    run_main(main)  # bad input: one line on stderr, exit 2 (as the CLI)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,3 +39,16 @@ def test_train_help_names_the_config_tables() -> None:
     result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "250"})
     shown = " ".join(result.output.split())
     assert "[model], [train], [data] tables" in shown and "(overrides [train].epochs)" in shown
+
+
+def test_a_path_that_cannot_be_written_is_one_line(btc_csv: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # an OSError of a path (a file where a folder is wanted) was a traceback; it is bad input like any other
+    from reformer.cli import main
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    assert main(["import", "--csv", str(btc_csv), "--symbol", "BTCUSDT", "--interval", "60",
+                 "--db", str(a_file / "k.sqlite")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "check the path" in err

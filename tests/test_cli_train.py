@@ -224,6 +224,7 @@ def test_backtest_of_a_checkpoint_trades_only_bars_it_was_not_fitted_on(
                  str(report)]) == 0
     captured = capsys.readouterr()
     assert "from its held-out test split on" in captured.err and "--in-sample adds" in captured.err
+    assert pd.Timestamp(json.loads(captured.out)["start"]) == first  # statistics over the traded bars only
     entries = pd.to_datetime(pd.read_csv(report / "trades.csv")["entry_time"], utc=True)
     assert len(entries) >= 1 and entries.min() > first  # decided at a test bar's close, filled at the next open
     early = tmp_path / "early.csv"  # candles that end before the test split

@@ -41,6 +41,9 @@ def test_fetch_train_predict_backtest(market: tuple[FakeExchange, list], tmp_pat
     run = tmp_path / "run"
     out = _run("train.py", "--config", str(ROOT / "configs" / "tiny.toml"), "--out", str(run), env=env)
     assert '"baselines"' in out and (run / "evaluation.json").exists()
+    # in the README's order, before any newer candle exists: the held-out test split is traded
+    out = _run("backtest.py", "--checkpoint", str(run), env=env)
+    assert "total_return" in out
     fake.set_now(klines[-1].start_time + 1)  # 300 new hours
     _run("fetch_data.py", "--symbol", "BTCUSDT", "--interval", "60", "--limit", "1400", env=env)
     out = _run("predict.py", "--checkpoint", str(run), env=env)
@@ -70,10 +73,20 @@ def test_examples_fail_with_one_line_on_bad_input(market: tuple[FakeExchange, li
     fake, _ = market
     env = {**os.environ, "BYBIT_BASE_URL": fake.base_url, "REFORMER_DB": str(tmp_path / "klines.sqlite"),
            "OMP_NUM_THREADS": "1"}
+    bad_config = tmp_path / "bad.toml"
+    bad_config.write_text("[model]\nd_model = -3\n")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
     for script, args, words in [
         ("fetch_data.py", ("--symbol", "NOPEUSDT", "--interval", "60", "--limit", "10"), "NOPEUSDT"),
         ("fetch_data.py", ("--symbol", "BTCUSDT", "--interval", "7", "--limit", "10"), "interval"),
+        ("fetch_data.py", ("--limit", "10", "--db", str(a_file / "k.sqlite")), "check the path"),
         ("predict.py", ("--checkpoint", str(tmp_path / "nowhere")), "nowhere"),
+        # an empty store is named with the fetch that fills it (was "no candles given")
+        ("train.py", ("--config", str(ROOT / "configs" / "tiny.toml")), "holds no linear BTCUSDT 60 candles"),
+        ("train.py", ("--csv", str(ROOT / "README.md")), "README.md"),
+        ("train.py", ("--config", str(bad_config)), "d_model=-3"),  # a config ValueError: was a traceback
+        ("backtesting.py", (str(tmp_path / "missing.csv"),), "no such file"),
     ]:
         proc = subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True,
                               env=env, cwd=ROOT, timeout=600, check=False)

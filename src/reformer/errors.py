@@ -37,6 +37,7 @@ __all__ = [
     "RetryableExchangeError",
     "UserInputError",
     "first_line",
+    "one_line",
     "run_main",
 ]
 
@@ -123,11 +124,25 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def one_line(exc: BaseException) -> str | None:
+    """The one-line error for what bad input raises: a `ReformerError` or `ValueError` (a config field), or an
+    `OSError` of a path (a file where a folder is wanted, a missing folder); None for anything else (a bug, which
+    keeps its traceback)."""
+    if isinstance(exc, ReformerError | ValueError):
+        return first_line(exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or first_line(exc)}; check the path"
+    return None
+
+
 def run_main(main: Callable[[], object]) -> NoReturn:
-    """Run a script's `main()` and exit: 0, or 2 with one line on stderr for a `ReformerError` (as the CLI)."""
+    """Run a script's `main()` and exit: 0, or 2 with one line on stderr for bad input (`one_line`), as the CLI."""
     try:
         main()
-    except ReformerError as exc:
-        print(f"error: {first_line(exc)}", file=sys.stderr)
+    except Exception as exc:
+        message = one_line(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
     raise SystemExit(0)

@@ -33,23 +33,24 @@ for _module in (backtest, bench, bench_compare, data, demo, evaluate, train):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; library errors (`ReformerError`, `ValueError`) exit 2 with one line on stderr."""
-    from ..errors import ReformerError, first_line
+    """Run the CLI; bad input (`errors.one_line`: a `ReformerError`, `ValueError` or a path's `OSError`) exits 2
+    with one line on stderr."""
+    from ..errors import one_line
     from ..runtime import tune_malloc
 
     tune_malloc()  # keep freed blocks in the heap: long sequences otherwise page-fault every temporary
     try:
         app(args=argv, standalone_mode=False)
-    except (ReformerError, ValueError, FileNotFoundError) as exc:
-        message = first_line(exc)
-        print(f"error: {message}", file=sys.stderr)
-        return 2
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        message = one_line(exc)  # bad input: a ReformerError, ValueError or a path's OSError
+        if message is not None:
+            print(f"error: {message}", file=sys.stderr)
+            return 2
         # usage errors of the (vendored) click layer under typer: one line, exit 2
         format_message, exit_code = getattr(exc, "format_message", None), getattr(exc, "exit_code", None)
         if callable(format_message) and isinstance(exit_code, int):

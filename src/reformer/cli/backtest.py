@@ -155,8 +155,10 @@ def backtest(
 
             assert checkpoint is not None
             table = predict_all(checkpoint, frame)
-            if not in_sample:
-                table = _unseen(table, checkpoint)
+            if not in_sample:  # statistics and buy & hold over the traded bars only
+                table, first_bar = _unseen(table, checkpoint)
+                frame = frame[frame["timestamp"] >= first_bar].reset_index(drop=True)
+                bar_times = pd.DatetimeIndex(pd.to_datetime(frame["timestamp"], unit="ms", utc=True))
             preds = pd.Series(table["prediction"].to_numpy(float),
                               index=pd.to_datetime(table["timestamp"], unit="ms", utc=True))
         if preds.empty:
@@ -171,29 +173,22 @@ def backtest(
         console.print(_stats_table(result, _buy_and_hold(frame, bar_times, initial_capital)))
 
 
-def _unseen(table: pd.DataFrame, checkpoint: Path) -> pd.DataFrame:
-    """The predictions of bars no model weight was fitted on: from the checkpoint's held-out test split on (its
-    first window's last bar; the embargo put the last validation target before it), or after all of its data
-    when the checkpoint does not say where its test split began."""
+def _unseen(table: pd.DataFrame, checkpoint: Path) -> tuple[pd.DataFrame, int]:
+    """The predictions of bars no model weight was fitted on (`first_unseen_bar`), and the first such bar."""
     import pandas as pd
 
-    from ..training.checkpoint import read_meta, resolve_checkpoint_dir
+    from ..training.crypto import first_unseen_bar
 
-    meta = read_meta(resolve_checkpoint_dir(checkpoint))
-    test = (meta.get("evaluation") or {}).get("splits", {}).get("test", {})
-    first = test.get("first_timestamp")
-    where = "from its held-out test split on"
-    if first is None:
-        first, where = int(meta["data"]["last_timestamp"]) + 1, "after its training data"
-    kept = table[table["timestamp"] >= int(first)]
+    first, where = first_unseen_bar(checkpoint)
+    kept = table[table["timestamp"] >= first]
     if kept.empty:
-        raise UserInputError(f"no candles {where} ({pd.to_datetime(int(first), unit='ms', utc=True):%Y-%m-%d %H:%M} "
+        raise UserInputError(f"no candles {where} ({pd.to_datetime(first, unit='ms', utc=True):%Y-%m-%d %H:%M} "
                              f"UTC) for {checkpoint}: backtest newer candles, or pass --in-sample to trade bars the "
                              "model was fitted on")
     if len(kept) < len(table):
         Console(stderr=True).print(f"trading the {len(kept)} bars {where}, which no weight was fitted on; "
                                    f"--in-sample adds the {len(table) - len(kept)} before")
-    return kept
+    return kept, first
 
 
 def _within(targets: pd.Series, bars: pd.DatetimeIndex, cut_start: bool, cut_end: bool) -> pd.Series:

@@ -282,6 +282,19 @@ def _checkpoint_inputs(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, 
     return model, meta, inputs
 
 
+def first_unseen_bar(checkpoint: str | os.PathLike[str]) -> tuple[int, str]:
+    """The open time (epoch ms) of the first bar no weight of the checkpoint was fitted on, and how it was found:
+    its held-out test split's first window end (the embargo put the last validation target before it), or the
+    bar after all of its data when the checkpoint does not record the split (e.g. `last/`)."""
+    from reformer.training.checkpoint import read_meta, resolve_checkpoint_dir
+
+    meta = read_meta(resolve_checkpoint_dir(checkpoint))
+    first = (meta.get("evaluation") or {}).get("splits", {}).get("test", {}).get("first_timestamp")
+    if first is not None:
+        return int(first), "from its held-out test split on"
+    return int(meta["data"]["last_timestamp"]) + 1, "after its training data"
+
+
 def predict_all(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, batch_size: int = 256,
                 bfloat16: bool = False) -> pd.DataFrame:
     """Predictions for every window whose last bar is in `frame` (after the feature warm-up); `bfloat16` runs the
