@@ -372,3 +372,13 @@ def test_base_url_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BYBIT_BASE_URL", "http://127.0.0.1:9/")
     assert BybitClient().base_url == "http://127.0.0.1:9"
     assert BybitClient("https://api.bytick.com").base_url == "https://api.bytick.com"
+
+
+def test_urls_without_their_scheme_are_named_at_once() -> None:
+    from reformer.api import BybitClient
+    from reformer.errors import BadRequestError
+
+    with pytest.raises(BadRequestError, match="'notaurl' is not an http"):
+        BybitClient("notaurl")
+    with pytest.raises(BadRequestError, match="is not a ws"):
+        BybitClient("http://127.0.0.1:1", ws_url="http://127.0.0.1:1/v5/public")

@@ -209,3 +209,29 @@ def test_unknown_symbol_subscription_raises(year: list[Kline]) -> None:
                     pass
 
     run(scenario())
+
+
+def test_a_websocket_that_never_comes_up_is_named_not_retried_for_ever(year: list[Kline],
+                                                                      fast_sleep: SleepRecorder) -> None:
+    # a wrong --ws-url or host: the first connection failing again and again is bad input, one error; drops after a
+    # link came up are retried without end (the tests above)
+    import socket
+
+    from reformer.api.stream import FIRST_CONNECT_ATTEMPTS
+    from reformer.errors import ExchangeUnavailableError
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+
+    async def scenario() -> None:
+        async with FakeExchange({SERIES: year[:30]}, now_ms=opened(year[10])) as fake, \
+                BybitClient(fake.base_url, ws_url=f"ws://127.0.0.1:{dead}/v5/public", rate_limit=None,
+                            sleep=fast_sleep) as client:
+            stream = BybitStream("BTCUSDT", "60", client=client, reconnect_backoff=(0.001, 0.002))
+            with pytest.raises(ExchangeUnavailableError, match=f"could not be reached in {FIRST_CONNECT_ATTEMPTS}"):
+                async for _ in stream:
+                    pass
+            assert stream.reconnects == FIRST_CONNECT_ATTEMPTS - 1
+
+    run(scenario())

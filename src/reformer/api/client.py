@@ -121,6 +121,13 @@ class BybitClient:
         self.base_url = (base_url or default_url).rstrip("/")
         default_ws = TESTNET_WS_URL if testnet else os.environ.get("BYBIT_WS_URL") or MAINNET_WS_URL
         self.ws_url = ws_url or default_ws
+        # a URL without its scheme fails every request alike: named at once, not after all the retries
+        if not self.base_url.startswith(("http://", "https://")):
+            raise BadRequestError(f"base URL {self.base_url!r} is not an http(s) URL: give e.g. https://api.bybit.com "
+                                  "(--base-url / BYBIT_BASE_URL)")
+        if not self.ws_url.startswith(("ws://", "wss://")):
+            raise BadRequestError(f"WebSocket URL {self.ws_url!r} is not a ws(s) URL: give e.g. "
+                                  "wss://stream.bybit.com/v5/public (--ws-url / BYBIT_WS_URL)")
         self.testnet = testnet
         self.max_retries = max_retries
         self.backoff_base = backoff_base

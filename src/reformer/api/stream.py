@@ -20,7 +20,13 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, WebSocketException
 
-from ..errors import BadRequestError, ExchangeUnavailableError, InvalidSymbolError, RetryableExchangeError
+from ..errors import (
+    BadRequestError,
+    ExchangeUnavailableError,
+    InvalidSymbolError,
+    RetryableExchangeError,
+    first_line,
+)
 from .client import BybitClient
 from .intervals import GRID_OFFSET_MS, interval_ms, parse_interval
 from .types import Kline
@@ -40,6 +46,10 @@ def public_ws_url(root: str, category: str) -> str:
     """
     root = root.rstrip("/")
     return f"{root}/{category}" if urlsplit(root).path.endswith("/v5/public") else root
+
+
+FIRST_CONNECT_ATTEMPTS = 5
+"""Attempts at the first connection before the stream gives up (after one, drops are retried for ever)."""
 
 
 class BybitStream:
@@ -95,6 +105,7 @@ class BybitStream:
 
     async def _candles(self) -> AsyncGenerator[Kline, None]:
         failures = 0
+        connected = False  # a link that never came up is a wrong URL or host, not a drop: named, not retried forever
         while True:
             try:
                 if self._last is None:
@@ -108,13 +119,17 @@ class BybitStream:
                 async with connect(self.url, ping_interval=None, open_timeout=10.0, close_timeout=1.0,
                                    compression=None) as ws:
                     await self._subscribe(ws)
-                    failures = 0
+                    failures, connected = 0, True
                     async for kline in self._session(ws):
                         yield kline
             except (OSError, TimeoutError, WebSocketException, InvalidHandshake, json.JSONDecodeError,
                     RetryableExchangeError, ExchangeUnavailableError) as exc:
                 # Dropped link, refused handshake or a failed back-fill: reconnect; nothing was lost because
                 # the back-fill after reconnecting starts from the last candle handed out.
+                if not connected and failures + 1 >= FIRST_CONNECT_ATTEMPTS:
+                    raise ExchangeUnavailableError(
+                        f"the WebSocket at {self.url} could not be reached in {failures + 1} attempts (last: "
+                        f"{first_line(exc)}); check --ws-url / BYBIT_WS_URL and the network") from exc
                 base, cap = self.reconnect_backoff
                 delay = self._rng.uniform(0.0, min(cap, base * 2.0 ** failures))
                 failures += 1

@@ -40,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
 
     tune_malloc()  # keep freed blocks in the heap: long sequences otherwise page-fault every temporary
     try:
-        app(args=argv, standalone_mode=False)
+        returned = app(args=argv, standalone_mode=False)
+        if returned == 130:  # typer answers Ctrl-C inside a command with 130 instead of raising
+            print("interrupted", file=sys.stderr)
+            return 130
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except KeyboardInterrupt:
