@@ -13,7 +13,7 @@ import argparse
 import pandas as pd
 
 from reformer import BacktestConfig, run_backtest
-from reformer.data import KlineStore
+from reformer.data import KlineStore, require_series
 from reformer.errors import UserInputError, run_main
 from reformer.strategy import save_report
 from reformer.training import predict_all
@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     first, where = first_unseen_bar(args.checkpoint)  # the checkpoint is named before the store is read
     with KlineStore(args.db) as store:
-        frame = store.require_frame(args.category, args.symbol, args.interval)
+        frame = require_series(store, args.category, args.symbol, args.interval)
     preds = predict_all(args.checkpoint, frame)
     preds = preds[preds["timestamp"] >= first]
     bars = frame[frame["timestamp"] >= first].reset_index(drop=True)

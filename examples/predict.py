@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from reformer.data import KlineStore
+from reformer.data import KlineStore, require_series
 from reformer.errors import run_main
 from reformer.training import predict_latest, resolve_checkpoint_dir
 
@@ -22,7 +22,7 @@ def main() -> None:
     args = parser.parse_args()
     checkpoint = resolve_checkpoint_dir(args.checkpoint)  # a missing checkpoint is named before the store
     with KlineStore(args.db) as store:
-        frame = store.require_frame(args.category, args.symbol, args.interval)
+        frame = require_series(store, args.category, args.symbol, args.interval)
     latest = predict_latest(checkpoint, frame)
     print(f"latest closed candle (open time, ms): {latest.timestamp}")
     print(f"predicted {latest.horizon}-bar log return: {latest.predicted_return:+.5f}")

@@ -12,7 +12,7 @@ import argparse
 import json
 
 from reformer.cli.train import load_config_file
-from reformer.data import KlineStore, read_klines_frame
+from reformer.data import KlineStore, read_klines_frame, require_series
 from reformer.errors import run_main
 from reformer.model import ReformerConfig
 from reformer.training import TrainConfig, train_crypto
@@ -37,7 +37,7 @@ def main() -> None:
         frame = read_klines_frame(args.csv)
     else:
         with KlineStore(args.db) as store:
-            frame = store.require_frame(args.category, args.symbol, args.interval)
+            frame = require_series(store, args.category, args.symbol, args.interval)
     train = TrainConfig.from_dict(tables["train"])
     if args.epochs is not None:
         train = train.replace(epochs=args.epochs)

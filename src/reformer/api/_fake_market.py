@@ -93,6 +93,7 @@ class Market:
         self.now = now_ms if now_ms is not None else max(s.starts[-1] for s in self.series.values()) + 1000
         self.overflow = overflow
         self._funding = {key: sorted(rates) for key, rates in (funding or {}).items()}
+        self._day_volume: dict[SeriesKey, float] = {}
 
     # ---- helpers -------------------------------------------------------------------------------------
 
@@ -217,8 +218,12 @@ class Market:
         items = [self._ticker(category, s) for s in self.symbols(category) if wanted in (None, s)]
         return self.envelope({"category": category, "list": items})
 
+    def _finest(self, category: str, symbol: str) -> SeriesKey:
+        """The loaded series of a symbol with the shortest candles (what tickers and open interest derive from)."""
+        return min((k for k in self.series if k[:2] == (category, symbol)), key=lambda k: self.series[k].step)
+
     def _ticker(self, category: str, symbol: str) -> dict[str, Any]:
-        key = min((k for k in self.series if k[:2] == (category, symbol)), key=lambda k: self.series[k].step)
+        key = self._finest(category, symbol)
         day = self.visible(key, self.now - _DAY_MS, self.now)
         hour = self.visible(key, self.now - _HOUR_MS, self.now)
         last = day[-1].close if day else self.series[key].klines[0].open
@@ -246,10 +251,11 @@ class Market:
 
     def _oi_at(self, category: str, symbol: str, time_ms: int) -> float:
         """A deterministic open interest: a day's mean volume of the series, swinging +-10 % over a week."""
-        key = min((k for k in self.series if k[:2] == (category, symbol)), key=lambda k: self.series[k].step)
-        series = self.series[key]
-        day_volume = sum(k.volume for k in series.klines) / len(series.klines) * (_DAY_MS / series.step)
-        return round(day_volume * (1.0 + 0.1 * math.sin(2 * math.pi * time_ms / (7 * _DAY_MS))), 3)
+        key = self._finest(category, symbol)
+        if key not in self._day_volume:  # once per series: a page of open interest asks up to 200 times
+            series = self.series[key]
+            self._day_volume[key] = sum(k.volume for k in series.klines) / len(series.klines) * (_DAY_MS / series.step)
+        return round(self._day_volume[key] * (1.0 + 0.1 * math.sin(2 * math.pi * time_ms / (7 * _DAY_MS))), 3)
 
     def _open_interest(self, params: Mapping[str, str]) -> Answer:
         category, symbol = params.get("category", ""), params.get("symbol", "")

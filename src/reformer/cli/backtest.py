@@ -27,17 +27,13 @@ _PERCENT = {"total_return", "annualized_return", "volatility", "max_drawdown", "
 
 def _load_klines(csv: Path | None, symbol: str, interval: str, category: str, db: Path | None,
                  start: int | None, end: int | None) -> pd.DataFrame:
-    from ..data import KlineStore, read_klines_frame
+    from ..data import KlineStore, read_klines_frame, require_series
 
     if csv is not None:
         frame = read_klines_frame(csv)
     else:
         with KlineStore(db) as store:
-            frame = store.load_frame(category, symbol, interval)
-        if frame.empty:
-            raise UserInputError(f"the store holds no {category} {symbol} {interval} candles: run "
-                                 f"`reformer fetch --symbol {symbol} --interval {interval} --category {category}` "
-                                 "or pass --csv")
+            frame = require_series(store, category, symbol, interval, alternative="or pass --csv")
     if start is not None:
         frame = frame[frame["timestamp"] >= start]
     if end is not None:

@@ -59,21 +59,16 @@ def load_config_file(path: Path | None) -> dict[str, dict[str, Any]]:
 def _store_frame(symbol: str, interval: str, category: str, db: Path | None, offline: bool,
                  why_offline: str = "--offline was given") -> pd.DataFrame:
     from ..data import KlineStore
+    from ..data.stored import require_series
 
     with KlineStore(db) as store:
+        if offline:
+            return require_series(store, category, symbol, interval, why_offline, "or pass --csv")
         frame = store.load_frame(category, symbol, interval)
-    if not frame.empty or offline:
-        if frame.empty:
-            raise UserInputError(f"the store holds no {category} {symbol} {interval} candles ({why_offline}): run "
-                                 f"`reformer fetch --symbol {symbol} --interval {interval} --category {category}` "
-                                 "or pass --csv")
+    if not frame.empty:
         return frame
-    try:
-        from ..data.sync import sync_klines_blocking
-    except ImportError:
-        raise UserInputError(f"the store holds no {category} {symbol} {interval} candles: run `reformer fetch "
-                             f"--symbol {symbol} --interval {interval} --category {category}` first, or pass "
-                             "--csv") from None
+    from ..data.sync import sync_klines_blocking
+
     sync_klines_blocking(symbol, interval, store=db, category=category)
     with KlineStore(db) as store:
         return store.load_frame(category, symbol, interval)

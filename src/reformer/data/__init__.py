@@ -22,6 +22,7 @@ _EXPORTS = {
     "compute_features": "features",
     "StandardScaler": "scaling",
     "KlineStore": "store",
+    "require_series": "stored",
     "SyntheticMarketConfig": "synthetic",
     "generate_market": "synthetic",
     "synthetic_frame": "synthetic",
@@ -49,6 +50,7 @@ __all__ = [
     "lstf_splits",
     "read_klines",
     "read_klines_frame",
+    "require_series",
     "synthetic_frame",
     "synthetic_klines",
     "walk_forward_folds",
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
     from .features import FeatureSpec, compute_features
     from .scaling import StandardScaler
     from .store import KlineStore
+    from .stored import require_series
     from .synthetic import SyntheticMarketConfig, generate_market, synthetic_frame, synthetic_klines
     from .timeseries import load_timeseries_csv, lstf_splits
     from .windows import chronological_split, walk_forward_folds

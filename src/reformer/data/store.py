@@ -199,20 +199,6 @@ class KlineStore:
         # astype turns the NULL turnovers (None) into NaN and fixes the dtypes of an empty result.
         return frame.astype({"timestamp": "int64", **dict.fromkeys(columns[1:], "float64")})
 
-    def require_frame(self, category: str, symbol: str, interval: str) -> pd.DataFrame:
-        """`load_frame` of a whole series that must hold candles: an empty one is named, with the fetch that fills
-        it (the model code would otherwise fail on "no candles given").
-
-        Raises:
-            UserInputError: the store holds none of this series.
-        """
-        frame = self.load_frame(category, symbol, interval)
-        if frame.empty:
-            raise UserInputError(f"{self.path} holds no {category} {symbol} {interval} candles: fetch them first, e.g. "
-                                 f"`reformer fetch --symbol {symbol} --interval {interval} --category {category} "
-                                 f"--db {self.path}`")
-        return frame
-
     def coverage(self, category: str, symbol: str, interval: str) -> Coverage | None:
         """First and last candle open time and candle count of one series, or None if nothing is stored."""
         _check_key(category, symbol, interval)

@@ -200,12 +200,13 @@ def lsh_attention(
     # tensors cost page faults on every allocation (glibc returns them to the OS on free), which measured
     # ~40 % of a long forward pass; small ones are recycled from the heap. Each group is its own graph node.
     group = max(1, _group_elements(qk.device) // max(1, b * r * l * e))
+    wrap = wrap_chunks(valid, l, chunk_size)  # once per call: the same for every head group
     if group >= h:
-        return _lsh_heads(qk, v, buckets, chunk_size, valid, causal, return_map)
+        return _lsh_heads(qk, v, buckets, chunk_size, valid, wrap, causal, return_map)
     outs, maps = [], []
     for start in range(0, h, group):
         heads = slice(start, start + group)
-        out, amap = _lsh_heads(qk[:, heads], v[:, heads], buckets[:, heads], chunk_size, valid, causal,
+        out, amap = _lsh_heads(qk[:, heads], v[:, heads], buckets[:, heads], chunk_size, valid, wrap, causal,
                                return_map)
         outs.append(out)
         maps.append(amap)
@@ -217,9 +218,9 @@ def lsh_attention(
 
 
 def _lsh_heads(qk: torch.Tensor, v: torch.Tensor, buckets: torch.Tensor, chunk_size: int,
-               valid: torch.Tensor | None, causal: bool, return_map: bool
+               valid: torch.Tensor | None, wrap: torch.Tensor | None, causal: bool, return_map: bool
                ) -> tuple[torch.Tensor, AttentionMap | None]:
-    """`lsh_attention` on a group of heads: (b, g, l, e) -> (b, g, l, e)."""
+    """`lsh_attention` on a group of heads: (b, g, l, e) -> (b, g, l, e); `wrap` from `wrap_chunks`."""
     b, h, l, e = qk.shape
     r = buckets.shape[2]
     c = chunk_size
@@ -234,8 +235,7 @@ def _lsh_heads(qk: torch.Tensor, v: torch.Tensor, buckets: torch.Tensor, chunk_s
     positions = torch.arange(l, device=qk.device)
     sorted_idx = sort_by_bucket(buckets)  # (b, h, r, l)
     undo_sort = torch.empty_like(sorted_idx).scatter_(-1, sorted_idx, positions.expand_as(sorted_idx))
-    wrap = wrap_chunks(valid, l, c) if before else None  # None: each round's last chunk, in every row
-    if wrap is None:
+    if wrap is None:  # each round's last chunk, in every row (always with one chunk a round: no look-back)
         wrap_start = None
         buffer_idx = torch.cat([sorted_idx[..., l - lead:], sorted_idx], dim=-1)  # (b, h, r, lead + l)
     else:

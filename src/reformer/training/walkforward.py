@@ -123,7 +123,7 @@ class WalkForwardPredictor:
         targets = torch.from_numpy(forward.astype(np.float32))
         # a target over missing candles is not an h-bar return: such windows never train (`windows.bar_runs`)
         runs = bar_runs(frame["timestamp"].to_numpy())
-        self._trainable = known & (runs[ends] == runs[np.minimum(ends + horizon, len(close) - 1)])
+        trainable = known & (runs[ends] == runs[np.minimum(ends + horizon, len(close) - 1)])
         config = self.model_config.replace(n_features=features.shape[-1])
         first = self.walk.train_windows + horizon + 1  # first window index whose training set is complete
         if first >= len(ends):
@@ -138,19 +138,20 @@ class WalkForwardPredictor:
             # data at or after the first bar it predicts (validation included)
             last_train = int(np.searchsorted(ends + horizon, ends[start], side="left")) - 1
             first_train = 0 if self.walk.mode == "expanding" else max(0, last_train - self.walk.train_windows + 1)
-            predictions[start:stop], record = self._fold(features, targets, ends, config, first_train, last_train,
-                                                         start, stop)
+            predictions[start:stop], record = self._fold(features, targets, trainable, ends, config, first_train,
+                                                         last_train, start, stop)
             self.folds.append(record)
         times = pd.to_datetime(inputs.timestamps[first:], unit="ms", utc=True)
         return pd.Series(predictions[first:], index=times, name="prediction")
 
-    def _fold(self, features: torch.Tensor, targets: torch.Tensor, ends: np.ndarray, config: ReformerConfig,
-              first_train: int, last_train: int, start: int, stop: int) -> tuple[np.ndarray, FoldRecord]:
+    def _fold(self, features: torch.Tensor, targets: torch.Tensor, trainable: np.ndarray, ends: np.ndarray,
+              config: ReformerConfig, first_train: int, last_train: int, start: int, stop: int
+              ) -> tuple[np.ndarray, FoldRecord]:
         horizon = self.walk.horizon
         n_val = max(1, round((last_train - first_train + 1) * self.walk.val_fraction))
         val_idx = np.arange(last_train - n_val + 1, last_train + 1)
         train_idx = np.arange(first_train, val_idx[0] - horizon)  # embargo: train targets end before val starts
-        train_idx, val_idx = train_idx[self._trainable[train_idx]], val_idx[self._trainable[val_idx]]
+        train_idx, val_idx = train_idx[trainable[train_idx]], val_idx[trainable[val_idx]]
         if len(train_idx) < 1 or len(val_idx) < 1:
             raise UserInputError("a walk-forward fold has no training or no validation windows (too few, or all "
                                  "over gaps): raise train_windows or fill the gaps")
