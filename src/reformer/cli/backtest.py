@@ -114,8 +114,11 @@ def backtest(
         raise UserInputError("give exactly one of --positions POS.csv, --predictions PREDS.csv or --checkpoint PATH")
     if checkpoint is not None:  # a missing or wrong checkpoint is named before any data is read
         from ..training.checkpoint import resolve_checkpoint_dir
+        from ..training.series import is_series_checkpoint
 
-        resolve_checkpoint_dir(checkpoint)
+        if is_series_checkpoint(resolve_checkpoint_dir(checkpoint)):
+            raise UserInputError(f"{checkpoint} is a series forecaster (trained with --target), which predicts no "
+                                 "trade: backtest a candle model's checkpoint, or its predictions with --predictions")
     config = BacktestConfig(initial_capital=initial_capital, position_size=position_size, stop_loss=stop_loss,
                             take_profit=take_profit, commission=commission, slippage=slippage,
                             allow_short=allow_short, funding=funding, long_threshold=long_threshold,

@@ -4,6 +4,8 @@
     reformer train --csv klines.csv --config configs/tiny.toml --out runs/tiny --json
     reformer predict --symbol BTCUSDT --checkpoint runs/btc_1h
     reformer predict --checkpoint runs/tiny --csv klines.csv --all --out preds.csv --plot attention.png
+    reformer train --csv ETTh1.csv --target OT --protocol ett-hourly --config configs/etth1.toml   (any series:
+        `reformer.cli.series`)
 
 A `--config` TOML file holds a `[model]` table (`ReformerConfig` fields), a `[train]` table (`TrainConfig`
 fields) and optionally a `[data]` table (seq_len, horizon, task, class_threshold, normalization). Command-line
@@ -135,20 +137,36 @@ def train(
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/SYMBOL_INTERVAL).")] = None,
     db: Annotated[Path | None, typer.Option(help="Kline store (SQLite) path.")] = None,
     offline: Annotated[bool, typer.Option(help="Never fetch; fail if the store lacks the series.")] = False,
-    csv: Annotated[Path | None, typer.Option(help="Train on a kline CSV instead of the store.")] = None,
-    seq_len: Annotated[int | None, typer.Option(help="Bars per input window.")] = None,
-    horizon: Annotated[int | None, typer.Option(help="Target horizon in bars.")] = None,
+    csv: Annotated[Path | None, typer.Option(help="Train on a kline CSV instead of the store (with --target: any "
+                                                  "time-series CSV).")] = None,
+    target: Annotated[str | None, typer.Option(help="Train a series forecaster of this column of --csv (any time "
+                                                    "series: a date column and numeric columns) instead of a "
+                                                    "candle model.")] = None,
+    features: Annotated[str, typer.Option(help="With --target: M (all columns in and out), S (the target only), "
+                                               "MS (all in, the target out).")] = "M",
+    protocol: Annotated[str, typer.Option(help="With --target: the split, ratio (70/10/20), ett-hourly or "
+                                               "ett-15min.")] = "ratio",
+    seq_len: Annotated[int | None, typer.Option(help="Bars per input window (series default 336).")] = None,
+    horizon: Annotated[int | None, typer.Option(help="Target horizon in bars (series default 96).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the evaluation as one JSON object.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out from its last/ "
                                                           "checkpoint (same config; --epochs may raise the "
                                                           "limit).")] = False,
 ) -> None:
-    """Train a Reformer on candles (70/10/20 chronological split) and report test metrics beside baselines."""
+    """Train a Reformer on candles (70/10/20 chronological split), or with --target on any time-series CSV, and
+    report test metrics beside baselines."""
     from ..training import TrainConfig
     from ..training.crypto import train_crypto
     from ..training.loop import resolve_device
 
     tables = load_config_file(config)
+    if target is not None:
+        if csv is None:
+            raise UserInputError("--target trains on a time-series file: pass it with --csv FILE")
+        from .series import train_series
+
+        train_series(csv, target, features, protocol, tables, seq_len, horizon, epochs, out, as_json, resume)
+        return
     data = tables["data"]
     model_table = tables["model"]
     length = seq_len or data.get("seq_len") or model_table.get("seq_len") or 168
@@ -179,21 +197,31 @@ def predict(
     checkpoint: Annotated[Path | None, typer.Option(help="Run or checkpoint directory "
                                                          "(default runs/SYMBOL_INTERVAL).")] = None,
     db: Annotated[Path | None, typer.Option(help="Kline store (SQLite) path.")] = None,
-    csv: Annotated[Path | None, typer.Option(help="Predict from a kline CSV instead of the store.")] = None,
+    csv: Annotated[Path | None, typer.Option(help="Predict from a kline CSV instead of the store (a series "
+                                                  "checkpoint: its time-series CSV).")] = None,
     all_windows: Annotated[bool, typer.Option("--all", help="Predict every window (needs --out).")] = False,
-    out: Annotated[Path | None, typer.Option(help="CSV for --all predictions (timestamp,prediction,...).")] = None,
+    out: Annotated[Path | None, typer.Option(help="CSV for --all predictions (timestamp,prediction,...); a series "
+                                                  "checkpoint also writes its latest forecast here.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Also write a PNG of the latest window's attention.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
     bf16: Annotated[bool, typer.Option("--bf16", help="Matrix products in bfloat16 (CPU autocast): faster at "
                                                       "long windows, outputs within ~1e-2 relative.")] = False,
 ) -> None:
-    """Predict the forward return of the latest closed candle (or of every window with --all)."""
+    """Predict the forward return of the latest closed candle (or of every window with --all); a series
+    checkpoint forecasts the rows after its --csv file's last row."""
     from ..training.checkpoint import resolve_checkpoint_dir
     from ..training.crypto import plot_attention, predict_all, predict_latest
 
     if all_windows and out is None:
         raise UserInputError("--all writes a CSV: pass --out preds.csv")
     run = resolve_checkpoint_dir(checkpoint or _default_run(symbol, interval, csv))  # before any data is read
+    from ..training.series import is_series_checkpoint
+
+    if is_series_checkpoint(run):
+        from .series import predict_series
+
+        predict_series(run, csv, all_windows, out, plot, as_json)
+        return
     frame, source = _load_frame(csv, symbol, interval, category, db, offline=True,
                                 why_offline="predict never fetches")
     if csv is None:

@@ -6,6 +6,8 @@
     zero / momentum / ridge baselines                          reformer.training.baselines
     train_crypto / evaluate_crypto / predict_latest / ...      reformer.training.crypto
     WalkForwardPredictor (for run_backtest)                    reformer.training.walkforward
+    run_lstf (any CSV series; out_dir= keeps the model)        reformer.training.lstf
+    forecast_latest / forecast_all (series checkpoints)        reformer.training.series
 """
 
 from .baselines import RidgeModel, fit_ridge, momentum_forecast, select_ridge, window_summary, zero_forecast
@@ -29,7 +31,9 @@ from .crypto import (
     train_crypto,
 )
 from .loop import EpochEnd, FitResult, TrainConfig, fit, lr_at_step, predict_dataset
+from .lstf import run_lstf
 from .metrics import classification_metrics, regression_metrics
+from .series import SeriesForecast, forecast_all, forecast_latest, load_series_checkpoint
 from .walkforward import FoldRecord, WalkForwardConfig, WalkForwardPredictor
 
 __all__ = [
@@ -39,6 +43,7 @@ __all__ = [
     "FoldRecord",
     "LatestPrediction",
     "RidgeModel",
+    "SeriesForecast",
     "TrainConfig",
     "TrainReport",
     "WalkForwardConfig",
@@ -47,8 +52,11 @@ __all__ = [
     "evaluate_crypto",
     "fit",
     "fit_ridge",
+    "forecast_all",
+    "forecast_latest",
     "load_checkpoint",
     "load_optimizer_state",
+    "load_series_checkpoint",
     "lr_at_step",
     "momentum_forecast",
     "plot_attention",
@@ -59,6 +67,7 @@ __all__ = [
     "read_meta",
     "regression_metrics",
     "resolve_checkpoint_dir",
+    "run_lstf",
     "save_checkpoint",
     "select_ridge",
     "train_crypto",

@@ -3,13 +3,16 @@
 A checkpoint is a directory:
 
     model.safetensors      the model's state dict (float tensors, safetensors format)
-    checkpoint.json        {"format_version", "model_config" (ReformerConfig.to_dict()), ...caller's meta...}
+    checkpoint.json        {"format_version", "model_kind", "model_config" (the model's config.to_dict()),
+                           ...caller's meta...}
     optimizer.safetensors  optional: the optimizer state flattened to tensors `state/<param>/<key>`; the param
                            groups (lr, betas, ...) ride in the file's string metadata as JSON
 
 A training run directory holds `best/` (lowest validation loss) and `last/` (for resume) checkpoints;
-`load_checkpoint(run_dir)` picks `best/`. Loading uses only `safetensors` and `json`: no `torch.load`, no
-unpickling, so a checkpoint from an untrusted source cannot run code.
+`load_checkpoint(run_dir)` picks `best/`. `model_kind` is "reformer" (a `ReformerModel`, `load_checkpoint`) or
+"patch-forecaster" (the series forecaster of `reformer.training.forecast`, loaded by
+`reformer.training.series.load_series_checkpoint`); files without it are "reformer". Loading uses only
+`safetensors` and `json`: no `torch.load`, no unpickling, so a checkpoint from an untrusted source cannot run code.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ __all__ = [
     "WEIGHTS_FILE",
     "load_checkpoint",
     "load_optimizer_state",
+    "model_kind",
     "read_meta",
+    "read_weights",
     "resolve_checkpoint_dir",
     "save_checkpoint",
     "update_meta",
@@ -43,6 +48,7 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "checkpoint.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
+REFORMER_KIND = "reformer"
 
 
 def _replace_atomically(path: Path, write: Any) -> None:
@@ -51,13 +57,14 @@ def _replace_atomically(path: Path, write: Any) -> None:
     os.replace(tmp, path)
 
 
-def save_checkpoint(directory: str | os.PathLike[str], model: ReformerModel, meta: dict[str, Any] | None = None,
+def save_checkpoint(directory: str | os.PathLike[str], model: torch.nn.Module, meta: dict[str, Any] | None = None,
                     optimizer: torch.optim.Optimizer | None = None) -> Path:
     """Write `model.safetensors` + `checkpoint.json` (+ `optimizer.safetensors`) into `directory`.
 
     Args:
         directory: created if missing; files in it are replaced atomically one by one.
-        model: the model; its `config` goes into the JSON as `model_config`.
+        model: a `ReformerModel` or another module with a `config.to_dict()` and a `checkpoint_kind` attribute;
+            its config goes into the JSON as `model_config`, its kind as `model_kind`.
         meta: JSON-compatible extras (feature spec, scaler, data range, metrics, training state, ...).
         optimizer: also save its state (for resume).
 
@@ -72,7 +79,8 @@ def save_checkpoint(directory: str | os.PathLike[str], model: ReformerModel, met
         tensors, groups = _flatten_optimizer(optimizer)
         _replace_atomically(out / OPTIMIZER_FILE,
                             lambda p: save_file(tensors, str(p), metadata={"param_groups": json.dumps(groups)}))
-    document = {"format_version": FORMAT_VERSION, "model_config": model.config.to_dict(), **(meta or {})}
+    document = {"format_version": FORMAT_VERSION, "model_kind": getattr(model, "checkpoint_kind", REFORMER_KIND),
+                "model_config": model.config.to_dict(), **(meta or {})}  # type: ignore[union-attr,operator]
     text = json.dumps(document, indent=2, sort_keys=True, allow_nan=True)
     _replace_atomically(out / META_FILE, lambda p: p.write_text(text + "\n", encoding="utf-8"))
     return out
@@ -122,6 +130,11 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     return document
 
 
+def model_kind(meta: dict[str, Any]) -> str:
+    """The checkpoint's model kind ("reformer" when the JSON predates the field)."""
+    return str(meta.get("model_kind", REFORMER_KIND))
+
+
 def update_meta(path: str | os.PathLike[str], **fields: Any) -> None:
     """Add or replace top-level keys of a checkpoint's `checkpoint.json` (weights untouched)."""
     directory = resolve_checkpoint_dir(path)
@@ -141,6 +154,26 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
                               "retrain or restore it") from None
 
 
+def read_weights(path: str | os.PathLike[str], expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The checkpoint's weights, checked name by name and shape by shape against `expected` (a state dict).
+
+    Raises:
+        DataFormatError: missing, corrupt or mismatched weights; the message names the file.
+    """
+    weights_path = resolve_checkpoint_dir(path) / WEIGHTS_FILE
+    weights = _read_tensors(weights_path)
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        raise DataFormatError(f"{weights_path}: weights do not match model_config (missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]}); the checkpoint is corrupt, retrain")
+    for name, tensor in expected.items():
+        if weights[name].shape != tensor.shape:
+            raise DataFormatError(f"{weights_path}: {name} has shape {tuple(weights[name].shape)}, model_config "
+                                  f"needs {tuple(tensor.shape)}; the checkpoint is corrupt, retrain")
+    return weights
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[ReformerModel, dict[str, Any]]:
     """Rebuild the model (on CPU, eval mode) and return it with the checkpoint's JSON description.
 
@@ -151,31 +184,23 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[ReformerModel, dict[s
         (model, meta) with meta = the parsed `checkpoint.json`.
 
     Raises:
-        UserInputError: no checkpoint at `path`.
+        UserInputError: no checkpoint at `path`, or a series forecaster's checkpoint (not a `ReformerModel`).
         DataFormatError: corrupt JSON or weights, missing keys, shape mismatch, unknown format version;
             the one-line message names the file.
     """
     directory = resolve_checkpoint_dir(path)
     meta = read_meta(directory)
+    kind = model_kind(meta)
+    if kind != REFORMER_KIND:
+        raise UserInputError(f"{directory} holds a series forecaster ({kind}, `reformer train --csv FILE --target "
+                             "COL`), not a candle model: forecast with `reformer predict --checkpoint RUN --csv FILE`")
     try:
         config = ReformerConfig.from_dict(meta["model_config"])
     except (TypeError, ValueError) as exc:
         raise DataFormatError(f"{directory / META_FILE}: bad model_config ({str(exc).splitlines()[0]}); the "
                               "checkpoint is corrupt or from another version, retrain") from None
     model = ReformerModel(config)
-    weights_path = directory / WEIGHTS_FILE
-    weights = _read_tensors(weights_path)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    if missing or unexpected:
-        raise DataFormatError(f"{weights_path}: weights do not match model_config (missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]}); the checkpoint is corrupt, retrain")
-    for name, tensor in expected.items():
-        if weights[name].shape != tensor.shape:
-            raise DataFormatError(f"{weights_path}: {name} has shape {tuple(weights[name].shape)}, model_config "
-                                  f"needs {tuple(tensor.shape)}; the checkpoint is corrupt, retrain")
-    model.load_state_dict(weights)
+    model.load_state_dict(read_weights(directory, model.state_dict()))
     model.eval()
     return model, meta
 

@@ -21,7 +21,9 @@ Shape legend: b batch (windows), l input length, c channels, t horizon, n patche
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -93,6 +95,19 @@ class ForecastConfig:
         if self.patch_len > self.seq_len:
             raise ConfigError(f"ForecastConfig.patch_len={self.patch_len} is longer than seq_len={self.seq_len}: "
                               "use a shorter patch or a longer input")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict (a checkpoint's `model_config`)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ForecastConfig:
+        """Build from a dict (a TOML `[model]` table or a checkpoint's JSON); unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"ForecastConfig got unknown field(s) {unknown}: valid fields are {sorted(known)}")
+        return cls(**data)
 
     @property
     def n_patches(self) -> int:
@@ -171,6 +186,9 @@ class PatchReformerForecaster(nn.Module):
     Raises:
         ConfigError: on an input of the wrong length or channel count.
     """
+
+    checkpoint_kind = "patch-forecaster"
+    """`model_kind` in its checkpoints (`reformer.training.checkpoint`)."""
 
     def __init__(self, config: ForecastConfig) -> None:
         super().__init__()

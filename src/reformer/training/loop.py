@@ -34,7 +34,7 @@ from torch.utils.data import Dataset, default_collate
 from reformer.data.dataset import WindowDataset
 from reformer.errors import ConfigError, UserInputError
 from reformer.model import ReformerModel
-from reformer.training.checkpoint import load_checkpoint, load_optimizer_state, read_meta, save_checkpoint
+from reformer.training.checkpoint import load_optimizer_state, read_meta, read_weights, save_checkpoint
 
 __all__ = ["EpochEnd", "FitResult", "TrainConfig", "fit", "lr_at_step", "predict_dataset", "resolve_device"]
 
@@ -246,7 +246,7 @@ def _check_resumable(last: Path, meta: dict[str, Any], model_config: dict[str, A
         raise UserInputError(f"{last} was trained with {key}={saved.get(key)!r}, this run has {key}="
                              f"{model_config.get(key)!r}; resume with the run's own config, or train into a new "
                              "run directory")
-    for key in ("feature_names", "horizon", "task"):
+    for key in ("feature_names", "horizon", "task", "features", "protocol"):
         if key in meta and key in checkpoint_meta and meta[key] != checkpoint_meta[key]:
             raise UserInputError(f"{last} was trained with {key}={meta[key]!r}, this run has {key}="
                                  f"{checkpoint_meta[key]!r}; resume with the run's own data settings, or train "
@@ -300,7 +300,7 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
         if "train_state" not in meta:
             raise UserInputError(f"{last} is not a resumable checkpoint (no train_state): pass the run's last/")
         _check_resumable(last, meta, model.config.to_dict(), checkpoint_meta or {})
-        model.load_state_dict(load_checkpoint(last)[0].state_dict())
+        model.load_state_dict(read_weights(last, model.state_dict()))
         load_optimizer_state(last, optimizer)
         state.update(meta["train_state"]["state"])
         history = list(meta["train_state"]["history"])
@@ -311,7 +311,7 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
             raise UserInputError(f"{last}: the run stopped early (no better validation loss in its last "
                                  f"{int(state['bad_epochs'])} epochs); raise the patience to train on")
         if run_dir is not None and (run_dir / "best").is_dir():
-            best_weights = {k: v.to(device) for k, v in load_checkpoint(run_dir / "best")[0].state_dict().items()}
+            best_weights = {k: v.to(device) for k, v in read_weights(run_dir / "best", model.state_dict()).items()}
 
     def meta_for(epoch_record: dict[str, float] | None, with_state: bool) -> dict[str, Any]:
         out = {**(checkpoint_meta or {}), "train_config": config.to_dict(), "metrics": epoch_record or {}}

@@ -11,6 +11,7 @@ Shape legend: w windows, b batch, l input length, t horizon, c channels.
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,15 +22,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from reformer.data.timeseries import load_timeseries_csv, lstf_splits
+from reformer.data.timeseries import LSTFSplits, TimeSeries, load_timeseries_csv, lstf_splits
 from reformer.errors import ConfigError
 from reformer.model import ReformerModel
 
+from .checkpoint import save_checkpoint, update_meta
 from .forecast import ForecastConfig, LinearForecaster, PatchReformerForecaster, repeat_forecast
 from .loop import EpochEnd, FitResult, TrainConfig, fit
 
 __all__ = ["LSTFResult", "Metrics", "WindowSet", "blend_weight", "evaluate_forecaster", "evaluate_forecasters",
-           "run_lstf", "train_forecaster"]
+           "run_lstf", "series_meta", "train_forecaster"]
 
 PROTOCOLS = {"ett-hourly": "ett_hour", "ett-15min": "ett_minute", "ratio": "ratio"}
 """CLI protocol names -> `lstf_borders` names."""
@@ -132,11 +134,13 @@ def blend_weight(first: Callable[[torch.Tensor], torch.Tensor], second: Callable
 
 
 def train_forecaster(model: PatchReformerForecaster, train: WindowSet, val: WindowSet, config: TrainConfig, *,
-                     target_only: bool = False, progress: bool = False,
-                     log: Callable[[str], None] | None = None) -> FitResult:
+                     target_only: bool = False, progress: bool = False, log: Callable[[str], None] | None = None,
+                     out_dir: str | Path | None = None, checkpoint_meta: dict[str, Any] | None = None,
+                     resume: str | Path | None = None) -> FitResult:
     """Fit `model` with the shared loop (`reformer.training.loop.fit`): MSE on the normalised scale, early
     stopping on validation MSE, best weights restored. `target_only` scores the last channel only ("MS");
-    `log` gets one line per epoch."""
+    `log` gets one line per epoch; `out_dir`, `checkpoint_meta` and `resume` are `fit`'s (a run directory with
+    `best/`, `last/` and `metrics.csv`)."""
 
     def loss_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         err = pred.float() - target.float()  # (b, t, c)
@@ -148,7 +152,7 @@ def train_forecaster(model: PatchReformerForecaster, train: WindowSet, val: Wind
             log("epoch {epoch:.0f}: train {train_loss:.4f}, val {val_loss:.4f}, {seconds:.0f} s".format(**end.record))
 
     return fit(cast(ReformerModel, model), train, val, config, loss_fn=loss_fn, progress=progress,
-               on_epoch=on_epoch)
+               on_epoch=on_epoch, out_dir=out_dir, checkpoint_meta=checkpoint_meta, resume=resume)
 
 
 @dataclass
@@ -189,7 +193,8 @@ class LSTFResult:
 def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 336, horizon: int = 96,
              features: Literal["M", "S", "MS"] = "M", target: str = "OT", model: ForecastConfig | None = None,
              train_config: TrainConfig | None = None, progress: bool = False,
-             log: Callable[[str], None] | None = None) -> LSTFResult:
+             log: Callable[[str], None] | None = None, out_dir: str | Path | None = None,
+             resume: bool = False) -> LSTFResult:
     """Train the patched Reformer on the standard split and score it and the baselines on every test window.
 
     Args:
@@ -202,6 +207,10 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
         train_config: the shared loop's settings (`TrainConfig`); its seed is the run's seed.
         progress: show the loop's progress bar.
         log: one-line progress messages (baselines, then one line per epoch).
+        out_dir: also keep the model: a run directory with `best/` (the selected weights, their scaler, columns
+            and data range, and the test evaluation: `reformer predict` reads it), `last/`, `metrics.csv` and
+            `evaluation.json`. None trains in memory only.
+        resume: continue the interrupted run in `out_dir` from its `last/` checkpoint.
     Raises:
         ConfigError: unknown protocol, or a split too short for seq_len + horizon.
         DataFormatError / UserInputError: unreadable file or missing target column.
@@ -235,6 +244,7 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
     config = ForecastConfig(**{**asdict(model or ForecastConfig()), "seq_len": seq_len, "horizon": horizon,
                                "n_channels": n_channels, "seed": train_config.seed})
     forecaster = PatchReformerForecaster(config)
+    meta = series_meta(series, splits, protocol=protocol, features=features, horizon=horizon) if out_dir else None
     initial: dict[str, Any] = {}
     if config.linear_skip:
         # start from the closed-form linear forecast (RevIN frame); keep it if training never beats it on validation
@@ -244,7 +254,8 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
         if log:
             log(f"linear-skip start: validation MSE {start.mse:.4f}")
     fitted = train_forecaster(forecaster, train, val, train_config, target_only=target_only, progress=progress,
-                              log=log)
+                              log=log, out_dir=out_dir, checkpoint_meta=meta,
+                              resume=out_dir if resume and out_dir else None)
     forecaster.eval()
     device = next(forecaster.parameters()).device  # fit leaves the model on its training device
 
@@ -273,15 +284,38 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
     attention = config.attention_type
     if attention == "lsh" and config.chunk_size >= config.n_patches:
         attention = "lsh (one chunk: exact shared-QK attention)"
+    if out_dir is not None and selected != "trained":  # best/ must hold the weights that were scored
+        save_checkpoint(Path(out_dir) / "best", forecaster, {**(meta or {}), "selected": selected})
     train_info = {**train_config.to_dict(), "best_epoch": fitted.best_epoch, "epochs_run": len(fitted.history),
                   "val_mse": [r["val_loss"] for r in fitted.history],
                   "train_loss": [r["train_loss"] for r in fitted.history],
                   "epoch_seconds": [round(r["seconds"], 1) for r in fitted.history],
                   "start_val_mse": initial.get("val_mse"), "selected": selected, "device_used": str(device)}
-    return LSTFResult(
+    result = LSTFResult(
         model_name=(f"patch-reformer ({attention}, {config.n_patches} patches of {config.patch_len}"
                     + (", linear skip)" if config.linear_skip else ")")),
         model=scored, repeat=repeat, linear=linear, blend=blend, blend_weight=weight, protocol=protocol,
         seq_len=seq_len, horizon=horizon,
         seed=train_config.seed, features=features, n_channels=n_channels, config=asdict(config), train=train_info,
         seconds=time.perf_counter() - began)
+    if out_dir is not None:
+        payload = result.to_json()
+        update_meta(Path(out_dir) / "best", evaluation=payload)
+        (Path(out_dir) / "evaluation.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def series_meta(series: TimeSeries, splits: LSTFSplits, *, protocol: str, features: str,
+                horizon: int) -> dict[str, Any]:
+    """What a series checkpoint needs beside its weights to forecast from a CSV: the columns in model order, the
+    target, the scaler (fitted on the training rows), the split and the data range with its step."""
+    stamps = series.timestamps
+    step_ms = None
+    if stamps is not None and len(stamps) > 1:
+        step_ms = int(np.median(np.diff(stamps)))
+    return {"feature_names": list(series.columns), "target": series.target, "features": features,
+            "protocol": protocol, "horizon": horizon, "task": "series-forecast", "scaler": splits.scaler.to_dict(),
+            "data": {"source": series.path, "rows": len(series.values), "step_ms": step_ms,
+                     "first_timestamp": None if stamps is None else int(stamps[0]),
+                     "last_timestamp": None if stamps is None else int(stamps[-1]),
+                     "train_rows": int(splits.border2s[0])}}

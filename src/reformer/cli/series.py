@@ -1,0 +1,108 @@
+"""The series branch of `reformer train` and `reformer predict`: any CSV time series, not only candles.
+
+    reformer train --csv ETTh1.csv --target OT --protocol ett-hourly --config configs/etth1.toml --out runs/etth1
+    reformer predict --checkpoint runs/etth1 --csv ETTh1.csv [--out forecast.csv] [--plot forecast.png]
+    reformer predict --checkpoint runs/etth1 --csv ETTh1.csv --all --out every_window.csv
+
+The `[model]` table of a `--config` file holds `ForecastConfig` fields here (patch_len, stride, d_model, ...); the
+`[train]` table `TrainConfig` fields; `[data]` seq_len and horizon.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ..errors import ConfigError, UserInputError
+
+__all__ = ["predict_series", "train_series"]
+
+_SERIES_DATA_KEYS = {"seq_len", "horizon"}
+
+
+def train_series(csv: Path, target: str, features: str, protocol: str, tables: dict[str, dict[str, Any]],
+                 seq_len: int | None, horizon: int | None, epochs: int | None, out: Path | None, as_json: bool,
+                 resume: bool) -> None:
+    """Train the patched Reformer forecaster on `csv` (`run_lstf` with a run directory) and print its test
+    metrics beside Repeat and the linear baseline."""
+    from ..training import TrainConfig
+    from ..training.forecast import ForecastConfig
+    from ..training.loop import resolve_device
+    from ..training.lstf import PROTOCOLS, run_lstf
+
+    if features not in ("M", "S", "MS"):
+        raise UserInputError(f"--features {features!r} is invalid: use M (all columns in and out), S (the target "
+                             "only) or MS (all in, the target out)")
+    if protocol not in PROTOCOLS:
+        raise UserInputError(f"--protocol {protocol!r} is invalid: use one of {', '.join(PROTOCOLS)}")
+    bad = sorted(set(tables["data"]) - _SERIES_DATA_KEYS)
+    if bad:
+        raise ConfigError(f"[data] keys {bad} are for candle models; a series model (--target) takes "
+                          f"{sorted(_SERIES_DATA_KEYS)}")
+    length = int(seq_len or tables["data"].get("seq_len") or tables["model"].get("seq_len") or 336)
+    steps = int(horizon or tables["data"].get("horizon") or tables["model"].get("horizon") or 96)
+    model = ForecastConfig.from_dict({**tables["model"], "seq_len": length, "horizon": steps})
+    model.reformer_config()  # the encoder's settings are checked before any data is read
+    train_config = TrainConfig.from_dict({**tables["train"], **({"epochs": epochs} if epochs is not None else {})})
+    resolve_device(train_config)
+    run_dir = out or Path("runs") / f"{csv.stem}_{target}"
+    stream = sys.stderr if as_json else sys.stdout
+    result = run_lstf(csv, protocol=protocol, seq_len=length, horizon=steps, features=features,  # type: ignore[arg-type]
+                      target=target, model=model, train_config=train_config, out_dir=run_dir, resume=resume,
+                      progress=not as_json, log=lambda line: print(line, file=stream, flush=True))
+    if as_json:
+        typer.echo(json.dumps({**result.to_json(), "run_dir": str(run_dir)}))
+        return
+    typer.echo(f"{protocol} {features} seq_len={length} horizon={steps}: {result.model.n_windows} test windows, "
+               f"normalised scale, {result.seconds:.0f} s")
+    for name, metrics in (("model: " + result.model_name, result.model), ("repeat", result.repeat),
+                          ("linear", result.linear)):
+        typer.echo(f"  {name:<60} MSE {metrics.mse:.4f}  MAE {metrics.mae:.4f}")
+    typer.echo(f"run directory {run_dir} (best/ holds the model; forecast with `reformer predict --checkpoint "
+               f"{run_dir} --csv FILE`)")
+
+
+def predict_series(run: Path, csv: Path | None, all_windows: bool, out: Path | None, plot: Path | None,
+                   as_json: bool) -> None:
+    """Forecast the rows after `csv`'s last row (or the target from every window with `all_windows`)."""
+    from ..training.series import forecast_all, forecast_latest, plot_forecast
+
+    if csv is None:
+        raise UserInputError(f"{run} is a series forecaster: pass the series it forecasts from with --csv FILE")
+    result: dict[str, Any] = {}
+    if all_windows and out is not None:
+        table = forecast_all(run, csv)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out, index=False)
+        result.update(rows=len(table), out=str(out))
+    else:
+        forecast = forecast_latest(run, csv)
+        result.update(forecast.to_dict())
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            forecast.table.to_csv(out, index=False)
+            result["out"] = str(out)
+    if plot is not None:
+        result["plot"] = str(plot_forecast(run, csv, plot))
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    if "forecast" in result:
+        import pandas as pd
+
+        rows = result["forecast"]
+        target = result["target"]
+        start = ("" if result["last_timestamp"] is None else
+                 f" after {pd.to_datetime(result['last_timestamp'], unit='ms', utc=True):%Y-%m-%d %H:%M} UTC")
+        typer.echo(f"{target}: forecast of the next {result['horizon']} rows{start}: first {rows[0][target]:.4f}, "
+                   f"last {rows[-1][target]:.4f}, mean {sum(r[target] for r in rows) / len(rows):.4f}")
+    if "rows" in result:
+        typer.echo(f"wrote {result['rows']} window forecasts to {result['out']}")
+    elif "out" in result:
+        typer.echo(f"wrote the forecast to {result['out']}")
+    if "plot" in result:
+        typer.echo(f"forecast plot: {result['plot']}")

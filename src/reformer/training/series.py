@@ -1,0 +1,207 @@
+"""Forecasting any CSV time series with a series checkpoint (`reformer train --csv FILE --target COL`).
+
+A series checkpoint holds the patched Reformer forecaster of `reformer.training.forecast` (RevIN, patches, channel
+independence) with what it needs to read a new file the way it read its training file: the columns in model order
+(`feature_names`; the target last), the target, the features mode (M, S or MS), the scaler fitted on the
+training rows, and the data's step. Forecasts come back in the file's own units:
+
+    y = scaler^-1( model( scaler(x_{n-l+1..n}) ) )      x: the last l rows, y: the next t rows
+
+Shape legend: n rows, l input length (`seq_len`), t horizon, c channels, w windows.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from reformer.data.scaling import StandardScaler
+from reformer.data.timeseries import TimeSeries, load_timeseries_csv
+from reformer.errors import ConfigError, DataFormatError, UserInputError
+from reformer.textio import header_separator
+
+from .checkpoint import META_FILE, model_kind, read_meta, read_weights, resolve_checkpoint_dir
+from .forecast import ForecastConfig, PatchReformerForecaster
+
+__all__ = ["SeriesForecast", "forecast_all", "forecast_latest", "is_series_checkpoint", "load_series_checkpoint",
+           "plot_forecast"]
+
+_REQUIRED = ("feature_names", "target", "features", "scaler")
+
+
+def is_series_checkpoint(path: str | os.PathLike[str]) -> bool:
+    """True if the checkpoint at `path` (run or checkpoint directory) holds a series forecaster."""
+    return model_kind(read_meta(path)) == PatchReformerForecaster.checkpoint_kind
+
+
+def load_series_checkpoint(path: str | os.PathLike[str]) -> tuple[PatchReformerForecaster, dict[str, Any]]:
+    """Rebuild a series forecaster (CPU, eval mode) and return it with its `checkpoint.json`.
+
+    Raises:
+        UserInputError: no checkpoint at `path`, or a candle model's checkpoint.
+        DataFormatError: corrupt or incomplete checkpoint (the message names the file).
+    """
+    directory = resolve_checkpoint_dir(path)
+    meta = read_meta(directory)
+    if model_kind(meta) != PatchReformerForecaster.checkpoint_kind:
+        raise UserInputError(f"{directory} holds a candle model ({model_kind(meta)}), not a series forecaster: "
+                             "predict from candles with `reformer predict --checkpoint RUN --csv KLINES.csv`")
+    missing = [key for key in _REQUIRED if key not in meta]
+    if missing:
+        raise DataFormatError(f"{directory / META_FILE}: missing key(s) {missing}; the checkpoint is corrupt, retrain")
+    try:
+        config = ForecastConfig.from_dict(meta["model_config"])
+        config.reformer_config()
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise DataFormatError(f"{directory / META_FILE}: bad model_config ({str(exc).splitlines()[0]}); the "
+                              "checkpoint is corrupt or from another version, retrain") from None
+    model = PatchReformerForecaster(config)
+    model.load_state_dict(read_weights(directory, model.state_dict()))
+    model.eval()
+    return model, meta
+
+
+def _read(meta: dict[str, Any], csv: str | os.PathLike[str], seq_len: int) -> tuple[TimeSeries, np.ndarray]:
+    """The file read as the checkpoint read its training file, and its rows scaled by the training scaler.
+
+    Returns: (series, scaled (n, c) float32).
+    Raises: DataFormatError on other columns, another step between rows, or fewer rows than one window.
+    """
+    expected = list(meta["feature_names"])
+    try:
+        header = pd.read_csv(csv, sep=header_separator(Path(csv)), nrows=0).columns
+    except (OSError, ValueError, UnicodeDecodeError):
+        header = None  # unreadable: load_timeseries_csv names the problem
+    if header is not None and not set(expected) <= {str(c).strip() for c in header}:
+        missing = [c for c in expected if c not in {str(h).strip() for h in header}]
+        raise DataFormatError(f"{csv}: no column(s) {missing}; the model was trained on {expected}: pass a file "
+                              "with those columns")
+    series = load_timeseries_csv(Path(csv), target=meta["target"], features=meta["features"])
+    if list(series.columns) != expected:
+        missing = [c for c in expected if c not in series.columns]
+        extra = [c for c in series.columns if c not in expected]
+        raise DataFormatError(f"{csv}: columns {list(series.columns)} are not the {expected} the model was trained "
+                              f"on (missing {missing}, extra {extra}); pass a file with the training columns")
+    step = (meta.get("data") or {}).get("step_ms")
+    stamps = series.timestamps
+    if step and stamps is not None and len(stamps) > 1:
+        found = int(np.median(np.diff(stamps)))
+        if found != int(step):
+            raise DataFormatError(f"{csv}: rows are {found / 1000:g} s apart, the model was trained on rows "
+                                  f"{int(step) / 1000:g} s apart; pass a file sampled like the training file")
+    if len(series.values) < seq_len:
+        raise DataFormatError(f"{csv}: {len(series.values)} rows, the model needs the last {seq_len} rows as "
+                              "its input; pass a longer file")
+    scaler = StandardScaler.from_dict(meta["scaler"])
+    if scaler.mean is None or len(scaler.mean) != len(expected):
+        raise DataFormatError(f"checkpoint scaler has {0 if scaler.mean is None else len(scaler.mean)} columns, "
+                              f"the model {len(expected)}; the checkpoint is corrupt, retrain")
+    return series, scaler.transform(series.values).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SeriesForecast:
+    """The forecast of the next `horizon` rows after a file's last row, in the file's units."""
+
+    target: str
+    horizon: int
+    last_timestamp: int | None
+    """Epoch ms of the input's last row (None when the file has no date column)."""
+    table: pd.DataFrame
+    """One row per future step: `step` (1..t), `timestamp` (epoch ms, when the file has dates), then every
+    forecast column (M: all channels; S and MS: the target)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible: target, horizon, last_timestamp and the forecast rows."""
+        return {"target": self.target, "horizon": self.horizon, "last_timestamp": self.last_timestamp,
+                "forecast": self.table.to_dict(orient="records")}
+
+
+def _forecast(model: PatchReformerForecaster, scaled_windows: torch.Tensor, scaler: StandardScaler) -> np.ndarray:
+    """Model outputs in the file's units: windows (w, l, c) scaled -> (w, t, c)."""
+    with torch.no_grad():
+        out = model(scaled_windows).double().numpy()  # (w, t, c)
+    w, t, c = out.shape
+    return scaler.inverse_transform(out.reshape(w * t, c)).reshape(w, t, c)
+
+
+def _output_columns(meta: dict[str, Any]) -> list[str]:
+    return list(meta["feature_names"]) if meta["features"] == "M" else [str(meta["target"])]
+
+
+def forecast_latest(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[str]) -> SeriesForecast:
+    """Forecast the `horizon` rows after the file's last row from its last `seq_len` rows."""
+    model, meta = load_series_checkpoint(checkpoint)
+    config = model.config
+    series, scaled = _read(meta, csv, config.seq_len)
+    scaler = StandardScaler.from_dict(meta["scaler"])
+    values = _forecast(model, torch.from_numpy(scaled[-config.seq_len:])[None], scaler)[0]  # (t, c)
+    columns = _output_columns(meta)
+    table = pd.DataFrame({"step": np.arange(1, config.horizon + 1)})
+    last = None
+    if series.timestamps is not None:
+        last = int(series.timestamps[-1])
+        step = int((meta.get("data") or {}).get("step_ms") or 0)
+        if step:
+            table["timestamp"] = last + step * table["step"]
+    for column in columns:
+        table[column] = values[:, list(meta["feature_names"]).index(column)]
+    return SeriesForecast(str(meta["target"]), config.horizon, last, table)
+
+
+def forecast_all(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[str],
+                 batch_size: int = 256) -> pd.DataFrame:
+    """The target's forecast from every window of the file: one row per window, in the file's units.
+
+    Returns:
+        Columns `timestamp` (epoch ms of the window's last row; `row`, its 0-based index, when the file has no
+        dates) then `h1..h{t}`: the target `k` rows after that row. Windows end at rows l-1 .. n-1.
+    """
+    model, meta = load_series_checkpoint(checkpoint)
+    config = model.config
+    series, scaled = _read(meta, csv, config.seq_len)
+    scaler = StandardScaler.from_dict(meta["scaler"])
+    windows = torch.from_numpy(scaled).unfold(0, config.seq_len, 1).transpose(1, 2)  # (w, l, c) view
+    target = list(meta["feature_names"]).index(str(meta["target"]))
+    parts = [_forecast(model, windows[start: start + batch_size], scaler)[:, :, target]  # (b, t)
+             for start in range(0, len(windows), batch_size)]
+    ends = np.arange(config.seq_len - 1, len(scaled))  # (w,)
+    key = ("timestamp", series.timestamps[ends]) if series.timestamps is not None else ("row", ends)
+    table = pd.DataFrame(np.concatenate(parts), columns=[f"h{k}" for k in range(1, config.horizon + 1)])
+    table.insert(0, key[0], key[1])
+    return table
+
+
+def plot_forecast(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[str],
+                  path: str | os.PathLike[str]) -> Path:
+    """PNG of the target's last `seq_len` rows and its forecast for the next `horizon` rows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    forecast = forecast_latest(checkpoint, csv)
+    model, meta = load_series_checkpoint(checkpoint)
+    series, _ = _read(meta, csv, model.config.seq_len)
+    history = series.values[-model.config.seq_len:, list(meta["feature_names"]).index(forecast.target)]  # (l,)
+    figure, axis = plt.subplots(figsize=(10, 4))
+    axis.plot(np.arange(-len(history) + 1, 1), history, color="black", linewidth=1, label="observed")
+    axis.plot(forecast.table["step"], forecast.table[forecast.target], color="tab:red", linewidth=1.5,
+              label="forecast")
+    axis.axvline(0, color="grey", linewidth=0.8)
+    axis.set_xlabel("rows from the last observed row")
+    axis.set_ylabel(forecast.target)
+    axis.set_title(f"{forecast.target}: last {len(history)} rows and the {forecast.horizon}-row forecast")
+    axis.legend()
+    figure.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
+    return out
