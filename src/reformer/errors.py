@@ -20,9 +20,10 @@ it as an input error.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
-from collections.abc import Callable
-from typing import NoReturn
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn, TypeVar
 
 __all__ = [
     "BadRequestError",
@@ -37,6 +38,7 @@ __all__ = [
     "RetryableExchangeError",
     "UserInputError",
     "first_line",
+    "from_fields",
     "one_line",
     "run_main",
 ]
@@ -116,6 +118,19 @@ class InvalidSymbolError(BadRequestError):
 
 class InvalidIntervalError(BadRequestError):
     """The interval is not one Bybit knows (or cannot be used where it was given); raised before any request."""
+
+
+_Config = TypeVar("_Config")
+
+
+def from_fields(cls: type[_Config], data: Mapping[str, Any]) -> _Config:
+    """Build the dataclass `cls` from a dict (a TOML table or a checkpoint's JSON); an unknown key is a
+    `ConfigError` naming it and the valid fields (typos in config files are never silently ignored)."""
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{cls.__name__} got unknown field(s) {unknown}: valid fields are {sorted(known)}")
+    return cls(**data)
 
 
 def first_line(exc: BaseException) -> str:

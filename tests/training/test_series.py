@@ -180,3 +180,28 @@ def test_resume_continues_a_series_run(tmp_path: Path) -> None:
     history = pd.read_csv(run / "metrics.csv")
     assert history["epoch"].tolist() == [1, 2]
     assert read_meta(run / "last")["train_state"]["state"]["epoch"] == 2
+
+
+def test_corrupt_series_checkpoints_are_named(trained: tuple[Path, Path, dict], tmp_path: Path) -> None:
+    import shutil
+
+    _, run, _ = trained
+    bad_config = tmp_path / "bad_config"
+    shutil.copytree(run / "best", bad_config)
+    meta = json.loads((bad_config / "checkpoint.json").read_text())
+    meta["model_config"]["patch_len"] = 0
+    (bad_config / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(DataFormatError, match="bad model_config"):
+        load_series_checkpoint(bad_config)
+    bad_weights = tmp_path / "bad_weights"
+    shutil.copytree(run / "best", bad_weights)
+    (bad_weights / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(DataFormatError, match="not a readable safetensors file"):
+        load_series_checkpoint(bad_weights)
+    no_scaler = tmp_path / "no_scaler"
+    shutil.copytree(run / "best", no_scaler)
+    meta = json.loads((no_scaler / "checkpoint.json").read_text())
+    del meta["scaler"]
+    (no_scaler / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(DataFormatError, match=r"missing key\(s\) \['scaler'\]"):
+        load_series_checkpoint(no_scaler)

@@ -63,11 +63,9 @@ def run_scaling(lengths: list[int], spec: CompareSpec,
 
 def plot_scaling(results: list[Measurement], path: Path, title: str = "LSH attention layer, forward+backward") -> None:
     """Log-log plot of median step time and peak memory against L, with L and L² reference lines, to `path`."""
-    import matplotlib
+    from reformer.figures import pyplot, write_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     ok = sorted((m for m in results if m.seconds is not None and m.peak_mb), key=lambda m: m.length)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     series = (("step time (s)", [m.seconds or 0.0 for m in ok]),
@@ -85,10 +83,7 @@ def plot_scaling(results: list[Measurement], path: Path, title: str = "LSH atten
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    write_png(fig, path, dpi=110)
 
 
 def _main(args: dict[str, Any]) -> None:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from reformer.errors import from_fields
+
 __all__ = ["AttentionType", "ReformerConfig"]
 
 
@@ -215,8 +217,4 @@ class ReformerConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReformerConfig:
         """Build from a dict (e.g. a TOML table or a checkpoint's JSON); unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"ReformerConfig got unknown field(s) {unknown}: valid fields are {sorted(known)}")
-        return cls(**data)
+        return from_fields(cls, data)

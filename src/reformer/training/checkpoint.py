@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -39,6 +40,7 @@ __all__ = [
     "model_kind",
     "read_meta",
     "read_weights",
+    "rebuild",
     "resolve_checkpoint_dir",
     "save_checkpoint",
     "update_meta",
@@ -194,15 +196,26 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[ReformerModel, dict[s
     if kind != REFORMER_KIND:
         raise UserInputError(f"{directory} holds a series forecaster ({kind}, `reformer train --csv FILE --target "
                              "COL`), not a candle model: forecast with `reformer predict --checkpoint RUN --csv FILE`")
+    return rebuild(directory, meta, lambda config: ReformerModel(ReformerConfig.from_dict(config))), meta
+
+
+_Model = TypeVar("_Model", bound=torch.nn.Module)
+
+
+def rebuild(directory: Path, meta: dict[str, Any], make: Callable[[dict[str, Any]], _Model]) -> _Model:
+    """The model `make(meta["model_config"])` builds, holding the checkpoint's weights, in eval mode on the CPU.
+
+    Raises:
+        DataFormatError: `make` refuses the config (TypeError / ValueError), or the weights do not fit.
+    """
     try:
-        config = ReformerConfig.from_dict(meta["model_config"])
+        model = make(meta["model_config"])
     except (TypeError, ValueError) as exc:
         raise DataFormatError(f"{directory / META_FILE}: bad model_config ({str(exc).splitlines()[0]}); the "
                               "checkpoint is corrupt or from another version, retrain") from None
-    model = ReformerModel(config)
     model.load_state_dict(read_weights(directory, model.state_dict()))
     model.eval()
-    return model, meta
+    return model
 
 
 def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:

@@ -369,11 +369,9 @@ def plot_attention(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, path
     Top: the window's closes. Bottom: the last layer's attention from the last position to every bar of the
     window, averaged over heads (`LayerAttention.to_dense()[0, :, -1, :]`), against bars ago.
     """
-    import matplotlib
+    from reformer.figures import pyplot, write_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     model, _, inputs = _checkpoint_inputs(checkpoint, frame)
     _, layers = model.predict_with_attention(inputs.features[-1:])
     weights = layers[-1].to_dense()[0, :, -1, :].mean(dim=0).numpy()  # (l,)
@@ -389,9 +387,4 @@ def plot_attention(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, path
     bottom.set_ylabel("attention weight")
     bottom.set_xlabel("bars ago")
     bottom.invert_xaxis()
-    figure.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=100)
-    plt.close(figure)
-    return out
+    return write_png(figure, path)

@@ -30,7 +30,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from reformer.errors import ConfigError
+from reformer.errors import ConfigError, from_fields
 from reformer.model import AttentionType, ReformerConfig, ReformerModel
 
 __all__ = [
@@ -103,11 +103,7 @@ class ForecastConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ForecastConfig:
         """Build from a dict (a TOML `[model]` table or a checkpoint's JSON); unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"ForecastConfig got unknown field(s) {unknown}: valid fields are {sorted(known)}")
-        return cls(**data)
+        return from_fields(cls, data)
 
     @property
     def n_patches(self) -> int:

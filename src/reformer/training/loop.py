@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset, default_collate
 
 from reformer.data.dataset import WindowDataset
-from reformer.errors import ConfigError, UserInputError
+from reformer.errors import ConfigError, UserInputError, from_fields
 from reformer.model import ReformerModel
 from reformer.training.checkpoint import load_optimizer_state, read_meta, read_weights, save_checkpoint
 
@@ -117,11 +117,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Build from a dict (a TOML `[train]` table or a checkpoint); unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"TrainConfig got unknown field(s) {unknown}: valid fields are {sorted(known)}")
-        return cls(**data)
+        return from_fields(cls, data)
 
 
 @dataclass

@@ -23,10 +23,10 @@ import torch
 
 from reformer.data.scaling import StandardScaler
 from reformer.data.timeseries import TimeSeries, load_timeseries_csv
-from reformer.errors import ConfigError, DataFormatError, UserInputError
+from reformer.errors import DataFormatError, UserInputError
 from reformer.textio import header_separator
 
-from .checkpoint import META_FILE, model_kind, read_meta, read_weights, resolve_checkpoint_dir
+from .checkpoint import META_FILE, model_kind, read_meta, rebuild, resolve_checkpoint_dir
 from .forecast import ForecastConfig, PatchReformerForecaster
 
 __all__ = ["SeriesForecast", "forecast_all", "forecast_latest", "is_series_checkpoint", "load_series_checkpoint",
@@ -55,16 +55,7 @@ def load_series_checkpoint(path: str | os.PathLike[str]) -> tuple[PatchReformerF
     missing = [key for key in _REQUIRED if key not in meta]
     if missing:
         raise DataFormatError(f"{directory / META_FILE}: missing key(s) {missing}; the checkpoint is corrupt, retrain")
-    try:
-        config = ForecastConfig.from_dict(meta["model_config"])
-        config.reformer_config()
-    except (ConfigError, TypeError, ValueError) as exc:
-        raise DataFormatError(f"{directory / META_FILE}: bad model_config ({str(exc).splitlines()[0]}); the "
-                              "checkpoint is corrupt or from another version, retrain") from None
-    model = PatchReformerForecaster(config)
-    model.load_state_dict(read_weights(directory, model.state_dict()))
-    model.eval()
-    return model, meta
+    return rebuild(directory, meta, lambda config: PatchReformerForecaster(ForecastConfig.from_dict(config))), meta
 
 
 def _read(meta: dict[str, Any], csv: str | os.PathLike[str], seq_len: int) -> tuple[TimeSeries, np.ndarray]:
@@ -181,11 +172,9 @@ def forecast_all(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[str]
 def plot_forecast(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[str],
                   path: str | os.PathLike[str]) -> Path:
     """PNG of the target's last `seq_len` rows and its forecast for the next `horizon` rows."""
-    import matplotlib
+    from reformer.figures import pyplot, write_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     forecast = forecast_latest(checkpoint, csv)
     model, meta = load_series_checkpoint(checkpoint)
     series, _ = _read(meta, csv, model.config.seq_len)
@@ -199,9 +188,4 @@ def plot_forecast(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[str
     axis.set_ylabel(forecast.target)
     axis.set_title(f"{forecast.target}: last {len(history)} rows and the {forecast.horizon}-row forecast")
     axis.legend()
-    figure.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=100)
-    plt.close(figure)
-    return out
+    return write_png(figure, path)
