@@ -205,3 +205,20 @@ def test_corrupt_series_checkpoints_are_named(trained: tuple[Path, Path, dict], 
     (no_scaler / "checkpoint.json").write_text(json.dumps(meta))
     with pytest.raises(DataFormatError, match=r"missing key\(s\) \['scaler'\]"):
         load_series_checkpoint(no_scaler)
+
+
+def test_a_univariate_file_without_dates(tmp_path: Path) -> None:
+    frame = _frame(rows=300).drop(columns=["date"])
+    csv = tmp_path / "nodate.csv"
+    frame.to_csv(csv, index=False)
+    config = tmp_path / "series.toml"
+    config.write_text(CONFIG.replace("epochs = 2", "epochs = 1"))
+    torch.set_num_threads(1)
+    assert main(["train", "--csv", str(csv), "--target", "level", "--features", "S", "--config", str(config),
+                 "--out", str(tmp_path / "run"), "--json"]) == 0
+    meta = read_meta(tmp_path / "run")
+    assert meta["feature_names"] == ["level"] and meta["data"]["step_ms"] is None
+    forecast = forecast_latest(tmp_path / "run", csv)
+    assert list(forecast.table.columns) == ["step", "level"] and forecast.last_timestamp is None
+    every = forecast_all(tmp_path / "run", csv)
+    assert every["row"].tolist() == list(range(47, 300))  # each window's last row, 0-based
