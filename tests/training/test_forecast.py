@@ -181,3 +181,29 @@ def test_blend_weight_is_the_validation_least_squares_mix() -> None:
     same = predictor(noise_a)
     assert blend_weight(same, same, windows) == 0.0
     assert blend_weight(predictor(torch.zeros_like(noise_a)), same, windows) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("loss", ["l1", "huber"])
+def test_forecaster_trains_on_its_loss_and_selects_epochs_on_validation_mse(loss: str) -> None:
+    from reformer.training.loop import TrainConfig
+    from reformer.training.lstf import train_forecaster
+
+    rng = np.random.default_rng(0)
+    steps = np.arange(700)
+    series = np.stack([np.sin(steps / 4), np.cos(steps / 7)], axis=1) + 0.3 * rng.standard_t(2, size=(700, 2))
+    train, val = WindowSet(series[:500], 32, 8), WindowSet(series[500:], 32, 8)
+    config = ForecastConfig(seq_len=32, horizon=8, n_channels=2, patch_len=8, stride=8, d_model=8, n_heads=2,
+                            n_layers=1, d_ff=16, attention_type="full")
+    torch.manual_seed(0)
+    model = PatchReformerForecaster(config)
+    fitted = train_forecaster(model, train, val, TrainConfig(epochs=3, batch_size=32, max_batches_per_epoch=3,
+                                                             patience=0, loss=loss), progress=False)
+    recorded = fitted.history[fitted.best_epoch - 1]["val_loss"]
+    mse = evaluate_forecaster(model.eval(), val).mse  # the restored best weights, scored by MSE
+    assert recorded == pytest.approx(mse, rel=1e-4)
+    x, y = val.batch(slice(None))
+    with torch.no_grad():
+        l1 = float((model(x) - y).abs().mean())
+    assert abs(recorded - l1) > 1e-3  # heavy-tailed noise: the validation figure is not the training loss
+    with pytest.raises(ConfigError, match="a forecaster trains with"):
+        train_forecaster(model, train, val, TrainConfig(epochs=1, loss="cross_entropy"), progress=False)

@@ -123,7 +123,7 @@ def test_lr_schedule_warms_up_then_decays() -> None:
     assert lr_at_step(99, 100, config) < 0.001
 
 
-@pytest.mark.parametrize(("field", "value"), [("epochs", 0), ("lr", -1.0), ("loss", "l1"), ("warmup_fraction", 1.0),
+@pytest.mark.parametrize(("field", "value"), [("epochs", 0), ("lr", -1.0), ("loss", "l2"), ("warmup_fraction", 1.0),
                                               ("max_batches_per_epoch", 0), ("device", "tpu"), ("patience", -1),
                                               ("max_seconds", 0), ("max_seconds", "1h")])
 def test_train_config_rejects_bad_values(field: str, value: object) -> None:

@@ -46,6 +46,8 @@ def evaluate(
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-4,
     patience: Annotated[int, typer.Option(help="Epochs without validation improvement before stopping.")] = 2,
     max_batches: Annotated[int, typer.Option(help="Steps per epoch; 0 = all training windows.")] = 0,
+    loss: Annotated[str, typer.Option(help="Training loss on the normalised scale: mse, l1 or huber (delta 1.0); "
+                                           "early stopping is on validation MSE whatever the loss.")] = "mse",
     threads: Annotated[int, typer.Option(help="torch CPU threads; 0 = torch's default.")] = 0,
     max_minutes: Annotated[float, typer.Option(help="Stop training after the epoch that ends past this many "
                                                     "minutes; 0 = no limit.")] = 0.0,
@@ -61,6 +63,8 @@ def evaluate(
 
     if features not in ("M", "S", "MS"):
         raise ValueError(f"--features {features!r} is invalid: use M, S or MS")
+    if loss not in ("mse", "l1", "huber"):
+        raise ValueError(f"--loss {loss!r} is invalid: use mse, l1 or huber")
     if threads:
         torch.set_num_threads(threads)
     model = ForecastConfig(seq_len=seq_len, horizon=horizon, patch_len=patch_len, stride=stride, revin=revin,
@@ -70,7 +74,7 @@ def evaluate(
     model.reformer_config()  # validate the encoder settings before loading data
     train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                patience=patience, max_batches_per_epoch=max_batches or None, seed=seed,
-                               device=device, max_seconds=60 * max_minutes if max_minutes else None)
+                               loss=loss, device=device, max_seconds=60 * max_minutes if max_minutes else None)
     resolve_device(train_config)  # an explicit CUDA device on a machine without one fails before any work
     stream = sys.stderr if json_out else sys.stdout  # with --json, stdout carries the JSON object only
     result = run_lstf(csv, protocol=protocol, seq_len=seq_len, horizon=horizon, features=features,  # type: ignore[arg-type]

@@ -39,7 +39,7 @@ from reformer.training.checkpoint import load_optimizer_state, read_meta, read_w
 __all__ = ["EpochEnd", "FitResult", "TrainConfig", "fit", "lr_at_step", "predict_dataset", "resolve_device"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-_LOSSES = ("mse", "huber", "cross_entropy")
+_LOSSES = ("mse", "l1", "huber", "cross_entropy")
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class TrainConfig:
     device: str = "auto"
     """"auto" (CUDA with bfloat16 autocast when available, else CPU), "cpu", "cuda" or "cuda:N"."""
     loss: str = "mse"
-    """"mse", "huber" (delta `huber_delta`) or "cross_entropy" (classification logits)."""
+    """"mse", "l1", "huber" (delta `huber_delta`) or "cross_entropy" (classification logits)."""
     huber_delta: float = 1.0
     """Huber transition point, in target units."""
     max_seconds: float | None = None
@@ -170,6 +170,8 @@ def _loss_fn(config: TrainConfig) -> LossFn:
         pred = pred.reshape(target.shape) if pred.numel() == target.numel() else pred
         if config.loss == "huber":
             return F.huber_loss(pred, target.float(), delta=config.huber_delta)
+        if config.loss == "l1":
+            return F.l1_loss(pred, target.float())
         return F.mse_loss(pred, target.float())
 
     return loss
@@ -250,7 +252,7 @@ def _check_resumable(last: Path, meta: dict[str, Any], model_config: dict[str, A
 
 
 def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[Any], config: TrainConfig, *,
-        loss_fn: LossFn | None = None, out_dir: str | os.PathLike[str] | None = None,
+        loss_fn: LossFn | None = None, val_metric: LossFn | None = None, out_dir: str | os.PathLike[str] | None = None,
         checkpoint_meta: dict[str, Any] | None = None, resume: str | os.PathLike[str] | None = None,
         progress: bool = True, on_epoch: Callable[[EpochEnd], Mapping[str, float] | None] | None = None) -> FitResult:
     """Train `model` with AdamW, warmup + cosine LR, gradient clipping and early stopping on validation loss.
@@ -260,6 +262,8 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
         train_dataset, val_dataset: datasets of (x `[l, f]`, y) pairs, e.g. `PreparedDataset.train/.val`.
         config: the training configuration.
         loss_fn: (pred `[b, o]`, target `[b, ...]`) -> scalar; default from `config.loss`.
+        val_metric: same signature; the validation loss that early stopping and the best epoch go by (recorded as
+            `val_loss`); default `loss_fn`.
         out_dir: run directory for `metrics.csv`, `best/` and `last/` checkpoints; None writes nothing.
         checkpoint_meta: JSON-compatible extras stored in every checkpoint (feature spec, scaler, data range, ...).
         resume: a run directory or `last/` checkpoint of an interrupted run with the same config.
@@ -279,6 +283,7 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
     device = resolve_device(config)
     model.to(device)
     loss_fn = loss_fn or _loss_fn(config)
+    val_metric = val_metric or loss_fn
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(min(n_train, (config.max_batches_per_epoch or n_train) * config.batch_size)
                                 / config.batch_size)
@@ -355,7 +360,7 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
                 bar.update(task, advance=1, description=f"epoch {epoch}/{config.epochs} loss {loss.item():.4g}")
             val_pred, val_target = predict_dataset(model, val_dataset, config.eval_batch_size, device)
             with torch.no_grad():
-                val_loss = float(loss_fn(val_pred, val_target))
+                val_loss = float(val_metric(val_pred, val_target))
             record: dict[str, float] = {"epoch": epoch, "train_loss": total_loss / max(1, n_seen),
                                         "val_loss": val_loss, "lr": lr, "seconds": time.perf_counter() - started}
             if on_epoch is not None:

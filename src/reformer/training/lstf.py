@@ -137,21 +137,35 @@ def train_forecaster(model: PatchReformerForecaster, train: WindowSet, val: Wind
                      target_only: bool = False, progress: bool = False, log: Callable[[str], None] | None = None,
                      out_dir: str | Path | None = None, checkpoint_meta: dict[str, Any] | None = None,
                      resume: str | Path | None = None) -> FitResult:
-    """Fit `model` with the shared loop (`reformer.training.loop.fit`): MSE on the normalised scale, early
-    stopping on validation MSE, best weights restored. `target_only` scores the last channel only ("MS");
-    `log` gets one line per epoch; `out_dir`, `checkpoint_meta` and `resume` are `fit`'s (a run directory with
-    `best/`, `last/` and `metrics.csv`)."""
+    """Fit `model` with the shared loop (`reformer.training.loop.fit`): training loss `config.loss` ("mse", "l1" or
+    "huber" with delta `config.huber_delta`) on the normalised scale, early stopping and best-epoch selection on
+    validation MSE whatever the training loss, best weights restored. `target_only` scores the last channel only
+    ("MS"); `log` gets one line per epoch; `out_dir`, `checkpoint_meta` and `resume` are `fit`'s (a run directory
+    with `best/`, `last/` and `metrics.csv`)."""
+    if config.loss not in ("mse", "l1", "huber"):
+        raise ConfigError(f"TrainConfig.loss={config.loss!r}: a forecaster trains with 'mse', 'l1' or 'huber'")
+
+    def error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        err = pred.float() - target.float()  # (b, t, c)
+        return err[..., -1:] if target_only else err
+
+    def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return error(pred, target).square().mean()
 
     def loss_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        err = pred.float() - target.float()  # (b, t, c)
-        return (err[..., -1:] if target_only else err).square().mean()
+        err = error(pred, target)
+        if config.loss == "l1":
+            return err.abs().mean()
+        if config.loss == "huber":
+            return torch.nn.functional.huber_loss(err, torch.zeros_like(err), delta=config.huber_delta)
+        return err.square().mean()
 
     # fit is typed for ReformerModel; it needs only nn.Module + reseed(), which the forecaster provides
     def on_epoch(end: EpochEnd) -> None:
         if log:
             log("epoch {epoch:.0f}: train {train_loss:.4f}, val {val_loss:.4f}, {seconds:.0f} s".format(**end.record))
 
-    return fit(cast(ReformerModel, model), train, val, config, loss_fn=loss_fn, progress=progress,
+    return fit(cast(ReformerModel, model), train, val, config, loss_fn=loss_fn, val_metric=mse, progress=progress,
                on_epoch=on_epoch, out_dir=out_dir, checkpoint_meta=checkpoint_meta, resume=resume)
 
 
