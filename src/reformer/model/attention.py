@@ -17,6 +17,7 @@ from torch import nn
 from .config import AttentionType, ReformerConfig
 from .dropout import Dropout
 from .kernels import full_attention, local_attention
+from .linear import Linear
 from .lsh import hash_vectors, lsh_attention, rotation_columns
 from .masking import AttentionMap
 from .queries import attend_at, full_keys_at, local_keys_at, lsh_keys_at
@@ -62,9 +63,9 @@ class SharedQKAttention(nn.Module):
         self.attention_type = config.attention_type  # switchable (`ReformerModel.set_attention_type`)
         self.layer_index = layer_index
         self.norm = nn.LayerNorm(d)
-        self.to_qk = nn.Linear(d, d, bias=False)
-        self.to_v = nn.Linear(d, d, bias=False)
-        self.to_out = nn.Linear(d, d)
+        self.to_qk = Linear(d, d, bias=False)
+        self.to_v = Linear(d, d, bias=False)
+        self.to_out = Linear(d, d)
         self.dropout = Dropout(config.dropout)
         # The layer's own generator: training draws fresh rotations from it, never from (or reseeding) the
         # global RNG; eval uses fixed rotations derived from the config's seed alone, so the same input gives the

@@ -12,6 +12,7 @@ from torch import nn
 
 from .config import ReformerConfig
 from .dropout import Dropout
+from .linear import Linear
 
 __all__ = ["InputEmbedding", "sinusoidal_positions"]
 
@@ -44,7 +45,7 @@ class InputEmbedding(nn.Module):
         self.n_features = config.n_features
         self.d_model = config.d_model
         self.max_len = config.seq_len
-        self.to_embed = nn.Linear(config.n_features, config.d_model)
+        self.to_embed = Linear(config.n_features, config.d_model)
         self.positions: nn.Embedding | None = None
         if config.positional == "learned":
             self.positions = nn.Embedding(config.seq_len, config.d_model)

@@ -18,6 +18,7 @@ from torch.utils.checkpoint import checkpoint
 from .chunked import block_elements
 from .config import ReformerConfig
 from .dropout import Dropout
+from .linear import Linear, linear_gelu
 
 __all__ = ["ChunkedFeedForward"]
 
@@ -38,9 +39,8 @@ class ChunkedFeedForward(nn.Module):
         super().__init__()
         self.ff_chunks = config.ff_chunks
         self.norm = nn.LayerNorm(config.d_model)
-        self.w_in = nn.Linear(config.d_model, config.ff_hidden)
-        self.act = nn.GELU()
-        self.w_out = nn.Linear(config.ff_hidden, config.d_model)
+        self.w_in = Linear(config.d_model, config.ff_hidden)
+        self.w_out = Linear(config.ff_hidden, config.d_model)
         self.dropout = Dropout(config.dropout)
 
     def chunk_slices(self, length: int, chunks: int | None = None) -> list[slice]:
@@ -70,7 +70,7 @@ class ChunkedFeedForward(nn.Module):
 
     def apply_chunk(self, x: torch.Tensor) -> torch.Tensor:
         """The FFN on one slice, (b, c, d) -> (b, c, d)."""
-        hidden = self.dropout(self.act(self.w_in(self.norm(x))))  # (b, c, f)
+        hidden = self.dropout(linear_gelu(self.w_in, self.norm(x)))  # (b, c, f)
         return self.dropout(self.w_out(hidden))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ from .attention import SharedQKAttention
 from .config import AttentionType, ReformerConfig
 from .embedding import InputEmbedding
 from .feedforward import ChunkedFeedForward
+from .linear import Linear
 from .masking import AttentionMap
 from .reversible import ReformerLayer, run_at, run_plain, run_reversible
 
@@ -58,7 +59,7 @@ class ReformerModel(nn.Module):
             )
             self.norm = nn.LayerNorm(2 * config.d_model)
             head_in = 2 * config.d_model * (config.seq_len if config.pooling == "flatten" else 1)
-            self.head = nn.Linear(head_in, config.output_dim)
+            self.head = Linear(head_in, config.output_dim)
         self.use_reversible_layers = config.use_reversible_layers
 
     @property
