@@ -85,3 +85,43 @@ def test_state_dict_is_nn_linears() -> None:
     ours.load_state_dict(plain.state_dict())
     x = torch.randn(3, 12)
     torch.testing.assert_close(ours(x), plain(x))
+
+
+def test_a_trainable_bias_alone_gets_its_gradient() -> None:
+    layer = Linear(8, 4)
+    layer.weight.requires_grad_(False)
+    layer(torch.randn(3, 8)).sum().backward()
+    assert layer.bias is not None and layer.bias.grad is not None
+    torch.testing.assert_close(layer.bias.grad, torch.full((4,), 3.0))
+    with torch.no_grad():
+        x = torch.randn(3, 8)
+    assert linear_gelu(layer, x).requires_grad  # the bias still needs the autograd path
+
+
+@pytest.mark.skipif(not linear._ONEDNN, reason="this PyTorch build has no oneDNN")
+def test_double_backward_fails_loudly() -> None:
+    layer = Linear(6, 5)
+    x = torch.randn(4, 6, requires_grad=True)
+    (first,) = torch.autograd.grad(layer(x).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        first.sum().backward()
+
+
+def test_the_reversible_training_forward_matches_its_recomputation() -> None:
+    from reformer.model import ReformerConfig, ReformerModel
+
+    torch.manual_seed(0)
+    model = ReformerModel(ReformerConfig(seq_len=64, d_model=32, n_heads=2, n_layers=3, attention_type="full",
+                                         n_features=3, n_outputs=1, dropout=0.0, activation_budget_mb=0.0))
+    model.train()
+    x = torch.randn(2, 64, 3, requires_grad=True)
+    model(x).sum().backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    plain = ReformerModel(model.config.replace(use_reversible_layers=False))
+    plain.load_state_dict(model.state_dict())
+    plain.train()
+    x2 = x.detach().clone().requires_grad_(True)
+    plain(x2).sum().backward()
+    for name, p in plain.named_parameters():
+        if p.grad is not None and name in grads:
+            torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-5)

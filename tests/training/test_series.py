@@ -222,3 +222,93 @@ def test_a_univariate_file_without_dates(tmp_path: Path) -> None:
     assert list(forecast.table.columns) == ["step", "level"] and forecast.last_timestamp is None
     every = forecast_all(tmp_path / "run", csv)
     assert every["row"].tolist() == list(range(47, 300))  # each window's last row, 0-based
+
+
+def test_dates_must_run_forward(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    frame = _frame(rows=200)
+    for name, bad in (("reversed", frame.iloc[::-1]), ("repeated", pd.concat([frame, frame.iloc[-1:]]))):
+        csv = tmp_path / f"{name}.csv"
+        bad.to_csv(csv, index=False)
+        assert main(["train", "--csv", str(csv), "--target", "level", "--seq-len", "48", "--horizon", "12",
+                     "--out", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert "is not after the previous row's" in err and "sort the file by date" in err
+        assert not (tmp_path / name).exists()
+
+
+def test_columns_matched_by_name_and_written_in_the_file_order(trained: tuple[Path, Path, dict],
+                                                               tmp_path: Path) -> None:
+    csv, run, _ = trained
+    frame = pd.read_csv(csv)
+    shuffled = tmp_path / "shuffled.csv"
+    frame[["date", "level", "temp", "load"]].to_csv(shuffled, index=False)
+    forecast = forecast_latest(run, shuffled)
+    assert list(forecast.table.columns) == ["step", "timestamp", "level", "temp", "load"]
+    same = forecast_latest(run, csv).table
+    for column in ("level", "temp", "load"):
+        np.testing.assert_array_equal(forecast.table[column].to_numpy(), same[column].to_numpy())
+    extra = tmp_path / "extra.csv"
+    frame.assign(wind=1.0).to_csv(extra, index=False)
+    with pytest.raises(DataFormatError, match=r"columns \['wind'\] were not in the training file"):
+        forecast_latest(run, extra)
+
+
+def test_gaps_in_the_input_are_refused_or_left_out(trained: tuple[Path, Path, dict], tmp_path: Path) -> None:
+    csv, run, _ = trained
+    frame = pd.read_csv(csv)
+    holed = tmp_path / "holed.csv"
+    frame.drop(index=range(580, 585)).to_csv(holed, index=False)  # a 5-hour hole inside the last 48 rows
+    with pytest.raises(DataFormatError, match="the last 48 rows, the model's input, are not all 3600 s apart"):
+        forecast_latest(run, holed)
+    # 595 rows, 548 windows; those ending at the 15 rows after the hole (old rows 585-599) straddle it
+    with pytest.warns(UserWarning, match="15 of 548 windows span rows that are not evenly spaced"):
+        every = forecast_all(run, holed)
+    assert len(every) == 548 - 15
+    stamps = ((pd.to_datetime(frame["date"], utc=True) - pd.Timestamp(0, tz="UTC"))
+              // pd.Timedelta(milliseconds=1)).to_numpy()  # epoch ms
+    kept = set(every["timestamp"])
+    assert stamps[579] in kept and not kept & set(stamps[585:])
+
+
+def test_resume_needs_a_run_and_zero_lengths_are_named(trained: tuple[Path, Path, dict], tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    csv, _, _ = trained
+    assert main(["train", "--csv", str(csv), "--target", "level", "--resume", "--out", str(tmp_path / "none")]) == 2
+    assert "nothing to resume" in capsys.readouterr().err and not (tmp_path / "none").exists()
+    assert main(["train", "--csv", str(csv), "--target", "level", "--horizon", "0",
+                 "--out", str(tmp_path / "zero")]) == 2
+    assert "horizon=0" in capsys.readouterr().err
+
+
+def test_corrupt_data_entry_and_bf16(trained: tuple[Path, Path, dict], tmp_path: Path) -> None:
+    import shutil
+
+    csv, run, _ = trained
+    forecast = forecast_latest(run, csv)
+    fast = forecast_latest(run, csv, bfloat16=True)
+    np.testing.assert_allclose(fast.table["level"], forecast.table["level"], rtol=0.05)
+    bad = tmp_path / "bad_data"
+    shutil.copytree(run / "best", bad)
+    meta = json.loads((bad / "checkpoint.json").read_text())
+    meta["data"] = ["not", "a", "dict"]
+    (bad / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(DataFormatError, match="'data' must be an object"):
+        load_series_checkpoint(bad)
+
+
+def test_resuming_a_candle_run_as_a_series_run_names_both_kinds(trained: tuple[Path, Path, dict], tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from reformer.model import ReformerConfig, ReformerModel
+    from reformer.training.checkpoint import save_checkpoint
+
+    csv, _, _ = trained
+    run = tmp_path / "candle_run"
+    save_checkpoint(run / "last", ReformerModel(ReformerConfig(seq_len=16, d_model=8, n_heads=2, n_layers=1,
+                                                               n_features=3, n_outputs=1)),
+                    {"train_state": {"state": {"epoch": 1}, "history": []}})
+    config = tmp_path / "series.toml"
+    config.write_text(CONFIG)
+    assert main(["train", "--csv", str(csv), "--target", "level", "--config", str(config), "--out", str(run),
+                 "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a reformer model and this run trains a patch-forecaster model" in err, err

@@ -19,9 +19,14 @@ import typer
 
 from ..errors import ConfigError, UserInputError
 
-__all__ = ["predict_series", "train_series"]
+__all__ = ["first_given", "predict_series", "train_series"]
 
 _SERIES_DATA_KEYS = {"seq_len", "horizon"}
+
+
+def first_given(*values: Any) -> int:
+    """The first value that is not None (a command-line 0 is a value, and an invalid one: the config names it)."""
+    return int(next(v for v in values if v is not None))
 
 
 def train_series(csv: Path, target: str, features: str, protocol: str, tables: dict[str, dict[str, Any]],
@@ -43,13 +48,16 @@ def train_series(csv: Path, target: str, features: str, protocol: str, tables: d
     if bad:
         raise ConfigError(f"[data] keys {bad} are for candle models; a series model (--target) takes "
                           f"{sorted(_SERIES_DATA_KEYS)}")
-    length = int(seq_len or tables["data"].get("seq_len") or tables["model"].get("seq_len") or 336)
-    steps = int(horizon or tables["data"].get("horizon") or tables["model"].get("horizon") or 96)
+    length = first_given(seq_len, tables["data"].get("seq_len"), tables["model"].get("seq_len"), 336)
+    steps = first_given(horizon, tables["data"].get("horizon"), tables["model"].get("horizon"), 96)
     model = ForecastConfig.from_dict({**tables["model"], "seq_len": length, "horizon": steps})
     model.reformer_config()  # the encoder's settings are checked before any data is read
     train_config = TrainConfig.from_dict({**tables["train"], **({"epochs": epochs} if epochs is not None else {})})
     resolve_device(train_config)
     run_dir = out or Path("runs") / f"{csv.stem}_{target}"
+    if resume and not (run_dir / "last").is_dir():
+        raise UserInputError(f"--resume: {run_dir} holds no last/ checkpoint, so there is nothing to resume; train "
+                             "without --resume")
     stream = sys.stderr if as_json else sys.stdout
     result = run_lstf(csv, protocol=protocol, seq_len=length, horizon=steps, features=features,  # type: ignore[arg-type]
                       target=target, model=model, train_config=train_config, out_dir=run_dir, resume=resume,
@@ -67,7 +75,7 @@ def train_series(csv: Path, target: str, features: str, protocol: str, tables: d
 
 
 def predict_series(run: Path, csv: Path | None, all_windows: bool, out: Path | None, plot: Path | None,
-                   as_json: bool) -> None:
+                   as_json: bool, bfloat16: bool = False) -> None:
     """Forecast the rows after `csv`'s last row (or the target from every window with `all_windows`)."""
     from ..training.series import forecast_all, forecast_latest, plot_forecast
 
@@ -75,12 +83,12 @@ def predict_series(run: Path, csv: Path | None, all_windows: bool, out: Path | N
         raise UserInputError(f"{run} is a series forecaster: pass the series it forecasts from with --csv FILE")
     result: dict[str, Any] = {}
     if all_windows and out is not None:
-        table = forecast_all(run, csv)
+        table = forecast_all(run, csv, bfloat16=bfloat16)
         out.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(out, index=False)
         result.update(rows=len(table), out=str(out))
     else:
-        forecast = forecast_latest(run, csv)
+        forecast = forecast_latest(run, csv, bfloat16=bfloat16)
         result.update(forecast.to_dict())
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)

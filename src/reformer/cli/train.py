@@ -169,14 +169,16 @@ def train(
         return
     data = tables["data"]
     model_table = tables["model"]
-    length = seq_len or data.get("seq_len") or model_table.get("seq_len") or 168
+    from .series import first_given
+
+    length = first_given(seq_len, data.get("seq_len"), model_table.get("seq_len"), 168)
     model_table.pop("seq_len", None)
     train_table = {**tables["train"], **({"epochs": epochs} if epochs is not None else {})}
     train_config = TrainConfig.from_dict(train_table)
     resolve_device(train_config)  # a CUDA device asked for on a machine without one fails before any fetch
     frame, source = _load_frame(csv, symbol, interval, category, db, offline)
     run_dir = out or _default_run(symbol, interval, csv)
-    report = train_crypto(frame, seq_len=int(length), horizon=int(horizon or data.get("horizon") or 24),
+    report = train_crypto(frame, seq_len=length, horizon=first_given(horizon, data.get("horizon"), 24),
                           model_overrides=model_table, train_config=train_config, out_dir=run_dir,
                           task=data.get("task", "regression"), class_threshold=float(data.get("class_threshold", 0.0)),
                           normalization=data.get("normalization", "train"), source=source, progress=not as_json,
@@ -202,7 +204,8 @@ def predict(
     all_windows: Annotated[bool, typer.Option("--all", help="Predict every window (needs --out).")] = False,
     out: Annotated[Path | None, typer.Option(help="CSV for --all predictions (timestamp,prediction,...); a series "
                                                   "checkpoint also writes its latest forecast here.")] = None,
-    plot: Annotated[Path | None, typer.Option(help="Also write a PNG of the latest window's attention.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Also write a PNG of the latest window's attention (a series "
+                                                   "checkpoint: of its forecast).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
     bf16: Annotated[bool, typer.Option("--bf16", help="Matrix products in bfloat16 (CPU autocast): faster at "
                                                       "long windows, outputs within ~1e-2 relative.")] = False,
@@ -220,7 +223,7 @@ def predict(
     if is_series_checkpoint(run):
         from .series import predict_series
 
-        predict_series(run, csv, all_windows, out, plot, as_json)
+        predict_series(run, csv, all_windows, out, plot, as_json, bfloat16=bf16)
         return
     frame, source = _load_frame(csv, symbol, interval, category, db, offline=True,
                                 why_offline="predict never fetches")

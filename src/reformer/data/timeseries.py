@@ -94,6 +94,13 @@ def load_timeseries_csv(path: str | Path, target: str = "OT", features: Literal[
     for j, column in enumerate(ordered):
         values[:, j] = _numeric(frame[column], path, column)
     timestamps = None if date_col is None else _parse_dates(frame[date_col], path, date_col)
+    if timestamps is not None and len(timestamps) > 1:
+        behind = np.flatnonzero(np.diff(timestamps) <= 0)
+        if behind.size:  # a model reads windows of consecutive rows: they must run forward in time
+            row = int(behind[0]) + 1
+            raise DataFormatError(f"{path}: line {row + 2}, column {date_col!r}: {frame[date_col].iloc[row]!r} is not "
+                                  f"after the previous row's {frame[date_col].iloc[row - 1]!r} ({behind.size} such "
+                                  "rows); sort the file by date and remove repeated rows")
     return TimeSeries(values, tuple(ordered), timestamps, target, str(path))
 
 

@@ -8,7 +8,7 @@ PyTorch's CPU build sends float32 `F.linear` / `mm` to MKL; on the AMD EPYC mach
 MKL's float32 GEMM ran at about half the rate of oneDNN's (`torch.ops.mkldnn._linear_pointwise`, the kernel
 PyTorch's own compiler emits for CPU linear layers): 8,768 x 256 -> 1,024, 2 threads, 23.6 against 12.3 ms
 forward, 23.4 against 11.2 ms for dx; dW 1.0-1.8x (README, performance step 25). All three products of a layer are
-routed there; a GELU that follows the first FFN layer is fused into its kernel in inference (`linear_gelu`).
+routed there; a GELU that follows the first FFN layer is fused into its kernel in eval mode (`linear_gelu`).
 
 Anything else (float64 for the reference tests, bfloat16 autocast, CUDA, a build without oneDNN) takes
 `F.linear`, so results and gradients there are unchanged. Parameters and state-dict keys are `nn.Linear`'s:
@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 __all__ = ["Linear", "linear_gelu", "onednn_ready"]
 
@@ -51,6 +52,7 @@ class _OneDNNLinear(torch.autograd.Function):
         return _product(x, weight, bias)
 
     @staticmethod
+    @once_differentiable  # its products have no derivative of their own: a double backward must fail, not mislead
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight = ctx.saved_tensors
         grad_2d = grad.reshape(-1, grad.shape[-1])  # (n, o)
@@ -72,14 +74,21 @@ class Linear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not onednn_ready(x, self.weight):
             return F.linear(x, self.weight, self.bias)
-        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+        if _needs_grad(self, x):
             return _OneDNNLinear.apply(x, self.weight, self.bias)
         return _product(x, self.weight, self.bias)
 
 
+def _needs_grad(layer: nn.Linear, x: torch.Tensor) -> bool:
+    """Whether autograd must see this product (the raw oneDNN op has no autograd kernel of its own)."""
+    return torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad
+                                        or (layer.bias is not None and layer.bias.requires_grad))
+
+
 def linear_gelu(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    """GELU(layer(x)) (exact erf GELU), as one oneDNN kernel when nothing needs gradients, else the two ops."""
-    if onednn_ready(x, layer.weight) and not (torch.is_grad_enabled() and (x.requires_grad
-                                                                             or layer.weight.requires_grad)):
+    """GELU(layer(x)) (exact erf GELU), as one oneDNN kernel when nothing needs gradients, else the two ops.
+    Callers use it in eval mode only: a reversible layer's training forward runs without gradients and is then
+    recomputed with them, and both must take the same kernels for the inversion to be exact."""
+    if onednn_ready(x, layer.weight) and not _needs_grad(layer, x):
         return _product(x, layer.weight, layer.bias, "gelu")
     return F.gelu(layer(x))

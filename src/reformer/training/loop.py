@@ -231,11 +231,15 @@ def _epoch_order(n: int, config: TrainConfig, generator: torch.Generator) -> tor
 
 
 def _check_resumable(last: Path, meta: dict[str, Any], model_config: dict[str, Any],
-                     checkpoint_meta: dict[str, Any]) -> None:
+                     checkpoint_meta: dict[str, Any], model_kind_of: object = None) -> None:
     """A resumed run must be the same model on the same inputs: else one line naming the first difference.
 
     The model's `seed` may differ: it only draws the initial weights, which the checkpoint's replace.
     """
+    saved_kind, kind = meta.get("model_kind", "reformer"), getattr(model_kind_of, "checkpoint_kind", "reformer")
+    if saved_kind != kind:
+        raise UserInputError(f"{last} holds a {saved_kind} model and this run trains a {kind} model; resume with the "
+                             "command that started the run, or train into a new run directory")
     saved = meta.get("model_config", {})
     changed = [key for key in sorted(set(saved) | set(model_config))
                if key != "seed" and saved.get(key) != model_config.get(key)]
@@ -300,7 +304,7 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
         meta = read_meta(last)
         if "train_state" not in meta:
             raise UserInputError(f"{last} is not a resumable checkpoint (no train_state): pass the run's last/")
-        _check_resumable(last, meta, model.config.to_dict(), checkpoint_meta or {})
+        _check_resumable(last, meta, model.config.to_dict(), checkpoint_meta or {}, model)
         model.load_state_dict(read_weights(last, model.state_dict()))
         load_optimizer_state(last, optimizer)
         state.update(meta["train_state"]["state"])

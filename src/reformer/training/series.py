@@ -13,7 +13,8 @@ Shape legend: n rows, l input length (`seq_len`), t horizon, c channels, w windo
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,37 +56,49 @@ def load_series_checkpoint(path: str | os.PathLike[str]) -> tuple[PatchReformerF
     missing = [key for key in _REQUIRED if key not in meta]
     if missing:
         raise DataFormatError(f"{directory / META_FILE}: missing key(s) {missing}; the checkpoint is corrupt, retrain")
+    data = meta.get("data")
+    step = data.get("step_ms") if isinstance(data, dict) else None
+    if (data is not None and not isinstance(data, dict)) or not (
+            step is None or (isinstance(step, int) and not isinstance(step, bool) and step > 0)):
+        raise DataFormatError(f"{directory / META_FILE}: 'data' must be an object whose step_ms is a positive "
+                              "integer or null; the checkpoint is corrupt, retrain")
     return rebuild(directory, meta, lambda config: PatchReformerForecaster(ForecastConfig.from_dict(config))), meta
 
 
-def _read(meta: dict[str, Any], csv: str | os.PathLike[str], seq_len: int) -> tuple[TimeSeries, np.ndarray]:
+def _read(meta: dict[str, Any], csv: str | os.PathLike[str], seq_len: int
+          ) -> tuple[TimeSeries, np.ndarray, list[str]]:
     """The file read as the checkpoint read its training file, and its rows scaled by the training scaler.
 
-    Returns: (series, scaled (n, c) float32).
-    Raises: DataFormatError on other columns, another step between rows, or fewer rows than one window.
+    Columns are matched by name (the file may order them differently); the rows must be spaced as the training
+    file's were (`data.step_ms`; checked only when both have dates).
+
+    Returns: (series with its columns in model order, scaled (n, c) float32, the forecast columns in the file's
+        order).
+    Raises: DataFormatError on missing or extra columns, another step between rows, or fewer rows than one window.
     """
     expected = list(meta["feature_names"])
     try:
-        header = pd.read_csv(csv, sep=header_separator(Path(csv)), nrows=0).columns
+        header = [str(c).strip() for c in pd.read_csv(csv, sep=header_separator(Path(csv)), nrows=0).columns]
     except (OSError, ValueError, UnicodeDecodeError):
         header = None  # unreadable: load_timeseries_csv names the problem
-    if header is not None and not set(expected) <= {str(c).strip() for c in header}:
-        missing = [c for c in expected if c not in {str(h).strip() for h in header}]
+    if header is not None and not set(expected) <= set(header):
+        missing = [c for c in expected if c not in header]
         raise DataFormatError(f"{csv}: no column(s) {missing}; the model was trained on {expected}: pass a file "
                               "with those columns")
     series = load_timeseries_csv(Path(csv), target=meta["target"], features=meta["features"])
-    if list(series.columns) != expected:
-        missing = [c for c in expected if c not in series.columns]
+    if set(series.columns) != set(expected):
         extra = [c for c in series.columns if c not in expected]
-        raise DataFormatError(f"{csv}: columns {list(series.columns)} are not the {expected} the model was trained "
-                              f"on (missing {missing}, extra {extra}); pass a file with the training columns")
+        raise DataFormatError(f"{csv}: columns {extra} were not in the training file (the model reads exactly "
+                              f"{expected}); remove them from the file")
+    order = [series.columns.index(c) for c in expected]
+    series = replace(series, values=series.values[:, order], columns=tuple(expected))
     step = (meta.get("data") or {}).get("step_ms")
     stamps = series.timestamps
     if step and stamps is not None and len(stamps) > 1:
         found = int(np.median(np.diff(stamps)))
-        if found != int(step):
+        if found != step:
             raise DataFormatError(f"{csv}: rows are {found / 1000:g} s apart, the model was trained on rows "
-                                  f"{int(step) / 1000:g} s apart; pass a file sampled like the training file")
+                                  f"{step / 1000:g} s apart; pass a file sampled like the training file")
     if len(series.values) < seq_len:
         raise DataFormatError(f"{csv}: {len(series.values)} rows, the model needs the last {seq_len} rows as "
                               "its input; pass a longer file")
@@ -93,7 +106,21 @@ def _read(meta: dict[str, Any], csv: str | os.PathLike[str], seq_len: int) -> tu
     if scaler.mean is None or len(scaler.mean) != len(expected):
         raise DataFormatError(f"checkpoint scaler has {0 if scaler.mean is None else len(scaler.mean)} columns, "
                               f"the model {len(expected)}; the checkpoint is corrupt, retrain")
-    return series, scaler.transform(series.values).astype(np.float32)
+    outputs = expected if meta["features"] == "M" else [str(meta["target"])]
+    in_file = [c for c in (header or expected) if c in outputs]
+    return series, scaler.transform(series.values).astype(np.float32), in_file
+
+
+def _evenly_spaced_ends(stamps: np.ndarray | None, step: int | None, seq_len: int) -> np.ndarray:
+    """For each window end row l-1 .. n-1: whether its l rows are `step` apart (all True without dates or step).
+
+    Returns: (n - l + 1,) bool.
+    """
+    n = 0 if stamps is None else len(stamps)
+    if stamps is None or not step or n < 2:
+        return np.ones(max(n - seq_len + 1, 1) if stamps is not None else 1, dtype=bool)
+    bad = np.concatenate([[0], np.cumsum(np.diff(stamps) != step)])  # (n,) bad steps up to each row
+    return (bad[seq_len - 1:] - bad[: n - seq_len + 1]) == 0
 
 
 @dataclass(frozen=True)
@@ -114,31 +141,39 @@ class SeriesForecast:
                 "forecast": self.table.to_dict(orient="records")}
 
 
-def _forecast(model: PatchReformerForecaster, scaled_windows: torch.Tensor, scaler: StandardScaler) -> np.ndarray:
+def _forecast(model: PatchReformerForecaster, scaled_windows: torch.Tensor, scaler: StandardScaler,
+              bfloat16: bool = False) -> np.ndarray:
     """Model outputs in the file's units: windows (w, l, c) scaled -> (w, t, c)."""
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
         out = model(scaled_windows).double().numpy()  # (w, t, c)
     w, t, c = out.shape
     return scaler.inverse_transform(out.reshape(w * t, c)).reshape(w, t, c)
 
 
-def _output_columns(meta: dict[str, Any]) -> list[str]:
-    return list(meta["feature_names"]) if meta["features"] == "M" else [str(meta["target"])]
+def forecast_latest(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[str],
+                    bfloat16: bool = False) -> SeriesForecast:
+    """Forecast the `horizon` rows after the file's last row from its last `seq_len` rows (`bfloat16`: matrix
+    products under CPU bfloat16 autocast).
 
-
-def forecast_latest(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[str]) -> SeriesForecast:
-    """Forecast the `horizon` rows after the file's last row from its last `seq_len` rows."""
+    Raises:
+        DataFormatError: see `_read`; or the last `seq_len` rows are not evenly spaced at the training step.
+    """
     model, meta = load_series_checkpoint(checkpoint)
     config = model.config
-    series, scaled = _read(meta, csv, config.seq_len)
+    series, scaled, columns = _read(meta, csv, config.seq_len)
+    step = (meta.get("data") or {}).get("step_ms")
+    if series.timestamps is not None and not _evenly_spaced_ends(series.timestamps[-config.seq_len:], step,
+                                                                 config.seq_len)[-1]:
+        assert step is not None
+        raise DataFormatError(f"{csv}: the last {config.seq_len} rows, the model's input, are not all "
+                              f"{step / 1000:g} s apart (a gap or a change of spacing); fill the gap, or predict "
+                              "from a file that ends before it")
     scaler = StandardScaler.from_dict(meta["scaler"])
-    values = _forecast(model, torch.from_numpy(scaled[-config.seq_len:])[None], scaler)[0]  # (t, c)
-    columns = _output_columns(meta)
+    values = _forecast(model, torch.from_numpy(scaled[-config.seq_len:])[None], scaler, bfloat16)[0]  # (t, c)
     table = pd.DataFrame({"step": np.arange(1, config.horizon + 1)})
     last = None
     if series.timestamps is not None:
         last = int(series.timestamps[-1])
-        step = int((meta.get("data") or {}).get("step_ms") or 0)
         if step:
             table["timestamp"] = last + step * table["step"]
     for column in columns:
@@ -146,9 +181,11 @@ def forecast_latest(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[s
     return SeriesForecast(str(meta["target"]), config.horizon, last, table)
 
 
-def forecast_all(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[str],
-                 batch_size: int = 256) -> pd.DataFrame:
+def forecast_all(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[str], batch_size: int = 256,
+                 bfloat16: bool = False) -> pd.DataFrame:
     """The target's forecast from every window of the file: one row per window, in the file's units.
+
+    Windows whose rows are not evenly spaced at the training step (a gap inside them) are left out with a warning.
 
     Returns:
         Columns `timestamp` (epoch ms of the window's last row; `row`, its 0-based index, when the file has no
@@ -156,15 +193,22 @@ def forecast_all(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[str]
     """
     model, meta = load_series_checkpoint(checkpoint)
     config = model.config
-    series, scaled = _read(meta, csv, config.seq_len)
+    series, scaled, _ = _read(meta, csv, config.seq_len)
     scaler = StandardScaler.from_dict(meta["scaler"])
-    windows = torch.from_numpy(scaled).unfold(0, config.seq_len, 1).transpose(1, 2)  # (w, l, c) view
-    target = list(meta["feature_names"]).index(str(meta["target"]))
-    parts = [_forecast(model, windows[start: start + batch_size], scaler)[:, :, target]  # (b, t)
-             for start in range(0, len(windows), batch_size)]
     ends = np.arange(config.seq_len - 1, len(scaled))  # (w,)
+    keep = _evenly_spaced_ends(series.timestamps, (meta.get("data") or {}).get("step_ms"), config.seq_len)
+    if series.timestamps is not None and not keep.all():
+        warnings.warn(f"{csv}: {int((~keep).sum())} of {len(keep)} windows span rows that are not evenly spaced (a "
+                      "gap) and were left out", stacklevel=2)
+        ends = ends[keep]
+    windows = torch.from_numpy(scaled).unfold(0, config.seq_len, 1).transpose(1, 2)  # (n-l+1, l, c) view
+    windows = windows[torch.from_numpy(ends - (config.seq_len - 1))]  # (w, l, c)
+    target = list(meta["feature_names"]).index(str(meta["target"]))
+    parts = [_forecast(model, windows[start: start + batch_size], scaler, bfloat16)[:, :, target]  # (b, t)
+             for start in range(0, len(windows), batch_size)]
     key = ("timestamp", series.timestamps[ends]) if series.timestamps is not None else ("row", ends)
-    table = pd.DataFrame(np.concatenate(parts), columns=[f"h{k}" for k in range(1, config.horizon + 1)])
+    values = np.concatenate(parts) if parts else np.empty((0, config.horizon))
+    table = pd.DataFrame(values, columns=[f"h{k}" for k in range(1, config.horizon + 1)])
     table.insert(0, key[0], key[1])
     return table
 
@@ -177,7 +221,7 @@ def plot_forecast(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[str
     plt = pyplot()
     forecast = forecast_latest(checkpoint, csv)
     model, meta = load_series_checkpoint(checkpoint)
-    series, _ = _read(meta, csv, model.config.seq_len)
+    series, _, _ = _read(meta, csv, model.config.seq_len)
     history = series.values[-model.config.seq_len:, list(meta["feature_names"]).index(forecast.target)]  # (l,)
     figure, axis = plt.subplots(figsize=(10, 4))
     axis.plot(np.arange(-len(history) + 1, 1), history, color="black", linewidth=1, label="observed")
