@@ -13,15 +13,25 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from ..errors import ConfigError, UserInputError
 
-__all__ = ["first_given", "predict_series", "train_series"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["first_given", "predict_series", "train_series", "write_csv"]
 
 _SERIES_DATA_KEYS = {"seq_len", "horizon"}
+
+
+def write_csv(table: pd.DataFrame, out: Path) -> dict[str, Any]:
+    """Write `table` to `out` (parent folders made); returns {"rows", "out"} for the command's report."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    return {"rows": len(table), "out": str(out)}
 
 
 def first_given(*values: Any) -> int:
@@ -83,17 +93,12 @@ def predict_series(run: Path, csv: Path | None, all_windows: bool, out: Path | N
         raise UserInputError(f"{run} is a series forecaster: pass the series it forecasts from with --csv FILE")
     result: dict[str, Any] = {}
     if all_windows and out is not None:
-        table = forecast_all(run, csv, bfloat16=bfloat16)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out, index=False)
-        result.update(rows=len(table), out=str(out))
+        result.update(write_csv(forecast_all(run, csv, bfloat16=bfloat16), out))
     else:
         forecast = forecast_latest(run, csv, bfloat16=bfloat16)
         result.update(forecast.to_dict())
         if out is not None:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            forecast.table.to_csv(out, index=False)
-            result["out"] = str(out)
+            result["out"] = write_csv(forecast.table, out)["out"]
     if plot is not None:
         result["plot"] = str(plot_forecast(run, csv, plot))
     if as_json:

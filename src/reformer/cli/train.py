@@ -231,10 +231,9 @@ def predict(
         frame = _closed(frame, source["interval"])
     result: dict[str, Any] = {}
     if all_windows and out is not None:
-        table = predict_all(run, frame, bfloat16=bf16)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out, index=False)
-        result.update(rows=len(table), out=str(out))
+        from .series import write_csv
+
+        result.update(write_csv(predict_all(run, frame, bfloat16=bf16), out))
     else:
         result.update(predict_latest(run, frame, bfloat16=bf16).to_dict())
     if plot is not None:
