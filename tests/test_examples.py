@@ -114,3 +114,26 @@ def test_readme_quick_start_runs_and_its_shapes_hold() -> None:
         value = eval(expression.split("=")[-1] if " = " in expression else expression, namespace)
         got = tuple(value.shape if hasattr(value, "shape") else value)
         assert got == tuple(int(n) for n in shape.split(",")), (expression, got, shape)
+
+
+def test_readme_series_snippet_runs(etth1_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's any-time-series block, on ETTh1, with a two-batch training budget (the block as written trains
+    96 steps) and its run directory under tmp_path."""
+    import re
+
+    import torch
+
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"Any time series \(a date column.*?```python\n(.*?)```", readme, re.S)
+    assert block is not None
+    code = block.group(1).replace('"ETTh1.csv"', repr(str(etth1_csv)))
+    code = code.replace("epochs=3, max_batches_per_epoch=32", "epochs=1, max_batches_per_epoch=2")
+    assert str(etth1_csv) in code and "max_batches_per_epoch=2" in code
+    monkeypatch.chdir(tmp_path)
+    torch.set_num_threads(1)
+    namespace: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    result, forecast = namespace["result"], namespace["forecast"]
+    assert 0 < result.model.mse < result.repeat.mse  # type: ignore[attr-defined]
+    assert len(forecast.table) == 96 and list(forecast.table.columns)[-1] == "OT"  # type: ignore[attr-defined]
+    assert (tmp_path / "runs" / "etth1" / "best" / "checkpoint.json").is_file()
