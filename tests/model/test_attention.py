@@ -248,3 +248,21 @@ def test_a_model_gives_a_padded_sequence_the_output_it_gives_it_alone() -> None:
     mask[0, 40:] = False
     with torch.no_grad():
         torch.testing.assert_close(model(batch, mask)[0], model(short)[0], rtol=0, atol=1e-12)
+
+
+def test_key_normalisation_backward_is_f_normalize_s() -> None:
+    import torch.nn.functional as F
+
+    from reformer.model.masking import normalize_keys
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 5, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(normalize_keys, (x,))
+    y = torch.randn(2, 3, 5, 8, dtype=torch.float64)
+    y[0, 0, 0] = 1e-9  # a key whose norm is clamped at eps
+    y.requires_grad_(True)
+    grad = torch.randn_like(y)
+    ours, = torch.autograd.grad(normalize_keys(y), y, grad)
+    reference, = torch.autograd.grad(F.normalize(y, p=2.0, dim=-1, eps=1e-6), y, grad)
+    torch.testing.assert_close(ours, reference)
+    torch.testing.assert_close(normalize_keys(y), F.normalize(y, p=2.0, dim=-1, eps=1e-6))
