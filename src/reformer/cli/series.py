@@ -92,6 +92,7 @@ def predict_series(run: Path, csv: Path | None, all_windows: bool, out: Path | N
     if csv is None:
         raise UserInputError(f"{run} is a series forecaster: pass the series it forecasts from with --csv FILE")
     result: dict[str, Any] = {}
+    forecast = None
     if all_windows and out is not None:
         result.update(write_csv(forecast_all(run, csv, bfloat16=bfloat16), out))
     else:
@@ -100,7 +101,8 @@ def predict_series(run: Path, csv: Path | None, all_windows: bool, out: Path | N
         if out is not None:
             result["out"] = write_csv(forecast.table, out)["out"]
     if plot is not None:
-        result["plot"] = str(plot_forecast(run, csv, plot))
+        forecast = forecast or forecast_latest(run, csv, bfloat16=bfloat16)
+        result["plot"] = str(plot_forecast(forecast, plot))
     if as_json:
         typer.echo(json.dumps(result))
         return

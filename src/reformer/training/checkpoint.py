@@ -35,6 +35,7 @@ __all__ = [
     "META_FILE",
     "OPTIMIZER_FILE",
     "WEIGHTS_FILE",
+    "kind_of",
     "load_checkpoint",
     "load_optimizer_state",
     "model_kind",
@@ -81,7 +82,7 @@ def save_checkpoint(directory: str | os.PathLike[str], model: torch.nn.Module, m
         tensors, groups = _flatten_optimizer(optimizer)
         _replace_atomically(out / OPTIMIZER_FILE,
                             lambda p: save_file(tensors, str(p), metadata={"param_groups": json.dumps(groups)}))
-    document = {"format_version": FORMAT_VERSION, "model_kind": getattr(model, "checkpoint_kind", REFORMER_KIND),
+    document = {"format_version": FORMAT_VERSION, "model_kind": kind_of(model),
                 "model_config": model.config.to_dict(), **(meta or {})}  # type: ignore[union-attr,operator]
     text = json.dumps(document, indent=2, sort_keys=True, allow_nan=True)
     _replace_atomically(out / META_FILE, lambda p: p.write_text(text + "\n", encoding="utf-8"))
@@ -130,6 +131,11 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise DataFormatError(f"{meta_path}: missing key 'model_config'; the checkpoint is corrupt, retrain or "
                               "restore it")
     return document
+
+
+def kind_of(model: torch.nn.Module) -> str:
+    """The `model_kind` a model's checkpoints carry: its `checkpoint_kind`, else "reformer"."""
+    return str(getattr(model, "checkpoint_kind", REFORMER_KIND))
 
 
 def model_kind(meta: dict[str, Any]) -> str:

@@ -34,7 +34,14 @@ from torch.utils.data import Dataset, default_collate
 from reformer.data.dataset import WindowDataset
 from reformer.errors import ConfigError, UserInputError, from_fields
 from reformer.model import ReformerModel
-from reformer.training.checkpoint import load_optimizer_state, read_meta, read_weights, save_checkpoint
+from reformer.training.checkpoint import (
+    kind_of,
+    load_optimizer_state,
+    model_kind,
+    read_meta,
+    read_weights,
+    save_checkpoint,
+)
 
 __all__ = ["EpochEnd", "FitResult", "TrainConfig", "fit", "lr_at_step", "predict_dataset", "resolve_device"]
 
@@ -230,17 +237,17 @@ def _epoch_order(n: int, config: TrainConfig, generator: torch.Generator) -> tor
     return order
 
 
-def _check_resumable(last: Path, meta: dict[str, Any], model_config: dict[str, Any],
-                     checkpoint_meta: dict[str, Any], model_kind_of: object = None) -> None:
+def _check_resumable(last: Path, meta: dict[str, Any], model: ReformerModel,
+                     checkpoint_meta: dict[str, Any]) -> None:
     """A resumed run must be the same model on the same inputs: else one line naming the first difference.
 
     The model's `seed` may differ: it only draws the initial weights, which the checkpoint's replace.
     """
-    saved_kind, kind = meta.get("model_kind", "reformer"), getattr(model_kind_of, "checkpoint_kind", "reformer")
+    saved_kind, kind = model_kind(meta), kind_of(model)
     if saved_kind != kind:
         raise UserInputError(f"{last} holds a {saved_kind} model and this run trains a {kind} model; resume with the "
                              "command that started the run, or train into a new run directory")
-    saved = meta.get("model_config", {})
+    saved, model_config = meta.get("model_config", {}), model.config.to_dict()
     changed = [key for key in sorted(set(saved) | set(model_config))
                if key != "seed" and saved.get(key) != model_config.get(key)]
     if changed:
@@ -304,7 +311,7 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
         meta = read_meta(last)
         if "train_state" not in meta:
             raise UserInputError(f"{last} is not a resumable checkpoint (no train_state): pass the run's last/")
-        _check_resumable(last, meta, model.config.to_dict(), checkpoint_meta or {}, model)
+        _check_resumable(last, meta, model, checkpoint_meta or {})
         model.load_state_dict(read_weights(last, model.state_dict()))
         load_optimizer_state(last, optimizer)
         state.update(meta["train_state"]["state"])

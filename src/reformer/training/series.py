@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +66,14 @@ def load_series_checkpoint(path: str | os.PathLike[str]) -> tuple[PatchReformerF
 
 
 def _read(meta: dict[str, Any], csv: str | os.PathLike[str], seq_len: int
-          ) -> tuple[TimeSeries, np.ndarray, list[str]]:
+          ) -> tuple[TimeSeries, np.ndarray, list[str], StandardScaler]:
     """The file read as the checkpoint read its training file, and its rows scaled by the training scaler.
 
     Columns are matched by name (the file may order them differently); the rows must be spaced as the training
     file's were (`data.step_ms`; checked only when both have dates).
 
     Returns: (series with its columns in model order, scaled (n, c) float32, the forecast columns in the file's
-        order).
+        order, the training scaler).
     Raises: DataFormatError on missing or extra columns, another step between rows, or fewer rows than one window.
     """
     expected = list(meta["feature_names"])
@@ -108,7 +108,7 @@ def _read(meta: dict[str, Any], csv: str | os.PathLike[str], seq_len: int
                               f"the model {len(expected)}; the checkpoint is corrupt, retrain")
     outputs = expected if meta["features"] == "M" else [str(meta["target"])]
     in_file = [c for c in (header or expected) if c in outputs]
-    return series, scaler.transform(series.values).astype(np.float32), in_file
+    return series, scaler.transform(series.values).astype(np.float32), in_file, scaler
 
 
 def _evenly_spaced_ends(stamps: np.ndarray | None, step: int | None, seq_len: int) -> np.ndarray:
@@ -134,6 +134,8 @@ class SeriesForecast:
     table: pd.DataFrame
     """One row per future step: `step` (1..t), `timestamp` (epoch ms, when the file has dates), then every
     forecast column (M: all channels; S and MS: the target)."""
+    history: np.ndarray = field(repr=False)
+    """The target's last `seq_len` observed values, the model's input, in the file's units: (l,)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible: target, horizon, last_timestamp and the forecast rows."""
@@ -160,7 +162,7 @@ def forecast_latest(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[s
     """
     model, meta = load_series_checkpoint(checkpoint)
     config = model.config
-    series, scaled, columns = _read(meta, csv, config.seq_len)
+    series, scaled, columns, scaler = _read(meta, csv, config.seq_len)
     step = (meta.get("data") or {}).get("step_ms")
     if series.timestamps is not None and not _evenly_spaced_ends(series.timestamps[-config.seq_len:], step,
                                                                  config.seq_len)[-1]:
@@ -168,7 +170,6 @@ def forecast_latest(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[s
         raise DataFormatError(f"{csv}: the last {config.seq_len} rows, the model's input, are not all "
                               f"{step / 1000:g} s apart (a gap or a change of spacing); fill the gap, or predict "
                               "from a file that ends before it")
-    scaler = StandardScaler.from_dict(meta["scaler"])
     values = _forecast(model, torch.from_numpy(scaled[-config.seq_len:])[None], scaler, bfloat16)[0]  # (t, c)
     table = pd.DataFrame({"step": np.arange(1, config.horizon + 1)})
     last = None
@@ -176,9 +177,11 @@ def forecast_latest(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[s
         last = int(series.timestamps[-1])
         if step:
             table["timestamp"] = last + step * table["step"]
+    names = list(meta["feature_names"])
     for column in columns:
-        table[column] = values[:, list(meta["feature_names"]).index(column)]
-    return SeriesForecast(str(meta["target"]), config.horizon, last, table)
+        table[column] = values[:, names.index(column)]
+    history = series.values[-config.seq_len:, names.index(str(meta["target"]))]  # (l,)
+    return SeriesForecast(str(meta["target"]), config.horizon, last, table, history)
 
 
 def forecast_all(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[str], batch_size: int = 256,
@@ -193,8 +196,7 @@ def forecast_all(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[str]
     """
     model, meta = load_series_checkpoint(checkpoint)
     config = model.config
-    series, scaled, _ = _read(meta, csv, config.seq_len)
-    scaler = StandardScaler.from_dict(meta["scaler"])
+    series, scaled, _, scaler = _read(meta, csv, config.seq_len)
     ends = np.arange(config.seq_len - 1, len(scaled))  # (w,)
     keep = _evenly_spaced_ends(series.timestamps, (meta.get("data") or {}).get("step_ms"), config.seq_len)
     if series.timestamps is not None and not keep.all():
@@ -213,16 +215,12 @@ def forecast_all(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[str]
     return table
 
 
-def plot_forecast(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[str],
-                  path: str | os.PathLike[str]) -> Path:
-    """PNG of the target's last `seq_len` rows and its forecast for the next `horizon` rows."""
+def plot_forecast(forecast: SeriesForecast, path: str | os.PathLike[str]) -> Path:
+    """PNG of the target's last `seq_len` rows (the forecast's input) and its forecast for the next rows."""
     from reformer.figures import pyplot, write_png
 
     plt = pyplot()
-    forecast = forecast_latest(checkpoint, csv)
-    model, meta = load_series_checkpoint(checkpoint)
-    series, _, _ = _read(meta, csv, model.config.seq_len)
-    history = series.values[-model.config.seq_len:, list(meta["feature_names"]).index(forecast.target)]  # (l,)
+    history = forecast.history  # (l,)
     figure, axis = plt.subplots(figsize=(10, 4))
     axis.plot(np.arange(-len(history) + 1, 1), history, color="black", linewidth=1, label="observed")
     axis.plot(forecast.table["step"], forecast.table[forecast.target], color="tab:red", linewidth=1.5,
