@@ -127,8 +127,11 @@ def compare(
     d_model: DModel = 256, heads: Heads = 8,
     layers: Annotated[int, typer.Option(help="Encoder layers.")] = 6,
     rounds: Rounds = 4, chunk_size: Chunk = 64, ff_chunk_len: FFLen = 1024,
-    repeats: Repeats = 3, steps: Steps = 1, step_timeout: Timeout = 600.0, budget_gb: Budget = 12.0,
-    threads: Threads = 1, out: CompareOut = None,
+    repeats: Repeats = 3,
+    steps: Annotated[int, typer.Option(help="Timed steps per run after one warm-up step; a cell's time is the median "
+                                            "of all its runs' steps. The first one follows the heap trim that resets "
+                                            "the peak-memory counter and pays for faulting the heap back in.")] = 3,
+    step_timeout: Timeout = 600.0, budget_gb: Budget = 12.0, threads: Threads = 1, out: CompareOut = None,
 ) -> None:
     """Training-step time and memory of ours, HF transformers, reformer-pytorch and an SDPA Transformer."""
     length_list = _ints(lengths, "--lengths")
