@@ -225,6 +225,13 @@ def test_backoff_is_jittered_exponential_and_capped() -> None:
         assert max(delays) > 0.8 * step  # full jitter spreads over the whole step
     limited = RetryableExchangeError("x", code=10006)
     assert all(backoff_delay(3, limited, base=0.2, cap=5.0, rng=rng) >= 0.8 for _ in range(100))
+    # without a reset header, a rate limit cools down for 1-2 s even on the first retry (not base * 2**0 = 0.2 s)
+    first = [backoff_delay(0, limited, base=0.2, cap=5.0, rng=rng) for _ in range(200)]
+    assert all(1.0 <= d <= 2.0 for d in first) and max(first) - min(first) > 0.5  # jittered, not one constant
+    assert all(backoff_delay(0, RetryableExchangeError("x", http_status=429), base=0.2, cap=5.0, rng=rng) >= 1.0
+               for _ in range(20))
+    assert backoff_delay(0, limited, base=0.2, cap=0.5, rng=rng) == 0.5  # the cap still bounds it
+    assert backoff_delay(0, transient, base=0.2, cap=5.0, rng=rng) <= 0.2  # other failures keep the short step
     header = RetryableExchangeError("x", code=10006, retry_at_ms=1_000_000 + 1_500)
     assert backoff_delay(0, header, base=0.2, cap=5.0, rng=rng, now_ms=1_000_000) == pytest.approx(1.5)
     far = RetryableExchangeError("x", code=10006, retry_at_ms=1_000_000 + 3_600_000)

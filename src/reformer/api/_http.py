@@ -29,6 +29,8 @@ Sleep = Callable[[float], Awaitable[None]]
 # retCodes that mean "the server is busy or restarting", per Bybit's error table (bybit-v5.md §11).
 RETRYABLE_CODES = {10000: "server timeout", 10006: "too many visits (rate limit)", 10016: "server error"}
 RATE_LIMIT_CODES = {10006}
+RATE_LIMIT_PAUSE_S = 1.0
+"""Shortest wait after a rate-limit answer that names no reset time (the wait is jittered over 1-2x this)."""
 _SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # dated futures look like "BTC-27DEC24"
 
 
@@ -108,8 +110,9 @@ def backoff_delay(attempt: int, error: RetryableExchangeError, *, base: float, c
     """Seconds to wait before retry number `attempt + 1`.
 
     Full jitter: uniform(0, min(cap, base * 2**attempt)). Rate-limit answers (10006, HTTP 429) wait at least
-    half that step, so a throttled client never tight-loops, and 10006 with `X-Bapi-Limit-Reset-Timestamp`
-    waits until the reset time, bounded by `cap`.
+    half that step, so a throttled client never tight-loops; 10006 with `X-Bapi-Limit-Reset-Timestamp` waits
+    until the reset time, and one without it (public endpoints send none, pybit#340) at least 1-2 s (jittered),
+    the cool-down `bybit-v5.md` gives for that case. Every wait is bounded by `cap`.
 
     Args:
         attempt: 0 for the first retry.
@@ -125,6 +128,8 @@ def backoff_delay(attempt: int, error: RetryableExchangeError, *, base: float, c
     delay = rng.uniform(0.0, step)
     if error.code in RATE_LIMIT_CODES or error.http_status == 429:
         delay = max(delay, step / 2)
+        if error.retry_at_ms is None:
+            delay = max(delay, rng.uniform(RATE_LIMIT_PAUSE_S, 2 * RATE_LIMIT_PAUSE_S))
     if error.retry_at_ms is not None:
         now = int(time.time() * 1000) if now_ms is None else now_ms
         delay = max(delay, (error.retry_at_ms - now) / 1000.0)
