@@ -74,6 +74,7 @@ def test_evaluate_table_and_target_only(small_csv: Path, capsys: pytest.CaptureF
     (["--horizon", "200"], "horizon"),
     (["--features", "X"], "features"),
     (["--device", "tpu"], "device"),
+    (["--ensemble", "0"], "--ensemble"),
     pytest.param(["--device", "cuda"], "CUDA", marks=pytest.mark.skipif(torch.cuda.is_available(),
                                                                         reason="CUDA is there: no error to see")),
 ])
@@ -111,3 +112,34 @@ def test_linear_skip_never_ends_worse_than_its_start_on_validation(small_csv: Pa
         "trained", "start (training never beat the linear start on validation)")
     # the start is the least-squares map in the RevIN frame: close to the linear baseline on a clean sinusoid
     assert payload["model"]["mse"] < 0.5 * payload["baselines"]["repeat"]["mse"]
+
+
+def test_an_ensemble_scores_the_mean_of_its_members(small_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def run(*extra: str) -> dict:
+        assert main(["evaluate", "--csv", str(small_csv), "--protocol", "ratio", "--features", "M", "--json",
+                     *TINY, *extra]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    ensemble = run("--ensemble", "3", "--seed", "4")
+    members = ensemble["train"]["members"]
+    assert ensemble["train"]["ensemble"] == 3 and [m["seed"] for m in members] == [4, 5, 6]
+    assert "mean of 3 seeds 4-6" in ensemble["model"]["name"] and ensemble["seed"] == 4
+    # each member is exactly the model a single run with its seed trains
+    single = run("--seed", "5")
+    assert members[1]["test_mse"] == pytest.approx(single["model"]["mse"], rel=1e-9)
+    assert members[1]["val_mse"] == single["train"]["val_mse"]
+    # the squared error of a mean forecast is at most the members' mean squared error (Jensen), and the members
+    # differ, so the ensemble is strictly better than their average here
+    assert len({round(m["test_mse"], 9) for m in members}) == 3
+    assert ensemble["model"]["mse"] < float(np.mean([m["test_mse"] for m in members]))
+    # the same holds on validation, where the members' scores are their selected epochs'
+    assert ensemble["train"]["ensemble_val_mse"] <= float(np.mean([min(m["val_mse"]) for m in members])) * (1 + 1e-5)
+
+
+def test_an_ensemble_is_not_kept(small_csv: Path, tmp_path: Path) -> None:
+    from reformer.errors import ConfigError
+    from reformer.training.lstf import run_lstf
+
+    with pytest.raises(ConfigError, match="ensemble=2 with out_dir"):
+        run_lstf(small_csv, protocol="ratio", seq_len=48, horizon=12, ensemble=2, out_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -23,6 +23,8 @@ def evaluate(
     target: Annotated[str, typer.Option(help="Target column (ETT: OT).")] = "OT",
     epochs: Annotated[int, typer.Option(help="Training epochs (early stopping on validation MSE).")] = 3,
     seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and dropout.")] = 0,
+    ensemble: Annotated[int, typer.Option(help="Train this many models (seeds SEED, SEED+1, ...) and score their "
+                                               "mean forecast; each member's own scores are in the JSON.")] = 1,
     json_out: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write the JSON result to this file.")] = None,
     patch_len: Annotated[int, typer.Option(help="Steps per patch (token).")] = 16,
@@ -65,6 +67,8 @@ def evaluate(
         raise ValueError(f"--features {features!r} is invalid: use M, S or MS")
     if loss not in ("mse", "l1", "huber"):
         raise ValueError(f"--loss {loss!r} is invalid: use mse, l1 or huber")
+    if ensemble < 1:
+        raise ValueError(f"--ensemble {ensemble} is invalid: train 1 or more models")
     if threads:
         torch.set_num_threads(threads)
     model = ForecastConfig(seq_len=seq_len, horizon=horizon, patch_len=patch_len, stride=stride, revin=revin,
@@ -78,7 +82,7 @@ def evaluate(
     resolve_device(train_config)  # an explicit CUDA device on a machine without one fails before any work
     stream = sys.stderr if json_out else sys.stdout  # with --json, stdout carries the JSON object only
     result = run_lstf(csv, protocol=protocol, seq_len=seq_len, horizon=horizon, features=features,  # type: ignore[arg-type]
-                      target=target, model=model, train_config=train_config,
+                      target=target, model=model, train_config=train_config, ensemble=ensemble,
                       log=lambda line: print(line, file=stream, flush=True))
     payload = result.to_json()
     if out is not None:
@@ -89,6 +93,9 @@ def evaluate(
         return
     print(f"{protocol} {features} seq_len={seq_len} horizon={horizon}: {result.model.n_windows} test windows, "
           f"normalised scale, seed {seed}, {result.seconds:.0f} s")
+    for member in result.train.get("members", []):
+        label = f"member, seed {member['seed']}"
+        print(f"  {label:<60} MSE {member['test_mse']:.4f}  MAE {member['test_mae']:.4f}")
     for name, metrics in (("model: " + result.model_name, result.model), ("repeat", result.repeat),
                           ("linear", result.linear),
                           (f"blend: model x {result.blend_weight:.2f} + linear (weight fitted on validation)",

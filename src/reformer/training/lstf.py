@@ -14,7 +14,7 @@ import copy
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -208,7 +208,7 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
              features: Literal["M", "S", "MS"] = "M", target: str = "OT", model: ForecastConfig | None = None,
              train_config: TrainConfig | None = None, progress: bool = False,
              log: Callable[[str], None] | None = None, out_dir: str | Path | None = None,
-             resume: bool = False) -> LSTFResult:
+             resume: bool = False, ensemble: int = 1) -> LSTFResult:
     """Train the patched Reformer on the standard split and score it and the baselines on every test window.
 
     Args:
@@ -225,8 +225,12 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
             and data range, and the test evaluation: `reformer predict` reads it), `last/`, `metrics.csv` and
             `evaluation.json`. None trains in memory only.
         resume: continue the interrupted run in `out_dir` from its `last/` checkpoint.
+        ensemble: train this many models, seeds seed .. seed + ensemble - 1, each with the whole recipe, and score
+            their mean forecast (the blend with the linear baseline uses it too); each member's own test errors are
+            in `train["members"]`. An ensemble is evaluated, not kept: not with `out_dir`.
     Raises:
-        ConfigError: unknown protocol, or a split too short for seq_len + horizon.
+        ConfigError: unknown protocol, a split too short for seq_len + horizon, ensemble < 1, or an ensemble
+            with `out_dir`.
         DataFormatError / UserInputError: unreadable file or missing target column.
     """
     began = time.perf_counter()
@@ -234,6 +238,11 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
         raise ConfigError(f"protocol={protocol!r} is unknown: use one of {sorted(PROTOCOLS)}")
     if seq_len < 1 or horizon < 1:
         raise ConfigError(f"seq_len={seq_len} and horizon={horizon} must be >= 1")
+    if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
+        raise ConfigError(f"ensemble={ensemble!r}: use a whole number of models >= 1")
+    if ensemble > 1 and out_dir is not None:
+        raise ConfigError(f"ensemble={ensemble} with out_dir: a kept run holds one model; evaluate the ensemble "
+                          "without out_dir, or keep one model (ensemble=1)")
     train_config = train_config or TrainConfig(epochs=3, batch_size=128, patience=2)
     series = load_timeseries_csv(csv, target=target, features=features)
     splits = lstf_splits(series, seq_len, horizon, protocol=PROTOCOLS[protocol])  # type: ignore[arg-type]
@@ -257,8 +266,82 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
 
     config = ForecastConfig(**{**asdict(model or ForecastConfig()), "seq_len": seq_len, "horizon": horizon,
                                "n_channels": n_channels, "seed": train_config.seed})
-    forecaster = PatchReformerForecaster(config)
     meta = series_meta(series, splits, protocol=protocol, features=features, horizon=horizon) if out_dir else None
+    members = [_fit_member(replace(config, seed=config.seed + k), replace(train_config, seed=train_config.seed + k),
+                           train, val, target_only=target_only, progress=progress, log=log, out_dir=out_dir,
+                           meta=meta, resume=resume)
+               for k in range(ensemble)]
+
+    def model_predict(x: torch.Tensor) -> torch.Tensor:  # the members' mean forecast, (b, t, c)
+        return torch.stack([member.predict(x) for member in members]).mean(dim=0)
+
+    # model averaging with the linear baseline: one weight, fitted on validation only, scored on test
+    weight = blend_weight(model_predict, linear_predict, val, target_only=target_only)
+
+    def all_forecasts(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        each = {f"member{k}": member.predict(x) for k, member in enumerate(members)}  # computed once for all
+        forecast = torch.stack(list(each.values())).mean(dim=0)
+        return {"model": forecast, "blend": weight * forecast + (1 - weight) * linear_predict(x), **each}
+
+    scores = evaluate_forecasters(all_forecasts, test, target_only=target_only)
+    scored, blend = scores["model"], scores["blend"]
+    if log:
+        log(f"blend with linear: model weight {weight:.3f} (fitted on validation)")
+    attention = config.attention_type
+    if attention == "lsh" and config.chunk_size >= config.n_patches:
+        attention = "lsh (one chunk: exact shared-QK attention)"
+    first = members[0]
+    if out_dir is not None and first.selected != "trained":  # best/ must hold the weights that were scored
+        save_checkpoint(Path(out_dir) / "best", first.model, {**(meta or {}), "selected": first.selected})
+    infos = [{**member.info(), "test_mse": scores[f"member{k}"].mse, "test_mae": scores[f"member{k}"].mae}
+             for k, member in enumerate(members)]
+    train_info = {**train_config.to_dict(), **infos[0], "device_used": str(first.device)}
+    if ensemble > 1:  # the mean forecast's validation MSE, comparable with the members' best val_mse
+        val_mse = evaluate_forecaster(model_predict, val, target_only=target_only).mse
+        train_info = {**train_config.to_dict(), "ensemble": ensemble, "ensemble_val_mse": val_mse,
+                      "members": infos, "device_used": str(first.device)}
+    name = (f"patch-reformer ({attention}, {config.n_patches} patches of {config.patch_len}"
+            + (", linear skip" if config.linear_skip else "")
+            + (f", mean of {ensemble} seeds {config.seed}-{config.seed + ensemble - 1})" if ensemble > 1 else ")"))
+    result = LSTFResult(
+        model_name=name, model=scored, repeat=repeat, linear=linear, blend=blend, blend_weight=weight,
+        protocol=protocol, seq_len=seq_len, horizon=horizon, seed=train_config.seed, features=features,
+        n_channels=n_channels, config=asdict(config), train=train_info, seconds=time.perf_counter() - began)
+    if out_dir is not None:
+        payload = result.to_json()
+        update_meta(Path(out_dir) / "best", evaluation=payload)
+        (Path(out_dir) / "evaluation.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+@dataclass
+class _Member:
+    """One trained forecaster of a run (an ensemble has several, seeds seed, seed + 1, ...)."""
+
+    model: PatchReformerForecaster
+    fitted: FitResult
+    selected: str
+    start_val_mse: float | None
+    device: torch.device
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Float32 forecast on the training device, returned on the CPU: (b, l, c) -> (b, t, c)."""
+        return self.model(x.to(self.device)).float().cpu()
+
+    def info(self) -> dict[str, Any]:
+        history = self.fitted.history
+        return {"seed": self.model.config.seed, "best_epoch": self.fitted.best_epoch, "epochs_run": len(history),
+                "val_mse": [r["val_loss"] for r in history], "train_loss": [r["train_loss"] for r in history],
+                "epoch_seconds": [round(r["seconds"], 1) for r in history], "start_val_mse": self.start_val_mse,
+                "selected": self.selected}
+
+
+def _fit_member(config: ForecastConfig, train_config: TrainConfig, train: WindowSet, val: WindowSet, *,
+                target_only: bool, progress: bool, log: Callable[[str], None] | None, out_dir: str | Path | None,
+                meta: dict[str, Any] | None, resume: bool) -> _Member:
+    """Build and train one forecaster (`run_lstf`'s recipe: optional linear-skip start, kept if training never
+    beats it on validation), evaluation mode on return."""
+    forecaster = PatchReformerForecaster(config)
     initial: dict[str, Any] = {}
     if config.linear_skip:
         # start from the closed-form linear forecast (RevIN frame); keep it if training never beats it on validation
@@ -271,52 +354,16 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
                               log=log, out_dir=out_dir, checkpoint_meta=meta,
                               resume=out_dir if resume and out_dir else None)
     forecaster.eval()
-    device = next(forecaster.parameters()).device  # fit leaves the model on its training device
-
-    def model_predict(x: torch.Tensor) -> torch.Tensor:  # float32 on the training device, scored on the CPU
-        return forecaster(x.to(device)).float().cpu()
-
-    selected = "trained"
+    member = _Member(forecaster, fitted, "trained", initial.get("val_mse"),
+                     next(forecaster.parameters()).device)  # fit leaves the model on its training device
     if initial:
-        trained_val = evaluate_forecaster(model_predict, val, target_only=target_only).mse
+        trained_val = evaluate_forecaster(member.predict, val, target_only=target_only).mse
         if trained_val > initial["val_mse"]:
             forecaster.load_state_dict(initial["weights"])
-            selected = "start (training never beat the linear start on validation)"
+            member.selected = "start (training never beat the linear start on validation)"
         if log:
-            log(f"validation MSE trained {trained_val:.4f} vs start {initial['val_mse']:.4f}: kept {selected}")
-    # model averaging with the linear baseline: one weight, fitted on validation only, scored on test
-    weight = blend_weight(model_predict, linear_predict, val, target_only=target_only)
-
-    def model_and_blend(x: torch.Tensor) -> dict[str, torch.Tensor]:
-        forecast = model_predict(x)  # (b, t, c), once for both scores
-        return {"model": forecast, "blend": weight * forecast + (1 - weight) * linear_predict(x)}
-
-    scores = evaluate_forecasters(model_and_blend, test, target_only=target_only)
-    scored, blend = scores["model"], scores["blend"]
-    if log:
-        log(f"blend with linear: model weight {weight:.3f} (fitted on validation)")
-    attention = config.attention_type
-    if attention == "lsh" and config.chunk_size >= config.n_patches:
-        attention = "lsh (one chunk: exact shared-QK attention)"
-    if out_dir is not None and selected != "trained":  # best/ must hold the weights that were scored
-        save_checkpoint(Path(out_dir) / "best", forecaster, {**(meta or {}), "selected": selected})
-    train_info = {**train_config.to_dict(), "best_epoch": fitted.best_epoch, "epochs_run": len(fitted.history),
-                  "val_mse": [r["val_loss"] for r in fitted.history],
-                  "train_loss": [r["train_loss"] for r in fitted.history],
-                  "epoch_seconds": [round(r["seconds"], 1) for r in fitted.history],
-                  "start_val_mse": initial.get("val_mse"), "selected": selected, "device_used": str(device)}
-    result = LSTFResult(
-        model_name=(f"patch-reformer ({attention}, {config.n_patches} patches of {config.patch_len}"
-                    + (", linear skip)" if config.linear_skip else ")")),
-        model=scored, repeat=repeat, linear=linear, blend=blend, blend_weight=weight, protocol=protocol,
-        seq_len=seq_len, horizon=horizon,
-        seed=train_config.seed, features=features, n_channels=n_channels, config=asdict(config), train=train_info,
-        seconds=time.perf_counter() - began)
-    if out_dir is not None:
-        payload = result.to_json()
-        update_meta(Path(out_dir) / "best", evaluation=payload)
-        (Path(out_dir) / "evaluation.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    return result
+            log(f"validation MSE trained {trained_val:.4f} vs start {initial['val_mse']:.4f}: kept {member.selected}")
+    return member
 
 
 def series_meta(series: TimeSeries, splits: LSTFSplits, *, protocol: str, features: str,
