@@ -38,7 +38,11 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         # an active exception"; pytorch/pytorch#179291 describes the mechanism)
         del model, grads
         dist.barrier()
-    finally:
+        # Both ranks have saved their gradients. Leave without gloo's teardown: its C++ destructors aborted one
+        # rank at exit in two CI runs ("terminate called without an active exception", after the results were
+        # written; pytorch/pytorch#179291), which is not what this test is about. The OS closes the sockets.
+        os._exit(0)
+    finally:  # only reached when the work above raised
         dist.destroy_process_group()
 
 
