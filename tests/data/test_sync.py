@@ -10,10 +10,9 @@ from typing import Any, TypeVar
 import pytest
 
 from reformer.api import BybitClient, FakeExchange, Kline
-from reformer.api.fake import Fault, FaultPlan
 from reformer.data.store import KlineStore
 from reformer.data.sync import SyncReport, parse_time_ms, sync_klines, sync_klines_blocking
-from reformer.errors import ExchangeUnavailableError, InvalidIntervalError, InvalidSymbolError, UserInputError
+from reformer.errors import InvalidIntervalError, InvalidSymbolError, UserInputError
 
 T = TypeVar("T")
 HOUR = 3_600_000
@@ -199,26 +198,6 @@ def test_an_unknown_symbol_never_opens_the_store(tmp_path: Path, year: list[Klin
 
     run_with_fake(year[:10], scenario)
     assert not db.exists()
-
-
-@pytest.mark.parametrize("existed", [False, True])
-def test_a_failed_fetch_removes_only_the_store_file_it_created(tmp_path: Path, year: list[Kline],
-                                                              existed: bool) -> None:
-    db = tmp_path / "k.sqlite"
-    if existed:  # a store that was already there stays, even when it holds nothing
-        KlineStore(db).close()
-    plan = FaultPlan(rate=1.0, kinds=(Fault.UNAVAILABLE,), paths=("/v5/market/kline",))  # every kline call fails
-
-    async def main() -> None:
-        async with FakeExchange({KEY: year[:30]}, faults=plan) as fake, \
-                BybitClient(fake.base_url, rate_limit=None, max_retries=0) as client:
-            with pytest.raises(ExchangeUnavailableError):
-                await sync_klines(client, db, "BTCUSDT", "60", limit=10)
-            assert fake.count() >= 1  # the store was opened: the symbol was accepted and klines were asked for
-
-    asyncio.run(asyncio.wait_for(main(), 30.0))
-    assert db.exists() == existed
-    assert not (tmp_path / "k.sqlite-wal").exists() or existed
 
 
 def test_the_blocking_wrapper_runs_its_own_loop(tmp_path: Path, year: list[Kline]) -> None:

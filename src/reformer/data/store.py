@@ -26,7 +26,7 @@ from ..errors import DataFormatError, UserInputError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DEFAULT_DB_PATH", "Coverage", "KlineStore", "SeriesInfo", "resolve_db_path"]
+__all__ = ["DEFAULT_DB_PATH", "Coverage", "KlineStore", "SeriesInfo"]
 
 DEFAULT_DB_PATH = Path("~/.reformer/klines.sqlite")
 """Where the store lives unless `REFORMER_DB` or an explicit path says otherwise (`~` is expanded)."""
@@ -103,7 +103,7 @@ class KlineStore:
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, busy_timeout_s: float = 30.0) -> None:
-        self.path = resolve_db_path(path)
+        self.path = _resolve_path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction spans exactly one call.
         self._conn = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None)
@@ -326,8 +326,7 @@ class KlineStore:
                 raise
 
 
-def resolve_db_path(path: str | os.PathLike[str] | None) -> Path:
-    """The database file a `KlineStore(path)` opens: `path`, else `REFORMER_DB`, else `DEFAULT_DB_PATH`."""
+def _resolve_path(path: str | os.PathLike[str] | None) -> Path:
     if path is None:
         path = os.environ.get("REFORMER_DB") or DEFAULT_DB_PATH
     resolved = Path(path).expanduser()

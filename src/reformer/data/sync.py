@@ -27,7 +27,7 @@ from typing import Any
 from ..api.client import BybitClient
 from ..api.intervals import GRID_OFFSET_MS, interval_ms, parse_interval
 from ..errors import UserInputError
-from .store import Coverage, KlineStore, resolve_db_path
+from .store import Coverage, KlineStore
 
 __all__ = ["PAGE", "ProgressCallback", "SyncReport", "format_ms", "parse_time_ms", "sync_klines",
            "sync_klines_blocking"]
@@ -144,8 +144,7 @@ async def sync_klines(client: BybitClient, store: KlineStore | str | os.PathLike
     Args:
         client: an open `BybitClient` (its base URL picks the exchange).
         store: a `KlineStore`, or a database path (None: `REFORMER_DB` / ~/.reformer/klines.sqlite), opened
-            only after the exchange has accepted the symbol, and closed again. A database file this call creates
-            is removed again if the call fails before storing any candle.
+            only after the exchange has accepted the symbol, and closed again.
         symbol: e.g. "BTCUSDT" (upper-cased).
         interval: a Bybit interval or spelling `parse_interval` accepts ("60", "1h", "D"); not "M".
         category: "spot", "linear" or "inverse".
@@ -177,10 +176,7 @@ async def sync_klines(client: BybitClient, store: KlineStore | str | os.PathLike
     info = await client.get_instrument_info(symbol, category)  # InvalidSymbolError before any write
     symbol = info.symbol
     owned = not isinstance(store, KlineStore)
-    # a database file this call creates is removed again if the call fails before storing a candle
-    created = None if isinstance(store, KlineStore) or resolve_db_path(store).exists() else resolve_db_path(store)
     kline_store = KlineStore(store) if not isinstance(store, KlineStore) else store
-    added = 0
     try:
         last_closed = _floor(server_time - step, code, step)
         first, last = _resolve(kline_store, category, symbol, code, step, last_closed, limit, start, end)
@@ -195,7 +191,7 @@ async def sync_klines(client: BybitClient, store: KlineStore | str | os.PathLike
         missing = kline_store.missing_ranges(category, symbol, code, step, first, last)
         calls = _plan_calls(missing, step)
         total = sum((b - a) // step + 1 for a, b in missing)
-        pages = 0
+        added = pages = 0
         for call_first, call_last, _ in calls:
             async for page in client.iter_kline_pages(symbol, code, call_first, call_last, category):
                 added += kline_store.upsert(category, symbol, code, page)  # one transaction per page
@@ -209,12 +205,6 @@ async def sync_klines(client: BybitClient, store: KlineStore | str | os.PathLike
                           end=last, rows_added=added, kline_requests=sum(n for _, _, n in calls), pages=pages,
                           stored=kline_store.coverage(category, symbol, code), gaps=tuple(gaps),
                           server_time=server_time)
-    except BaseException:
-        if created is not None and added == 0:
-            kline_store.close()
-            for leftover in (created, *(created.with_name(created.name + tail) for tail in ("-wal", "-shm"))):
-                leftover.unlink(missing_ok=True)
-        raise
     finally:
         if owned:
             kline_store.close()
