@@ -272,15 +272,18 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
                            meta=meta, resume=resume)
                for k in range(ensemble)]
 
+    def mean_forecast(forecasts: list[torch.Tensor]) -> torch.Tensor:  # one member's is used as it is (exact)
+        return forecasts[0] if len(forecasts) == 1 else torch.stack(forecasts).mean(dim=0)
+
     def model_predict(x: torch.Tensor) -> torch.Tensor:  # the members' mean forecast, (b, t, c)
-        return torch.stack([member.predict(x) for member in members]).mean(dim=0)
+        return mean_forecast([member.predict(x) for member in members])
 
     # model averaging with the linear baseline: one weight, fitted on validation only, scored on test
     weight = blend_weight(model_predict, linear_predict, val, target_only=target_only)
 
     def all_forecasts(x: torch.Tensor) -> dict[str, torch.Tensor]:
         each = {f"member{k}": member.predict(x) for k, member in enumerate(members)}  # computed once for all
-        forecast = torch.stack(list(each.values())).mean(dim=0)
+        forecast = mean_forecast(list(each.values()))
         return {"model": forecast, "blend": weight * forecast + (1 - weight) * linear_predict(x), **each}
 
     scores = evaluate_forecasters(all_forecasts, test, target_only=target_only)
@@ -295,7 +298,7 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
         save_checkpoint(Path(out_dir) / "best", first.model, {**(meta or {}), "selected": first.selected})
     infos = [{**member.info(), "test_mse": scores[f"member{k}"].mse, "test_mae": scores[f"member{k}"].mae}
              for k, member in enumerate(members)]
-    train_info = {**train_config.to_dict(), **infos[0], "device_used": str(first.device)}
+    train_info = {**train_config.to_dict(), **first.info(), "device_used": str(first.device)}  # one model's
     if ensemble > 1:  # the mean forecast's validation MSE, comparable with the members' best val_mse
         val_mse = evaluate_forecaster(model_predict, val, target_only=target_only).mse
         train_info = {**train_config.to_dict(), "ensemble": ensemble, "ensemble_val_mse": val_mse,
