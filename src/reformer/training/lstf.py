@@ -267,7 +267,7 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
     config = ForecastConfig(**{**asdict(model or ForecastConfig()), "seq_len": seq_len, "horizon": horizon,
                                "n_channels": n_channels, "seed": train_config.seed})
     meta = series_meta(series, splits, protocol=protocol, features=features, horizon=horizon) if out_dir else None
-    members = [_fit_member(replace(config, seed=config.seed + k), replace(train_config, seed=train_config.seed + k),
+    members = [_fit_member(replace(config, seed=config.seed + k), train_config.replace(seed=train_config.seed + k),
                            train, val, target_only=target_only, progress=progress, log=log, out_dir=out_dir,
                            meta=meta, resume=resume)
                for k in range(ensemble)]
@@ -282,9 +282,10 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
     weight = blend_weight(model_predict, linear_predict, val, target_only=target_only)
 
     def all_forecasts(x: torch.Tensor) -> dict[str, torch.Tensor]:
-        each = {f"member{k}": member.predict(x) for k, member in enumerate(members)}  # computed once for all
-        forecast = mean_forecast(list(each.values()))
-        return {"model": forecast, "blend": weight * forecast + (1 - weight) * linear_predict(x), **each}
+        each = [member.predict(x) for member in members]  # computed once for all the scores
+        forecast = mean_forecast(each)
+        scored = {"model": forecast, "blend": weight * forecast + (1 - weight) * linear_predict(x)}
+        return scored if ensemble == 1 else {**scored, **{f"member{k}": f for k, f in enumerate(each)}}
 
     scores = evaluate_forecasters(all_forecasts, test, target_only=target_only)
     scored, blend = scores["model"], scores["blend"]
@@ -296,10 +297,10 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
     first = members[0]
     if out_dir is not None and first.selected != "trained":  # best/ must hold the weights that were scored
         save_checkpoint(Path(out_dir) / "best", first.model, {**(meta or {}), "selected": first.selected})
-    infos = [{**member.info(), "test_mse": scores[f"member{k}"].mse, "test_mae": scores[f"member{k}"].mae}
-             for k, member in enumerate(members)]
     train_info = {**train_config.to_dict(), **first.info(), "device_used": str(first.device)}  # one model's
-    if ensemble > 1:  # the mean forecast's validation MSE, comparable with the members' best val_mse
+    if ensemble > 1:  # each member's scores, and the mean forecast's validation MSE beside their best val_mse
+        infos = [{**member.info(), "test_mse": scores[f"member{k}"].mse, "test_mae": scores[f"member{k}"].mae}
+                 for k, member in enumerate(members)]
         val_mse = evaluate_forecaster(model_predict, val, target_only=target_only).mse
         train_info = {**train_config.to_dict(), "ensemble": ensemble, "ensemble_val_mse": val_mse,
                       "members": infos, "device_used": str(first.device)}
