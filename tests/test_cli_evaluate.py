@@ -39,7 +39,7 @@ def test_evaluate_json_schema(small_csv: Path, tmp_path: Path, capsys: pytest.Ca
                               attention: str) -> None:
     out = tmp_path / "result.json"
     code = main(["evaluate", "--csv", str(small_csv), "--protocol", "ratio", "--features", "M", "--json",
-                 "--attention", attention, "--chunk-size", "4", "--out", str(out), *TINY])
+                 "--attention", attention, "--chunk-size", "4", "--out", str(out), "--drop-last-batch", "16", *TINY])
     assert code == 0
     stdout = capsys.readouterr().out
     payload = json.loads(stdout)  # exactly one JSON object on stdout
@@ -58,6 +58,12 @@ def test_evaluate_json_schema(small_csv: Path, tmp_path: Path, capsys: pytest.Ca
     assert 0.0 <= blend["weight"] <= 1.0 and np.isfinite(blend["mse"]) and blend["mae"] > 0
     # a clean sinusoid: the closed-form linear map must beat repeating the last value by far
     assert payload["baselines"]["linear"]["mse"] < 0.5 * payload["baselines"]["repeat"]["mse"]
+    # the leading windows a drop_last loader of batch 16 keeps: 109 - 109 % 16 = 96, the 13 latest left out
+    subset = payload["drop_last"]
+    assert (subset["batch_size"], subset["n_windows"], subset["n_dropped"]) == (16, 96, 13)
+    for name in ("model", "repeat", "linear", "blend"):
+        assert np.isfinite(subset[name]["mse"]) and subset[name]["mae"] > 0
+        assert subset[name]["mse"] != payload.get(name, payload["baselines"].get(name, payload["blend"]))["mse"]
 
 
 def test_evaluate_table_and_target_only(small_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -75,6 +81,7 @@ def test_evaluate_table_and_target_only(small_csv: Path, capsys: pytest.CaptureF
     (["--features", "X"], "features"),
     (["--device", "tpu"], "device"),
     (["--ensemble", "0"], "--ensemble"),
+    (["--drop-last-batch", "-1"], "--drop-last-batch"),
     pytest.param(["--device", "cuda"], "CUDA", marks=pytest.mark.skipif(torch.cuda.is_available(),
                                                                         reason="CUDA is there: no error to see")),
 ])

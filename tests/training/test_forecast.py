@@ -20,7 +20,7 @@ from reformer.training.forecast import (
     patchify,
     repeat_forecast,
 )
-from reformer.training.lstf import WindowSet, blend_weight, evaluate_forecaster
+from reformer.training.lstf import WindowSet, blend_weight, drop_last_windows, evaluate_forecaster, evaluate_forecasters
 
 # evaluation.md §2.6: Repeat on ETTh1 (train-only z-score, every test window), MSE / MAE.
 REPEAT_M = {96: (1.294, 0.713), 192: (1.325, 0.733), 336: (1.330, 0.746), 720: (1.335, 0.755)}
@@ -61,6 +61,31 @@ def test_metrics_cover_every_window_even_with_a_ragged_last_batch() -> None:
     target_only = evaluate_forecaster(predict, windows, target_only=True, batch_size=7)
     assert target_only.mse == pytest.approx(float(np.mean(np.stack(by_hand_sq)[..., -1])), rel=1e-6)
 
+
+def test_leading_windows_are_scored_as_a_drop_last_loader_would() -> None:
+    # PatchTST's ETTh1 test loader: batch 128, drop_last=True -> the first n - n % 128 windows
+    assert [drop_last_windows(n, 128) for n in (2785, 2689, 2545, 2161, 127, 128)] == [2688, 2688, 2432, 2048, 0, 128]
+    with pytest.raises(ValueError, match="batch_size"):
+        drop_last_windows(10, 0)
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(60, 2)).astype(np.float32)
+    windows = WindowSet(data, seq_len=6, horizon=3)  # 52 windows
+    leading = drop_last_windows(len(windows), 16)  # 48: the 4 latest are left out
+    assert leading == 48
+
+    def predict(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"half": x[:, -3:] * 0.5, "zero": torch.zeros_like(x[:, :3])}
+
+    scores = evaluate_forecasters(predict, windows, batch_size=10, leading=leading)  # the cut falls mid-batch
+    alone = WindowSet(data[: leading + 6 + 3 - 1], seq_len=6, horizon=3)  # exactly the leading windows
+    assert len(alone) == leading
+    for name in ("half", "zero"):
+        expected = evaluate_forecasters(predict, alone, batch_size=7)[name]
+        got = scores[f"{name}@leading"]
+        assert got.n_windows == leading and scores[name].n_windows == 52
+        assert got.mse == pytest.approx(expected.mse, rel=1e-9) and got.mae == pytest.approx(expected.mae, rel=1e-9)
+        assert got.mse != pytest.approx(scores[name].mse, rel=1e-6)  # the four left-out windows count in the full
+    assert set(evaluate_forecasters(predict, windows)) == {"half", "zero"}  # no subset unless asked
 
 def test_window_set_items_match_batches() -> None:
     data = np.arange(60, dtype=np.float32).reshape(20, 3)

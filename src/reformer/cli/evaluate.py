@@ -25,6 +25,9 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and dropout.")] = 0,
     ensemble: Annotated[int, typer.Option(help="Train this many models (seeds SEED, SEED+1, ...) and score their "
                                                "mean forecast; each member's own scores are in the JSON.")] = 1,
+    drop_last_batch: Annotated[int, typer.Option(help="Also score the leading test windows that a drop_last=True "
+                                                      "test loader of this batch size keeps, as PatchTST's "
+                                                      "published ETT rows did (128); 0 = every window only.")] = 128,
     json_out: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write the JSON result to this file.")] = None,
     patch_len: Annotated[int, typer.Option(help="Steps per patch (token).")] = 16,
@@ -69,6 +72,8 @@ def evaluate(
         raise ValueError(f"--loss {loss!r} is invalid: use mse, l1 or huber")
     if ensemble < 1:
         raise ValueError(f"--ensemble {ensemble} is invalid: train 1 or more models")
+    if drop_last_batch < 0:
+        raise ValueError(f"--drop-last-batch {drop_last_batch} is invalid: use a batch size >= 1, or 0 for none")
     if threads:
         torch.set_num_threads(threads)
     model = ForecastConfig(seq_len=seq_len, horizon=horizon, patch_len=patch_len, stride=stride, revin=revin,
@@ -83,6 +88,7 @@ def evaluate(
     stream = sys.stderr if json_out else sys.stdout  # with --json, stdout carries the JSON object only
     result = run_lstf(csv, protocol=protocol, seq_len=seq_len, horizon=horizon, features=features,  # type: ignore[arg-type]
                       target=target, model=model, train_config=train_config, ensemble=ensemble,
+                      drop_last_batch=drop_last_batch or None,
                       log=lambda line: print(line, file=stream, flush=True))
     payload = result.to_json()
     if out is not None:
@@ -101,6 +107,12 @@ def evaluate(
                           (f"blend: model x {result.blend_weight:.2f} + linear (weight fitted on validation)",
                            result.blend)):
         print(f"  {name:<60} MSE {metrics.mse:.4f}  MAE {metrics.mae:.4f}")
+    subset = result.drop_last
+    if subset is not None and subset["model"] is not None and subset["n_dropped"]:
+        print(f"on the first {subset['n_windows']} windows only (drop_last with batch {subset['batch_size']}, "
+              f"as in PatchTST's published rows; {subset['n_dropped']} latest windows left out):")
+        for name in ("model", "repeat", "linear"):
+            print(f"  {name:<60} MSE {subset[name]['mse']:.4f}  MAE {subset[name]['mae']:.4f}")
 
 
 def register(app: typer.Typer) -> None:

@@ -3,7 +3,9 @@
 Protocol (evaluation.md §1): the standard split of `reformer.data.timeseries.lstf_splits` (scaler fitted on the
 training rows only), stride-1 windows, MSE and MAE over every (window, step, channel) of **every** test window
 (no drop_last; test_len - horizon + 1 windows), on the normalised scale. `features="MS"` feeds all channels and
-scores the target (last) channel only, as TSLib does (f_dim = -1).
+scores the target (last) channel only, as TSLib does (f_dim = -1). The windows and the scoring functions live in
+`lstf_scoring` (re-exported here); with `drop_last_batch` the same forecasts are also scored on the leading windows
+that published rows built with a `drop_last=True` test loader scored (evaluation.md §1.4).
 
 Shape legend: w windows, b batch, l input length, t horizon, c channels.
 """
@@ -20,7 +22,6 @@ from typing import Any, Literal, cast
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from reformer.data.timeseries import LSTFSplits, TimeSeries, load_timeseries_csv, lstf_splits
 from reformer.errors import ConfigError
@@ -29,108 +30,13 @@ from reformer.model import ReformerModel
 from .checkpoint import save_checkpoint, update_meta
 from .forecast import ForecastConfig, LinearForecaster, PatchReformerForecaster, repeat_forecast
 from .loop import EpochEnd, FitResult, TrainConfig, fit
+from .lstf_scoring import Metrics, WindowSet, blend_weight, drop_last_windows, evaluate_forecaster, evaluate_forecasters
 
-__all__ = ["LSTFResult", "Metrics", "WindowSet", "blend_weight", "evaluate_forecaster", "evaluate_forecasters",
-           "run_lstf", "series_meta", "train_forecaster"]
+__all__ = ["LSTFResult", "Metrics", "WindowSet", "blend_weight", "drop_last_windows", "evaluate_forecaster",
+           "evaluate_forecasters", "run_lstf", "series_meta", "train_forecaster"]
 
 PROTOCOLS = {"ett-hourly": "ett_hour", "ett-15min": "ett_minute", "ratio": "ratio"}
 """CLI protocol names -> `lstf_borders` names."""
-
-
-class WindowSet(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """Every stride-1 (input, target) window of one split slice, as views (no copy until a batch is taken).
-
-    Args:
-        data: (n, c) scaled slice (val/test slices already start `seq_len` rows before their border).
-        seq_len: l.
-        horizon: t.
-    Shapes: `batch(idx)` -> x (b, l, c), y (b, t, c).
-    """
-
-    def __init__(self, data: np.ndarray, seq_len: int, horizon: int) -> None:
-        self.data = torch.as_tensor(np.ascontiguousarray(data), dtype=torch.float32)  # (n, c)
-        self.seq_len, self.horizon = seq_len, horizon
-        self.windows = self.data.unfold(0, seq_len + horizon, 1)  # (w, c, l+t) view
-
-    def __len__(self) -> int:
-        return int(self.windows.shape[0])
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        window = self.windows[index].T  # (l+t, c)
-        return window[: self.seq_len], window[self.seq_len:]
-
-    def batch(self, idx: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
-        block = self.windows[idx].transpose(1, 2)  # (b, l+t, c)
-        return block[:, : self.seq_len], block[:, self.seq_len:]
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """All windows as numpy arrays: x (w, l, c), y (w, t, c)."""
-        x, y = self.batch(slice(None))
-        return x.numpy(), y.numpy()
-
-
-@dataclass(frozen=True)
-class Metrics:
-    """Errors on the normalised scale over every (window, step, channel) entry scored."""
-
-    mse: float
-    mae: float
-    n_windows: int
-
-
-def evaluate_forecasters(predict: Callable[[torch.Tensor], dict[str, torch.Tensor]], windows: WindowSet, *,
-                         target_only: bool = False, batch_size: int = 256) -> dict[str, Metrics]:
-    """MSE and MAE of each named forecast that `predict` returns, over every window of `windows` (no drop_last),
-    accumulated in float64; forecasts computed together share one pass over the windows.
-
-    Args:
-        predict: x (b, l, c) -> {name: (b, t, c)}.
-        windows: the split's windows.
-        target_only: score the last channel only (features "MS").
-        batch_size: windows per call (the last batch may be smaller; every window is scored).
-    """
-    sums: dict[str, list[float]] = {}  # name -> [squared error sum, absolute error sum, entries]
-    with torch.no_grad():
-        for start in range(0, len(windows), batch_size):
-            x, y = windows.batch(slice(start, start + batch_size))
-            for name, forecast in predict(x).items():
-                err = (forecast - y).double()  # (b, t, c)
-                if target_only:
-                    err = err[..., -1:]
-                total = sums.setdefault(name, [0.0, 0.0, 0.0])
-                total[0] += float(err.square().sum())
-                total[1] += float(err.abs().sum())
-                total[2] += err.numel()
-    return {name: Metrics(mse=sq / count, mae=ab / count, n_windows=len(windows))
-            for name, (sq, ab, count) in sums.items()}
-
-
-def evaluate_forecaster(predict: Callable[[torch.Tensor], torch.Tensor], windows: WindowSet, *,
-                        target_only: bool = False, batch_size: int = 256) -> Metrics:
-    """MSE and MAE of `predict` (x (b, l, c) -> (b, t, c)) over every window of `windows`: `evaluate_forecasters`
-    with one forecast."""
-    return evaluate_forecasters(lambda x: {"": predict(x)}, windows, target_only=target_only,
-                                batch_size=batch_size)[""]
-
-
-def blend_weight(first: Callable[[torch.Tensor], torch.Tensor], second: Callable[[torch.Tensor], torch.Tensor],
-                 windows: WindowSet, *, target_only: bool = False, batch_size: int = 256) -> float:
-    """The weight a in [0, 1] of `first` in a * first + (1 - a) * second that minimises MSE on `windows`.
-
-    Least squares in one variable: with d = first - second and r = y - second over every scored entry,
-    a* = <d, r> / <d, d>, clipped to [0, 1] (0 when the two forecasts coincide).
-    """
-    dr = dd = 0.0
-    with torch.no_grad():
-        for start in range(0, len(windows), batch_size):
-            x, y = windows.batch(slice(start, start + batch_size))
-            base = second(x).double()  # (b, t, c)
-            d, r = first(x).double() - base, y.double() - base
-            if target_only:
-                d, r = d[..., -1:], r[..., -1:]
-            dr += float((d * r).sum())
-            dd += float(d.square().sum())
-    return 0.0 if dd == 0.0 else min(1.0, max(0.0, dr / dd))
 
 
 def train_forecaster(model: PatchReformerForecaster, train: WindowSet, val: WindowSet, config: TrainConfig, *,
@@ -189,6 +95,9 @@ class LSTFResult:
     config: dict[str, Any]
     train: dict[str, Any]
     seconds: float
+    drop_last: dict[str, Any] | None = None
+    """The same forecasts scored on the leading windows a `drop_last=True` test loader keeps (published rows'
+    window subset; `drop_last_windows`), or None when not asked for."""
 
     def to_json(self) -> dict[str, Any]:
         """The `reformer evaluate --json` object (plus provenance fields after the required ones)."""
@@ -201,6 +110,7 @@ class LSTFResult:
             "n_windows": self.model.n_windows, "protocol": self.protocol, "seq_len": self.seq_len,
             "horizon": self.horizon, "seed": self.seed, "features": self.features, "n_channels": self.n_channels,
             "config": self.config, "train": self.train, "seconds": round(self.seconds, 1),
+            **({"drop_last": self.drop_last} if self.drop_last is not None else {}),
         }
 
 
@@ -208,7 +118,7 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
              features: Literal["M", "S", "MS"] = "M", target: str = "OT", model: ForecastConfig | None = None,
              train_config: TrainConfig | None = None, progress: bool = False,
              log: Callable[[str], None] | None = None, out_dir: str | Path | None = None,
-             resume: bool = False, ensemble: int = 1) -> LSTFResult:
+             resume: bool = False, ensemble: int = 1, drop_last_batch: int | None = None) -> LSTFResult:
     """Train the patched Reformer on the standard split and score it and the baselines on every test window.
 
     Args:
@@ -228,6 +138,10 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
         ensemble: train this many models, seeds seed .. seed + ensemble - 1, each with the whole recipe, and score
             their mean forecast (the blend with the linear baseline uses it too); each member's own test errors are
             in `train["members"]`. An ensemble is evaluated, not kept: not with `out_dir`.
+        drop_last_batch: also score the model and the baselines on the first n - n mod `drop_last_batch` test
+            windows, the ones a test loader with `drop_last=True` and this batch size keeps (PatchTST's published
+            ETT rows: 128), in `LSTFResult.drop_last`. For comparison with such rows only: the protocol's score is
+            every window.
     Raises:
         ConfigError: unknown protocol, a split too short for seq_len + horizon, ensemble < 1, or an ensemble
             with `out_dir`.
@@ -240,6 +154,10 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
         raise ConfigError(f"seq_len={seq_len} and horizon={horizon} must be >= 1")
     if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
         raise ConfigError(f"ensemble={ensemble!r}: use a whole number of models >= 1")
+    if drop_last_batch is not None and (isinstance(drop_last_batch, bool) or not isinstance(drop_last_batch, int)
+                                        or drop_last_batch < 1):
+        raise ConfigError(f"drop_last_batch={drop_last_batch!r}: use a batch size >= 1, or None to score every "
+                          "window only")
     if ensemble > 1 and out_dir is not None:
         raise ConfigError(f"ensemble={ensemble} with out_dir: a kept run holds one model; evaluate the ensemble "
                           "without out_dir, or keep one model (ensemble=1)")
@@ -254,13 +172,18 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
     target_only = features == "MS"
     n_channels = splits.train.shape[1]
 
-    repeat = evaluate_forecaster(lambda x: repeat_forecast(x, horizon), test, target_only=target_only)
+    leading = None if drop_last_batch is None else drop_last_windows(len(test), drop_last_batch)
+    base = evaluate_forecasters(lambda x: {"repeat": repeat_forecast(x, horizon)}, test, target_only=target_only,
+                                leading=leading)
+    repeat = base["repeat"]
     linear_model = LinearForecaster().fit(*train.arrays())
 
     def linear_predict(x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(linear_model.predict(x.numpy())).to(x.dtype)
 
-    linear = evaluate_forecaster(linear_predict, test, target_only=target_only)
+    base.update(evaluate_forecasters(lambda x: {"linear": linear_predict(x)}, test, target_only=target_only,
+                                     leading=leading))
+    linear = base["linear"]
     if log:
         log(f"{len(train)}/{len(val)}/{len(test)} windows; repeat {repeat.mse:.4f}, linear {linear.mse:.4f}")
 
@@ -287,7 +210,7 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
         scored = {"model": forecast, "blend": weight * forecast + (1 - weight) * linear_predict(x)}
         return scored if ensemble == 1 else {**scored, **{f"member{k}": f for k, f in enumerate(each)}}
 
-    scores = evaluate_forecasters(all_forecasts, test, target_only=target_only)
+    scores = evaluate_forecasters(all_forecasts, test, target_only=target_only, leading=leading)
     scored, blend = scores["model"], scores["blend"]
     if log:
         log(f"blend with linear: model weight {weight:.3f} (fitted on validation)")
@@ -310,12 +233,23 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
     result = LSTFResult(
         model_name=name, model=scored, repeat=repeat, linear=linear, blend=blend, blend_weight=weight,
         protocol=protocol, seq_len=seq_len, horizon=horizon, seed=train_config.seed, features=features,
-        n_channels=n_channels, config=asdict(config), train=train_info, seconds=time.perf_counter() - began)
+        n_channels=n_channels, config=asdict(config), train=train_info, seconds=time.perf_counter() - began,
+        drop_last=None if leading is None else _drop_last_scores({**base, **scores}, drop_last_batch, leading))
     if out_dir is not None:
         payload = result.to_json()
         update_meta(Path(out_dir) / "best", evaluation=payload)
         (Path(out_dir) / "evaluation.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return result
+
+
+def _drop_last_scores(scores: dict[str, Metrics], batch: int | None, leading: int) -> dict[str, Any]:
+    """`LSTFResult.drop_last`: the model's, blend's and baselines' scores on the leading windows."""
+    block: dict[str, Any] = {"batch_size": batch, "n_windows": leading,
+                             "n_dropped": scores["model"].n_windows - leading}
+    for name in ("model", "repeat", "linear", "blend"):
+        part = scores.get(f"{name}@leading")
+        block[name] = None if part is None else {"mse": part.mse, "mae": part.mae}
+    return block
 
 
 @dataclass
