@@ -152,14 +152,32 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out from its last/ "
                                                           "checkpoint (same config; --epochs may raise the "
                                                           "limit).")] = False,
+    walk_forward: Annotated[int, typer.Option(help="Candles: instead of one 70/10/20 split, N walk-forward folds, "
+                                                   "a fresh model per fold, scored per fold and pooled beside the "
+                                                   "baselines (walkforward.json, predictions.csv).")] = 0,
+    fold_test: Annotated[int, typer.Option(help="With --walk-forward: test windows per fold (default: the last "
+                                                "half of the windows, shared by the folds).")] = 0,
+    fold_train: Annotated[int, typer.Option(help="With --walk-forward: training windows per fold (rolling; "
+                                                 "required with --fold-mode rolling).")] = 0,
+    fold_mode: Annotated[str, typer.Option(help="With --walk-forward: expanding (all earlier windows) or "
+                                                "rolling (the last --fold-train).")] = "expanding",
 ) -> None:
-    """Train a Reformer on candles (70/10/20 chronological split), or with --target on any time-series CSV, and
-    report test metrics beside baselines."""
+    """Train a Reformer on candles (70/10/20 chronological split, or --walk-forward folds), or with --target on
+    any time-series CSV, and report test metrics beside baselines."""
     from ..training import TrainConfig
     from ..training.crypto import train_crypto
     from ..training.loop import resolve_device
 
     tables = load_config_file(config)
+    if walk_forward < 0 or fold_test < 0 or fold_train < 0:
+        raise UserInputError("--walk-forward, --fold-test and --fold-train count folds and windows: use positive "
+                             "whole numbers (0 = not set)")
+    if walk_forward and (target is not None or resume):
+        raise UserInputError(f"--walk-forward evaluates a candle model afresh: drop "
+                             f"{'--target' if target is not None else '--resume'}")
+    if (fold_test or fold_train or fold_mode != "expanding") and not walk_forward:
+        raise UserInputError("--fold-test, --fold-train and --fold-mode shape walk-forward folds: add "
+                             "--walk-forward N")
     if target is not None:
         if csv is None:
             raise UserInputError("--target trains on a time-series file: pass it with --csv FILE")
@@ -176,8 +194,18 @@ def train(
     train_table = {**tables["train"], **({"epochs": epochs} if epochs is not None else {})}
     train_config = TrainConfig.from_dict(train_table)
     resolve_device(train_config)  # a CUDA device asked for on a machine without one fails before any fetch
+    folds = None
+    if walk_forward:
+        from ..training.crypto_folds import FoldSettings
+
+        folds = FoldSettings(n_folds=walk_forward, test_windows=fold_test or None, train_windows=fold_train or None,
+                             mode=fold_mode)  # type: ignore[arg-type]  # checked by FoldSettings
     frame, source = _load_frame(csv, symbol, interval, category, db, offline)
     run_dir = out or _default_run(symbol, interval, csv)
+    if folds is not None:
+        _walk_forward(frame, folds, length, first_given(horizon, data.get("horizon"), 24), model_table, train_config,
+                      data, source, run_dir, as_json)
+        return
     report = train_crypto(frame, seq_len=length, horizon=first_given(horizon, data.get("horizon"), 24),
                           model_overrides=model_table, train_config=train_config, out_dir=run_dir,
                           task=data.get("task", "regression"), class_threshold=float(data.get("class_threshold", 0.0)),
@@ -190,6 +218,39 @@ def train(
     console.print(_evaluation_table(report.evaluation))
     console.print(f"best epoch {report.fit.best_epoch} (val loss {report.fit.best_val_loss:.4g}); run directory "
                   f"{report.run_dir}")
+
+
+def _walk_forward(frame: pd.DataFrame, folds: Any, seq_len: int, horizon: int, model_table: dict[str, Any],
+                  train_config: Any, data: dict[str, Any], source: dict[str, Any], run_dir: Path,
+                  as_json: bool) -> None:
+    """`train --walk-forward N`: the folds' models, their scores and the pooled out-of-sample evaluation."""
+    from ..training.crypto_folds import evaluate_walk_forward
+
+    def log(line: str) -> None:
+        if not as_json:
+            typer.echo(line)
+
+    report = evaluate_walk_forward(frame, seq_len=seq_len, horizon=horizon, folds=folds, model_overrides=model_table,
+                                   train_config=train_config, task=data.get("task", "regression"),
+                                   class_threshold=float(data.get("class_threshold", 0.0)),
+                                   normalization=data.get("normalization", "train"), source=source, out_dir=run_dir,
+                                   log=log)
+    if as_json:
+        typer.echo(json.dumps({**report, "run_dir": str(run_dir)}))
+        return
+    pooled = report["pooled"]
+    table = _evaluation_table(pooled)
+    import pandas as pd
+
+    first, last = (pd.to_datetime(pooled[k], unit="ms", utc=True) for k in ("first_timestamp", "last_timestamp"))
+    table.title = (f"Walk-forward, {len(report['folds'])} folds pooled: {pooled['task']}, horizon "
+                   f"{pooled['horizon']} bars, {pooled['windows']} windows, {first:%Y-%m-%d} .. {last:%Y-%m-%d}")
+    console = Console()
+    console.print(table)
+    summary = report["summary"]
+    console.print(f"IC per fold: model {summary['mean_fold_ic_model']:+.3f} on average, ridge "
+                  f"{summary['mean_fold_ic_ridge']:+.3f}; the model above ridge in {summary['folds_model_above_ridge']}"
+                  f" of {len(report['folds'])} folds; run directory {run_dir} (walkforward.json, predictions.csv)")
 
 
 def predict(

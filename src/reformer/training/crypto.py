@@ -28,41 +28,27 @@ import numpy as np
 import pandas as pd
 import torch
 
-from reformer.data import DataLoader, FeatureSpec, PreparedDataset, StandardScaler
+from reformer.data import DataLoader, FeatureSpec, StandardScaler
 from reformer.data.dataset import WindowDataset, klines_to_frame
 from reformer.data.windows import bar_step
 from reformer.errors import ConfigError, DataFormatError, UserInputError
 from reformer.model import ReformerConfig, ReformerModel
-from reformer.training import baselines
 from reformer.training.checkpoint import load_checkpoint, update_meta
-from reformer.training.loop import EpochEnd, FitResult, TrainConfig, fit, predict_dataset
-from reformer.training.metrics import (
-    classification_metrics,
-    directional_accuracy,
-    ic_difference_interval,
-    ic_interval,
-    information_coefficient,
-    json_safe,
-    regression_metrics,
+from reformer.training.crypto_eval import (
+    CryptoData,
+    crypto_data,
+    held_out_forecasts,
+    outputs_to_scores,
+    score_forecasts,
 )
+from reformer.training.loop import EpochEnd, FitResult, TrainConfig, fit, predict_dataset
+from reformer.training.metrics import directional_accuracy, information_coefficient, json_safe
 
 __all__ = ["CryptoData", "LatestPrediction", "TrainReport", "evaluate_crypto", "plot_attention", "predict_all",
            "predict_latest", "prepare_crypto_data", "train_crypto"]
 
 Task = Literal["regression", "classification"]
 _DIRECTIONS = ("down", "flat", "up")
-
-
-@dataclass(frozen=True, eq=False)
-class CryptoData:
-    """The prepared windows and the exact torch datasets training and evaluation use."""
-
-    prepared: PreparedDataset
-    train: WindowDataset
-    val: WindowDataset
-    test: WindowDataset
-    target_scale: float
-    """Regression targets in the datasets are forward log returns / target_scale (1.0 for classification)."""
 
 
 @dataclass(frozen=True)
@@ -104,63 +90,34 @@ def prepare_crypto_data(frame: pd.DataFrame, seq_len: int, horizon: int, *, task
     prepared = DataLoader(spec).prepare_dataset(frame, seq_len, horizon, task=task, class_threshold=class_threshold,
                                                 normalization=normalization, fractions=(0.7, 0.1, 0.2),
                                                 embargo=horizon)
-    scale = 1.0
-    targets = prepared.targets
-    if task == "regression":
-        scale = float(np.std(prepared.forward_returns[prepared.split.train])) or 1.0
-        targets = targets / scale
-    split = prepared.split
-    return CryptoData(prepared, WindowDataset(prepared.features, targets, split.train),
-                      WindowDataset(prepared.features, targets, split.val),
-                      WindowDataset(prepared.features, targets, split.test), scale)
-
-
-def _summaries(features: torch.Tensor, positions: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    parts = [baselines.window_summary(features[torch.as_tensor(positions[i: i + chunk])].numpy())
-             for i in range(0, len(positions), chunk)]
-    return np.concatenate(parts) if parts else np.zeros((0, 2 * features.shape[-1]))
-
-
-def _outputs_to_scores(outputs: torch.Tensor, task: str, scale: float) -> tuple[np.ndarray, np.ndarray | None]:
-    """Model outputs -> (prediction in return units or p_up - p_down, class probabilities or None)."""
-    if task == "classification":
-        probs = torch.softmax(outputs.float(), dim=-1).numpy().astype(np.float64)
-        return probs[:, -1] - probs[:, 0], probs
-    return outputs.float().reshape(-1).numpy().astype(np.float64) * scale, None
+    return crypto_data(prepared, task)
 
 
 def _evaluate(model: ReformerModel, data: CryptoData, frame: pd.DataFrame, task: str, device: str | torch.device,
               batch_size: int = 256) -> dict[str, Any]:
     prepared, split = data.prepared, data.prepared.split
     horizon = prepared.config.horizon
-    outputs, _ = predict_dataset(model, data.test, batch_size, device)
-    score, probs = _outputs_to_scores(outputs, task, data.target_scale)
-    returns = prepared.forward_returns[split.test]
-    model_metrics: dict[str, Any] = dict(
-        classification_metrics(probs, prepared.targets[split.test].numpy(), returns) if probs is not None
-        else regression_metrics(score, returns))
-    close = frame["close"].to_numpy(dtype=np.float64)
-    ridge = baselines.select_ridge(_summaries(prepared.features, split.train), prepared.forward_returns[split.train],
-                                   _summaries(prepared.features, split.val), prepared.forward_returns[split.val])
-    forecasts = {"zero": baselines.zero_forecast(len(returns)),
-                 "momentum": baselines.momentum_forecast(close, prepared.end_bars[split.test], horizon),
-                 "ridge": ridge.predict(_summaries(prepared.features, split.test))}
-    table: dict[str, dict[str, Any]] = {name: dict(regression_metrics(forecast, returns))
-                                        for name, forecast in forecasts.items()}
-    table["ridge"]["alpha"] = ridge.alpha
-    # 95% moving-block bootstrap intervals of the IC, blocks of 2 x horizon windows (overlapping targets: metrics.py)
-    block = 2 * horizon
-    model_metrics["ic_ci95"] = list(ic_interval(score, returns, block))
-    for name in ("momentum", "ridge"):
-        table[name]["ic_ci95"] = list(ic_interval(forecasts[name], returns, block))
-    diff, low, high = ic_difference_interval(score, forecasts["ridge"], returns, block)
+    scored = score_forecasts(held_out_forecasts(model, data, frame, task, device, batch_size), horizon)
     stamps = prepared.timestamps
-    return {"task": task, "horizon": horizon, "seq_len": prepared.config.seq_len, "model": model_metrics,
-            "baselines": table, "ic_minus_ridge": {"difference": diff, "ci95": [low, high], "block": block},
+    return {"task": task, "horizon": horizon, "seq_len": prepared.config.seq_len, **scored,
             "splits": {name: {"windows": len(idx), "first_timestamp": int(stamps[idx[0]]),
                               "last_timestamp": int(stamps[idx[-1]])}
                        for name, idx in (("train", split.train), ("val", split.val), ("test", split.test))
                        if len(idx)}}
+
+
+def checkpoint_meta(data: CryptoData, frame: pd.DataFrame, task: str, class_threshold: float,
+                    source: dict[str, Any] | None) -> dict[str, Any]:
+    """What a crypto checkpoint stores beside its weights: task, horizon, target scale, features, dataset
+    settings, the training scaler and the data range (`frame`: the candles the windows came from)."""
+    prepared = data.prepared
+    stamps = frame["timestamp"].to_numpy()
+    return {"kind": "crypto", "task": task, "horizon": prepared.config.horizon, "class_threshold": class_threshold,
+            "target_scale": data.target_scale, "feature_spec": prepared.spec.to_dict(),
+            "feature_names": list(prepared.feature_names), "dataset": prepared.config.to_dict(),
+            "scaler": None if prepared.scaler is None else prepared.scaler.to_dict(),
+            "data": {"first_timestamp": int(stamps[0]), "last_timestamp": int(stamps[-1]), "n_bars": len(frame),
+                     "bar_ms": bar_step(stamps), **(source or {})}}
 
 
 def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
@@ -205,16 +162,10 @@ def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
     prepared = data.prepared
     model_config = model_config.replace(n_features=len(prepared.feature_names))
     model = ReformerModel(model_config)
-    stamps = frame["timestamp"].to_numpy()
-    meta = {"kind": "crypto", "task": task, "horizon": horizon, "class_threshold": class_threshold,
-            "target_scale": data.target_scale, "feature_spec": prepared.spec.to_dict(),
-            "feature_names": list(prepared.feature_names), "dataset": prepared.config.to_dict(),
-            "scaler": None if prepared.scaler is None else prepared.scaler.to_dict(),
-            "data": {"first_timestamp": int(stamps[0]), "last_timestamp": int(stamps[-1]), "n_bars": len(frame),
-                     "bar_ms": bar_step(stamps), **(source or {})}}
+    meta = checkpoint_meta(data, frame, task, class_threshold, source)
 
     def val_metrics(end: EpochEnd) -> dict[str, float]:
-        score, _ = _outputs_to_scores(end.val_predictions, task, 1.0)
+        score, _ = outputs_to_scores(end.val_predictions, task, 1.0)
         returns = prepared.forward_returns[prepared.split.val]
         return {"val_ic": information_coefficient(score, returns), "val_dir_acc": directional_accuracy(score, returns)}
 
@@ -226,7 +177,7 @@ def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
                  on_epoch=val_metrics, resume=run_dir if resume else None)
     device = next(model.parameters()).device
     val_out, _ = predict_dataset(model, data.val, config.eval_batch_size, device)
-    val_score, _ = _outputs_to_scores(val_out, task, data.target_scale)
+    val_score, _ = outputs_to_scores(val_out, task, data.target_scale)
     val_rmse = float(np.sqrt(np.mean((val_score - prepared.forward_returns[prepared.split.val]) ** 2)))
     evaluation = _evaluate(model, data, frame, task, device, config.eval_batch_size)
     evaluation.update(best_epoch=result.best_epoch, best_val_loss=result.best_val_loss,
@@ -310,7 +261,7 @@ def predict_all(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, batch_s
     model, meta, inputs = _checkpoint_inputs(checkpoint, frame)
     outputs, _ = predict_dataset(model, WindowDataset(inputs.features, torch.zeros(len(inputs.timestamps))),
                                  batch_size, bfloat16=bfloat16)
-    score, probs = _outputs_to_scores(outputs, meta["task"], float(meta.get("target_scale", 1.0)))
+    score, probs = outputs_to_scores(outputs, meta["task"], float(meta.get("target_scale", 1.0)))
     table = pd.DataFrame({"timestamp": inputs.timestamps.astype(np.int64), "prediction": score})
     if probs is not None:
         for i, name in enumerate(("p_down", "p_flat", "p_up")[: probs.shape[1]]):
@@ -328,7 +279,7 @@ def predict_latest(checkpoint: str | os.PathLike[str], frame: pd.DataFrame,
                              "fetch the missing candles before predicting")
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
         outputs = model(inputs.features[-1:]).float()
-    score, probs = _outputs_to_scores(outputs, meta["task"], float(meta.get("target_scale", 1.0)))
+    score, probs = outputs_to_scores(outputs, meta["task"], float(meta.get("target_scale", 1.0)))
     if probs is not None:
         label = int(probs[0].argmax())
         direction, confidence = _DIRECTIONS[label] if probs.shape[1] == 3 else str(label), float(probs[0].max())

@@ -1,0 +1,154 @@
+"""Scoring a candle model beside its baselines on held-out windows: the forecasts, then the metrics.
+
+`held_out_forecasts` computes, on one split's test windows, the model's forecast and the three baselines' (zero,
+momentum, ridge refitted on that split's training windows with its alpha picked on that split's validation windows);
+`score_forecasts` turns them into the evaluation block every report carries (metrics per forecast, block-bootstrap
+IC intervals, the model's IC minus ridge's). Forecasts of several splits concatenate (`concat_forecasts`), so a
+walk-forward evaluation scores its pooled out-of-sample period exactly as a single split is scored.
+
+Shape legend: w windows, l seq_len, f features, k classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from reformer.data import PreparedDataset
+from reformer.data.dataset import WindowDataset
+from reformer.model import ReformerModel
+from reformer.training import baselines
+from reformer.training.loop import predict_dataset
+from reformer.training.metrics import (
+    classification_metrics,
+    ic_difference_interval,
+    ic_interval,
+    regression_metrics,
+)
+
+__all__ = [
+    "CryptoData",
+    "HeldOutForecasts",
+    "concat_forecasts",
+    "crypto_data",
+    "held_out_forecasts",
+    "outputs_to_scores",
+    "score_forecasts",
+    "summaries",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class CryptoData:
+    """The prepared windows and the exact torch datasets training and evaluation use."""
+
+    prepared: PreparedDataset
+    train: WindowDataset
+    val: WindowDataset
+    test: WindowDataset
+    target_scale: float
+    """Regression targets in the datasets are forward log returns / target_scale (1.0 for classification)."""
+
+
+def crypto_data(prepared: PreparedDataset, task: str) -> CryptoData:
+    """The datasets of a prepared split; regression targets divided by the training targets' std (loss O(1))."""
+    scale = 1.0
+    targets = prepared.targets
+    if task == "regression":
+        scale = float(np.std(prepared.forward_returns[prepared.split.train])) or 1.0
+        targets = targets / scale
+    split = prepared.split
+    return CryptoData(prepared, WindowDataset(prepared.features, targets, split.train),
+                      WindowDataset(prepared.features, targets, split.val),
+                      WindowDataset(prepared.features, targets, split.test), scale)
+
+
+def summaries(features: torch.Tensor, positions: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Ridge's inputs (`baselines.window_summary`) of the windows at `positions`: (w, l, f) -> (len(positions), 2f)."""
+    parts = [baselines.window_summary(features[torch.as_tensor(positions[i: i + chunk])].numpy())
+             for i in range(0, len(positions), chunk)]
+    return np.concatenate(parts) if parts else np.zeros((0, 2 * features.shape[-1]))
+
+
+def outputs_to_scores(outputs: torch.Tensor, task: str, scale: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """Model outputs -> (prediction in return units or p_up - p_down, class probabilities (w, k) or None)."""
+    if task == "classification":
+        probs = torch.softmax(outputs.float(), dim=-1).numpy().astype(np.float64)
+        return probs[:, -1] - probs[:, 0], probs
+    return outputs.float().reshape(-1).numpy().astype(np.float64) * scale, None
+
+
+@dataclass(frozen=True)
+class HeldOutForecasts:
+    """The model's and the baselines' forecasts on some test windows, with what they are scored against."""
+
+    timestamps: np.ndarray
+    """(w,) open time (epoch ms) of each window's last bar."""
+    returns: np.ndarray
+    """(w,) realised forward log returns."""
+    model: np.ndarray
+    """(w,) the model's score: predicted log return, or p_up - p_down."""
+    baselines: dict[str, np.ndarray]
+    """name -> (w,) forecast: zero, momentum, ridge."""
+    probs: np.ndarray | None = None
+    """(w, k) class probabilities of a classifier."""
+    classes: np.ndarray | None = None
+    """(w,) true classes of a classifier's windows."""
+    ridge_alphas: list[float] = field(default_factory=list)
+    """Ridge's penalty per split the windows came from."""
+
+
+def held_out_forecasts(model: ReformerModel, data: CryptoData, frame: pd.DataFrame, task: str,
+                   device: str | torch.device, batch_size: int = 256) -> HeldOutForecasts:
+    """Forecasts of `model` and the baselines on `data`'s test windows (ridge fitted on its train, alpha on val)."""
+    prepared, split = data.prepared, data.prepared.split
+    outputs, _ = predict_dataset(model, data.test, batch_size, device)
+    score, probs = outputs_to_scores(outputs, task, data.target_scale)
+    close = frame["close"].to_numpy(dtype=np.float64)
+    ridge = baselines.select_ridge(summaries(prepared.features, split.train), prepared.forward_returns[split.train],
+                                   summaries(prepared.features, split.val), prepared.forward_returns[split.val])
+    returns = prepared.forward_returns[split.test]
+    forecasts = {"zero": baselines.zero_forecast(len(returns)),
+                 "momentum": baselines.momentum_forecast(close, prepared.end_bars[split.test],
+                                                         prepared.config.horizon),
+                 "ridge": ridge.predict(summaries(prepared.features, split.test))}
+    classes = prepared.targets[split.test].numpy() if probs is not None else None
+    return HeldOutForecasts(prepared.timestamps[split.test], returns, score, forecasts, probs, classes, [ridge.alpha])
+
+
+def concat_forecasts(parts: list[HeldOutForecasts]) -> HeldOutForecasts:
+    """The forecasts of several disjoint test blocks as one (in the order given)."""
+    probs = [p.probs for p in parts]
+    classes = [p.classes for p in parts]
+    return HeldOutForecasts(
+        np.concatenate([p.timestamps for p in parts]), np.concatenate([p.returns for p in parts]),
+        np.concatenate([p.model for p in parts]),
+        {name: np.concatenate([p.baselines[name] for p in parts]) for name in parts[0].baselines},
+        None if any(p is None for p in probs) else np.concatenate(probs),  # type: ignore[arg-type]
+        None if any(c is None for c in classes) else np.concatenate(classes),  # type: ignore[arg-type]
+        [a for p in parts for a in p.ridge_alphas])
+
+
+def score_forecasts(forecasts: HeldOutForecasts, horizon: int) -> dict[str, Any]:
+    """`model`, `baselines` and `ic_minus_ridge` of an evaluation: each forecast's metrics, 95% moving-block
+    bootstrap IC intervals (blocks of 2 x horizon windows: the targets overlap; `metrics.py`) and the paired
+    interval of the model's IC minus ridge's."""
+    f = forecasts
+    model: dict[str, Any] = dict(classification_metrics(f.probs, f.classes, f.returns)
+                                 if f.probs is not None and f.classes is not None
+                                 else regression_metrics(f.model, f.returns))
+    table: dict[str, dict[str, Any]] = {name: dict(regression_metrics(forecast, f.returns))
+                                        for name, forecast in f.baselines.items()}
+    alphas = f.ridge_alphas
+    table["ridge"]["alpha"] = alphas[0] if len(alphas) == 1 else alphas
+    block = 2 * horizon
+    model["ic_ci95"] = list(ic_interval(f.model, f.returns, block))
+    for name in ("momentum", "ridge"):
+        table[name]["ic_ci95"] = list(ic_interval(f.baselines[name], f.returns, block))
+    diff, low, high = ic_difference_interval(f.model, f.baselines["ridge"], f.returns, block)
+    return {"model": model, "baselines": table,
+            "ic_minus_ridge": {"difference": diff, "ci95": [low, high], "block": block}}

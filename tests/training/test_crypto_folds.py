@@ -1,0 +1,160 @@
+"""Walk-forward evaluation beside the baselines: fold layout, no look-ahead, pooled scores, CLI, bad settings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from reformer.cli import main
+from reformer.data import SyntheticMarketConfig, read_klines_frame, synthetic_frame, write_klines
+from reformer.errors import ConfigError, UserInputError
+from reformer.training import TrainConfig
+from reformer.training.crypto_folds import FoldSettings, evaluate_walk_forward
+from reformer.training.metrics import information_coefficient, regression_metrics
+
+SEQ, HORIZON = 32, 12
+TINY = {"d_model": 8, "n_heads": 2, "n_layers": 1, "n_hash_rounds": 1, "n_buckets": 2, "chunk_size": 16,
+        "dropout": 0.0}
+FOLDS = FoldSettings(n_folds=3, test_windows=120, val_windows=80)
+CONFIG = TrainConfig(epochs=2, batch_size=32, max_batches_per_epoch=3, patience=0, device="cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared 2-core runner, oversubscribed threads make tiny models 10x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return synthetic_frame(SyntheticMarketConfig(n_bars=900, seed=11))
+
+
+def _run(frame: pd.DataFrame, out: Path | None = None) -> dict[str, Any]:
+    return evaluate_walk_forward(frame, seq_len=SEQ, horizon=HORIZON, folds=FOLDS, model_overrides=TINY,
+                                 train_config=CONFIG, out_dir=out)
+
+
+@pytest.fixture(scope="module")
+def run(frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    out = tmp_path_factory.mktemp("wf")
+    return _run(frame, out), out
+
+
+def test_folds_test_consecutive_blocks_after_their_own_training_and_validation(
+        run: tuple[dict[str, Any], Path], frame: pd.DataFrame) -> None:
+    report, out = run
+    folds = report["folds"]
+    assert [f["test_windows"] for f in folds] == [120] * 3 and all(f["val_windows"] == 80 for f in folds)
+    stamps = frame["timestamp"].to_numpy()
+    bar = int(stamps[1] - stamps[0])
+    for before, after in zip(folds, folds[1:], strict=False):  # one window per bar: contiguous, disjoint blocks
+        assert after["test_first_timestamp"] == before["test_last_timestamp"] + bar
+    # expanding: every fold trains from the first window, on more windows than the one before
+    assert len({f["train_first_timestamp"] for f in folds}) == 1
+    assert folds[0]["train_windows"] < folds[1]["train_windows"] < folds[2]["train_windows"]
+    table = pd.read_csv(out / "predictions.csv")
+    assert len(table) == report["pooled"]["windows"] == 360 and (np.diff(table["timestamp"]) == bar).all()
+    assert list(table["fold"]) == [0] * 120 + [1] * 120 + [2] * 120
+    assert (out / "fold_2" / "best" / "model.safetensors").is_file()
+    assert json.loads((out / "walkforward.json").read_text())["pooled"] == report["pooled"]
+
+
+def test_pooled_scores_are_the_scores_of_every_fold_s_forecasts_together(run: tuple[dict[str, Any], Path]) -> None:
+    report, out = run
+    table = pd.read_csv(out / "predictions.csv")
+    pooled = report["pooled"]
+    for name, metrics in (("model", pooled["model"]), *pooled["baselines"].items()):
+        expected = regression_metrics(table[name].to_numpy(), table["realised"].to_numpy())
+        assert metrics["mse"] == pytest.approx(expected["mse"], rel=1e-9)
+        if name != "zero":
+            assert metrics["ic"] == pytest.approx(expected["ic"], abs=1e-12)
+    versus = pooled["ic_minus_ridge"]
+    assert versus["difference"] == pytest.approx(pooled["model"]["ic"] - pooled["baselines"]["ridge"]["ic"])
+    assert versus["ci95"][0] < versus["difference"] < versus["ci95"][1]
+    for k, fold in enumerate(report["folds"]):  # each fold's own scores are its block's
+        part = table[table["fold"] == k]
+        assert fold["model"]["ic"] == pytest.approx(information_coefficient(part["model"], part["realised"]))
+    summary = report["summary"]
+    assert summary["model_ic_by_fold"] == [f["model"]["ic"] for f in report["folds"]]
+    assert summary["folds_model_above_ridge"] == sum(
+        f["model"]["ic"] > f["baselines"]["ridge"]["ic"] for f in report["folds"])
+    assert len(pooled["baselines"]["ridge"]["alpha"]) == 3  # ridge refitted per fold
+
+
+def test_a_fold_s_forecasts_do_not_see_candles_after_its_test_block(run: tuple[dict[str, Any], Path],
+                                                                     frame: pd.DataFrame) -> None:
+    """Change every candle after fold 0's test block: fold 0 (model, scaler, target scale, ridge) is unchanged."""
+    report, out = run
+    end = int(np.searchsorted(frame["timestamp"].to_numpy(), report["folds"][0]["test_last_timestamp"]))
+    changed = frame.copy()
+    later = slice(end + HORIZON + 1, None)  # after the last target of fold 0's test windows
+    for column in ("open", "high", "low", "close"):
+        changed.loc[changed.index[later], column] *= 1.5
+    changed.loc[changed.index[later], "volume"] *= 3.0
+    again = _run(changed)
+    assert again["folds"][0]["model"] == report["folds"][0]["model"]
+    assert again["folds"][0]["baselines"] == report["folds"][0]["baselines"]
+    assert again["folds"][2]["model"] != report["folds"][2]["model"]  # the change is seen where it may be
+
+
+def test_bad_fold_settings_are_named() -> None:
+    with pytest.raises(ConfigError, match="train_windows"):
+        FoldSettings(mode="rolling")
+    with pytest.raises(ConfigError, match="n_folds=0"):
+        FoldSettings(n_folds=0)
+    with pytest.raises(ConfigError, match="'sideways'"):
+        FoldSettings(mode="sideways")  # type: ignore[arg-type]
+
+
+def test_too_few_windows_for_the_folds_is_a_user_error(frame: pd.DataFrame) -> None:
+    with pytest.raises(UserInputError):
+        evaluate_walk_forward(frame, seq_len=SEQ, horizon=HORIZON, model_overrides=TINY, train_config=CONFIG,
+                              folds=FoldSettings(n_folds=10, test_windows=200, val_windows=80))
+
+
+@pytest.fixture(scope="module")
+def btc_slice(btc_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("btc") / "btc_slice.csv"
+    write_klines(read_klines_frame(btc_csv).iloc[-1500:], path)
+    return path
+
+
+def test_cli_walk_forward_json_on_real_candles(btc_slice: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "tiny.toml"
+    config.write_text("[data]\nseq_len = 32\nhorizon = 24\n[model]\nd_model = 8\nn_heads = 2\nn_layers = 1\n"
+                      "chunk_size = 16\nn_buckets = 2\n[train]\nepochs = 1\nbatch_size = 32\n"
+                      "max_batches_per_epoch = 2\ndevice = \"cpu\"\n")
+    out = tmp_path / "wf"
+    assert main(["train", "--csv", str(btc_slice), "--config", str(config), "--walk-forward", "2",
+                 "--fold-test", "200", "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["pooled"]["windows"] == 400 and report["pooled"]["horizon"] == 24
+    assert set(report["pooled"]["baselines"]) == {"zero", "momentum", "ridge"}
+    assert report["settings"]["val_windows"] > 0 and report["run_dir"] == str(out)
+    assert (out / "predictions.csv").is_file() and (out / "fold_1" / "metrics.csv").is_file()
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--walk-forward", "2", "--fold-mode", "rolling"], "train_windows"),
+    (["--fold-test", "100"], "add --walk-forward N"),
+    (["--walk-forward", "2", "--resume"], "drop --resume"),
+    (["--walk-forward", "-1"], "positive whole numbers"),
+    (["--walk-forward", "40", "--fold-test", "500"], "window"),
+])
+def test_cli_bad_walk_forward_settings_exit_2_with_one_line(btc_slice: Path, tmp_path: Path, args: list[str],
+                                                            words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--csv", str(btc_slice), "--out", str(tmp_path / "wf"), *args]) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1
