@@ -5,6 +5,7 @@
     regression_metrics / classification_metrics                reformer.training.metrics
     zero / momentum / ridge baselines                          reformer.training.baselines
     train_crypto / evaluate_crypto / predict_latest / ...      reformer.training.crypto
+    evaluate_walk_forward (folds pooled, beside baselines)     reformer.training.crypto_folds
     WalkForwardPredictor (for run_backtest)                    reformer.training.walkforward
     run_lstf (any CSV series; out_dir= keeps the model)        reformer.training.lstf
     forecast_latest / forecast_all (series checkpoints)        reformer.training.series
@@ -30,6 +31,7 @@ from .crypto import (
     prepare_crypto_data,
     train_crypto,
 )
+from .crypto_folds import FoldSettings, evaluate_walk_forward
 from .loop import EpochEnd, FitResult, TrainConfig, fit, lr_at_step, predict_dataset
 from .lstf import run_lstf
 from .metrics import classification_metrics, regression_metrics
@@ -41,6 +43,7 @@ __all__ = [
     "EpochEnd",
     "FitResult",
     "FoldRecord",
+    "FoldSettings",
     "LatestPrediction",
     "RidgeModel",
     "SeriesForecast",
@@ -50,6 +53,7 @@ __all__ = [
     "WalkForwardPredictor",
     "classification_metrics",
     "evaluate_crypto",
+    "evaluate_walk_forward",
     "fit",
     "fit_ridge",
     "forecast_all",
