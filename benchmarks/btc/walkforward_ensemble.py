@@ -3,7 +3,7 @@ their mean forecast (a seed ensemble), beside ridge, over the same out-of-sample
 
     python benchmarks/btc/walkforward_ensemble.py WORK SEED [SEED ...]
 
-Reads WORK/run<k>/predictions.csv (timestamp, fold, realised, model, zero, momentum, ridge) and prints, per seed
+Reads WORK/run<k>/predictions.csv (timestamp, fold, realised, prediction, zero, momentum, ridge) and prints, per seed
 and for the mean of the seeds: the pooled IC with its 95% moving-block bootstrap interval (blocks of 2 x 24
 windows), the IC minus ridge's with its paired interval, MSE skill against zero, directional accuracy, and the IC
 per fold.
@@ -34,6 +34,11 @@ def line(name: str, pred: np.ndarray, table: pd.DataFrame) -> str:
             f"dir.acc {metrics['directional_accuracy']:.3f}  per fold {folds}")
 
 
+def model(table: pd.DataFrame) -> np.ndarray:
+    """The model's forecast column (`prediction`; `model` in files written before 2026-12-03 17:00 UTC)."""
+    return table["prediction" if "prediction" in table else "model"].to_numpy()
+
+
 def main() -> None:
     work, seeds = Path(sys.argv[1]), [int(s) for s in sys.argv[2:]]
     tables = [pd.read_csv(work / f"run{s}" / "predictions.csv") for s in seeds]
@@ -45,8 +50,8 @@ def main() -> None:
     print(f"{len(base)} out-of-sample windows, {first:%Y-%m-%d} .. {last:%Y-%m-%d}, "
           f"{base['fold'].nunique()} folds")
     for seed, table in zip(seeds, tables, strict=True):
-        print(line(f"seed {seed}", table["model"].to_numpy(), base))
-    mean = np.mean([t["model"].to_numpy() for t in tables], axis=0)
+        print(line(f"seed {seed}", model(table), base))
+    mean = np.mean([model(t) for t in tables], axis=0)
     print(line(f"mean of {len(seeds)}", mean, base))
     print(line("ridge", base["ridge"].to_numpy(), base))
     print(line("momentum", base["momentum"].to_numpy(), base))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,7 +59,7 @@ def test_folds_test_consecutive_blocks_after_their_own_training_and_validation(
     assert [f["test_windows"] for f in folds] == [120] * 3 and all(f["val_windows"] == 80 for f in folds)
     stamps = frame["timestamp"].to_numpy()
     bar = int(stamps[1] - stamps[0])
-    for before, after in zip(folds, folds[1:], strict=False):  # one window per bar: contiguous, disjoint blocks
+    for before, after in itertools.pairwise(folds):  # one window per bar: contiguous, disjoint blocks
         assert after["test_first_timestamp"] == before["test_last_timestamp"] + bar
     # expanding: every fold trains from the first window, on more windows than the one before
     assert len({f["train_first_timestamp"] for f in folds}) == 1
@@ -74,7 +75,7 @@ def test_pooled_scores_are_the_scores_of_every_fold_s_forecasts_together(run: tu
     report, out = run
     table = pd.read_csv(out / "predictions.csv")
     pooled = report["pooled"]
-    for name, metrics in (("model", pooled["model"]), *pooled["baselines"].items()):
+    for name, metrics in (("prediction", pooled["model"]), *pooled["baselines"].items()):
         expected = regression_metrics(table[name].to_numpy(), table["realised"].to_numpy())
         assert metrics["mse"] == pytest.approx(expected["mse"], rel=1e-9)
         if name != "zero":
@@ -84,7 +85,7 @@ def test_pooled_scores_are_the_scores_of_every_fold_s_forecasts_together(run: tu
     assert versus["ci95"][0] < versus["difference"] < versus["ci95"][1]
     for k, fold in enumerate(report["folds"]):  # each fold's own scores are its block's
         part = table[table["fold"] == k]
-        assert fold["model"]["ic"] == pytest.approx(information_coefficient(part["model"], part["realised"]))
+        assert fold["model"]["ic"] == pytest.approx(information_coefficient(part["prediction"], part["realised"]))
     summary = report["summary"]
     assert summary["model_ic_by_fold"] == [f["model"]["ic"] for f in report["folds"]]
     assert summary["folds_model_above_ridge"] == sum(
@@ -95,7 +96,7 @@ def test_pooled_scores_are_the_scores_of_every_fold_s_forecasts_together(run: tu
 def test_a_fold_s_forecasts_do_not_see_candles_after_its_test_block(run: tuple[dict[str, Any], Path],
                                                                      frame: pd.DataFrame) -> None:
     """Change every candle after fold 0's test block: fold 0 (model, scaler, target scale, ridge) is unchanged."""
-    report, out = run
+    report, _ = run
     end = int(np.searchsorted(frame["timestamp"].to_numpy(), report["folds"][0]["test_last_timestamp"]))
     changed = frame.copy()
     later = slice(end + HORIZON + 1, None)  # after the last target of fold 0's test windows
@@ -143,7 +144,13 @@ def test_cli_walk_forward_json_on_real_candles(btc_slice: Path, tmp_path: Path,
     assert report["pooled"]["windows"] == 400 and report["pooled"]["horizon"] == 24
     assert set(report["pooled"]["baselines"]) == {"zero", "momentum", "ridge"}
     assert report["settings"]["val_windows"] > 0 and report["run_dir"] == str(out)
-    assert (out / "predictions.csv").is_file() and (out / "fold_1" / "metrics.csv").is_file()
+    assert (out / "fold_1" / "metrics.csv").is_file()
+    # the out-of-sample predictions backtest as they are
+    first = report["pooled"]["first_timestamp"]
+    assert main(["backtest", "--csv", str(btc_slice), "--predictions", str(out / "predictions.csv"),
+                 "--start", str(first), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert pd.Timestamp(stats["start"]) == pd.to_datetime(first, unit="ms", utc=True) and stats["n_trades"] > 0
 
 
 @pytest.mark.parametrize(("args", "words"), [

@@ -251,6 +251,8 @@ def _walk_forward(frame: pd.DataFrame, folds: Any, seq_len: int, horizon: int, m
     console.print(f"IC per fold: model {summary['mean_fold_ic_model']:+.3f} on average, ridge "
                   f"{summary['mean_fold_ic_ridge']:+.3f}; the model above ridge in {summary['folds_model_above_ridge']}"
                   f" of {len(report['folds'])} folds; run directory {run_dir} (walkforward.json, predictions.csv)")
+    console.print(f"backtest the out-of-sample predictions: reformer backtest --csv CANDLES --predictions "
+                  f"{run_dir / 'predictions.csv'} --start {pooled['first_timestamp']}")
 
 
 def predict(

@@ -98,7 +98,8 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
         source: where the candles came from, stored in each fold's checkpoint.
         out_dir: also keep each fold's run (`fold_<k>/` with best/, last/, metrics.csv), and write
             `walkforward.json` (the returned report) and `predictions.csv` (per test window: timestamp, fold,
-            realised return, the model's and each baseline's forecast).
+            realised return, the model's forecast `prediction` - `reformer backtest --predictions` reads the file
+            as it is - and each baseline's).
         log: one line per fold.
 
     Returns:
@@ -173,7 +174,7 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
         (run_dir / "walkforward.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         fold_of = np.concatenate([np.full(len(p.returns), k) for k, p in enumerate(parts)])
         pd.DataFrame({"timestamp": pooled.timestamps.astype(np.int64), "fold": fold_of, "realised": pooled.returns,
-                      "model": pooled.model, **pooled.baselines}).to_csv(run_dir / "predictions.csv", index=False)
+                      "prediction": pooled.model, **pooled.baselines}).to_csv(run_dir / "predictions.csv", index=False)
     return report
 
 
