@@ -16,7 +16,8 @@ import torch
 from reformer.cli import main
 from reformer.data import SyntheticMarketConfig, read_klines_frame, synthetic_frame, write_klines
 from reformer.errors import ConfigError, UserInputError
-from reformer.training import TrainConfig
+from reformer.training import TrainConfig, read_meta
+from reformer.training.crypto import first_unseen_bar
 from reformer.training.crypto_folds import FoldSettings, evaluate_walk_forward
 from reformer.training.metrics import information_coefficient, regression_metrics
 
@@ -68,6 +69,9 @@ def test_folds_test_consecutive_blocks_after_their_own_training_and_validation(
     assert len(table) == report["pooled"]["windows"] == 360 and (np.diff(table["timestamp"]) == bar).all()
     assert list(table["fold"]) == [0] * 120 + [1] * 120 + [2] * 120
     assert (out / "fold_2" / "best" / "model.safetensors").is_file()
+    for k, fold in enumerate(folds):  # a fold's checkpoint knows its held-out bars, as a train run's does
+        assert first_unseen_bar(out / f"fold_{k}")[0] == fold["test_first_timestamp"]
+        assert read_meta(out / f"fold_{k}" / "best")["val_rmse"] > 0
     assert json.loads((out / "walkforward.json").read_text())["pooled"] == report["pooled"]
 
 

@@ -32,6 +32,7 @@ from reformer.data import DataLoader, FeatureSpec
 from reformer.data.dataset import klines_to_frame
 from reformer.errors import ConfigError
 from reformer.model import ReformerConfig, ReformerModel
+from reformer.training.checkpoint import update_meta
 from reformer.training.crypto import checkpoint_meta
 from reformer.training.crypto_eval import (
     HeldOutForecasts,
@@ -41,7 +42,7 @@ from reformer.training.crypto_eval import (
     outputs_to_scores,
     score_forecasts,
 )
-from reformer.training.loop import EpochEnd, TrainConfig, fit
+from reformer.training.loop import EpochEnd, TrainConfig, fit, predict_dataset
 from reformer.training.metrics import information_coefficient, json_safe
 
 __all__ = ["FoldSettings", "evaluate_walk_forward"]
@@ -157,6 +158,14 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
                   "test_last_timestamp": int(stamps[split.test[-1]]), "best_epoch": result.best_epoch,
                   "epochs_run": len(result.history), **score_forecasts(forecasts, horizon)}
         records.append(record)
+        if result.best_checkpoint is not None:  # as `train_crypto`'s best/: predict's confidence scale and the split
+            val_score, _ = outputs_to_scores(predict_dataset(model, data.val, config.eval_batch_size, device)[0],
+                                             task, data.target_scale)
+            ranges = {name: {"windows": len(idx), "first_timestamp": int(stamps[idx[0]]),
+                             "last_timestamp": int(stamps[idx[-1]])}
+                      for name, idx in (("train", split.train), ("val", split.val), ("test", split.test))}
+            update_meta(result.best_checkpoint, val_rmse=float(np.sqrt(np.mean((val_score - val_returns) ** 2))),
+                        evaluation=json_safe({**record, "splits": ranges}))
         if log:
             log(f"fold {k + 1}/{len(prepared_folds)}: test {_day(record['test_first_timestamp'])} .. "
                 f"{_day(record['test_last_timestamp'])}, IC model {record['model']['ic']:+.3f}, ridge "
