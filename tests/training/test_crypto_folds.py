@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from reformer.cli import main
 from reformer.data import SyntheticMarketConfig, read_klines_frame, synthetic_frame, write_klines
@@ -28,13 +26,7 @@ FOLDS = FoldSettings(n_folds=3, test_windows=120, val_windows=80)
 CONFIG = TrainConfig(epochs=2, batch_size=32, max_batches_per_epoch=3, patience=0, device="cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core runner, oversubscribed threads make tiny models 10x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,10 @@ test skill -0.01, IC 0.00.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from reformer.data.synthetic import synthetic_frame
 from reformer.demo import planted_signal_recipe
@@ -27,12 +25,7 @@ from reformer.training import train_crypto
 RECIPE = planted_signal_recipe()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # robust to other jobs on the cores
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _test_metrics(seq_len: int, out: Path) -> dict[str, Any]:

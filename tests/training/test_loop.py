@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,7 @@ MODEL = ReformerConfig(seq_len=SEQ, d_model=8, n_heads=2, n_layers=1, n_hash_rou
                        n_features=FEATURES, dropout=0.1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core runner, oversubscribed threads make tiny models 10x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _datasets(val_sign: float = 1.0) -> tuple[WindowDataset, WindowDataset]:
