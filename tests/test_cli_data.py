@@ -57,8 +57,9 @@ def test_a_year_fetched_and_exported_equals_the_source(tmp_path: Path, btc_kline
     with capsys.disabled():
         print(f"\nyear fetch via CLI: {requests} kline requests, {seconds:.2f} s")
     assert "+8784 rows in 9 kline request(s)" in out and "no gaps" in out
-    assert requests <= 10
-    assert seconds < 15.0  # ~1.5 s on loopback (client rate limit 10 req/s); generous for shared CI cores
+    # fast, counted rather than timed (shared CI cores): 9 pages and no retry, so no backoff pause either; the
+    # rest is the client's rate limit (10 req/s, ~1.5 s on loopback)
+    assert requests == 9
     assert exported(db, tmp_path / "year.csv") == year
 
 
