@@ -214,7 +214,7 @@ def train(
     if as_json:
         typer.echo(json.dumps({**report.evaluation, "run_dir": str(report.run_dir)}))
         return
-    console = Console()
+    console = Console(width=120)  # the evaluation table needs it; rich would cut a log file to 80 columns
     console.print(_evaluation_table(report.evaluation))
     console.print(f"best epoch {report.fit.best_epoch} (val loss {report.fit.best_val_loss:.4g}); run directory "
                   f"{report.run_dir}")
@@ -245,7 +245,7 @@ def _walk_forward(frame: pd.DataFrame, folds: Any, seq_len: int, horizon: int, m
     first, last = (pd.to_datetime(pooled[k], unit="ms", utc=True) for k in ("first_timestamp", "last_timestamp"))
     table.title = (f"Walk-forward, {len(report['folds'])} folds pooled: {pooled['task']}, horizon "
                    f"{pooled['horizon']} bars, {pooled['windows']} windows, {first:%Y-%m-%d} .. {last:%Y-%m-%d}")
-    console = Console()
+    console = Console(width=120)  # the evaluation table needs it; rich would cut a log file to 80 columns
     console.print(table)
     summary = report["summary"]
     console.print(f"IC per fold: model {summary['mean_fold_ic_model']:+.3f} on average, ridge "
