@@ -65,6 +65,7 @@ def test_folds_test_consecutive_blocks_after_their_own_training_and_validation(
         assert first_unseen_bar(out / f"fold_{k}")[0] == fold["test_first_timestamp"]
         assert read_meta(out / f"fold_{k}" / "best")["val_rmse"] > 0
     assert json.loads((out / "walkforward.json").read_text())["pooled"] == report["pooled"]
+    assert report["settings"]["model"]["n_features"] == len(read_meta(out / "fold_0" / "best")["feature_names"])
 
 
 def test_pooled_scores_are_the_scores_of_every_fold_s_forecasts_together(run: tuple[dict[str, Any], Path]) -> None:

@@ -132,12 +132,13 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
         frame, seq_len, horizon, n_folds=folds.n_folds, test_windows=test_windows, val_windows=val_windows,
         train_windows=folds.train_windows, mode=folds.mode, task=task, class_threshold=class_threshold,
         normalization=normalization)
+    model_config = model_config.replace(n_features=len(prepared_folds[0].feature_names))  # the same in every fold
     run_dir = None if out_dir is None else Path(out_dir)
     parts: list[HeldOutForecasts] = []
     records: list[dict[str, Any]] = []
     for k, prepared in enumerate(prepared_folds):
         data = crypto_data(prepared, task)
-        model = ReformerModel(model_config.replace(n_features=len(prepared.feature_names)))
+        model = ReformerModel(model_config)
         val_returns = prepared.forward_returns[prepared.split.val]
 
         def val_ic(end: EpochEnd, val_returns: np.ndarray = val_returns) -> dict[str, float]:
