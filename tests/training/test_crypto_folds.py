@@ -106,6 +106,25 @@ def test_a_fold_s_forecasts_do_not_see_candles_after_its_test_block(run: tuple[d
     assert again["folds"][2]["model"] != report["folds"][2]["model"]  # the change is seen where it may be
 
 
+def test_an_ensemble_scores_its_members_mean_and_its_first_member_is_the_single_run(
+        run: tuple[dict[str, Any], Path], frame: pd.DataFrame, tmp_path: Path) -> None:
+    single, single_out = run
+    report = evaluate_walk_forward(frame, seq_len=SEQ, horizon=HORIZON, folds=FOLDS, model_overrides=TINY,
+                                   train_config=CONFIG, out_dir=tmp_path, ensemble=2)
+    table, alone = pd.read_csv(tmp_path / "predictions.csv"), pd.read_csv(single_out / "predictions.csv")
+    np.testing.assert_array_equal(table["prediction_seed0"], alone["prediction"])  # seed 0 is the single model
+    assert not np.allclose(table["prediction_seed1"], table["prediction_seed0"])
+    np.testing.assert_allclose(table["prediction"], (table["prediction_seed0"] + table["prediction_seed1"]) / 2)
+    np.testing.assert_array_equal(table["ridge"], alone["ridge"])
+    pooled = report["pooled"]
+    assert pooled["model"]["ic"] == pytest.approx(information_coefficient(table["prediction"], table["realised"]))
+    assert report["folds"][0]["member_ic"][0] == pytest.approx(single["folds"][0]["model"]["ic"])
+    assert report["settings"]["ensemble"] == 2 and len(report["folds"][0]["best_epoch"]) == 2
+    assert (tmp_path / "fold_2" / "seed_1" / "best" / "model.safetensors").is_file()
+    with pytest.raises(ConfigError, match="ensemble=0"):
+        evaluate_walk_forward(frame, seq_len=SEQ, horizon=HORIZON, folds=FOLDS, ensemble=0)
+
+
 def test_bad_fold_settings_are_named() -> None:
     with pytest.raises(ConfigError, match="train_windows"):
         FoldSettings(mode="rolling")
@@ -153,6 +172,8 @@ def test_cli_walk_forward_json_on_real_candles(btc_slice: Path, tmp_path: Path,
 @pytest.mark.parametrize(("args", "words"), [
     (["--walk-forward", "2", "--fold-mode", "rolling"], "train_windows"),
     (["--fold-test", "100"], "add --walk-forward N"),
+    (["--ensemble", "3"], "add --walk-forward N"),
+    (["--walk-forward", "2", "--ensemble", "0"], "--ensemble 0 is invalid"),
     (["--walk-forward", "2", "--resume"], "drop --resume"),
     (["--walk-forward", "-1"], "positive whole numbers"),
     (["--walk-forward", "40", "--fold-test", "500"], "window"),

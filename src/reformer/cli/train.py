@@ -161,6 +161,8 @@ def train(
                                                  "required with --fold-mode rolling).")] = 0,
     fold_mode: Annotated[str, typer.Option(help="With --walk-forward: expanding (all earlier windows) or "
                                                 "rolling (the last --fold-train).")] = "expanding",
+    ensemble: Annotated[int, typer.Option(help="With --walk-forward: N models per fold (seeds seed .. seed+N-1), "
+                                               "scored by their mean forecast.")] = 1,
 ) -> None:
     """Train a Reformer on candles (70/10/20 chronological split, or --walk-forward folds), or with --target on
     any time-series CSV, and report test metrics beside baselines."""
@@ -175,9 +177,11 @@ def train(
     if walk_forward and (target is not None or resume):
         raise UserInputError(f"--walk-forward evaluates a candle model afresh: drop "
                              f"{'--target' if target is not None else '--resume'}")
-    if (fold_test or fold_train or fold_mode != "expanding") and not walk_forward:
-        raise UserInputError("--fold-test, --fold-train and --fold-mode shape walk-forward folds: add "
-                             "--walk-forward N")
+    if (fold_test or fold_train or fold_mode != "expanding" or ensemble != 1) and not walk_forward:
+        raise UserInputError("--fold-test, --fold-train, --fold-mode and --ensemble shape a walk-forward evaluation: "
+                             "add --walk-forward N")
+    if ensemble < 1:
+        raise UserInputError(f"--ensemble {ensemble} is invalid: train 1 or more models per fold")
     if target is not None:
         if csv is None:
             raise UserInputError("--target trains on a time-series file: pass it with --csv FILE")
@@ -204,7 +208,7 @@ def train(
     run_dir = out or _default_run(symbol, interval, csv)
     if folds is not None:
         _walk_forward(frame, folds, length, first_given(horizon, data.get("horizon"), 24), model_table, train_config,
-                      data, source, run_dir, as_json)
+                      data, source, run_dir, as_json, ensemble)
         return
     report = train_crypto(frame, seq_len=length, horizon=first_given(horizon, data.get("horizon"), 24),
                           model_overrides=model_table, train_config=train_config, out_dir=run_dir,
@@ -222,7 +226,7 @@ def train(
 
 def _walk_forward(frame: pd.DataFrame, folds: Any, seq_len: int, horizon: int, model_table: dict[str, Any],
                   train_config: Any, data: dict[str, Any], source: dict[str, Any], run_dir: Path,
-                  as_json: bool) -> None:
+                  as_json: bool, ensemble: int) -> None:
     """`train --walk-forward N`: the folds' models, their scores and the pooled out-of-sample evaluation."""
     from ..training.crypto_folds import evaluate_walk_forward
 
@@ -234,7 +238,7 @@ def _walk_forward(frame: pd.DataFrame, folds: Any, seq_len: int, horizon: int, m
                                    train_config=train_config, task=data.get("task", "regression"),
                                    class_threshold=float(data.get("class_threshold", 0.0)),
                                    normalization=data.get("normalization", "train"), source=source, out_dir=run_dir,
-                                   log=log)
+                                   ensemble=ensemble, log=log)
     if as_json:
         typer.echo(json.dumps({**report, "run_dir": str(run_dir)}))
         return
@@ -243,7 +247,8 @@ def _walk_forward(frame: pd.DataFrame, folds: Any, seq_len: int, horizon: int, m
     import pandas as pd
 
     first, last = (pd.to_datetime(pooled[k], unit="ms", utc=True) for k in ("first_timestamp", "last_timestamp"))
-    table.title = (f"Walk-forward, {len(report['folds'])} folds pooled: {pooled['task']}, horizon "
+    members = f", mean of {ensemble} seeds a fold" if ensemble > 1 else ""
+    table.title = (f"Walk-forward, {len(report['folds'])} folds pooled{members}: {pooled['task']}, horizon "
                    f"{pooled['horizon']} bars, {pooled['windows']} windows, {first:%Y-%m-%d} .. {last:%Y-%m-%d}")
     console = Console(width=120)  # the evaluation table needs it; rich would cut a log file to 80 columns
     console.print(table)

@@ -11,7 +11,7 @@ Shape legend: w windows, l seq_len, f features, k classes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,7 @@ __all__ = [
     "concat_forecasts",
     "crypto_data",
     "held_out_forecasts",
+    "mean_forecasts",
     "outputs_to_scores",
     "score_forecasts",
     "summaries",
@@ -131,6 +132,19 @@ def concat_forecasts(parts: list[HeldOutForecasts]) -> HeldOutForecasts:
         None if any(p is None for p in probs) else np.concatenate(probs),  # type: ignore[arg-type]
         None if any(c is None for c in classes) else np.concatenate(classes),  # type: ignore[arg-type]
         [a for p in parts for a in p.ridge_alphas])
+
+
+def mean_forecasts(members: list[HeldOutForecasts]) -> HeldOutForecasts:
+    """A seed ensemble's forecasts: the members' mean score (and mean class probabilities), on the same windows
+    with the same baselines (members differ only in the model)."""
+    first = members[0]
+    if any(not np.array_equal(m.timestamps, first.timestamps) for m in members):
+        raise ValueError("ensemble members were scored on different windows")
+    if len(members) == 1:
+        return first
+    probs = None if first.probs is None else np.mean([m.probs for m in members if m.probs is not None], axis=0)
+    score = probs[:, -1] - probs[:, 0] if probs is not None else np.mean([m.model for m in members], axis=0)
+    return replace(first, model=score, probs=probs)
 
 
 def score_forecasts(forecasts: HeldOutForecasts, horizon: int) -> dict[str, Any]:

@@ -35,14 +35,16 @@ from reformer.model import ReformerConfig, ReformerModel
 from reformer.training.checkpoint import update_meta
 from reformer.training.crypto import checkpoint_meta
 from reformer.training.crypto_eval import (
+    CryptoData,
     HeldOutForecasts,
     concat_forecasts,
     crypto_data,
     held_out_forecasts,
+    mean_forecasts,
     outputs_to_scores,
     score_forecasts,
 )
-from reformer.training.loop import EpochEnd, TrainConfig, fit, predict_dataset
+from reformer.training.loop import EpochEnd, FitResult, TrainConfig, fit, predict_dataset
 from reformer.training.metrics import information_coefficient, json_safe
 
 __all__ = ["FoldSettings", "evaluate_walk_forward"]
@@ -89,7 +91,8 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
                           "regression", class_threshold: float = 0.0,
                           normalization: Literal["train", "window", "none"] = "train", spec: FeatureSpec | None = None,
                           source: dict[str, Any] | None = None, out_dir: str | os.PathLike[str] | None = None,
-                          progress: bool = False, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                          ensemble: int = 1, progress: bool = False,
+                          log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train one model per fold and score every fold's test block, and all of them pooled, beside the baselines.
 
     Args:
@@ -101,6 +104,9 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
             `walkforward.json` (the returned report) and `predictions.csv` (per test window: timestamp, fold,
             realised return, the model's forecast `prediction` - `reformer backtest --predictions` reads the file
             as it is - and each baseline's).
+        ensemble: train this many models per fold, seeds seed .. seed + ensemble - 1 (in both the model's and the
+            training config), and score their mean forecast (each member's IC per fold in `member_ic`; their runs in
+            `fold_<k>/seed_<s>/`, their forecasts in `prediction_seed<s>` columns).
         log: one line per fold.
 
     Returns:
@@ -111,6 +117,8 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
         ConfigError: bad settings. UserInputError: too few windows for the folds asked for.
     """
     folds = folds or FoldSettings()
+    if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
+        raise ConfigError(f"ensemble={ensemble!r}: use a whole number of models per fold >= 1")
     frame = klines_to_frame(frame)
     config = train_config or TrainConfig()
     if task == "classification":
@@ -136,37 +144,32 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
     run_dir = None if out_dir is None else Path(out_dir)
     parts: list[HeldOutForecasts] = []
     records: list[dict[str, Any]] = []
+    members: list[list[HeldOutForecasts]] = []  # per fold, per seed
     for k, prepared in enumerate(prepared_folds):
         data = crypto_data(prepared, task)
-        model = ReformerModel(model_config)
-        val_returns = prepared.forward_returns[prepared.split.val]
-
-        def val_ic(end: EpochEnd, val_returns: np.ndarray = val_returns) -> dict[str, float]:
-            score, _ = outputs_to_scores(end.val_predictions, task, 1.0)
-            return {"val_ic": information_coefficient(score, val_returns)}
-
-        fold_dir = None if run_dir is None else run_dir / f"fold_{k}"
-        result = fit(model, data.train, data.val, config, out_dir=fold_dir, progress=progress, on_epoch=val_ic,
-                     checkpoint_meta=checkpoint_meta(data, frame, task, class_threshold, source))
-        device = next(model.parameters()).device
-        forecasts = held_out_forecasts(model, data, frame, task, device, config.eval_batch_size)
-        parts.append(forecasts)
         split, stamps = prepared.split, prepared.timestamps
-        record = {"fold": k, **{f"{name}_windows": len(idx) for name, idx in
-                                (("train", split.train), ("val", split.val), ("test", split.test))},
-                  "train_first_timestamp": int(stamps[split.train[0]]),
-                  "test_first_timestamp": int(stamps[split.test[0]]),
-                  "test_last_timestamp": int(stamps[split.test[-1]]), "best_epoch": result.best_epoch,
-                  "epochs_run": len(result.history), **score_forecasts(forecasts, horizon)}
+        ranges = {name: {"windows": len(idx), "first_timestamp": int(stamps[idx[0]]),
+                         "last_timestamp": int(stamps[idx[-1]])}
+                  for name, idx in (("train", split.train), ("val", split.val), ("test", split.test))}
+        fold_dir = None if run_dir is None else run_dir / f"fold_{k}"
+        fitted = [_fit_member(data, frame, model_config.replace(seed=model_config.seed + j),
+                              config.replace(seed=config.seed + j), task, class_threshold, source, progress,
+                              None if fold_dir is None else fold_dir / f"seed_{config.seed + j}" if ensemble > 1
+                              else fold_dir, ranges)
+                  for j in range(ensemble)]
+        members.append([forecasts for forecasts, _ in fitted])
+        forecasts = mean_forecasts(members[-1])
+        parts.append(forecasts)
+        record = {"fold": k, **{f"{name}_windows": part["windows"] for name, part in ranges.items()},
+                  "train_first_timestamp": ranges["train"]["first_timestamp"],
+                  "test_first_timestamp": ranges["test"]["first_timestamp"],
+                  "test_last_timestamp": ranges["test"]["last_timestamp"],
+                  "best_epoch": _one_or_all([result.best_epoch for _, result in fitted]),
+                  "epochs_run": _one_or_all([len(result.history) for _, result in fitted]),
+                  **score_forecasts(forecasts, horizon)}
+        if ensemble > 1:  # each member's own IC on this block
+            record["member_ic"] = [information_coefficient(m.model, m.returns) for m in members[-1]]
         records.append(record)
-        if result.best_checkpoint is not None:  # as `train_crypto`'s best/: predict's confidence scale and the split
-            val_score, _ = outputs_to_scores(predict_dataset(model, data.val, config.eval_batch_size, device)[0],
-                                             task, data.target_scale)
-            ranges = {name: {"windows": len(idx), "first_timestamp": int(stamps[idx[0]]),
-                             "last_timestamp": int(stamps[idx[-1]])}
-                      for name, idx in (("train", split.train), ("val", split.val), ("test", split.test))}
-            update_meta(result.best_checkpoint, val_rmse=float(np.sqrt(np.mean((val_score - val_returns) ** 2))),
-                        evaluation=json_safe({**record, "splits": ranges}))
         if log:
             log(f"fold {k + 1}/{len(prepared_folds)}: test {_day(record['test_first_timestamp'])} .. "
                 f"{_day(record['test_last_timestamp'])}, IC model {record['model']['ic']:+.3f}, ridge "
@@ -177,15 +180,50 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
                    "windows": len(pooled.returns), "first_timestamp": int(pooled.timestamps[0]),
                    "last_timestamp": int(pooled.timestamps[-1])},
         "folds": records, "summary": _summary(records),
-        "settings": {**asdict(folds), "test_windows": test_windows, "val_windows": val_windows,
+        "settings": {**asdict(folds), "test_windows": test_windows, "val_windows": val_windows, "ensemble": ensemble,
                      "train": config.to_dict(), "model": model_config.to_dict()}})
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "walkforward.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         fold_of = np.concatenate([np.full(len(p.returns), k) for k, p in enumerate(parts)])
+        seeds = {} if ensemble == 1 else {
+            f"prediction_seed{config.seed + j}": np.concatenate([fold[j].model for fold in members])
+            for j in range(ensemble)}
         pd.DataFrame({"timestamp": pooled.timestamps.astype(np.int64), "fold": fold_of, "realised": pooled.returns,
-                      "prediction": pooled.model, **pooled.baselines}).to_csv(run_dir / "predictions.csv", index=False)
+                      "prediction": pooled.model, **pooled.baselines, **seeds}).to_csv(run_dir / "predictions.csv",
+                                                                                       index=False)
     return report
+
+
+def _fit_member(data: CryptoData, frame: pd.DataFrame, model_config: ReformerConfig, config: TrainConfig, task: str,
+                class_threshold: float, source: dict[str, Any] | None, progress: bool, run_dir: Path | None,
+                ranges: dict[str, Any]) -> tuple[HeldOutForecasts, FitResult]:
+    """Train one model on a fold (the seeds in its configs) and forecast its test block; a kept run's best/ gets
+    the split and the validation RMSE, as `train_crypto`'s does (predict's confidence scale, backtest's start)."""
+    prepared = data.prepared
+    val_returns = prepared.forward_returns[prepared.split.val]
+
+    def val_ic(end: EpochEnd) -> dict[str, float]:
+        score, _ = outputs_to_scores(end.val_predictions, task, 1.0)
+        return {"val_ic": information_coefficient(score, val_returns)}
+
+    model = ReformerModel(model_config)
+    result = fit(model, data.train, data.val, config, out_dir=run_dir, progress=progress, on_epoch=val_ic,
+                 checkpoint_meta=checkpoint_meta(data, frame, task, class_threshold, source))
+    device = next(model.parameters()).device
+    forecasts = held_out_forecasts(model, data, frame, task, device, config.eval_batch_size)
+    if result.best_checkpoint is not None:
+        val_score, _ = outputs_to_scores(predict_dataset(model, data.val, config.eval_batch_size, device)[0], task,
+                                         data.target_scale)
+        update_meta(result.best_checkpoint, val_rmse=float(np.sqrt(np.mean((val_score - val_returns) ** 2))),
+                    evaluation=json_safe({**score_forecasts(forecasts, prepared.config.horizon), "splits": ranges}))
+    model.to("cpu")
+    return forecasts, result
+
+
+def _one_or_all(values: list[int]) -> int | list[int]:
+    """A fold's figure for one model, or the list of its ensemble members'."""
+    return values[0] if len(values) == 1 else values
 
 
 def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
