@@ -90,20 +90,80 @@ def test_pooled_scores_are_the_scores_of_every_fold_s_forecasts_together(run: tu
     assert len(pooled["baselines"]["ridge"]["alpha"]) == 3  # ridge refitted per fold
 
 
-def test_a_fold_s_forecasts_do_not_see_candles_after_its_test_block(run: tuple[dict[str, Any], Path],
-                                                                     frame: pd.DataFrame) -> None:
-    """Change every candle after fold 0's test block: fold 0 (model, scaler, target scale, ridge) is unchanged."""
-    report, _ = run
-    end = int(np.searchsorted(frame["timestamp"].to_numpy(), report["folds"][0]["test_last_timestamp"]))
+def test_a_fold_sees_nothing_after_its_first_test_bar(run: tuple[dict[str, Any], Path], frame: pd.DataFrame,
+                                                     tmp_path: Path) -> None:
+    """Change every candle after the last bar of fold 1's first test window: fold 1's training (its validation
+    history), its ridge and its first forecasts, and all of fold 0's forecasts, are unchanged (fold 0's scores are
+    not: its last targets reach into the change); fold 1's later windows see it."""
+    report, out = run
+    stamps = frame["timestamp"].to_numpy()
+    first_end = int(np.searchsorted(stamps, report["folds"][1]["test_first_timestamp"]))
     changed = frame.copy()
-    later = slice(end + HORIZON + 1, None)  # after the last target of fold 0's test windows
+    later = changed.index[first_end + 1:]
     for column in ("open", "high", "low", "close"):
-        changed.loc[changed.index[later], column] *= 1.5
-    changed.loc[changed.index[later], "volume"] *= 3.0
-    again = _run(changed)
-    assert again["folds"][0]["model"] == report["folds"][0]["model"]
-    assert again["folds"][0]["baselines"] == report["folds"][0]["baselines"]
-    assert again["folds"][2]["model"] != report["folds"][2]["model"]  # the change is seen where it may be
+        changed.loc[later, column] *= 1.5
+    changed.loc[later, "volume"] *= 3.0
+    again = _run(changed, tmp_path / "changed")
+    before, after = pd.read_csv(out / "predictions.csv"), pd.read_csv(tmp_path / "changed" / "predictions.csv")
+    fold0 = before["fold"] == 0
+    pd.testing.assert_frame_equal(after.loc[fold0, ["prediction", "ridge", "momentum"]],
+                                  before.loc[fold0, ["prediction", "ridge", "momentum"]], check_exact=True)
+    history = [pd.read_csv(d / "fold_1" / "metrics.csv")["val_loss"].to_numpy() for d in (out, tmp_path / "changed")]
+    np.testing.assert_array_equal(history[0], history[1])
+    assert again["pooled"]["baselines"]["ridge"]["alpha"][1] == report["pooled"]["baselines"]["ridge"]["alpha"][1]
+    row = int(np.flatnonzero(before["fold"] == 1)[0])
+    for column in ("prediction", "ridge", "momentum"):  # its inputs end at the last unchanged bar
+        assert after[column].iloc[row] == before[column].iloc[row], column
+    assert after["prediction"].iloc[row + 1] != before["prediction"].iloc[row + 1]  # the next window sees it
+
+
+def test_every_fold_s_targets_close_before_its_validation_and_test_blocks(run: tuple[dict[str, Any], Path],
+                                                                          frame: pd.DataFrame) -> None:
+    _, out = run
+    bar = int(frame["timestamp"].iloc[1] - frame["timestamp"].iloc[0])
+    for k in range(3):
+        splits = read_meta(out / f"fold_{k}" / "best")["evaluation"]["splits"]
+        # a window ending at bar t has its target at t + h: train's last target closes by val's first window end
+        assert splits["train"]["last_timestamp"] + HORIZON * bar <= splits["val"]["first_timestamp"]
+        assert splits["val"]["last_timestamp"] + HORIZON * bar <= splits["test"]["first_timestamp"]
+
+
+def test_within_fold_ic_centres_each_fold_s_forecast(run: tuple[dict[str, Any], Path]) -> None:
+    report, out = run
+    table = pd.read_csv(out / "predictions.csv")
+    centred = table["prediction"] - table.groupby("fold")["prediction"].transform("mean")
+    within = report["pooled"]["ic_within_folds"]
+    assert within["model"] == pytest.approx(information_coefficient(centred, table["realised"]))
+    assert set(within) == {"model", "momentum", "ridge"}
+
+
+def test_an_existing_walk_forward_run_is_not_overwritten(run: tuple[dict[str, Any], Path],
+                                                         frame: pd.DataFrame) -> None:
+    _, out = run
+    kept = (out / "walkforward.json").read_text()
+    with pytest.raises(UserInputError, match="holds a walk-forward run already"):
+        _run(frame, out)
+    assert (out / "walkforward.json").read_text() == kept
+
+
+def test_a_fold_trains_on_at_least_as_many_windows_as_it_validates_on(frame: pd.DataFrame) -> None:
+    # 3 folds of 200 test and 150 val windows leave the first fold fewer than 150 training windows
+    with pytest.raises(UserInputError, match="too few"):
+        evaluate_walk_forward(frame, seq_len=SEQ, horizon=HORIZON, model_overrides=TINY, train_config=CONFIG,
+                              folds=FoldSettings(n_folds=3, test_windows=200, val_windows=150))
+    with pytest.raises(ConfigError, match="train_windows=1"):
+        FoldSettings(train_windows=1)
+
+
+def test_a_classifier_s_predictions_carry_its_probabilities(frame: pd.DataFrame, tmp_path: Path) -> None:
+    report = evaluate_walk_forward(frame, seq_len=SEQ, horizon=HORIZON, folds=FOLDS, model_overrides=TINY,
+                                   train_config=CONFIG, task="classification", class_threshold=0.002,
+                                   out_dir=tmp_path)
+    table = pd.read_csv(tmp_path / "predictions.csv")
+    np.testing.assert_allclose(table[["p_down", "p_flat", "p_up"]].sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(table["prediction"], table["p_up"] - table["p_down"], atol=1e-12)
+    accuracy = float((table[["p_down", "p_flat", "p_up"]].to_numpy().argmax(axis=1) == table["class"]).mean())
+    assert report["pooled"]["model"]["accuracy"] == pytest.approx(accuracy)
 
 
 def test_an_ensemble_scores_its_members_mean_and_its_first_member_is_the_single_run(
@@ -170,7 +230,8 @@ def test_cli_walk_forward_json_on_real_candles(btc_slice: Path, tmp_path: Path,
 
 
 @pytest.mark.parametrize(("args", "words"), [
-    (["--walk-forward", "2", "--fold-mode", "rolling"], "train_windows"),
+    (["--walk-forward", "2", "--fold-mode", "rolling"], "add --fold-train W"),
+    (["--walk-forward", "2", "--fold-mode", "sideways"], "--fold-mode 'sideways' is invalid"),
     (["--fold-test", "100"], "add --walk-forward N"),
     (["--ensemble", "3"], "add --walk-forward N"),
     (["--walk-forward", "2", "--ensemble", "0"], "--ensemble 0 is invalid"),

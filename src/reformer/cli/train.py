@@ -157,8 +157,9 @@ def train(
                                                    "baselines (walkforward.json, predictions.csv).")] = 0,
     fold_test: Annotated[int, typer.Option(help="With --walk-forward: test windows per fold (default: the last "
                                                 "half of the windows, shared by the folds).")] = 0,
-    fold_train: Annotated[int, typer.Option(help="With --walk-forward: training windows per fold (rolling; "
-                                                 "required with --fold-mode rolling).")] = 0,
+    fold_train: Annotated[int, typer.Option(help="With --walk-forward: training windows per fold (required with "
+                                                 "--fold-mode rolling); expanding: the least a fold may train on "
+                                                 "(default: its validation windows).")] = 0,
     fold_mode: Annotated[str, typer.Option(help="With --walk-forward: expanding (all earlier windows) or "
                                                 "rolling (the last --fold-train).")] = "expanding",
     ensemble: Annotated[int, typer.Option(help="With --walk-forward: N models per fold (seeds seed .. seed+N-1), "
@@ -182,6 +183,13 @@ def train(
                              "add --walk-forward N")
     if ensemble < 1:
         raise UserInputError(f"--ensemble {ensemble} is invalid: train 1 or more models per fold")
+    if fold_mode not in ("expanding", "rolling"):
+        raise UserInputError(f"--fold-mode {fold_mode!r} is invalid: use expanding or rolling")
+    if fold_mode == "rolling" and not fold_train:
+        raise UserInputError("--fold-mode rolling trains each fold on a fixed number of windows: add --fold-train W "
+                             "(e.g. 17520, two years of hourly bars)")
+    if fold_train == 1:
+        raise UserInputError("--fold-train 1 is too few: a fold trains on 2 or more windows")
     if target is not None:
         if csv is None:
             raise UserInputError("--target trains on a time-series file: pass it with --csv FILE")

@@ -291,6 +291,10 @@ class DataLoader:
         split = chronological_split(base.ends, horizon, config.fractions, config.embargo)
         return self._assemble(base, config, split)
 
+    def count_windows(self, klines: Klines, seq_len: int, horizon: int, stride: int = 1) -> int:
+        """How many windows with a target `prepare_dataset` makes of these candles (none: `UserInputError`)."""
+        return len(self._base(klines, seq_len, horizon, stride, require_target=True).ends)
+
     def prepare_walk_forward(self, klines: Klines, seq_len: int = 168, horizon: int = 24, *, n_folds: int,
                              test_windows: int, train_windows: int | None = None, val_windows: int = 0,
                              mode: Literal["rolling", "expanding"] = "rolling",

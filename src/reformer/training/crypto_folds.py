@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ import pandas as pd
 
 from reformer.data import DataLoader, FeatureSpec
 from reformer.data.dataset import klines_to_frame
-from reformer.errors import ConfigError
+from reformer.errors import ConfigError, UserInputError
 from reformer.model import ReformerConfig, ReformerModel
 from reformer.training.checkpoint import update_meta
 from reformer.training.crypto import checkpoint_meta
@@ -61,7 +62,8 @@ class FoldSettings:
     val_windows: int | None = None
     """Validation windows per fold (early stopping, ridge's alpha); None: a tenth of the windows."""
     train_windows: int | None = None
-    """Rolling: training windows per fold (required); expanding: the least a fold may train on (None: 1)."""
+    """Rolling: training windows per fold (required); expanding: the least a fold may train on (None: as many
+    as it validates on). At least 2 (ridge needs them)."""
     mode: Literal["expanding", "rolling"] = "expanding"
     """Expanding: every fold trains on all windows before its validation block; rolling: on the last
     `train_windows` of them."""
@@ -71,8 +73,9 @@ class FoldSettings:
             value = getattr(self, name)
             if value is None and name != "n_folds":
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"FoldSettings.{name}={value!r} is invalid: use a positive number of windows")
+            least = 2 if name == "train_windows" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigError(f"FoldSettings.{name}={value!r} is invalid: use {least} or more windows")
         if self.mode not in ("expanding", "rolling"):
             raise ConfigError(f"FoldSettings.mode={self.mode!r} is invalid: use 'expanding' or 'rolling'")
         if self.mode == "rolling" and self.train_windows is None:
@@ -130,18 +133,21 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
         raise ConfigError(f"model seq_len={overrides['seq_len']} differs from seq_len={seq_len}: set one of them")
     model_config = ReformerConfig.from_dict({**overrides, "seq_len": seq_len, "task": task})
     loader = DataLoader(spec)
+    run_dir = None if out_dir is None else Path(out_dir)
+    if run_dir is not None and ((run_dir / "walkforward.json").exists() or (run_dir / "fold_0").exists()):
+        raise UserInputError(f"{run_dir} holds a walk-forward run already: pass another --out, or remove it first")
     test_windows, val_windows = folds.test_windows, folds.val_windows
     if test_windows is None or val_windows is None:  # the defaults are shares of the series' windows
-        probe = loader.prepare_walk_forward(frame, seq_len, horizon, n_folds=1, test_windows=1, val_windows=1,
-                                            mode="expanding", task=task, class_threshold=class_threshold,
-                                            normalization=normalization)[0]
-        test_windows, val_windows = folds.resolved(len(probe.timestamps))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a gap is reported once, by the folds' preparation below
+            n_windows = loader.count_windows(frame, seq_len, horizon)
+        test_windows, val_windows = folds.resolved(n_windows)
+    least_train = folds.train_windows or max(2, val_windows)  # a fold trains on at least as much as it validates on
     prepared_folds = loader.prepare_walk_forward(
         frame, seq_len, horizon, n_folds=folds.n_folds, test_windows=test_windows, val_windows=val_windows,
-        train_windows=folds.train_windows, mode=folds.mode, task=task, class_threshold=class_threshold,
+        train_windows=least_train, mode=folds.mode, task=task, class_threshold=class_threshold,
         normalization=normalization)
     model_config = model_config.replace(n_features=len(prepared_folds[0].feature_names))  # the same in every fold
-    run_dir = None if out_dir is None else Path(out_dir)
     parts: list[HeldOutForecasts] = []
     records: list[dict[str, Any]] = []
     members: list[list[HeldOutForecasts]] = []  # per fold, per seed
@@ -175,8 +181,10 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
                 f"{_day(record['test_last_timestamp'])}, IC model {record['model']['ic']:+.3f}, ridge "
                 f"{record['baselines']['ridge']['ic']:+.3f}")
     pooled = concat_forecasts(parts)
+    fold_of = np.concatenate([np.full(len(p.returns), k) for k, p in enumerate(parts)])
     report = json_safe({
         "pooled": {"task": task, "horizon": horizon, "seq_len": seq_len, **score_forecasts(pooled, horizon),
+                   "ic_within_folds": _within_fold_ic(pooled, fold_of),
                    "windows": len(pooled.returns), "first_timestamp": int(pooled.timestamps[0]),
                    "last_timestamp": int(pooled.timestamps[-1])},
         "folds": records, "summary": _summary(records),
@@ -185,13 +193,15 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "walkforward.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        fold_of = np.concatenate([np.full(len(p.returns), k) for k, p in enumerate(parts)])
         seeds = {} if ensemble == 1 else {
             f"prediction_seed{config.seed + j}": np.concatenate([fold[j].model for fold in members])
             for j in range(ensemble)}
+        probs = {} if pooled.probs is None else {
+            name: pooled.probs[:, i] for i, name in enumerate(("p_down", "p_flat", "p_up")[: pooled.probs.shape[1]])}
+        classes = {} if pooled.classes is None else {"class": pooled.classes}
         pd.DataFrame({"timestamp": pooled.timestamps.astype(np.int64), "fold": fold_of, "realised": pooled.returns,
-                      "prediction": pooled.model, **pooled.baselines, **seeds}).to_csv(run_dir / "predictions.csv",
-                                                                                       index=False)
+                      **classes, "prediction": pooled.model, **probs, **pooled.baselines, **seeds}
+                     ).to_csv(run_dir / "predictions.csv", index=False)
     return report
 
 
@@ -215,10 +225,27 @@ def _fit_member(data: CryptoData, frame: pd.DataFrame, model_config: ReformerCon
     if result.best_checkpoint is not None:
         val_score, _ = outputs_to_scores(predict_dataset(model, data.val, config.eval_batch_size, device)[0], task,
                                          data.target_scale)
-        update_meta(result.best_checkpoint, val_rmse=float(np.sqrt(np.mean((val_score - val_returns) ** 2))),
+        val_rmse = float(np.sqrt(np.mean((val_score - val_returns) ** 2)))
+        update_meta(result.best_checkpoint, val_rmse=val_rmse,
                     evaluation=json_safe({**score_forecasts(forecasts, prepared.config.horizon), "splits": ranges}))
+        if run_dir is not None and (run_dir / "last" / "checkpoint.json").is_file():  # as train_crypto's last/
+            update_meta(run_dir / "last", val_rmse=val_rmse)
     model.to("cpu")
     return forecasts, result
+
+
+def _within_fold_ic(pooled: HeldOutForecasts, fold_of: np.ndarray) -> dict[str, float]:
+    """The pooled IC of each forecast once every fold's forecast is centred on its own mean: each fold's model
+    (and ridge) has its own intercept, and pooled ranks would otherwise also score those levels against the folds'
+    mean returns, not only the ordering within each fold."""
+    def centred(values: np.ndarray) -> np.ndarray:
+        out = np.asarray(values, dtype=np.float64).copy()
+        for k in np.unique(fold_of):
+            out[fold_of == k] -= out[fold_of == k].mean()
+        return out
+
+    named = {"model": pooled.model, "momentum": pooled.baselines["momentum"], "ridge": pooled.baselines["ridge"]}
+    return {name: information_coefficient(centred(values), pooled.returns) for name, values in named.items()}
 
 
 def _one_or_all(values: list[int]) -> int | list[int]:
