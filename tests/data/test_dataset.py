@@ -152,6 +152,12 @@ def test_walk_forward_datasets(candles: pd.DataFrame) -> None:
         np.testing.assert_allclose(train_flat.mean(0).numpy(), 0.0, atol=0.05)
     assert folds[0].scaler is not None and folds[1].scaler is not None
     assert folds[0].scaler.to_dict() != folds[1].scaler.to_dict()
+    # without a training scaler the folds share one window tensor, equal to a single preparation's
+    windowed = DataLoader().prepare_walk_forward(candles, SEQ_LEN, HORIZON, n_folds=3, test_windows=300,
+                                                 train_windows=1200, val_windows=100, normalization="window")
+    assert all(fold.features is windowed[0].features for fold in windowed)
+    single = DataLoader().prepare_dataset(candles, SEQ_LEN, HORIZON, normalization="window")
+    assert torch.equal(windowed[0].features, single.features)
 
 
 def test_turnover_optional_and_bad_candles(candles: pd.DataFrame) -> None:

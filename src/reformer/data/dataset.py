@@ -310,7 +310,11 @@ class DataLoader:
         base = self._base(klines, seq_len, horizon, stride, require_target=True)
         folds = walk_forward_folds(base.ends, horizon, n_folds, test_windows, train_windows, val_windows, mode,
                                    config.embargo)
-        return [self._assemble(base, config, fold) for fold in folds]
+        # without a training scaler the windows do not depend on the fold: one tensor serves every fold (window
+        # normalisation copies them, (w, l, f) each)
+        shared = None if config.normalization == "train" else self._windows(base, base.ends, seq_len,
+                                                                            config.normalization, None)
+        return [self._assemble(base, config, fold, shared) for fold in folds]
 
     def prepare_inputs(self, klines: Klines, seq_len: int, *, scaler: StandardScaler | None = None,
                        normalization: Literal["train", "window", "none"] = "train",
@@ -348,13 +352,15 @@ class DataLoader:
         windows = buffer.unfold(0, seq_len, step)[: len(ends)]  # (w, f, l), a view
         return windows.permute(0, 2, 1)  # (w, l, f)
 
-    def _assemble(self, base: _Base, config: DatasetConfig, split: Split) -> PreparedDataset:
+    def _assemble(self, base: _Base, config: DatasetConfig, split: Split,
+                  features: torch.Tensor | None = None) -> PreparedDataset:
         ends, seq_len = base.ends, config.seq_len
         scaler = None
         if config.normalization == "train":
             first_row = int(ends[split.train[0]]) - seq_len + 1
             scaler = StandardScaler().fit(base.values[first_row: int(ends[split.train[-1]]) + 1])
-        features = self._windows(base, ends, seq_len, config.normalization, scaler)
+        if features is None:
+            features = self._windows(base, ends, seq_len, config.normalization, scaler)
         close = base.frame["close"].to_numpy(dtype=np.float64)
         forward = forward_log_return(close, config.horizon)[ends]
         targets = (torch.from_numpy(classify_returns(forward, config.class_threshold)) if config.task ==
