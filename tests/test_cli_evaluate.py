@@ -143,10 +143,43 @@ def test_an_ensemble_scores_the_mean_of_its_members(small_csv: Path, capsys: pyt
     assert ensemble["train"]["ensemble_val_mse"] <= float(np.mean([min(m["val_mse"]) for m in members])) * (1 + 1e-5)
 
 
-def test_an_ensemble_is_not_kept(small_csv: Path, tmp_path: Path) -> None:
-    from reformer.errors import ConfigError
-    from reformer.training.lstf import run_lstf
+def test_a_kept_ensemble_forecasts_with_its_members_mean(small_csv: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
 
-    with pytest.raises(ConfigError, match="ensemble=2 with out_dir"):
-        run_lstf(small_csv, protocol="ratio", seq_len=48, horizon=12, ensemble=2, out_dir=tmp_path / "run")
-    assert not (tmp_path / "run").exists()
+    from reformer.errors import ConfigError, DataFormatError
+    from reformer.training import TrainConfig
+    from reformer.training.checkpoint import update_meta
+    from reformer.training.forecast import ForecastConfig
+    from reformer.training.lstf import run_lstf
+    from reformer.training.series import forecast_all, load_series_models
+
+    def lstf(**extra: object) -> object:
+        return run_lstf(small_csv, protocol="ratio", seq_len=48, horizon=12, ensemble=2,
+                        model=ForecastConfig(patch_len=8, stride=8, d_model=8, n_heads=2, n_layers=1, d_ff=16),
+                        train_config=TrainConfig(epochs=1, max_batches_per_epoch=2, batch_size=16, seed=3),
+                        **extra)  # type: ignore[arg-type]
+
+    torch.set_num_threads(1)
+    run = tmp_path / "run"
+    kept, evaluated = lstf(out_dir=run), lstf()
+    assert kept.model.mse == evaluated.model.mse  # type: ignore[attr-defined]
+    models, meta = load_series_models(run)
+    assert [m.config.seed for m in models] == [3, 4] and meta["ensemble_members"] == ["../members/seed_4/best"]
+    assert json.loads((run / "evaluation.json").read_text())["model"]["mse"] == kept.model.mse  # type: ignore[attr-defined]
+    # predict's forecast is the members' mean: member 0 alone (best/ without its member list) and member 1 alone
+    alone = tmp_path / "first"
+    shutil.copytree(run / "best", alone)
+    update_meta(alone, ensemble_members=[])
+    both, first, second = (forecast_all(path, small_csv) for path in (run, alone, run / "members" / "seed_4"))
+    horizon = [f"h{k}" for k in range(1, 13)]
+    np.testing.assert_allclose(both[horizon], (first[horizon] + second[horizon]) / 2, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(first[horizon], second[horizon])
+    assert main(["predict", "--checkpoint", str(run), "--csv", str(small_csv), "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["forecast"]) == 12
+    # a lost member is named; an ensemble is not resumed
+    shutil.rmtree(run / "members")
+    with pytest.raises(DataFormatError, match="an ensemble member of"):
+        forecast_all(run, small_csv)
+    with pytest.raises(ConfigError, match="ensemble=2 with resume"):
+        lstf(out_dir=run, resume=True)

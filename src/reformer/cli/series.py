@@ -41,7 +41,7 @@ def first_given(*values: Any) -> int:
 
 def train_series(csv: Path, target: str, features: str, protocol: str, tables: dict[str, dict[str, Any]],
                  seq_len: int | None, horizon: int | None, epochs: int | None, out: Path | None, as_json: bool,
-                 resume: bool) -> None:
+                 resume: bool, ensemble: int = 1) -> None:
     """Train the patched Reformer forecaster on `csv` (`run_lstf` with a run directory) and print its test
     metrics beside Repeat and the linear baseline."""
     from ..training import TrainConfig
@@ -71,7 +71,7 @@ def train_series(csv: Path, target: str, features: str, protocol: str, tables: d
     stream = sys.stderr if as_json else sys.stdout
     result = run_lstf(csv, protocol=protocol, seq_len=length, horizon=steps, features=features,  # type: ignore[arg-type]
                       target=target, model=model, train_config=train_config, out_dir=run_dir, resume=resume,
-                      progress=not as_json, log=lambda line: print(line, file=stream, flush=True))
+                      ensemble=ensemble, progress=not as_json, log=lambda line: print(line, file=stream, flush=True))
     if as_json:
         typer.echo(json.dumps({**result.to_json(), "run_dir": str(run_dir)}))
         return
@@ -80,8 +80,9 @@ def train_series(csv: Path, target: str, features: str, protocol: str, tables: d
     for name, metrics in (("model: " + result.model_name, result.model), ("repeat", result.repeat),
                           ("linear", result.linear)):
         typer.echo(f"  {name:<60} MSE {metrics.mse:.4f}  MAE {metrics.mae:.4f}")
-    typer.echo(f"run directory {run_dir} (best/ holds the model; forecast with `reformer predict --checkpoint "
-               f"{run_dir} --csv FILE`)")
+    kept = f"best/ and members/ hold the {ensemble} models" if ensemble > 1 else "best/ holds the model"
+    typer.echo(f"run directory {run_dir} ({kept}; forecast with `reformer predict --checkpoint {run_dir} --csv "
+               "FILE`)")
 
 
 def predict_series(run: Path, csv: Path | None, all_windows: bool, out: Path | None, plot: Path | None,

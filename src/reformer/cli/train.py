@@ -162,8 +162,9 @@ def train(
                                                  "(default: its validation windows).")] = 0,
     fold_mode: Annotated[str, typer.Option(help="With --walk-forward: expanding (all earlier windows) or "
                                                 "rolling (the last --fold-train).")] = "expanding",
-    ensemble: Annotated[int, typer.Option(help="With --walk-forward: N models per fold (seeds seed .. seed+N-1), "
-                                               "scored by their mean forecast.")] = 1,
+    ensemble: Annotated[int, typer.Option(help="N models, seeds seed .. seed+N-1, scored by their mean forecast: "
+                                               "with --target a kept series ensemble (predict uses their mean), "
+                                               "with --walk-forward N models a fold.")] = 1,
 ) -> None:
     """Train a Reformer on candles (70/10/20 chronological split, or --walk-forward folds), or with --target on
     any time-series CSV, and report test metrics beside baselines."""
@@ -178,11 +179,14 @@ def train(
     if walk_forward and (target is not None or resume):
         raise UserInputError(f"--walk-forward evaluates a candle model afresh: drop "
                              f"{'--target' if target is not None else '--resume'}")
-    if (fold_test or fold_train or fold_mode != "expanding" or ensemble != 1) and not walk_forward:
-        raise UserInputError("--fold-test, --fold-train, --fold-mode and --ensemble shape a walk-forward evaluation: "
-                             "add --walk-forward N")
+    if (fold_test or fold_train or fold_mode != "expanding") and not walk_forward:
+        raise UserInputError("--fold-test, --fold-train and --fold-mode shape a walk-forward evaluation: add "
+                             "--walk-forward N")
+    if ensemble != 1 and not (walk_forward or target is not None):
+        raise UserInputError("--ensemble N trains N seeds of a series forecaster (with --target) or of every "
+                             "walk-forward fold (with --walk-forward N): add one of them")
     if ensemble < 1:
-        raise UserInputError(f"--ensemble {ensemble} is invalid: train 1 or more models per fold")
+        raise UserInputError(f"--ensemble {ensemble} is invalid: train 1 or more models")
     if fold_mode not in ("expanding", "rolling"):
         raise UserInputError(f"--fold-mode {fold_mode!r} is invalid: use expanding or rolling")
     if fold_mode == "rolling" and not fold_train:
@@ -195,7 +199,8 @@ def train(
             raise UserInputError("--target trains on a time-series file: pass it with --csv FILE")
         from .series import train_series
 
-        train_series(csv, target, features, protocol, tables, seq_len, horizon, epochs, out, as_json, resume)
+        train_series(csv, target, features, protocol, tables, seq_len, horizon, epochs, out, as_json, resume,
+                     ensemble)
         return
     data = tables["data"]
     model_table = tables["model"]

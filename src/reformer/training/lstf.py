@@ -36,6 +36,8 @@ __all__ = ["LSTFResult", "Metrics", "WindowSet", "blend_weight", "drop_last_wind
            "evaluate_forecasters", "run_lstf", "series_meta", "train_forecaster"]
 
 PROTOCOLS = {"ett-hourly": "ett_hour", "ett-15min": "ett_minute", "ratio": "ratio"}
+MEMBERS_DIR = "members"
+"""Where a kept ensemble's other members live in its run directory (`members/seed_<s>/`)."""
 """CLI protocol names -> `lstf_borders` names."""
 
 
@@ -137,14 +139,16 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
         resume: continue the interrupted run in `out_dir` from its `last/` checkpoint.
         ensemble: train this many models, seeds seed .. seed + ensemble - 1, each with the whole recipe, and score
             their mean forecast (the blend with the linear baseline uses it too); each member's own test errors are
-            in `train["members"]`. An ensemble is evaluated, not kept: not with `out_dir`.
+            in `train["members"]`. With `out_dir` the first member is the run's own (`best/`, `last/`), the others
+            are kept in `members/seed_<s>/`, and `best/` lists them (`ensemble_members`): `reformer predict`
+            forecasts with their mean. Not with `resume`.
         drop_last_batch: also score the model and the baselines on the first n - n mod `drop_last_batch` test
             windows, the ones a test loader with `drop_last=True` and this batch size keeps (PatchTST's published
             ETT rows: 128), in `LSTFResult.drop_last`. For comparison with such rows only: the protocol's score is
             every window.
     Raises:
         ConfigError: unknown protocol, a split too short for seq_len + horizon, ensemble < 1, or an ensemble
-            with `out_dir`.
+            with `resume`.
         DataFormatError / UserInputError: unreadable file or missing target column.
     """
     began = time.perf_counter()
@@ -158,9 +162,9 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
                                         or drop_last_batch < 1):
         raise ConfigError(f"drop_last_batch={drop_last_batch!r}: use a batch size >= 1, or None to score every "
                           "window only")
-    if ensemble > 1 and out_dir is not None:
-        raise ConfigError(f"ensemble={ensemble} with out_dir: a kept run holds one model; evaluate the ensemble "
-                          "without out_dir, or keep one model (ensemble=1)")
+    if ensemble > 1 and resume:
+        raise ConfigError(f"ensemble={ensemble} with resume: an interrupted ensemble is not resumed; train it again "
+                          "(a new out_dir), or resume a single model (ensemble=1)")
     train_config = train_config or TrainConfig(epochs=3, batch_size=128, patience=2)
     series = load_timeseries_csv(csv, target=target, features=features)
     splits = lstf_splits(series, seq_len, horizon, protocol=PROTOCOLS[protocol])  # type: ignore[arg-type]
@@ -190,8 +194,10 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
     config = ForecastConfig(**{**asdict(model or ForecastConfig()), "seq_len": seq_len, "horizon": horizon,
                                "n_channels": n_channels, "seed": train_config.seed})
     meta = series_meta(series, splits, protocol=protocol, features=features, horizon=horizon) if out_dir else None
+    member_dirs = [None if out_dir is None else Path(out_dir) if k == 0 else
+                   Path(out_dir) / MEMBERS_DIR / f"seed_{train_config.seed + k}" for k in range(ensemble)]
     members = [_fit_member(replace(config, seed=config.seed + k), train_config.replace(seed=train_config.seed + k),
-                           train, val, target_only=target_only, progress=progress, log=log, out_dir=out_dir,
+                           train, val, target_only=target_only, progress=progress, log=log, out_dir=member_dirs[k],
                            meta=meta, resume=resume)
                for k in range(ensemble)]
 
@@ -218,8 +224,9 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
     if attention == "lsh" and config.chunk_size >= config.n_patches:
         attention = "lsh (one chunk: exact shared-QK attention)"
     first = members[0]
-    if out_dir is not None and first.selected != "trained":  # best/ must hold the weights that were scored
-        save_checkpoint(Path(out_dir) / "best", first.model, {**(meta or {}), "selected": first.selected})
+    for member, member_dir in zip(members, member_dirs, strict=True):
+        if member_dir is not None and member.selected != "trained":  # best/ must hold the weights that were scored
+            save_checkpoint(member_dir / "best", member.model, {**(meta or {}), "selected": member.selected})
     train_info = {**train_config.to_dict(), **first.info(), "device_used": str(first.device)}  # one model's
     if ensemble > 1:  # each member's scores, and the mean forecast's validation MSE beside their best val_mse
         infos = [{**member.info(), "test_mse": scores[f"member{k}"].mse, "test_mae": scores[f"member{k}"].mae}
@@ -237,7 +244,8 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
         drop_last=None if leading is None else _drop_last_scores({**base, **scores}, drop_last_batch, leading))
     if out_dir is not None:
         payload = result.to_json()
-        update_meta(Path(out_dir) / "best", evaluation=payload)
+        others = [str(Path("..") / d.relative_to(out_dir) / "best") for d in member_dirs[1:] if d is not None]
+        update_meta(Path(out_dir) / "best", evaluation=payload, **({"ensemble_members": others} if others else {}))
         (Path(out_dir) / "evaluation.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return result
 

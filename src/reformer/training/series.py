@@ -31,7 +31,7 @@ from .checkpoint import META_FILE, model_kind, read_meta, rebuild, resolve_check
 from .forecast import ForecastConfig, PatchReformerForecaster
 
 __all__ = ["SeriesForecast", "forecast_all", "forecast_latest", "is_series_checkpoint", "load_series_checkpoint",
-           "plot_forecast"]
+           "load_series_models", "plot_forecast"]
 
 _REQUIRED = ("feature_names", "target", "features", "scaler")
 
@@ -63,6 +63,33 @@ def load_series_checkpoint(path: str | os.PathLike[str]) -> tuple[PatchReformerF
         raise DataFormatError(f"{directory / META_FILE}: 'data' must be an object whose step_ms is a positive "
                               "integer or null; the checkpoint is corrupt, retrain")
     return rebuild(directory, meta, lambda config: PatchReformerForecaster(ForecastConfig.from_dict(config))), meta
+
+
+def load_series_models(path: str | os.PathLike[str]) -> tuple[list[PatchReformerForecaster], dict[str, Any]]:
+    """The forecaster(s) of a series checkpoint: one, or a kept ensemble's members (`ensemble_members` in its
+    `checkpoint.json`, paths relative to it), whose mean forecast is the run's; with the first's `checkpoint.json`.
+
+    Raises:
+        DataFormatError: a member is missing or corrupt, or was trained on other columns, scaling or lengths.
+    """
+    model, meta = load_series_checkpoint(path)
+    models = [model]
+    listed = meta.get("ensemble_members") or []
+    if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
+        raise DataFormatError(f"{resolve_checkpoint_dir(path) / META_FILE}: 'ensemble_members' must be a list of "
+                              "paths; the checkpoint is corrupt, retrain")
+    for item in listed:
+        member_dir = resolve_checkpoint_dir(path) / item
+        if not (member_dir / META_FILE).is_file():
+            raise DataFormatError(f"{member_dir}: an ensemble member of {path} is missing; restore the run's "
+                                  "members/ folder or retrain")
+        member, member_meta = load_series_checkpoint(member_dir)
+        same = all(member_meta.get(key) == meta.get(key) for key in (*_REQUIRED, "horizon"))
+        if not same or (member.config.seq_len, member.config.horizon) != (model.config.seq_len, model.config.horizon):
+            raise DataFormatError(f"{member_dir}: this ensemble member was trained on other columns, scaling or "
+                                  f"lengths than {path}; retrain the ensemble")
+        models.append(member)
+    return models, meta
 
 
 def _read(meta: dict[str, Any], csv: str | os.PathLike[str], seq_len: int
@@ -143,11 +170,12 @@ class SeriesForecast:
                 "forecast": self.table.to_dict(orient="records")}
 
 
-def _forecast(model: PatchReformerForecaster, scaled_windows: torch.Tensor, scaler: StandardScaler,
+def _forecast(models: list[PatchReformerForecaster], scaled_windows: torch.Tensor, scaler: StandardScaler,
               bfloat16: bool = False) -> np.ndarray:
-    """Model outputs in the file's units: windows (w, l, c) scaled -> (w, t, c)."""
+    """The models' mean output in the file's units: windows (w, l, c) scaled -> (w, t, c)."""
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
-        out = model(scaled_windows).double().numpy()  # (w, t, c)
+        outputs = [model(scaled_windows).double() for model in models]  # each (w, t, c)
+        out = (outputs[0] if len(outputs) == 1 else torch.stack(outputs).mean(dim=0)).numpy()  # (w, t, c)
     w, t, c = out.shape
     return scaler.inverse_transform(out.reshape(w * t, c)).reshape(w, t, c)
 
@@ -160,8 +188,8 @@ def forecast_latest(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[s
     Raises:
         DataFormatError: see `_read`; or the last `seq_len` rows are not evenly spaced at the training step.
     """
-    model, meta = load_series_checkpoint(checkpoint)
-    config = model.config
+    models, meta = load_series_models(checkpoint)
+    config = models[0].config
     series, scaled, columns, scaler = _read(meta, csv, config.seq_len)
     step = (meta.get("data") or {}).get("step_ms")
     if series.timestamps is not None and not _evenly_spaced_ends(series.timestamps[-config.seq_len:], step,
@@ -170,7 +198,7 @@ def forecast_latest(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[s
         raise DataFormatError(f"{csv}: the last {config.seq_len} rows, the model's input, are not all "
                               f"{step / 1000:g} s apart (a gap or a change of spacing); fill the gap, or predict "
                               "from a file that ends before it")
-    values = _forecast(model, torch.from_numpy(scaled[-config.seq_len:])[None], scaler, bfloat16)[0]  # (t, c)
+    values = _forecast(models, torch.from_numpy(scaled[-config.seq_len:])[None], scaler, bfloat16)[0]  # (t, c)
     table = pd.DataFrame({"step": np.arange(1, config.horizon + 1)})
     last = None
     if series.timestamps is not None:
@@ -194,8 +222,8 @@ def forecast_all(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[str]
         Columns `timestamp` (epoch ms of the window's last row; `row`, its 0-based index, when the file has no
         dates) then `h1..h{t}`: the target `k` rows after that row. Windows end at rows l-1 .. n-1.
     """
-    model, meta = load_series_checkpoint(checkpoint)
-    config = model.config
+    models, meta = load_series_models(checkpoint)
+    config = models[0].config
     series, scaled, _, scaler = _read(meta, csv, config.seq_len)
     ends = np.arange(config.seq_len - 1, len(scaled))  # (w,)
     keep = _evenly_spaced_ends(series.timestamps, (meta.get("data") or {}).get("step_ms"), config.seq_len)
@@ -206,7 +234,7 @@ def forecast_all(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[str]
     windows = torch.from_numpy(scaled).unfold(0, config.seq_len, 1).transpose(1, 2)  # (n-l+1, l, c) view
     windows = windows[torch.from_numpy(ends - (config.seq_len - 1))]  # (w, l, c)
     target = list(meta["feature_names"]).index(str(meta["target"]))
-    parts = [_forecast(model, windows[start: start + batch_size], scaler, bfloat16)[:, :, target]  # (b, t)
+    parts = [_forecast(models, windows[start: start + batch_size], scaler, bfloat16)[:, :, target]  # (b, t)
              for start in range(0, len(windows), batch_size)]
     key = ("timestamp", series.timestamps[ends]) if series.timestamps is not None else ("row", ends)
     values = np.concatenate(parts) if parts else np.empty((0, config.horizon))
