@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +41,7 @@ from reformer.training.crypto_eval import (
     held_out_forecasts,
     outputs_to_scores,
     score_forecasts,
+    split_ranges,
 )
 from reformer.training.loop import EpochEnd, FitResult, TrainConfig, fit, predict_dataset
 from reformer.training.metrics import directional_accuracy, information_coefficient, json_safe
@@ -95,15 +97,11 @@ def prepare_crypto_data(frame: pd.DataFrame, seq_len: int, horizon: int, *, task
 
 def _evaluate(model: ReformerModel, data: CryptoData, frame: pd.DataFrame, task: str, device: str | torch.device,
               batch_size: int = 256) -> dict[str, Any]:
-    prepared, split = data.prepared, data.prepared.split
+    prepared = data.prepared
     horizon = prepared.config.horizon
     scored = score_forecasts(held_out_forecasts(model, data, frame, task, device, batch_size), horizon)
-    stamps = prepared.timestamps
     return {"task": task, "horizon": horizon, "seq_len": prepared.config.seq_len, **scored,
-            "splits": {name: {"windows": len(idx), "first_timestamp": int(stamps[idx[0]]),
-                              "last_timestamp": int(stamps[idx[-1]])}
-                       for name, idx in (("train", split.train), ("val", split.val), ("test", split.test))
-                       if len(idx)}}
+            "splits": split_ranges(prepared)}
 
 
 def checkpoint_meta(data: CryptoData, frame: pd.DataFrame, task: str, class_threshold: float,
@@ -147,6 +145,36 @@ def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
         ConfigError: inconsistent options. UserInputError / DataFormatError: too few or bad candles.
     """
     frame = klines_to_frame(frame)  # a `start_time` column, datetimes or a DatetimeIndex: as DataLoader takes them
+    # the model's fields are checked before the data are read: a typo in a config file is named first
+    model_config, config = crypto_configs(seq_len, task, model_overrides, train_config)
+    data = prepare_crypto_data(frame, seq_len, horizon, task=task, class_threshold=class_threshold,
+                               normalization=normalization, spec=spec)
+    model_config = model_config.replace(n_features=len(data.prepared.feature_names))
+    model = ReformerModel(model_config)
+    meta = checkpoint_meta(data, frame, task, class_threshold, source)
+    run_dir = Path(out_dir)
+    if resume and not (run_dir / "last" / "checkpoint.json").is_file():
+        raise UserInputError(f"{run_dir}: nothing to resume (no last/ checkpoint); drop --resume to start a new run "
+                             "there, or pass the interrupted run's directory")
+    result = fit(model, data.train, data.val, config, out_dir=run_dir, checkpoint_meta=meta, progress=progress,
+                 on_epoch=validation_metrics(data, task), resume=run_dir if resume else None)
+    device = next(model.parameters()).device
+    val_rmse = validation_rmse(model, data, task, device, config.eval_batch_size)
+    evaluation = _evaluate(model, data, frame, task, device, config.eval_batch_size)
+    evaluation.update(best_epoch=result.best_epoch, best_val_loss=result.best_val_loss,
+                      stopped_early=result.stopped_early, epochs_run=len(result.history), val_rmse=val_rmse,
+                      device=str(device), data=meta["data"])
+    evaluation = json_safe(evaluation)
+    (run_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n", encoding="utf-8")
+    annotate_run(run_dir, result, val_rmse, evaluation)
+    model.to("cpu")
+    return TrainReport(run_dir, result, evaluation, data)
+
+
+def crypto_configs(seq_len: int, task: str, model_overrides: dict[str, Any] | None,
+                   train_config: TrainConfig | None) -> tuple[ReformerConfig, TrainConfig]:
+    """The model's config (its fields checked; n_features still to set from the data) and the training config
+    (cross-entropy for a classifier)."""
     overrides = dict(model_overrides or {})
     if overrides.get("seq_len", seq_len) != seq_len:
         raise ConfigError(f"model seq_len={overrides['seq_len']} differs from seq_len={seq_len}: set one of them")
@@ -155,42 +183,35 @@ def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
         config = config.replace(loss="cross_entropy")
     elif config.loss == "cross_entropy":
         raise ConfigError("TrainConfig.loss='cross_entropy' needs task='classification'; use 'mse' or 'huber'")
-    # the model's fields are checked before the data are read: a typo in a config file is named first
-    model_config = ReformerConfig.from_dict({**overrides, "seq_len": seq_len, "task": task})
-    data = prepare_crypto_data(frame, seq_len, horizon, task=task, class_threshold=class_threshold,
-                               normalization=normalization, spec=spec)
-    prepared = data.prepared
-    model_config = model_config.replace(n_features=len(prepared.feature_names))
-    model = ReformerModel(model_config)
-    meta = checkpoint_meta(data, frame, task, class_threshold, source)
+    return ReformerConfig.from_dict({**overrides, "seq_len": seq_len, "task": task}), config
 
-    def val_metrics(end: EpochEnd) -> dict[str, float]:
+
+def validation_metrics(data: CryptoData, task: str) -> Callable[[EpochEnd], dict[str, float]]:
+    """`fit`'s per-epoch extras: the validation IC and directional accuracy (`metrics.csv`, the progress bar)."""
+    returns = data.prepared.forward_returns[data.prepared.split.val]
+
+    def metrics(end: EpochEnd) -> dict[str, float]:
         score, _ = outputs_to_scores(end.val_predictions, task, 1.0)
-        returns = prepared.forward_returns[prepared.split.val]
         return {"val_ic": information_coefficient(score, returns), "val_dir_acc": directional_accuracy(score, returns)}
 
-    run_dir = Path(out_dir)
-    if resume and not (run_dir / "last" / "checkpoint.json").is_file():
-        raise UserInputError(f"{run_dir}: nothing to resume (no last/ checkpoint); drop --resume to start a new run "
-                             "there, or pass the interrupted run's directory")
-    result = fit(model, data.train, data.val, config, out_dir=run_dir, checkpoint_meta=meta, progress=progress,
-                 on_epoch=val_metrics, resume=run_dir if resume else None)
-    device = next(model.parameters()).device
-    val_out, _ = predict_dataset(model, data.val, config.eval_batch_size, device)
-    val_score, _ = outputs_to_scores(val_out, task, data.target_scale)
-    val_rmse = float(np.sqrt(np.mean((val_score - prepared.forward_returns[prepared.split.val]) ** 2)))
-    evaluation = _evaluate(model, data, frame, task, device, config.eval_batch_size)
-    evaluation.update(best_epoch=result.best_epoch, best_val_loss=result.best_val_loss,
-                      stopped_early=result.stopped_early, epochs_run=len(result.history), val_rmse=val_rmse,
-                      device=str(device), data=meta["data"])
-    evaluation = json_safe(evaluation)
-    (run_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n", encoding="utf-8")
+    return metrics
+
+
+def validation_rmse(model: ReformerModel, data: CryptoData, task: str, device: str | torch.device,
+                    batch_size: int = 256) -> float:
+    """RMSE of the model's validation forecasts in return units: predict's confidence scale."""
+    outputs, _ = predict_dataset(model, data.val, batch_size, device)
+    score, _ = outputs_to_scores(outputs, task, data.target_scale)
+    return float(np.sqrt(np.mean((score - data.prepared.forward_returns[data.prepared.split.val]) ** 2)))
+
+
+def annotate_run(run_dir: Path | None, result: FitResult, val_rmse: float, evaluation: dict[str, Any]) -> None:
+    """Store the validation RMSE and the evaluation in best/, and the RMSE in last/ (predict's confidence from
+    either; `first_unseen_bar` reads the evaluation's split)."""
     if result.best_checkpoint is not None:
         update_meta(result.best_checkpoint, val_rmse=val_rmse, evaluation=evaluation)
-    if (run_dir / "last" / "checkpoint.json").is_file():  # predict's confidence from last/ as from best/
+    if run_dir is not None and (run_dir / "last" / "checkpoint.json").is_file():
         update_meta(run_dir / "last", val_rmse=val_rmse)
-    model.to("cpu")
-    return TrainReport(run_dir, result, evaluation, data)
 
 
 def _duration(ms: int) -> str:

@@ -31,14 +31,17 @@ from reformer.training.metrics import (
 )
 
 __all__ = [
+    "BaselineForecasts",
     "CryptoData",
     "HeldOutForecasts",
+    "baseline_forecasts",
     "concat_forecasts",
     "crypto_data",
     "held_out_forecasts",
     "mean_forecasts",
     "outputs_to_scores",
     "score_forecasts",
+    "split_ranges",
     "summaries",
 ]
 
@@ -103,22 +106,48 @@ class HeldOutForecasts:
     """Ridge's penalty per split the windows came from."""
 
 
-def held_out_forecasts(model: ReformerModel, data: CryptoData, frame: pd.DataFrame, task: str,
-                   device: str | torch.device, batch_size: int = 256) -> HeldOutForecasts:
-    """Forecasts of `model` and the baselines on `data`'s test windows (ridge fitted on its train, alpha on val)."""
+@dataclass(frozen=True)
+class BaselineForecasts:
+    """The baselines' forecasts on a split's test windows; they depend on the split, not on any model."""
+
+    forecasts: dict[str, np.ndarray]
+    """name -> (w,) forecast: zero, momentum, ridge."""
+    ridge_alpha: float
+
+
+def baseline_forecasts(data: CryptoData, frame: pd.DataFrame) -> BaselineForecasts:
+    """Zero, momentum and ridge (fitted on `data`'s training windows, alpha picked on its validation windows) on
+    its test windows."""
     prepared, split = data.prepared, data.prepared.split
-    outputs, _ = predict_dataset(model, data.test, batch_size, device)
-    score, probs = outputs_to_scores(outputs, task, data.target_scale)
     close = frame["close"].to_numpy(dtype=np.float64)
     ridge = baselines.select_ridge(summaries(prepared.features, split.train), prepared.forward_returns[split.train],
                                    summaries(prepared.features, split.val), prepared.forward_returns[split.val])
-    returns = prepared.forward_returns[split.test]
-    forecasts = {"zero": baselines.zero_forecast(len(returns)),
+    forecasts = {"zero": baselines.zero_forecast(len(split.test)),
                  "momentum": baselines.momentum_forecast(close, prepared.end_bars[split.test],
                                                          prepared.config.horizon),
                  "ridge": ridge.predict(summaries(prepared.features, split.test))}
+    return BaselineForecasts(forecasts, ridge.alpha)
+
+
+def held_out_forecasts(model: ReformerModel, data: CryptoData, frame: pd.DataFrame, task: str,
+                       device: str | torch.device, batch_size: int = 256,
+                       shared: BaselineForecasts | None = None) -> HeldOutForecasts:
+    """Forecasts of `model` and the baselines on `data`'s test windows; `shared`: the split's
+    `baseline_forecasts`, computed here when not given (models of one split share them)."""
+    prepared, split = data.prepared, data.prepared.split
+    outputs, _ = predict_dataset(model, data.test, batch_size, device)
+    score, probs = outputs_to_scores(outputs, task, data.target_scale)
+    given = shared or baseline_forecasts(data, frame)
     classes = prepared.targets[split.test].numpy() if probs is not None else None
-    return HeldOutForecasts(prepared.timestamps[split.test], returns, score, forecasts, probs, classes, [ridge.alpha])
+    return HeldOutForecasts(prepared.timestamps[split.test], prepared.forward_returns[split.test], score,
+                            given.forecasts, probs, classes, [given.ridge_alpha])
+
+
+def split_ranges(prepared: PreparedDataset) -> dict[str, dict[str, int]]:
+    """Each non-empty split's window count and the first and last window's end time (epoch ms)."""
+    split, stamps = prepared.split, prepared.timestamps
+    return {name: {"windows": len(idx), "first_timestamp": int(stamps[idx[0]]), "last_timestamp": int(stamps[idx[-1]])}
+            for name, idx in (("train", split.train), ("val", split.val), ("test", split.test)) if len(idx)}
 
 
 def concat_forecasts(parts: list[HeldOutForecasts]) -> HeldOutForecasts:

@@ -33,19 +33,26 @@ from reformer.data import DataLoader, FeatureSpec
 from reformer.data.dataset import klines_to_frame
 from reformer.errors import ConfigError, UserInputError
 from reformer.model import ReformerConfig, ReformerModel
-from reformer.training.checkpoint import update_meta
-from reformer.training.crypto import checkpoint_meta
+from reformer.training.crypto import (
+    annotate_run,
+    checkpoint_meta,
+    crypto_configs,
+    validation_metrics,
+    validation_rmse,
+)
 from reformer.training.crypto_eval import (
+    BaselineForecasts,
     CryptoData,
     HeldOutForecasts,
+    baseline_forecasts,
     concat_forecasts,
     crypto_data,
     held_out_forecasts,
     mean_forecasts,
-    outputs_to_scores,
     score_forecasts,
+    split_ranges,
 )
-from reformer.training.loop import EpochEnd, FitResult, TrainConfig, fit, predict_dataset
+from reformer.training.loop import FitResult, TrainConfig, fit
 from reformer.training.metrics import information_coefficient, json_safe
 
 __all__ = ["FoldSettings", "evaluate_walk_forward"]
@@ -123,15 +130,7 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
     if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
         raise ConfigError(f"ensemble={ensemble!r}: use a whole number of models per fold >= 1")
     frame = klines_to_frame(frame)
-    config = train_config or TrainConfig()
-    if task == "classification":
-        config = config.replace(loss="cross_entropy")
-    elif config.loss == "cross_entropy":
-        raise ConfigError("TrainConfig.loss='cross_entropy' needs task='classification'; use 'mse' or 'huber'")
-    overrides = dict(model_overrides or {})
-    if overrides.get("seq_len", seq_len) != seq_len:
-        raise ConfigError(f"model seq_len={overrides['seq_len']} differs from seq_len={seq_len}: set one of them")
-    model_config = ReformerConfig.from_dict({**overrides, "seq_len": seq_len, "task": task})
+    model_config, config = crypto_configs(seq_len, task, model_overrides, train_config)
     loader = DataLoader(spec)
     run_dir = None if out_dir is None else Path(out_dir)
     if run_dir is not None and ((run_dir / "walkforward.json").exists() or (run_dir / "fold_0").exists()):
@@ -153,15 +152,11 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
     members: list[list[HeldOutForecasts]] = []  # per fold, per seed
     for k, prepared in enumerate(prepared_folds):
         data = crypto_data(prepared, task)
-        split, stamps = prepared.split, prepared.timestamps
-        ranges = {name: {"windows": len(idx), "first_timestamp": int(stamps[idx[0]]),
-                         "last_timestamp": int(stamps[idx[-1]])}
-                  for name, idx in (("train", split.train), ("val", split.val), ("test", split.test))}
-        fold_dir = None if run_dir is None else run_dir / f"fold_{k}"
+        ranges = split_ranges(prepared)
+        shared = baseline_forecasts(data, frame)  # the same for every member of the fold
         fitted = [_fit_member(data, frame, model_config.replace(seed=model_config.seed + j),
                               config.replace(seed=config.seed + j), task, class_threshold, source, progress,
-                              None if fold_dir is None else fold_dir / f"seed_{config.seed + j}" if ensemble > 1
-                              else fold_dir, ranges)
+                              _member_dir(run_dir, k, config.seed + j, ensemble), shared)
                   for j in range(ensemble)]
         members.append([forecasts for forecasts, _ in fitted])
         forecasts = mean_forecasts(members[-1])
@@ -205,31 +200,29 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
     return report
 
 
+def _member_dir(run_dir: Path | None, fold: int, seed: int, ensemble: int) -> Path | None:
+    """Where a fold's model is kept: `fold_<k>/`, or `fold_<k>/seed_<s>/` for each member of an ensemble."""
+    if run_dir is None:
+        return None
+    fold_dir = run_dir / f"fold_{fold}"
+    return fold_dir / f"seed_{seed}" if ensemble > 1 else fold_dir
+
+
 def _fit_member(data: CryptoData, frame: pd.DataFrame, model_config: ReformerConfig, config: TrainConfig, task: str,
                 class_threshold: float, source: dict[str, Any] | None, progress: bool, run_dir: Path | None,
-                ranges: dict[str, Any]) -> tuple[HeldOutForecasts, FitResult]:
+                shared: BaselineForecasts) -> tuple[HeldOutForecasts, FitResult]:
     """Train one model on a fold (the seeds in its configs) and forecast its test block; a kept run's best/ gets
     the split and the validation RMSE, as `train_crypto`'s does (predict's confidence scale, backtest's start)."""
-    prepared = data.prepared
-    val_returns = prepared.forward_returns[prepared.split.val]
-
-    def val_ic(end: EpochEnd) -> dict[str, float]:
-        score, _ = outputs_to_scores(end.val_predictions, task, 1.0)
-        return {"val_ic": information_coefficient(score, val_returns)}
-
     model = ReformerModel(model_config)
-    result = fit(model, data.train, data.val, config, out_dir=run_dir, progress=progress, on_epoch=val_ic,
+    result = fit(model, data.train, data.val, config, out_dir=run_dir, progress=progress,
+                 on_epoch=validation_metrics(data, task),
                  checkpoint_meta=checkpoint_meta(data, frame, task, class_threshold, source))
     device = next(model.parameters()).device
-    forecasts = held_out_forecasts(model, data, frame, task, device, config.eval_batch_size)
-    if result.best_checkpoint is not None:
-        val_score, _ = outputs_to_scores(predict_dataset(model, data.val, config.eval_batch_size, device)[0], task,
-                                         data.target_scale)
-        val_rmse = float(np.sqrt(np.mean((val_score - val_returns) ** 2)))
-        update_meta(result.best_checkpoint, val_rmse=val_rmse,
-                    evaluation=json_safe({**score_forecasts(forecasts, prepared.config.horizon), "splits": ranges}))
-        if run_dir is not None and (run_dir / "last" / "checkpoint.json").is_file():  # as train_crypto's last/
-            update_meta(run_dir / "last", val_rmse=val_rmse)
+    forecasts = held_out_forecasts(model, data, frame, task, device, config.eval_batch_size, shared)
+    if run_dir is not None:
+        evaluation = {**score_forecasts(forecasts, data.prepared.config.horizon), "splits": split_ranges(data.prepared)}
+        annotate_run(run_dir, result, validation_rmse(model, data, task, device, config.eval_batch_size),
+                     json_safe(evaluation))
     model.to("cpu")
     return forecasts, result
 

@@ -194,8 +194,11 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
     config = ForecastConfig(**{**asdict(model or ForecastConfig()), "seq_len": seq_len, "horizon": horizon,
                                "n_channels": n_channels, "seed": train_config.seed})
     meta = series_meta(series, splits, protocol=protocol, features=features, horizon=horizon) if out_dir else None
-    member_dirs = [None if out_dir is None else Path(out_dir) if k == 0 else
-                   Path(out_dir) / MEMBERS_DIR / f"seed_{train_config.seed + k}" for k in range(ensemble)]
+    # member 0 is the run's own model; the others are kept beside it, in members/seed_<s>/
+    member_dirs: list[Path | None] = [None] * ensemble
+    if out_dir is not None:
+        member_dirs = [Path(out_dir), *(Path(out_dir) / MEMBERS_DIR / f"seed_{train_config.seed + k}"
+                                        for k in range(1, ensemble))]
     members = [_fit_member(replace(config, seed=config.seed + k), train_config.replace(seed=train_config.seed + k),
                            train, val, target_only=target_only, progress=progress, log=log, out_dir=member_dirs[k],
                            meta=meta, resume=resume)

@@ -72,14 +72,15 @@ def load_series_models(path: str | os.PathLike[str]) -> tuple[list[PatchReformer
     Raises:
         DataFormatError: a member is missing or corrupt, or was trained on other columns, scaling or lengths.
     """
-    model, meta = load_series_checkpoint(path)
+    directory = resolve_checkpoint_dir(path)
+    model, meta = load_series_checkpoint(directory)
     models = [model]
     listed = meta.get("ensemble_members") or []
     if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
-        raise DataFormatError(f"{resolve_checkpoint_dir(path) / META_FILE}: 'ensemble_members' must be a list of "
-                              "paths; the checkpoint is corrupt, retrain")
+        raise DataFormatError(f"{directory / META_FILE}: 'ensemble_members' must be a list of paths; the checkpoint "
+                              "is corrupt, retrain")
     for item in listed:
-        member_dir = resolve_checkpoint_dir(path) / item
+        member_dir = directory / item
         if not (member_dir / META_FILE).is_file():
             raise DataFormatError(f"{member_dir}: an ensemble member of {path} is missing; restore the run's "
                                   "members/ folder or retrain")
