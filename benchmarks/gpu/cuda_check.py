@@ -2,8 +2,8 @@
 
     python benchmarks/gpu/cuda_check.py --out DIR [--no-timing]
 
-1. float64, CPU against CUDA: `ReformerModel` outputs (train mode, and eval mode through the read-position path
-   of step 17) and every gradient through the reversible backward, for LSH, local and full attention, causal or
+1. float64, CPU against CUDA: `ReformerModel` outputs (train mode, and eval mode, where the last layer runs at the
+   read position only) and every gradient through the reversible backward, for LSH, local and full attention, causal or
    not. The LSH rotations come from a CPU generator, so both devices hash alike and must agree to rounding.
 2. bfloat16 autocast training steps run for every kernel (CUDA autocast hands the kernels float32 unit keys
    beside bfloat16 queries). The reversible backward on CUDA restores the dropout RNG: with dropout 0.25 its
@@ -13,8 +13,7 @@
    loaded on the CPU predicts what the CUDA model predicts in float32, to 1e-4.
 4. Timings (CUDA events, medians of 5 after 2 warm-ups) and peak allocated memory: the one-year configuration's
    eval forward (float32, bfloat16 autocast) and training step; `bench compare`'s training step at L = 2,048,
-   8,192 and 32,768 for ours, HF transformers and reformer-pytorch (where they import) and the SDPA encoder;
-   ours also as before steps 18 and 19 (`_variant`: CPU-sized attention blocks, FFN in `ff_chunks` slices).
+   8,192 and 32,768 for ours, HF transformers and reformer-pytorch (where they import) and the SDPA encoder.
 
 Writes DIR/cuda_check.json; prints one line per check; exits 1 if a check of 1-3 fails.
 Shape legend: b batch, l length, f input features.
@@ -23,7 +22,6 @@ Shape legend: b batch, l length, f input features.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import os
@@ -32,7 +30,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +40,6 @@ from reformer import ReformerConfig, ReformerModel
 from reformer.bench.peers import ModelShape, build_step
 from reformer.bench.targets import LONG_CONFIG
 from reformer.data.dataset import WindowDataset
-from reformer.model import chunked, feedforward, lsh
 from reformer.training import TrainConfig, fit, load_checkpoint
 
 CUDA = torch.device(os.environ.get("CUDA_CHECK_DEVICE", "cuda"))
@@ -170,29 +167,6 @@ def _cuda_time(fn: Callable[[], Any], warmup: int = 2, reps: int = 5) -> dict[st
     return out
 
 
-@contextlib.contextmanager
-def _variant(name: str) -> Iterator[None]:
-    """Ours as of a step: "ours" (current), "ours_step19" (LSH heads in CPU-sized groups: before step 21),
-    "ours_step18" (FFN in `ff_chunks` slices too), "ours_cpu" (CPU-sized attention blocks too: before step 18);
-    other names change nothing."""
-    blocks = dict(chunked._BLOCK_ELEMENTS)
-    group_elements, training_chunks = lsh._group_elements, feedforward.ChunkedFeedForward.training_chunks
-    if name in ("ours_step19", "ours_step18", "ours_cpu"):
-        lsh._group_elements = lambda device: lsh._GROUP_ELEMENTS  # type: ignore[assignment]
-    if name in ("ours_step18", "ours_cpu"):
-        feedforward.ChunkedFeedForward.training_chunks = (  # type: ignore[method-assign]
-            lambda self, batch, length, device: self.ff_chunks)
-    if name == "ours_cpu":
-        chunked._BLOCK_ELEMENTS[CUDA.type] = chunked._BLOCK_ELEMENTS["cpu"]
-    try:
-        yield
-    finally:
-        chunked._BLOCK_ELEMENTS.clear()
-        chunked._BLOCK_ELEMENTS.update(blocks)
-        lsh._group_elements = group_elements  # type: ignore[assignment]
-        feedforward.ChunkedFeedForward.training_chunks = training_chunks  # type: ignore[method-assign]
-
-
 def _one_year() -> dict[str, Any]:
     out: dict[str, Any] = {}
     model = ReformerModel(LONG_CONFIG).to(CUDA)
@@ -214,12 +188,6 @@ def _one_year() -> dict[str, Any]:
         model.zero_grad(set_to_none=True)
 
     out["one_year_train_step_float32"] = _cuda_time(train_step)
-    for variant in ("ours_step19", "ours_cpu"):
-        with _variant(variant):
-            model.train()
-            out[f"one_year_train_step_float32_{variant}"] = _cuda_time(train_step)
-            model.eval()
-            out[f"one_year_forward_float32_{variant}"] = _cuda_time(forward(False))
     print("one-year:", json.dumps(out), flush=True)
     return out
 
@@ -233,9 +201,8 @@ def timings(lengths: list[int], impls: list[str]) -> dict[str, Any]:
             try:
                 if CUDA.type == "cuda":
                     torch.cuda.empty_cache()
-                with _variant(impl):
-                    step = build_step("ours" if impl.startswith("ours") else impl, shape, length, device=CUDA)
-                    out[key] = _cuda_time(step)
+                step = build_step(impl, shape, length, device=CUDA)
+                out[key] = _cuda_time(step)
                 del step
             except Exception as exc:  # a peer that does not import or run here is recorded, not fatal
                 out[key] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
@@ -248,7 +215,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--no-timing", action="store_true")
     parser.add_argument("--lengths", default="2048,8192,32768")
-    parser.add_argument("--impls", default="ours,ours_step19,ours_step18,ours_cpu,hf,lucidrains,sdpa")
+    parser.add_argument("--impls", default="ours,hf,lucidrains,sdpa")
     parser.add_argument("--no-checks", action="store_true")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -105,9 +105,9 @@ def _worker(kernel: str, length: int, spec: BenchSpec) -> dict[str, Any]:
     from .compare import _peak_rss_bytes, _settle_and_reset_peak
 
     step()  # warm-up (allocator, kernels)
-    # as `compare.time_steps`: freed heap back to the OS and the peak counter restarted. Without it, since step
-    # 13's `tune_malloc` kept the warm-up's freed memory mapped, the timed steps showed no growth at all, and
-    # `ru_maxrss` also carries the parent's peak copied in at fork
+    # as `compare.time_steps`: freed heap back to the OS and the peak counter restarted. Without it the timed
+    # steps would show no growth at all (`tune_malloc` keeps the warm-up's freed memory mapped), and `ru_maxrss`
+    # also carries the parent's peak copied in at fork
     _settle_and_reset_peak()
     before = _rss_bytes()
     times = []

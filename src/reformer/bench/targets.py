@@ -1,6 +1,6 @@
 """`reformer bench targets`: the default configuration's training step against an SDPA encoder, and its latency.
 
-Two of issue 6's short-sequence targets, measured in one process:
+The project's speed targets for the default and the one-year configuration, measured in one process:
 
 - training: one step (forward, loss = output.sum(), backward) of `ReformerModel(ReformerConfig())` (seq_len 168,
   LSH, reversible) at the training loop's batch size, against the same-size plain pre-norm Transformer on SDPA
@@ -10,7 +10,7 @@ Two of issue 6's short-sequence targets, measured in one process:
   between the three, so slow drift of a shared machine's load falls on all alike; the target is sdpa time / ours
   >= 0.8.
 - inference: `model(x)` in eval mode under `torch.no_grad()` at batch 1, many calls; the target is p50 < 10 ms.
-- the seed's one-year configuration (`LONG_CONFIG`, seq_len 8760): one eval forward at batch 1, in float32 and
+- the one-year hourly configuration (`LONG_CONFIG`, seq_len 8760): one eval forward at batch 1, in float32 and
   under bfloat16 autocast (`torch.autocast("cpu", torch.bfloat16)`: matmuls in bfloat16, hashing, logits and the
   softmax in float32); the target is under 1 s.
 
@@ -34,14 +34,14 @@ from .peers import SDPAEncoder
 __all__ = ["TargetSpec", "run_targets"]
 
 TRAIN_RATIO_TARGET = 0.8
-"""Issue 6: the default configuration trains at least 0.8x as fast as the same-size SDPA encoder."""
+"""Target: the default configuration trains at least 0.8x as fast as the same-size SDPA encoder."""
 LATENCY_TARGET_MS = 10.0
-"""Issue 6: inference of the default configuration at batch 1, p50 under 10 ms."""
+"""Target: inference of the default configuration at batch 1, p50 under 10 ms."""
 LONG_FORWARD_TARGET_S = 1.0
-"""Issue 6: a forward pass of the seq_len-8760 configuration takes under 1 s."""
+"""Target: a forward pass of the seq_len-8760 configuration takes under 1 s."""
 LONG_CONFIG = ReformerConfig(seq_len=8760, d_model=256, n_heads=8, n_layers=6, n_hash_rounds=8, n_buckets=64,
                              chunk_size=64, use_reversible_layers=True)
-"""The seed's one-year hourly configuration (examples/long_sequence.py)."""
+"""One year of hourly bars in one window, as in examples/long_sequence.py."""
 
 
 @dataclass(frozen=True)
