@@ -1,4 +1,4 @@
-"""`reformer backtest` end to end on real BTC candles: positions and predictions files, reports, bad input."""
+"""`reformer backtest` end to end on synthetic candles: positions and predictions files, reports, bad input."""
 
 from __future__ import annotations
 
@@ -11,14 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from reformer.api import Kline
 from reformer.cli import main
+from reformer.data import write_klines
 
 
 @pytest.fixture(scope="module")
-def klines_csv(btc_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    frame = pd.read_csv(btc_csv).iloc[-1500:].drop(columns=["timestamp_string"])
+def klines_csv(synthetic_year: list[Kline], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1,500 synthetic hourly candles (what is tested is the command, not the market) in the export format."""
     path = tmp_path_factory.mktemp("k") / "klines.csv"
-    frame.to_csv(path, index=False)
+    write_klines(synthetic_year[-1500:], path)
     return path
 
 
@@ -54,7 +56,8 @@ def test_predictions_file_matches_the_python_api(klines_csv: Path, tmp_path: Pat
     out = tmp_path / "stats.json"
     assert main(["backtest", "--csv", str(klines_csv), "--predictions", str(preds_csv), "--out", str(tmp_path)]) == 0
     expected = run_backtest(pd.Series(momentum.to_numpy(), index=pd.to_datetime(frame["timestamp"], unit="ms",
-                                                                                   utc=True)), frame, BacktestConfig())
+                                                                                   utc=True)), frame,
+                            BacktestConfig(commission=0.00055))  # the command's default fee: Bybit's taker fee
     assert json.loads(out.read_text())["total_return"] == pytest.approx(expected.total_return, rel=1e-12)
 
 

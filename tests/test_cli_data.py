@@ -16,6 +16,8 @@ from reformer.cli import main
 from reformer.data.csv_io import EXPORT_COLUMNS, read_klines
 from reformer.data.store import KlineStore
 
+from .synthetic import Candles
+
 HOUR = 3_600_000
 KEY = ("linear", "BTCUSDT", "60")
 YEAR_ARGS = ("--start", "2024-01-01T00:00:00Z", "--end", "2024-12-31T23:00:00Z")
@@ -40,15 +42,15 @@ def exported(db: Path, out: Path) -> list[Kline]:
 
 
 @pytest.fixture(scope="module")
-def small_fake(year: list[Kline]) -> Iterator[FakeExchange]:
-    with FakeExchange({KEY: year[:100]}) as fake:
+def small_fake(synthetic_year: list[Kline]) -> Iterator[FakeExchange]:
+    with FakeExchange({KEY: synthetic_year[:100]}) as fake:
         yield fake
 
 
-def test_a_year_fetched_and_exported_equals_the_source(tmp_path: Path, btc_klines: list[Kline], year: list[Kline],
+def test_a_year_fetched_and_exported_equals_the_source(tmp_path: Path, candle_source: Candles,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "k.sqlite"
-    with FakeExchange({KEY: btc_klines}) as fake:
+    with FakeExchange({KEY: candle_source.klines}) as fake:
         began = time.perf_counter()
         assert cli(*fetch_args(fake, db, *YEAR_ARGS)) == 0
         seconds = time.perf_counter() - began
@@ -60,30 +62,30 @@ def test_a_year_fetched_and_exported_equals_the_source(tmp_path: Path, btc_kline
     # fast, counted rather than timed (shared CI cores): 9 pages and no retry, so no backoff pause either; the
     # rest is the client's rate limit (10 req/s, ~1.5 s on loopback)
     assert requests == 9
-    assert exported(db, tmp_path / "year.csv") == year
+    assert exported(db, tmp_path / "year.csv") == candle_source.year
 
 
 @pytest.mark.parametrize("seed", [4, 19])  # seeds whose draws hit this short run (4 and 6 faults, 9 kinds)
-def test_a_year_with_15_percent_failed_requests_is_identical(tmp_path: Path, btc_klines: list[Kline],
-                                                            year: list[Kline], seed: int) -> None:
+def test_a_year_with_15_percent_failed_requests_is_identical(tmp_path: Path, synthetic_series: list[Kline],
+                                                            synthetic_year: list[Kline], seed: int) -> None:
     db = tmp_path / "k.sqlite"
     # retryable kinds the fake knows; SLOW answers outlast --timeout, so they time out and are retried
     plan = FaultPlan(rate=0.15, seed=seed, slow_delay=0.5)
-    with FakeExchange({KEY: btc_klines}, faults=plan) as fake:
+    with FakeExchange({KEY: synthetic_series}, faults=plan) as fake:
         assert cli(*fetch_args(fake, db, *YEAR_ARGS, "--timeout", 0.25)) == 0
         faults = [r.fault for r in fake.requests if r.fault is not None]
     print(f"faults injected: {sorted(faults)}")
     assert len(faults) >= 3, "the seed should inject faults"
-    assert exported(db, tmp_path / "year.csv") == year
+    assert exported(db, tmp_path / "year.csv") == synthetic_year
 
 
-def test_import_of_the_shared_file_exports_it_back_exactly(tmp_path: Path, btc_csv: Path,
+def test_import_of_the_shared_file_exports_it_back_exactly(tmp_path: Path, candle_source: Candles,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "k.sqlite"
-    args = ("import", "--csv", btc_csv, "--symbol", "BTCUSDT", "--interval", "60", "--db", db)
+    args = ("import", "--csv", candle_source.csv, "--symbol", "BTCUSDT", "--interval", "60", "--db", db)
     assert cli(*args) == 0
-    assert "49957 candles" in capsys.readouterr().out
-    assert exported(db, tmp_path / "out.parquet") == read_klines(btc_csv)
+    assert f"+{len(candle_source.klines)} new" in capsys.readouterr().out
+    assert exported(db, tmp_path / "out.parquet") == read_klines(candle_source.csv) == candle_source.klines
 
 
 def test_import_of_an_ordinary_ohlcv_csv_reports_its_gaps(tmp_path: Path,
@@ -167,7 +169,7 @@ ERROR_CASES: dict[str, tuple[Case, str]] = {
 
 
 @pytest.mark.parametrize("case", list(ERROR_CASES))
-def test_errors_are_one_line_exit_2_and_leave_the_store_alone(case: str, tmp_path: Path, year: list[Kline],
+def test_errors_are_one_line_exit_2_and_leave_the_store_alone(case: str, tmp_path: Path, synthetic_year: list[Kline],
                                                               small_fake: FakeExchange,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     build, match = ERROR_CASES[case]
@@ -178,7 +180,7 @@ def test_errors_are_one_line_exit_2_and_leave_the_store_alone(case: str, tmp_pat
 
     db = tmp_path / "k.sqlite"
     with KlineStore(db) as store:
-        store.upsert(*KEY, year[:10])
+        store.upsert(*KEY, synthetic_year[:10])
     before = hashlib.sha256(db.read_bytes()).hexdigest()
     assert cli(*build(small_fake, db, tmp_path)) == 2
     err = capsys.readouterr().err

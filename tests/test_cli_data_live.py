@@ -53,11 +53,12 @@ def wait_for(condition: Callable[[], bool], proc: subprocess.Popen[bytes]) -> No
         time.sleep(0.02)
 
 
-def test_a_fetch_killed_midway_resumes_with_only_the_missing_part(tmp_path: Path, year: list[Kline]) -> None:
+def test_a_fetch_killed_midway_resumes_with_only_the_missing_part(tmp_path: Path, synthetic_year: list[Kline]) -> None:
     db = tmp_path / "k.sqlite"
     # every kline answer takes 0.3 s, so the kill lands between pages
     slow = FaultPlan(rate=1.0, kinds=(Fault.SLOW,), slow_delay=0.3, paths=(KLINE_PATH,))
-    series = [*year, year[-1]._replace(start_time=YEAR_2024[1] + 3_600_000)]  # 2024's last candle is closed
+    # 2024's last candle is closed
+    series = [*synthetic_year, synthetic_year[-1]._replace(start_time=YEAR_2024[1] + 3_600_000)]
     with FakeExchange({KEY: series}, faults=slow) as fake:
         args = ["fetch", "--symbol", "BTCUSDT", "--interval", "60", "--start", YEAR_2024[0], "--end",
                 YEAR_2024[1], "--base-url", fake.base_url, "--db", db]
@@ -81,14 +82,14 @@ def test_a_fetch_killed_midway_resumes_with_only_the_missing_part(tmp_path: Path
 
     print(f"\nkilled with {held} rows stored; the rerun made {len(windows)} kline requests")
     assert len(windows) == -(-(8784 - held) // 1000)  # only the missing part, in full windows
-    assert windows[0][0] == year[held].start_time
+    assert windows[0][0] == synthetic_year[held].start_time
     with KlineStore(db) as store:
-        assert store.load(*KEY) == year  # identical, and no duplicates (one row per open time)
+        assert store.load(*KEY) == synthetic_year  # identical, and no duplicates (one row per open time)
 
 
-def test_stream_prints_and_stores_three_closed_candles(tmp_path: Path, year: list[Kline],
+def test_stream_prints_and_stores_three_closed_candles(tmp_path: Path, synthetic_year: list[Kline],
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    day = year[:48]
+    day = synthetic_year[:48]
     db = tmp_path / "k.sqlite"
 
     async def scenario() -> int:
@@ -110,16 +111,16 @@ def test_stream_prints_and_stores_three_closed_candles(tmp_path: Path, year: lis
         assert store.load(*KEY) == day[10:13]
 
 
-def test_stream_stops_cleanly_on_ctrl_c(tmp_path: Path, year: list[Kline]) -> None:
+def test_stream_stops_cleanly_on_ctrl_c(tmp_path: Path, synthetic_year: list[Kline]) -> None:
     """A user's Ctrl-C: SIGINT to a `reformer stream` process while candles keep closing on the fake."""
     db = tmp_path / "k.sqlite"
-    with FakeExchange({KEY: year}, now_ms=year[0].start_time + 1000) as fake:
+    with FakeExchange({KEY: synthetic_year}, now_ms=synthetic_year[0].start_time + 1000) as fake:
         proc = spawn("stream", "--symbol", "BTCUSDT", "--interval", "60", "--db", str(db), "--base-url",
                      fake.base_url, "--ws-url", fake.ws_url)
         try:
             read_until(proc, "streaming ")  # subscribed-to-be: the command has started its stream
             deadline = time.monotonic() + PATIENCE_S
-            for candle in year[1:]:
+            for candle in synthetic_year[1:]:
                 # close one candle every 50 ms (pacing the fake's clock, not synchronising) until one is stored
                 fake.set_now(candle.start_time + 1000)
                 if stored_rows(db) > 0 or time.monotonic() > deadline:
@@ -134,8 +135,8 @@ def test_stream_stops_cleanly_on_ctrl_c(tmp_path: Path, year: list[Kline]) -> No
     with KlineStore(db) as store:
         stored = store.load(*KEY)
     assert stored and f"stopped after {len(stored)} closed candle(s)" in out
-    first = year.index(stored[0])
-    assert stored == year[first:first + len(stored)]
+    first = synthetic_year.index(stored[0])
+    assert stored == synthetic_year[first:first + len(stored)]
 
 
 def spawn(*args: str) -> subprocess.Popen[str]:
@@ -153,9 +154,9 @@ def read_until(proc: subprocess.Popen[str], prefix: str) -> list[str]:
     return lines
 
 
-def test_fake_exchange_command_serves_a_csv_until_ctrl_c(tmp_path: Path, year: list[Kline]) -> None:
+def test_fake_exchange_command_serves_a_csv_until_ctrl_c(tmp_path: Path, synthetic_year: list[Kline]) -> None:
     source = tmp_path / "day.csv"
-    write_klines(year[:48], source)
+    write_klines(synthetic_year[:48], source)
     db = tmp_path / "k.sqlite"
     proc = spawn("fake-exchange", "--csv", str(source), "--port", "0")
     try:
@@ -170,4 +171,4 @@ def test_fake_exchange_command_serves_a_csv_until_ctrl_c(tmp_path: Path, year: l
             proc.wait()
     assert proc.returncode == 0 and "Traceback" not in err
     with KlineStore(db) as store:
-        assert store.load(*KEY) == year[37:47]  # the newest candle is still open on the fake's clock
+        assert store.load(*KEY) == synthetic_year[37:47]  # the newest candle is still open on the fake's clock

@@ -41,14 +41,14 @@ def test_train_help_names_the_config_tables() -> None:
     assert "[model], [train], [data] tables" in shown and "(overrides [train].epochs)" in shown
 
 
-def test_a_path_that_cannot_be_written_is_one_line(btc_csv: Path, tmp_path: Path,
+def test_a_path_that_cannot_be_written_is_one_line(synthetic_csv: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     # an OSError of a path (a file where a folder is wanted) was a traceback; it is bad input like any other
     from reformer.cli import main
 
     a_file = tmp_path / "a_file"
     a_file.write_text("")
-    assert main(["import", "--csv", str(btc_csv), "--symbol", "BTCUSDT", "--interval", "60",
+    assert main(["import", "--csv", str(synthetic_csv), "--symbol", "BTCUSDT", "--interval", "60",
                  "--db", str(a_file / "k.sqlite")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "check the path" in err

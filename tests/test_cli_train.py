@@ -1,4 +1,4 @@
-"""End to end: `reformer train` on a slice of the real BTC file, then `reformer predict --all` and `--plot`."""
+"""End to end: `reformer train` on synthetic and real BTC candles, then `reformer predict --all` and `--plot`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import torch
 from reformer.cli import main
 from reformer.data import read_klines_frame, write_klines
 
+from .synthetic import Candles
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -19,16 +21,17 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def btc_slice(btc_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("btc") / "btc_slice.csv"
-    write_klines(read_klines_frame(btc_csv).iloc[-900:], path)
+def candle_slice(candle_source: Candles, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The last 900 hourly candles of the synthetic series, then of the real BTC file."""
+    path = tmp_path_factory.mktemp("candles") / "candle_slice.csv"
+    write_klines(candle_source.klines[-900:], path)
     return path
 
 
 @pytest.fixture(scope="module")
-def run_dir(btc_slice: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run_dir(candle_slice: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("run")
-    assert main(["train", "--csv", str(btc_slice), "--config", str(REPO / "configs" / "tiny.toml"),
+    assert main(["train", "--csv", str(candle_slice), "--config", str(REPO / "configs" / "tiny.toml"),
                  "--out", str(out), "--json"]) == 0
     return out
 
@@ -39,17 +42,17 @@ def test_train_json_and_run_directory(run_dir: Path, capsys: pytest.CaptureFixtu
     assert set(evaluation["baselines"]) == {"zero", "momentum", "ridge"}
     assert (run_dir / "best" / "checkpoint.json").is_file() and (run_dir / "metrics.csv").is_file()
     meta = json.loads((run_dir / "best" / "checkpoint.json").read_text())
-    assert meta["data"]["csv"].endswith("btc_slice.csv") and meta["train_config"]["epochs"] == 2
+    assert meta["data"]["csv"].endswith("candle_slice.csv") and meta["train_config"]["epochs"] == 2
     # predict's confidence scale (the validation RMSE) is in last/ too, so both give the same confidence
     last = json.loads((run_dir / "last" / "checkpoint.json").read_text())
     assert last["val_rmse"] == meta["val_rmse"] > 0
 
 
-def test_predict_all_and_plot(run_dir: Path, btc_slice: Path, tmp_path: Path,
+def test_predict_all_and_plot(run_dir: Path, candle_slice: Path, tmp_path: Path,
                               capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     preds, plot = tmp_path / "preds.csv", tmp_path / "attention.png"
-    assert main(["predict", "--checkpoint", str(run_dir), "--csv", str(btc_slice), "--all", "--out", str(preds),
+    assert main(["predict", "--checkpoint", str(run_dir), "--csv", str(candle_slice), "--all", "--out", str(preds),
                  "--plot", str(plot), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     table = pd.read_csv(preds)
@@ -69,19 +72,19 @@ def _warmup(meta: dict[str, object]) -> int:
     return FeatureSpec.from_dict(spec).warmup
 
 
-def test_predict_latest(run_dir: Path, btc_slice: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_latest(run_dir: Path, candle_slice: Path, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
-    assert main(["predict", "--checkpoint", str(run_dir), "--csv", str(btc_slice), "--json"]) == 0
+    assert main(["predict", "--checkpoint", str(run_dir), "--csv", str(candle_slice), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["timestamp"] == int(read_klines_frame(btc_slice)["timestamp"].iloc[-1])
+    assert result["timestamp"] == int(read_klines_frame(candle_slice)["timestamp"].iloc[-1])
     assert result["direction"] in ("up", "down", "flat") and 0.5 <= result["confidence"] <= 1
-    assert main(["predict", "--checkpoint", str(run_dir), "--csv", str(btc_slice), "--json", "--bf16"]) == 0
+    assert main(["predict", "--checkpoint", str(run_dir), "--csv", str(candle_slice), "--json", "--bf16"]) == 0
     low = json.loads(capsys.readouterr().out)
     assert low["timestamp"] == result["timestamp"] and low["predicted_return"] != result["predicted_return"]
     assert low["predicted_return"] == pytest.approx(result["predicted_return"], rel=0.1, abs=1e-4)
 
 
-def test_corrupt_checkpoint_exits_2_with_one_line(run_dir: Path, btc_slice: Path, tmp_path: Path,
+def test_corrupt_checkpoint_exits_2_with_one_line(run_dir: Path, candle_slice: Path, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -89,34 +92,34 @@ def test_corrupt_checkpoint_exits_2_with_one_line(run_dir: Path, btc_slice: Path
     data = (run_dir / "best" / "model.safetensors").read_bytes()
     (broken / "model.safetensors").write_bytes(data[:100])
     capsys.readouterr()
-    assert main(["predict", "--checkpoint", str(broken), "--csv", str(btc_slice)]) == 2
+    assert main(["predict", "--checkpoint", str(broken), "--csv", str(candle_slice)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "model.safetensors" in err
 
 
-def test_missing_series_without_fetch(tmp_path: Path, btc_slice: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_series_without_fetch(tmp_path: Path, candle_slice: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--symbol", "BTCUSDT", "--db", str(tmp_path / "empty.db"), "--offline"]) == 2
     assert "reformer fetch" in capsys.readouterr().err
     # the hint names the category asked for, and a category typo is named even with --csv (where it is unused)
     assert main(["train", "--symbol", "BTCUSDT", "--category", "spot", "--db", str(tmp_path / "empty.db"),
                  "--offline"]) == 2
     assert "--category spot" in capsys.readouterr().err
-    assert main(["train", "--csv", str(btc_slice), "--category", "futures", "--out", str(tmp_path / "r")]) == 2
+    assert main(["train", "--csv", str(candle_slice), "--category", "futures", "--out", str(tmp_path / "r")]) == 2
     assert "invalid category 'futures'" in capsys.readouterr().err and not (tmp_path / "r").exists()
 
 
-def test_a_classification_checkpoint_says_what_its_latest_number_is(btc_slice: Path, tmp_path: Path,
+def test_a_classification_checkpoint_says_what_its_latest_number_is(candle_slice: Path, tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "cls.toml"
     config.write_text((REPO / "configs" / "tiny.toml").read_text().replace('task = "regression"',
                                                                              'task = "classification"'))
-    assert main(["train", "--csv", str(btc_slice), "--config", str(config), "--out", str(tmp_path / "cls"),
+    assert main(["train", "--csv", str(candle_slice), "--config", str(config), "--out", str(tmp_path / "cls"),
                  "--epochs", "1", "--json"]) == 0
     capsys.readouterr()
-    assert main(["predict", "--checkpoint", str(tmp_path / "cls"), "--csv", str(btc_slice)]) == 0
+    assert main(["predict", "--checkpoint", str(tmp_path / "cls"), "--csv", str(candle_slice)]) == 0
     line = capsys.readouterr().out
     assert "predicted 24-bar p_up - p_down" in line and "log return" not in line  # it is not a return
-    assert main(["predict", "--checkpoint", str(tmp_path / "cls" / "last"), "--csv", str(btc_slice), "--json"]) == 0
+    assert main(["predict", "--checkpoint", str(tmp_path / "cls" / "last"), "--csv", str(candle_slice), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["task"] == "classification"
 
 
@@ -133,10 +136,10 @@ def test_predict_names_a_missing_checkpoint_before_reading_data(run_dir: Path, t
     assert "predict never fetches" in err and "--offline" not in err and "reformer fetch" in err
 
 
-def test_a_bad_model_field_is_named_before_the_data(btc_slice: Path, tmp_path: Path,
+def test_a_bad_model_field_is_named_before_the_data(candle_slice: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     short = tmp_path / "short.csv"
-    short.write_text("".join(btc_slice.read_text().splitlines(keepends=True)[:50]))  # far too few candles
+    short.write_text("".join(candle_slice.read_text().splitlines(keepends=True)[:50]))  # far too few candles
     for table, words in [("d_modle = 32", "unknown field(s) ['d_modle']"), ('attention_type = "magic"', "'magic'")]:
         config = tmp_path / "bad.toml"
         config.write_text(f"[model]\n{table}\n")
@@ -160,9 +163,9 @@ def test_cuda_on_a_machine_without_it_fails_before_any_work(tmp_path: Path,
 
 
 def test_resume_continues_an_interrupted_run_and_refuses_another_config(
-        btc_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        candle_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = str(REPO / "configs" / "tiny.toml")
-    base = ["train", "--csv", str(btc_slice), "--config", config, "--json"]
+    base = ["train", "--csv", str(candle_slice), "--config", config, "--json"]
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert main([*base, "--out", str(full)]) == 0  # the preset's 2 epochs at once
     assert main([*base, "--out", str(cut), "--epochs", "1"]) == 0  # interrupted after 1 ...
@@ -187,12 +190,12 @@ def test_resume_continues_an_interrupted_run_and_refuses_another_config(
     assert (cut / "last" / "model.safetensors").read_bytes() == before
 
 
-def test_candles_of_another_interval_are_refused(run_dir: Path, btc_slice: Path, tmp_path: Path,
+def test_candles_of_another_interval_are_refused(run_dir: Path, candle_slice: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     # the checkpoint stores its bar step; every fourth hourly candle is a 4-hour series, which the 1-hour model
     # would read as a quarter of its horizon and features: predict (latest and --all) and backtest refuse it
     four_hourly = tmp_path / "btc_4h.csv"
-    write_klines(read_klines_frame(btc_slice).iloc[::4], four_hourly)
+    write_klines(read_klines_frame(candle_slice).iloc[::4], four_hourly)
     assert json.loads((run_dir / "best" / "checkpoint.json").read_text())["data"]["bar_ms"] == 3_600_000
     capsys.readouterr()
     for args in (["predict", "--checkpoint", str(run_dir), "--csv", str(four_hourly)],
@@ -206,14 +209,14 @@ def test_candles_of_another_interval_are_refused(run_dir: Path, btc_slice: Path,
 
 
 def test_backtest_of_a_checkpoint_trades_only_bars_it_was_not_fitted_on(
-        run_dir: Path, btc_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        run_dir: Path, candle_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # every bar's prediction must come from a model whose training data ended before that bar: by default only
     # the checkpoint's held-out test split and what follows it is traded
     test_from = json.loads((run_dir / "best" / "checkpoint.json").read_text())["evaluation"]["splits"]["test"]
     first = pd.to_datetime(test_from["first_timestamp"], unit="ms", utc=True)
     report = tmp_path / "report"
     capsys.readouterr()
-    assert main(["backtest", "--checkpoint", str(run_dir), "--csv", str(btc_slice), "--json", "--out",
+    assert main(["backtest", "--checkpoint", str(run_dir), "--csv", str(candle_slice), "--json", "--out",
                  str(report)]) == 0
     captured = capsys.readouterr()
     assert "from its held-out test split on" in captured.err and "--in-sample adds" in captured.err
@@ -221,7 +224,7 @@ def test_backtest_of_a_checkpoint_trades_only_bars_it_was_not_fitted_on(
     entries = pd.to_datetime(pd.read_csv(report / "trades.csv")["entry_time"], utc=True)
     assert len(entries) >= 1 and entries.min() > first  # decided at a test bar's close, filled at the next open
     early = tmp_path / "early.csv"  # candles that end before the test split
-    frame = read_klines_frame(btc_slice)
+    frame = read_klines_frame(candle_slice)
     write_klines(frame[frame["timestamp"] < test_from["first_timestamp"]], early)
     assert main(["backtest", "--checkpoint", str(run_dir), "--csv", str(early), "--json"]) == 2
     assert "no candles from its held-out test split on" in capsys.readouterr().err

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from reformer.api import Kline
 from reformer.api.fake import FakeExchange
+from reformer.data import write_klines
+from reformer.data.sync import format_ms
 from reformer.data.synthetic import SyntheticMarketConfig, synthetic_klines
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,18 +50,16 @@ def test_fetch_train_predict_backtest(market: tuple[FakeExchange, list], tmp_pat
     fake.set_now(klines[-1].start_time + 1)  # 300 new hours
     _run("fetch_data.py", "--symbol", "BTCUSDT", "--interval", "60", "--limit", "1400", env=env)
     out = _run("predict.py", "--checkpoint", str(run), env=env)
-    assert f"latest closed candle (open time, ms): {klines[-2].start_time}" in out  # the last one is still open
+    assert f"latest closed candle (open time): {format_ms(klines[-2].start_time)}" in out  # the last one is open
     out = _run("backtest.py", "--checkpoint", str(run), "--out", str(tmp_path / "bt"), env=env)
     assert "total_return" in out and (tmp_path / "bt" / "stats.json").exists()
 
 
-def test_snippets(btc_csv: Path, tmp_path: Path) -> None:
+def test_snippets(synthetic_year: list[Kline], tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     assert "layer 0 attention" in _run("basic_usage.py", env=env)
-    rows = btc_csv.read_text().splitlines()[-3000:]
-    csv = tmp_path / "btc.csv"
-    csv.write_text("timestamp,open,high,low,close,volume,turnover\n"
-                   + "\n".join(",".join(r.split(",")[:7]) for r in rows) + "\n")
+    csv = tmp_path / "candles.csv"
+    write_klines(synthetic_year[-3000:], csv)
     out = _run("backtesting.py", str(csv), env=env)
     assert "sharpe_ratio" in out and "buy_and_hold_return" in out
 
@@ -94,46 +95,3 @@ def test_examples_fail_with_one_line_on_bad_input(market: tuple[FakeExchange, li
         assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and words in proc.stderr, (
             script, proc.stderr)
         assert "Traceback" not in proc.stderr
-
-
-def test_readme_quick_start_runs_and_its_shapes_hold() -> None:
-    """The README's first code block, executed as written; the shapes its comments state are checked."""
-    import re
-
-    import torch
-
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(r"## Quick start\s+```python\n(.*?)```", readme, re.S)
-    assert block is not None
-    namespace: dict[str, object] = {}
-    torch.manual_seed(0)
-    exec(compile(block.group(1), "README.md", "exec"), namespace)
-    stated = re.findall(r"^(\S[^#\n]*?)\s*# \((\d[\d, ]*)\)", block.group(1), re.M)
-    assert len(stated) >= 2  # the attention map's shapes
-    for expression, shape in stated:
-        value = eval(expression.split("=")[-1] if " = " in expression else expression, namespace)
-        got = tuple(value.shape if hasattr(value, "shape") else value)
-        assert got == tuple(int(n) for n in shape.split(",")), (expression, got, shape)
-
-
-def test_readme_series_snippet_runs(etth1_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The README's any-time-series block, on ETTh1, with a two-batch training budget (the block as written trains
-    96 steps) and its run directory under tmp_path."""
-    import re
-
-    import torch
-
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(r"Any time series \(a date column.*?```python\n(.*?)```", readme, re.S)
-    assert block is not None
-    code = block.group(1).replace('"ETTh1.csv"', repr(str(etth1_csv)))
-    code = code.replace("epochs=3, max_batches_per_epoch=32", "epochs=1, max_batches_per_epoch=2")
-    assert str(etth1_csv) in code and "max_batches_per_epoch=2" in code
-    monkeypatch.chdir(tmp_path)
-    torch.set_num_threads(1)
-    namespace: dict[str, object] = {}
-    exec(compile(code, "README.md", "exec"), namespace)
-    result, forecast = namespace["result"], namespace["forecast"]
-    assert 0 < result.model.mse < result.repeat.mse  # type: ignore[attr-defined]
-    assert len(forecast.table) == 96 and list(forecast.table.columns)[-1] == "OT"  # type: ignore[attr-defined]
-    assert (tmp_path / "runs" / "etth1" / "best" / "checkpoint.json").is_file()

@@ -1,4 +1,4 @@
-"""Helpers for the exchange tests: the shared BTC candles, an asyncio runner with a safety timeout, fast sleep."""
+"""Helpers for the exchange tests: an asyncio runner with a safety timeout, fast sleep."""
 
 from __future__ import annotations
 

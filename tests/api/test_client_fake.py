@@ -12,6 +12,7 @@ from reformer.api import BybitClient, FakeExchange, Fault, FaultPlan, Kline
 from reformer.api.fake import RETRYABLE_FAULTS, RequestRecord
 from reformer.errors import ExchangeBannedError, InvalidIntervalError, InvalidSymbolError
 
+from ..synthetic import Candles
 from .conftest import HOUR, SleepRecorder, run
 
 SERIES = ("linear", "BTCUSDT", "60")
@@ -45,9 +46,11 @@ def fetch_year(series: list[Kline], year: list[Kline], plan: FaultPlan | None = 
 
 
 @pytest.mark.parametrize("overflow", ["newest", "oldest"])
-def test_a_year_of_hourly_candles_is_exact_fast_and_polite(btc_klines: list[Kline], year: list[Kline],
-                                                         fast_sleep: SleepRecorder, overflow: str) -> None:
-    got, fake, seconds = fetch_year(btc_klines, year, overflow=overflow, client_args={"sleep": fast_sleep})
+def test_a_year_of_hourly_candles_is_exact_fast_and_polite(candle_source: Candles, fast_sleep: SleepRecorder,
+                                                         overflow: str) -> None:
+    # both sources: the synthetic candles' full-precision floats and the real file's exchange decimals
+    series, year = candle_source.klines, candle_source.year
+    got, fake, seconds = fetch_year(series, year, overflow=overflow, client_args={"sleep": fast_sleep})
     print(f"\nyear fetch ({overflow}): {len(got)} candles, {fake.count()} kline requests, "
           f"{fake.count(None)} requests in all, {seconds:.2f} s")
     assert got == year
@@ -63,15 +66,15 @@ def test_a_year_of_hourly_candles_is_exact_fast_and_polite(btc_klines: list[Klin
 
 
 @pytest.mark.parametrize("seed", [5, 7, 19])  # seeds whose draws hit this short run (3 to 10 faults)
-def test_a_year_with_15_percent_failures_is_identical(btc_klines: list[Kline], year: list[Kline],
+def test_a_year_with_15_percent_failures_is_identical(synthetic_series: list[Kline], synthetic_year: list[Kline],
                                                      fast_sleep: SleepRecorder, seed: int) -> None:
     plan = FaultPlan(rate=0.15, seed=seed, slow_delay=0.6)
-    got, fake, seconds = fetch_year(btc_klines, year, plan,
+    got, fake, seconds = fetch_year(synthetic_series, synthetic_year, plan,
                                     client_args={"sleep": fast_sleep, "timeout": 0.3, "seed": 5})
     faults = [r.fault for r in fake.requests if r.fault is not None]
     print(f"\nyear fetch with faults: {len(faults)} faults {sorted(faults)}, {fake.count(None)} requests, "
           f"{seconds:.2f} s")
-    assert got == year
+    assert got == synthetic_year
     assert len(faults) >= 3, "the seed should inject faults"
     # Every fault costs exactly one retry, nothing else changes.
     assert fake.count(None) == 11 + len(faults)
@@ -79,12 +82,12 @@ def test_a_year_with_15_percent_failures_is_identical(btc_klines: list[Kline], y
     assert_polite(fake.requests, 10.0)
 
 
-def test_every_kind_of_transient_failure_is_survived(btc_klines: list[Kline], year: list[Kline],
+def test_every_kind_of_transient_failure_is_survived(synthetic_series: list[Kline], synthetic_year: list[Kline],
                                                     fast_sleep: SleepRecorder) -> None:
-    quarter = year[:2500]
+    quarter = synthetic_year[:2500]
     plan = FaultPlan(slow_delay=0.6, paths=("/v5/market/kline",))
     plan.queue.extend(RETRYABLE_FAULTS)
-    got, fake, _ = fetch_year(btc_klines, quarter, plan,
+    got, fake, _ = fetch_year(synthetic_series, quarter, plan,
                               client_args={"sleep": fast_sleep, "timeout": 0.3, "rate_limit": 50.0,
                                            "max_retries": len(RETRYABLE_FAULTS)})
     assert got == quarter
@@ -92,8 +95,8 @@ def test_every_kind_of_transient_failure_is_survived(btc_klines: list[Kline], ye
     assert fake.count() == 3 + len(RETRYABLE_FAULTS)
 
 
-def test_the_open_candle_is_returned_only_once_closed(year: list[Kline]) -> None:
-    day = year[:48]
+def test_the_open_candle_is_returned_only_once_closed(synthetic_year: list[Kline]) -> None:
+    day = synthetic_year[:48]
 
     async def scenario() -> None:
         async with FakeExchange({SERIES: day}) as fake, BybitClient(fake.base_url, rate_limit=None) as client:
@@ -109,8 +112,8 @@ def test_the_open_candle_is_returned_only_once_closed(year: list[Kline]) -> None
     run(scenario())
 
 
-def test_limit_and_bounds(year: list[Kline]) -> None:
-    week = year[:168]
+def test_limit_and_bounds(synthetic_year: list[Kline]) -> None:
+    week = synthetic_year[:168]
 
     async def scenario() -> None:
         async with FakeExchange({SERIES: week}) as fake, BybitClient(fake.base_url, rate_limit=None) as client:
@@ -129,9 +132,9 @@ def test_limit_and_bounds(year: list[Kline]) -> None:
     run(scenario())
 
 
-def test_bad_symbol_fails_at_once_naming_it(year: list[Kline], fast_sleep: SleepRecorder) -> None:
+def test_bad_symbol_fails_at_once_naming_it(synthetic_year: list[Kline], fast_sleep: SleepRecorder) -> None:
     async def scenario(fake_calls: list[int]) -> None:
-        async with FakeExchange({SERIES: year[:10]}) as fake, \
+        async with FakeExchange({SERIES: synthetic_year[:10]}) as fake, \
                 BybitClient(fake.base_url, sleep=fast_sleep) as client:
             try:
                 with pytest.raises(InvalidSymbolError, match="'DOGEUSDX'"):
@@ -147,9 +150,9 @@ def test_bad_symbol_fails_at_once_naming_it(year: list[Kline], fast_sleep: Sleep
     assert calls == [3] and fast_sleep.delays == []  # time + instruments-info, then the raw kline call
 
 
-def test_bad_interval_fails_before_any_request(year: list[Kline]) -> None:
+def test_bad_interval_fails_before_any_request(synthetic_year: list[Kline]) -> None:
     async def scenario() -> int:
-        async with FakeExchange({SERIES: year[:10]}) as fake, BybitClient(fake.base_url) as client:
+        async with FakeExchange({SERIES: synthetic_year[:10]}) as fake, BybitClient(fake.base_url) as client:
             for interval in ("7", "M", "hourly"):
                 with pytest.raises(InvalidIntervalError, match="interval"):
                     await client.get_klines("BTCUSDT", interval, limit=5)
@@ -158,9 +161,9 @@ def test_bad_interval_fails_before_any_request(year: list[Kline]) -> None:
     assert run(scenario()) == 0
 
 
-def test_403_is_fatal_at_once(year: list[Kline], fast_sleep: SleepRecorder) -> None:
+def test_403_is_fatal_at_once(synthetic_year: list[Kline], fast_sleep: SleepRecorder) -> None:
     async def scenario() -> int:
-        async with FakeExchange({SERIES: year[:10]}) as fake, \
+        async with FakeExchange({SERIES: synthetic_year[:10]}) as fake, \
                 BybitClient(fake.base_url, sleep=fast_sleep) as client:
             fake.inject(Fault.BANNED)
             with pytest.raises(ExchangeBannedError, match="10 minutes"):
@@ -170,11 +173,12 @@ def test_403_is_fatal_at_once(year: list[Kline], fast_sleep: SleepRecorder) -> N
     assert run(scenario()) == 1 and fast_sleep.delays == []
 
 
-def test_funding_history_and_instrument_from_the_fake(year: list[Kline]) -> None:
+def test_funding_history_and_instrument_from_the_fake(synthetic_year: list[Kline]) -> None:
     async def scenario() -> None:
-        async with FakeExchange({SERIES: year}) as fake, BybitClient(fake.base_url, rate_limit=None) as client:
+        async with FakeExchange({SERIES: synthetic_year}) as fake, \
+                BybitClient(fake.base_url, rate_limit=None) as client:
             info = await client.get_instrument_info("BTCUSDT")
-            assert info.launch_time == year[0].start_time and info.funding_interval_min == 480
+            assert info.launch_time == synthetic_year[0].start_time and info.funding_interval_min == 480
             rates = await client.get_funding_history("BTCUSDT")
             assert len(rates) == 366 * 3 and rates == sorted(rates)
             assert fake.count("/v5/market/funding/history") == 6

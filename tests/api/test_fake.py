@@ -18,6 +18,7 @@ from reformer.api import FakeExchange, Fault, Kline, SyncBybitClient, klines_fro
 from reformer.api.fake import RETRYABLE_FAULTS
 from reformer.errors import DataFormatError, InvalidSymbolError, UserInputError
 
+from ..synthetic import plain_decimal, write_shared_layout_csv
 from .conftest import HOUR, run
 
 SERIES = ("linear", "BTCUSDT", "60")
@@ -31,15 +32,15 @@ def get(fake: FakeExchange, path: str, **params: Any) -> httpx.Response:
 
 
 @pytest.fixture
-def fake(year: list[Kline]) -> Any:
+def fake(synthetic_year: list[Kline]) -> Any:
     """24 hourly candles of 2024-01-01 in a background thread; the clock at 02:42:03.456 as in the doc."""
-    with FakeExchange({SERIES: year[:24], ("spot", "BTCUSDT", "60"): year[:24],
-                       ("inverse", "BTCUSD", "60"): year[:24]},
+    with FakeExchange({SERIES: synthetic_year[:24], ("spot", "BTCUSDT", "60"): synthetic_year[:24],
+                       ("inverse", "BTCUSD", "60"): synthetic_year[:24]},
                       now_ms=1_704_076_923_456) as server:
         yield server
 
 
-def test_doc_example_inclusive_bounds_newest_first(fake: FakeExchange, year: list[Kline]) -> None:
+def test_doc_example_inclusive_bounds_newest_first(fake: FakeExchange, synthetic_year: list[Kline]) -> None:
     body = get(fake, KLINE, category="linear", symbol="BTCUSDT", interval="60", start=1670601600000,
                end=1704074400000, limit=1000).json()
     assert set(body) == {"retCode", "retMsg", "result", "retExtInfo", "time"}
@@ -47,15 +48,23 @@ def test_doc_example_inclusive_bounds_newest_first(fake: FakeExchange, year: lis
     rows = body["result"]["list"]
     assert [r[0] for r in rows] == ["1704074400000", "1704070800000", "1704067200000"]  # newest first
     assert all(isinstance(v, str) for r in rows for v in r)
-    assert rows[-1] == ["1704067200000", "42324.8", "42610.9", "42300.2", "42517.4", "3038.207",
-                        str(year[0].turnover)]
+    assert rows[-1] == ["1704067200000", *map(plain_decimal, synthetic_year[0][1:])]
     # The 02:00 candle is still open at 02:42: partial values, between its open and its final extremes.
     open_row = [float(v) for v in rows[0][1:]]
-    final = year[2]
+    final = synthetic_year[2]
     assert open_row[0] == final.open and final.low <= open_row[2] <= open_row[1] <= final.high
     assert 0 < open_row[4] < final.volume
     exact = get(fake, KLINE, symbol="BTCUSDT", interval="60", start=1704067200000, end=1704074400000).json()
     assert len(exact["result"]["list"]) == 3  # both bounds inclusive, category defaults to linear
+
+
+def test_doc_example_row_of_the_real_candles(btc_year: list[Kline]) -> None:
+    # the real file's first candle of 2024 comes back in the strings Bybit writes: plain decimals, no trailing '.0'
+    with FakeExchange({SERIES: btc_year[:24]}, now_ms=1_704_076_923_456) as server:
+        rows = get(server, KLINE, symbol="BTCUSDT", interval="60", start=1704067200000,
+                   end=1704067200000).json()["result"]["list"]
+    assert rows == [["1704067200000", "42324.8", "42610.9", "42300.2", "42517.4", "3038.207",
+                     str(btc_year[0].turnover)]]
 
 
 def test_mid_bucket_start_returns_the_containing_candle(fake: FakeExchange) -> None:
@@ -81,8 +90,8 @@ def test_kline_parameters_are_validated(fake: FakeExchange, params: dict[str, An
     assert body["result"] == {}
 
 
-def test_overflow_default_limit_and_unknown_routes(year: list[Kline]) -> None:
-    day = year[:24]
+def test_overflow_default_limit_and_unknown_routes(synthetic_year: list[Kline]) -> None:
+    day = synthetic_year[:24]
     for overflow, expected in (("newest", day[-5:]), ("oldest", day[:5])):
         with FakeExchange({SERIES: day}, overflow=overflow) as fake:
             rows = get(fake, KLINE, symbol="BTCUSDT", interval="60", start=day[0].start_time,
@@ -91,31 +100,31 @@ def test_overflow_default_limit_and_unknown_routes(year: list[Kline]) -> None:
             only_start = get(fake, KLINE, symbol="BTCUSDT", interval="60", start=day[0].start_time, limit=2)
             assert [int(r[0]) for r in only_start.json()["result"]["list"]] == [day[1].start_time, day[0].start_time]
             assert get(fake, "/v5/market/orderbook").status_code == 404
-    with FakeExchange({SERIES: year[:300]}) as fake:
+    with FakeExchange({SERIES: synthetic_year[:300]}) as fake:
         assert len(get(fake, KLINE, symbol="BTCUSDT", interval="60").json()["result"]["list"]) == 200
 
 
-def test_time_instruments_funding_and_inverse(fake: FakeExchange, year: list[Kline]) -> None:
+def test_time_instruments_funding_and_inverse(fake: FakeExchange, synthetic_year: list[Kline]) -> None:
     clock = get(fake, "/v5/market/time").json()["result"]
     assert clock == {"timeSecond": "1704076923", "timeNano": "1704076923456000000"}
     item = get(fake, "/v5/market/instruments-info", category="linear", symbol="BTCUSDT").json()["result"]["list"][0]
-    assert item["launchTime"] == str(year[0].start_time) and item["fundingInterval"] == 480
+    assert item["launchTime"] == str(synthetic_year[0].start_time) and item["fundingInterval"] == 480
     assert get(fake, "/v5/market/instruments-info", category="linear", symbol="NOPE").json()["result"]["list"] == []
     assert get(fake, "/v5/market/instruments-info").json()["retCode"] == 10001
     funding = get(fake, "/v5/market/funding/history", category="linear", symbol="BTCUSDT").json()["result"]["list"]
     assert [f["fundingRateTimestamp"] for f in funding] == ["1704067200000"]  # 08:00 is still to come
     only_start = get(fake, "/v5/market/funding/history", category="linear", symbol="BTCUSDT", startTime=0)
     assert only_start.json()["retCode"] == 10001
-    inverse = get(fake, KLINE, category="inverse", symbol="BTCUSD", interval="60", start=year[0].start_time,
-                  end=year[0].start_time).json()["result"]["list"][0]
-    assert (float(inverse[5]), float(inverse[6])) == (year[0].turnover, year[0].volume)
+    inverse = get(fake, KLINE, category="inverse", symbol="BTCUSD", interval="60", start=synthetic_year[0].start_time,
+                  end=synthetic_year[0].start_time).json()["result"]["list"][0]
+    assert (float(inverse[5]), float(inverse[6])) == (synthetic_year[0].turnover, synthetic_year[0].volume)
 
 
-def test_tickers_open_interest_and_premium_routes(fake: FakeExchange, year: list[Kline]) -> None:
+def test_tickers_open_interest_and_premium_routes(fake: FakeExchange, synthetic_year: list[Kline]) -> None:
     # bybit-v5.md section 14 lists them among the fake's routes; values follow the served candles
     now = 1_704_076_923_456  # 02:42:03.456: candles 00:00 and 01:00 closed, 02:00 open
     ticker = get(fake, "/v5/market/tickers", category="linear", symbol="BTCUSDT").json()["result"]["list"][0]
-    seen = year[:3]
+    seen = synthetic_year[:3]
     partial_close = float(ticker["lastPrice"])
     assert seen[2].low <= partial_close <= seen[2].high or partial_close == seen[2].open
     assert float(ticker["prevPrice24h"]) == seen[0].open
@@ -129,7 +138,7 @@ def test_tickers_open_interest_and_premium_routes(fake: FakeExchange, year: list
     assert [row["timestamp"] for row in oi["list"]] == [str(now // HOUR * HOUR), str(now // HOUR * HOUR - HOUR)]
     following = get(fake, "/v5/market/open-interest", category="linear", symbol="BTCUSDT", intervalTime="1h",
                     limit=2, cursor=oi["nextPageCursor"]).json()["result"]
-    assert [row["timestamp"] for row in following["list"]] == [str(year[0].start_time)]  # back to the listing
+    assert [row["timestamp"] for row in following["list"]] == [str(synthetic_year[0].start_time)]  # back to the listing
     assert following["nextPageCursor"] == ""
     assert get(fake, "/v5/market/open-interest", category="linear", symbol="BTCUSDT",
                intervalTime="2h").json()["retCode"] == 10001
@@ -144,15 +153,15 @@ def test_numbers_are_plain_decimals_as_bybit_writes_them() -> None:
         ["-0.00005", "42000", "0.1", "0.0000001", "123456789.125"]
 
 
-def test_sync_client_against_a_threaded_fake(fake: FakeExchange, year: list[Kline]) -> None:
+def test_sync_client_against_a_threaded_fake(fake: FakeExchange, synthetic_year: list[Kline]) -> None:
     with SyncBybitClient(fake.base_url, rate_limit=None) as client:
         assert client.get_server_time() == fake.now_ms
-        assert client.get_klines("BTCUSDT", "60") == year[:2]
-        fake.set_now(year[23].start_time + HOUR)  # from this thread: blocks until applied
-        pages = list(client.iter_kline_pages("BTCUSDT", "60", year[0].start_time))
-        assert pages == [year[:24]]
-        assert client.get_klines("BTCUSDT", "60", limit=3, category="spot") == year[21:24]
-        assert client.get_klines("BTCUSD", "60", limit=3, category="inverse") == year[21:24]
+        assert client.get_klines("BTCUSDT", "60") == synthetic_year[:2]
+        fake.set_now(synthetic_year[23].start_time + HOUR)  # from this thread: blocks until applied
+        pages = list(client.iter_kline_pages("BTCUSDT", "60", synthetic_year[0].start_time))
+        assert pages == [synthetic_year[:24]]
+        assert client.get_klines("BTCUSDT", "60", limit=3, category="spot") == synthetic_year[21:24]
+        assert client.get_klines("BTCUSD", "60", limit=3, category="inverse") == synthetic_year[21:24]
         assert client.get_instrument_info("BTCUSDT").status == "Trading"
         funding = client.get_funding_history("BTCUSDT")  # 00:00, 08:00, 16:00 and the next 00:00 UTC
         assert [r.time_ms for r in funding] == [1704067200000 + i * 8 * HOUR for i in range(4)]
@@ -189,9 +198,9 @@ def test_each_fault_looks_like_the_real_thing(fake: FakeExchange, fault: Fault) 
     assert set(RETRYABLE_FAULTS) == set(Fault) - {Fault.BANNED, Fault.EMPTY_LIST}
 
 
-def test_clock_only_moves_forward_and_async_lifecycle(year: list[Kline]) -> None:
+def test_clock_only_moves_forward_and_async_lifecycle(synthetic_year: list[Kline]) -> None:
     async def scenario() -> None:
-        async with FakeExchange({SERIES: year[:5]}) as fake:
+        async with FakeExchange({SERIES: synthetic_year[:5]}) as fake:
             assert fake.base_url.startswith("http://127.0.0.1:") and fake.ws_url.endswith("/v5/public")
             start = fake.now_ms
             await fake.advance(HOUR)
@@ -204,9 +213,14 @@ def test_clock_only_moves_forward_and_async_lifecycle(year: list[Kline]) -> None
         FakeExchange({})
 
 
-def test_csv_loader(btc_klines: list[Kline], tmp_path: Path) -> None:
+def test_csv_loader_reads_the_shared_file(btc_klines: list[Kline]) -> None:
     assert len(btc_klines) == 49957
     assert btc_klines[0] == Kline(1585130400000, 6500.0, 6591.5, 6500.0, 6591.5, 0.004, 26.366)
+
+
+def test_csv_loader(synthetic_csv: Path, synthetic_series: list[Kline], tmp_path: Path) -> None:
+    # the shared file's layout (a timestamp_string column beside the export columns) reads back exactly
+    assert klines_from_csv(synthetic_csv) == synthetic_series
     # an ordinary OHLCV file without turnover is served too (turnover NaN), through the project's CSV reader
     plain = tmp_path / "plain.csv"
     plain.write_text("timestamp,open,high,low,close,volume\n1700000000000,2,3,1,2.5,6\n")
@@ -219,9 +233,8 @@ def test_csv_loader(btc_klines: list[Kline], tmp_path: Path) -> None:
         klines_from_csv(bad_value)
 
 
-def test_run_fake_exchange_serves_until_interrupted(btc_csv: Path, tmp_path: Path) -> None:
-    small = tmp_path / "btc.csv"
-    small.write_text("".join(btc_csv.open().readlines()[:101]))
+def test_run_fake_exchange_serves_until_interrupted(synthetic_year: list[Kline], tmp_path: Path) -> None:
+    small = write_shared_layout_csv(synthetic_year[:100], tmp_path / "btc.csv")
     code = f"from reformer.api.fake import run_fake_exchange; run_fake_exchange({str(small)!r})"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)

@@ -49,8 +49,8 @@ def test_ws_url_derivation() -> None:
     assert public_ws_url("ws://127.0.0.1:9/v5/public/inverse", "linear") == "ws://127.0.0.1:9/v5/public/inverse"
 
 
-def test_fake_ws_protocol(year: list[Kline]) -> None:
-    hours = year[:10]
+def test_fake_ws_protocol(synthetic_year: list[Kline]) -> None:
+    hours = synthetic_year[:10]
 
     async def scenario() -> None:
         async with FakeExchange({SERIES: hours}, now_ms=opened(hours[3])) as fake, \
@@ -77,8 +77,8 @@ def test_fake_ws_protocol(year: list[Kline]) -> None:
     run(scenario())
 
 
-def test_stream_yields_closed_candles_once_in_order_and_pings(year: list[Kline]) -> None:
-    hours = year[:40]
+def test_stream_yields_closed_candles_once_in_order_and_pings(synthetic_year: list[Kline]) -> None:
+    hours = synthetic_year[:40]
 
     async def scenario() -> None:
         async with FakeExchange({SERIES: hours}, now_ms=opened(hours[10])) as fake, \
@@ -103,12 +103,12 @@ def test_stream_yields_closed_candles_once_in_order_and_pings(year: list[Kline])
 
 
 @pytest.mark.parametrize("before_drop", [3, 0])
-def test_dropped_websocket_is_back_filled_through_rest(year: list[Kline], fast_sleep: SleepRecorder,
+def test_dropped_websocket_is_back_filled_through_rest(synthetic_year: list[Kline], fast_sleep: SleepRecorder,
                                                         before_drop: int) -> None:
     # before_drop = 0: the link dies before the first candle closes. Without `since` nothing had been handed out
     # then, so there was nothing to back-fill from: the candle open at connect time and every one closing during
     # the outage were lost
-    hours = year[:60]
+    hours = synthetic_year[:60]
     first_down = 10 + before_drop  # the first candle that closes while the link is down
 
     async def scenario() -> None:
@@ -138,9 +138,9 @@ def test_dropped_websocket_is_back_filled_through_rest(year: list[Kline], fast_s
     run(scenario())
 
 
-def test_drops_racing_with_closes_never_lose_or_repeat(year: list[Kline],
+def test_drops_racing_with_closes_never_lose_or_repeat(synthetic_year: list[Kline],
                                                       fast_sleep: SleepRecorder) -> None:
-    hours = year[:80]
+    hours = synthetic_year[:80]
 
     async def scenario() -> None:
         async with FakeExchange({SERIES: hours}, now_ms=opened(hours[5])) as fake, \
@@ -164,8 +164,8 @@ def test_drops_racing_with_closes_never_lose_or_repeat(year: list[Kline],
     run(scenario())
 
 
-def test_a_gap_in_live_pushes_is_back_filled(year: list[Kline]) -> None:
-    hours = year[:30]
+def test_a_gap_in_live_pushes_is_back_filled(synthetic_year: list[Kline]) -> None:
+    hours = synthetic_year[:30]
 
     async def scenario() -> None:
         async with FakeExchange({SERIES: hours}, now_ms=opened(hours[10])) as fake, \
@@ -184,8 +184,8 @@ def test_a_gap_in_live_pushes_is_back_filled(year: list[Kline]) -> None:
     run(scenario())
 
 
-def test_since_back_fills_history_first(year: list[Kline]) -> None:
-    hours = year[:30]
+def test_since_back_fills_history_first(synthetic_year: list[Kline]) -> None:
+    hours = synthetic_year[:30]
 
     async def scenario() -> None:
         async with FakeExchange({SERIES: hours}, now_ms=opened(hours[20])) as fake, \
@@ -200,9 +200,9 @@ def test_since_back_fills_history_first(year: list[Kline]) -> None:
     run(scenario())
 
 
-def test_unknown_symbol_subscription_raises(year: list[Kline]) -> None:
+def test_unknown_symbol_subscription_raises(synthetic_year: list[Kline]) -> None:
     async def scenario() -> None:
-        async with FakeExchange({SERIES: year[:5]}) as fake, \
+        async with FakeExchange({SERIES: synthetic_year[:5]}) as fake, \
                 BybitClient(fake.base_url, ws_url=fake.ws_url) as client:
             with pytest.raises(InvalidSymbolError, match="NOPEUSDT"):
                 async for _ in BybitStream("NOPEUSDT", "60", client=client):
@@ -211,7 +211,7 @@ def test_unknown_symbol_subscription_raises(year: list[Kline]) -> None:
     run(scenario())
 
 
-def test_a_websocket_that_never_comes_up_is_named_not_retried_for_ever(year: list[Kline],
+def test_a_websocket_that_never_comes_up_is_named_not_retried_for_ever(synthetic_year: list[Kline],
                                                                       fast_sleep: SleepRecorder) -> None:
     # a wrong --ws-url or host: the first connection failing again and again is bad input, one error; drops after a
     # link came up are retried without end (the tests above)
@@ -225,7 +225,7 @@ def test_a_websocket_that_never_comes_up_is_named_not_retried_for_ever(year: lis
         dead = probe.getsockname()[1]
 
     async def scenario() -> None:
-        async with FakeExchange({SERIES: year[:30]}, now_ms=opened(year[10])) as fake, \
+        async with FakeExchange({SERIES: synthetic_year[:30]}, now_ms=opened(synthetic_year[10])) as fake, \
                 BybitClient(fake.base_url, ws_url=f"ws://127.0.0.1:{dead}/v5/public", rate_limit=None,
                             sleep=fast_sleep) as client:
             stream = BybitStream("BTCUSDT", "60", client=client, reconnect_backoff=(0.001, 0.002))

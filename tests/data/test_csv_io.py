@@ -1,4 +1,5 @@
-"""CSV / Parquet import and export: exact round trips with the shared BTC file, format detection, atomic writes."""
+"""CSV / Parquet import and export: exact round trips of files in the shared BTC file's layout (synthetic and real
+candles), format detection, atomic writes."""
 
 from __future__ import annotations
 
@@ -15,32 +16,34 @@ from reformer.api.types import Kline
 from reformer.data.csv_io import EXPORT_COLUMNS, read_klines, read_klines_frame, write_klines
 from reformer.errors import DataFormatError, UserInputError
 
+from ..synthetic import Candles
+
 HOUR = 3_600_000
 JAN_2024 = 1_704_067_200_000  # 2024-01-01 00:00 UTC
 JAN_2025 = 1_735_689_600_000
 
 
 @pytest.fixture(scope="module")
-def btc_frame(btc_csv: Path) -> pd.DataFrame:
-    return read_klines_frame(btc_csv)
+def btc_frame(candle_source: Candles) -> pd.DataFrame:
+    return read_klines_frame(candle_source.csv)
 
 
-def test_shared_file_reads_exactly(btc_csv: Path, btc_frame: pd.DataFrame) -> None:
+def test_shared_file_reads_exactly(candle_source: Candles, btc_frame: pd.DataFrame) -> None:
     # The reference: Python's own float() of every cell, via the csv module.
-    with open(btc_csv, newline="") as handle:
+    with open(candle_source.csv, newline="") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == [*EXPORT_COLUMNS, "timestamp_string"]
     expected = [Kline(int(row[0]), *map(float, row[1:7])) for row in rows[1:]]
-    assert len(btc_frame) == 49_957
+    assert len(btc_frame) == len(expected) == len(candle_source.klines)
     assert list(btc_frame.columns) == list(EXPORT_COLUMNS)
     assert btc_frame["timestamp"].dtype == np.int64
-    assert read_klines(btc_csv) == expected
+    assert read_klines(candle_source.csv) == expected == candle_source.klines
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_whole_shared_file_round_trips(tmp_path: Path, btc_frame: pd.DataFrame, suffix: str) -> None:
     target = tmp_path / f"btc{suffix}"
-    assert write_klines(btc_frame, target) == 49_957
+    assert write_klines(btc_frame, target) == len(btc_frame)
     pd.testing.assert_frame_equal(read_klines_frame(target), btc_frame, check_exact=True)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,13 +14,18 @@ from reformer.data.scaling import StandardScaler, normalize_windows
 from reformer.data.windows import target_periods_disjoint
 from reformer.errors import ConfigError, DataFormatError, UserInputError
 
+from ..synthetic import synthetic_frame
+
 SEQ_LEN, HORIZON = 48, 12
 
 
-@pytest.fixture(scope="module")
-def candles(btc_csv: Path) -> pd.DataFrame:
-    frame = pd.read_csv(btc_csv).drop(columns="timestamp_string")
-    return frame.iloc[30_000:33_000].reset_index(drop=True)
+@pytest.fixture(scope="module", params=["synthetic", "real"])
+def candles(request: pytest.FixtureRequest) -> pd.DataFrame:
+    """3,000 hourly candles: synthetic ones (tests/synthetic.py), then a slice of the real BTC file."""
+    if request.param == "real":
+        frame = pd.read_csv(request.getfixturevalue("btc_csv")).drop(columns="timestamp_string")
+        return frame.iloc[30_000:33_000].reset_index(drop=True)
+    return synthetic_frame().iloc[4_000:7_000].reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")

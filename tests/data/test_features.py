@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,14 +10,18 @@ import ta
 from reformer.data.features import FeatureSpec, compute_features
 from reformer.errors import ConfigError, DataFormatError
 
+from ..synthetic import synthetic_frame
+
 AFTER_BURN_IN = 400  # bars after which every seed effect is far below 1e-6
 
 
-@pytest.fixture(scope="module")
-def btc(btc_csv: Path) -> pd.DataFrame:
-    """A 3,000-bar slice of real BTCUSDT 1h candles."""
-    frame = pd.read_csv(btc_csv).drop(columns="timestamp_string")
-    return frame.iloc[20_000:23_000].reset_index(drop=True)
+@pytest.fixture(scope="module", params=["synthetic", "real"])
+def candles(request: pytest.FixtureRequest) -> pd.DataFrame:
+    """3,000 hourly candles: synthetic ones (tests/synthetic.py), then a slice of real BTCUSDT 1h candles."""
+    if request.param == "real":
+        frame = pd.read_csv(request.getfixturevalue("btc_csv")).drop(columns="timestamp_string")
+        return frame.iloc[20_000:23_000].reset_index(drop=True)
+    return synthetic_frame().iloc[1_000:4_000].reset_index(drop=True)
 
 
 def _perturb_after(frame: pd.DataFrame, t: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -30,20 +32,20 @@ def _perturb_after(frame: pd.DataFrame, t: int, rng: np.random.Generator) -> pd.
     return out
 
 
-def test_every_feature_is_causal_under_random_perturbation(btc: pd.DataFrame) -> None:
+def test_every_feature_is_causal_under_random_perturbation(candles: pd.DataFrame) -> None:
     rng = np.random.default_rng(7)
-    base = compute_features(btc)
-    for t in rng.integers(0, len(btc) - 2, size=6):
-        perturbed = compute_features(_perturb_after(btc, int(t), rng))
+    base = compute_features(candles)
+    for t in rng.integers(0, len(candles) - 2, size=6):
+        perturbed = compute_features(_perturb_after(candles, int(t), rng))
         before = perturbed.iloc[: t + 1]
         pd.testing.assert_frame_equal(before, base.iloc[: t + 1], check_exact=True)
         # the perturbation is real: something after t did change
         assert not np.allclose(perturbed.iloc[t + 1:].to_numpy(), base.iloc[t + 1:].to_numpy(), equal_nan=True)
 
 
-def test_warmups_are_exactly_the_leading_nans(btc: pd.DataFrame) -> None:
+def test_warmups_are_exactly_the_leading_nans(candles: pd.DataFrame) -> None:
     spec = FeatureSpec()
-    features = compute_features(btc, spec)
+    features = compute_features(candles, spec)
     assert tuple(features.columns) == spec.columns()
     for name, warm in spec.warmups().items():
         column = features[name].to_numpy()
@@ -54,28 +56,28 @@ def test_warmups_are_exactly_the_leading_nans(btc: pd.DataFrame) -> None:
 
 
 @pytest.mark.parametrize("window", ["rsi_window", "atr_window", "macd_signal", "macd_fast"])
-def test_windows_of_one_bar_are_valid_and_their_warmups_exact(btc: pd.DataFrame, window: str) -> None:
+def test_windows_of_one_bar_are_valid_and_their_warmups_exact(candles: pd.DataFrame, window: str) -> None:
     # a recursion with weight 1 on the new value keeps no memory: no settling bars (it raised a math domain
     # ValueError, for a value the validation accepts)
     spec = FeatureSpec(**{window: 1})
-    features = compute_features(btc.iloc[:600], spec)
+    features = compute_features(candles.iloc[:600], spec)
     for name, warm in spec.warmups().items():
         column = features[name].to_numpy()
         assert np.isnan(column[:warm]).all() and np.isfinite(column[warm:]).all(), name
 
 
-def test_recursive_features_barely_depend_on_the_series_start(btc: pd.DataFrame) -> None:
+def test_recursive_features_barely_depend_on_the_series_start(candles: pd.DataFrame) -> None:
     spec = FeatureSpec()
-    full = compute_features(btc, spec).iloc[1000 + spec.warmup:].reset_index(drop=True)
-    late = compute_features(btc.iloc[1000:].reset_index(drop=True), spec).iloc[spec.warmup:].reset_index(drop=True)
+    full = compute_features(candles, spec).iloc[1000 + spec.warmup:].reset_index(drop=True)
+    late = compute_features(candles.iloc[1000:].reset_index(drop=True), spec).iloc[spec.warmup:].reset_index(drop=True)
     assert (full["rsi_14"] - late["rsi_14"]).abs().max() < 100 * spec.recursive_tolerance  # RSI spans 0..100
     for name in ("macd", "macd_signal", "atr_ratio"):
         assert (full[name] - late[name]).abs().max() < 1e-3 * full[name].abs().max(), name
 
 
-def test_ta_cross_check_rsi_macd_bollinger_atr(btc: pd.DataFrame) -> None:
-    ours = compute_features(btc, FeatureSpec(recursive_tolerance=None))
-    close, high, low = btc["close"], btc["high"], btc["low"]
+def test_ta_cross_check_rsi_macd_bollinger_atr(candles: pd.DataFrame) -> None:
+    ours = compute_features(candles, FeatureSpec(recursive_tolerance=None))
+    close, high, low = candles["close"], candles["high"], candles["low"]
     checks = {
         "rsi_14": ta.momentum.RSIIndicator(close, window=14).rsi(),
         "macd": ta.trend.MACD(close, 26, 12, 9).macd() / close,
@@ -91,27 +93,27 @@ def test_ta_cross_check_rsi_macd_bollinger_atr(btc: pd.DataFrame) -> None:
     np.testing.assert_allclose(ours["bollinger_pct_b"].iloc[19:], checks["bollinger_pct_b"].iloc[19:], rtol=1e-9)
 
 
-def test_simple_feature_values(btc: pd.DataFrame) -> None:
-    features = compute_features(btc, FeatureSpec(return_horizons=(1, 4), vol_window=3))
-    close = btc["close"].to_numpy()
+def test_simple_feature_values(candles: pd.DataFrame) -> None:
+    features = compute_features(candles, FeatureSpec(return_horizons=(1, 4), vol_window=3))
+    close = candles["close"].to_numpy()
     np.testing.assert_allclose(features["log_return_4"].iloc[10], np.log(close[10] / close[6]))
     r = np.diff(np.log(close))
     np.testing.assert_allclose(features["realized_vol_3"].iloc[10], np.sqrt((r[7:10] ** 2).sum()))
     total = features["body_ratio"].abs() + features["upper_wick_ratio"] + features["lower_wick_ratio"]
-    flat = (btc["high"] == btc["low"]).to_numpy()
+    flat = (candles["high"] == candles["low"]).to_numpy()
     np.testing.assert_allclose(total[~flat], 1.0)
     assert (features[["upper_wick_ratio", "lower_wick_ratio"]] >= -1e-12).all().all()
 
 
-def test_signed_volume_is_opt_in_causal_and_signs_the_volume_z_score(btc: pd.DataFrame) -> None:
+def test_signed_volume_is_opt_in_causal_and_signs_the_volume_z_score(candles: pd.DataFrame) -> None:
     assert "signed_volume_z" not in FeatureSpec().columns()  # opt-in: the default feature set is unchanged
     spec = FeatureSpec(groups=("volume_z", "signed_volume"))
-    features = compute_features(btc, spec)
-    sign = np.sign(btc["close"] - btc["open"]).to_numpy()
+    features = compute_features(candles, spec)
+    sign = np.sign(candles["close"] - candles["open"]).to_numpy()
     np.testing.assert_allclose(features["signed_volume_z"].to_numpy(), sign * features["volume_z"].to_numpy())
     assert spec.warmups()["signed_volume_z"] == 167 and np.isfinite(features["signed_volume_z"].iloc[167:]).all()
     t = 1500
-    perturbed = compute_features(_perturb_after(btc, t, np.random.default_rng(3)), spec)
+    perturbed = compute_features(_perturb_after(candles, t, np.random.default_rng(3)), spec)
     pd.testing.assert_frame_equal(perturbed.iloc[: t + 1], features.iloc[: t + 1], check_exact=True)
 
 
@@ -137,8 +139,8 @@ def test_spec_json_round_trip_and_validation() -> None:
         FeatureSpec.from_dict({"rsi_window": 14, "colour": "red"})
 
 
-def test_missing_turnover_dropped_or_rejected(btc: pd.DataFrame) -> None:
-    no_turnover = btc.drop(columns="turnover").iloc[:400]
+def test_missing_turnover_dropped_or_rejected(candles: pd.DataFrame) -> None:
+    no_turnover = candles.drop(columns="turnover").iloc[:400]
     features = compute_features(no_turnover)
     assert "turnover_z" not in features.columns and "volume_z" in features.columns
     with pytest.raises(DataFormatError, match="turnover"):

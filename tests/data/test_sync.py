@@ -14,6 +14,8 @@ from reformer.data.store import KlineStore
 from reformer.data.sync import SyncReport, parse_time_ms, sync_klines, sync_klines_blocking
 from reformer.errors import InvalidIntervalError, InvalidSymbolError, UserInputError
 
+from ..synthetic import Candles
+
 T = TypeVar("T")
 HOUR = 3_600_000
 YEAR_2024 = (1_704_067_200_000, 1_735_686_000_000)  # first and last hourly open time of 2024, epoch ms
@@ -36,8 +38,8 @@ def kline_params(fake: FakeExchange) -> list[tuple[int, int]]:
     return [(int(r.params["start"]), int(r.params["end"])) for r in fake.requests if r.path.endswith("/kline")]
 
 
-def test_a_year_lands_exactly_with_a_truthful_report(tmp_path: Path, btc_klines: list[Kline],
-                                                     year: list[Kline]) -> None:
+def test_a_year_lands_exactly_with_a_truthful_report(tmp_path: Path, candle_source: Candles) -> None:
+    year = candle_source.year
     seen: list[tuple[int, int]] = []
 
     async def scenario(fake: FakeExchange, client: BybitClient) -> SyncReport:
@@ -48,7 +50,7 @@ def test_a_year_lands_exactly_with_a_truthful_report(tmp_path: Path, btc_klines:
         assert fake.count() == report.kline_requests == 9
         return report
 
-    report = run_with_fake(btc_klines, scenario)
+    report = run_with_fake(candle_source.klines, scenario)
     assert (report.rows_added, report.pages, report.gaps) == (8784, 9, ())
     assert (report.start, report.end) == YEAR_2024
     assert report.stored is not None and report.stored.candle_count == 8784
@@ -57,8 +59,8 @@ def test_a_year_lands_exactly_with_a_truthful_report(tmp_path: Path, btc_klines:
     assert seen[-1] == (8784, 8784) and {total for _, total in seen} == {8784}
 
 
-def test_the_open_candle_is_never_stored_and_lands_once_closed(tmp_path: Path, year: list[Kline]) -> None:
-    day = year[:48]
+def test_the_open_candle_is_never_stored_and_lands_once_closed(tmp_path: Path, synthetic_year: list[Kline]) -> None:
+    day = synthetic_year[:48]
 
     async def scenario(fake: FakeExchange, client: BybitClient) -> None:
         with KlineStore(tmp_path / "k.sqlite") as store:
@@ -76,8 +78,8 @@ def test_the_open_candle_is_never_stored_and_lands_once_closed(tmp_path: Path, y
     run_with_fake(day, scenario)
 
 
-def test_a_second_identical_fetch_asks_for_no_klines(tmp_path: Path, year: list[Kline]) -> None:
-    week = year[:168]
+def test_a_second_identical_fetch_asks_for_no_klines(tmp_path: Path, synthetic_year: list[Kline]) -> None:
+    week = synthetic_year[:168]
 
     async def scenario(fake: FakeExchange, client: BybitClient) -> None:
         with KlineStore(tmp_path / "k.sqlite") as store:
@@ -90,20 +92,20 @@ def test_a_second_identical_fetch_asks_for_no_klines(tmp_path: Path, year: list[
     run_with_fake(week, scenario)
 
 
-def test_holes_the_exchange_also_lacks_are_reported_not_filled(tmp_path: Path, year: list[Kline]) -> None:
-    hole = year[50:56]
-    served = year[:50] + year[56:200]
+def test_holes_the_exchange_also_lacks_are_reported_not_filled(tmp_path: Path, synthetic_year: list[Kline]) -> None:
+    hole = synthetic_year[50:56]
+    served = synthetic_year[:50] + synthetic_year[56:200]
 
     async def scenario(fake: FakeExchange, client: BybitClient) -> None:
         with KlineStore(tmp_path / "k.sqlite") as store:
-            report = await sync_klines(client, store, "BTCUSDT", "60", start=year[0].start_time,
-                                       end=year[198].start_time)
+            report = await sync_klines(client, store, "BTCUSDT", "60", start=synthetic_year[0].start_time,
+                                       end=synthetic_year[198].start_time)
             assert report.gaps == ((hole[0].start_time, hole[-1].start_time),)
             assert report.missing_candles == 6 and "1 gap(s), 6 candles" in report.summary()
             assert store.load(*KEY) == served[:-1]
             fake.clear_log()
-            again = await sync_klines(client, store, "BTCUSDT", "60", start=year[0].start_time,
-                                      end=year[198].start_time)
+            again = await sync_klines(client, store, "BTCUSDT", "60", start=synthetic_year[0].start_time,
+                                      end=synthetic_year[198].start_time)
             # only the hole is asked for again, and it stays a reported gap
             assert kline_params(fake) == [(hole[0].start_time, hole[-1].start_time)]
             assert again.rows_added == 0 and again.gaps == report.gaps
@@ -111,24 +113,24 @@ def test_holes_the_exchange_also_lacks_are_reported_not_filled(tmp_path: Path, y
     run_with_fake(served, scenario)
 
 
-def test_store_holes_close_together_share_a_request(tmp_path: Path, year: list[Kline]) -> None:
+def test_store_holes_close_together_share_a_request(tmp_path: Path, synthetic_year: list[Kline]) -> None:
     holes = [(100, 111), (500, 521), (5000, 5011)]  # index ranges, end exclusive
     missing = {i for lo, hi in holes for i in range(lo, hi)}
 
     async def scenario(fake: FakeExchange, client: BybitClient) -> None:
         with KlineStore(tmp_path / "k.sqlite") as store:
-            store.upsert(*KEY, [k for i, k in enumerate(year) if i not in missing])
+            store.upsert(*KEY, [k for i, k in enumerate(synthetic_year) if i not in missing])
             report = await sync_klines(client, store, "BTCUSDT", "60", start=YEAR_2024[0], end=YEAR_2024[1])
-            assert store.load(*KEY) == year
+            assert store.load(*KEY) == synthetic_year
             # holes 1 and 2 fall into one 1000-candle window; hole 3 needs its own
             assert fake.count() == report.kline_requests == 2
             assert report.rows_added == len(missing) and report.gaps == ()
 
-    run_with_fake([*year, year[-1]._replace(start_time=YEAR_2024[1] + HOUR)], scenario)
+    run_with_fake([*synthetic_year, synthetic_year[-1]._replace(start_time=YEAR_2024[1] + HOUR)], scenario)
 
 
-def test_ranges_are_clamped_to_the_listing(tmp_path: Path, year: list[Kline]) -> None:
-    listed = year[1000:1100]
+def test_ranges_are_clamped_to_the_listing(tmp_path: Path, synthetic_year: list[Kline]) -> None:
+    listed = synthetic_year[1000:1100]
 
     async def scenario(fake: FakeExchange, client: BybitClient) -> None:
         with KlineStore(tmp_path / "k.sqlite") as store:
@@ -137,13 +139,14 @@ def test_ranges_are_clamped_to_the_listing(tmp_path: Path, year: list[Kline]) ->
             assert store.load(*KEY) == listed[:-1]
             assert min(start for start, _ in kline_params(fake)) == listed[0].start_time
             with pytest.raises(UserInputError, match="no closed BTCUSDT 60 candle"):
-                await sync_klines(client, store, "BTCUSDT", "60", start=YEAR_2024[0], end=year[999].start_time)
+                await sync_klines(client, store, "BTCUSDT", "60", start=YEAR_2024[0],
+                                  end=synthetic_year[999].start_time)
 
     run_with_fake(listed, scenario)
 
 
-def test_limit_start_end_combinations(tmp_path: Path, year: list[Kline]) -> None:
-    days = year[:240]
+def test_limit_start_end_combinations(tmp_path: Path, synthetic_year: list[Kline]) -> None:
+    days = synthetic_year[:240]
 
     async def scenario(fake: FakeExchange, client: BybitClient) -> None:
         with KlineStore(tmp_path / "k.sqlite") as store:
@@ -158,13 +161,13 @@ def test_limit_start_end_combinations(tmp_path: Path, year: list[Kline]) -> None
     run_with_fake(days, scenario)
 
 
-def test_an_empty_store_without_bounds_gets_the_latest_1000(tmp_path: Path, year: list[Kline]) -> None:
+def test_an_empty_store_without_bounds_gets_the_latest_1000(tmp_path: Path, synthetic_year: list[Kline]) -> None:
     async def scenario(fake: FakeExchange, client: BybitClient) -> SyncReport:
         return await sync_klines(client, tmp_path / "k.sqlite", "BTCUSDT", "1h")
 
-    report = run_with_fake(year[:1500], scenario)
+    report = run_with_fake(synthetic_year[:1500], scenario)
     assert report.interval == "60" and report.rows_added == 1000
-    assert (report.start, report.end) == (year[499].start_time, year[1498].start_time)
+    assert (report.start, report.end) == (synthetic_year[499].start_time, synthetic_year[1498].start_time)
 
 
 @pytest.mark.parametrize(("args", "error", "match"), [
@@ -174,8 +177,9 @@ def test_an_empty_store_without_bounds_gets_the_latest_1000(tmp_path: Path, year
     ({"interval": "7"}, InvalidIntervalError, "invalid interval"),
     ({"interval": "M"}, InvalidIntervalError, "calendar month"),
 ])
-def test_bad_arguments_fail_before_any_request_or_write(tmp_path: Path, year: list[Kline], args: dict[str, Any],
-                                                       error: type[Exception], match: str) -> None:
+def test_bad_arguments_fail_before_any_request_or_write(tmp_path: Path, synthetic_year: list[Kline],
+                                                       args: dict[str, Any], error: type[Exception],
+                                                       match: str) -> None:
     db = tmp_path / "k.sqlite"
 
     async def scenario(fake: FakeExchange, client: BybitClient) -> None:
@@ -184,11 +188,11 @@ def test_bad_arguments_fail_before_any_request_or_write(tmp_path: Path, year: li
             await sync_klines(client, db, "BTCUSDT", **kwargs)
         assert fake.count(None) == 0
 
-    run_with_fake(year[:10], scenario)
+    run_with_fake(synthetic_year[:10], scenario)
     assert not db.exists()
 
 
-def test_an_unknown_symbol_never_opens_the_store(tmp_path: Path, year: list[Kline]) -> None:
+def test_an_unknown_symbol_never_opens_the_store(tmp_path: Path, synthetic_year: list[Kline]) -> None:
     db = tmp_path / "k.sqlite"
 
     async def scenario(fake: FakeExchange, client: BybitClient) -> None:
@@ -196,17 +200,17 @@ def test_an_unknown_symbol_never_opens_the_store(tmp_path: Path, year: list[Klin
             await sync_klines(client, db, "ETHUSDT", "60", limit=10)
         assert fake.count() == 0
 
-    run_with_fake(year[:10], scenario)
+    run_with_fake(synthetic_year[:10], scenario)
     assert not db.exists()
 
 
-def test_the_blocking_wrapper_runs_its_own_loop(tmp_path: Path, year: list[Kline]) -> None:
-    with FakeExchange({KEY: year[:30]}) as fake:
+def test_the_blocking_wrapper_runs_its_own_loop(tmp_path: Path, synthetic_year: list[Kline]) -> None:
+    with FakeExchange({KEY: synthetic_year[:30]}) as fake:
         report = sync_klines_blocking("btcusdt", 60, store=tmp_path / "k.sqlite", base_url=fake.base_url,
                                       limit=10, rate_limit=None)
     assert report.symbol == "BTCUSDT" and report.rows_added == 10
     with KlineStore(tmp_path / "k.sqlite") as store:
-        assert store.load(*KEY) == year[19:29]
+        assert store.load(*KEY) == synthetic_year[19:29]
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -1,8 +1,10 @@
-"""Generic CSV time series: ETTh1 loading, the standard LSTF split protocol, malformed files."""
+"""Generic CSV time series: ETTh1 (and a synthetic file in its layout) loading, the standard LSTF split protocol,
+malformed files."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -11,23 +13,39 @@ import pytest
 from reformer.data.timeseries import TimeSeries, load_timeseries_csv, lstf_borders, lstf_splits
 from reformer.errors import ConfigError, DataFormatError, UserInputError
 
-ETT_COLUMNS = ("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT")
+from ..synthetic import ETT_COLUMNS, write_ett_like_csv
+
+
+class EttFile(NamedTuple):
+    path: Path
+    first_ot: float
+    """The first row's OT value as the file writes it."""
+
+
+@pytest.fixture(scope="module", params=["synthetic", "real"])
+def ett_file(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> EttFile:
+    """A series in ETTh1's layout and length (tests/synthetic.py), then the real ETTh1: the protocol's borders and
+    train-only scaling depend on the layout and the length only."""
+    if request.param == "real":
+        return EttFile(request.getfixturevalue("etth1_csv"), 30.5310001373291)
+    path = tmp_path_factory.mktemp("ett") / "ETTh1_like.csv"
+    return EttFile(path, float(write_ett_like_csv(path)[0, -1]))
 
 
 @pytest.fixture(scope="module")
-def etth1(etth1_csv: Path) -> TimeSeries:
-    return load_timeseries_csv(etth1_csv, target="OT", features="M")
+def etth1(ett_file: EttFile) -> TimeSeries:
+    return load_timeseries_csv(ett_file.path, target="OT", features="M")
 
 
-def test_load_etth1(etth1: TimeSeries, etth1_csv: Path) -> None:
+def test_load_etth1(etth1: TimeSeries, ett_file: EttFile) -> None:
     assert etth1.values.shape == (17_420, 7) and etth1.columns == ETT_COLUMNS
     assert etth1.timestamps is not None
     assert etth1.timestamps[0] == pd.Timestamp("2016-07-01 00:00", tz="UTC").value // 1_000_000
     assert (np.diff(etth1.timestamps) == 3_600_000).all()
-    np.testing.assert_allclose(etth1.values[0, -1], 30.5310001373291)
-    univariate = load_timeseries_csv(etth1_csv, target="HULL", features="S")
+    np.testing.assert_allclose(etth1.values[0, -1], ett_file.first_ot)
+    univariate = load_timeseries_csv(ett_file.path, target="HULL", features="S")
     assert univariate.columns == ("HULL",) and univariate.values.shape == (17_420, 1)
-    ms = load_timeseries_csv(etth1_csv, target="HULL", features="MS")
+    ms = load_timeseries_csv(ett_file.path, target="HULL", features="MS")
     assert ms.columns[-1] == "HULL" and len(ms.columns) == 7  # the target is moved last
     np.testing.assert_array_equal(ms.values[:, -1], univariate.values[:, 0])
 

@@ -12,12 +12,14 @@ import pandas as pd
 import pytest
 
 from reformer.cli import main
-from reformer.data import SyntheticMarketConfig, read_klines_frame, synthetic_frame, write_klines
+from reformer.data import SyntheticMarketConfig, synthetic_frame, write_klines
 from reformer.errors import ConfigError, UserInputError
 from reformer.training import TrainConfig, read_meta
 from reformer.training.crypto import first_unseen_bar
 from reformer.training.crypto_folds import FoldSettings, evaluate_walk_forward
 from reformer.training.metrics import information_coefficient, regression_metrics
+
+from ..synthetic import Candles
 
 SEQ, HORIZON = 32, 12
 TINY = {"d_model": 8, "n_heads": 2, "n_layers": 1, "n_hash_rounds": 1, "n_buckets": 2, "chunk_size": 16,
@@ -201,20 +203,20 @@ def test_too_few_windows_for_the_folds_is_a_user_error(frame: pd.DataFrame) -> N
 
 
 @pytest.fixture(scope="module")
-def btc_slice(btc_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("btc") / "btc_slice.csv"
-    write_klines(read_klines_frame(btc_csv).iloc[-1500:], path)
+def candle_slice(candle_source: Candles, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The last 1,500 hourly candles of the synthetic series, then of the real BTC file."""
+    path = tmp_path_factory.mktemp("candles") / "candle_slice.csv"
+    write_klines(candle_source.klines[-1500:], path)
     return path
 
 
-def test_cli_walk_forward_json_on_real_candles(btc_slice: Path, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_walk_forward_json(candle_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "tiny.toml"
     config.write_text("[data]\nseq_len = 32\nhorizon = 24\n[model]\nd_model = 8\nn_heads = 2\nn_layers = 1\n"
                       "chunk_size = 16\nn_buckets = 2\n[train]\nepochs = 1\nbatch_size = 32\n"
                       "max_batches_per_epoch = 2\ndevice = \"cpu\"\n")
     out = tmp_path / "wf"
-    assert main(["train", "--csv", str(btc_slice), "--config", str(config), "--walk-forward", "2",
+    assert main(["train", "--csv", str(candle_slice), "--config", str(config), "--walk-forward", "2",
                  "--fold-test", "200", "--out", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["pooled"]["windows"] == 400 and report["pooled"]["horizon"] == 24
@@ -223,7 +225,7 @@ def test_cli_walk_forward_json_on_real_candles(btc_slice: Path, tmp_path: Path,
     assert (out / "fold_1" / "metrics.csv").is_file()
     # the out-of-sample predictions backtest as they are
     first = report["pooled"]["first_timestamp"]
-    assert main(["backtest", "--csv", str(btc_slice), "--predictions", str(out / "predictions.csv"),
+    assert main(["backtest", "--csv", str(candle_slice), "--predictions", str(out / "predictions.csv"),
                  "--start", str(first), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert pd.Timestamp(stats["start"]) == pd.to_datetime(first, unit="ms", utc=True) and stats["n_trades"] > 0
@@ -239,8 +241,8 @@ def test_cli_walk_forward_json_on_real_candles(btc_slice: Path, tmp_path: Path,
     (["--walk-forward", "-1"], "positive whole numbers"),
     (["--walk-forward", "40", "--fold-test", "500"], "window"),
 ])
-def test_cli_bad_walk_forward_settings_exit_2_with_one_line(btc_slice: Path, tmp_path: Path, args: list[str],
+def test_cli_bad_walk_forward_settings_exit_2_with_one_line(candle_slice: Path, tmp_path: Path, args: list[str],
                                                             words: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["train", "--csv", str(btc_slice), "--out", str(tmp_path / "wf"), *args]) == 2
+    assert main(["train", "--csv", str(candle_slice), "--out", str(tmp_path / "wf"), *args]) == 2
     err = capsys.readouterr().err
     assert words in err and len(err.strip().splitlines()) == 1

@@ -22,6 +22,8 @@ from reformer.training.forecast import (
 )
 from reformer.training.lstf import WindowSet, blend_weight, drop_last_windows, evaluate_forecaster, evaluate_forecasters
 
+from ..synthetic import write_ett_like_csv
+
 # evaluation.md §2.6: Repeat on ETTh1 (train-only z-score, every test window), MSE / MAE.
 REPEAT_M = {96: (1.294, 0.713), 192: (1.325, 0.733), 336: (1.330, 0.746), 720: (1.335, 0.755)}
 REPEAT_S = {24: (0.034, 0.139), 96: (0.069, 0.203), 720: (0.129, 0.283)}
@@ -37,6 +39,28 @@ def test_repeat_reproduces_the_published_etth1_numbers(etth1_csv: Path, features
     assert metrics.mse == pytest.approx(expected_mse, abs=0.01)
     assert metrics.mae == pytest.approx(expected_mae, abs=0.01)
     assert metrics.n_windows == 2880 - horizon + 1  # every test window, no drop_last
+
+
+@pytest.mark.parametrize(("features", "horizon"), [("M", 96), ("S", 720)])
+def test_repeat_scores_every_test_window_of_a_series_in_etth1s_layout(tmp_path: Path, features: str,
+                                                                       horizon: int) -> None:
+    # the published numbers above belong to ETTh1 itself; on a synthetic file of its layout and length the same
+    # pipeline (ett-hour borders, train-only z-score, every test window) is checked against Repeat done by hand
+    path = tmp_path / "ett_like.csv"
+    raw = write_ett_like_csv(path)
+    if features == "S":
+        raw = raw[:, -1:]  # OT, the default target
+    series = load_timeseries_csv(path, features=features)  # type: ignore[arg-type]
+    splits = lstf_splits(series, seq_len=96, pred_len=horizon, protocol="ett_hour")
+    metrics = evaluate_forecaster(lambda x: repeat_forecast(x, horizon), WindowSet(splits.test, 96, horizon),
+                                  batch_size=1000)
+    train = raw[:8640]
+    test = ((raw - train.mean(axis=0)) / train.std(axis=0))[8640 + 2880 - 96:14400]
+    starts = np.arange(len(test) - 96 - horizon + 1)
+    errors = np.stack([test[s + 96:s + 96 + horizon] - test[s + 95] for s in starts])  # (windows, h, c)
+    assert metrics.n_windows == len(starts) == 2880 - horizon + 1
+    assert metrics.mse == pytest.approx(float(np.mean(errors**2)), rel=1e-5)
+    assert metrics.mae == pytest.approx(float(np.mean(np.abs(errors))), rel=1e-5)
 
 
 def test_metrics_cover_every_window_even_with_a_ragged_last_batch() -> None:
