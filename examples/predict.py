@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from reformer.data import KlineStore, require_series
+from reformer.data.sync import format_ms
 from reformer.errors import run_main
 from reformer.training import predict_latest, resolve_checkpoint_dir
 
@@ -15,7 +16,7 @@ from reformer.training import predict_latest, resolve_checkpoint_dir
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="run directory or checkpoint")
-    parser.add_argument("--symbol", default="BTCUSDT")
+    parser.add_argument("--symbol", default="BTCUSDT", type=lambda text: text.strip().upper())
     parser.add_argument("--interval", default="60")
     parser.add_argument("--category", default="linear")
     parser.add_argument("--db", default=None)
@@ -24,7 +25,7 @@ def main() -> None:
     with KlineStore(args.db) as store:
         frame = require_series(store, args.category, args.symbol, args.interval)
     latest = predict_latest(checkpoint, frame)
-    print(f"latest closed candle (open time, ms): {latest.timestamp}")
+    print(f"latest closed candle (open time): {format_ms(latest.timestamp)}")
     print(f"predicted {latest.horizon}-bar log return: {latest.predicted_return:+.5f}")
     print(f"direction: {latest.direction}, confidence {latest.confidence:.2f}")
 

@@ -70,7 +70,7 @@ class DemoResult:
 
 
 def run_demo(report_dir: str | Path, *, n_bars: int = 20_000, seq_len: int = 256, epochs: int = 10,
-             seed: int = 0, say: Callable[[str], None] = print) -> DemoResult:
+             seed: int = 0, say: Callable[[str], None] = print, progress: bool = True) -> DemoResult:
     """Run the whole offline pipeline and write `report_dir`.
 
     Args:
@@ -80,6 +80,7 @@ def run_demo(report_dir: str | Path, *, n_bars: int = 20_000, seq_len: int = 256
         epochs: training epochs (each a random sample of windows).
         seed: seeds the market, the model and the training.
         say: progress messages.
+        progress: show the training loop's progress bar (on stderr, and only when it is a terminal).
     Returns:
         A `DemoResult`.
     """
@@ -114,7 +115,7 @@ def run_demo(report_dir: str | Path, *, n_bars: int = 20_000, seq_len: int = 256
     trained = train_crypto(frame, seq_len=seq_len, horizon=recipe.horizon, model_overrides=recipe.model,
                            train_config=recipe.train, spec=recipe.spec,
                            out_dir=out / "run", source={"symbol": SYMBOL, "interval": INTERVAL, "category": CATEGORY,
-                                                        "origin": "demo fake exchange"}, progress=False)
+                                                        "origin": "demo fake exchange"}, progress=progress)
     evaluation = trained.evaluation
     latest = predict_latest(out / "run", frame)
     plot_attention(out / "run", frame, out / "attention.png")

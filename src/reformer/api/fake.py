@@ -1,6 +1,6 @@
 """A local fake of Bybit's public V5 market data: real HTTP and WebSocket servers on 127.0.0.1.
 
-Built for tests and offline demos, faithful to the subset in docs/bybit-v5.md:
+Built for tests and offline demos, faithful to this subset of Bybit's V5 API:
 
 * REST (HTTP/1.1, keep-alive) on `base_url`: /v5/market/time, /kline, /mark-price-kline, /index-price-kline,
   /instruments-info, /funding/history; anything else is HTTP 404.
@@ -240,19 +240,20 @@ class FakeExchange:
         await self._ws.wait_for_pings(count)
 
 
-def run_fake_exchange(csv_path: str | Path, port: int = 0, host: str = "127.0.0.1", *, ws_port: int = 0,
-                      symbol: str = "BTCUSDT", category: str = "linear", interval: str = "60") -> None:
-    """Serve one CSV series until interrupted (Ctrl-C); prints the REST and WebSocket URLs first.
+def run_fake_exchange(source: str | Path | Sequence[Kline], port: int = 0, host: str = "127.0.0.1", *,
+                      ws_port: int = 0, symbol: str = "BTCUSDT", category: str = "linear",
+                      interval: str = "60") -> None:
+    """Serve one series until interrupted (Ctrl-C); prints the REST and WebSocket URLs first.
 
     Args:
-        csv_path: candles in the export format (see `klines_from_csv`).
+        source: a CSV of candles (see `klines_from_csv`), or the candles themselves.
         port, ws_port: REST and WebSocket ports (0: free ones).
         host: interface to bind (loopback by default; the fake has no authentication).
         symbol, category, interval: what the candles are, e.g. BTCUSDT / linear / "60".
     """
-    klines = klines_from_csv(csv_path)
+    klines = klines_from_csv(source) if isinstance(source, str | Path) else list(source)
     if not klines:
-        raise DataFormatError(f"{csv_path}: no candles; export some first")
+        raise DataFormatError(f"{source}: no candles; export some first")
 
     async def serve() -> None:
         async with FakeExchange({(category, symbol, interval): klines}, host=host, port=port,

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import UserInputError
+from .common import DEFAULT_SYMBOL, DbOpt, SymbolOpt
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,7 +54,10 @@ def _fmt(key: str, value: object) -> str:
 
 def _stats_table(result: BacktestResult, hold: BacktestResult) -> Table:
     """The strategy's statistics beside buy & hold (all equity long from the first fillable open, no fees)."""
-    table = Table(title=f"Backtest {result.start} .. {result.end}")
+    from ..data.sync import format_ms
+
+    first, last = (format_ms(round(moment.timestamp() * 1000)) for moment in (result.start, result.end))
+    table = Table(title=f"Backtest {first} .. {last}")
     table.add_column("statistic")
     table.add_column("strategy", justify="right")
     table.add_column("buy & hold", justify="right")
@@ -74,10 +78,10 @@ def _buy_and_hold(frame: pd.DataFrame, bar_times: pd.DatetimeIndex, initial_capi
 
 
 def backtest(
-    symbol: Annotated[str, typer.Option(help="Symbol, for the store and the report.")] = "BTCUSDT",
+    symbol: SymbolOpt = DEFAULT_SYMBOL,
     interval: Annotated[str, typer.Option(help="Bybit interval of the candles in the store.")] = "60",
     category: Annotated[str, typer.Option(help="spot, linear or inverse.")] = "linear",
-    db: Annotated[Path | None, typer.Option(help="Kline store (default: REFORMER_DB or ~/.reformer).")] = None,
+    db: DbOpt = None,
     csv: Annotated[Path | None, typer.Option(help="Read candles from this CSV instead of the store.")] = None,
     positions: Annotated[Path | None, typer.Option(help="CSV timestamp,position: target positions in [-1, 1].")] = None,
     predictions: Annotated[Path | None, typer.Option(help="CSV timestamp,prediction (`reformer predict`).")] = None,
@@ -91,7 +95,8 @@ def backtest(
     position_size: Annotated[float, typer.Option(help="Fraction of equity at target +-1, in (0, 1].")] = 0.1,
     stop_loss: Annotated[float, typer.Option(help="Stop distance, fraction of entry price (0 = off).")] = 0.02,
     take_profit: Annotated[float, typer.Option(help="Target distance, fraction of entry (0 = off).")] = 0.04,
-    commission: Annotated[float, typer.Option(help="Fee per fill, fraction of notional.")] = 0.001,
+    commission: Annotated[float, typer.Option(help="Fee per fill, fraction of notional (the default is Bybit's "
+                                                    "taker fee).")] = 0.00055,
     slippage: Annotated[float, typer.Option(help="Slippage, fraction of price, against the trader.")] = 0.0,
     allow_short: Annotated[bool, typer.Option(help="Allow short positions.")] = True,
     funding: Annotated[bool, typer.Option(help="Apply --funding-csv rates.")] = True,
@@ -174,16 +179,14 @@ def backtest(
 
 def _unseen(table: pd.DataFrame, checkpoint: Path) -> tuple[pd.DataFrame, int]:
     """The predictions of bars no model weight was fitted on (`first_unseen_bar`), and the first such bar."""
-    import pandas as pd
-
+    from ..data.sync import format_ms
     from ..training.crypto import first_unseen_bar
 
     first, where = first_unseen_bar(checkpoint)
     kept = table[table["timestamp"] >= first]
     if kept.empty:
-        raise UserInputError(f"no candles {where} ({pd.to_datetime(first, unit='ms', utc=True):%Y-%m-%d %H:%M} "
-                             f"UTC) for {checkpoint}: backtest newer candles, or pass --in-sample to trade bars the "
-                             "model was fitted on")
+        raise UserInputError(f"no candles {where} ({format_ms(first)}) for {checkpoint}: backtest newer candles, "
+                             "or pass --in-sample to trade bars the model was fitted on")
     if len(kept) < len(table):
         Console(stderr=True).print(f"trading the {len(kept)} bars {where}, which no weight was fitted on; "
                                    f"--in-sample adds the {len(table) - len(kept)} before")

@@ -11,11 +11,11 @@ from rich.console import Console
 from rich.table import Table
 
 from ..bench.attention import KERNELS, BenchSpec, Measurement, run_suite
+from .common import App
 
 __all__ = ["attention_table", "register"]
 
-bench_app = typer.Typer(help="Benchmarks: attention kernels and models, time and peak memory.",
-                        no_args_is_help=True)
+bench_app = App(help="Benchmarks: attention kernels and models, time and peak memory.", no_args_is_help=True)
 
 
 def _fmt_time(m: Measurement | None) -> str:

@@ -220,7 +220,7 @@ def targets(
     result = run_targets(TargetSpec(batch=batch, train_steps=train_steps, latency_calls=latency_calls,
                                     long_calls=long_calls, threads=threads))
     train, infer = result["train"], result["inference"]
-    table = Table(title="Default configuration (seq_len 168): issue-6 targets")
+    table = Table(title="Default configuration (seq_len 168): speed targets")
     for name in ("measure", "value", "target", "met"):
         table.add_column(name, justify="right")
     table.add_row(f"training step, batch {batch}: ours / sdpa (median)",

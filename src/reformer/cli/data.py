@@ -20,26 +20,23 @@ from typing import Annotated, cast
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ..api import BybitClient, BybitStream, Kline, interval_ms, parse_interval, run_fake_exchange
-from ..api.client import MAINNET_BASE_URL
 from ..api.intervals import INTERVAL_MS
 from ..data.csv_io import read_klines, write_klines
 from ..data.store import DEFAULT_DB_PATH, KlineStore
 from ..data.sync import ProgressCallback, SyncReport, format_ms, parse_time_ms, sync_klines_blocking
 from ..data.windows import bar_step
 from ..errors import DataFormatError, ExchangeUnavailableError, UserInputError
+from .common import DEFAULT_SYMBOL, DbOpt, SymbolOpt, exchange_url, symbol_option
 
 __all__ = ["register"]
 
-SymbolOpt = Annotated[str, typer.Option("--symbol", help="Instrument, e.g. BTCUSDT.")]
 IntervalOpt = Annotated[str, typer.Option("--interval", help="Bybit interval: 1,3,5,15,30,60,120,240,360,720,D,W "
                                                             "(or 1m/1h/4h/1d/1w).")]
 CategoryOpt = Annotated[str, typer.Option("--category", help="Market: linear, inverse or spot.")]
-DbOpt = Annotated[Path | None, typer.Option("--db", help="Kline store (SQLite). Default: $REFORMER_DB, else "
-                                                         "~/.reformer/klines.sqlite.")]
 BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="REST root. Default: $BYBIT_BASE_URL, else "
                                                                    "https://api.bybit.com.")]
 RetriesOpt = Annotated[int, typer.Option("--retries", help="Retries per request on transient failures (>= 0).")]
@@ -47,8 +44,8 @@ TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds per HTTP a
 
 
 def fetch(
-    symbol: SymbolOpt,
     interval: IntervalOpt,
+    symbol: SymbolOpt = DEFAULT_SYMBOL,
     limit: Annotated[int | None, typer.Option(help="The latest N closed candles (or N from --start).")] = None,
     start: Annotated[str | None, typer.Option(help="First candle open time: ISO-8601 or epoch ms.")] = None,
     end: Annotated[str | None, typer.Option(help="Last candle open time: ISO-8601 or epoch ms.")] = None,
@@ -78,15 +75,14 @@ def fetch(
 
 
 def export(
-    symbol: SymbolOpt,
     interval: IntervalOpt,
     out: Annotated[Path, typer.Option("--out", help="Target file: .csv or .parquet (written atomically).")],
+    symbol: SymbolOpt = DEFAULT_SYMBOL,
     category: CategoryOpt = "linear",
     db: DbOpt = None,
 ) -> None:
     """Write one stored series as timestamp,open,high,low,close,volume,turnover (epoch ms, ascending)."""
     code = parse_interval(interval)
-    symbol = symbol.strip().upper()
     how = f"reformer fetch --symbol {symbol} --interval {code} --category {category} --limit 1000"
     path = _db_path(db)
     if not path.is_file():
@@ -98,21 +94,23 @@ def export(
                              f"--db {path}")
     count = write_klines(frame, out)
     first, last = int(frame["timestamp"].iat[0]), int(frame["timestamp"].iat[-1])
-    _console().print(f"wrote {count} candles ({format_ms(first)} .. {format_ms(last)} UTC) to {out}")
+    _console().print(f"wrote {count} candles ({format_ms(first)} .. {format_ms(last)}) to {out}")
 
 
 def import_(
-    csv: Annotated[Path, typer.Option("--csv", help="OHLCV file: the export format, the shared BTC file, or any "
-                                                    "CSV/Parquet with time, open, high, low, close, volume.")],
-    symbol: SymbolOpt,
+    csv: Annotated[Path, typer.Option("--csv", help="Candles in CSV or Parquet: the export format (`reformer "
+                                                    "export`), Bybit's kline CSV (with its timestamp_string "
+                                                    "column), or any OHLCV file with a time column (timestamp, "
+                                                    "time, date, ...: epoch s/ms or ISO-8601) and open, high, low, "
+                                                    "close, volume.")],
     interval: IntervalOpt,
+    symbol: SymbolOpt = DEFAULT_SYMBOL,
     category: CategoryOpt = "linear",
     db: DbOpt = None,
 ) -> None:
     """Store the candles of a CSV (or Parquet) file, all in one transaction; report rows added and gaps."""
     code = parse_interval(interval)
     step = interval_ms(code)
-    symbol = symbol.strip().upper()
     klines = read_klines(csv)  # the whole file is checked before the store is touched
     offset = 4 * 86_400_000 if code == "W" else 0  # weekly candles open on Mondays
     bad = next((k.start_time for k in klines if (k.start_time - offset) % step), None)
@@ -126,8 +124,8 @@ def import_(
         gaps = store.gaps(category, symbol, code, step, start=first, end=last)
         path = store.path
     console = _console()
-    console.print(f"imported {csv}: {len(klines)} candles ({format_ms(first)} .. {format_ms(last)} UTC), "
-                  f"+{added} new, into {path}")
+    console.print(f"imported {csv}: {len(klines)} {symbol} {code} {category} candles ({format_ms(first)} .. "
+                  f"{format_ms(last)}), +{added} new, into {path}")
     _print_gaps(console, gaps, step, "between the imported candles")
 
 
@@ -143,8 +141,8 @@ def _check_step(csv: Path, times: list[int], code: str, interval: str, step: int
 
 
 def stream(
-    symbol: SymbolOpt,
     interval: IntervalOpt,
+    symbol: SymbolOpt = DEFAULT_SYMBOL,
     category: CategoryOpt = "linear",
     db: DbOpt = None,
     base_url: BaseUrlOpt = None,
@@ -188,28 +186,57 @@ def stream(
 
 
 def fake_exchange(
-    csv: Annotated[Path, typer.Option("--csv", help="Candles in the export format "
-                                                    "(timestamp,open,high,low,close,volume,turnover).")],
+    csv: Annotated[Path | None, typer.Option("--csv", help="Serve these candles: the export format or any file "
+                                                           "`reformer import` reads.")] = None,
+    synthetic: Annotated[bool, typer.Option("--synthetic", help="Serve the demo's synthetic market instead (a "
+                                                                "signal planted 150 bars before its effect), "
+                                                                "ending at the current bar.")] = False,
+    bars: Annotated[int, typer.Option(help="With --synthetic: number of candles.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="With --synthetic: the market's seed (same seed, same prices).")] = 0,
     port: Annotated[int, typer.Option(help="REST port (0: a free one).")] = 0,
     host: Annotated[str, typer.Option(help="Interface to bind; the fake has no authentication.")] = "127.0.0.1",
     ws_port: Annotated[int, typer.Option(help="WebSocket port (0: a free one).")] = 0,
-    symbol: Annotated[str, typer.Option(help="Symbol the candles are served as.")] = "BTCUSDT",
+    symbol: Annotated[str, symbol_option("Instrument the candles are served as.")] = DEFAULT_SYMBOL,
     interval: Annotated[str, typer.Option(help="Interval the candles are served as.")] = "60",
     category: CategoryOpt = "linear",
 ) -> None:
-    """Serve a CSV as a local Bybit V5 (REST + WebSocket) until Ctrl-C; prints BYBIT_BASE_URL / BYBIT_WS_URL."""
+    """Serve a CSV (or a synthetic market) as a local Bybit V5 (REST + WebSocket) until Ctrl-C; prints
+    BYBIT_BASE_URL / BYBIT_WS_URL."""
     code = parse_interval(interval)
     for name, value in (("--port", port), ("--ws-port", ws_port)):
         if not 0 <= value <= 65535:
             raise UserInputError(f"{name} {value} is not a port; use 0 (any free one) to 65535")
-    if not csv.is_file():
-        raise UserInputError(f"--csv {csv}: no such file; export one with `reformer export --out FILE.csv`")
+    if (csv is None) == (not synthetic):
+        raise UserInputError("give either --csv FILE or --synthetic (the demo's market), not both or neither")
+    source: Path | list[Kline]
+    if csv is not None:
+        if not csv.is_file():
+            raise UserInputError(f"--csv {csv}: no such file; export one with `reformer export --out FILE.csv`")
+        source = csv
+    else:
+        if bars < 1:
+            raise UserInputError(f"--bars {bars} must be at least 1")
+        source = _synthetic_until_now(bars, seed, interval_ms(code))
     try:
-        run_fake_exchange(csv, port, host, ws_port=ws_port, symbol=symbol.strip().upper(), category=category,
-                          interval=code)
+        run_fake_exchange(source, port, host, ws_port=ws_port, symbol=symbol, category=category, interval=code)
     except OSError as exc:  # port taken, address not local
         raise UserInputError(f"cannot serve on {host}:{port} ({exc.strerror or exc}); pick another --port "
                              "(0 = any free one) or --host") from None
+
+
+def _synthetic_until_now(n_bars: int, seed: int, step_ms: int) -> list[Kline]:
+    """The demo's market with its newest candle open now (still forming, as on the exchange), so a fetch of the
+    latest candles finds recent dates."""
+    import dataclasses
+    import time
+
+    from ..data.synthetic import synthetic_klines
+    from ..demo import planted_signal_recipe
+
+    last_open = int(time.time() * 1000) // step_ms * step_ms
+    market = dataclasses.replace(planted_signal_recipe(n_bars=n_bars, seed=seed).market, interval_ms=step_ms,
+                                 start_time=last_open - (n_bars - 1) * step_ms)
+    return synthetic_klines(market)
 
 
 def register(app: typer.Typer) -> None:
@@ -227,7 +254,8 @@ def register(app: typer.Typer) -> None:
 @contextlib.contextmanager
 def _progress_bar(console: Console, label: str) -> Iterator[ProgressCallback]:
     """A rich progress bar (only on a terminal) and the callback that drives it."""
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task(label, total=None)
 
@@ -246,7 +274,7 @@ def _print_gaps(console: Console, gaps: list[tuple[int, int]], step: int, where:
     if not gaps:
         return
     table = Table(title=f"{len(gaps)} gap(s) {where} (reported, not filled)")
-    for name in ("first missing (UTC)", "last missing (UTC)", "candles"):
+    for name in ("first missing", "last missing", "candles"):
         table.add_column(name, justify="right")
     for first, last in gaps[:shown]:
         table.add_row(format_ms(first), format_ms(last), str((last - first) // step + 1))
@@ -262,11 +290,10 @@ def _candle_line(kline: Kline, new: bool) -> str:
 
 def _unavailable(exc: ExchangeUnavailableError, base_url: str | None, retries: int) -> ExchangeUnavailableError:
     """The client's error, reworded for the command line: where, why, and which option to change."""
-    url = base_url or os.environ.get("BYBIT_BASE_URL") or MAINNET_BASE_URL
     cause = exc.__cause__ if exc.__cause__ is not None else exc
     return ExchangeUnavailableError(
-        f"the exchange at {url} gave no usable answer in {retries + 1} attempt(s) (last: {cause}); check "
-        "--base-url / BYBIT_BASE_URL and the network, or try again later with more --retries",
+        f"the exchange at {exchange_url(base_url)} gave no usable answer in {retries + 1} attempt(s) (last: "
+        f"{cause}); check --base-url / BYBIT_BASE_URL and the network, or try again later with more --retries",
         code=exc.code, http_status=exc.http_status)
 
 

@@ -34,6 +34,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of market, model and training.")] = 0,
 ) -> None:
     """Offline end to end: fake exchange -> fetch -> store -> train -> evaluate -> predict -> backtest."""
+    from ..data.sync import format_ms
     from ..demo import run_demo
 
     console = Console(width=120)
@@ -42,8 +43,9 @@ def demo(
                       say=lambda text: console.print(f"[bold]>[/bold] {text}"))
     console.print(_metrics_table(result.evaluation))
     latest = result.latest
-    console.print(f"latest closed candle {latest['timestamp']}: predicted {latest['horizon']}-bar log return "
-                  f"{latest['predicted_return']:+.5f} ({latest['direction']}, confidence {latest['confidence']:.2f})")
+    console.print(f"latest closed candle {format_ms(latest['timestamp'])}: predicted {latest['horizon']}-bar log "
+                  f"return {latest['predicted_return']:+.5f} ({latest['direction']}, confidence "
+                  f"{latest['confidence']:.2f})")
     bt = result.backtest
     console.print(f"backtest of the test period (0.055% taker fee): total return {100 * bt['total_return']:+.2f} %, "
                   f"Sharpe {bt['sharpe_ratio'] or 0:.2f}, max drawdown {100 * bt['max_drawdown']:.2f} %, "

@@ -9,13 +9,14 @@ from typing import Annotated
 
 import typer
 
+from .common import PROTOCOL_HELP, check_protocol
+
 __all__ = ["register"]
 
 
 def evaluate(
     csv: Annotated[Path, typer.Option(help="Time-series CSV (date column, numeric columns), e.g. ETTh1.csv.")],
-    protocol: Annotated[str, typer.Option(help="Split: ett-hourly (12/4/4 months), ett-15min, ratio (70/10/20).")
-                        ] = "ett-hourly",
+    protocol: Annotated[str, typer.Option(help=f"Split: {PROTOCOL_HELP}.")] = "ett-hourly",
     seq_len: Annotated[int, typer.Option(help="Input (look-back) length in steps.")] = 336,
     horizon: Annotated[int, typer.Option(help="Forecast length in steps.")] = 96,
     features: Annotated[str, typer.Option(help="M: all channels in and out; S: target only; MS: all in, target "
@@ -66,6 +67,7 @@ def evaluate(
     from ..training.loop import TrainConfig, resolve_device
     from ..training.lstf import run_lstf
 
+    check_protocol(protocol)
     if features not in ("M", "S", "MS"):
         raise ValueError(f"--features {features!r} is invalid: use M, S or MS")
     if loss not in ("mse", "l1", "huber"):
@@ -88,7 +90,7 @@ def evaluate(
     stream = sys.stderr if json_out else sys.stdout  # with --json, stdout carries the JSON object only
     result = run_lstf(csv, protocol=protocol, seq_len=seq_len, horizon=horizon, features=features,  # type: ignore[arg-type]
                       target=target, model=model, train_config=train_config, ensemble=ensemble,
-                      drop_last_batch=drop_last_batch or None,
+                      drop_last_batch=drop_last_batch or None, progress=not json_out,
                       log=lambda line: print(line, file=stream, flush=True))
     payload = result.to_json()
     if out is not None:

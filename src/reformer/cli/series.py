@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ..errors import ConfigError, UserInputError
+from .common import check_protocol
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,13 +48,12 @@ def train_series(csv: Path, target: str, features: str, protocol: str, tables: d
     from ..training import TrainConfig
     from ..training.forecast import ForecastConfig
     from ..training.loop import resolve_device
-    from ..training.lstf import PROTOCOLS, run_lstf
+    from ..training.lstf import run_lstf
 
     if features not in ("M", "S", "MS"):
         raise UserInputError(f"--features {features!r} is invalid: use M (all columns in and out), S (the target "
                              "only) or MS (all in, the target out)")
-    if protocol not in PROTOCOLS:
-        raise UserInputError(f"--protocol {protocol!r} is invalid: use one of {', '.join(PROTOCOLS)}")
+    check_protocol(protocol)
     bad = sorted(set(tables["data"]) - _SERIES_DATA_KEYS)
     if bad:
         raise ConfigError(f"[data] keys {bad} are for candle models; a series model (--target) takes "
@@ -108,12 +108,11 @@ def predict_series(run: Path, csv: Path | None, all_windows: bool, out: Path | N
         typer.echo(json.dumps(result))
         return
     if "forecast" in result:
-        import pandas as pd
+        from ..data.sync import format_ms
 
         rows = result["forecast"]
         target = result["target"]
-        start = ("" if result["last_timestamp"] is None else
-                 f" after {pd.to_datetime(result['last_timestamp'], unit='ms', utc=True):%Y-%m-%d %H:%M} UTC")
+        start = "" if result["last_timestamp"] is None else f" after {format_ms(result['last_timestamp'])}"
         typer.echo(f"{target}: forecast of the next {result['horizon']} rows{start}: first {rows[0][target]:.4f}, "
                    f"last {rows[-1][target]:.4f}, mean {sum(r[target] for r in rows) / len(rows):.4f}")
     if "rows" in result:

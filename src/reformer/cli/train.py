@@ -24,7 +24,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import ConfigError, UserInputError
+from ..errors import ConfigError, ExchangeUnavailableError, UserInputError
+from .common import DEFAULT_SYMBOL, PROTOCOL_HELP, DbOpt, SymbolOpt, exchange_url
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,9 +72,23 @@ def _store_frame(symbol: str, interval: str, category: str, db: Path | None, off
         return frame
     from ..data.sync import sync_klines_blocking
 
-    sync_klines_blocking(symbol, interval, store=db, category=category)
+    try:
+        sync_klines_blocking(symbol, interval, store=db, category=category)
+    except ExchangeUnavailableError as exc:
+        raise _no_exchange(exc, symbol, interval, category) from None
     with KlineStore(db) as store:
         return store.load_frame(category, symbol, interval)
+
+
+def _no_exchange(exc: ExchangeUnavailableError, symbol: str, interval: str,
+                 category: str) -> ExchangeUnavailableError:
+    """The client's error in `train`'s terms: `train` has no retry option, but two ways not to need the exchange."""
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    return ExchangeUnavailableError(
+        f"the store holds no {category} {symbol} {interval} candles and the exchange at {exchange_url(None)} could "
+        f"not be reached to fetch them (last: {cause}); train on stored candles with --offline (fill the store "
+        f"with `reformer fetch --symbol {symbol} --interval {interval} --category {category}` when the exchange "
+        "answers), or on a file with --csv FILE", code=exc.code, http_status=exc.http_status)
 
 
 def _load_frame(csv: Path | None, symbol: str, interval: str, category: str, db: Path | None,
@@ -129,13 +144,13 @@ def _evaluation_table(evaluation: dict[str, Any]) -> Table:
 
 
 def train(
-    symbol: Annotated[str, typer.Option(help="Symbol in the store, e.g. BTCUSDT.")] = "BTCUSDT",
+    symbol: SymbolOpt = DEFAULT_SYMBOL,
     interval: Annotated[str, typer.Option(help="Bybit interval (60, 240, D) or 1h/4h/1d.")] = "60",
     category: Annotated[str, typer.Option(help="Bybit category of the stored series.")] = "linear",
     epochs: Annotated[int | None, typer.Option(help=r"Maximum epochs (overrides \[train].epochs).")] = None,
     config: Annotated[Path | None, typer.Option(help=r"TOML with \[model], \[train], \[data] tables.")] = None,
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/SYMBOL_INTERVAL).")] = None,
-    db: Annotated[Path | None, typer.Option(help="Kline store (SQLite) path.")] = None,
+    db: DbOpt = None,
     offline: Annotated[bool, typer.Option(help="Never fetch; fail if the store lacks the series.")] = False,
     csv: Annotated[Path | None, typer.Option(help="Train on a kline CSV instead of the store (with --target: any "
                                                   "time-series CSV).")] = None,
@@ -144,8 +159,7 @@ def train(
                                                     "candle model.")] = None,
     features: Annotated[str, typer.Option(help="With --target: M (all columns in and out), S (the target only), "
                                                "MS (all in, the target out).")] = "M",
-    protocol: Annotated[str, typer.Option(help="With --target: the split, ratio (70/10/20), ett-hourly or "
-                                               "ett-15min.")] = "ratio",
+    protocol: Annotated[str, typer.Option(help=f"With --target: the split, {PROTOCOL_HELP}.")] = "ratio",
     seq_len: Annotated[int | None, typer.Option(help="Bars per input window (series default 336).")] = None,
     horizon: Annotated[int | None, typer.Option(help="Target horizon in bars (series default 96).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the evaluation as one JSON object.")] = False,
@@ -269,17 +283,18 @@ def _walk_forward(frame: pd.DataFrame, folds: Any, seq_len: int, horizon: int, m
     console.print(f"IC per fold: model {summary['mean_fold_ic_model']:+.3f} on average, ridge "
                   f"{summary['mean_fold_ic_ridge']:+.3f}; the model above ridge in {summary['folds_model_above_ridge']}"
                   f" of {len(report['folds'])} folds; run directory {run_dir} (walkforward.json, predictions.csv)")
+    first_bar = f"{pd.to_datetime(pooled['first_timestamp'], unit='ms', utc=True):%Y-%m-%dT%H:%MZ}"
     console.print(f"backtest the out-of-sample predictions: reformer backtest --csv CANDLES --predictions "
-                  f"{run_dir / 'predictions.csv'} --start {pooled['first_timestamp']}")
+                  f"{run_dir / 'predictions.csv'} --start {first_bar}")
 
 
 def predict(
-    symbol: Annotated[str, typer.Option(help="Symbol in the store.")] = "BTCUSDT",
+    symbol: SymbolOpt = DEFAULT_SYMBOL,
     interval: Annotated[str, typer.Option(help="Bybit interval of the stored series.")] = "60",
     category: Annotated[str, typer.Option(help="Bybit category of the stored series.")] = "linear",
     checkpoint: Annotated[Path | None, typer.Option(help="Run or checkpoint directory "
                                                          "(default runs/SYMBOL_INTERVAL).")] = None,
-    db: Annotated[Path | None, typer.Option(help="Kline store (SQLite) path.")] = None,
+    db: DbOpt = None,
     csv: Annotated[Path | None, typer.Option(help="Predict from a kline CSV instead of the store (a series "
                                                   "checkpoint: its time-series CSV).")] = None,
     all_windows: Annotated[bool, typer.Option("--all", help="Predict every window (needs --out).")] = False,
@@ -322,11 +337,10 @@ def predict(
     if as_json:
         typer.echo(json.dumps(result))
     elif "predicted_return" in result:
-        import pandas as pd
+        from ..data.sync import format_ms
 
-        when = pd.to_datetime(result["timestamp"], unit="ms", utc=True)
         what = ("p_up - p_down" if result.get("task") == "classification" else "log return")
-        typer.echo(f"{when:%Y-%m-%d %H:%M} UTC  predicted {result['horizon']}-bar {what} "
+        typer.echo(f"{format_ms(result['timestamp'])}  predicted {result['horizon']}-bar {what} "
                    f"{result['predicted_return']:+.5f}  direction {result['direction']}  "
                    f"confidence {result['confidence']:.3f}")
     else:

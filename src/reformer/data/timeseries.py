@@ -1,6 +1,6 @@
 """Generic CSV time series (ETT, ECL, Weather, ... not only klines) and the standard LSTF split protocol.
 
-Protocol (evaluation.md §1.1, Informer2020 / TSLib / LTSF-Linear `data_loader.py`): borders are rows
+Protocol (Informer2020 / TSLib / LTSF-Linear `data_loader.py`): borders are rows
 [0, n_train), [n_train, n_train + n_val), [n_train + n_val, n_train + n_val + n_test); the validation and test
 slices start `seq_len` rows before their border (inputs may reach back, targets never do), i.e.
 border1s = [0, n_train - seq_len, n_train + n_val - seq_len]; a slice of length L holds L - seq_len - pred_len + 1
@@ -68,8 +68,10 @@ def load_timeseries_csv(path: str | Path, target: str = "OT", features: Literal[
     path = Path(path)
     if features not in ("M", "S", "MS"):
         raise ConfigError(f"features={features!r} must be 'M', 'S' or 'MS'")
+    if path.is_dir():
+        raise UserInputError(f"{path} is a folder: give the CSV file inside it")
     if not path.is_file():
-        raise UserInputError(f"{path}: no such file; check the path (ETTh1: shared/data/ett/ETTh1.csv)")
+        raise UserInputError(f"{path}: no such file; check the path")
     try:
         frame = pd.read_csv(path, sep=header_separator(path), dtype=str, keep_default_na=False,
                             skipinitialspace=True)

@@ -1,7 +1,11 @@
-"""Report plots and files: equity against buy & hold, drawdown, trades on the price.
+"""Report plots and files: equity against buy & hold, drawdown, trades on the price with their P&L.
 
 Figures are built on the Agg canvas directly (no pyplot, no global backend switch, never a window), so the
 functions are safe on servers and in tests.
+
+Entry and exit markers are drawn on the price only up to `MAX_TRADE_MARKERS` trades: beyond that they merge into
+a solid band that hides the price. The P&L panel under the price shows every closed trade at any count (its P&L
+at its exit, and the running sum), and trades.csv lists them.
 """
 
 from __future__ import annotations
@@ -18,7 +22,11 @@ from matplotlib.figure import Figure
 from .bars import to_bar_frame
 from .stats import BacktestResult, drawdown_series
 
-__all__ = ["buy_and_hold_equity", "plot_drawdown", "plot_equity", "plot_trades", "save_report"]
+__all__ = ["MAX_TRADE_MARKERS", "buy_and_hold_equity", "plot_drawdown", "plot_equity", "plot_trade_pnl", "plot_trades",
+           "save_report"]
+
+MAX_TRADE_MARKERS = 100
+"""Most trades whose entries and exits `plot_trades` marks on the price."""
 
 
 def buy_and_hold_equity(bars: pd.DataFrame, initial_capital: float) -> pd.Series:
@@ -80,7 +88,8 @@ def plot_drawdown(result: BacktestResult, ax: Axes | None = None) -> Axes:
 
 
 def plot_trades(result: BacktestResult, klines: Any, ax: Axes | None = None) -> Axes:
-    """Plot the close price with trade entries (^ long, v short) and exits (x) on `ax`.
+    """Plot the close price with trade entries (^ long, v short) and exits (x) on `ax`; with more than
+    `MAX_TRADE_MARKERS` trades, the price alone (the title says so; `plot_trade_pnl` shows every trade).
 
     Returns:
         The axes drawn on.
@@ -89,21 +98,52 @@ def plot_trades(result: BacktestResult, klines: Any, ax: Axes | None = None) -> 
     bars = to_bar_frame(klines)
     ax.plot(bars.index, bars["close"].to_numpy(), color="0.4", linewidth=0.8, label="close")
     trades = result.trades
-    for side, marker, color in (("long", "^", "tab:green"), ("short", "v", "tab:red")):
-        chosen = trades[trades["side"] == side]
-        ax.scatter(chosen["entry_time"], chosen["entry_price"], marker=marker, color=color, s=30,
-                   label=f"{side} entry", zorder=3)
-    exits = trades[~trades["open"]]
-    ax.scatter(exits["exit_time"], exits["exit_price"], marker="x", color="black", s=25, label="exit", zorder=3)
-    ax.set_title(f"Trades ({result.n_trades} closed, {result.n_open_trades} open)")
+    title = f"Trades ({result.n_trades:,} closed, {result.n_open_trades} open)"
+    if len(trades) <= MAX_TRADE_MARKERS:
+        for side, marker, color in (("long", "^", "tab:green"), ("short", "v", "tab:red")):
+            chosen = trades[trades["side"] == side]
+            ax.scatter(chosen["entry_time"], chosen["entry_price"], marker=marker, color=color, s=30,
+                       label=f"{side} entry", zorder=3)
+        exits = trades[~trades["open"]]
+        ax.scatter(exits["exit_time"], exits["exit_price"], marker="x", color="black", s=25, label="exit",
+                   zorder=3)
+    else:
+        title += f": entries and exits not marked above {MAX_TRADE_MARKERS} trades (trades.csv lists them)"
+    ax.set_title(title)
     ax.set_ylabel("price")
     ax.legend(loc="best")
     ax.grid(alpha=0.3)
     return ax
 
 
+def plot_trade_pnl(result: BacktestResult, ax: Axes | None = None) -> Axes:
+    """Plot each closed trade's P&L (after fees and funding) at its exit, green for a gain and red for a loss,
+    and the running sum of closed-trade P&L, on `ax`.
+
+    Returns:
+        The axes drawn on.
+    """
+    ax = _new_axes(ax)
+    closed = result.trades[~result.trades["open"]].sort_values("exit_time", kind="stable")
+    times, pnl = closed["exit_time"], closed["pnl"].to_numpy(dtype="float64")
+    colors = ["tab:green" if value > 0 else "tab:red" for value in pnl]
+    ax.vlines(times, 0.0, pnl, colors=colors, linewidth=1.0 if len(pnl) <= MAX_TRADE_MARKERS else 0.5)
+    ax.axhline(0.0, color="0.5", linewidth=0.6)
+    ax.set_ylabel("P&L per trade (bars)")
+    running = ax.twinx()  # the sum outgrows single trades: its own scale, on the right
+    running.plot(times, pnl.cumsum(), color="tab:blue", linewidth=1.2, drawstyle="steps-post")
+    running.set_ylabel("running sum (line)", color="tab:blue")
+    running.tick_params(axis="y", colors="tab:blue")
+    wins = int((pnl > 0).sum())
+    ax.set_title(f"P&L of the closed trades, quote currency: {wins:,} gains, {len(pnl) - wins:,} losses, "
+                 f"total {pnl.sum():+,.2f}")
+    ax.grid(alpha=0.3)
+    return ax
+
+
 def save_report(result: BacktestResult, klines: Any, out_dir: str | Path) -> dict[str, Path]:
-    """Write equity.png, drawdown.png, trades.png, trades.csv and stats.json into `out_dir` (created).
+    """Write equity.png, drawdown.png, trades.png (the price with the trades, their P&L below), trades.csv and
+    stats.json into `out_dir` (created).
 
     Args:
         result: a backtest result.
@@ -119,11 +159,16 @@ def save_report(result: BacktestResult, klines: Any, out_dir: str | Path) -> dic
     paths = {"equity": out / "equity.png", "drawdown": out / "drawdown.png", "trades_plot": out / "trades.png",
              "trades": out / "trades.csv", "stats": out / "stats.json"}
     for key, draw in (("equity", lambda ax: plot_equity(result, bars, ax)),
-                      ("drawdown", lambda ax: plot_drawdown(result, ax)),
-                      ("trades_plot", lambda ax: plot_trades(result, bars, ax))):
+                      ("drawdown", lambda ax: plot_drawdown(result, ax))):
         figure = _new_figure()
         draw(figure.add_subplot())
         figure.savefig(paths[key], dpi=110)
+    figure = Figure(figsize=(11, 6.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    price, pnl = figure.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+    plot_trades(result, bars, price)
+    plot_trade_pnl(result, pnl)
+    figure.savefig(paths["trades_plot"], dpi=110)
     result.trades.to_csv(paths["trades"], index=False)
     paths["stats"].write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
     return paths

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +44,9 @@ from reformer.training.checkpoint import (
     save_checkpoint,
 )
 from reformer.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 __all__ = ["EpochEnd", "FitResult", "TrainConfig", "fit", "lr_at_step", "predict_dataset", "resolve_device"]
 
@@ -151,6 +154,30 @@ def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
     os.replace(tmp, path)
 
 
+def _progress_bar(enabled: bool) -> Progress:
+    """The training bar: epoch and losses, batches done of all epochs', elapsed time and an ETA (an upper bound
+    when early stopping ends the run sooner). On stderr, so stdout stays clean for machine-readable output
+    (`reformer train --json`), and only on a terminal: a log file or a test's captured output gets nothing."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bar
+    from rich.table import Column
+
+    console = Console(stderr=True)
+
+    def kept() -> Column:
+        return Column(no_wrap=True)
+
+    # the columns after the description take about 60 characters; a narrow terminal cuts the losses, never the
+    # counts and times
+    described = Column(no_wrap=True, overflow="ellipsis", max_width=max(16, console.width - 62))
+    return Bar(TextColumn("{task.description}", table_column=described), BarColumn(bar_width=20),
+               MofNCompleteColumn(table_column=kept()), TextColumn("batches", table_column=kept()),
+               TimeElapsedColumn(table_column=kept()), TextColumn("eta", table_column=kept()),
+               TimeRemainingColumn(table_column=kept()), console=console,
+               disable=not (enabled and console.is_terminal), transient=False)
+
+
 def _epoch_order(n: int, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
     order = torch.randperm(n, generator=generator)
     if config.max_batches_per_epoch is not None:
@@ -199,7 +226,7 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
         out_dir: run directory for `metrics.csv`, `best/` and `last/` checkpoints; None writes nothing.
         checkpoint_meta: JSON-compatible extras stored in every checkpoint (feature spec, scaler, data range, ...).
         resume: a run directory or `last/` checkpoint of an interrupted run with the same config.
-        progress: show a rich progress bar with the losses.
+        progress: show a progress bar with the losses and an ETA (`_progress_bar`: stderr, on a terminal only).
         on_epoch: called after each validation pass; a returned mapping adds metrics to that epoch's record.
 
     Returns:
@@ -252,17 +279,13 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
             out["train_state"] = {"state": dict(state), "history": history}
         return out
 
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    # on stderr, so stdout stays clean for machine-readable output (`reformer train --json`)
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=Console(stderr=True), disable=not progress, transient=False)
+    bar = _progress_bar(progress)
     stopped_early = False
     amp = device.type == "cuda"
     began = time.perf_counter()
     with bar:
-        task = bar.add_task("training", total=total_steps, completed=int(state["step"]))
+        task = bar.add_task(f"epoch {int(state['epoch']) + 1}/{config.epochs}", total=total_steps,
+                            completed=int(state["step"]))
         for epoch in range(int(state["epoch"]) + 1, config.epochs + 1):
             started = time.perf_counter()
             epoch_seed = config.seed * 1_000_003 + epoch

@@ -1,11 +1,11 @@
 """The long-sequence forecasting (LSTF) evaluation protocol: windows, metrics, training, and the protocol runner.
 
-Protocol (evaluation.md §1): the standard split of `reformer.data.timeseries.lstf_splits` (scaler fitted on the
-training rows only), stride-1 windows, MSE and MAE over every (window, step, channel) of **every** test window
-(no drop_last; test_len - horizon + 1 windows), on the normalised scale. `features="MS"` feeds all channels and
+Protocol: the standard split of `reformer.data.timeseries.lstf_splits` (scaler fitted on the training rows only),
+stride-1 windows, MSE and MAE over every (window, step, channel) of **every** test window (no drop_last;
+test_len - horizon + 1 windows), on the normalised scale. `features="MS"` feeds all channels and
 scores the target (last) channel only, as TSLib does (f_dim = -1). The windows and the scoring functions live in
 `lstf_scoring` (re-exported here); with `drop_last_batch` the same forecasts are also scored on the leading windows
-that published rows built with a `drop_last=True` test loader scored (evaluation.md §1.4).
+that published rows built with a `drop_last=True` test loader scored (PatchTST's ETT rows, for one).
 
 Shape legend: w windows, b batch, l input length, t horizon, c channels.
 """
@@ -125,7 +125,7 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
 
     Args:
         csv: the series (ETT: date column, numeric columns, target `OT`).
-        protocol: "ett-hourly", "ett-15min" or "ratio" (evaluation.md §1.1).
+        protocol: "ett-hourly", "ett-15min" or "ratio" (`reformer.data.timeseries.lstf_splits`).
         seq_len: input length; horizon: forecast length.
         features: "M" (all channels in and out), "S" (target only), "MS" (all in, target scored).
         target: target column.
@@ -167,7 +167,11 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
                           "(a new out_dir), or resume a single model (ensemble=1)")
     train_config = train_config or TrainConfig(epochs=3, batch_size=128, patience=2)
     series = load_timeseries_csv(csv, target=target, features=features)
-    splits = lstf_splits(series, seq_len, horizon, protocol=PROTOCOLS[protocol])  # type: ignore[arg-type]
+    try:
+        splits = lstf_splits(series, seq_len, horizon, protocol=PROTOCOLS[protocol])  # type: ignore[arg-type]
+    except ConfigError as exc:  # the splitter names its own protocol codes: name the caller's choice instead
+        message = str(exc).replace(repr(PROTOCOLS[protocol]), repr(protocol))
+        raise ConfigError(f"{message} (protocols: {', '.join(PROTOCOLS)})") from None
     for name, count in zip(("train", "validation", "test"), splits.n_windows(), strict=True):
         if count < 1:
             raise ConfigError(f"the {name} split holds no window of seq_len={seq_len} + horizon={horizon} steps "

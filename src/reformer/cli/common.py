@@ -1,0 +1,88 @@
+"""What every command shares: the options spelled the same way everywhere (--symbol, --db, --protocol), the
+checks behind them, the exchange's address for messages, and the help layout.
+
+`App` is the `typer.Typer` of the command line: its help leaves the value column of a flag empty (typer shows a
+`<bool>` type for flags such as `--json`, which take no value).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperCommand, TyperGroup
+
+from ..errors import UserInputError
+
+__all__ = ["DEFAULT_SYMBOL", "PROTOCOL_HELP", "App", "DbOpt", "SymbolOpt", "check_protocol", "exchange_url",
+           "normalise_symbol", "symbol_option"]
+
+DEFAULT_SYMBOL = "BTCUSDT"
+
+PROTOCOL_HELP = "ratio (70/10/20 of the rows), ett-hourly (12/4/4 months of hourly rows) or ett-15min (the same " \
+                "months of 15-minute rows)"
+"""The `--protocol` choices in users' words (the keys of `training.lstf.PROTOCOLS`)."""
+
+
+def normalise_symbol(symbol: str) -> str:
+    """An instrument as the exchange and the store spell it: " btcusdt" -> "BTCUSDT"."""
+    cleaned = symbol.strip().upper()
+    if not cleaned:
+        raise UserInputError(f"--symbol is empty: give an instrument such as {DEFAULT_SYMBOL}")
+    return cleaned
+
+
+def symbol_option(help: str = "Instrument, e.g. BTCUSDT (any case).") -> Any:
+    """The `--symbol` option: normalised by `normalise_symbol` before the command sees it."""
+    return typer.Option("--symbol", help=help, callback=normalise_symbol)
+
+
+SymbolOpt = Annotated[str, symbol_option()]
+DbOpt = Annotated[Path | None, typer.Option("--db", help="Kline store (SQLite). Default: $REFORMER_DB, else "
+                                                         "~/.reformer/klines.sqlite.")]
+
+
+def check_protocol(protocol: str) -> str:
+    """`--protocol` as `run_lstf` takes it; one line naming the bad value and the choices otherwise."""
+    from ..training.lstf import PROTOCOLS
+
+    if protocol not in PROTOCOLS:
+        raise UserInputError(f"--protocol {protocol!r} is invalid: use {PROTOCOL_HELP}")
+    return protocol
+
+
+def exchange_url(base_url: str | None) -> str:
+    """The REST root a client built with `base_url` talks to, for messages."""
+    from ..api.client import MAINNET_BASE_URL
+
+    return base_url or os.environ.get("BYBIT_BASE_URL") or MAINNET_BASE_URL
+
+
+def _flags_without_type(params: list[Any]) -> list[Any]:
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""  # the help's type column stays empty for a flag
+    return params
+
+
+class _Command(TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_without_type(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_without_type(super().get_params(ctx))
+
+
+class App(typer.Typer):
+    """`typer.Typer` whose groups and commands show flags without a value type in their help."""
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(cls=_Group, **settings)
+
+    def command(self, *args: Any, **settings: Any) -> Any:
+        settings.setdefault("cls", _Command)
+        return super().command(*args, **settings)
