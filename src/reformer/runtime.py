@@ -2,16 +2,16 @@
 
 glibc's malloc serves every allocation above its mmap threshold (128 KiB at start) with fresh pages from the
 kernel and hands freed memory above its trim threshold back, so each of the many multi-MiB temporaries of a
-long-sequence pass (score blocks, gathered rounds, projections) is page-faulted in again on every use. Measured
-on this project's 2-core VM, seq_len-8760 eval forward, 2 threads, `tune_malloc()` against none (alternating
-processes, 2026-11-30): minor page faults 1.57M -> 0.19M, float32 forward 1.86-1.95 -> 1.43-1.47 s, bfloat16
-autocast 1.12-1.13 -> 1.06-1.09 s; with the thresholds set through the environment instead, system time
-2.59 -> 0.33 s. PyTorch's CPU performance tuning guide recommends the same (or jemalloc / tcmalloc) for the same reason.
+long-sequence pass (score blocks, gathered rounds, projections) is page-faulted in again on every use. On a
+2-core AMD EPYC, seq_len-8760 eval forward, 2 threads, `tune_malloc()` against none: minor page faults 1.57M ->
+0.19M, float32 forward 1.86-1.95 -> 1.43-1.47 s, bfloat16 autocast 1.12-1.13 -> 1.06-1.09 s. PyTorch's CPU
+performance tuning guide recommends the same (or jemalloc / tcmalloc) for the same reason.
 
 glibc will not serve blocks above 32 MiB from the heap whatever the setting; for those the CLI turns on
 PyTorch's transparent-huge-page allocation (`THP_MEM_ALLOC_ENABLE=1`, set in `reformer.cli` before torch is
 imported): LSH attention alone at L = 65,536 (one head's rounds exceed 32 MiB) 9.4 -> 5.9 s a step, minor faults
-4.6M -> 0.42M; L = 32,768 training step unchanged in time (27.3 / 27.1 s), peak RSS 1,735 -> 1,562 MB.
+4.6M -> 0.42M (`reformer bench attention-scaling`); an L = 32,768 training step takes the same time and peaks
+170 MB lower (`reformer bench compare`).
 
 `tune_malloc()` sets both thresholds through `mallopt` for the running process; the CLI calls it first thing, as
 do the benchmark workers (for every implementation they run alike). Library users may call it at start-up. The

@@ -1,8 +1,8 @@
 """The fake exchange's market: its series, its clock and the REST routes, free of sockets.
 
-Answers follow bybit-v5.md: the V5 envelope, newest-first lists of strings, inclusive `start`/`end`, the
-candle containing a mid-bucket `start`, the still-open candle (partial values) when a range reaches "now",
-strict parameter checks with retCode 10001. Nothing here is served before "now": the fake's clock decides
+Answers follow Bybit's V5 market-data API: the V5 envelope, newest-first lists of strings, inclusive
+`start`/`end`, the candle containing a mid-bucket `start`, the still-open candle (partial values) when a range
+reaches "now", strict parameter checks with retCode 10001. Nothing here is served before "now": the fake's clock decides
 which candles exist yet.
 """
 
@@ -179,7 +179,8 @@ class Market:
         if start is not None and end is not None and start > end:
             rows = []
         if len(rows) > limit:
-            # Reported behaviour: start only -> anchored at start; end only / neither -> the newest.
+            # Bybit's behaviour as users report it (undocumented): start only -> anchored at start; end only /
+            # neither -> the newest.
             oldest = start is not None and (end is None or self.overflow == "oldest")
             rows = rows[:limit] if oldest else rows[-limit:]
         return category, symbol, rows

@@ -26,7 +26,7 @@ from .types import Kline
 
 Sleep = Callable[[float], Awaitable[None]]
 
-# retCodes that mean "the server is busy or restarting", per Bybit's error table (bybit-v5.md §11).
+# retCodes that mean "the server is busy or restarting" in Bybit's V5 error-code table: retry with backoff.
 RETRYABLE_CODES = {10000: "server timeout", 10006: "too many visits (rate limit)", 10016: "server error"}
 RATE_LIMIT_CODES = {10006}
 RATE_LIMIT_PAUSE_S = 1.0
@@ -112,7 +112,7 @@ def backoff_delay(attempt: int, error: RetryableExchangeError, *, base: float, c
     Full jitter: uniform(0, min(cap, base * 2**attempt)). Rate-limit answers (10006, HTTP 429) wait at least
     half that step, so a throttled client never tight-loops; 10006 with `X-Bapi-Limit-Reset-Timestamp` waits
     until the reset time, and one without it (public endpoints send none, pybit#340) at least 1-2 s (jittered),
-    the cool-down `bybit-v5.md` gives for that case. Every wait is bounded by `cap`.
+    the back-off Bybit advises when no reset time is given. Every wait is bounded by `cap`.
 
     Args:
         attempt: 0 for the first retry.

@@ -254,7 +254,7 @@ class BybitClient:
             Non-empty lists of `Kline`, each ascending; across pages strictly ascending with no duplicates.
 
         Raises:
-            Same as `get_klines`.
+            ExchangeError: as `get_klines` raises it (and its subclasses), for the same reasons.
         """
         pages = self._pages(symbol, interval, start, end, category)
         try:

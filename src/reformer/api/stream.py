@@ -111,8 +111,8 @@ class BybitStream:
                 if self._last is None:
                     # the first connection without `since`: the candle open before connecting is the first
                     # wanted. Recording that before any candle arrives makes a drop before it closes back-filled
-                    # like any other (with nothing handed out yet there used to be nothing to back-fill from, and
-                    # candles that closed during the outage were lost)
+                    # like any other (otherwise, with nothing handed out yet, there would be nothing to back-fill
+                    # from, and candles that closed during the outage would be lost)
                     now = await self.client.get_server_time()
                     offset = GRID_OFFSET_MS.get(self.interval, 0)
                     self._last = (now - offset) // self.step * self.step + offset - self.step

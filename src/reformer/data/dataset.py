@@ -239,7 +239,7 @@ class _Base:
 
 
 class DataLoader:
-    """Facade over features, windows, splits and scaling (named after the seed's API; not torch's DataLoader)."""
+    """Facade over features, windows, splits and scaling (not torch's DataLoader, despite the name)."""
 
     def __init__(self, spec: FeatureSpec | None = None) -> None:
         self.spec = spec or FeatureSpec()

@@ -28,7 +28,7 @@ With the defaults (tolerance 1e-3): log_return_1/4/24: 1/4/24, realized_vol_24: 
 macd_signal/hist: 121, bollinger_pct_b: 19, atr_ratio: 94, volume_z/turnover_z: 167, candle and time: 0; the
 frame's warm-up is 167.
 
-settle(alpha) = ceil(ln(tol) / ln(1 - alpha)): bars until the seed's weight (1 - alpha)^k falls below tol;
+settle(alpha) = ceil(ln(tol) / ln(1 - alpha)): bars until the seed value's weight (1 - alpha)^k falls below tol;
 with `recursive_tolerance=None` only the `ta`-style minimum-period NaNs remain.
 
 MACD is divided by the close because the raw MACD is in price units and scales with the price level (BTC went
@@ -96,7 +96,7 @@ class FeatureSpec:
     allow_missing_turnover: bool = True
     """If the candles have no turnover column, drop `turnover_z` (True) or raise (False)."""
     recursive_tolerance: float | None = 1e-3
-    """Extend recursive warm-ups until the seed's weight is below this; None keeps only the minimum periods."""
+    """Extend recursive warm-ups until the seed value's weight is below this; None keeps only the minimum periods."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "groups", tuple(self.groups))

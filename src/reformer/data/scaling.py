@@ -1,7 +1,7 @@
 """Normalisation: a per-column standard scaler fitted on the training split only, and per-window z-scoring.
 
-Fitting statistics on the whole series leaks the future into the past (freqtrade#5494, pitfall 2 of
-backtest-and-metrics.md §8); `StandardScaler.fit` is therefore only ever given training rows, and the scaler travels
+Fitting statistics on the whole series leaks the future into the past (freqtrade#5494); `StandardScaler.fit` is
+therefore only ever given training rows, and the scaler travels
 in checkpoints via `to_dict` / `from_dict` so prediction reuses the training statistics.
 
 Shapes: `n` rows (bars), `f` columns (features), `w` windows, `l` window length.
@@ -114,7 +114,8 @@ def normalize_windows(windows: np.ndarray, eps: float = 1e-8) -> tuple[np.ndarra
     """Z-score each window with its own per-feature mean and std (RevIN-style, no learned affine).
 
     Uses only the bars inside each window, so it is causal and needs no fitted statistics; the price-level drift
-    of crypto series (evaluation.md §3) cannot push inputs out of the training range.
+    of crypto series (BTC's test-period prices z-score at 2-6 with training statistics) cannot push inputs out of
+    the training range.
 
     Args:
         windows: `[w, l, f]`.

@@ -3,13 +3,12 @@
 A window is identified by its *end bar* t: its inputs are bars t-seq_len+1 .. t (never later), and its target is
 the forward log return over the horizon, ln(C_{t+h} / C_t), whose *target period* is bars t+1 .. t+h.
 
-Embargo rule (backtest-and-metrics.md §8, pitfall 1): between consecutive splits (train -> val -> test, and inside
-each walk-forward fold) the end bars of the last window of the earlier split and the first window of the later
-split are at least `embargo >= horizon` bars apart. Hence every earlier target period ends at or before the first
-later window's end bar: no training target ever covers a bar whose future the validation or test windows are asked
-to predict. The later split's *inputs* may reach back into the earlier split (as in the ETT protocol,
-evaluation.md §1.1); its targets never do. Windows inside the embargo gap are dropped from the earlier split
-("purged").
+Embargo rule (overlapping targets would otherwise leak): between consecutive splits (train -> val -> test, and
+inside each walk-forward fold) the end bars of the last window of the earlier split and the first window of the
+later split are at least `embargo >= horizon` bars apart. Hence every earlier target period ends at or before the
+first later window's end bar: no training target ever covers a bar whose future the validation or test windows are
+asked to predict. The later split's *inputs* may reach back into the earlier split (as in the ETT protocol); its
+targets never do. Windows inside the embargo gap are dropped from the earlier split ("purged").
 
 Gaps: candles missing from a series (an exchange outage, a hole in a CSV) would make a window's bars, and its
 target's h bars, span more time than they claim. A window is kept only if its warm-up, its inputs and its target

@@ -23,9 +23,9 @@ from .linear import Linear, linear_gelu
 
 __all__ = ["ChunkedFeedForward"]
 
-# hidden activations per slice in a forward without autograd: 2**21 float32 = 8 MiB. Measured on the seq_len-8760
-# eval forward (2 threads, in-process A/B, 2026-11-30): one 36 MB slice 1.505 s, 4 / 8 / 16 slices 1.409 / 1.405 /
-# 1.396 s; the single large GELU output stalled 4-37 ms a layer on fresh pages
+# hidden activations per slice in a forward without autograd: 2**21 float32 = 8 MiB. A single slice of the
+# seq_len-8760 eval forward (36 MB) is mapped afresh every layer and stalls 4-37 ms on page faults; in 4-16 slices
+# that forward is 6-7% faster (2 threads, `reformer bench targets`)
 _INFERENCE_HIDDEN = 2**21
 _MIN_SLICE = 64
 
@@ -54,8 +54,8 @@ class ChunkedFeedForward(nn.Module):
         """Slices for a forward that may be back-propagated: `ff_chunks` on the CPU; on a GPU neighbouring slices
         merge while one slice's (b, c, f) hidden activations hold at most `chunked.block_elements` (2**25) values.
         There each slice costs a few dozen kernel launches (forward, recomputation, backward) whatever its size,
-        and at L = 32,768 with ff_chunks 32 the launches set the step time (benchmarks/gpu/results/
-        profile_32768.txt); the bound is a constant, so memory stays linear in length. The reversible backward
+        and at L = 32,768 with ff_chunks 32 the launches set the step time (`benchmarks/gpu/profile_step.py`
+        shows it); the bound is a constant, so memory stays linear in length. The reversible backward
         recomputes with the same slices, so the dropout masks replay exactly."""
         if device.type != "cuda":
             return self.ff_chunks

@@ -5,9 +5,9 @@ calls.
     backward  dx = dy W,  dW = dy^T x,  db = sum_n dy
 
 PyTorch's CPU build sends float32 `F.linear` / `mm` to MKL; on the AMD EPYC machines this project is measured on,
-MKL's float32 GEMM ran at about half the rate of oneDNN's (`torch.ops.mkldnn._linear_pointwise`, the kernel
+MKL's float32 GEMM runs at about half the rate of oneDNN's (`torch.ops.mkldnn._linear_pointwise`, the kernel
 PyTorch's own compiler emits for CPU linear layers): 8,768 x 256 -> 1,024, 2 threads, 23.6 against 12.3 ms
-forward, 23.4 against 11.2 ms for dx; dW 1.0-1.8x (README, performance step 25). All three products of a layer are
+forward, 23.4 against 11.2 ms for dx; dW 1.0-1.8x. All three products of a layer are
 routed there; a GELU that follows the first FFN layer is fused into its kernel in eval mode (`linear_gelu`).
 
 Anything else (float64 for the reference tests, bfloat16 autocast, CUDA, a build without oneDNN) takes

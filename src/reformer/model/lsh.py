@@ -44,7 +44,8 @@ def bucket_factors(n_buckets: int) -> tuple[int, ...]:
     close to sqrt(n_buckets) as possible.
 
     One angular hash into n buckets needs n/2 projection columns per round, so hashing costs O(l * e * n) and,
-    with the usual n ~ 2l / chunk, grows as l^2 (at l = 131,072 it was a third of an attention layer's time).
+    with the usual n ~ 2l / chunk, grows as l^2 (unfactorised, at l = 131,072 it takes a third of an attention
+    layer's time).
     Two independent hashes into a and b buckets, combined as a + a * b', need (a + b) / 2 columns: the
     factorisation HF transformers offers as `num_buckets=[a, b]`. Each factor is an angular LSH, so their
     product is one as well (two vectors share a bucket only if they share both).

@@ -31,17 +31,16 @@ MASKED = -1.0e9
 
 
 _KEY_EPS = 1e-6
-_FUSED_BACKWARD = True  # False: autograd through F.normalize (benchmarks/compare/ab_step26.py's baseline)
 
 
 def normalize_keys(qk: torch.Tensor) -> torch.Tensor:
     """Unit-length keys from shared query-key vectors: k = qk / max(||qk||, eps), as `F.normalize`.
 
     Shapes: (..., e) -> (..., e). With gradients it runs as `_NormalizeKeys`, whose backward is one fused pass
-    instead of autograd's dozen (at L = 32,768 those passes over (r, l, e) tensors, out of cache, took ~4 s of a
-    20 s training step, step 26).
+    instead of the dozen autograd makes through `F.normalize` (divisions, a negation, products, sums), each over an
+    (r, l, e) key tensor that at long L does not fit in cache.
     """
-    if _FUSED_BACKWARD and torch.is_grad_enabled() and qk.requires_grad:
+    if torch.is_grad_enabled() and qk.requires_grad:
         return _NormalizeKeys.apply(qk)
     return F.normalize(qk, p=2.0, dim=-1, eps=_KEY_EPS)
 

@@ -37,7 +37,7 @@ Predictor = PredictionSource | Callable[[pd.DataFrame], pd.Series | pd.DataFrame
 
 
 def walk_forward_for(model: Any) -> Any | None:
-    """The seed's `run_backtest(model, klines, config)`: a Reformer model (duck-typed, `config.seq_len` and
+    """`run_backtest(model, klines, config)` with a model: a Reformer model (duck-typed, `config.seq_len` and
     `predict_with_attention`) is walked forward with its configuration, so that every bar's prediction comes from
     a model whose training data ended before that bar; its own weights are not used (trained on the whole history,
     they would predict bars they were trained on). Training as the `configs/btc_small.toml` preset; pass a

@@ -1,6 +1,6 @@
 """Performance statistics and the `BacktestResult` they are reported in.
 
-Conventions (docs/backtest-and-metrics.md §6): per-bar simple returns r_t = E_t / E_{t-1} - 1 of the equity
+Conventions: per-bar simple returns r_t = E_t / E_{t-1} - 1 of the equity
 marked at each close, where E_0 (the first bar's close, always flat) equals the initial capital; P periods per
 year from the bar spacing on a 24/7 calendar of 365 days (8,760 for 1 h bars, 365 for 1 d), never 252; risk-free
 rate 0. All ratios are fractions; drawdowns are positive (0.21 = 21 %). An undefined ratio x/0 is +inf for

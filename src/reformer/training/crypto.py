@@ -224,7 +224,7 @@ def _duration(ms: int) -> str:
 
 def _check_bar_step(checkpoint: str | os.PathLike[str], trained_ms: int, frame: pd.DataFrame) -> None:
     """Candles of another interval than the training data's (4-hour bars into a 1-hour model) are refused: the
-    model's horizon, features and windows are counted in bars. Checkpoints from before `bar_ms` was stored pass.
+    model's horizon, features and windows are counted in bars. A checkpoint without a stored `bar_ms` passes.
     A tolerance of 1.5x keeps calendar months (28-31 days) one interval."""
     step = bar_step(frame["timestamp"].to_numpy()) if len(frame) > 1 else 0
     if trained_ms and step and not trained_ms / 1.5 < step < trained_ms * 1.5:

@@ -126,7 +126,7 @@ def blend_weight(first: Callable[[torch.Tensor], torch.Tensor], second: Callable
 def drop_last_windows(n_windows: int, batch_size: int) -> int:
     """How many test windows a loader with `drop_last=True` and this batch size scores: n - n mod batch.
 
-    PatchTST's supervised code (evaluation.md §1.4) builds its test loader this way (batch 128 on ETTh1, windows in
+    PatchTST's supervised code builds its test loader this way (batch 128 on ETTh1, windows in
     time order), so its published ETTh1 rows leave out the last n mod 128 windows: the latest ones. Scoring our
     forecasts on the same leading windows compares like with like; the protocol's own score stays every window.
     """
