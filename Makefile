@@ -3,8 +3,11 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# NO_MKDOCS_2_WARNING hides mkdocs-material's banner about its successor (--quiet would also hide the warnings
+# that --strict counts, and let a broken docs build pass)
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench docs clean
 
 venv: $(STAMP)
 
@@ -19,6 +22,7 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest
+	$(MKDOCS) build --strict
 	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/mypy
 
@@ -30,5 +34,10 @@ lint: venv
 bench: venv
 	$(BIN)/reformer bench attention
 
+# The docs site (mkdocs.yml, docs/) into site/; --strict turns every warning (a broken link, a missing API
+# reference, a docstring griffe cannot parse) into a failure.
+docs: venv
+	$(MKDOCS) build --strict
+
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build site *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
