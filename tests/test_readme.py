@@ -67,14 +67,16 @@ def test_the_shell_tour_runs_as_written(tmp_path: Path) -> None:
     assert tour.startswith("reformer fake-exchange --synthetic --port 8900 &")
     port = _free_port()  # the README's port, unless another program holds it
     script = "set -euo pipefail\n" + tour.replace("8900", str(port))
-    proc = subprocess.Popen(["bash", "-c", script], cwd=_workdir(tmp_path), env=_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=600)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)  # the fake exchange the tour left in the background
-    assert proc.returncode == 0, out
+    log = tmp_path / "tour.log"
+    with log.open("w") as sink:  # a file, not a pipe: the fake exchange left in the background keeps its copy open
+        proc = subprocess.Popen(["bash", "-c", script], cwd=_workdir(tmp_path), env=_env(), text=True,
+                                stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            proc.wait(timeout=280)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)  # the fake exchange the tour left in the background
+    assert proc.returncode == 0, log.read_text()
     assert (tmp_path / "tour.sqlite").is_file()
     assert (tmp_path / "runs" / "tour" / "evaluation.json").is_file()
     assert (tmp_path / "reports" / "tour" / "stats.json").is_file()
