@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # that --strict counts, and let a broken docs build pass)
 MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
-.PHONY: venv demo test lint bench docs clean
+.PHONY: venv demo test lint bench docs package clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,7 @@ test: venv
 	$(MKDOCS) build --strict
 	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/mypy
+	$(MAKE) package
 
 lint: venv
 	$(BIN)/ruff check src tests examples benchmarks
@@ -38,6 +39,18 @@ bench: venv
 # reference, a docstring griffe cannot parse) into a failure.
 docs: venv
 	$(MKDOCS) build --strict
+
+# The wheel and sdist as a user gets them: built in isolation, their README checked to render, and the wheel
+# installed into a fresh venv whose `reformer` must start.
+PKG := build/package
+package: venv
+	rm -rf $(PKG)
+	$(BIN)/python -m build --quiet --outdir $(PKG)/dist .
+	$(BIN)/twine check --strict $(PKG)/dist/*
+	$(PY) -m venv $(PKG)/venv
+	$(PKG)/venv/bin/python -m pip install --quiet -c constraints.txt $(PKG)/dist/*.whl
+	cd $(PKG) && venv/bin/reformer --version && venv/bin/reformer demo --help > /dev/null
+	@echo "package: wheel and sdist built, README renders, the installed wheel runs"
 
 clean:
 	rm -rf $(VENV) build site *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
