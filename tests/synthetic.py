@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from reformer.api import Kline
 from reformer.data.synthetic import SyntheticMarket, SyntheticMarketConfig, generate_market
@@ -70,6 +71,16 @@ def synthetic_year() -> list[Kline]:
 def synthetic_frame() -> pd.DataFrame:
     """`synthetic_series()` as a frame with the export columns (timestamp, open, ..., turnover)."""
     return synthetic_market().frame.copy()
+
+
+def candle_slice(request: pytest.FixtureRequest, real_start: int, synthetic_start: int, rows: int = 3_000
+                 ) -> pd.DataFrame:
+    """`rows` hourly candles for a fixture parametrized over "synthetic" and "real": from the synthetic frame, or
+    from the real BTC file (which skips where that file is absent)."""
+    if request.param == "real":
+        frame = pd.read_csv(request.getfixturevalue("btc_csv")).drop(columns="timestamp_string")
+        return frame.iloc[real_start:real_start + rows].reset_index(drop=True)
+    return synthetic_frame().iloc[synthetic_start:synthetic_start + rows].reset_index(drop=True)
 
 
 def plain_decimal(value: float) -> str:

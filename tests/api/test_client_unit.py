@@ -30,7 +30,7 @@ from reformer.errors import (
 from .conftest import HOUR, SleepRecorder, run
 
 NOW = 1_704_076_923_456  # 2024-01-01T02:42:03.456Z, as in the doc's example
-DOC_ROWS = [  # bybit-v5.md §3 example: newest first, strings, the first row still open at NOW
+DOC_ROWS = [  # Bybit's documented kline answer: newest first, strings, the first row still open at NOW
     ["1704074400000", "42512.3", "42588.0", "42470.1", "42555.9", "812.404", "34551542.1200"],
     ["1704070800000", "42420.0", "42530.5", "42390.2", "42512.3", "1033.877", "43917027.2060"],
     ["1704067200000", "42283.5", "42451.2", "42250.0", "42420.0", "1250.116", "52938662.2520"],

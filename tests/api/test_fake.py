@@ -121,7 +121,7 @@ def test_time_instruments_funding_and_inverse(fake: FakeExchange, synthetic_year
 
 
 def test_tickers_open_interest_and_premium_routes(fake: FakeExchange, synthetic_year: list[Kline]) -> None:
-    # bybit-v5.md section 14 lists them among the fake's routes; values follow the served candles
+    # among the fake's routes; values follow the served candles
     now = 1_704_076_923_456  # 02:42:03.456: candles 00:00 and 01:00 closed, 02:00 open
     ticker = get(fake, "/v5/market/tickers", category="linear", symbol="BTCUSDT").json()["result"]["list"][0]
     seen = synthetic_year[:3]

@@ -14,7 +14,7 @@ from reformer.data.scaling import StandardScaler, normalize_windows
 from reformer.data.windows import target_periods_disjoint
 from reformer.errors import ConfigError, DataFormatError, UserInputError
 
-from ..synthetic import synthetic_frame
+from ..synthetic import candle_slice
 
 SEQ_LEN, HORIZON = 48, 12
 
@@ -22,10 +22,7 @@ SEQ_LEN, HORIZON = 48, 12
 @pytest.fixture(scope="module", params=["synthetic", "real"])
 def candles(request: pytest.FixtureRequest) -> pd.DataFrame:
     """3,000 hourly candles: synthetic ones (tests/synthetic.py), then a slice of the real BTC file."""
-    if request.param == "real":
-        frame = pd.read_csv(request.getfixturevalue("btc_csv")).drop(columns="timestamp_string")
-        return frame.iloc[30_000:33_000].reset_index(drop=True)
-    return synthetic_frame().iloc[4_000:7_000].reset_index(drop=True)
+    return candle_slice(request, real_start=30_000, synthetic_start=4_000)
 
 
 @pytest.fixture(scope="module")

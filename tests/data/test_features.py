@@ -10,7 +10,7 @@ import ta
 from reformer.data.features import FeatureSpec, compute_features
 from reformer.errors import ConfigError, DataFormatError
 
-from ..synthetic import synthetic_frame
+from ..synthetic import candle_slice
 
 AFTER_BURN_IN = 400  # bars after which every seed effect is far below 1e-6
 
@@ -18,10 +18,7 @@ AFTER_BURN_IN = 400  # bars after which every seed effect is far below 1e-6
 @pytest.fixture(scope="module", params=["synthetic", "real"])
 def candles(request: pytest.FixtureRequest) -> pd.DataFrame:
     """3,000 hourly candles: synthetic ones (tests/synthetic.py), then a slice of real BTCUSDT 1h candles."""
-    if request.param == "real":
-        frame = pd.read_csv(request.getfixturevalue("btc_csv")).drop(columns="timestamp_string")
-        return frame.iloc[20_000:23_000].reset_index(drop=True)
-    return synthetic_frame().iloc[1_000:4_000].reset_index(drop=True)
+    return candle_slice(request, real_start=20_000, synthetic_start=1_000)
 
 
 def _perturb_after(frame: pd.DataFrame, t: int, rng: np.random.Generator) -> pd.DataFrame:

@@ -55,7 +55,7 @@ def test_standard_ett_hour_split_sizes(etth1: TimeSeries) -> None:
     assert splits.border1s == (0, 8640 - 96, 8640 + 2880 - 96)
     assert splits.border2s == (8640, 11520, 14400)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (8640, 2976, 2976)
-    # len - seq_len - pred_len + 1 windows, all kept (evaluation.md: 2,785 test windows at H = 96)
+    # len - seq_len - pred_len + 1 windows, all kept (the protocol's 2,785 test windows at H = 96)
     assert splits.n_windows() == (8449, 2785, 2785)
     train = splits.train.astype(np.float64)
     np.testing.assert_allclose(train.mean(axis=0), 0.0, atol=1e-5)

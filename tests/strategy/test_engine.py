@@ -1,4 +1,4 @@
-"""Engine fill rules against hand-computed cases (issue 5, tests 1-5 and 7)."""
+"""Engine fill rules against hand-computed cases."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Statistics against hand-computed series (issue 5, test 6) and the result's serialisation."""
+"""Statistics against hand-computed series and the result's serialisation."""
 
 from __future__ import annotations
 

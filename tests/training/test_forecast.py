@@ -24,7 +24,7 @@ from reformer.training.lstf import WindowSet, blend_weight, drop_last_windows, e
 
 from ..synthetic import write_ett_like_csv
 
-# evaluation.md §2.6: Repeat on ETTh1 (train-only z-score, every test window), MSE / MAE.
+# Repeat on ETTh1 as published (train-only z-score, every test window), MSE / MAE.
 REPEAT_M = {96: (1.294, 0.713), 192: (1.325, 0.733), 336: (1.330, 0.746), 720: (1.335, 0.755)}
 REPEAT_S = {24: (0.034, 0.139), 96: (0.069, 0.203), 720: (0.129, 0.283)}
 

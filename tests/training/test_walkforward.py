@@ -100,8 +100,8 @@ def test_window_bars_are_each_bar_of_the_windows_once() -> None:
 
 
 def test_run_backtest_walks_a_model_forward(market: pd.DataFrame) -> None:
-    # the seed's run_backtest(model, klines, config): the model's configuration, retrained fold by fold (its own
-    # weights, fitted on everything, would predict bars they saw); too little history is named as such
+    # run_backtest(model, klines, config) of the original design: the model's configuration, retrained fold by
+    # fold (its own weights, fitted on everything, would predict bars they saw); too little history is named as such
     from reformer.errors import UserInputError
     from reformer.model import ReformerModel
     from reformer.strategy.backtest import walk_forward_for
