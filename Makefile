@@ -25,12 +25,14 @@ test: venv
 	$(MKDOCS) build --strict
 	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(MAKE) package
 
 lint: venv
 	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 bench: venv
 	$(BIN)/reformer bench attention

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from reformer.cli.train import load_config_file
+from reformer.configfile import load_config_file
 from reformer.data import KlineStore, read_klines_frame, require_series
 from reformer.errors import run_main
 from reformer.model import ReformerConfig

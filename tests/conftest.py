@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from reformer.api import Kline, klines_from_csv
+from reformer.api import Kline
+from reformer.data.csv_io import read_klines
 
 from . import synthetic
 from .synthetic import BARS_2024, YEAR_2024, Candles
@@ -83,7 +84,7 @@ def etth1_csv() -> Path:
 @pytest.fixture(scope="session")
 def btc_klines(btc_csv: Path) -> list[Kline]:
     """Every candle of the shared BTCUSDT perpetual 1 h file."""
-    return klines_from_csv(btc_csv)
+    return read_klines(btc_csv)
 
 
 @pytest.fixture(scope="session")

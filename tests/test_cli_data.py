@@ -13,7 +13,7 @@ import pytest
 
 from reformer.api import FakeExchange, FaultPlan, Kline
 from reformer.cli import main
-from reformer.data.csv_io import EXPORT_COLUMNS, read_klines
+from reformer.data.csv_io import EXPORT_COLUMNS, read_klines, write_klines
 from reformer.data.store import KlineStore
 
 from .synthetic import Candles
@@ -109,6 +109,36 @@ def test_import_of_an_ordinary_ohlcv_csv_reports_its_gaps(tmp_path: Path,
     out_csv = tmp_path / "eth.csv"
     assert cli("export", "--symbol", "ETHUSDT", "--interval", "60", "--db", db, "--out", out_csv) == 0
     assert out_csv.read_text().splitlines()[1].endswith(",10.0,")  # unknown turnover stays empty
+
+
+def test_import_changes_stored_candles_only_with_replace(tmp_path: Path, synthetic_year: list[Kline],
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "k.sqlite"
+    first = tmp_path / "first.csv"
+    write_klines(synthetic_year[:20], first)
+    assert cli("import", "--csv", first, "--symbol", "BTCUSDT", "--interval", "60", "--db", db) == 0
+    # the same hours from another source: two candles differ, eighteen are identical, two are new
+    other = [*synthetic_year[:22]]
+    other[5] = other[5]._replace(close=other[5].close + 1.0)
+    other[12] = other[12]._replace(volume=other[12].volume * 2)
+    second = tmp_path / "second.csv"
+    write_klines(other, second)
+    capsys.readouterr()
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+
+    args = ("import", "--csv", second, "--symbol", "BTCUSDT", "--interval", "60", "--db", db)
+    assert cli(*args) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {second}: 2 of its candles are stored in {db} with other values (the first opens "
+                   "2024-01-01 05:00 UTC); nothing was imported: pass --replace to overwrite them\n")
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before, "a refused import stores nothing"
+
+    assert cli(*args, "--replace") == 0
+    assert "+2 new, 2 replaced" in capsys.readouterr().out
+    with KlineStore(db) as store:
+        assert store.load(*KEY) == other
+    assert cli(*args) == 0  # the same file again: identical candles are no conflict
+    assert "+0 new" in capsys.readouterr().out
 
 
 def closed_port() -> int:

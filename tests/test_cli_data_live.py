@@ -19,6 +19,7 @@ from reformer.api import FakeExchange, Fault, FaultPlan, Kline
 from reformer.cli import main
 from reformer.data.csv_io import write_klines
 from reformer.data.store import KlineStore
+from reformer.data.sync import format_ms
 
 KEY = ("linear", "BTCUSDT", "60")
 YEAR_2024 = (1_704_067_200_000, 1_735_686_000_000)
@@ -109,6 +110,71 @@ def test_stream_prints_and_stores_three_closed_candles(tmp_path: Path, synthetic
     assert [line[:16] for line in lines] == ["2024-01-01 10:00", "2024-01-01 11:00", "2024-01-01 12:00"]
     with KlineStore(db) as store:
         assert store.load(*KEY) == day[10:13]
+
+
+def opened(candle: Kline) -> int:
+    """A clock value just after `candle` opened (so the one before it has closed)."""
+    return candle.start_time + 1000
+
+
+def restart_stream(db: Path, served: list[Kline], stopped_after: int, now_index: int, max_candles: int) -> int:
+    """`reformer stream` started on a store holding `served[:stopped_after]` while the fake's clock says candle
+    `now_index` is open, then one more candle closing live; returns the exit code.
+
+    A stream that does not resume would wait for `max_candles` live candles: after the safety net the clock runs on
+    until it has them, so such a run ends (and its assertions fail) instead of hanging."""
+    with KlineStore(db) as store:
+        store.upsert(*KEY, served[:stopped_after])
+
+    async def scenario() -> int:
+        async with FakeExchange({KEY: served}, now_ms=opened(served[stopped_after])) as fake:
+            await fake.advance_to(opened(served[now_index]))  # these close while no stream runs
+            args = ["stream", "--symbol", "BTCUSDT", "--interval", "60", "--db", db, "--base-url", fake.base_url,
+                    "--ws-url", fake.ws_url, "--max-candles", max_candles]
+            command = asyncio.create_task(asyncio.to_thread(cli, *args))
+            subscribed = asyncio.create_task(fake.wait_for_subscribers("BTCUSDT", "60"))
+            await asyncio.wait({command, subscribed}, return_when=asyncio.FIRST_COMPLETED)
+            assert not command.done(), f"stream ended before subscribing (exit {command.result()})"
+            await fake.advance_to(opened(served[now_index + 1]))  # one candle closes live
+            await asyncio.wait({command}, timeout=PATIENCE_S)
+            for candle in served[now_index + 2:now_index + 2 + max_candles]:
+                if command.done():
+                    break
+                await fake.advance_to(opened(candle))
+            return await command
+
+    return asyncio.run(asyncio.wait_for(scenario(), 3 * PATIENCE_S))
+
+
+def test_a_restarted_stream_first_stores_what_closed_while_it_was_stopped(
+        tmp_path: Path, synthetic_year: list[Kline], capsys: pytest.CaptureFixture[str]) -> None:
+    hours = synthetic_year[:80]
+    db = tmp_path / "k.sqlite"
+    # stored up to 11:00; 25 candles close while no stream runs, then one more while it streams
+    assert restart_stream(db, hours, stopped_after=12, now_index=37, max_candles=26) == 0
+    out, err = capsys.readouterr()
+    lines = [line for line in out.splitlines() if line.endswith("stored")]
+    assert [line[:16] for line in lines] == [format_ms(k.start_time)[:16] for k in hours[12:38]]
+    assert not any(line.endswith("already stored") for line in lines)
+    assert f"from {format_ms(hours[12].start_time)}, after the last stored candle" in out
+    with KlineStore(db) as store:
+        assert store.load(*KEY) == hours[:38]  # every candle once: no hole, no duplicate
+        assert store.gaps(*KEY) == []
+    assert err == ""
+
+
+def test_a_restarted_stream_names_the_candles_the_exchange_does_not_have(
+        tmp_path: Path, synthetic_year: list[Kline], capsys: pytest.CaptureFixture[str]) -> None:
+    hours = synthetic_year[:80]
+    served = [*hours[:20], *hours[25:]]  # the exchange has nothing from 20:00 to 00:00 (maintenance)
+    db = tmp_path / "k.sqlite"
+    assert restart_stream(db, served, stopped_after=12, now_index=32, max_candles=21) == 0
+    err = capsys.readouterr().err
+    assert err == ("warning: the exchange has no BTCUSDT 60 linear candles from 2024-01-01 20:00 UTC to "
+                   "2024-01-02 00:00 UTC (5 missing); the store keeps that gap\n")
+    with KlineStore(db) as store:
+        assert store.load(*KEY) == [*hours[:20], *hours[25:38]]
+        assert store.gaps(*KEY) == [(hours[20].start_time, hours[24].start_time)]
 
 
 def test_stream_stops_cleanly_on_ctrl_c(tmp_path: Path, synthetic_year: list[Kline]) -> None:

@@ -55,7 +55,7 @@ def test_predict_all_and_plot(run_dir: Path, candle_slice: Path, tmp_path: Path,
     assert main(["predict", "--checkpoint", str(run_dir), "--csv", str(candle_slice), "--all", "--out", str(preds),
                  "--plot", str(plot), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    table = pd.read_csv(preds)
+    table = pd.read_csv(preds, comment="#")  # below the metadata line (`reformer.predictions`)
     assert list(table.columns) == ["timestamp", "prediction"]
     meta = json.loads((run_dir / "best" / "checkpoint.json").read_text())
     warmup_and_window = 900 - len(table) + 1

@@ -25,7 +25,7 @@ _EXPORTS = {
     "KlineStore": "reformer.data.store",
     "BacktestConfig": "reformer.strategy",
     "BacktestResult": "reformer.strategy",
-    "run_backtest": "reformer.strategy",
+    "run_backtest": "reformer.pipelines",  # walks a model forward; predictions go on to reformer.strategy
 }
 
 __all__ = [
@@ -50,7 +50,8 @@ if TYPE_CHECKING:
     from .data.dataset import DataLoader
     from .data.store import KlineStore
     from .model import AttentionType, ReformerConfig, ReformerModel
-    from .strategy import BacktestConfig, BacktestResult, run_backtest
+    from .pipelines import run_backtest
+    from .strategy import BacktestConfig, BacktestResult
 
 
 def __getattr__(name: str) -> Any:

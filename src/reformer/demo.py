@@ -91,7 +91,7 @@ def run_demo(report_dir: str | Path, *, n_bars: int = 20_000, seq_len: int = 256
     from .data.sync import sync_klines_blocking
     from .data.synthetic import synthetic_klines
     from .strategy import BacktestConfig, run_backtest, save_report
-    from .training.crypto import plot_attention, predict_all, predict_latest, train_crypto
+    from .training.crypto import first_unseen_bar, plot_attention, predict_all, predict_latest, train_crypto
 
     started = time.perf_counter()
     out = Path(report_dir)
@@ -120,12 +120,11 @@ def run_demo(report_dir: str | Path, *, n_bars: int = 20_000, seq_len: int = 256
     latest = predict_latest(out / "run", frame)
     plot_attention(out / "run", frame, out / "attention.png")
 
-    # backtest the model on the test period only: bars after the last training and validation target
-    prepared = trained.data.prepared
-    first_test = int(prepared.split.test[0])
-    test_start = int(prepared.timestamps[first_test])
+    # backtest the model on the test period only: the bars no weight of it was fitted on
+    test_start, _ = first_unseen_bar(out / "run")
+    first_test = int(frame["timestamp"].searchsorted(test_start))
     # predict from just enough history before the test period (feature warm-up + one window), not the whole series
-    history_from = max(0, int(prepared.end_bars[first_test]) - seq_len - 2 * prepared.spec.warmup)
+    history_from = max(0, first_test - seq_len - 2 * trained.data.prepared.spec.warmup)
     predictions = predict_all(out / "run", frame.iloc[history_from:].reset_index(drop=True))
     predictions = predictions[predictions["timestamp"] >= test_start]
     bars = frame[frame["timestamp"] >= test_start].reset_index(drop=True)

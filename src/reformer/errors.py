@@ -15,7 +15,9 @@
 
 The CLI turns any `ReformerError` into one line on stderr and exit code 2, never a traceback; scripts get the
 same from `run_main` (the examples use it). `BadRequestError` also derives from `UserInputError`, so the CLI shows
-it as an input error.
+it as an input error. `UserInputError` (and so `ConfigError`, `DataFormatError`) also derives from `ValueError`,
+so `except ValueError` callers keep working; a plain `ValueError` from library internals is a bug and keeps its
+traceback (exit 1).
 """
 
 from __future__ import annotations
@@ -140,10 +142,11 @@ def first_line(exc: BaseException) -> str:
 
 
 def one_line(exc: BaseException) -> str | None:
-    """The one-line error for what bad input raises: a `ReformerError` or `ValueError` (a config field), or an
-    `OSError` of a path (a file where a folder is wanted, a missing folder); None for anything else (a bug, which
-    keeps its traceback)."""
-    if isinstance(exc, ReformerError | ValueError):
+    """The one-line error for what bad input raises: a `ReformerError` (the package's own, raised on purpose), or
+    an `OSError` of a path (a file where a folder is wanted, a missing folder); None for anything else. A plain
+    `ValueError` or `TypeError` is not bad input but a bug (often deep inside numpy or torch): it keeps its
+    traceback."""
+    if isinstance(exc, ReformerError):
         return first_line(exc)
     if isinstance(exc, OSError) and exc.filename is not None:
         return f"{exc.filename}: {exc.strerror or first_line(exc)}; check the path"

@@ -14,8 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from reformer.api import FakeExchange, Fault, Kline, SyncBybitClient, klines_from_csv
+from reformer.api import FakeExchange, Fault, Kline, SyncBybitClient
 from reformer.api.fake import RETRYABLE_FAULTS
+from reformer.data.csv_io import read_klines
 from reformer.errors import DataFormatError, InvalidSymbolError, UserInputError
 
 from ..synthetic import plain_decimal, write_shared_layout_csv
@@ -218,24 +219,26 @@ def test_csv_loader_reads_the_shared_file(btc_klines: list[Kline]) -> None:
     assert btc_klines[0] == Kline(1585130400000, 6500.0, 6591.5, 6500.0, 6591.5, 0.004, 26.366)
 
 
-def test_csv_loader(synthetic_csv: Path, synthetic_series: list[Kline], tmp_path: Path) -> None:
+def test_files_to_serve_read_through_the_data_layer(synthetic_csv: Path, synthetic_series: list[Kline],
+                                                    tmp_path: Path) -> None:
     # the shared file's layout (a timestamp_string column beside the export columns) reads back exactly
-    assert klines_from_csv(synthetic_csv) == synthetic_series
-    # an ordinary OHLCV file without turnover is served too (turnover NaN), through the project's CSV reader
+    assert read_klines(synthetic_csv) == synthetic_series
+    # an ordinary OHLCV file without turnover is served too (turnover NaN): the caller reads it, the fake serves
     plain = tmp_path / "plain.csv"
     plain.write_text("timestamp,open,high,low,close,volume\n1700000000000,2,3,1,2.5,6\n")
-    (candle,) = klines_from_csv(plain)
+    (candle,) = read_klines(plain)
     assert candle[:6] == (1700000000000, 2.0, 3.0, 1.0, 2.5, 6.0) and math.isnan(candle.turnover)
     bad_value = tmp_path / "bad.csv"
     bad_value.write_text("timestamp,open,high,low,close,volume,turnover\n"
                          "1700000000000,2,3,1,2.5,6,7\n1700003600000,x,3,1,2.5,6,7\n")
     with pytest.raises(DataFormatError, match="line 3"):
-        klines_from_csv(bad_value)
+        read_klines(bad_value)
 
 
 def test_run_fake_exchange_serves_until_interrupted(synthetic_year: list[Kline], tmp_path: Path) -> None:
     small = write_shared_layout_csv(synthetic_year[:100], tmp_path / "btc.csv")
-    code = f"from reformer.api.fake import run_fake_exchange; run_fake_exchange({str(small)!r})"
+    code = ("from reformer.api.fake import run_fake_exchange; from reformer.data import read_klines; "
+            f"run_fake_exchange(read_klines({str(small)!r}))")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
     try:

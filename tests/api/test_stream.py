@@ -200,6 +200,31 @@ def test_since_back_fills_history_first(synthetic_year: list[Kline]) -> None:
     run(scenario())
 
 
+def test_candles_the_exchange_lacks_are_reported_once_through_on_gap(synthetic_year: list[Kline]) -> None:
+    hours = synthetic_year[:40]
+    served = [*hours[:5], *hours[8:20], *hours[22:]]  # none for 05:00-07:00 (back-filled) and 20:00-21:00 (live)
+    gaps: list[tuple[int, int]] = []
+
+    async def scenario() -> None:
+        async with FakeExchange({SERIES: served}, now_ms=opened(hours[15])) as fake, \
+                BybitClient(fake.base_url, ws_url=fake.ws_url, rate_limit=None) as client:
+            stream = BybitStream("BTCUSDT", "60", client=client, since=hours[2].start_time,
+                                 on_gap=lambda first, last: gaps.append((first, last)))
+            consumer = Consumer(stream)
+            assert await consumer.take(10) == [*hours[2:5], *hours[8:15]]
+            assert gaps == [(hours[5].start_time, hours[7].start_time)]
+            await fake.wait_for_subscribers("BTCUSDT", "60")
+            await fake.advance_to(opened(hours[23]))
+            assert await consumer.take(6) == [*hours[15:20], hours[22]]
+            assert gaps == [(hours[5].start_time, hours[7].start_time), (hours[20].start_time, hours[21].start_time)]
+            await fake.advance_to(opened(hours[24]))
+            assert await consumer.take(1) == [hours[23]]
+            assert consumer.queue.empty() and len(gaps) == 2  # each hole once
+            await consumer.stop()
+
+    run(scenario())
+
+
 def test_unknown_symbol_subscription_raises(synthetic_year: list[Kline]) -> None:
     async def scenario() -> None:
         async with FakeExchange({SERIES: synthetic_year[:5]}) as fake, \

@@ -116,9 +116,9 @@ HEADER = "timestamp,open,high,low,close,volume,turnover"
         (HEADER + "\n", r"no data rows"),
         ("timestamp,open,high,low,close\n1704067200000,1,2,0.5,1.5\n", r"missing column 'volume'"),
         ("when,open,high,low,close,volume\n1,1,2,0.5,1.5,4\n", r"no time column .*timestamp, start_time"),
-        (f"{HEADER}\n{GOOD}\n1704070800000,1,2,abc,1.5,4,6\n", r"line 3, column 'low' has 'abc', not a finite"),
-        (f"{HEADER}\n{GOOD}\n1704070800000,1,2,,1.5,4,6\n", r"line 3, column 'low' is empty"),
-        (f"{HEADER}\n{GOOD}\n1704070800000,1,2,0.5,1.5,inf,6\n", r"line 3, column 'volume' has inf"),
+        (f"{HEADER}\n{GOOD}\n1704070800000,1,2,abc,1.5,4,6\n", r"line 3, column 'low': 'abc' is not a finite number"),
+        (f"{HEADER}\n{GOOD}\n1704070800000,1,2,,1.5,4,6\n", r"line 3, column 'low': empty \(or NaN\) is not a finite"),
+        (f"{HEADER}\n{GOOD}\n1704070800000,1,2,0.5,1.5,inf,6\n", r"line 3, column 'volume': inf is not a finite"),
         (f"{HEADER}\n{GOOD}\n\n1704070800000,1,0.4,0.5,1.5,4,6\n", r"line 4, column 'high': 0.4 is below low"),
         (f"{HEADER}\n{GOOD}\n1704070800000,0,2,0.5,1.5,4,6\n", r"line 3, column 'open': 0.0 is not > 0"),
         (f"{HEADER}\n{GOOD}\n1704070800000,1,2,0.5,-1.5,4,6\n", r"line 3, column 'close': -1.5 is not > 0"),
@@ -129,7 +129,7 @@ HEADER = "timestamp,open,high,low,close,volume,turnover"
         (f"{HEADER}\n1704067200000000,1,2,0.5,1.5,4,6\n", r"line 2, .*micro- or nanoseconds"),
         (f"{HEADER}\n1704067200000.5,1,2,0.5,1.5,4,6\n", r"line 2, .*not a whole number of milliseconds"),
         (f"{HEADER}\n-5,1,2,0.5,1.5,4,6\n", r"line 2, .*not a positive epoch time"),
-        (f"{HEADER}\n,1,2,0.5,1.5,4,6\n", r"line 2, column 'timestamp' is empty"),
+        (f"{HEADER}\n,1,2,0.5,1.5,4,6\n", r"line 2, column 'timestamp': empty \(or NaN\) is not a finite number"),
         ("date,open,high,low,close,volume\n2024-01-01,1,2,0.5,1.5,4\n01.02.2024 10:00,1,2,0.5,1.5,4\n",
          r"line 3, column 'date' has '01.02.2024 10:00', not an ISO-8601"),
         ("timestamp,Open,open,high,low,close,volume\n", r"columns 'Open' and 'open' clash"),
@@ -147,7 +147,7 @@ def test_malformed_files_give_one_line_naming_the_place(tmp_path: Path, text: st
 
 
 def test_missing_file_and_unreadable_parquet(tmp_path: Path) -> None:
-    with pytest.raises(DataFormatError, match=r"nope\.csv: no such file"):
+    with pytest.raises(UserInputError, match=r"nope\.csv: no such file"):
         read_klines(tmp_path / "nope.csv")
     with pytest.raises(DataFormatError, match=r"junk\.parquet: not a readable Parquet file"):
         read_klines(write_text(tmp_path, "junk", name="junk.parquet"))
@@ -211,5 +211,6 @@ def test_semicolon_and_tab_separated_files_read_as_the_comma_file(tmp_path: Path
 
 def test_a_nan_cell_is_named_as_empty_or_nan(tmp_path: Path) -> None:
     path = write_text(tmp_path, f"{HEADER}\n{GOOD}\n1704070800000,1,2,0.5,nan,4,6\n", name="nan.csv")
-    with pytest.raises(DataFormatError, match=r"line 3, column 'close' is empty \(or NaN\); fix or delete"):
+    with pytest.raises(DataFormatError,
+                       match=r"line 3, column 'close': empty \(or NaN\) is not a finite number; fix or delete"):
         read_klines(path)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from reformer.api.types import Kline
-from reformer.data.store import Coverage, KlineStore, SeriesInfo
+from reformer.data.store import ConflictingCandlesError, Coverage, Inserted, KlineStore, SeriesInfo
 from reformer.errors import DataFormatError, UserInputError
 
 HOUR = 3_600_000
@@ -68,13 +68,28 @@ def test_same_page_twice_adds_nothing(store: KlineStore) -> None:
     assert store.load(*KEY) == page
 
 
-def test_changed_values_are_updated_and_only_new_rows_counted(store: KlineStore) -> None:
+def test_changed_values_are_replaced_when_asked_and_counted_apart(store: KlineStore) -> None:
     page = make_klines([hour * HOUR for hour in range(10)])
     store.upsert(*KEY, page)
     revised = page[-1]._replace(close=page[-1].close + 1.0, volume=page[-1].volume * 2)
     extra = make_klines([10 * HOUR, 11 * HOUR], seed=1)
-    assert store.upsert(*KEY, [revised, *extra]) == 2
+    assert store.insert(*KEY, [page[0], revised, *extra], replace=True) == Inserted(added=2, replaced=1)
     assert store.load(*KEY) == [*page[:-1], revised, *extra]
+    assert store.upsert(*KEY, [revised], replace=True) == 0  # identical again: neither new nor replaced
+
+
+def test_changed_values_are_refused_by_default_and_nothing_is_stored(store: KlineStore) -> None:
+    page = make_klines([hour * HOUR for hour in range(10)])
+    store.upsert(*KEY, [*page[:5], page[5]._replace(turnover=math.nan), *page[6:]])
+    changed = [page[7]._replace(close=page[7].close + 0.5), page[3]._replace(high=page[3].high * 1.01)]
+    extra = make_klines([10 * HOUR], seed=1)
+    before = store.load(*KEY)
+    with pytest.raises(ConflictingCandlesError, match=r"2 stored linear BTCUSDT 60 candle.*replace=True") as caught:
+        store.insert(*KEY, [*page[:3], *changed, *extra])
+    assert (caught.value.count, caught.value.first_start) == (2, 3 * HOUR)
+    assert store.load(*KEY) == before, "a refused insert stores nothing, not even its new candles"
+    # identical candles (an unknown turnover included) are no conflict
+    assert store.insert(*KEY, [*before, *extra]) == Inserted(added=1, replaced=0)
 
 
 def test_series_are_kept_apart(store: KlineStore) -> None:
@@ -185,6 +200,16 @@ def test_a_failing_page_stores_nothing(store: KlineStore) -> None:
 def test_bad_arguments_name_the_parameter(store: KlineStore, call, pattern: str) -> None:
     with pytest.raises(UserInputError, match=pattern):
         call(store)
+
+
+def test_a_file_where_the_folder_should_be_is_named(tmp_path: Path) -> None:
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file, not a folder")
+    expected = rf"^{blocker} is a file, not a folder: check the path or choose another --db$"
+    for path in (blocker / "k.sqlite", blocker / "sub" / "k.sqlite"):
+        with pytest.raises(UserInputError, match=expected):
+            KlineStore(path)
+    assert blocker.read_text() == "a file, not a folder"
 
 
 def test_a_foreign_file_is_refused(tmp_path: Path) -> None:

@@ -98,13 +98,84 @@ def test_a_trainable_bias_alone_gets_its_gradient() -> None:
     assert linear_gelu(layer, x).requires_grad  # the bias still needs the autograd path
 
 
+@pytest.fixture
+def float64_route(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Sends every `Linear` (float64 included) through the oneDNN autograd Function, with `_product` replaced by
+    an exact float64 stand-in, so its backward is checked to float64 precision. Records each product's post-op."""
+    seen: list[str] = []
+
+    def product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                post: str = "none") -> torch.Tensor:
+        seen.append(post)
+        out = F.linear(x, weight, bias)
+        return F.gelu(out) if post == "gelu" else out
+
+    monkeypatch.setattr(linear, "onednn_ready", lambda x, weight: True)
+    monkeypatch.setattr(linear, "_product", product)
+    return seen
+
+
+def _penalty_grads(first: torch.nn.Linear, second: torch.nn.Linear, x: torch.Tensor) -> list[torch.Tensor]:
+    """Weight and first-bias gradients of the gradient penalty |d sum(second(tanh(first(x)))) / dx|^2 (the
+    second bias does not reach d/dx)."""
+    params = [first.weight, first.bias, second.weight]
+    for p in [*params, second.bias]:
+        p.grad = None
+    y = second(torch.tanh(first(x)))
+    (gx,) = torch.autograd.grad(y.sum(), x, create_graph=True)  # the upstream gradient (ones) needs no grad
+    gx.pow(2).sum().backward()
+    grads = [p.grad for p in params if p is not None and p.grad is not None]
+    assert len(grads) == 3  # a dropped term would show as a missing gradient or a wrong value
+    return [g.clone() for g in grads]
+
+
+@pytest.mark.parametrize("first_is_ours", [True, False])
+def test_gradient_penalty_matches_f_linear_in_float64(float64_route: list[str], first_is_ours: bool) -> None:
+    torch.manual_seed(0)
+    first = (Linear if first_is_ours else torch.nn.Linear)(6, 5).double()
+    second = Linear(5, 3).double()
+    x = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    got = _penalty_grads(first, second, x)
+    assert "none" in float64_route  # the autograd Function was taken
+    plain_first, plain_second = torch.nn.Linear(6, 5).double(), torch.nn.Linear(5, 3).double()
+    plain_first.load_state_dict(first.state_dict())
+    plain_second.load_state_dict(second.state_dict())
+    want = _penalty_grads(plain_first, plain_second, x)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_gradgradcheck_through_the_onednn_function(float64_route: list[str], bias: bool) -> None:
+    torch.manual_seed(0)
+    layer = Linear(4, 3, bias=bias).double()
+    x = torch.randn(2, 5, 4, dtype=torch.float64, requires_grad=True)
+    inputs = (x, layer.weight) if layer.bias is None else (x, layer.weight, layer.bias)
+
+    def fn(x: torch.Tensor, weight: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = linear._OneDNNLinear.apply(x, weight, rest[0] if rest else None)
+        return out
+
+    assert torch.autograd.gradcheck(fn, inputs)
+    assert torch.autograd.gradgradcheck(fn, inputs)
+    assert float64_route  # the stand-in product ran
+
+
 @pytest.mark.skipif(not linear._ONEDNN, reason="this PyTorch build has no oneDNN")
-def test_double_backward_fails_loudly() -> None:
-    layer = Linear(6, 5)
+def test_gradient_penalty_on_the_real_onednn_route(calls: list[str]) -> None:
+    torch.manual_seed(0)
+    first, second = Linear(6, 5), Linear(5, 3)
     x = torch.randn(4, 6, requires_grad=True)
-    (first,) = torch.autograd.grad(layer(x).square().sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable"):
-        first.sum().backward()
+    got = _penalty_grads(first, second, x)
+    # both forwards on oneDNN; the graph-building backward takes matmuls; the penalty's backward through the first
+    # layer's forward (tanh' depends on it) is a plain backward, dx and dW on oneDNN again
+    assert calls == ["none"] * 4
+    plain_first, plain_second = torch.nn.Linear(6, 5), torch.nn.Linear(5, 3)
+    plain_first.load_state_dict(first.state_dict())
+    plain_second.load_state_dict(second.state_dict())
+    want = _penalty_grads(plain_first, plain_second, x)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_the_reversible_training_forward_matches_its_recomputation() -> None:

@@ -116,3 +116,36 @@ def test_semicolon_separated_predictions_read_as_the_comma_file(tmp_path: Path) 
     comma.write_text("\n".join(rows) + "\n")
     semi.write_text("\n".join(row.replace(",", ";") for row in rows) + "\n")
     pd.testing.assert_series_equal(read_predictions_csv(semi), read_predictions_csv(comma))
+
+
+def test_predictions_under_the_metadata_line_are_read_in_order(tmp_path: Path) -> None:
+    from reformer.strategy.io import read_predictions_csv
+
+    rows = ["# reformer predictions: interval=60 horizon=24 first_out_of_sample=2024-01-01T01:00:00Z",
+            "timestamp,prediction", "1704067200000,0.01", "1704070800000,-0.02"]
+    path = tmp_path / "preds.csv"
+    path.write_text("\n".join(rows) + "\n")
+    assert read_predictions_csv(path).tolist() == [0.01, -0.02]
+    path.write_text("\n".join([*rows[:2], rows[3], rows[2]]) + "\n")  # the lines below the header count from 3
+    with pytest.raises(DataFormatError, match=r"line 4: timestamp 2024-01-01 00:00:00\+00:00 comes before"):
+        read_predictions_csv(path)
+
+
+def test_save_report_never_writes_through_a_symbolic_link(tmp_path: Path) -> None:
+    import json
+
+    from reformer.strategy.plots import REPORT_FILES, save_report
+
+    result = backtest_positions(pd.Series([1.0], index=TIMES[:1]), BARS, CONFIG)
+    outside = tmp_path / "outside.csv"
+    outside.write_text("precious\n")
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "trades.csv").symlink_to(outside)
+    with pytest.raises(UserInputError, match=r"trades\.csv is a symbolic link"):
+        save_report(result, BARS, out)
+    assert outside.read_text() == "precious\n" and [p.name for p in out.iterdir()] == ["trades.csv"]
+    (out / "trades.csv").unlink()
+    paths = save_report(result, BARS, out, extra={"predictions": {"in_sample": True}})
+    assert json.loads(paths["stats"].read_text())["predictions"] == {"in_sample": True}
+    assert sorted(p.name for p in out.iterdir()) == sorted(REPORT_FILES.values())  # no temporary file left behind

@@ -111,3 +111,144 @@ def test_missing_checkpoint_and_resolution(saved: tuple[Path, ReformerModel, tor
     run = tmp_path / "run"
     save_checkpoint(run / "best", saved[1], {"note": "best"})
     assert load_checkpoint(run)[1]["note"] == "best"
+
+
+def _built_on_meta_only(monkeypatch: pytest.MonkeyPatch, cls: type[torch.nn.Module]) -> list[str]:
+    """Make `cls(...)` fail unless it is built on the meta device (which allocates nothing); returns the devices
+    it was built on."""
+    devices: list[str] = []
+    real = cls.__init__
+
+    def guarded(self: torch.nn.Module, *args: object, **kwargs: object) -> None:
+        devices.append(torch.empty(0).device.type)
+        if devices[-1] != "meta":
+            raise AssertionError(f"{cls.__name__} built at full size before its weights were checked")
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "__init__", guarded)
+    return devices
+
+
+HUGE = {"d_model": 4096, "n_layers": 6, "d_ff": 16384}  # about 1.1 billion parameters, 4.4 GB of float32
+
+
+def _edit_config(path: Path, **fields: object) -> None:
+    meta = json.loads((path / "checkpoint.json").read_text())
+    meta["model_config"].update(fields)
+    (path / "checkpoint.json").write_text(json.dumps(meta))
+
+
+def test_a_json_edited_to_a_huge_model_fails_before_the_model_is_built(
+        saved: tuple[Path, ReformerModel, torch.optim.Optimizer], monkeypatch: pytest.MonkeyPatch) -> None:
+    # the weights are the small model's; the JSON now describes a 4 GB one. Loading used to build it (4.6 GB,
+    # 36 s) and only then compare shapes: the header is compared with the config's shapes before anything is built
+    path = saved[0]
+    _edit_config(path, **HUGE)
+    devices = _built_on_meta_only(monkeypatch, ReformerModel)
+    with pytest.raises(DataFormatError) as exc:
+        load_checkpoint(path)
+    _one_line(exc, str(path / "model.safetensors"))
+    message = str(exc.value)
+    assert ("tensor embed.to_embed.weight has shape (8, 3), model_config (checkpoint.json) needs shape (4096, 3)"
+            in message)
+    assert message.endswith("the JSON and the weights are from different runs: restore the checkpoint or retrain")
+    assert devices == ["meta"]
+    # a weights file of another model altogether: its first tensor missing from it is named
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(path / "model.safetensors"))
+    with pytest.raises(DataFormatError, match=r"tensor \S+ is missing, model_config \(checkpoint.json\) needs shape"):
+        load_checkpoint(path)
+    assert devices == ["meta", "meta"]
+
+
+def test_a_series_checkpoint_is_checked_the_same_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reformer.training.forecast import ForecastConfig, PatchReformerForecaster
+    from reformer.training.series import load_series_checkpoint
+
+    config = ForecastConfig(seq_len=48, horizon=12, n_channels=2, patch_len=8, stride=8, d_model=8, n_heads=2,
+                            n_layers=1, d_ff=16)
+    meta = {"feature_names": ["a", "b"], "target": "b", "features": "M",
+            "scaler": {"mean": [0.0, 0.0], "std": [1.0, 1.0]}}
+    save_checkpoint(tmp_path / "ck", PatchReformerForecaster(config), meta)
+    _edit_config(tmp_path / "ck", **HUGE)
+    devices = _built_on_meta_only(monkeypatch, PatchReformerForecaster)
+    with pytest.raises(DataFormatError, match=r"model.safetensors: tensor \S+ has shape .* needs shape") as exc:
+        load_series_checkpoint(tmp_path / "ck")
+    _one_line(exc, "different runs: restore the checkpoint or retrain")
+    assert devices == ["meta"]
+
+
+def test_an_absurd_layer_count_stops_building_early(saved: tuple[Path, ReformerModel, torch.optim.Optimizer],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # on the meta device tensors cost nothing, but 20,000 layers still take 30 s and 1 GB of module objects
+    from reformer.model.reversible import ReformerLayer
+
+    path = saved[0]
+    _edit_config(path, n_layers=20_000)
+    _built_on_meta_only(monkeypatch, ReformerModel)
+    layers = 0
+    real = ReformerLayer.__init__
+
+    def counted(self: ReformerLayer, *args: object, **kwargs: object) -> None:
+        nonlocal layers
+        layers += 1
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ReformerLayer, "__init__", counted)
+    with pytest.raises(DataFormatError, match="describes a model of far more tensors than the 30 the weights hold"):
+        load_checkpoint(path)
+    assert layers < 100
+
+
+def _header_and_data(path: Path) -> tuple[dict[str, object], bytes]:
+    raw = path.read_bytes()
+    length = int.from_bytes(raw[:8], "little")
+    return json.loads(raw[8:8 + length]), raw[8 + length:]
+
+
+def _write(path: Path, header: dict[str, object], data: bytes) -> None:
+    text = json.dumps(header).encode()
+    path.write_bytes(len(text).to_bytes(8, "little") + text + data)
+
+
+@pytest.mark.parametrize("damage", ["short", "length_past_the_end", "garbage_header", "header_not_an_object",
+                                    "trailing_bytes", "data_cut", "shape_without_its_bytes", "unknown_dtype",
+                                    "overlapping"])
+def test_a_damaged_weights_file_is_named_before_anything_is_read(
+        saved: tuple[Path, ReformerModel, torch.optim.Optimizer], damage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = saved[0]
+    weights = path / "model.safetensors"
+    header, data = _header_and_data(weights)
+    first = next(name for name in header if name != "__metadata__")
+    entry = header[first]
+    assert isinstance(entry, dict)
+    if damage == "short":
+        weights.write_bytes(b"\x10\x00\x00")
+    elif damage == "length_past_the_end":
+        weights.write_bytes((10**12).to_bytes(8, "little") + b"{}")
+    elif damage == "garbage_header":
+        weights.write_bytes((16).to_bytes(8, "little") + b"\xff" * 16 + data)
+    elif damage == "header_not_an_object":
+        _write(weights, [1, 2], data)  # type: ignore[arg-type]
+    elif damage == "trailing_bytes":
+        weights.write_bytes(weights.read_bytes() + b"\x00" * 4)
+    elif damage == "data_cut":
+        _write(weights, header, data[:-4])
+    elif damage == "shape_without_its_bytes":
+        entry["shape"] = [10**9, 10**9]  # would be 4 EB: never allocated, refused by the byte count
+        _write(weights, header, data)
+    elif damage == "unknown_dtype":
+        entry["dtype"] = "F128"
+        _write(weights, header, data)
+    else:
+        second = next(name for name in header if name not in ("__metadata__", first))
+        other = header[second]
+        assert isinstance(other, dict)
+        other["data_offsets"] = entry["data_offsets"]
+        _write(weights, header, data)
+    _built_on_meta_only(monkeypatch, ReformerModel)
+    with pytest.raises(DataFormatError, match="not a readable safetensors file") as exc:
+        load_checkpoint(path)
+    _one_line(exc, str(weights))

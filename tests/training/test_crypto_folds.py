@@ -59,7 +59,7 @@ def test_folds_test_consecutive_blocks_after_their_own_training_and_validation(
     # expanding: every fold trains from the first window, on more windows than the one before
     assert len({f["train_first_timestamp"] for f in folds}) == 1
     assert folds[0]["train_windows"] < folds[1]["train_windows"] < folds[2]["train_windows"]
-    table = pd.read_csv(out / "predictions.csv")
+    table = pd.read_csv(out / "predictions.csv", comment="#")
     assert len(table) == report["pooled"]["windows"] == 360 and (np.diff(table["timestamp"]) == bar).all()
     assert list(table["fold"]) == [0] * 120 + [1] * 120 + [2] * 120
     assert (out / "fold_2" / "best" / "model.safetensors").is_file()
@@ -72,7 +72,7 @@ def test_folds_test_consecutive_blocks_after_their_own_training_and_validation(
 
 def test_pooled_scores_are_the_scores_of_every_fold_s_forecasts_together(run: tuple[dict[str, Any], Path]) -> None:
     report, out = run
-    table = pd.read_csv(out / "predictions.csv")
+    table = pd.read_csv(out / "predictions.csv", comment="#")
     pooled = report["pooled"]
     for name, metrics in (("prediction", pooled["model"]), *pooled["baselines"].items()):
         expected = regression_metrics(table[name].to_numpy(), table["realised"].to_numpy())
@@ -106,7 +106,7 @@ def test_a_fold_sees_nothing_after_its_first_test_bar(run: tuple[dict[str, Any],
         changed.loc[later, column] *= 1.5
     changed.loc[later, "volume"] *= 3.0
     again = _run(changed, tmp_path / "changed")
-    before, after = pd.read_csv(out / "predictions.csv"), pd.read_csv(tmp_path / "changed" / "predictions.csv")
+    before, after = (pd.read_csv(path / "predictions.csv", comment="#") for path in (out, tmp_path / "changed"))
     fold0 = before["fold"] == 0
     pd.testing.assert_frame_equal(after.loc[fold0, ["prediction", "ridge", "momentum"]],
                                   before.loc[fold0, ["prediction", "ridge", "momentum"]], check_exact=True)
@@ -132,7 +132,7 @@ def test_every_fold_s_targets_close_before_its_validation_and_test_blocks(run: t
 
 def test_within_fold_ic_centres_each_fold_s_forecast(run: tuple[dict[str, Any], Path]) -> None:
     report, out = run
-    table = pd.read_csv(out / "predictions.csv")
+    table = pd.read_csv(out / "predictions.csv", comment="#")
     centred = table["prediction"] - table.groupby("fold")["prediction"].transform("mean")
     within = report["pooled"]["ic_within_folds"]
     assert within["model"] == pytest.approx(information_coefficient(centred, table["realised"]))
@@ -161,7 +161,7 @@ def test_a_classifier_s_predictions_carry_its_probabilities(frame: pd.DataFrame,
     report = evaluate_walk_forward(frame, seq_len=SEQ, horizon=HORIZON, folds=FOLDS, model_overrides=TINY,
                                    train_config=CONFIG, task="classification", class_threshold=0.002,
                                    out_dir=tmp_path)
-    table = pd.read_csv(tmp_path / "predictions.csv")
+    table = pd.read_csv(tmp_path / "predictions.csv", comment="#")
     np.testing.assert_allclose(table[["p_down", "p_flat", "p_up"]].sum(axis=1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(table["prediction"], table["p_up"] - table["p_down"], atol=1e-12)
     accuracy = float((table[["p_down", "p_flat", "p_up"]].to_numpy().argmax(axis=1) == table["class"]).mean())
@@ -173,7 +173,7 @@ def test_an_ensemble_scores_its_members_mean_and_its_first_member_is_the_single_
     single, single_out = run
     report = evaluate_walk_forward(frame, seq_len=SEQ, horizon=HORIZON, folds=FOLDS, model_overrides=TINY,
                                    train_config=CONFIG, out_dir=tmp_path, ensemble=2)
-    table, alone = pd.read_csv(tmp_path / "predictions.csv"), pd.read_csv(single_out / "predictions.csv")
+    table, alone = (pd.read_csv(path / "predictions.csv", comment="#") for path in (tmp_path, single_out))
     np.testing.assert_array_equal(table["prediction_seed0"], alone["prediction"])  # seed 0 is the single model
     assert not np.allclose(table["prediction_seed1"], table["prediction_seed0"])
     np.testing.assert_allclose(table["prediction"], (table["prediction_seed0"] + table["prediction_seed1"]) / 2)

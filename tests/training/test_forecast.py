@@ -256,3 +256,37 @@ def test_forecaster_trains_on_its_loss_and_selects_epochs_on_validation_mse(loss
     assert abs(recorded - l1) > 1e-3  # heavy-tailed noise: the validation figure is not the training loss
     with pytest.raises(ConfigError, match="a forecaster trains with"):
         train_forecaster(model, train, val, TrainConfig(epochs=1, loss="cross_entropy"), progress=False)
+
+
+def test_one_ridge_solver_serves_the_linear_forecaster_and_the_ridge_baseline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reformer.training import baselines
+    from reformer.training import forecast as forecast_module
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(200, 5)), rng.normal(size=(200, 2))
+    alpha = 0.7
+    weights, intercept = baselines.solve_ridge(x, y, alpha)
+    # the augmented system [x 1] with no penalty on the intercept's row, solved directly
+    design = np.concatenate([x, np.ones((200, 1))], axis=1)
+    penalty = alpha * np.eye(6)
+    penalty[-1, -1] = 0.0
+    augmented = np.linalg.solve(design.T @ design + penalty, design.T @ y)
+    np.testing.assert_allclose(np.vstack([weights, intercept]), augmented, rtol=1e-10, atol=1e-12)
+    # alpha = 0 with a repeated column: singular, the minimum-norm solution splits the weight evenly
+    twin = np.concatenate([x[:, :1], x[:, :1]], axis=1)
+    w0, _ = baselines.solve_ridge(twin, 2.0 * x[:, 0], 0.0)
+    np.testing.assert_allclose(w0, [1.0, 1.0], atol=1e-8)
+
+    calls: list[float] = []
+    real = baselines.solve_ridge
+
+    def counting(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(alpha)
+        return real(x, y, alpha)
+
+    monkeypatch.setattr(baselines, "solve_ridge", counting)
+    monkeypatch.setattr(forecast_module, "solve_ridge", counting)
+    windows = rng.normal(size=(50, 8, 2))
+    LinearForecaster(ridge=1e-3).fit(windows, rng.normal(size=(50, 4, 2)))
+    baselines.fit_ridge(x, y[:, 0], 2.0)
+    assert calls == [pytest.approx(1e-3 * 100), 2.0]  # the forecaster's penalty is ridge * (windows * channels)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from reformer.data.synthetic import SyntheticMarketConfig, synthetic_frame
 from reformer.model import ReformerConfig
@@ -99,18 +100,55 @@ def test_window_bars_are_each_bar_of_the_windows_once() -> None:
     assert got == [0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 7.0, 8.0, 9.0, 10.0]  # 5 only in the window left out
 
 
-def test_run_backtest_walks_a_model_forward(market: pd.DataFrame) -> None:
-    # run_backtest(model, klines, config) of the original design: the model's configuration, retrained fold by
-    # fold (its own weights, fitted on everything, would predict bars they saw); too little history is named as such
+def test_run_backtest_walks_a_model_forward(market: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
+    # run_backtest(model, klines, config) of the original design, one layer above the strategy: the model's
+    # configuration, retrained fold by fold with the caller's TrainConfig (its own weights, fitted on everything,
+    # would predict bars they saw); too little history is named as such
+    import reformer
     from reformer.errors import UserInputError
     from reformer.model import ReformerModel
-    from reformer.strategy.backtest import walk_forward_for
-    from reformer.training import WalkForwardPredictor
+    from reformer.pipelines import run_backtest as run_model_backtest
+    from reformer.pipelines import walk_forward_for
 
+    assert reformer.run_backtest is run_model_backtest
     model = ReformerModel(ReformerConfig(seq_len=32, d_model=16, n_heads=2, n_layers=1, chunk_size=16,
                                          n_buckets=4, n_hash_rounds=1))
     walk = walk_forward_for(model)
     assert isinstance(walk, WalkForwardPredictor) and walk.model_config == model.config
+    assert walk.train_config == TrainConfig() and walk.walk == WalkForwardConfig()  # defaults, not a preset
     assert walk_forward_for(pd.Series([0.1])) is None and walk_forward_for(lambda bars: bars) is None
     with pytest.raises(UserInputError, match="leave no bar to predict"):
-        run_backtest(model, market, BacktestConfig())  # 1,400 bars: less than the default 180 days of windows
+        reformer.run_backtest(model, market, BacktestConfig())  # 1,400 bars: less than the default 180 days
+    fast, walked = _predictor("rolling"), []
+    real_predict = WalkForwardPredictor.predict_series
+
+    def spy(self: WalkForwardPredictor, klines: pd.DataFrame) -> pd.Series:
+        walked.append(self)
+        return real_predict(self, klines)
+
+    monkeypatch.setattr(WalkForwardPredictor, "predict_series", spy)
+    result = reformer.run_backtest(model, market, BacktestConfig(commission=0.00055), train_config=fast.train_config,
+                                   walk=fast.walk)
+    (used,) = walked
+    assert (used.model_config, used.train_config, used.walk) == (model.config, fast.train_config, fast.walk)
+    assert len(used.folds) >= 3 and result.equity.notna().all()
+    # predictions pass straight through to the strategy layer
+    momentum = pd.Series(np.sign(market["close"].diff(6).to_numpy()) * 0.01,
+                         index=pd.to_datetime(market["timestamp"], unit="ms", utc=True))
+    pd.testing.assert_series_equal(reformer.run_backtest(momentum, market).equity,
+                                   run_backtest(momentum, market).equity)
+
+
+def test_the_strategy_layer_refuses_a_model_and_names_the_pipeline(market: pd.DataFrame) -> None:
+    import reformer
+    from reformer.errors import UserInputError
+    from reformer.model import ReformerModel
+
+    model = ReformerModel(ReformerConfig(seq_len=32, d_model=16, n_heads=2, n_layers=1, chunk_size=16,
+                                         n_buckets=4, n_hash_rounds=1))
+    with pytest.raises(UserInputError, match=r"use reformer\.run_backtest \(or reformer\.pipelines\.run_backtest\)"):
+        run_backtest(model, market, BacktestConfig())
+    with pytest.raises(UserInputError, match="not one"):
+        reformer.run_backtest(torch.nn.Linear(2, 1), market)  # a torch module, but not a ReformerModel
+    with pytest.raises(UserInputError, match="train_config apply to a ReformerModel"):
+        reformer.run_backtest(_predictor("rolling"), market, train_config=TrainConfig())

@@ -11,7 +11,7 @@ Typical use::
 
 from ._sync import SyncBybitClient
 from .client import BybitClient, FundingRate, InstrumentInfo
-from .fake import FakeExchange, Fault, FaultPlan, klines_from_csv, run_fake_exchange
+from .fake import FakeExchange, Fault, FaultPlan, run_fake_exchange
 from .intervals import VALID_INTERVALS, interval_ms, parse_interval
 from .stream import BybitStream
 from .types import Kline
@@ -28,7 +28,6 @@ __all__ = [
     "Kline",
     "SyncBybitClient",
     "interval_ms",
-    "klines_from_csv",
     "parse_interval",
     "run_fake_exchange",
 ]

@@ -16,7 +16,8 @@ Usage, in asyncio::
         async with BybitClient(fake.base_url, ws_url=fake.ws_url) as client: ...
 
 from sync code or for another process: `fake = FakeExchange(...).start_in_thread()` ... `fake.stop()`
-(or `with FakeExchange(...) as fake:`); from a shell: `run_fake_exchange("btc.csv")`.
+(or `with FakeExchange(...) as fake:`); until Ctrl-C: `run_fake_exchange(klines)` (`reformer fake-exchange --csv FILE`
+reads the file with `reformer.data.read_klines` first: this layer never reads CSV files itself).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from types import TracebackType
 
 from ..errors import DataFormatError, UserInputError
@@ -35,23 +35,9 @@ from ._fake_ws import WsHub
 from .client import FundingRate
 from .types import Kline
 
-__all__ = ["RETRYABLE_FAULTS", "FakeExchange", "Fault", "FaultPlan", "RequestRecord", "klines_from_csv",
-           "run_fake_exchange"]
+__all__ = ["RETRYABLE_FAULTS", "FakeExchange", "Fault", "FaultPlan", "RequestRecord", "run_fake_exchange"]
 
 KLINE_PATH = "/v5/market/kline"
-_CSV_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "turnover")
-
-
-def klines_from_csv(path: str | Path) -> list[Kline]:
-    """Read candles to serve: the export format, the shared BTC file's, or an ordinary OHLCV CSV (the
-    project's reader, `reformer.data.csv_io.read_klines`; a missing turnover is served as NaN).
-
-    Raises:
-        DataFormatError: a malformed file (the message names the line or column and the fix).
-    """
-    from ..data.csv_io import read_klines
-
-    return read_klines(path)
 
 
 class FakeExchange:
@@ -240,20 +226,20 @@ class FakeExchange:
         await self._ws.wait_for_pings(count)
 
 
-def run_fake_exchange(source: str | Path | Sequence[Kline], port: int = 0, host: str = "127.0.0.1", *,
+def run_fake_exchange(klines: Sequence[Kline], port: int = 0, host: str = "127.0.0.1", *,
                       ws_port: int = 0, symbol: str = "BTCUSDT", category: str = "linear",
                       interval: str = "60") -> None:
     """Serve one series until interrupted (Ctrl-C); prints the REST and WebSocket URLs first.
 
     Args:
-        source: a CSV of candles (see `klines_from_csv`), or the candles themselves.
+        klines: the candles, oldest first (from a file: `reformer.data.read_klines(path)`).
         port, ws_port: REST and WebSocket ports (0: free ones).
         host: interface to bind (loopback by default; the fake has no authentication).
         symbol, category, interval: what the candles are, e.g. BTCUSDT / linear / "60".
     """
-    klines = klines_from_csv(source) if isinstance(source, str | Path) else list(source)
+    klines = list(klines)
     if not klines:
-        raise DataFormatError(f"{source}: no candles; export some first")
+        raise DataFormatError("no candles to serve; export some first")
 
     async def serve() -> None:
         async with FakeExchange({(category, symbol, interval): klines}, host=host, port=port,

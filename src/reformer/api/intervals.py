@@ -3,6 +3,8 @@
 Bybit names intervals "1","3","5","15","30","60","120","240","360","720" (minutes), "D", "W", "M".
 Friendly spellings ("1m", "1h", "4h", "1d", "1w", "1M") and integers (minutes) are accepted and mapped onto them.
 
+Epoch numbers (user files, command-line times) are told apart by magnitude alone: `epoch_in_seconds`.
+
 "M" (calendar month) has no fixed length, so `interval_ms` rejects it: the client pages by arithmetic windows
 and decides "closed" by `start + length <= now`, neither of which works for months. "W" has a fixed length
 (7 days) and works, whatever weekday Bybit aligns weeks to, because the client never aligns timestamps itself.
@@ -10,9 +12,32 @@ and decides "closed" by `start + length <= now`, neither of which works for mont
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, overload
+
 from ..errors import InvalidIntervalError
 
-__all__ = ["GRID_OFFSET_MS", "INTERVAL_MS", "VALID_INTERVALS", "interval_ms", "parse_interval"]
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+__all__ = ["EPOCH_MS_FROM", "GRID_OFFSET_MS", "INTERVAL_MS", "VALID_INTERVALS", "epoch_in_seconds", "interval_ms",
+           "parse_interval"]
+
+EPOCH_MS_FROM = 10**11
+"""Below this magnitude an epoch number is seconds, from it on milliseconds: 1e11 s is the year 5138 while 1e11 ms
+is 1973, so for market data a smaller number can only mean seconds."""
+
+
+@overload
+def epoch_in_seconds(value: int | float) -> bool: ...
+@overload
+def epoch_in_seconds(value: np.ndarray) -> np.ndarray: ...
+@overload
+def epoch_in_seconds(value: pd.Series) -> pd.Series: ...
+def epoch_in_seconds(value: Any) -> Any:
+    """Whether epoch numbers are seconds rather than milliseconds (`abs(value) < EPOCH_MS_FROM`): a bool for one
+    number, elementwise booleans for a numpy array or pandas Series. The one place this guess is made."""
+    return abs(value) < EPOCH_MS_FROM
 
 _MINUTE_MS = 60_000
 

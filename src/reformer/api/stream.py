@@ -2,7 +2,8 @@
 
 Subscribes to `kline.{interval}.{symbol}`, keeps the connection alive with `{"op": "ping"}`, yields only
 `confirm: true` candles, and after any drop reconnects with backoff, re-subscribes and back-fills the missed
-candles through REST, so the consumer sees every closed candle exactly once, strictly ascending.
+candles through REST, so the consumer sees every closed candle exactly once, strictly ascending. Candles the
+exchange has none of (maintenance, a halt) are reported through `on_gap`, never skipped silently.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,7 +32,7 @@ from .client import BybitClient
 from .intervals import GRID_OFFSET_MS, interval_ms, parse_interval
 from .types import Kline
 
-__all__ = ["BybitStream", "public_ws_url"]
+__all__ = ["BybitStream", "GapCallback", "public_ws_url"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ def public_ws_url(root: str, category: str) -> str:
     root = root.rstrip("/")
     return f"{root}/{category}" if urlsplit(root).path.endswith("/v5/public") else root
 
+
+GapCallback = Callable[[int, int], None]
+"""Called as `on_gap(first, last)`: open times (epoch ms, inclusive) of candles the exchange has none of."""
 
 FIRST_CONNECT_ATTEMPTS = 5
 """Attempts at the first connection before the stream gives up (after one, drops are retried for ever)."""
@@ -65,6 +69,9 @@ class BybitStream:
         reconnect_backoff: (base, cap) seconds of the full-jitter reconnect backoff.
         since: first candle open time wanted (epoch ms); when given, the first connection back-fills from
             there. Default: only candles that close after connecting.
+        on_gap: called with the first and last open time of candles the exchange has none of, between two
+            candles handed out (or between `since` and the first): the REST back-fill found none there. The
+            stream goes on after them. Default: a logged warning.
 
     Raises (while iterating):
         InvalidSymbolError: the exchange refused the subscription.
@@ -73,7 +80,8 @@ class BybitStream:
 
     def __init__(self, symbol: str, interval: str | int, category: str = "linear", *, ws_url: str | None = None,
                  client: BybitClient | None = None, ping_interval: float = 20.0,
-                 reconnect_backoff: tuple[float, float] = (1.0, 30.0), since: int | None = None) -> None:
+                 reconnect_backoff: tuple[float, float] = (1.0, 30.0), since: int | None = None,
+                 on_gap: GapCallback | None = None) -> None:
         self.symbol = symbol.strip().upper()
         self.interval = parse_interval(interval)
         self.step = interval_ms(self.interval)
@@ -86,6 +94,7 @@ class BybitStream:
         self.reconnect_backoff = reconnect_backoff
         self.reconnects = 0
         self._last = since - self.step if since is not None else None  # newest start_time handed out
+        self.on_gap = on_gap
         self._rng = random.Random()
 
     def __aiter__(self) -> AsyncIterator[Kline]:
@@ -166,8 +175,7 @@ class BybitStream:
                     if self._last is not None and kline.start_time > self._last + self.step:
                         async for missed in self._backfill(kline.start_time - 1):
                             yield missed
-                    if self._last is None or kline.start_time > self._last:
-                        self._last = kline.start_time
+                    if self._take(kline):
                         yield kline
         finally:
             pinger.cancel()
@@ -181,11 +189,26 @@ class BybitStream:
         try:
             async for page in pages:
                 for kline in page:
-                    if kline.start_time > self._last:
-                        self._last = kline.start_time
+                    if self._take(kline):
                         yield kline
         finally:
             await pages.aclose()
+
+    def _take(self, kline: Kline) -> bool:
+        """Whether `kline` is new (then it is the newest handed out). Reaching it past missing candles means
+        the exchange has none of those: REST pages hold every candle it has, and a live candle past the next
+        one is handed out only after a back-fill up to it."""
+        if self._last is not None and kline.start_time <= self._last:
+            return False
+        if self._last is not None and kline.start_time > self._last + self.step:
+            first, last = self._last + self.step, kline.start_time - self.step
+            if self.on_gap is not None:
+                self.on_gap(first, last)
+            else:
+                log.warning("stream %s: the exchange has no candles opening from %d to %d (epoch ms)", self.topic,
+                            first, last)
+        self._last = kline.start_time
+        return True
 
     def _confirmed(self, message: dict[str, Any]) -> list[Kline]:
         if message.get("topic") != self.topic:

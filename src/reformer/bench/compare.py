@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import ConfigError
 from .attention import Measurement, _rss_bytes
 from .shape import IMPLS, ModelShape
 
@@ -270,7 +271,7 @@ def run_compare(lengths: list[int], impls: tuple[str, ...], spec: CompareSpec,
     """Every implementation at every length, `spec.repeats` interleaved runs each; returns (runs, summary)."""
     unknown = [i for i in impls if i not in IMPLS]
     if unknown:
-        raise ValueError(f"unknown implementation(s) {unknown}: choose from {', '.join(IMPLS)}")
+        raise ConfigError(f"unknown implementation(s) {unknown}: choose from {', '.join(IMPLS)}")
     from .peers import peer_versions
 
     versions = peer_versions()

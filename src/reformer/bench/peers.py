@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from ..model.dropout import Dropout
 from .attention import n_buckets_for
 from .shape import _PACKAGES, IMPLS, ModelShape
@@ -67,7 +68,7 @@ class SDPAEncoder(nn.Module):
     def __init__(self, d_model: int, n_heads: int, n_layers: int, dropout: float = 0.0) -> None:
         super().__init__()
         if d_model % n_heads:
-            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
+            raise ConfigError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
         self.blocks = nn.ModuleList(_SDPABlock(d_model, n_heads, dropout) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model)
 
@@ -139,11 +140,11 @@ def build_step(impl: str, shape: ModelShape, length: int, seed: int = 0,
     The input (b, l, d) requires grad. Gradients are dropped after each step (set to None), so every step
     allocates them afresh, as the first one does.
     Raises:
-        ValueError: on an unknown implementation name.
+        ConfigError: on an unknown implementation name.
         ImportError: when a peer's package (the `bench` extra) is not installed.
     """
     if impl not in _BUILDERS:
-        raise ValueError(f"unknown implementation {impl!r}: choose from {', '.join(IMPLS)}")
+        raise ConfigError(f"unknown implementation {impl!r}: choose from {', '.join(IMPLS)}")
     torch.manual_seed(seed)
     model, forward = _BUILDERS[impl](shape, length)
     model.to(device).train()

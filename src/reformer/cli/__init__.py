@@ -63,8 +63,8 @@ def _options(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; bad input (`errors.one_line`: a `ReformerError`, `ValueError` or a path's `OSError`) exits 2
-    with one line on stderr."""
+    """Run the CLI; bad input (`errors.one_line`: a `ReformerError` or a path's `OSError`) exits 2 with one line on
+    stderr. Anything else (a plain `ValueError` from numpy or torch is a bug) propagates with its traceback."""
     from ..errors import one_line
     from ..runtime import tune_malloc
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # `reformer`, `reformer bench`: the help, already printed
             return 0
-        message = one_line(exc)  # bad input: a ReformerError, ValueError or a path's OSError
+        message = one_line(exc)  # bad input: a ReformerError or a path's OSError
         if message is not None:
             print(f"error: {message}", file=sys.stderr)
             return 2

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..bench.attention import KERNELS, BenchSpec, Measurement, run_suite
+from ..errors import ConfigError
 from .common import App
 
 __all__ = ["attention_table", "register"]
@@ -71,13 +72,13 @@ def attention(
     try:
         length_list = [int(x) for x in lengths.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"--lengths {lengths!r} is not a comma-separated list of integers, "
-                         "e.g. --lengths 512,2048") from None
+        raise ConfigError(f"--lengths {lengths!r} is not a comma-separated list of integers, "
+                          "e.g. --lengths 512,2048") from None
     if not length_list or min(length_list) < 1:
-        raise ValueError(f"--lengths {lengths!r}: give positive sequence lengths, e.g. 512,2048")
+        raise ConfigError(f"--lengths {lengths!r}: give positive sequence lengths, e.g. 512,2048")
     chosen = tuple(k.strip() for k in kernels.split(",") if k.strip())
     if not chosen or set(chosen) - set(KERNELS):
-        raise ValueError(f"--kernels {kernels!r}: choose from {','.join(KERNELS)}")
+        raise ConfigError(f"--kernels {kernels!r}: choose from {','.join(KERNELS)}")
     spec = BenchSpec(batch=batch, heads=heads, head_dim=head_dim, chunk_size=chunk_size,
                      n_hash_rounds=rounds, repeats=repeats)
     console = Console(width=160)

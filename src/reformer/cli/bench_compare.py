@@ -17,6 +17,7 @@ from ..bench.compare import CompareSpec, Run, machine_info, ratios, run_compare
 from ..bench.scaling import DEFAULT_LENGTHS, loglog_slope, plot_scaling, run_scaling
 from ..bench.shape import IMPLS, ModelShape
 from ..bench.targets import TargetSpec, run_targets
+from ..errors import ConfigError
 from .bench import bench_app
 
 __all__ = ["compare_markdown", "register"]
@@ -26,10 +27,10 @@ def _ints(text: str, option: str) -> list[int]:
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"{option} {text!r} is not a comma-separated list of integers, e.g. {option} 2048,8192") \
+        raise ConfigError(f"{option} {text!r} is not a comma-separated list of integers, e.g. {option} 2048,8192") \
             from None
     if not values or min(values) < 1:
-        raise ValueError(f"{option} {text!r}: give positive integers, e.g. {option} 2048,8192")
+        raise ConfigError(f"{option} {text!r}: give positive integers, e.g. {option} 2048,8192")
     return values
 
 
@@ -91,7 +92,7 @@ def _progress(console: Console) -> Callable[[Run], None]:
 
 def _check_threads(threads: int) -> None:
     if threads < 0:
-        raise ValueError(f"--threads {threads}: give a number of torch threads >= 1, or 0 for torch's default")
+        raise ConfigError(f"--threads {threads}: give a number of torch threads >= 1, or 0 for torch's default")
 
 
 def _spec(d_model: int, heads: int, layers: int, rounds: int, chunk_size: int, ff_chunk_len: int, repeats: int,
@@ -99,7 +100,7 @@ def _spec(d_model: int, heads: int, layers: int, rounds: int, chunk_size: int, f
     shape = ModelShape(d_model=d_model, n_heads=heads, n_layers=layers, n_hash_rounds=rounds,
                        chunk_size=chunk_size, ff_chunk_len=ff_chunk_len)
     if repeats < 1 or steps < 1:
-        raise ValueError(f"--repeats {repeats} / --steps {steps}: both must be at least 1")
+        raise ConfigError(f"--repeats {repeats} / --steps {steps}: both must be at least 1")
     _check_threads(threads)
     return CompareSpec(shape=shape, repeats=repeats, steps=steps, step_timeout=step_timeout, budget_gb=budget_gb,
                        threads=threads)
@@ -138,7 +139,7 @@ def compare(
     impl_list = tuple(i.strip() for i in impls.split(",") if i.strip())
     bad = [i for i in impl_list if i not in IMPLS]
     if bad or not impl_list:
-        raise ValueError(f"--impls {impls!r}: choose from {','.join(IMPLS)}")
+        raise ConfigError(f"--impls {impls!r}: choose from {','.join(IMPLS)}")
     spec = _spec(d_model, heads, layers, rounds, chunk_size, ff_chunk_len, repeats, steps, step_timeout,
                  budget_gb, threads)
     console = Console(width=200)
@@ -211,8 +212,8 @@ def targets(
 ) -> None:
     """Default configuration (seq_len 168): training step vs the same-size SDPA encoder, batch-1 latency."""
     if min(batch, train_steps, latency_calls) < 1 or long_calls < 0:
-        raise ValueError(f"--batch {batch} / --train-steps {train_steps} / --latency-calls {latency_calls} / "
-                         f"--long-calls {long_calls}: each must be at least 1 (--long-calls at least 0)")
+        raise ConfigError(f"--batch {batch} / --train-steps {train_steps} / --latency-calls {latency_calls} / "
+                          f"--long-calls {long_calls}: each must be at least 1 (--long-calls at least 0)")
     _check_threads(threads)
     console = Console(width=200)
     before = machine_info()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import Annotated, cast
@@ -26,10 +27,11 @@ from rich.table import Table
 from ..api import BybitClient, BybitStream, Kline, interval_ms, parse_interval, run_fake_exchange
 from ..api.intervals import INTERVAL_MS
 from ..data.csv_io import read_klines, write_klines
-from ..data.store import DEFAULT_DB_PATH, KlineStore
+from ..data.store import DEFAULT_DB_PATH, ConflictingCandlesError, KlineStore
 from ..data.sync import ProgressCallback, SyncReport, format_ms, parse_time_ms, sync_klines_blocking
 from ..data.windows import bar_step
 from ..errors import DataFormatError, ExchangeUnavailableError, UserInputError
+from ..textio import check_csv_file
 from .common import DEFAULT_SYMBOL, DbOpt, SymbolOpt, exchange_url, symbol_option
 
 __all__ = ["register"]
@@ -107,6 +109,8 @@ def import_(
     symbol: SymbolOpt = DEFAULT_SYMBOL,
     category: CategoryOpt = "linear",
     db: DbOpt = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Overwrite stored candles that hold other values "
+                                          "(without it, such an import stores nothing).")] = False,
 ) -> None:
     """Store the candles of a CSV (or Parquet) file, all in one transaction; report rows added and gaps."""
     code = parse_interval(interval)
@@ -120,12 +124,18 @@ def import_(
     _check_step(csv, [k.start_time for k in klines], code, interval, step)
     first, last = klines[0].start_time, klines[-1].start_time
     with KlineStore(db) as store:
-        added = store.upsert(category, symbol, code, klines)
+        try:
+            inserted = store.insert(category, symbol, code, klines, replace=replace)
+        except ConflictingCandlesError as exc:
+            raise UserInputError(f"{csv}: {exc.count} of its candles are stored in {store.path} with other values "
+                                 f"(the first opens {format_ms(exc.first_start)}); nothing was imported: pass "
+                                 "--replace to overwrite them") from None
         gaps = store.gaps(category, symbol, code, step, start=first, end=last)
         path = store.path
     console = _console()
+    replaced = f", {inserted.replaced} replaced" if replace else ""
     console.print(f"imported {csv}: {len(klines)} {symbol} {code} {category} candles ({format_ms(first)} .. "
-                  f"{format_ms(last)}), +{added} new, into {path}")
+                  f"{format_ms(last)}), +{inserted.added} new{replaced}, into {path}")
     _print_gaps(console, gaps, step, "between the imported candles")
 
 
@@ -150,9 +160,11 @@ def stream(
                                                     "wss://stream.bybit.com/v5/public.")] = None,
     max_candles: Annotated[int | None, typer.Option(help="Stop after this many closed candles.")] = None,
 ) -> None:
-    """Print and store each closed candle as it arrives (WebSocket, REST back-fill after drops); Ctrl-C stops."""
+    """Print and store each closed candle as it arrives (WebSocket, REST back-fill after drops); Ctrl-C stops.
+
+    Starts with the candles that closed after the last stored one (REST), so a restart leaves no hole."""
     code = parse_interval(interval)
-    interval_ms(code)  # refuses "M" before connecting
+    step = interval_ms(code)  # refuses "M" before connecting
     if max_candles is not None and max_candles < 1:
         raise UserInputError(f"--max-candles {max_candles}: use 1 or more, or leave it out to stream until Ctrl-C")
     console = _console()
@@ -166,12 +178,20 @@ def stream(
             except ExchangeUnavailableError as exc:
                 raise _unavailable(exc, base_url, client.max_retries) from None
             with KlineStore(db) as store:
-                console.print(f"streaming {info.symbol} {code} {category} into {store.path} (Ctrl-C stops)")
-                candles = cast(AsyncGenerator[Kline, None],
-                               aiter(BybitStream(info.symbol, code, category, client=client)))
+                store.check_writable()
+                stored = store.coverage(category, info.symbol, code)
+                # The stream back-fills from `since` through REST, as after a dropped link: the candles that
+                # closed while no stream ran are stored first.
+                since = stored.last_start + step if stored is not None else None
+                resume = f" from {format_ms(since)}, after the last stored candle" if since is not None else ""
+                console.print(f"streaming {info.symbol} {code} {category} into {store.path}{resume} (Ctrl-C stops)")
+                candles = cast(AsyncGenerator[Kline, None], aiter(BybitStream(
+                    info.symbol, code, category, client=client, since=since,
+                    on_gap=lambda first, last: _warn_gap(info.symbol, code, category, step, first, last))))
                 async with contextlib.aclosing(candles):
                     async for kline in candles:
-                        new = store.upsert(category, info.symbol, code, [kline])  # committed at once
+                        # replace: the exchange's candles are the reference, as for `fetch`
+                        new = store.upsert(category, info.symbol, code, [kline], replace=True)  # committed at once
                         received += 1
                         console.print(_candle_line(kline, new > 0))
                         if max_candles is not None and received >= max_candles:
@@ -183,6 +203,13 @@ def stream(
         console.print(f"stopped after {received} closed candle(s)")
         return
     console.print(f"done: {received} closed candle(s)")
+
+
+def _warn_gap(symbol: str, code: str, category: str, step: int, first: int, last: int) -> None:
+    """One line on stderr for candles the exchange has none of: the store keeps that hole, visibly."""
+    print(f"warning: the exchange has no {symbol} {code} {category} candles from {format_ms(first)} to "
+          f"{format_ms(last)} ({(last - first) // step + 1} missing); the store keeps that gap", file=sys.stderr,
+          flush=True)
 
 
 def fake_exchange(
@@ -208,11 +235,10 @@ def fake_exchange(
             raise UserInputError(f"{name} {value} is not a port; use 0 (any free one) to 65535")
     if (csv is None) == (not synthetic):
         raise UserInputError("give either --csv FILE or --synthetic (the demo's market), not both or neither")
-    source: Path | list[Kline]
+    source: list[Kline]
     if csv is not None:
-        if not csv.is_file():
-            raise UserInputError(f"--csv {csv}: no such file; export one with `reformer export --out FILE.csv`")
-        source = csv
+        check_csv_file(csv, "export one with `reformer export --out FILE.csv`")
+        source = read_klines(csv)  # the api layer serves candles; reading files is the data layer's
     else:
         if bars < 1:
             raise UserInputError(f"--bars {bars} must be at least 1")

@@ -63,19 +63,20 @@ def evaluate(
     """Train on the standard split; print test MSE/MAE (normalised scale, every window) beside Repeat and linear."""
     import torch
 
+    from ..data.timeseries import check_features
+    from ..errors import ConfigError
     from ..training.forecast import ForecastConfig
     from ..training.loop import TrainConfig, resolve_device
     from ..training.lstf import run_lstf
 
     check_protocol(protocol)
-    if features not in ("M", "S", "MS"):
-        raise ValueError(f"--features {features!r} is invalid: use M, S or MS")
+    check_features(features, "--features")
     if loss not in ("mse", "l1", "huber"):
-        raise ValueError(f"--loss {loss!r} is invalid: use mse, l1 or huber")
+        raise ConfigError(f"--loss {loss!r} is invalid: use mse, l1 or huber")
     if ensemble < 1:
-        raise ValueError(f"--ensemble {ensemble} is invalid: train 1 or more models")
+        raise ConfigError(f"--ensemble {ensemble} is invalid: train 1 or more models")
     if drop_last_batch < 0:
-        raise ValueError(f"--drop-last-batch {drop_last_batch} is invalid: use a batch size >= 1, or 0 for none")
+        raise ConfigError(f"--drop-last-batch {drop_last_batch} is invalid: use a batch size >= 1, or 0 for none")
     if threads:
         torch.set_num_threads(threads)
     model = ForecastConfig(seq_len=seq_len, horizon=horizon, patch_len=patch_len, stride=stride, revin=revin,

@@ -23,16 +23,31 @@ from .common import check_protocol
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["first_given", "predict_series", "train_series", "write_csv"]
+__all__ = ["check_outputs", "first_given", "predict_series", "train_series", "write_csv"]
 
 _SERIES_DATA_KEYS = {"seq_len", "horizon"}
 
 
 def write_csv(table: pd.DataFrame, out: Path) -> dict[str, Any]:
-    """Write `table` to `out` (parent folders made); returns {"rows", "out"} for the command's report."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
+    """Write `table` to `out` atomically (parent folders made, a symbolic link refused); returns {"rows", "out"}
+    for the command's report."""
+    from ..files import atomic_write
+
+    atomic_write(out, lambda temp: table.to_csv(temp, index=False))
     return {"rows": len(table), "out": str(out)}
+
+
+def check_outputs(out: Path | None, plot: Path | None, force: bool) -> None:
+    """`predict`'s files, before any work: an existing one only with --force, never a symbolic link, and --out
+    and --plot not the same file (the plot would replace the table)."""
+    from ..outputs import check_output_file
+
+    if out is not None:
+        check_output_file(out, force, "--out")
+    if plot is not None:
+        check_output_file(plot, force, "--plot")
+    if out is not None and plot is not None and out.resolve() == plot.resolve():
+        raise UserInputError(f"--out and --plot both name {out}: give them different files")
 
 
 def first_given(*values: Any) -> int:
@@ -42,17 +57,16 @@ def first_given(*values: Any) -> int:
 
 def train_series(csv: Path, target: str, features: str, protocol: str, tables: dict[str, dict[str, Any]],
                  seq_len: int | None, horizon: int | None, epochs: int | None, out: Path | None, as_json: bool,
-                 resume: bool, ensemble: int = 1) -> None:
+                 resume: bool, ensemble: int = 1, force: bool = False) -> None:
     """Train the patched Reformer forecaster on `csv` (`run_lstf` with a run directory) and print its test
     metrics beside Repeat and the linear baseline."""
+    from ..data.timeseries import check_features
     from ..training import TrainConfig
     from ..training.forecast import ForecastConfig
     from ..training.loop import resolve_device
     from ..training.lstf import run_lstf
 
-    if features not in ("M", "S", "MS"):
-        raise UserInputError(f"--features {features!r} is invalid: use M (all columns in and out), S (the target "
-                             "only) or MS (all in, the target out)")
+    check_features(features, "--features")
     check_protocol(protocol)
     bad = sorted(set(tables["data"]) - _SERIES_DATA_KEYS)
     if bad:
@@ -71,7 +85,8 @@ def train_series(csv: Path, target: str, features: str, protocol: str, tables: d
     stream = sys.stderr if as_json else sys.stdout
     result = run_lstf(csv, protocol=protocol, seq_len=length, horizon=steps, features=features,  # type: ignore[arg-type]
                       target=target, model=model, train_config=train_config, out_dir=run_dir, resume=resume,
-                      ensemble=ensemble, progress=not as_json, log=lambda line: print(line, file=stream, flush=True))
+                      ensemble=ensemble, progress=not as_json, log=lambda line: print(line, file=stream, flush=True),
+                      force=force)
     if as_json:
         typer.echo(json.dumps({**result.to_json(), "run_dir": str(run_dir)}))
         return
@@ -102,8 +117,10 @@ def predict_series(run: Path, csv: Path | None, all_windows: bool, out: Path | N
         if out is not None:
             result["out"] = write_csv(forecast.table, out)["out"]
     if plot is not None:
-        forecast = forecast or forecast_latest(run, csv, bfloat16=bfloat16)
-        result["plot"] = str(plot_forecast(forecast, plot))
+        from ..outputs import atomic_write_as
+
+        drawn = forecast or forecast_latest(run, csv, bfloat16=bfloat16)
+        result["plot"] = str(atomic_write_as(plot, lambda temp: plot_forecast(drawn, temp)))
     if as_json:
         typer.echo(json.dumps(result))
         return

@@ -15,8 +15,10 @@ flags override the file.
 from __future__ import annotations
 
 import json
+import sys
 import time
-import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,7 +26,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import ConfigError, ExchangeUnavailableError, UserInputError
+from ..configfile import load_config_file
+from ..errors import ExchangeUnavailableError, UserInputError
 from .common import DEFAULT_SYMBOL, PROTOCOL_HELP, DbOpt, SymbolOpt, exchange_url
 
 if TYPE_CHECKING:
@@ -32,31 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["load_config_file", "register"]
 
-_DATA_KEYS = {"seq_len", "horizon", "task", "class_threshold", "normalization"}
 _SHOWN = ("mse", "mae", "directional_accuracy", "base_rate", "ic", "mse_skill")
-
-
-def load_config_file(path: Path | None) -> dict[str, dict[str, Any]]:
-    """The `[model]`, `[train]` and `[data]` tables of a TOML config (empty tables if `path` is None)."""
-    tables: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "data": {}}
-    if path is None:
-        return tables
-    try:
-        document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserInputError(f"config file {path} does not exist: pass an existing .toml (e.g. configs/tiny.toml)"
-                             ) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid TOML ({exc})") from None
-    unknown = sorted(set(document) - set(tables))
-    if unknown:
-        raise ConfigError(f"config file {path}: unknown tables {unknown}; use [model], [train] and [data]")
-    for name in tables:
-        tables[name] = dict(document.get(name, {}))
-    bad = sorted(set(tables["data"]) - _DATA_KEYS)
-    if bad:
-        raise ConfigError(f"config file {path}: unknown [data] keys {bad}; valid: {sorted(_DATA_KEYS)}")
-    return tables
 
 
 def _store_frame(symbol: str, interval: str, category: str, db: Path | None, offline: bool,
@@ -122,6 +101,19 @@ def _closed(frame: pd.DataFrame, interval: str) -> pd.DataFrame:
     return frame[closed].reset_index(drop=True)
 
 
+@contextmanager
+def _resume_hint() -> Iterator[None]:
+    """Ctrl-C while training: one line on how to go on (resume, or start over) and exit 130. SystemExit, not
+    typer's Exit: `main` answers the 130 typer returns with a bare 'interrupted' line, which this one replaces."""
+    from ..training.loop import TrainingInterrupted
+
+    try:
+        yield
+    except TrainingInterrupted as exc:
+        print(exc.hint(), file=sys.stderr)
+        raise SystemExit(130) from None
+
+
 def _evaluation_table(evaluation: dict[str, Any]) -> Table:
     table = Table(title=f"Test split: {evaluation['task']}, horizon {evaluation['horizon']} bars, "
                         f"{evaluation['model'].get('n', 0):.0f} windows")
@@ -166,6 +158,9 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out from its last/ "
                                                           "checkpoint (same config; --epochs may raise the "
                                                           "limit).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Start over in an --out that holds a run: its checkpoints, "
+                                                        "metrics and evaluation are replaced (without --force or "
+                                                        "--resume such an --out is refused).")] = False,
     walk_forward: Annotated[int, typer.Option(help="Candles: instead of one 70/10/20 split, N walk-forward folds, "
                                                    "a fresh model per fold, scored per fold and pooled beside the "
                                                    "baselines (walkforward.json, predictions.csv).")] = 0,
@@ -183,6 +178,7 @@ def train(
     """Train a Reformer on candles (70/10/20 chronological split, or --walk-forward folds), or with --target on
     any time-series CSV, and report test metrics beside baselines."""
     from ..training import TrainConfig
+    from ..training.checkpoint import check_run_dir
     from ..training.crypto import train_crypto
     from ..training.loop import resolve_device
 
@@ -213,8 +209,9 @@ def train(
             raise UserInputError("--target trains on a time-series file: pass it with --csv FILE")
         from .series import train_series
 
-        train_series(csv, target, features, protocol, tables, seq_len, horizon, epochs, out, as_json, resume,
-                     ensemble)
+        with _resume_hint():
+            train_series(csv, target, features, protocol, tables, seq_len, horizon, epochs, out, as_json, resume,
+                         ensemble, force)
         return
     data = tables["data"]
     model_table = tables["model"]
@@ -231,17 +228,21 @@ def train(
 
         folds = FoldSettings(n_folds=walk_forward, test_windows=fold_test or None, train_windows=fold_train or None,
                              mode=fold_mode)  # type: ignore[arg-type]  # checked by FoldSettings
-    frame, source = _load_frame(csv, symbol, interval, category, db, offline)
     run_dir = out or _default_run(symbol, interval, csv)
+    check_run_dir(run_dir, resume=resume, force=force, resumable=folds is None)  # before any candle is fetched
+    frame, source = _load_frame(csv, symbol, interval, category, db, offline)
     if folds is not None:
-        _walk_forward(frame, folds, length, first_given(horizon, data.get("horizon"), 24), model_table, train_config,
-                      data, source, run_dir, as_json, ensemble)
+        with _resume_hint():
+            _walk_forward(frame, folds, length, first_given(horizon, data.get("horizon"), 24), model_table,
+                          train_config, data, source, run_dir, as_json, ensemble, force)
         return
-    report = train_crypto(frame, seq_len=length, horizon=first_given(horizon, data.get("horizon"), 24),
-                          model_overrides=model_table, train_config=train_config, out_dir=run_dir,
-                          task=data.get("task", "regression"), class_threshold=float(data.get("class_threshold", 0.0)),
-                          normalization=data.get("normalization", "train"), source=source, progress=not as_json,
-                          resume=resume)
+    with _resume_hint():
+        report = train_crypto(frame, seq_len=length, horizon=first_given(horizon, data.get("horizon"), 24),
+                              model_overrides=model_table, train_config=train_config, out_dir=run_dir,
+                              task=data.get("task", "regression"),
+                              class_threshold=float(data.get("class_threshold", 0.0)),
+                              normalization=data.get("normalization", "train"), source=source, progress=not as_json,
+                              resume=resume, force=force)
     if as_json:
         typer.echo(json.dumps({**report.evaluation, "run_dir": str(report.run_dir)}))
         return
@@ -253,7 +254,7 @@ def train(
 
 def _walk_forward(frame: pd.DataFrame, folds: Any, seq_len: int, horizon: int, model_table: dict[str, Any],
                   train_config: Any, data: dict[str, Any], source: dict[str, Any], run_dir: Path,
-                  as_json: bool, ensemble: int) -> None:
+                  as_json: bool, ensemble: int, force: bool) -> None:
     """`train --walk-forward N`: the folds' models, their scores and the pooled out-of-sample evaluation."""
     from ..training.crypto_folds import evaluate_walk_forward
 
@@ -265,7 +266,7 @@ def _walk_forward(frame: pd.DataFrame, folds: Any, seq_len: int, horizon: int, m
                                    train_config=train_config, task=data.get("task", "regression"),
                                    class_threshold=float(data.get("class_threshold", 0.0)),
                                    normalization=data.get("normalization", "train"), source=source, out_dir=run_dir,
-                                   ensemble=ensemble, log=log)
+                                   ensemble=ensemble, log=log, force=force)
     if as_json:
         typer.echo(json.dumps({**report, "run_dir": str(run_dir)}))
         return
@@ -305,18 +306,24 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
     bf16: Annotated[bool, typer.Option("--bf16", help="Matrix products in bfloat16 (CPU autocast): faster at "
                                                       "long windows, outputs within ~1e-2 relative.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out or --plot file (never through a "
+                                                        "symbolic link).")] = False,
 ) -> None:
     """Predict the forward return of the latest closed candle (or of every window with --all); a series
     checkpoint forecasts the rows after its --csv file's last row."""
+    from ..outputs import atomic_write_as
     from ..training.checkpoint import resolve_checkpoint_dir
-    from ..training.crypto import plot_attention, predict_all, predict_latest
+    from ..training.crypto import plot_attention, predict_all_predictions, predict_latest
+    from .series import check_outputs
 
     if all_windows and out is None:
         raise UserInputError("--all writes a CSV: pass --out preds.csv")
     run = resolve_checkpoint_dir(checkpoint or _default_run(symbol, interval, csv))  # before any data is read
     from ..training.series import is_series_checkpoint
 
-    if is_series_checkpoint(run):
+    series = is_series_checkpoint(run)
+    check_outputs(out if all_windows or series else None, plot, force)  # a candle model writes --out with --all
+    if series:
         from .series import predict_series
 
         predict_series(run, csv, all_windows, out, plot, as_json, bfloat16=bf16)
@@ -327,13 +334,14 @@ def predict(
         frame = _closed(frame, source["interval"])
     result: dict[str, Any] = {}
     if all_windows and out is not None:
-        from .series import write_csv
-
-        result.update(write_csv(predict_all(run, frame, bfloat16=bf16), out))
+        preds = predict_all_predictions(run, frame, bfloat16=bf16)
+        preds.to_csv(out)  # with the interval, horizon and first out-of-sample bar on its first line
+        first = preds.first_out_of_sample
+        result.update(rows=len(preds), out=str(out), first_out_of_sample=None if first is None else first.isoformat())
     else:
         result.update(predict_latest(run, frame, bfloat16=bf16).to_dict())
     if plot is not None:
-        result["plot"] = str(plot_attention(run, frame, plot))
+        result["plot"] = str(atomic_write_as(plot, lambda temp: plot_attention(run, frame, temp)))
     if as_json:
         typer.echo(json.dumps(result))
     elif "predicted_return" in result:
@@ -344,7 +352,8 @@ def predict(
                    f"{result['predicted_return']:+.5f}  direction {result['direction']}  "
                    f"confidence {result['confidence']:.3f}")
     else:
-        typer.echo(f"wrote {result['rows']} predictions to {result['out']}")
+        typer.echo(f"wrote {result['rows']} predictions to {result['out']}; the model's out-of-sample period starts "
+                   f"{result['first_out_of_sample']} (`reformer backtest --predictions` trades from there)")
     if "plot" in result and not as_json:
         typer.echo(f"attention plot: {result['plot']}")
 

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import tempfile
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,8 @@ import pandas as pd
 
 from ..api.types import Kline
 from ..errors import DataFormatError, UserInputError
-from ..textio import header_separator
+from ..files import atomic_write
+from ..textio import Where, check_csv_file, epoch_ms_cells, finite_cells, header_separator, show_cell
 
 __all__ = ["EXPORT_COLUMNS", "read_klines", "read_klines_frame", "write_klines"]
 
@@ -39,12 +39,9 @@ _TIME_NAMES = ("timestamp", "start_time", "open_time", "time", "datetime", "date
 _PRICES = ("open", "high", "low", "close")
 _REQUIRED = (*_PRICES, "volume")
 _SUFFIXES = (".csv", ".parquet")
-# Epoch magnitudes: 1e11 s is the year 5138 while 1e11 ms is 1973, so below it a number can only mean seconds
-# for market data; 1e14 ms is again the year 5138, so above that it is micro- or nanoseconds.
-_SECONDS_BELOW = 1e11
+# Seconds or milliseconds: `epoch_in_seconds` (below 1e11, the year 5138 in seconds, a number means seconds);
+# 1e14 ms is again the year 5138, so from there on a number is micro- or nanoseconds.
 _MILLISECONDS_BELOW = 1e14
-
-_Where = Callable[[int], str]  # position of a data row -> "line 7" / "row 6", for error messages
 
 
 def read_klines_frame(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -61,10 +58,9 @@ def read_klines_frame(path: str | os.PathLike[str]) -> pd.DataFrame:
         DataFormatError: one line naming the file, the line (1-based, as an editor shows it) or column, and the
             fix: an empty file, a missing column, a non-numeric or missing value, a non-positive price, negative
             volume, high < low, an unreadable or mixed-unit timestamp, or two rows for one time that disagree.
+        UserInputError: `path` is a folder or no file (`textio.check_csv_file`).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(f"{path}: no such file; check the path")
+    path = check_csv_file(path)
     if path.suffix.lower() == ".parquet":
         raw = _read_parquet(path)
         return _normalise(raw, str(path), lambda position: f"row {position + 1}")
@@ -87,7 +83,7 @@ def read_klines(path: str | os.PathLike[str]) -> list[Kline]:
     """Read a kline file (see `read_klines_frame`) as `Kline`s, ascending; an unknown turnover is NaN.
 
     Raises:
-        DataFormatError: as `read_klines_frame`.
+        DataFormatError, UserInputError: as `read_klines_frame`.
     """
     frame = read_klines_frame(path)
     columns = [frame[name].tolist() for name in EXPORT_COLUMNS]  # tolist: Python int/float, not numpy scalars
@@ -126,13 +122,13 @@ def write_klines(klines: pd.DataFrame | Iterable[Sequence[float]], path: str | o
         raw = pd.DataFrame.from_records(list(klines), columns=list(EXPORT_COLUMNS))
     frame = _normalise(raw, "klines to write", lambda position: f"row {position + 1}")
     if suffix == ".csv":
-        _write_atomically(path, lambda target: frame.to_csv(target, index=False, lineterminator="\n"))
+        atomic_write(path, lambda target: frame.to_csv(target, index=False, lineterminator="\n"))
     else:
         if importlib.util.find_spec("pyarrow") is None:  # fail before touching the disk
             raise UserInputError(
                 f"{path}: writing .parquet needs pyarrow; pip install 'reformer-crypto[parquet]' or use .csv"
             )
-        _write_atomically(path, lambda target: frame.to_parquet(target, engine="pyarrow", index=False))
+        atomic_write(path, lambda target: frame.to_parquet(target, engine="pyarrow", index=False))
     return len(frame)
 
 
@@ -146,7 +142,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise DataFormatError(f"{path}: not a readable Parquet file ({reason}); export it again") from exc
 
 
-def _normalise(raw: pd.DataFrame, source: str, where: _Where) -> pd.DataFrame:
+def _normalise(raw: pd.DataFrame, source: str, where: Where) -> pd.DataFrame:
     """Find, convert and check the columns; sort; drop exact duplicates. Positions of `raw` must be 0..n-1
     (gaps allowed), as `where` turns them into line or row numbers."""
     by_name: dict[str, Hashable] = {}  # lower-case name -> the frame's own label
@@ -176,7 +172,8 @@ def _normalise(raw: pd.DataFrame, source: str, where: _Where) -> pd.DataFrame:
         if name == "turnover" and name not in by_name:
             columns[name] = np.full(len(raw), np.nan)
             continue
-        columns[name] = _numbers(raw[by_name[name]], str(by_name[name]), source, where, optional=name == "turnover")
+        columns[name] = finite_cells(raw[by_name[name]], str(by_name[name]), source, where=where,
+                                     optional=name == "turnover")
 
     checks = [
         *((columns[name] <= 0, name, "is not > 0", "prices must be positive; fix or delete that row")
@@ -189,7 +186,7 @@ def _normalise(raw: pd.DataFrame, source: str, where: _Where) -> pd.DataFrame:
         if mask.any():
             row = int(np.flatnonzero(mask)[0])
             raise DataFormatError(
-                f"{source}: {where(positions[row])}, column {name!r}: {_show(columns[name][row])} {problem}; {fix}"
+                f"{source}: {where(positions[row])}, column {name!r}: {show_cell(columns[name][row])} {problem}; {fix}"
             )
 
     frame = pd.DataFrame(columns, index=positions)
@@ -205,23 +202,7 @@ def _normalise(raw: pd.DataFrame, source: str, where: _Where) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _numbers(values: pd.Series, name: str, source: str, where: _Where, optional: bool) -> np.ndarray:
-    """A column as float64; names the first line holding text, an empty required cell or +-inf."""
-    numbers = values if pd.api.types.is_numeric_dtype(values) else pd.to_numeric(values, errors="coerce")
-    floats = np.asarray(numbers, dtype=np.float64)
-    text = np.isnan(floats) & values.notna().to_numpy()
-    bad = text | np.isinf(floats) | (np.isnan(floats) & (not optional))
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        cell = values.iat[row]
-        problem = "is empty (or NaN)" if pd.isna(cell) else f"has {_show(cell)}, not a finite number"
-        raise DataFormatError(
-            f"{source}: {where(values.index[row])}, column {name!r} {problem}; fix or delete that row"
-        )
-    return floats
-
-
-def _epoch_ms(values: pd.Series, name: str, source: str, where: _Where) -> np.ndarray:
+def _epoch_ms(values: pd.Series, name: str, source: str, where: Where) -> np.ndarray:
     """The time column as int64 epoch ms: datetimes, epoch s / ms numbers, or ISO-8601 text (naive = UTC)."""
     if pd.api.types.is_datetime64_any_dtype(values):
         stamps = values if values.dt.tz is not None else values.dt.tz_localize("UTC")
@@ -232,63 +213,29 @@ def _epoch_ms(values: pd.Series, name: str, source: str, where: _Where) -> np.nd
         stamps = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
         return _datetimes_to_ms(stamps, values, name, source, where)
 
-    numbers = _numbers(values, name, source, where, optional=False)
-    is_seconds = numbers < _SECONDS_BELOW
-    unit_differs = is_seconds != is_seconds[0]
-    too_fine = numbers >= _MILLISECONDS_BELOW
+    numbers = finite_cells(values, name, source, where=where)
     for mask, problem, fix in (
         (numbers <= 0, "is not a positive epoch time", "fix or delete that row"),
-        (too_fine, "looks like micro- or nanoseconds", "convert the column to epoch milliseconds"),
-        (unit_differs, f"is in {'milliseconds' if is_seconds[0] else 'seconds'} unlike the first row",
-         "use one unit for the whole column"),
+        (numbers >= _MILLISECONDS_BELOW, "looks like micro- or nanoseconds",
+         "convert the column to epoch milliseconds"),
     ):
         if mask.any():
             row = int(np.flatnonzero(mask)[0])
             raise DataFormatError(
-                f"{source}: {where(values.index[row])}, column {name!r}: {_show(values.iat[row])} {problem}; {fix}"
+                f"{source}: {where(values.index[row])}, column {name!r}: {show_cell(values.iat[row])} {problem}; {fix}"
             )
-    if is_seconds[0]:
-        return np.rint(numbers * 1000.0).astype(np.int64)
-    fractional = numbers != np.floor(numbers)
-    if fractional.any():
-        row = int(np.flatnonzero(fractional)[0])
-        raise DataFormatError(
-            f"{source}: {where(values.index[row])}, column {name!r}: {_show(values.iat[row])} is not a whole number "
-            "of milliseconds; round it"
-        )
-    return numbers.astype(np.int64)
+    return epoch_ms_cells(values, numbers, name, source, where)
 
 
-def _datetimes_to_ms(stamps: pd.Series, values: pd.Series, name: str, source: str, where: _Where) -> np.ndarray:
+def _datetimes_to_ms(stamps: pd.Series, values: pd.Series, name: str, source: str, where: Where) -> np.ndarray:
     unparsed = stamps.isna().to_numpy()
     if unparsed.any():
         row = int(np.flatnonzero(unparsed)[0])
         cell = values.iat[row]
-        problem = "is empty" if pd.isna(cell) else f"has {_show(cell)}, not an ISO-8601 time or epoch s/ms"
+        problem = "is empty" if pd.isna(cell) else f"has {show_cell(cell)}, not an ISO-8601 time or epoch s/ms"
         raise DataFormatError(
             f"{source}: {where(values.index[row])}, column {name!r} {problem}; write e.g. 2024-01-01T00:00:00Z"
         )
     # Resolution differs by input (s, ms, us, ns); fixing it to ms makes the int64 view epoch milliseconds.
     return stamps.dt.as_unit("ms").astype("int64").to_numpy()
 
-
-def _show(value: object) -> str:
-    # Text is quoted so blanks and stray characters are visible; numpy scalars print as plain numbers.
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    temp = Path(temp_name)
-    try:
-        write(temp)
-        # mkstemp makes the file private (0600); an export should get ordinary permissions, or keep the old ones.
-        os.chmod(temp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        with open(temp, "rb") as written:
-            os.fsync(written.fileno())  # the data must be on disk before the rename makes it visible
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise

@@ -4,17 +4,20 @@ Layout: table `klines`, primary key (category, symbol, interval, start_time), WI
 series sit together in key order and a range read is one b-tree walk. `start_time` is the candle open time in
 epoch milliseconds UTC; prices and volumes are REAL; a NULL turnover means "unknown" and reads back as NaN.
 
-Durability: WAL mode, `synchronous=NORMAL`. Every `upsert` is one transaction, so a process killed at any
+Durability: WAL mode, `synchronous=NORMAL`. Every `insert` is one transaction, so a process killed at any
 instant leaves the page either fully stored or not at all. A power cut may lose the last committed pages (it
-never corrupts the file); a fetcher simply fetches them again.
+never corrupts the file); a fetcher simply fetches them again. Stored candles get other values only when the
+caller asks (`replace=True`). A store SQLite may not write (read-only file, folder or filesystem) opens read-only:
+reads work where SQLite can (a WAL store needs its -shm file beside it), writes are refused in one clear error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, NamedTuple
@@ -26,7 +29,7 @@ from ..errors import DataFormatError, UserInputError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DEFAULT_DB_PATH", "Coverage", "KlineStore", "SeriesInfo"]
+__all__ = ["DEFAULT_DB_PATH", "ConflictingCandlesError", "Coverage", "Inserted", "KlineStore", "SeriesInfo"]
 
 DEFAULT_DB_PATH = Path("~/.reformer/klines.sqlite")
 """Where the store lives unless `REFORMER_DB` or an explicit path says otherwise (`~` is expanded)."""
@@ -41,16 +44,9 @@ _MIN_TIME, _MAX_TIME = -(2**63), 2**63 - 1  # SQLite INTEGER range: "no bound"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS klines (
-    category   TEXT    NOT NULL,
-    symbol     TEXT    NOT NULL,
-    interval   TEXT    NOT NULL,
-    start_time INTEGER NOT NULL,
-    open       REAL    NOT NULL,
-    high       REAL    NOT NULL,
-    low        REAL    NOT NULL,
-    close      REAL    NOT NULL,
-    volume     REAL    NOT NULL,
-    turnover   REAL,
+    category TEXT NOT NULL, symbol TEXT NOT NULL, interval TEXT NOT NULL, start_time INTEGER NOT NULL,
+    open REAL NOT NULL, high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL, volume REAL NOT NULL,
+    turnover REAL,
     PRIMARY KEY (category, symbol, interval, start_time)
 ) WITHOUT ROWID
 """
@@ -66,6 +62,24 @@ WHERE open IS NOT excluded.open OR high IS NOT excluded.high OR low IS NOT exclu
 """
 
 _KEY = "category = ? AND symbol = ? AND interval = ?"
+_COLUMNS = "start_time, open, high, low, close, volume, turnover"
+_FIX_PERMISSIONS = "choose another --db or fix its permissions"
+
+
+class ConflictingCandlesError(UserInputError):
+    """Stored candles hold other values than the ones given, and replacing them was not asked for: `count` of
+    them, the first opening at `first_start` (epoch ms)."""
+
+    def __init__(self, message: str, count: int, first_start: int) -> None:
+        super().__init__(message)
+        self.count, self.first_start = count, first_start
+
+
+class Inserted(NamedTuple):
+    """What one `KlineStore.insert` did: candles new to the store, stored candles given other values."""
+
+    added: int
+    replaced: int
 
 
 class Coverage(NamedTuple):
@@ -98,25 +112,35 @@ class KlineStore:
             `~/.reformer/klines.sqlite`. Missing parent folders are created.
         busy_timeout_s: how long a write waits for another process's write to finish.
 
+    Attributes:
+        read_only: the store could only be opened for reading (see the module's notes).
+
     Raises:
         DataFormatError: the file exists but is not a kline store (not SQLite, or another schema version).
+        UserInputError: the folder is not writable (or is a file), or the store is read-only and unreadable.
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, busy_timeout_s: float = 30.0) -> None:
         self.path = _resolve_path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        folder = self.path.parent
+        _make_folder(folder)
+        exists = self.path.exists()
+        if not exists and not os.access(folder, os.W_OK):
+            raise UserInputError(f"the folder {folder} is not writable: {_FIX_PERMISSIONS}")
+        self.read_only = exists and not _writable(self.path)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction spans exactly one call.
-        self._conn = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None)
+        target = f"{self.path.resolve().as_uri()}?mode=ro" if self.read_only else str(self.path)
+        self._conn = sqlite3.connect(target, timeout=busy_timeout_s, isolation_level=None, uri=self.read_only)
         try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
+            if not self.read_only:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
             self._init_schema()
-        except sqlite3.DatabaseError as exc:
+        except BaseException as exc:
             self._conn.close()
-            raise DataFormatError(
-                f"database {str(self.path)!r} is not a reformer kline store ({exc}); "
-                "pass another path (--db / REFORMER_DB) or move the file away"
-            ) from exc
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise self._open_error(exc) from exc
+            raise
 
     def __repr__(self) -> str:
         return f"KlineStore({str(self.path)!r})"
@@ -124,58 +148,77 @@ class KlineStore:
     def __enter__(self) -> KlineStore:
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
         self._conn.close()
 
-    def upsert(self, category: str, symbol: str, interval: str, klines: Iterable[Sequence[float]]) -> int:
-        """Store one page of candles in a single transaction: all of it lands, or none of it.
+    def check_writable(self) -> None:
+        """Raise the error every write would raise on a read-only store (call it before work that ends in one)."""
+        if self.read_only:
+            raise UserInputError(f"the store {self.path} is read-only: {_FIX_PERMISSIONS}")
 
-        Candles already stored are overwritten with the new values (the exchange may revise the last candle),
-        so storing the same page twice changes nothing.
+    def insert(self, category: str, symbol: str, interval: str, klines: Iterable[Sequence[float]], *,
+               replace: bool = False) -> Inserted:
+        """Store candles in one transaction: all of them land, or none. Candles stored with the same values
+        change nothing, so storing a page twice is harmless.
 
         Args:
-            category: "spot", "linear" or "inverse".
-            symbol: e.g. "BTCUSDT".
-            interval: a Bybit interval key ("1" ... "720", "D", "W", "M").
-            klines: `Kline`s, or 7-sequences in `Kline` field order; any order. A NaN turnover is stored as
-                unknown.
+            category, symbol, interval: the series ("linear", "BTCUSDT", a Bybit interval key such as "60").
+            klines: `Kline`s, or 7-sequences in `Kline` field order; any order (for one open time given twice,
+                the last wins). A NaN turnover is stored as unknown.
+            replace: overwrite stored candles that hold other values (the exchange revising a candle). False:
+                refuse, and store nothing.
 
         Returns:
-            How many candles were new (updated candles are not counted).
+            `Inserted(added, replaced)`.
 
         Raises:
-            UserInputError: a bad key, a non-integral start time, or a non-finite price or volume.
+            ConflictingCandlesError: `replace` is False and stored candles hold other values.
+            UserInputError: a bad key, start time or price, or a read-only store.
         """
         _check_key(category, symbol, interval)
         rows = [_to_row(category, symbol, interval, index, kline) for index, kline in enumerate(klines)]
         if not rows:
-            return 0
+            return Inserted(0, 0)
+        self.check_writable()
         starts = [row[3] for row in rows]
         bounds = (category, symbol, interval, min(starts), max(starts))
         count_sql = f"SELECT COUNT(*) FROM klines WHERE {_KEY} AND start_time BETWEEN ? AND ?"
-        # IMMEDIATE takes the write lock up front, so the count before and after sees no other writer.
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write():  # the counts and the comparison see no other writer
+            changed = self._changed(rows)
+            if changed and not replace:
+                raise ConflictingCandlesError(
+                    f"{len(changed)} stored {category} {symbol} {interval} candle(s) hold other values than the "
+                    f"ones given (the first opens at epoch ms {changed[0]}); pass replace=True to overwrite them",
+                    len(changed), changed[0])
             before = self._conn.execute(count_sql, bounds).fetchone()[0]
             self._conn.executemany(_UPSERT, rows)
             after = self._conn.execute(count_sql, bounds).fetchone()[0]
-            self._conn.execute("COMMIT")
-        except BaseException:
-            # SQLite may already have rolled back (e.g. disk full); a second ROLLBACK would mask the cause.
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
-        return int(after - before)
+        return Inserted(int(after - before), len(changed))
 
-    def load(
-        self, category: str, symbol: str, interval: str, start: int | None = None, end: int | None = None
-    ) -> list[Kline]:
+    def upsert(self, category: str, symbol: str, interval: str, klines: Iterable[Sequence[float]], *,
+               replace: bool = False) -> int:
+        """`insert(...).added`: how many candles were new (for callers that only count those)."""
+        return self.insert(category, symbol, interval, klines, replace=replace).added
+
+    def _changed(self, rows: list[_Row]) -> list[int]:
+        """Open times, ascending, of stored candles whose values differ from `rows` (the last row per time)."""
+        given = {row[3]: row[4:] for row in rows}
+        times = sorted(given)
+        changed = []
+        for first in range(0, len(times), 500):  # well under SQLite's limit on bound parameters
+            chunk = times[first:first + 500]
+            stored = self._conn.execute(f"SELECT {_COLUMNS} FROM klines WHERE {_KEY} AND start_time IN "
+                                        f"({','.join('?' * len(chunk))})", (*rows[0][:3], *chunk))
+            changed += [start for start, *values in stored if tuple(values) != given[start]]
+        return sorted(changed)
+
+    def load(self, category: str, symbol: str, interval: str, start: int | None = None,
+             end: int | None = None) -> list[Kline]:
         """Read candles with `start <= start_time <= end` (None: unbounded), ascending.
 
         Returns:
@@ -186,9 +229,8 @@ class KlineStore:
             klines = [kline._replace(turnover=math.nan) if kline.turnover is None else kline for kline in klines]
         return klines
 
-    def load_frame(
-        self, category: str, symbol: str, interval: str, start: int | None = None, end: int | None = None
-    ) -> pd.DataFrame:
+    def load_frame(self, category: str, symbol: str, interval: str, start: int | None = None,
+                   end: int | None = None) -> pd.DataFrame:
         """Like `load`, as a DataFrame with columns timestamp (int64 ms), open, high, low, close, volume,
         turnover (float64), ascending, with a default RangeIndex."""
         import pandas as pd  # imported here: fetchers that only write never pay for pandas
@@ -203,28 +245,18 @@ class KlineStore:
         """First and last candle open time and candle count of one series, or None if nothing is stored."""
         _check_key(category, symbol, interval)
         first, last, count = self._conn.execute(
-            f"SELECT MIN(start_time), MAX(start_time), COUNT(*) FROM klines WHERE {_KEY}",
-            (category, symbol, interval),
+            f"SELECT MIN(start_time), MAX(start_time), COUNT(*) FROM klines WHERE {_KEY}", (category, symbol, interval)
         ).fetchone()
         return None if count == 0 else Coverage(first, last, count)
 
     def series(self) -> list[SeriesInfo]:
         """Every stored series with its count and first/last candle open time, sorted by key."""
-        rows = self._conn.execute(
-            "SELECT category, symbol, interval, COUNT(*), MIN(start_time), MAX(start_time) FROM klines "
-            "GROUP BY category, symbol, interval ORDER BY category, symbol, interval"
-        ).fetchall()
+        rows = self._conn.execute("SELECT category, symbol, interval, COUNT(*), MIN(start_time), MAX(start_time) "
+                                  "FROM klines GROUP BY category, symbol, interval ORDER BY 1, 2, 3").fetchall()
         return [SeriesInfo(*row) for row in rows]
 
-    def gaps(
-        self,
-        category: str,
-        symbol: str,
-        interval: str,
-        interval_ms: int | None = None,
-        start: int | None = None,
-        end: int | None = None,
-    ) -> list[tuple[int, int]]:
+    def gaps(self, category: str, symbol: str, interval: str, interval_ms: int | None = None,
+             start: int | None = None, end: int | None = None) -> list[tuple[int, int]]:
         """Holes between stored candles: where the next candle opens more than one interval after the last.
 
         Only stored candles within [start, end] are considered, so nothing before the first or after the last
@@ -232,8 +264,7 @@ class KlineStore:
         filled.
 
         Args:
-            interval_ms: the candle length; None derives it from `interval`. "M" is refused: calendar months
-                have no fixed length.
+            interval_ms: the candle length; None derives it from `interval` ("M", calendar months, is refused).
             start, end: inclusive bounds on candle open times (epoch ms); None: unbounded.
 
         Returns:
@@ -246,9 +277,8 @@ class KlineStore:
         low, high = _bounds(start, end)
         return self._holes(category, symbol, interval, step, low, high, on_grid_only=False)
 
-    def missing_ranges(
-        self, category: str, symbol: str, interval: str, interval_ms: int | None, start: int, end: int
-    ) -> list[tuple[int, int]]:
+    def missing_ranges(self, category: str, symbol: str, interval: str, interval_ms: int | None, start: int,
+                       end: int) -> list[tuple[int, int]]:
         """Which candles in [start, end] the store lacks: exactly what an incremental fetch must request.
 
         Times are aligned to the interval grid (multiples of the interval since the epoch; weekly candles on
@@ -272,11 +302,9 @@ class KlineStore:
         last = end - (end - offset) % step  # round down
         if first > last:
             return []
-        kept = self._conn.execute(
-            f"SELECT MIN(start_time), MAX(start_time) FROM klines WHERE {_KEY} "
-            "AND start_time BETWEEN ? AND ? AND (start_time - ?) % ? = 0",
-            (category, symbol, interval, first, last, offset, step),
-        ).fetchone()
+        kept = self._conn.execute(f"SELECT MIN(start_time), MAX(start_time) FROM klines WHERE {_KEY} "
+                                  "AND start_time BETWEEN ? AND ? AND (start_time - ?) % ? = 0",
+                                  (category, symbol, interval, first, last, offset, step)).fetchone()
         if kept[0] is None:
             return [(first, last)]
         ranges = [(first, kept[0] - step)] if kept[0] > first else []
@@ -285,9 +313,8 @@ class KlineStore:
             ranges.append((kept[1] + step, last))
         return ranges
 
-    def _holes(
-        self, category: str, symbol: str, interval: str, step: int, low: int, high: int, on_grid_only: bool
-    ) -> list[tuple[int, int]]:
+    def _holes(self, category: str, symbol: str, interval: str, step: int, low: int, high: int,
+               on_grid_only: bool) -> list[tuple[int, int]]:
         # The window function keeps the scan inside SQLite: only the holes come back to Python. A hole must
         # fit at least one whole candle (2 steps between neighbours), so off-grid jitter is never one.
         grid = f"AND (start_time - {_GRID_OFFSET_MS.get(interval, 0)}) % {step} = 0" if on_grid_only else ""
@@ -300,30 +327,47 @@ class KlineStore:
         ).fetchall()
         return [(int(gap_start), int(gap_end)) for gap_start, gap_end in rows]
 
-    def _select(
-        self, category: str, symbol: str, interval: str, start: int | None, end: int | None
-    ) -> list[tuple[int, float, float, float, float, float, float | None]]:
+    def _select(self, category: str, symbol: str, interval: str, start: int | None,
+                end: int | None) -> list[tuple[int, float, float, float, float, float, float | None]]:
         _check_key(category, symbol, interval)
-        return self._conn.execute(
-            "SELECT start_time, open, high, low, close, volume, turnover FROM klines "
-            f"WHERE {_KEY} AND start_time BETWEEN ? AND ? ORDER BY start_time",
-            (category, symbol, interval, *_bounds(start, end)),
-        ).fetchall()
+        return self._conn.execute(f"SELECT {_COLUMNS} FROM klines WHERE {_KEY} AND start_time BETWEEN ? AND ? "
+                                  "ORDER BY start_time", (category, symbol, interval, *_bounds(start, end))).fetchall()
+
+    def _open_error(self, exc: sqlite3.DatabaseError) -> UserInputError:
+        """What SQLite refusing the file means for the user: permissions, or not a kline store."""
+        if not getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):
+            return DataFormatError(f"database {str(self.path)!r} is not a reformer kline store ({exc}); "
+                                   "pass another path (--db / REFORMER_DB) or move the file away")
+        if not self.read_only:
+            return UserInputError(f"the store {self.path} cannot be opened for writing ({exc}): {_FIX_PERMISSIONS}")
+        # SQLite reads a WAL database only through its -shm index, which it creates beside the file when missing.
+        return UserInputError(f"the store {self.path} is read-only and SQLite cannot read it there: it needs to "
+                              f"create {self.path.name}-shm in {self.path.parent}, which is not writable; copy the "
+                              "store to a writable folder or fix the folder's permissions")
 
     def _init_schema(self) -> None:
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, _SCHEMA_VERSION):
             raise sqlite3.DatabaseError(f"schema version {version}, this code reads {_SCHEMA_VERSION}")
+        if version == 0 and self.read_only:  # an empty file: the schema cannot be written
+            raise UserInputError(f"the store {self.path} is read-only and empty: {_FIX_PERMISSIONS}")
         if version == 0:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._write():
                 self._conn.execute(_SCHEMA)
                 self._conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        """One write transaction; IMMEDIATE takes the write lock up front, so what it reads stays as read."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._conn.execute("COMMIT")
+        except BaseException:
+            # SQLite may already have rolled back (e.g. disk full); a second ROLLBACK would mask the cause.
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
 
 
 def _resolve_path(path: str | os.PathLike[str] | None) -> Path:
@@ -331,10 +375,29 @@ def _resolve_path(path: str | os.PathLike[str] | None) -> Path:
         path = os.environ.get("REFORMER_DB") or DEFAULT_DB_PATH
     resolved = Path(path).expanduser()
     if resolved.is_dir():
-        raise UserInputError(
-            f"path={str(resolved)!r} is a folder; pass a database file, e.g. {resolved / 'klines.sqlite'}"
-        )
+        raise UserInputError(f"path={str(resolved)!r} is a folder; pass a database file, e.g. "
+                             f"{resolved / 'klines.sqlite'}")
     return resolved
+
+
+def _make_folder(folder: Path) -> None:
+    """Create the store's folder, or say in one line why it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if not existing.is_dir():
+            raise UserInputError(f"{existing} is a file, not a folder: check the path or choose another --db") from None
+        # no permission, or a read-only filesystem
+        raise UserInputError(f"the folder {existing} is not writable ({exc.strerror}): {_FIX_PERMISSIONS}") from None
+
+
+def _writable(path: Path) -> bool:
+    """Whether SQLite can write the store: the file, and its folder (for the -wal and -shm files a write
+    creates) unless those exist and are writable."""
+    sidecars = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+    return os.access(path, os.W_OK) and (os.access(path.parent, os.W_OK)
+                                         or all(os.access(p, os.W_OK) for p in sidecars))
 
 
 def _check_key(category: str, symbol: str, interval: str) -> None:
@@ -343,23 +406,17 @@ def _check_key(category: str, symbol: str, interval: str) -> None:
     if not isinstance(symbol, str) or not symbol or symbol != symbol.strip():
         raise UserInputError(f"symbol={symbol!r} must be a non-empty name without spaces, e.g. 'BTCUSDT'")
     if interval not in _INTERVALS:
-        raise UserInputError(
-            f"interval={interval!r} is not a Bybit interval; use one of {', '.join(_INTERVALS)}"
-        )
+        raise UserInputError(f"interval={interval!r} is not a Bybit interval; use one of {', '.join(_INTERVALS)}")
 
 
 def _step_ms(interval: str, interval_ms: int | None) -> int:
     if interval not in _INTERVAL_MS:
-        raise UserInputError(
-            f"interval={interval!r} has no fixed length, so gaps cannot be computed; use one of "
-            f"{', '.join(_INTERVAL_MS)}"
-        )
+        raise UserInputError(f"interval={interval!r} has no fixed length, so gaps cannot be computed; use one of "
+                             f"{', '.join(_INTERVAL_MS)}")
     expected = _INTERVAL_MS[interval]
     if interval_ms is not None and interval_ms != expected:
-        raise UserInputError(
-            f"interval_ms={interval_ms!r} contradicts interval={interval!r} ({expected} ms); "
-            f"pass {expected} or None"
-        )
+        raise UserInputError(f"interval_ms={interval_ms!r} contradicts interval={interval!r} ({expected} ms); "
+                             f"pass {expected} or None")
     return expected
 
 
@@ -371,22 +428,20 @@ def _bounds(start: int | None, end: int | None) -> tuple[int, int]:
     return low, high
 
 
-def _to_row(
-    category: str, symbol: str, interval: str, index: int, kline: Sequence[float]
-) -> tuple[str, str, str, int, float, float, float, float, float, float | None]:
+_Row = tuple[str, str, str, int, float, float, float, float, float, float | None]
+
+
+def _to_row(category: str, symbol: str, interval: str, index: int, kline: Sequence[float]) -> _Row:
     if len(kline) != len(Kline._fields):
-        raise UserInputError(
-            f"klines[{index}] has {len(kline)} fields; pass Kline objects ({', '.join(Kline._fields)})"
-        )
+        raise UserInputError(f"klines[{index}] has {len(kline)} fields; pass Kline objects "
+                             f"({', '.join(Kline._fields)})")
     start_time = kline[0]
     if isinstance(start_time, bool) or start_time != int(start_time):
         raise UserInputError(f"klines[{index}].start_time={start_time!r} must be an integer epoch ms")
     open_, high, low, close, volume, turnover = (float(value) for value in kline[1:])
     for name, value in zip(Kline._fields[1:6], (open_, high, low, close, volume), strict=True):
         if not math.isfinite(value):
-            raise UserInputError(
-                f"klines[{index}].{name}={value!r} must be a finite number; drop or fix the candle"
-            )
+            raise UserInputError(f"klines[{index}].{name}={value!r} must be a finite number; drop or fix the candle")
     # NaN turnover = unknown, stored as NULL
     return (category, symbol, interval, int(start_time), open_, high, low, close, volume,
             None if math.isnan(turnover) else turnover)

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..api.client import BybitClient
-from ..api.intervals import GRID_OFFSET_MS, interval_ms, parse_interval
+from ..api.intervals import GRID_OFFSET_MS, epoch_in_seconds, interval_ms, parse_interval
 from ..errors import UserInputError
 from .store import Coverage, KlineStore
 
@@ -41,7 +41,6 @@ ProgressCallback = Callable[[int, int], None]
 # Candles open on multiples of the interval since the epoch, except weekly ones (Mondays 00:00 UTC; the epoch
 # was a Thursday). The store uses the same grid for `missing_ranges`.
 _GRID_OFFSET_MS = GRID_OFFSET_MS
-_EPOCH_MS_FROM = 10**11  # below this a number is epoch *seconds* (1e11 s is the year 5138; 1e11 ms is 1973)
 
 
 @dataclass(frozen=True)
@@ -111,7 +110,7 @@ def parse_time_ms(text: str | int, name: str = "time") -> int:
     raw = str(text).strip()
     if raw.lstrip("-").isdigit():
         value = int(raw)
-        if abs(value) < _EPOCH_MS_FROM:
+        if epoch_in_seconds(value):
             raise UserInputError(f"{name} {raw} looks like epoch seconds; give epoch milliseconds "
                                  f"({value * 1000}) or ISO-8601 such as 2024-01-01T00:00:00Z")
         return value
@@ -157,8 +156,8 @@ async def sync_klines(client: BybitClient, store: KlineStore | str | os.PathLike
 
     Raises:
         InvalidIntervalError: unknown interval, or "M" (before any request).
-        UserInputError: limit < 1, start > end, start/end/limit all given, or a range holding no closed
-            candle since the listing (before anything is stored).
+        UserInputError: limit < 1, start > end, start/end/limit all given, a range holding no closed candle
+            since the listing (before anything is stored), or a store that cannot be written.
         InvalidSymbolError: the exchange does not list the symbol (before the store is opened).
         ExchangeUnavailableError, ExchangeBannedError, ExchangeError: from the client; pages committed
             before the failure stay stored.
@@ -178,6 +177,7 @@ async def sync_klines(client: BybitClient, store: KlineStore | str | os.PathLike
     owned = not isinstance(store, KlineStore)
     kline_store = KlineStore(store) if not isinstance(store, KlineStore) else store
     try:
+        kline_store.check_writable()  # a read-only store: said before any page is fetched
         last_closed = _floor(server_time - step, code, step)
         first, last = _resolve(kline_store, category, symbol, code, step, last_closed, limit, start, end)
         if info.launch_time is not None:
@@ -194,7 +194,9 @@ async def sync_klines(client: BybitClient, store: KlineStore | str | os.PathLike
         added = pages = 0
         for call_first, call_last, _ in calls:
             async for page in client.iter_kline_pages(symbol, code, call_first, call_last, category):
-                added += kline_store.upsert(category, symbol, code, page)  # one transaction per page
+                # one transaction per page; replace: the exchange's own candles are the reference, and it may
+                # revise the newest one
+                added += kline_store.upsert(category, symbol, code, page, replace=True)
                 pages += 1
                 if progress is not None:
                     progress(_covered(missing, page[-1].start_time, step), total)

@@ -20,13 +20,33 @@ import numpy as np
 import pandas as pd
 
 from reformer.data.scaling import StandardScaler
-from reformer.errors import ConfigError, DataFormatError, UserInputError, first_line
-from reformer.textio import header_separator
+from reformer.errors import ConfigError, DataFormatError, first_line
+from reformer.textio import check_csv_file, epoch_ms_cells, finite_cells, header_separator
 
-__all__ = ["LSTFSplits", "TimeSeries", "load_timeseries_csv", "lstf_borders", "lstf_splits"]
+__all__ = ["FEATURE_MODES", "LSTFSplits", "TimeSeries", "check_features", "load_timeseries_csv", "lstf_borders",
+           "lstf_splits"]
 
 _DATE_NAMES = ("date", "datetime", "timestamp", "time", "start_time")
 Protocol = Literal["ett_hour", "ett_minute", "ratio"]
+# a text column beside the series (a second date, a label) is named as such, with the way out
+_TEXT_COLUMN_FIX = "remove it from the file, or pass --features S to read the target column only"
+FEATURE_MODES = ("M", "S", "MS")
+"""`M` all columns in and out, `S` the target only, `MS` all columns in and the target out."""
+
+
+def check_features(features: str, name: str = "features") -> None:
+    """Refuse a feature mode other than `FEATURE_MODES` (the one check of the library and the CLI).
+
+    Args:
+        features: the mode given.
+        name: what the caller calls it in the message (e.g. "--features").
+
+    Raises:
+        ConfigError: naming the choices.
+    """
+    if features not in FEATURE_MODES:
+        raise ConfigError(f"{name} {features!r} is invalid: use M (all columns in and out), S (the target only) "
+                          "or MS (all in, the target out)")
 
 
 @dataclass(frozen=True)
@@ -55,23 +75,19 @@ def load_timeseries_csv(path: str | Path, target: str = "OT", features: Literal[
         features: `M` all columns (target moved last, as TSLib does), `MS` the same inputs (the target, last, is
             what a model predicts), `S` the target column only.
         date_col: name of the date column; "auto" picks the first of date/datetime/timestamp/time/start_time
-            (case-insensitive) if present; None means the file has no date column. Numeric dates are epoch ms
-            (seconds if < 1e11); text dates are parsed as UTC.
+            (case-insensitive) if present; None means the file has no date column. Numeric dates are epoch ms or
+            seconds (`api.intervals.epoch_in_seconds` of the first; one unit for the column); text dates are UTC.
 
     Returns:
         `TimeSeries`.
 
     Raises:
-        UserInputError: the file does not exist.
+        UserInputError: the file does not exist, or is a folder.
         DataFormatError: empty file, missing target or date column, non-numeric or empty cells, bad dates.
     """
     path = Path(path)
-    if features not in ("M", "S", "MS"):
-        raise ConfigError(f"features={features!r} must be 'M', 'S' or 'MS'")
-    if path.is_dir():
-        raise UserInputError(f"{path} is a folder: give the CSV file inside it")
-    if not path.is_file():
-        raise UserInputError(f"{path}: no such file; check the path")
+    check_features(features)
+    check_csv_file(path)
     try:
         frame = pd.read_csv(path, sep=header_separator(path), dtype=str, keep_default_na=False,
                             skipinitialspace=True)
@@ -94,7 +110,7 @@ def load_timeseries_csv(path: str | Path, target: str = "OT", features: Literal[
     ordered = [c for c in value_columns if c != target] + [target] if features != "S" else [target]
     values = np.empty((len(frame), len(ordered)))
     for j, column in enumerate(ordered):
-        values[:, j] = _numeric(frame[column], path, column)
+        values[:, j] = finite_cells(frame[column], column, str(path), text_fix=_TEXT_COLUMN_FIX)
     timestamps = None if date_col is None else _parse_dates(frame[date_col], path, date_col)
     if timestamps is not None and len(timestamps) > 1:
         behind = np.flatnonzero(np.diff(timestamps) <= 0)
@@ -106,24 +122,10 @@ def load_timeseries_csv(path: str | Path, target: str = "OT", features: Literal[
     return TimeSeries(values, tuple(ordered), timestamps, target, str(path))
 
 
-def _numeric(column: pd.Series, path: Path, name: str) -> np.ndarray:
-    parsed = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(parsed))
-    if bad.size == len(parsed) and len(parsed) > 1:  # a text column (a second date, a label), not a series
-        raise DataFormatError(f"{path}: column {name!r} holds text, not numbers (e.g. {column.iloc[0]!r}); "
-                              "remove it from the file, or pass --features S to read the target column only")
-    if bad.size:
-        row = int(bad[0])
-        raise DataFormatError(f"{path}: line {row + 2}, column {name!r}: {column.iloc[row]!r} is not a finite number "
-                              f"({bad.size} bad cells in this column); fix or remove those rows")
-    return parsed
-
-
 def _parse_dates(column: pd.Series, path: Path, name: str) -> np.ndarray:
     numeric = pd.to_numeric(column, errors="coerce")
     if numeric.notna().all():
-        values = numeric.to_numpy(dtype=np.float64)
-        return (values * (1000 if values.max() < 1e11 else 1)).astype(np.int64)
+        return epoch_ms_cells(column, numeric.to_numpy(dtype=np.float64), name, str(path))
     parsed = pd.to_datetime(column, errors="coerce", utc=True)
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if bad.size:

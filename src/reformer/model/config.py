@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from reformer.errors import from_fields
+from reformer.errors import ConfigError, from_fields
 
 __all__ = ["AttentionType", "ReformerConfig"]
 
@@ -37,8 +37,9 @@ _POSITIONAL = ("sinusoidal", "learned")
 _POOLING = ("last", "mean", "flatten")
 
 
-def _fail(name: str, value: object, fix: str) -> ValueError:
-    return ValueError(f"ReformerConfig.{name}={value!r} is invalid: {fix}")
+def _fail(name: str, value: object, fix: str) -> ConfigError:
+    """The error of an invalid field: a `ConfigError`, so also a `ValueError` naming the field."""
+    return ConfigError(f"ReformerConfig.{name}={value!r} is invalid: {fix}")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import math
 import torch
 from torch import nn
 
+from ..errors import UserInputError
 from .config import ReformerConfig
 from .dropout import Dropout
 from .linear import Linear
@@ -37,7 +38,7 @@ class InputEmbedding(nn.Module):
     """x -> Dropout(x W + b + PE), with sinusoidal (any length) or learned (<= seq_len) positions.
 
     Shapes: forward x (b, l, f) -> (b, l, d).
-    Raises: ValueError when the feature count is wrong or a learned table is too short.
+    Raises: UserInputError (a ValueError) when the feature count is wrong or a learned table is too short.
     """
 
     def __init__(self, config: ReformerConfig) -> None:
@@ -54,14 +55,14 @@ class InputEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 3 or x.shape[-1] != self.n_features:
-            raise ValueError(
+            raise UserInputError(
                 f"input has shape {tuple(x.shape)}: expected (batch, seq_len, n_features={self.n_features}); "
                 "reshape the input or set ReformerConfig.n_features")
         length = x.shape[1]
         if self.positions is not None:
             if length > self.max_len:
-                raise ValueError(f"input length {length} exceeds the learned position table (seq_len="
-                                 f"{self.max_len}): use positional='sinusoidal' or a larger seq_len")
+                raise UserInputError(f"input length {length} exceeds the learned position table (seq_len="
+                                     f"{self.max_len}): use positional='sinusoidal' or a larger seq_len")
             pos = self.positions.weight[:length]
         else:
             pos = sinusoidal_positions(length, self.d_model, x.device,

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UserInputError
 from .attention import SharedQKAttention
 from .config import AttentionType, ReformerConfig
 from .embedding import InputEmbedding
@@ -43,7 +44,7 @@ class ReformerModel(nn.Module):
     Shapes:
         forward: x (b, l, f) [, mask (b, l) bool, True = real] -> (b, o), o = `config.output_dim`.
     Raises:
-        ValueError: on an input of the wrong rank or feature count.
+        UserInputError: on an input of the wrong rank or feature count (a `ValueError`).
     """
 
     def __init__(self, config: ReformerConfig) -> None:
@@ -99,8 +100,8 @@ class ReformerModel(nn.Module):
                 return_maps: bool) -> tuple[torch.Tensor, list[AttentionMap | None]]:
         """Shared body of forward and predict_with_attention: returns (b, o) and per-layer maps."""
         if mask is not None and (mask.shape != x.shape[:2] or mask.dtype != torch.bool):
-            raise ValueError(f"mask has shape {tuple(mask.shape)} and dtype {mask.dtype}: expected a bool "
-                             f"tensor of shape {tuple(x.shape[:2])} (True = real position)")
+            raise UserInputError(f"mask has shape {tuple(mask.shape)} and dtype {mask.dtype}: expected a bool "
+                                 f"tensor of shape {tuple(x.shape[:2])} (True = real position)")
         l = x.shape[1]
         h = self.embed(x)  # (b, l, d)
         h, valid = self._pad(h, mask)  # (b, p, d), (b, p)
@@ -139,8 +140,8 @@ class ReformerModel(nn.Module):
         """(b, l, 2d) -> (b, 2d): the last real position, or the mean over real positions; or (b, l*2d)."""
         if self.config.pooling == "flatten":
             if hidden.shape[1] != self.config.seq_len:
-                raise ValueError(f"pooling='flatten' needs inputs of exactly seq_len={self.config.seq_len} steps, "
-                                 f"got {hidden.shape[1]}: pad or crop the input, or use pooling='last'")
+                raise UserInputError(f"pooling='flatten' needs inputs of exactly seq_len={self.config.seq_len} "
+                                     f"steps, got {hidden.shape[1]}: pad or crop the input, or use pooling='last'")
             return hidden.flatten(1)  # (b, l*2d)
         if self.config.pooling == "mean":
             if mask is None:

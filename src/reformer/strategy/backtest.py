@@ -3,7 +3,8 @@
 `run_backtest` accepts a ready prediction Series/DataFrame, or anything that produces one from the klines: an
 object with `predict_series(bars) -> Series` (the `PredictionSource` protocol) or a plain callable. A model-based
 walk-forward predictor (one trained only on data before each bar) plugs in through that protocol, so this module
-never needs torch; making the predictions causal is the predictor's job (`check_lookahead` tests it).
+never needs torch; making the predictions causal is the predictor's job (`check_lookahead` tests it). A model
+itself is walked forward one layer up, by `reformer.run_backtest` (`reformer.pipelines.run_backtest`).
 """
 
 from __future__ import annotations
@@ -36,41 +37,23 @@ Predictor = PredictionSource | Callable[[pd.DataFrame], pd.Series | pd.DataFrame
 """A prediction source: a `PredictionSource` object or a callable bars -> predictions."""
 
 
-def walk_forward_for(model: Any) -> Any | None:
-    """`run_backtest(model, klines, config)` with a model: a Reformer model (duck-typed, `config.seq_len` and
-    `predict_with_attention`) is walked forward with its configuration, so that every bar's prediction comes from
-    a model whose training data ended before that bar; its own weights are not used (trained on the whole history,
-    they would predict bars they were trained on). Training as the `configs/btc_small.toml` preset; pass a
-    `reformer.training.WalkForwardPredictor` for other settings. None for anything else.
-
-    The import is lazy, so `reformer.strategy` itself never imports torch; whoever passes a model has it loaded.
-    """
-    config = getattr(model, "config", None)
-    if config is None or not hasattr(config, "seq_len") or not hasattr(model, "predict_with_attention"):
-        return None
-    from ..training.loop import TrainConfig
-    from ..training.walkforward import WalkForwardPredictor
-
-    train = TrainConfig(epochs=8, batch_size=64, lr=1e-3, weight_decay=0.05, max_batches_per_epoch=40, patience=3,
-                        loss="huber")
-    return WalkForwardPredictor(config, train)
-
-
 def resolve_predictions(predictions: pd.Series | pd.DataFrame | Predictor, bars: pd.DataFrame
                         ) -> pd.Series | pd.DataFrame:
     """Return predictions as a pandas object, calling the predictor on the bar frame when given one.
 
     Raises:
-        UserInputError: `predictions` is neither pandas data, a `PredictionSource` nor a callable, or the
-            predictor returned something else than a Series/DataFrame.
+        UserInputError: `predictions` is neither pandas data, a `PredictionSource` nor a callable, is a model
+            (walk one forward with `reformer.run_backtest`), or the predictor returned something else than a
+            Series/DataFrame.
     """
     if isinstance(predictions, pd.Series | pd.DataFrame):
         return predictions
-    walk = walk_forward_for(predictions)
-    if walk is not None:
-        predictions = walk
     if isinstance(predictions, PredictionSource):
         produced: Any = predictions.predict_series(bars)
+    elif _looks_like_a_model(predictions):
+        raise UserInputError(f"reformer.strategy.run_backtest takes predictions, not a model "
+                             f"({type(predictions).__name__}): use reformer.run_backtest (or "
+                             "reformer.pipelines.run_backtest) to walk a model forward")
     elif callable(predictions):
         produced = predictions(bars)
     else:
@@ -90,10 +73,9 @@ def run_backtest(predictions: pd.Series | pd.DataFrame | Predictor, klines: Any,
 
     Args:
         predictions: predicted returns as a Series indexed by bar time (DatetimeIndex or epoch ms), class
-            probabilities as a DataFrame with p_up/p_down, a `Predictor` called with the bar frame (e.g. a
-            `WalkForwardPredictor`), or a `ReformerModel`, walked forward with its configuration
-            (`walk_forward_for`).
-            Sparse rows hold until the next row; NaN means flat.
+            probabilities as a DataFrame with p_up/p_down, or a `Predictor` called with the bar frame (e.g. a
+            `WalkForwardPredictor`). Sparse rows hold until the next row; NaN means flat. Not a model:
+            `reformer.run_backtest` (`reformer.pipelines.run_backtest`) walks one forward.
         klines: DataFrame (timestamp in epoch ms or DatetimeIndex; open/high/low/close) or a list of `Kline`.
         config: the backtest configuration; defaults to `BacktestConfig()`.
         funding_rates: perpetual funding rates indexed by funding time, applied when `config.funding` is True.
@@ -102,7 +84,8 @@ def run_backtest(predictions: pd.Series | pd.DataFrame | Predictor, klines: Any,
         A `BacktestResult`.
 
     Raises:
-        UserInputError: malformed klines, or a prediction row whose time is not a bar (the message names it).
+        UserInputError: malformed klines, a prediction row whose time is not a bar (the message names it), or a
+            model given as `predictions`.
     """
     config = config or BacktestConfig()
     bars = to_bar_frame(klines)
@@ -113,6 +96,12 @@ def run_backtest(predictions: pd.Series | pd.DataFrame | Predictor, klines: Any,
         volatility = realized_volatility(bars["close"], config.vol_window)
     positions = signals_from_predictions(raw, config, volatility)
     return _run(positions, bars, config, funding_rates, what="predictions")
+
+
+def _looks_like_a_model(obj: object) -> bool:
+    """A torch module (duck-typed: torch is never imported here), which a plain callable check would call with
+    the bar frame."""
+    return callable(getattr(obj, "state_dict", None)) and callable(getattr(obj, "parameters", None))
 
 
 def backtest_positions(positions: pd.Series, klines: Any, config: BacktestConfig | None = None, *,

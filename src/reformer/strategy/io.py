@@ -4,7 +4,8 @@ POS.csv: `timestamp,position` — the target position in [-1, 1] (a fraction of 
 short) decided at the close of the bar whose open time is `timestamp` (epoch ms UTC, or ISO-8601). Rows may be
 sparse: a position holds until the next row; flat before the first.
 
-PREDS.csv: `timestamp,prediction` (a predicted log return) and optionally `p_down,p_flat,p_up`.
+PREDS.csv: `timestamp,prediction` (a predicted log return) and optionally `p_down,p_flat,p_up`, under an optional
+metadata line (`reformer.predictions`: interval, horizon, first out-of-sample bar).
 
 FUNDING.csv: `time,rate` — a perpetual's funding settlements (epoch ms UTC or ISO-8601; the rate as a fraction,
 positive: longs pay shorts), as `BybitClient.get_funding_history` returns them.
@@ -18,14 +19,14 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataFormatError, UserInputError
-from ..textio import header_separator
+from ..predictions import Predictions, parse_numbers, parse_times
+from ..textio import check_csv_file, header_separator
 
 __all__ = ["check_bar_times", "read_funding_csv", "read_positions_csv", "read_predictions_csv"]
 
 
 def _read(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
-    if not path.is_file():
-        raise UserInputError(f"{path}: no such file; give the path of a CSV with columns {','.join(required)}")
+    check_csv_file(path, f"give the path of a CSV with columns {','.join(required)}")
     try:
         frame = pd.read_csv(path, sep=header_separator(path))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -40,41 +41,6 @@ def _read(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     return frame
 
 
-def _times(path: Path, column: pd.Series) -> pd.DatetimeIndex:
-    """Epoch ms (or s) integers or ISO strings -> UTC times; a bad cell names its file line (header = line 1)."""
-    numeric = pd.to_numeric(column, errors="coerce")
-    epoch = numeric.notna().to_numpy()
-    times = pd.Series(pd.NaT, index=column.index, dtype="datetime64[ns, UTC]")
-    if epoch.any():
-        unit = "s" if numeric[epoch].abs().max() < 1e11 else "ms"
-        times[epoch] = pd.to_datetime(numeric[epoch].astype("int64"), unit=unit, utc=True)
-    if not epoch.all():  # the rest as ISO-8601 text; a cell that is neither is named by its own line
-        times[~epoch] = pd.to_datetime(column[~epoch], utc=True, errors="coerce", format="ISO8601")
-    bad = np.flatnonzero(times.isna().to_numpy())
-    if bad.size:
-        line = int(bad[0]) + 2
-        raise DataFormatError(f"{path} line {line}: timestamp {column.iloc[bad[0]]!r} is neither epoch ms nor "
-                              "ISO-8601; fix that row")
-    index = pd.DatetimeIndex(times)
-    repeated = np.flatnonzero(index.duplicated())
-    if repeated.size:
-        row = int(repeated[0])
-        earlier = int(np.flatnonzero(index[:row] == index[row])[0])
-        raise DataFormatError(f"{path} line {row + 2}: timestamp {index[row]} repeats line {earlier + 2}; give one "
-                              "row per time")
-    return index
-
-
-def _numbers(path: Path, frame: pd.DataFrame, name: str) -> np.ndarray:
-    values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
-    bad = np.flatnonzero(~np.isfinite(values))
-    if bad.size:
-        cell = frame[name].iloc[bad[0]]
-        shown = repr(cell) if isinstance(cell, str) else "empty" if pd.isna(cell) else f"{float(cell):g}"
-        raise DataFormatError(f"{path} line {int(bad[0]) + 2}: {name} {shown} is not a finite number; fix that row")
-    return values
-
-
 def read_positions_csv(path: str | Path) -> pd.Series:
     """Target positions indexed by bar open time (UTC).
 
@@ -83,25 +49,19 @@ def read_positions_csv(path: str | Path) -> pd.Series:
     """
     path = Path(path)
     frame = _read(path, ("timestamp", "position"))
-    values = _numbers(path, frame, "position")
+    values = parse_numbers(path, frame, "position")
     outside = np.flatnonzero(np.abs(values) > 1.0)
     if outside.size:
         row = int(outside[0])
         raise UserInputError(f"{path} line {row + 2}: position {values[row]} is outside [-1, 1]; positions are "
                              "fractions of --position-size (1 = fully long, -1 = fully short)")
-    return pd.Series(values, index=_times(path, frame["timestamp"]), name="position")
+    return pd.Series(values, index=parse_times(path, frame["timestamp"]), name="position")
 
 
 def read_predictions_csv(path: str | Path) -> pd.Series | pd.DataFrame:
-    """Predictions indexed by bar open time: a Series, or a DataFrame when p_down/p_flat/p_up are present."""
-    path = Path(path)
-    frame = _read(path, ("timestamp", "prediction"))
-    index = _times(path, frame["timestamp"])
-    probabilities = [c for c in ("p_down", "p_flat", "p_up") if c in frame.columns]
-    if {"p_down", "p_up"} <= set(probabilities):
-        data = {c: _numbers(path, frame, c) for c in ["prediction", *probabilities]}
-        return pd.DataFrame(data, index=index)
-    return pd.Series(_numbers(path, frame, "prediction"), index=index, name="prediction")
+    """Predictions indexed by bar open time: a Series, or a DataFrame when p_down/p_flat/p_up are present (the
+    values of `Predictions.from_csv`, which also reads the file's metadata)."""
+    return Predictions.from_csv(path).values
 
 
 def read_funding_csv(path: str | Path) -> pd.Series:
@@ -112,7 +72,7 @@ def read_funding_csv(path: str | Path) -> pd.Series:
     """
     path = Path(path)
     frame = _read(path, ("time", "rate"))
-    rates = pd.Series(_numbers(path, frame, "rate"), index=_times(path, frame["time"]), name="rate")
+    rates = pd.Series(parse_numbers(path, frame, "rate"), index=parse_times(path, frame["time"]), name="rate")
     return rates.sort_index()
 
 

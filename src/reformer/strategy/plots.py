@@ -11,6 +11,8 @@ at its exit, and the running sum), and trades.csv lists them.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +21,19 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..errors import UserInputError
+from ..files import atomic_write
 from .bars import to_bar_frame
 from .stats import BacktestResult, drawdown_series
 
-__all__ = ["MAX_TRADE_MARKERS", "buy_and_hold_equity", "plot_drawdown", "plot_equity", "plot_trade_pnl", "plot_trades",
-           "save_report"]
+__all__ = ["MAX_TRADE_MARKERS", "REPORT_FILES", "buy_and_hold_equity", "plot_drawdown", "plot_equity", "plot_trade_pnl",
+           "plot_trades", "save_report"]
 
 MAX_TRADE_MARKERS = 100
 """Most trades whose entries and exits `plot_trades` marks on the price."""
+REPORT_FILES = {"equity": "equity.png", "drawdown": "drawdown.png", "trades_plot": "trades.png",
+                "trades": "trades.csv", "stats": "stats.json"}
+"""The files `save_report` writes, by short name."""
 
 
 def buy_and_hold_equity(bars: pd.DataFrame, initial_capital: float) -> pd.Series:
@@ -141,34 +148,44 @@ def plot_trade_pnl(result: BacktestResult, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def save_report(result: BacktestResult, klines: Any, out_dir: str | Path) -> dict[str, Path]:
+def save_report(result: BacktestResult, klines: Any, out_dir: str | Path,
+                extra: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """Write equity.png, drawdown.png, trades.png (the price with the trades, their P&L below), trades.csv and
-    stats.json into `out_dir` (created).
+    stats.json into `out_dir` (created). Each file is written atomically (a temporary file renamed over it), and
+    never through a symbolic link: a link at one of those names is refused before anything is written.
 
     Args:
         result: a backtest result.
         klines: the klines it ran on (for prices and buy & hold).
         out_dir: target folder.
+        extra: more keys for stats.json (`reformer backtest` records there which bars were traded).
 
     Returns:
         The written paths by short name ("equity", "drawdown", "trades_plot", "trades", "stats").
+
+    Raises:
+        UserInputError: `out_dir` or one of the files is a symbolic link.
     """
     out = Path(out_dir)
+    paths = {key: out / name for key, name in REPORT_FILES.items()}
+    for path in (out, *paths.values()):  # before any file is replaced, so a refused report leaves none half-new
+        if path.is_symlink():
+            raise UserInputError(f"{path} is a symbolic link: refusing to write the report through it; remove the "
+                                 "link or choose another folder")
     out.mkdir(parents=True, exist_ok=True)
     bars = to_bar_frame(klines)
-    paths = {"equity": out / "equity.png", "drawdown": out / "drawdown.png", "trades_plot": out / "trades.png",
-             "trades": out / "trades.csv", "stats": out / "stats.json"}
     for key, draw in (("equity", lambda ax: plot_equity(result, bars, ax)),
                       ("drawdown", lambda ax: plot_drawdown(result, ax))):
         figure = _new_figure()
         draw(figure.add_subplot())
-        figure.savefig(paths[key], dpi=110)
+        atomic_write(paths[key], partial(figure.savefig, dpi=110, format="png"))
     figure = Figure(figsize=(11, 6.5), layout="constrained")
     FigureCanvasAgg(figure)
     price, pnl = figure.subplots(2, 1, sharex=True, height_ratios=(3, 2))
     plot_trades(result, bars, price)
     plot_trade_pnl(result, pnl)
-    figure.savefig(paths["trades_plot"], dpi=110)
-    result.trades.to_csv(paths["trades"], index=False)
-    paths["stats"].write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
+    atomic_write(paths["trades_plot"], partial(figure.savefig, dpi=110, format="png"))
+    atomic_write(paths["trades"], lambda temp: result.trades.to_csv(temp, index=False))
+    text = json.dumps({**result.to_dict(), **(extra or {})}, indent=2, allow_nan=False) + "\n"
+    atomic_write(paths["stats"], lambda temp: temp.write_text(text, encoding="utf-8"))
     return paths

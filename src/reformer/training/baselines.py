@@ -17,7 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["RidgeModel", "fit_ridge", "momentum_forecast", "select_ridge", "window_summary", "zero_forecast"]
+from ..errors import ConfigError, UserInputError
+
+__all__ = ["RidgeModel", "fit_ridge", "momentum_forecast", "select_ridge", "solve_ridge", "window_summary",
+           "zero_forecast"]
 
 DEFAULT_ALPHAS: tuple[float, ...] = tuple(float(a) for a in np.logspace(-3, 5, 17))
 
@@ -66,6 +69,31 @@ class RidgeModel:
         return self.weights / self.scale
 
 
+def solve_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Closed-form ridge regression with an unpenalised intercept, the package's one solver: the (w, b) that
+    minimise |y - x w - b|^2 + alpha |w|^2.
+
+    With x_c = x - mean(x) and y_c = y - mean(y): w = (x_c' x_c + alpha I)^-1 x_c' y_c, b = mean(y) - mean(x) w
+    (the same solution as the augmented system [x 1] with no penalty on the intercept's row). alpha > 0 makes the
+    system positive definite (`np.linalg.solve`); alpha = 0 may leave it singular (collinear or constant inputs),
+    where least squares gives the minimum-norm w.
+
+    Args:
+        x: `[n, k]` inputs. y: `[n]` or `[n, t]` targets (t outputs share x). alpha: the L2 penalty (>= 0).
+
+    Returns:
+        (w `[k]` or `[k, t]`, b `[]` or `[t]`), float64.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
+    centred = x - x_mean  # (n, k)
+    gram = centred.T @ centred + alpha * np.eye(x.shape[1])  # (k, k)
+    moment = centred.T @ (y - y_mean)  # (k,) or (k, t)
+    weights = np.linalg.solve(gram, moment) if alpha > 0 else np.linalg.lstsq(gram, moment, rcond=None)[0]
+    return weights, np.asarray(y_mean - x_mean @ weights)
+
+
 def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> RidgeModel:
     """Closed-form ridge: w = (Z'Z + alpha I)^-1 Z'(y - mean y), Z = standardised x; intercept unpenalised.
 
@@ -75,17 +103,14 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> RidgeModel:
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     if x.ndim != 2 or x.shape[0] != y.size or y.size < 2:
-        raise ValueError(f"ridge needs x [n, k] and y [n] with n >= 2, got {x.shape} and {y.shape}")
+        raise UserInputError(f"ridge needs x [n, k] and y [n] with n >= 2, got {x.shape} and {y.shape}")
     if alpha < 0:
-        raise ValueError(f"ridge alpha={alpha} must be >= 0")
+        raise ConfigError(f"ridge alpha={alpha} must be >= 0")
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
-    z = (x - mean) / scale  # (n, k)
-    y_mean = float(y.mean())
-    gram = z.T @ z + alpha * np.eye(z.shape[1])  # (k, k)
-    weights = np.linalg.lstsq(gram, z.T @ (y - y_mean), rcond=None)[0]
-    return RidgeModel(weights, y_mean, mean, scale, float(alpha))
+    weights, intercept = solve_ridge((x - mean) / scale, y, alpha)  # on standardised inputs z (n, k)
+    return RidgeModel(weights, float(intercept), mean, scale, float(alpha))
 
 
 def select_ridge(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
@@ -99,5 +124,5 @@ def select_ridge(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
         if val_mse < best_mse:
             best, best_mse = model, val_mse
     if best is None:
-        raise ValueError("select_ridge needs at least one alpha")
+        raise ConfigError("select_ridge needs at least one alpha")
     return best

@@ -13,13 +13,19 @@ A training run directory holds `best/` (lowest validation loss) and `last/` (for
 "patch-forecaster" (the series forecaster of `reformer.training.forecast`, loaded by
 `reformer.training.series.load_series_checkpoint`); files without it are "reformer". Loading uses only
 `safetensors` and `json`: no `torch.load`, no unpickling, so a checkpoint from an untrusted source cannot run code.
+Nor can it make the loader allocate what it does not hold: the weights file's header is checked against the file's
+size, and every tensor's name and shape against the model the JSON describes (built on the `meta` device, which
+allocates nothing), before the model is built for real.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Callable
+import shutil
+import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +34,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from reformer.errors import DataFormatError, UserInputError, first_line
+from reformer.files import atomic_write
 from reformer.model import ReformerConfig, ReformerModel
 
 __all__ = [
@@ -35,6 +42,9 @@ __all__ = [
     "META_FILE",
     "OPTIMIZER_FILE",
     "WEIGHTS_FILE",
+    "check_run_dir",
+    "check_weights",
+    "clear_run_dir",
     "kind_of",
     "load_checkpoint",
     "load_optimizer_state",
@@ -43,8 +53,10 @@ __all__ = [
     "read_weights",
     "rebuild",
     "resolve_checkpoint_dir",
+    "run_contents",
     "save_checkpoint",
     "update_meta",
+    "weights_header",
 ]
 
 FORMAT_VERSION = 1
@@ -55,9 +67,7 @@ REFORMER_KIND = "reformer"
 
 
 def _replace_atomically(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    atomic_write(path, write)
 
 
 def save_checkpoint(directory: str | os.PathLike[str], model: torch.nn.Module, meta: dict[str, Any] | None = None,
@@ -151,35 +161,94 @@ def update_meta(path: str | os.PathLike[str], **fields: Any) -> None:
     _replace_atomically(directory / META_FILE, lambda p: p.write_text(text + "\n", encoding="utf-8"))
 
 
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+_DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+                "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+_DIFFERENT_RUNS = "the JSON and the weights are from different runs: restore the checkpoint or retrain"
+
+
+def _corrupt(path: Path, reason: str) -> DataFormatError:
+    return DataFormatError(f"{path}: not a readable safetensors file ({reason}); the checkpoint is corrupt, retrain "
+                           "or restore it")
+
+
+def weights_header(path: Path) -> dict[str, tuple[int, ...]]:
+    """Each tensor's shape as the safetensors header of `path` states it, read without loading any tensor.
+
+    Nothing in the header is trusted before it is checked against the file: the header fits in it, and the
+    tensors' byte sizes (dtype x shape) tile the rest of the file exactly, so no size read here exceeds the file.
+
+    Raises:
+        DataFormatError: a missing file, a truncated or garbage header, or sizes the file does not hold.
+    """
     if not path.is_file():
         raise DataFormatError(f"{path} is missing; the checkpoint is incomplete, retrain or restore it")
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        length = int.from_bytes(handle.read(8), "little") if size >= 8 else -1
+        if not 0 < length <= min(size - 8, 100_000_000):  # the safetensors library's own limit
+            raise _corrupt(path, f"a {size}-byte file cannot hold its stated {max(length, 0)}-byte header")
+        raw = handle.read(length)
+    try:
+        entries = {k: v for k, v in json.loads(raw).items() if k != "__metadata__"}
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, RecursionError):
+        raise _corrupt(path, "its header is not a JSON object") from None
+    shapes: dict[str, tuple[int, ...]] = {}
+    spans: list[tuple[int, int]] = []
+    for name, entry in entries.items():
+        try:
+            shape, (begin, end) = entry["shape"], entry["data_offsets"]
+            width = _DTYPE_BYTES[entry["dtype"]]
+            numbers = [*shape, begin, end]
+        except (TypeError, KeyError, ValueError):
+            raise _corrupt(path, f"its header entry {name!r} is not a dtype, shape and offsets") from None
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers) or \
+                end - begin != math.prod(shape) * width:
+            raise _corrupt(path, f"{name}: {entry['dtype']} {shape} does not fill bytes {begin}..{end}")
+        shapes[name] = tuple(shape)
+        spans.append((begin, end))
+    position = 0
+    for begin, end in sorted(spans):
+        if begin != position:
+            raise _corrupt(path, "its tensors overlap or leave gaps")
+        position = end
+    if position != size - 8 - length:
+        raise _corrupt(path, f"its header describes {position} bytes of tensors, the file holds {size - 8 - length}")
+    return shapes
+
+
+def check_weights(path: Path, expected: Mapping[str, tuple[int, ...]]) -> None:
+    """The weights file's tensors (header only) are exactly `expected`'s names and shapes, else one error naming the
+    first that differs."""
+    found = weights_header(path)
+    for name, shape in expected.items():
+        if found.get(name) != tuple(shape):
+            held = f"has shape {found[name]}" if name in found else "is missing"
+            raise DataFormatError(f"{path}: tensor {name} {held}, model_config ({META_FILE}) needs shape "
+                                  f"{tuple(shape)}; {_DIFFERENT_RUNS}")
+    extra = [name for name in found if name not in expected]
+    if extra:
+        raise DataFormatError(f"{path}: tensor {extra[0]} {found[extra[0]]} is not in the model that model_config "
+                              f"({META_FILE}) describes; {_DIFFERENT_RUNS}")
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    weights_header(path)  # the file's sizes are consistent before safetensors allocates what they state
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
-        reason = first_line(exc)
-        raise DataFormatError(f"{path}: not a readable safetensors file ({reason}); the checkpoint is corrupt, "
-                              "retrain or restore it") from None
+        raise _corrupt(path, first_line(exc)) from None
 
 
-def read_weights(path: str | os.PathLike[str], expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The checkpoint's weights, checked name by name and shape by shape against `expected` (a state dict).
+def read_weights(path: str | os.PathLike[str], expected: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The checkpoint's weights, checked name by name and shape by shape against `expected` (a state dict) from
+    the file's header before any tensor is read.
 
     Raises:
         DataFormatError: missing, corrupt or mismatched weights; the message names the file.
     """
     weights_path = resolve_checkpoint_dir(path) / WEIGHTS_FILE
-    weights = _read_tensors(weights_path)
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    if missing or unexpected:
-        raise DataFormatError(f"{weights_path}: weights do not match model_config (missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]}); the checkpoint is corrupt, retrain")
-    for name, tensor in expected.items():
-        if weights[name].shape != tensor.shape:
-            raise DataFormatError(f"{weights_path}: {name} has shape {tuple(weights[name].shape)}, model_config "
-                                  f"needs {tuple(tensor.shape)}; the checkpoint is corrupt, retrain")
-    return weights
+    check_weights(weights_path, {name: tuple(tensor.shape) for name, tensor in expected.items()})
+    return _read_tensors(weights_path)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[ReformerModel, dict[str, Any]]:
@@ -208,18 +277,57 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[ReformerModel, dict[s
 _Model = TypeVar("_Model", bound=torch.nn.Module)
 
 
+class _TooManyTensors(Exception):
+    """A model's constructor registered far more tensors and modules than its weights file holds."""
+
+
+def _skeleton(make: Callable[[dict[str, Any]], _Model], config: dict[str, Any], limit: int) -> _Model:
+    """`make(config)` on the meta device (no memory), aborted after `limit` registered parameters, buffers and
+    submodules: an absurd `n_layers` would still build its modules one by one there."""
+    from torch.nn.modules import module as modules
+
+    count, builder = iter(range(limit)), threading.get_ident()
+
+    def counted(*_: object) -> None:  # the hooks are global: another thread's models are not this one's
+        if threading.get_ident() == builder and next(count, None) is None:
+            raise _TooManyTensors
+
+    hooks = [register(counted) for register in (modules.register_module_parameter_registration_hook,
+                                                modules.register_module_buffer_registration_hook,
+                                                modules.register_module_module_registration_hook)]
+    try:
+        with torch.device("meta"):
+            return make(config)
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
 def rebuild(directory: Path, meta: dict[str, Any], make: Callable[[dict[str, Any]], _Model]) -> _Model:
     """The model `make(meta["model_config"])` builds, holding the checkpoint's weights, in eval mode on the CPU.
+
+    The model is first built on the `meta` device (no memory) and its state dict's names and shapes compared with
+    the weights file's header: a JSON edited to describe another (or a huge) model fails here, before anything is
+    allocated for it.
 
     Raises:
         DataFormatError: `make` refuses the config (TypeError / ValueError), or the weights do not fit.
     """
+    weights_path = directory / WEIGHTS_FILE
+    n_tensors = len(weights_header(weights_path))
     try:
-        model = make(meta["model_config"])
+        # a model registers about 2 parameters, buffers and modules per state-dict tensor; the margin lets a model
+        # of ordinary size be built whole, so that the error can name its first tensor the weights lack
+        skeleton = _skeleton(make, meta["model_config"], 4 * n_tensors + 1024)
     except (TypeError, ValueError) as exc:
         raise DataFormatError(f"{directory / META_FILE}: bad model_config ({str(exc).splitlines()[0]}); the "
                               "checkpoint is corrupt or from another version, retrain") from None
-    model.load_state_dict(read_weights(directory, model.state_dict()))
+    except _TooManyTensors:
+        raise DataFormatError(f"{weights_path}: model_config ({META_FILE}) describes a model of far more tensors "
+                              f"than the {n_tensors} the weights hold; {_DIFFERENT_RUNS}") from None
+    check_weights(weights_path, {name: tuple(t.shape) for name, t in skeleton.state_dict().items()})
+    model = make(meta["model_config"])
+    model.load_state_dict(_read_tensors(weights_path))
     model.eval()
     return model
 
@@ -261,3 +369,46 @@ def load_optimizer_state(path: str | os.PathLike[str], optimizer: torch.optim.Op
         reason = first_line(exc)
         raise DataFormatError(f"{file}: optimizer state does not fit ({reason}); resume from a checkpoint of the "
                               "same model, or start a fresh run") from None
+
+
+_RUN_FILES = ("best", "last", "metrics.csv", "evaluation.json", "walkforward.json", "members")
+
+
+def run_contents(run_dir: Path) -> list[str]:
+    """What a training run left in `run_dir`: its checkpoints, metrics, evaluation, walk-forward folds, ensemble
+    members, by name ([] for a missing or empty folder, or one of other files only)."""
+    if not run_dir.is_dir():
+        return []
+    return sorted(path.name for path in run_dir.iterdir()
+                  if path.name in _RUN_FILES or (path.name.startswith("fold_") and path.is_dir()))
+
+
+def check_run_dir(run_dir: Path, *, resume: bool = False, force: bool = False, resumable: bool = True) -> None:
+    """Refuse to train into a folder that holds a run, unless told what to do with it: `resume` continues it (its
+    `last/` is checked by the caller), `force` starts over (`clear_run_dir`). `resumable`: this run can resume.
+
+    Raises:
+        UserInputError: both asked for, or a run is there and neither was.
+    """
+    if resume and force:
+        raise UserInputError(f"--resume continues the run in {run_dir} and --force discards it: pass one of them")
+    found = [] if resume or force else run_contents(run_dir)
+    if found:
+        held = "a walk-forward run" if any(n.startswith(("fold_", "walkforward")) for n in found) else "a training run"
+        fix = "continue it with --resume or " if resumable and (run_dir / "last").is_dir() else ""
+        raise UserInputError(f"{run_dir} holds {held} already ({', '.join(found)}): {fix}start over with --force "
+                             "(replaces the run's files), or pass another --out")
+
+
+def clear_run_dir(run_dir: Path) -> None:
+    """Remove what a training run left in `run_dir` (`run_contents`, and a walk-forward's predictions.csv); other
+    files in it stay."""
+    names = run_contents(run_dir)
+    if "walkforward.json" in names and (run_dir / "predictions.csv").is_file():
+        names.append("predictions.csv")
+    for name in names:
+        path = run_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()

@@ -33,8 +33,10 @@ from reformer.data import DataLoader, FeatureSpec, StandardScaler
 from reformer.data.dataset import WindowDataset, klines_to_frame
 from reformer.data.windows import bar_step
 from reformer.errors import ConfigError, DataFormatError, UserInputError
+from reformer.files import atomic_write_text
 from reformer.model import ReformerConfig, ReformerModel
-from reformer.training.checkpoint import load_checkpoint, update_meta
+from reformer.predictions import Predictions
+from reformer.training.checkpoint import check_run_dir, clear_run_dir, load_checkpoint, update_meta
 from reformer.training.crypto_eval import (
     CryptoData,
     crypto_data,
@@ -46,8 +48,9 @@ from reformer.training.crypto_eval import (
 from reformer.training.loop import EpochEnd, FitResult, TrainConfig, fit, predict_dataset
 from reformer.training.metrics import directional_accuracy, information_coefficient, json_safe
 
-__all__ = ["CryptoData", "LatestPrediction", "TrainReport", "evaluate_crypto", "plot_attention", "predict_all",
-           "predict_latest", "prepare_crypto_data", "train_crypto"]
+__all__ = ["CryptoData", "LatestPrediction", "TrainReport", "data_interval", "evaluate_crypto", "first_unseen_bar",
+           "plot_attention", "predict_all", "predict_all_predictions", "predict_latest", "prepare_crypto_data",
+           "train_crypto"]
 
 Task = Literal["regression", "classification"]
 _DIRECTIONS = ("down", "flat", "up")
@@ -122,8 +125,8 @@ def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
                  model_overrides: dict[str, Any] | None = None, train_config: TrainConfig | None = None,
                  out_dir: str | os.PathLike[str], task: Task = "regression", class_threshold: float = 0.0,
                  normalization: Literal["train", "window", "none"] = "train", spec: FeatureSpec | None = None,
-                 source: dict[str, Any] | None = None, progress: bool = True, resume: bool = False
-                 ) -> TrainReport:
+                 source: dict[str, Any] | None = None, progress: bool = True, resume: bool = False,
+                 force: bool = False) -> TrainReport:
     """Train a Reformer on candles and write the run directory (checkpoints, metrics.csv, evaluation.json).
 
     Args:
@@ -137,13 +140,18 @@ def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
         progress: show the progress bar.
         resume: continue the interrupted run in `out_dir` from its `last/` checkpoint (same model and data
             settings; `train_config.epochs` may be raised).
+        force: start over in an `out_dir` that holds a run: its files are replaced (without it, or `resume`, such
+            an `out_dir` is refused).
 
     Returns:
         `TrainReport` with the evaluation dict also written to `out_dir/evaluation.json`.
 
     Raises:
-        ConfigError: inconsistent options. UserInputError / DataFormatError: too few or bad candles.
+        ConfigError: inconsistent options. UserInputError / DataFormatError: too few or bad candles, or `out_dir`
+            holds a run and neither `resume` nor `force` was given.
     """
+    run_dir = Path(out_dir)
+    check_run_dir(run_dir, resume=resume, force=force)
     frame = klines_to_frame(frame)  # a `start_time` column, datetimes or a DatetimeIndex: as DataLoader takes them
     # the model's fields are checked before the data are read: a typo in a config file is named first
     model_config, config = crypto_configs(seq_len, task, model_overrides, train_config)
@@ -152,10 +160,11 @@ def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
     model_config = model_config.replace(n_features=len(data.prepared.feature_names))
     model = ReformerModel(model_config)
     meta = checkpoint_meta(data, frame, task, class_threshold, source)
-    run_dir = Path(out_dir)
     if resume and not (run_dir / "last" / "checkpoint.json").is_file():
         raise UserInputError(f"{run_dir}: nothing to resume (no last/ checkpoint); drop --resume to start a new run "
                              "there, or pass the interrupted run's directory")
+    if force:  # the old run goes only now, once the new one's settings and data have passed their checks
+        clear_run_dir(run_dir)
     result = fit(model, data.train, data.val, config, out_dir=run_dir, checkpoint_meta=meta, progress=progress,
                  on_epoch=validation_metrics(data, task), resume=run_dir if resume else None)
     device = next(model.parameters()).device
@@ -165,7 +174,7 @@ def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
                       stopped_early=result.stopped_early, epochs_run=len(result.history), val_rmse=val_rmse,
                       device=str(device), data=meta["data"])
     evaluation = json_safe(evaluation)
-    (run_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(run_dir / "evaluation.json", json.dumps(evaluation, indent=2) + "\n")
     annotate_run(run_dir, result, val_rmse, evaluation)
     model.to("cpu")
     return TrainReport(run_dir, result, evaluation, data)
@@ -257,14 +266,48 @@ def _checkpoint_inputs(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, 
 def first_unseen_bar(checkpoint: str | os.PathLike[str]) -> tuple[int, str]:
     """The open time (epoch ms) of the first bar no weight of the checkpoint was fitted on, and how it was found:
     its held-out test split's first window end (the embargo put the last validation target before it), or the
-    bar after all of its data when the checkpoint does not record the split (e.g. `last/`)."""
+    bar after all of its data when the checkpoint does not record the split (e.g. `last/`).
+
+    Every reader of that bar (`predict_all_predictions`, `reformer backtest`, the demo) asks here."""
     from reformer.training.checkpoint import read_meta, resolve_checkpoint_dir
 
     meta = read_meta(resolve_checkpoint_dir(checkpoint))
     first = (meta.get("evaluation") or {}).get("splits", {}).get("test", {}).get("first_timestamp")
     if first is not None:
         return int(first), "from its held-out test split on"
-    return int(meta["data"]["last_timestamp"]) + 1, "after its training data"
+    data = meta["data"]
+    return int(data["last_timestamp"]) + int(data.get("bar_ms") or 1), "after its training data"
+
+
+def data_interval(data: dict[str, Any], timestamps: np.ndarray | None = None) -> str | None:
+    """The Bybit interval of a model's candles (a checkpoint's `data`): the one their source names (store candles),
+    else that of their bar step (`bar_ms`; for an older checkpoint, the spacing of `timestamps`); or None."""
+    from reformer.api.intervals import parse_interval
+    from reformer.predictions import interval_of_step
+
+    if data.get("interval"):
+        return parse_interval(str(data["interval"]))
+    step = int(data.get("bar_ms") or 0)
+    if not step and timestamps is not None and len(timestamps) > 1:
+        step = bar_step(np.asarray(timestamps))
+    return interval_of_step(step) if step else None
+
+
+def predict_all_predictions(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, batch_size: int = 256,
+                            bfloat16: bool = False) -> Predictions:
+    """`predict_all` as `Predictions` (float64, indexed by bar open time) with the checkpoint's interval, horizon
+    and first out-of-sample bar (`first_unseen_bar`), and its directory as the source."""
+    from reformer.training.checkpoint import read_meta, resolve_checkpoint_dir
+
+    table = predict_all(checkpoint, frame, batch_size, bfloat16)
+    directory = resolve_checkpoint_dir(checkpoint)
+    meta = read_meta(directory)
+    index = pd.DatetimeIndex(pd.to_datetime(table["timestamp"].to_numpy(np.int64), unit="ms", utc=True))
+    columns = table.drop(columns="timestamp").astype("float64").set_axis(index)
+    values = columns if len(columns.columns) > 1 else columns["prediction"]
+    first, _ = first_unseen_bar(directory)
+    return Predictions(values, interval=data_interval(meta.get("data") or {}, table["timestamp"].to_numpy()),
+                       horizon=int(meta["horizon"]), first_out_of_sample=first, source=str(directory))
 
 
 def predict_all(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, batch_size: int = 256,

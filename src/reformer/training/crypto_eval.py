@@ -168,6 +168,7 @@ def mean_forecasts(members: list[HeldOutForecasts]) -> HeldOutForecasts:
     with the same baselines (members differ only in the model)."""
     first = members[0]
     if any(not np.array_equal(m.timestamps, first.timestamps) for m in members):
+        # the members come from one run over one split: a mismatch is a bug, not bad input, so it keeps a traceback
         raise ValueError("ensemble members were scored on different windows")
     if len(members) == 1:
         return first

@@ -31,12 +31,15 @@ import pandas as pd
 
 from reformer.data import DataLoader, FeatureSpec
 from reformer.data.dataset import klines_to_frame
-from reformer.errors import ConfigError, UserInputError
+from reformer.errors import ConfigError
 from reformer.model import ReformerConfig, ReformerModel
+from reformer.predictions import write_predictions_csv
+from reformer.training.checkpoint import check_run_dir, clear_run_dir
 from reformer.training.crypto import (
     annotate_run,
     checkpoint_meta,
     crypto_configs,
+    data_interval,
     validation_metrics,
     validation_rmse,
 )
@@ -52,7 +55,7 @@ from reformer.training.crypto_eval import (
     score_forecasts,
     split_ranges,
 )
-from reformer.training.loop import FitResult, TrainConfig, fit
+from reformer.training.loop import FitResult, TrainConfig, TrainingInterrupted, fit
 from reformer.training.metrics import information_coefficient, json_safe
 
 __all__ = ["FoldSettings", "evaluate_walk_forward"]
@@ -101,8 +104,8 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
                           "regression", class_threshold: float = 0.0,
                           normalization: Literal["train", "window", "none"] = "train", spec: FeatureSpec | None = None,
                           source: dict[str, Any] | None = None, out_dir: str | os.PathLike[str] | None = None,
-                          ensemble: int = 1, progress: bool = False,
-                          log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                          ensemble: int = 1, progress: bool = False, log: Callable[[str], None] | None = None,
+                          force: bool = False) -> dict[str, Any]:
     """Train one model per fold and score every fold's test block, and all of them pooled, beside the baselines.
 
     Args:
@@ -113,18 +116,23 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
         out_dir: also keep each fold's run (`fold_<k>/` with best/, last/, metrics.csv), and write
             `walkforward.json` (the returned report) and `predictions.csv` (per test window: timestamp, fold,
             realised return, the model's forecast `prediction` - `reformer backtest --predictions` reads the file
-            as it is - and each baseline's).
+            as it is - and each baseline's; under the `reformer.predictions` metadata line, whose first
+            out-of-sample bar is the first fold's first test bar).
         ensemble: train this many models per fold, seeds seed .. seed + ensemble - 1 (in both the model's and the
             training config), and score their mean forecast (each member's IC per fold in `member_ic`; their runs in
             `fold_<k>/seed_<s>/`, their forecasts in `prediction_seed<s>` columns).
         log: one line per fold.
+        force: start over in an `out_dir` that holds a run (its files are replaced); without it such an `out_dir`
+            is refused. A walk-forward run is not resumed.
 
     Returns:
         `{"pooled": {task, horizon, seq_len, model, baselines, ic_minus_ridge, windows, first/last_timestamp},
         "folds": [per fold: its windows' range, best epoch, and the same scores], "summary": {...}, "settings"}`.
 
     Raises:
-        ConfigError: bad settings. UserInputError: too few windows for the folds asked for.
+        ConfigError: bad settings. UserInputError: too few windows for the folds asked for, or `out_dir` holds a
+            run and `force` is not set.
+        TrainingInterrupted: Ctrl-C; its `run_dir` is `out_dir`.
     """
     folds = folds or FoldSettings()
     if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
@@ -133,8 +141,8 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
     model_config, config = crypto_configs(seq_len, task, model_overrides, train_config)
     loader = DataLoader(spec)
     run_dir = None if out_dir is None else Path(out_dir)
-    if run_dir is not None and ((run_dir / "walkforward.json").exists() or (run_dir / "fold_0").exists()):
-        raise UserInputError(f"{run_dir} holds a walk-forward run already: pass another --out, or remove it first")
+    if run_dir is not None:
+        check_run_dir(run_dir, force=force, resumable=False)
     test_windows, val_windows = folds.test_windows, folds.val_windows
     if test_windows is None or val_windows is None:  # the defaults are shares of the series' windows
         with warnings.catch_warnings():
@@ -147,6 +155,8 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
         train_windows=least_train, mode=folds.mode, task=task, class_threshold=class_threshold,
         normalization=normalization)
     model_config = model_config.replace(n_features=len(prepared_folds[0].feature_names))  # the same in every fold
+    if force and run_dir is not None:  # the old run goes only now, once the new one's settings and data passed
+        clear_run_dir(run_dir)
     parts: list[HeldOutForecasts] = []
     records: list[dict[str, Any]] = []
     members: list[list[HeldOutForecasts]] = []  # per fold, per seed
@@ -154,10 +164,13 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
         data = crypto_data(prepared, task)
         ranges = split_ranges(prepared)
         shared = baseline_forecasts(data, frame)  # the same for every member of the fold
-        fitted = [_fit_member(data, frame, model_config.replace(seed=model_config.seed + j),
-                              config.replace(seed=config.seed + j), task, class_threshold, source, progress,
-                              _member_dir(run_dir, k, config.seed + j, ensemble), shared)
-                  for j in range(ensemble)]
+        try:
+            fitted = [_fit_member(data, frame, model_config.replace(seed=model_config.seed + j),
+                                  config.replace(seed=config.seed + j), task, class_threshold, source, progress,
+                                  _member_dir(run_dir, k, config.seed + j, ensemble), shared)
+                      for j in range(ensemble)]
+        except TrainingInterrupted as exc:  # a fold's run is not the walk-forward run the user started
+            raise TrainingInterrupted(run_dir, exc.epoch, "a walk-forward run") from None
         members.append([forecasts for forecasts, _ in fitted])
         forecasts = mean_forecasts(members[-1])
         parts.append(forecasts)
@@ -194,9 +207,13 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
         probs = {} if pooled.probs is None else {
             name: pooled.probs[:, i] for i, name in enumerate(("p_down", "p_flat", "p_up")[: pooled.probs.shape[1]])}
         classes = {} if pooled.classes is None else {"class": pooled.classes}
-        pd.DataFrame({"timestamp": pooled.timestamps.astype(np.int64), "fold": fold_of, "realised": pooled.returns,
-                      **classes, "prediction": pooled.model, **probs, **pooled.baselines, **seeds}
-                     ).to_csv(run_dir / "predictions.csv", index=False)
+        table = pd.DataFrame({"timestamp": pooled.timestamps.astype(np.int64), "fold": fold_of,
+                              "realised": pooled.returns, **classes, "prediction": pooled.model, **probs,
+                              **pooled.baselines, **seeds})
+        # every row is out of sample (each fold's model was fitted before its test block): from the first on
+        write_predictions_csv(run_dir / "predictions.csv", table, horizon=horizon, source=str(run_dir),
+                              interval=data_interval(source or {}, frame["timestamp"].to_numpy()),
+                              first_out_of_sample=int(pooled.timestamps[0]))
     return report
 
 

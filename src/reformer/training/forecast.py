@@ -32,6 +32,7 @@ from torch import nn
 
 from reformer.errors import ConfigError, from_fields
 from reformer.model import AttentionType, ReformerConfig, ReformerModel
+from reformer.training.baselines import solve_ridge
 
 __all__ = [
     "ForecastConfig",
@@ -276,13 +277,11 @@ class LinearForecaster:
         return design, last
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> LinearForecaster:
-        """Solve (X'X + ridge * n * I) W = X'Y over all windows and channels."""
+        """Ridge over all windows and channels (`baselines.solve_ridge`, penalty ridge * n, intercept unpenalised)."""
         design, last = self._design(x)
         target = rearrange(y, "b t c -> (b c) t").astype(np.float64) - last  # (b*c, t)
-        gram = design.T @ design  # (l+1, l+1)
-        reg = self.ridge * len(design) * np.eye(gram.shape[0])
-        reg[-1, -1] = 0.0  # leave the intercept unpenalised
-        self.weight = np.linalg.solve(gram + reg, design.T @ target)  # (l+1, t)
+        weights, intercept = solve_ridge(design[:, :-1], target, self.ridge * len(design))  # (l, t), (t,)
+        self.weight = np.vstack([weights, intercept])  # (l+1, t)
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:

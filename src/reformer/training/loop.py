@@ -15,6 +15,9 @@ Run directory written when `out_dir` is given:
     metrics.csv   epoch, train_loss, val_loss, lr, seconds, then any extra metrics (rewritten every epoch)
     best/         checkpoint with the lowest validation loss so far
     last/         checkpoint of the latest epoch with optimizer state and `train_state` (for `resume=`)
+
+An epoch's three are written together, a Ctrl-C held until all are (and each file replaced atomically), so an
+interrupted run's directory always holds one whole epoch to resume from; `fit` then raises `TrainingInterrupted`.
 """
 
 from __future__ import annotations
@@ -22,8 +25,12 @@ from __future__ import annotations
 import csv
 import math
 import os
+import shlex
+import signal
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +41,7 @@ from torch.utils.data import Dataset, default_collate
 
 from reformer.data.dataset import WindowDataset
 from reformer.errors import UserInputError
+from reformer.files import atomic_write
 from reformer.model import ReformerModel
 from reformer.training.checkpoint import (
     kind_of,
@@ -48,7 +56,8 @@ from reformer.training.config import TrainConfig
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-__all__ = ["EpochEnd", "FitResult", "TrainConfig", "fit", "lr_at_step", "predict_dataset", "resolve_device"]
+__all__ = ["EpochEnd", "FitResult", "TrainConfig", "TrainingInterrupted", "fit", "lr_at_step", "predict_dataset",
+           "resolve_device"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 @dataclass
@@ -72,6 +81,60 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best_checkpoint: Path | None = None
     stopped_early: bool = False
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `fit`, raised once the run directory holds whole epochs only.
+
+    Attributes:
+        run_dir: the run directory (None: nothing is kept).
+        epoch: the epoch its `last/` holds (0: none ended).
+        not_resumed: None for a run `--resume` continues, else what it is instead ("a walk-forward run").
+    """
+
+    def __init__(self, run_dir: Path | None, epoch: int, not_resumed: str | None = None) -> None:
+        super().__init__(f"interrupted after epoch {epoch}")
+        self.run_dir, self.epoch, self.not_resumed = run_dir, epoch, not_resumed
+
+    def hint(self) -> str:
+        """One line on how to go on; `...` stands for the interrupted command's other options."""
+        if self.run_dir is None:
+            return "interrupted: no run directory, nothing was kept"
+        out = shlex.quote(str(self.run_dir))
+        if self.not_resumed is not None:
+            return f"interrupted: {self.not_resumed} is not resumed; start it over with `reformer train ... --force " \
+                   f"--out {out}`"
+        if self.epoch == 0:
+            return f"interrupted before the first epoch ended, nothing was kept: `reformer train ... --out {out}` " \
+                   "starts again"
+        return f"interrupted: resume with `reformer train ... --resume --out {out}` (last/ holds epoch {self.epoch})"
+
+
+@contextmanager
+def _as_training_interrupted(run_dir: Path | None, saved: Callable[[], int]) -> Iterator[None]:
+    """A `KeyboardInterrupt` in the block leaves it as `TrainingInterrupted`, `saved()` the epoch `last/` holds."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(run_dir, saved() if run_dir is not None else 0) from None
+
+
+@contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """A Ctrl-C in the block is raised when the block ends: an epoch's files are written whole. Only the main
+    thread receives signals, and a handler other than Python's default is left alone."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
 
 
 def lr_at_step(step: int, total_steps: int, config: TrainConfig) -> float:
@@ -146,12 +209,14 @@ def predict_dataset(model: ReformerModel, dataset: Dataset[Any], batch_size: int
 def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
     columns = ["epoch", "train_loss", "val_loss", "lr", "seconds"]
     columns += sorted({key for row in history for key in row} - set(columns))
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(history)
-    os.replace(tmp, path)
+
+    def write(temp: Path) -> None:
+        with temp.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(history)
+
+    atomic_write(path, write)
 
 
 def _progress_bar(enabled: bool) -> Progress:
@@ -234,6 +299,7 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
 
     Raises:
         UserInputError: empty datasets, unusable device or resume checkpoint.
+        TrainingInterrupted: Ctrl-C (a `KeyboardInterrupt`), once `out_dir` holds whole epochs only.
     """
     n_train = len(train_dataset)  # type: ignore[arg-type]
     if n_train == 0 or len(val_dataset) == 0:  # type: ignore[arg-type]
@@ -283,7 +349,8 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
     stopped_early = False
     amp = device.type == "cuda"
     began = time.perf_counter()
-    with bar:
+    saved = int(state["epoch"])  # the epoch last/ holds
+    with bar, _as_training_interrupted(run_dir, lambda: saved):
         task = bar.add_task(f"epoch {int(state['epoch']) + 1}/{config.epochs}", total=total_steps,
                             completed=int(state["step"]))
         for epoch in range(int(state["epoch"]) + 1, config.epochs + 1):
@@ -332,10 +399,12 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
             extras = " ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "lr", "seconds"))
             bar.update(task, description=f"epoch {epoch}/{config.epochs} {extras} (best {state['best_epoch']})")
             if run_dir is not None:
-                _write_metrics(run_dir / "metrics.csv", history)
-                if improved:
-                    save_checkpoint(run_dir / "best", model, meta_for(record, with_state=False))
-                save_checkpoint(run_dir / "last", model, meta_for(record, with_state=True), optimizer)
+                with _interrupts_held():
+                    _write_metrics(run_dir / "metrics.csv", history)
+                    if improved:
+                        save_checkpoint(run_dir / "best", model, meta_for(record, with_state=False))
+                    save_checkpoint(run_dir / "last", model, meta_for(record, with_state=True), optimizer)
+                    saved = epoch  # inside: a Ctrl-C held by the block is raised as it ends
             out_of_time = config.max_seconds is not None and time.perf_counter() - began >= config.max_seconds
             if (config.patience and state["bad_epochs"] >= config.patience) or out_of_time:
                 stopped_early = epoch < config.epochs

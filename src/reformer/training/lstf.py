@@ -25,11 +25,12 @@ import torch
 
 from reformer.data.timeseries import LSTFSplits, TimeSeries, load_timeseries_csv, lstf_splits
 from reformer.errors import ConfigError
+from reformer.files import atomic_write_text
 from reformer.model import ReformerModel
 
-from .checkpoint import save_checkpoint, update_meta
+from .checkpoint import check_run_dir, clear_run_dir, save_checkpoint, update_meta
 from .forecast import ForecastConfig, LinearForecaster, PatchReformerForecaster, repeat_forecast
-from .loop import EpochEnd, FitResult, TrainConfig, fit
+from .loop import EpochEnd, FitResult, TrainConfig, TrainingInterrupted, fit
 from .lstf_scoring import Metrics, WindowSet, blend_weight, drop_last_windows, evaluate_forecaster, evaluate_forecasters
 
 __all__ = ["LSTFResult", "Metrics", "WindowSet", "blend_weight", "drop_last_windows", "evaluate_forecaster",
@@ -120,7 +121,8 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
              features: Literal["M", "S", "MS"] = "M", target: str = "OT", model: ForecastConfig | None = None,
              train_config: TrainConfig | None = None, progress: bool = False,
              log: Callable[[str], None] | None = None, out_dir: str | Path | None = None,
-             resume: bool = False, ensemble: int = 1, drop_last_batch: int | None = None) -> LSTFResult:
+             resume: bool = False, ensemble: int = 1, drop_last_batch: int | None = None,
+             force: bool = False) -> LSTFResult:
     """Train the patched Reformer on the standard split and score it and the baselines on every test window.
 
     Args:
@@ -146,10 +148,14 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
             windows, the ones a test loader with `drop_last=True` and this batch size keeps (PatchTST's published
             ETT rows: 128), in `LSTFResult.drop_last`. For comparison with such rows only: the protocol's score is
             every window.
+        force: start over in an `out_dir` that holds a run (its files are replaced); without it, or `resume`, such
+            an `out_dir` is refused.
     Raises:
         ConfigError: unknown protocol, a split too short for seq_len + horizon, ensemble < 1, or an ensemble
             with `resume`.
-        DataFormatError / UserInputError: unreadable file or missing target column.
+        DataFormatError / UserInputError: unreadable file or missing target column; `out_dir` holds a run and
+            neither `resume` nor `force` was given.
+        TrainingInterrupted: Ctrl-C; its `run_dir` is `out_dir`.
     """
     began = time.perf_counter()
     if protocol not in PROTOCOLS:
@@ -165,6 +171,8 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
     if ensemble > 1 and resume:
         raise ConfigError(f"ensemble={ensemble} with resume: an interrupted ensemble is not resumed; train it again "
                           "(a new out_dir), or resume a single model (ensemble=1)")
+    if out_dir is not None:
+        check_run_dir(Path(out_dir), resume=resume, force=force, resumable=ensemble == 1)
     train_config = train_config or TrainConfig(epochs=3, batch_size=128, patience=2)
     series = load_timeseries_csv(csv, target=target, features=features)
     try:
@@ -203,10 +211,17 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
     if out_dir is not None:
         member_dirs = [Path(out_dir), *(Path(out_dir) / MEMBERS_DIR / f"seed_{train_config.seed + k}"
                                         for k in range(1, ensemble))]
-    members = [_fit_member(replace(config, seed=config.seed + k), train_config.replace(seed=train_config.seed + k),
-                           train, val, target_only=target_only, progress=progress, log=log, out_dir=member_dirs[k],
-                           meta=meta, resume=resume)
-               for k in range(ensemble)]
+    if force and out_dir is not None:  # the old run goes only now, once the new one's settings and data passed
+        clear_run_dir(Path(out_dir))
+    try:
+        members = [_fit_member(replace(config, seed=config.seed + k), train_config.replace(seed=train_config.seed + k),
+                               train, val, target_only=target_only, progress=progress, log=log,
+                               out_dir=member_dirs[k], meta=meta, resume=resume)
+                   for k in range(ensemble)]
+    except TrainingInterrupted as exc:
+        if ensemble == 1:
+            raise
+        raise TrainingInterrupted(Path(out_dir) if out_dir is not None else None, exc.epoch, "an ensemble") from None
 
     def mean_forecast(forecasts: list[torch.Tensor]) -> torch.Tensor:  # one member's is used as it is (exact)
         return forecasts[0] if len(forecasts) == 1 else torch.stack(forecasts).mean(dim=0)
@@ -253,7 +268,7 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
         payload = result.to_json()
         others = [str(Path("..") / d.relative_to(out_dir) / "best") for d in member_dirs[1:] if d is not None]
         update_meta(Path(out_dir) / "best", evaluation=payload, **({"ensemble_members": others} if others else {}))
-        (Path(out_dir) / "evaluation.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(Path(out_dir) / "evaluation.json", json.dumps(payload, indent=2) + "\n")
     return result
 
 

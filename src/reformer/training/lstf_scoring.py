@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import ConfigError
+
 __all__ = ["Metrics", "WindowSet", "blend_weight", "drop_last_windows", "evaluate_forecaster",
            "evaluate_forecasters"]
 
@@ -131,5 +133,5 @@ def drop_last_windows(n_windows: int, batch_size: int) -> int:
     forecasts on the same leading windows compares like with like; the protocol's own score stays every window.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size} must be >= 1")
+        raise ConfigError(f"batch_size={batch_size} must be >= 1")
     return n_windows - n_windows % batch_size

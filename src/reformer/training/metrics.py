@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import UserInputError
+
 __all__ = [
     "base_rate",
     "classification_metrics",
@@ -44,7 +46,7 @@ def _pair(pred: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
     p = np.asarray(pred, dtype=np.float64).reshape(-1)
     y = np.asarray(target, dtype=np.float64).reshape(-1)
     if p.shape != y.shape or p.size == 0:
-        raise ValueError(f"predictions ({p.size}) and targets ({y.size}) must be non-empty and of equal length")
+        raise UserInputError(f"predictions ({p.size}) and targets ({y.size}) must be non-empty and of equal length")
     return p, y
 
 
@@ -71,7 +73,7 @@ def base_rate(target: Any) -> float:
     """Share of the majority direction in the targets: max(#up, #down) / n."""
     y = np.asarray(target, dtype=np.float64).reshape(-1)
     if y.size == 0:
-        raise ValueError("base_rate needs at least one target")
+        raise UserInputError("base_rate needs at least one target")
     return float(max((y > 0).sum(), (y < 0).sum()) / y.size)
 
 
@@ -169,7 +171,7 @@ def classification_metrics(probs: Any, classes: Any, returns: Any) -> dict[str, 
     prob = np.asarray(probs, dtype=np.float64)
     cls = np.asarray(classes, dtype=np.int64).reshape(-1)
     if prob.ndim != 2 or prob.shape[0] != cls.size:
-        raise ValueError(f"probs must be [n, k] with n = {cls.size} rows, got shape {prob.shape}")
+        raise UserInputError(f"probs must be [n, k] with n = {cls.size} rows, got shape {prob.shape}")
     score = prob[:, -1] - prob[:, 0]
     counts = np.bincount(cls, minlength=prob.shape[1])
     picked = np.clip(prob[np.arange(cls.size), cls], 1e-12, 1.0)
