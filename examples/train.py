@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--config", default=None, help="TOML with [model], [train], [data] (see configs/)")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--out", default="runs/example")
+    parser.add_argument("--force", action="store_true", help="replace a run already in --out")
     args = parser.parse_args()
     tables = load_config_file(args.config)
     data = tables["data"]
@@ -45,7 +46,8 @@ def main() -> None:
                           model_overrides=tables["model"], train_config=train, out_dir=args.out,
                           task=data.get("task", "regression"), class_threshold=float(data.get("class_threshold", 0.0)),
                           normalization=data.get("normalization", "train"),
-                          source={"symbol": args.symbol, "interval": args.interval, "category": args.category})
+                          source={"symbol": args.symbol, "interval": args.interval, "category": args.category},
+                          force=args.force)
     print(json.dumps({"model": report.evaluation["model"], "baselines": report.evaluation["baselines"]}, indent=2))
     print(f"checkpoint: {args.out}")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from reformer.demo import run_demo
 
 
@@ -17,3 +19,17 @@ def test_demo_pipeline_writes_the_report(tmp_path: Path) -> None:
     assert summary["latest_prediction"]["direction"] in {"up", "down", "flat"}
     for name in ("attention.png", "backtest/equity.png", "backtest/stats.json", "run/evaluation.json"):
         assert (tmp_path / "report" / name).stat().st_size > 0, name
+
+
+def test_a_second_demo_into_the_same_folder_is_refused_unless_forced(tmp_path: Path) -> None:
+    from reformer.demo import _clear_earlier_report
+    from reformer.errors import UserInputError
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "summary.json").write_text("{}")
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UserInputError, match=r"earlier demo's report.*--force"):
+        run_demo(tmp_path, say=lambda _: None)  # refused before any work: nothing is fetched or trained
+    assert (tmp_path / "summary.json").read_text() == "{}"
+    _clear_earlier_report(tmp_path, force=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # only the demo's own entries go

@@ -70,7 +70,8 @@ class DemoResult:
 
 
 def run_demo(report_dir: str | Path, *, n_bars: int = 20_000, seq_len: int = 256, epochs: int = 10,
-             seed: int = 0, say: Callable[[str], None] = print, progress: bool = True) -> DemoResult:
+             seed: int = 0, say: Callable[[str], None] = print, progress: bool = True,
+             force: bool = False) -> DemoResult:
     """Run the whole offline pipeline and write `report_dir`.
 
     Args:
@@ -81,11 +82,13 @@ def run_demo(report_dir: str | Path, *, n_bars: int = 20_000, seq_len: int = 256
         seed: seeds the market, the model and the training.
         say: progress messages.
         progress: show the training loop's progress bar (on stderr, and only when it is a terminal).
+        force: replace the report of an earlier demo in `report_dir` (otherwise refused).
     Returns:
         A `DemoResult`.
-    """
-    import pandas as pd
 
+    Raises:
+        UserInputError: `report_dir` holds an earlier demo's report and `force` is False.
+    """
     from .api.fake import FakeExchange
     from .data.store import KlineStore
     from .data.sync import sync_klines_blocking
@@ -95,6 +98,7 @@ def run_demo(report_dir: str | Path, *, n_bars: int = 20_000, seq_len: int = 256
 
     started = time.perf_counter()
     out = Path(report_dir)
+    _clear_earlier_report(out, force)
     out.mkdir(parents=True, exist_ok=True)
     recipe = planted_signal_recipe(n_bars, seed, epochs)
     klines = synthetic_klines(recipe.market)
@@ -126,11 +130,9 @@ def run_demo(report_dir: str | Path, *, n_bars: int = 20_000, seq_len: int = 256
     # predict from just enough history before the test period (feature warm-up + one window), not the whole series
     history_from = max(0, first_test - seq_len - 2 * trained.data.prepared.spec.warmup)
     predictions = predict_all(out / "run", frame.iloc[history_from:].reset_index(drop=True))
-    predictions = predictions[predictions["timestamp"] >= test_start]
+    unseen = predictions[predictions["timestamp"] >= test_start].set_index("timestamp")["prediction"]
     bars = frame[frame["timestamp"] >= test_start].reset_index(drop=True)
-    series = pd.Series(predictions["prediction"].to_numpy(), index=pd.to_datetime(predictions["timestamp"],
-                                                                                  unit="ms", utc=True))
-    result = run_backtest(series, bars, BacktestConfig(commission=0.00055, position_size=0.5))
+    result = run_backtest(unseen, bars, BacktestConfig(commission=0.00055, position_size=0.5))
     save_report(result, bars, out / "backtest")
     backtest = result.to_dict()
     latest_dict = {"timestamp": latest.timestamp, "predicted_return": latest.predicted_return,
@@ -140,3 +142,27 @@ def run_demo(report_dir: str | Path, *, n_bars: int = 20_000, seq_len: int = 256
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     return DemoResult(out, report.rows_added, report.kline_requests, evaluation, latest_dict, backtest,
                       time.perf_counter() - started)
+
+
+_REPORT_ENTRIES = ("klines.sqlite", "klines.sqlite-wal", "klines.sqlite-shm", "run", "attention.png", "backtest",
+                   "summary.json")
+
+
+def _clear_earlier_report(out: Path, force: bool) -> None:
+    """A second demo into the same folder would find its candles already stored and its run already trained:
+    refuse, or with `force` remove the earlier demo's own entries (nothing else in the folder)."""
+    import shutil
+
+    from .errors import UserInputError
+
+    earlier = [out / name for name in _REPORT_ENTRIES if (out / name).exists() or (out / name).is_symlink()]
+    if not earlier:
+        return
+    if not force:
+        raise UserInputError(f"{out} holds an earlier demo's report ({earlier[0].name}, ...): pass --force to replace "
+                             "it, or choose another --out")
+    for path in earlier:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()

@@ -1,4 +1,4 @@
-"""Atomic file writes: the one way this package replaces a file (exports, checkpoints, training logs); no torch.
+"""The files a command writes: atomic replacement, and no silent overwrite or write through a link; no torch.
 
 The content goes to a temporary file in the target's own folder (same file system, so the rename is atomic), is
 flushed to disk, and is renamed over the target with `os.replace`: a crash or an error leaves either the old file
@@ -7,18 +7,22 @@ file gets mode 0644; a replaced one keeps its mode.
 
 A symbolic link is refused rather than replaced (the rename would swap the link for a plain file and leave its
 target stale) or followed (a write through a link lands somewhere the caller did not name).
+
+A command that writes `--out FILE` (or files inside `--out DIR`) checks its targets before any work is done
+(`check_output_file`, `check_output_dir`): an existing file is replaced only with `--force`, and a symbolic link is
+refused even then, because writing through it would change a file elsewhere.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .errors import UserInputError
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "check_output_dir", "check_output_file"]
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
@@ -42,7 +46,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
     if path.is_dir():
         raise UserInputError(f"{path} is a folder: name a file inside it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # the temporary name ends in the target's suffix, for writers that choose the format by it (matplotlib)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
     os.close(handle)
     temp = Path(temp_name)
     try:
@@ -66,3 +71,50 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Replace `path` atomically with `data` (see `atomic_write`)."""
     return atomic_write(path, lambda temp: temp.write_bytes(data))
+
+
+def _refuse_link(path: Path) -> None:
+    if path.is_symlink():
+        raise UserInputError(f"{path} is a symbolic link: refusing to write through it (even with --force); remove "
+                             "the link or choose another path")
+
+
+def check_output_file(path: str | os.PathLike[str], force: bool, option: str = "--out") -> Path:
+    """`path` as a file the command may write: absent, or an existing file with `force`; never a link or a folder.
+
+    Raises:
+        UserInputError: one line naming the path and the way out.
+    """
+    target = Path(path)
+    _refuse_link(target)
+    if target.is_dir():
+        raise UserInputError(f"{target} is a folder: give {option} a file path")
+    if target.exists() and not force:
+        raise UserInputError(f"{target} exists: pass --force to replace it, or choose another {option}")
+    return target
+
+
+def check_output_dir(folder: str | os.PathLike[str], names: Iterable[str], force: bool,
+                     option: str = "--out") -> Path:
+    """`folder` as a folder the command may write `names` into: absent or empty, or any folder with `force`; the
+    folder and each of the files it will write must not be links, and none of those files may be a folder.
+
+    Raises:
+        UserInputError: one line naming the path and the way out.
+    """
+    target = Path(folder)
+    _refuse_link(target)
+    if target.exists() and not target.is_dir():
+        raise UserInputError(f"{target} is a file: give {option} a folder (new or empty)")
+    if not target.exists():
+        return target
+    for name in names:
+        inside = target / name
+        _refuse_link(inside)
+        if inside.is_dir():
+            raise UserInputError(f"{inside} is a folder where the report writes a file: remove it or choose another "
+                                 f"{option}")
+    if not force and any(target.iterdir()):
+        raise UserInputError(f"{target} is not empty: pass --force to replace its report files, or choose a new or "
+                             f"empty {option} folder")
+    return target

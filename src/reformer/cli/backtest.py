@@ -126,7 +126,7 @@ def backtest(
     if len(sources) != 1:
         raise UserInputError("give exactly one of --positions POS.csv, --predictions PREDS.csv or --checkpoint PATH")
     if out is not None:  # before any work: a refused folder costs nothing
-        from ..outputs import check_output_dir
+        from ..files import check_output_dir
         from ..strategy.plots import REPORT_FILES
 
         check_output_dir(out, REPORT_FILES.values(), force)

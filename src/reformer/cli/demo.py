@@ -32,6 +32,7 @@ def demo(
     seq_len: Annotated[int, typer.Option(help="Model input window, bars.")] = 256,
     epochs: Annotated[int, typer.Option(help="Training epochs (of 40 batches of 128 windows).")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of market, model and training.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace an earlier demo's report in --out.")] = False,
 ) -> None:
     """Offline end to end: fake exchange -> fetch -> store -> train -> evaluate -> predict -> backtest."""
     from ..data.sync import format_ms
@@ -39,7 +40,7 @@ def demo(
 
     console = Console(width=120)
     report_dir = out if out is not None else Path(tempfile.mkdtemp(prefix="reformer-demo-"))
-    result = run_demo(report_dir, n_bars=bars, seq_len=seq_len, epochs=epochs, seed=seed,
+    result = run_demo(report_dir, n_bars=bars, seq_len=seq_len, epochs=epochs, seed=seed, force=force,
                       say=lambda text: console.print(f"[bold]>[/bold] {text}"))
     console.print(_metrics_table(result.evaluation))
     latest = result.latest

@@ -40,7 +40,7 @@ def write_csv(table: pd.DataFrame, out: Path) -> dict[str, Any]:
 def check_outputs(out: Path | None, plot: Path | None, force: bool) -> None:
     """`predict`'s files, before any work: an existing one only with --force, never a symbolic link, and --out
     and --plot not the same file (the plot would replace the table)."""
-    from ..outputs import check_output_file
+    from ..files import check_output_file
 
     if out is not None:
         check_output_file(out, force, "--out")
@@ -61,8 +61,8 @@ def train_series(csv: Path, target: str, features: str, protocol: str, tables: d
     """Train the patched Reformer forecaster on `csv` (`run_lstf` with a run directory) and print its test
     metrics beside Repeat and the linear baseline."""
     from ..data.timeseries import check_features
+    from ..model import ForecastConfig
     from ..training import TrainConfig
-    from ..training.forecast import ForecastConfig
     from ..training.loop import resolve_device
     from ..training.lstf import run_lstf
 
@@ -117,10 +117,10 @@ def predict_series(run: Path, csv: Path | None, all_windows: bool, out: Path | N
         if out is not None:
             result["out"] = write_csv(forecast.table, out)["out"]
     if plot is not None:
-        from ..outputs import atomic_write_as
+        from ..files import atomic_write
 
         drawn = forecast or forecast_latest(run, csv, bfloat16=bfloat16)
-        result["plot"] = str(atomic_write_as(plot, lambda temp: plot_forecast(drawn, temp)))
+        result["plot"] = str(atomic_write(plot, lambda temp: plot_forecast(drawn, temp)))
     if as_json:
         typer.echo(json.dumps(result))
         return

@@ -311,7 +311,7 @@ def predict(
 ) -> None:
     """Predict the forward return of the latest closed candle (or of every window with --all); a series
     checkpoint forecasts the rows after its --csv file's last row."""
-    from ..outputs import atomic_write_as
+    from ..files import atomic_write
     from ..training.checkpoint import resolve_checkpoint_dir
     from ..training.crypto import plot_attention, predict_all_predictions, predict_latest
     from .series import check_outputs
@@ -341,7 +341,7 @@ def predict(
     else:
         result.update(predict_latest(run, frame, bfloat16=bf16).to_dict())
     if plot is not None:
-        result["plot"] = str(atomic_write_as(plot, lambda temp: plot_attention(run, frame, temp)))
+        result["plot"] = str(atomic_write(plot, lambda temp: plot_attention(run, frame, temp)))
     if as_json:
         typer.echo(json.dumps(result))
     elif "predicted_return" in result:

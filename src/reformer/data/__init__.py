@@ -21,6 +21,8 @@ _EXPORTS = {
     "FeatureSpec": "features",
     "compute_features": "features",
     "StandardScaler": "scaling",
+    "ConflictingCandlesError": "store",
+    "Inserted": "store",
     "KlineStore": "store",
     "require_series": "stored",
     "SyntheticMarketConfig": "synthetic",
@@ -35,9 +37,11 @@ _EXPORTS = {
 
 __all__ = [
     "EXPORT_COLUMNS",
+    "ConflictingCandlesError",
     "DataLoader",
     "DatasetConfig",
     "FeatureSpec",
+    "Inserted",
     "KlineStore",
     "PreparedDataset",
     "StandardScaler",
@@ -62,7 +66,7 @@ if TYPE_CHECKING:
     from .dataset import DataLoader, DatasetConfig, PreparedDataset, klines_to_frame
     from .features import FeatureSpec, compute_features
     from .scaling import StandardScaler
-    from .store import KlineStore
+    from .store import ConflictingCandlesError, Inserted, KlineStore
     from .stored import require_series
     from .synthetic import SyntheticMarketConfig, generate_market, synthetic_frame, synthetic_klines
     from .timeseries import load_timeseries_csv, lstf_splits

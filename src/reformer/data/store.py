@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ..api.intervals import GRID_OFFSET_MS, INTERVAL_MS
 from ..api.types import Kline
-from ..errors import DataFormatError, UserInputError
+from ..errors import UserInputError
+from ._store_access import FIX_PERMISSIONS, make_folder, open_error, resolve_path, writable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,7 +64,6 @@ WHERE open IS NOT excluded.open OR high IS NOT excluded.high OR low IS NOT exclu
 
 _KEY = "category = ? AND symbol = ? AND interval = ?"
 _COLUMNS = "start_time, open, high, low, close, volume, turnover"
-_FIX_PERMISSIONS = "choose another --db or fix its permissions"
 
 
 class ConflictingCandlesError(UserInputError):
@@ -121,13 +121,13 @@ class KlineStore:
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, busy_timeout_s: float = 30.0) -> None:
-        self.path = _resolve_path(path)
+        self.path = resolve_path(path, DEFAULT_DB_PATH)
         folder = self.path.parent
-        _make_folder(folder)
+        make_folder(folder)
         exists = self.path.exists()
         if not exists and not os.access(folder, os.W_OK):
-            raise UserInputError(f"the folder {folder} is not writable: {_FIX_PERMISSIONS}")
-        self.read_only = exists and not _writable(self.path)
+            raise UserInputError(f"the folder {folder} is not writable: {FIX_PERMISSIONS}")
+        self.read_only = exists and not writable(self.path)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction spans exactly one call.
         target = f"{self.path.resolve().as_uri()}?mode=ro" if self.read_only else str(self.path)
         self._conn = sqlite3.connect(target, timeout=busy_timeout_s, isolation_level=None, uri=self.read_only)
@@ -139,7 +139,7 @@ class KlineStore:
         except BaseException as exc:
             self._conn.close()
             if isinstance(exc, sqlite3.DatabaseError):
-                raise self._open_error(exc) from exc
+                raise open_error(self.path, self.read_only, exc) from exc
             raise
 
     def __repr__(self) -> str:
@@ -159,7 +159,7 @@ class KlineStore:
     def check_writable(self) -> None:
         """Raise the error every write would raise on a read-only store (call it before work that ends in one)."""
         if self.read_only:
-            raise UserInputError(f"the store {self.path} is read-only: {_FIX_PERMISSIONS}")
+            raise UserInputError(f"the store {self.path} is read-only: {FIX_PERMISSIONS}")
 
     def insert(self, category: str, symbol: str, interval: str, klines: Iterable[Sequence[float]], *,
                replace: bool = False) -> Inserted:
@@ -333,24 +333,12 @@ class KlineStore:
         return self._conn.execute(f"SELECT {_COLUMNS} FROM klines WHERE {_KEY} AND start_time BETWEEN ? AND ? "
                                   "ORDER BY start_time", (category, symbol, interval, *_bounds(start, end))).fetchall()
 
-    def _open_error(self, exc: sqlite3.DatabaseError) -> UserInputError:
-        """What SQLite refusing the file means for the user: permissions, or not a kline store."""
-        if not getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):
-            return DataFormatError(f"database {str(self.path)!r} is not a reformer kline store ({exc}); "
-                                   "pass another path (--db / REFORMER_DB) or move the file away")
-        if not self.read_only:
-            return UserInputError(f"the store {self.path} cannot be opened for writing ({exc}): {_FIX_PERMISSIONS}")
-        # SQLite reads a WAL database only through its -shm index, which it creates beside the file when missing.
-        return UserInputError(f"the store {self.path} is read-only and SQLite cannot read it there: it needs to "
-                              f"create {self.path.name}-shm in {self.path.parent}, which is not writable; copy the "
-                              "store to a writable folder or fix the folder's permissions")
-
     def _init_schema(self) -> None:
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, _SCHEMA_VERSION):
             raise sqlite3.DatabaseError(f"schema version {version}, this code reads {_SCHEMA_VERSION}")
         if version == 0 and self.read_only:  # an empty file: the schema cannot be written
-            raise UserInputError(f"the store {self.path} is read-only and empty: {_FIX_PERMISSIONS}")
+            raise UserInputError(f"the store {self.path} is read-only and empty: {FIX_PERMISSIONS}")
         if version == 0:
             with self._write():
                 self._conn.execute(_SCHEMA)
@@ -368,36 +356,6 @@ class KlineStore:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             raise
-
-
-def _resolve_path(path: str | os.PathLike[str] | None) -> Path:
-    if path is None:
-        path = os.environ.get("REFORMER_DB") or DEFAULT_DB_PATH
-    resolved = Path(path).expanduser()
-    if resolved.is_dir():
-        raise UserInputError(f"path={str(resolved)!r} is a folder; pass a database file, e.g. "
-                             f"{resolved / 'klines.sqlite'}")
-    return resolved
-
-
-def _make_folder(folder: Path) -> None:
-    """Create the store's folder, or say in one line why it cannot be."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        existing = next(p for p in (folder, *folder.parents) if p.exists())
-        if not existing.is_dir():
-            raise UserInputError(f"{existing} is a file, not a folder: check the path or choose another --db") from None
-        # no permission, or a read-only filesystem
-        raise UserInputError(f"the folder {existing} is not writable ({exc.strerror}): {_FIX_PERMISSIONS}") from None
-
-
-def _writable(path: Path) -> bool:
-    """Whether SQLite can write the store: the file, and its folder (for the -wal and -shm files a write
-    creates) unless those exist and are writable."""
-    sidecars = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
-    return os.access(path, os.W_OK) and (os.access(path.parent, os.W_OK)
-                                         or all(os.access(p, os.W_OK) for p in sidecars))
 
 
 def _check_key(category: str, symbol: str, interval: str) -> None:
