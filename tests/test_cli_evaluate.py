@@ -148,9 +148,9 @@ def test_a_kept_ensemble_forecasts_with_its_members_mean(small_csv: Path, tmp_pa
     import shutil
 
     from reformer.errors import ConfigError, DataFormatError
+    from reformer.model import ForecastConfig
     from reformer.training import TrainConfig
     from reformer.training.checkpoint import update_meta
-    from reformer.training.forecast import ForecastConfig
     from reformer.training.lstf import run_lstf
     from reformer.training.series import forecast_all, load_series_models
 

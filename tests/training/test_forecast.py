@@ -11,16 +11,16 @@ import torch
 
 from reformer.data.timeseries import load_timeseries_csv, lstf_splits
 from reformer.errors import ConfigError
-from reformer.training.forecast import (
-    ForecastConfig,
-    LinearForecaster,
-    PatchReformerForecaster,
-    RevIN,
-    n_patches,
-    patchify,
-    repeat_forecast,
+from reformer.model import ForecastConfig, PatchReformerForecaster, RevIN, n_patches, patchify
+from reformer.training.baselines import LinearForecaster, repeat_forecast
+from reformer.training.lstf import (
+    WindowSet,
+    blend_weight,
+    drop_last_windows,
+    evaluate_forecaster,
+    evaluate_forecasters,
+    init_linear_skip,
 )
-from reformer.training.lstf import WindowSet, blend_weight, drop_last_windows, evaluate_forecaster, evaluate_forecasters
 
 from ..synthetic import write_ett_like_csv
 
@@ -198,12 +198,17 @@ def test_linear_skip_starts_at_the_least_squares_fit_and_learns_only_the_residua
     model = PatchReformerForecaster(config).eval()
     with torch.no_grad():  # the encoder's head starts at zero and the skip at zero: the forecast is x_last
         torch.testing.assert_close(model(torch.from_numpy(x[:4])), torch.from_numpy(x[:4, -1:]).expand(-1, 8, -1))
-    model.init_linear_skip(x, y, ridge=1e-9)
+    init_linear_skip(model, x, y, ridge=1e-9)
     with torch.no_grad():
         torch.testing.assert_close(model(torch.from_numpy(x[:16])), torch.from_numpy(y[:16]), atol=1e-3, rtol=1e-3)
     assert model.skip is not None and not model.skip.weight.requires_grad  # fixed: the encoder learns the residual
     with pytest.raises(ConfigError, match="linear_skip=True"):
-        PatchReformerForecaster(ForecastConfig(seq_len=32, horizon=8, n_channels=2)).init_linear_skip(x, y)
+        init_linear_skip(PatchReformerForecaster(ForecastConfig(seq_len=32, horizon=8, n_channels=2)), x, y)
+    with pytest.raises(ConfigError, match="linear_skip=True"):
+        PatchReformerForecaster(ForecastConfig(seq_len=32, horizon=8, n_channels=2)).set_linear_skip(
+            torch.zeros(8, 32), torch.zeros(8))
+    with pytest.raises(ConfigError, match=r"expected W \(horizon=8, seq_len=32\)"):
+        model.set_linear_skip(torch.zeros(32, 8), torch.zeros(8))
 
 
 def test_blend_weight_is_the_validation_least_squares_mix() -> None:
@@ -260,7 +265,6 @@ def test_forecaster_trains_on_its_loss_and_selects_epochs_on_validation_mse(loss
 
 def test_one_ridge_solver_serves_the_linear_forecaster_and_the_ridge_baseline(monkeypatch: pytest.MonkeyPatch) -> None:
     from reformer.training import baselines
-    from reformer.training import forecast as forecast_module
 
     rng = np.random.default_rng(3)
     x, y = rng.normal(size=(200, 5)), rng.normal(size=(200, 2))
@@ -285,8 +289,7 @@ def test_one_ridge_solver_serves_the_linear_forecaster_and_the_ridge_baseline(mo
         return real(x, y, alpha)
 
     monkeypatch.setattr(baselines, "solve_ridge", counting)
-    monkeypatch.setattr(forecast_module, "solve_ridge", counting)
     windows = rng.normal(size=(50, 8, 2))
-    LinearForecaster(ridge=1e-3).fit(windows, rng.normal(size=(50, 4, 2)))
+    baselines.LinearForecaster(ridge=1e-3).fit(windows, rng.normal(size=(50, 4, 2)))
     baselines.fit_ridge(x, y[:, 0], 2.0)
     assert calls == [pytest.approx(1e-3 * 100), 2.0]  # the forecaster's penalty is ridge * (windows * channels)

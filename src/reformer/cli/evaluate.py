@@ -65,7 +65,7 @@ def evaluate(
 
     from ..data.timeseries import check_features
     from ..errors import ConfigError
-    from ..training.forecast import ForecastConfig
+    from ..model import ForecastConfig
     from ..training.loop import TrainConfig, resolve_device
     from ..training.lstf import run_lstf
 

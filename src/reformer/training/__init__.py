@@ -3,7 +3,7 @@
     fit(model, train, val, TrainConfig(...), out_dir=...)      reformer.training.loop
     save_checkpoint / load_checkpoint                          reformer.training.checkpoint (safetensors + JSON)
     regression_metrics / classification_metrics                reformer.training.metrics
-    zero / momentum / ridge baselines                          reformer.training.baselines
+    zero / momentum / ridge, repeat / linear (series) baselines reformer.training.baselines
     train_crypto / evaluate_crypto / predict_latest / ...      reformer.training.crypto
     evaluate_walk_forward (folds pooled, beside baselines)     reformer.training.crypto_folds
     WalkForwardPredictor (for run_backtest)                    reformer.training.walkforward

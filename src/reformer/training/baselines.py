@@ -8,6 +8,14 @@
   bar's (scaled) features and the window mean of each feature, 2f inputs. Inputs are standardised with training
   statistics and the intercept is not penalised. alpha is picked on the validation windows from a log grid, then
   the model is refit on the training windows with that alpha.
+
+The series forecasters (`reformer.training.lstf`) are set beside two baselines of their own, on the normalised scale:
+
+- repeat (`repeat_forecast`): every future step equals the last observed value.
+- linear (`LinearForecaster`): a ridge least-squares linear map from the window, centred on its last value, to every
+  horizon step, shared by all channels (NLinear's model class, fitted in closed form).
+
+Shape legend (series baselines): w training windows, b batch, l input length, t horizon, c channels.
 """
 
 from __future__ import annotations
@@ -16,11 +24,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from einops import rearrange
 
 from ..errors import ConfigError, UserInputError
 
-__all__ = ["RidgeModel", "fit_ridge", "momentum_forecast", "select_ridge", "solve_ridge", "window_summary",
-           "zero_forecast"]
+__all__ = ["LinearForecaster", "RidgeModel", "fit_ridge", "momentum_forecast", "repeat_forecast", "select_ridge",
+           "solve_ridge", "window_summary", "zero_forecast"]
 
 DEFAULT_ALPHAS: tuple[float, ...] = tuple(float(a) for a in np.logspace(-3, 5, 17))
 
@@ -126,3 +136,47 @@ def select_ridge(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
     if best is None:
         raise ConfigError("select_ridge needs at least one alpha")
     return best
+
+
+def repeat_forecast(x: torch.Tensor, horizon: int) -> torch.Tensor:
+    """The Repeat baseline: every future step equals the last observed value; x (b, l, c) -> (b, t, c)."""
+    return x[:, -1:, :].expand(-1, horizon, -1)
+
+
+class LinearForecaster:
+    """A ridge least-squares linear map from the input window to every horizon step, shared by all channels.
+
+    Each channel's window is centred on its last value (NLinear, Zeng et al. AAAI 2023): y - x_l = W (x - x_l) + b,
+    fitted in closed form on every training window and channel. This is the same model class as DLinear/NLinear
+    (a linear map of the window; DLinear's moving-average split is itself linear), fitted exactly instead of by SGD.
+
+    Shapes: fit x (w, l, c), y (w, t, c); predict x (b, l, c) -> (b, t, c).
+    """
+
+    def __init__(self, ridge: float = 1e-3) -> None:
+        self.ridge = ridge
+        self.weight: np.ndarray | None = None
+        """(l + 1, t): the map plus the intercept row."""
+
+    @staticmethod
+    def _design(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        series = rearrange(x, "b l c -> (b c) l").astype(np.float64)  # (b*c, l)
+        last = series[:, -1:]  # (b*c, 1)
+        design = np.concatenate([series - last, np.ones_like(last)], axis=1)  # (b*c, l+1)
+        return design, last
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> LinearForecaster:
+        """Ridge over all windows and channels (`solve_ridge`, penalty ridge * n, intercept unpenalised)."""
+        design, last = self._design(x)
+        target = rearrange(y, "b t c -> (b c) t").astype(np.float64) - last  # (b*c, t)
+        weights, intercept = solve_ridge(design[:, :-1], target, self.ridge * len(design))  # (l, t), (t,)
+        self.weight = np.vstack([weights, intercept])  # (l+1, t)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Forecast (b, t, c) for windows x (b, l, c)."""
+        if self.weight is None:
+            raise ConfigError("LinearForecaster.predict called before fit: call fit(x_train, y_train) first")
+        design, last = self._design(x)
+        out = design @ self.weight + last  # (b*c, t)
+        return rearrange(out, "(b c) t -> b t c", c=x.shape[2]).astype(np.float32)

@@ -26,20 +26,43 @@ import torch
 from reformer.data.timeseries import LSTFSplits, TimeSeries, load_timeseries_csv, lstf_splits
 from reformer.errors import ConfigError
 from reformer.files import atomic_write_text
-from reformer.model import ReformerModel
+from reformer.model import ForecastConfig, PatchReformerForecaster, ReformerModel
 
+from .baselines import LinearForecaster, repeat_forecast
 from .checkpoint import check_run_dir, clear_run_dir, save_checkpoint, update_meta
-from .forecast import ForecastConfig, LinearForecaster, PatchReformerForecaster, repeat_forecast
 from .loop import EpochEnd, FitResult, TrainConfig, TrainingInterrupted, fit
 from .lstf_scoring import Metrics, WindowSet, blend_weight, drop_last_windows, evaluate_forecaster, evaluate_forecasters
 
 __all__ = ["LSTFResult", "Metrics", "WindowSet", "blend_weight", "drop_last_windows", "evaluate_forecaster",
-           "evaluate_forecasters", "run_lstf", "series_meta", "train_forecaster"]
+           "evaluate_forecasters", "init_linear_skip", "run_lstf", "series_meta", "train_forecaster"]
 
 PROTOCOLS = {"ett-hourly": "ett_hour", "ett-15min": "ett_minute", "ratio": "ratio"}
 MEMBERS_DIR = "members"
 """Where a kept ensemble's other members live in its run directory (`members/seed_<s>/`)."""
 """CLI protocol names -> `lstf_borders` names."""
+
+
+def init_linear_skip(model: PatchReformerForecaster, x: np.ndarray, y: np.ndarray, ridge: float = 1e-3,
+                     max_windows: int = 20000) -> None:
+    """Set the forecaster's linear skip (W, b) to the ridge least-squares fit in its RevIN frame on training windows.
+
+    The map is `LinearForecaster`'s, fitted on the windows x' = (x - mean) / std and targets y' = (y - mean) / std
+    normalised by each window's own per-channel mean and std (as `PatchReformerForecaster.forward` does).
+    Args: x (w, l, c), y (w, t, c) training windows (evenly subsampled to at most `max_windows`).
+    Raises: ConfigError without `ForecastConfig(linear_skip=True)`.
+    """
+    if model.skip is None:
+        raise ConfigError("init_linear_skip needs ForecastConfig(linear_skip=True)")
+    if len(x) > max_windows:
+        keep = np.linspace(0, len(x) - 1, max_windows).round().astype(np.int64)
+        x, y = x[keep], y[keep]
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    mean, std = np.zeros((len(x), 1, x.shape[2])), np.ones((len(x), 1, x.shape[2]))  # (w, 1, c)
+    if model.revin is not None:
+        mean, std = x.mean(axis=1, keepdims=True), np.sqrt(x.var(axis=1, keepdims=True) + model.revin.eps)
+    weight = LinearForecaster(ridge).fit((x - mean) / std, (y - mean) / std).weight  # (l+1, t)
+    assert weight is not None
+    model.set_linear_skip(torch.from_numpy(weight[:-1].T), torch.from_numpy(weight[-1]))
 
 
 def train_forecaster(model: PatchReformerForecaster, train: WindowSet, val: WindowSet, config: TrainConfig, *,
@@ -313,7 +336,7 @@ def _fit_member(config: ForecastConfig, train_config: TrainConfig, train: Window
     initial: dict[str, Any] = {}
     if config.linear_skip:
         # start from the closed-form linear forecast (RevIN frame); keep it if training never beats it on validation
-        forecaster.init_linear_skip(*train.arrays())
+        init_linear_skip(forecaster, *train.arrays())
         start = evaluate_forecaster(forecaster.eval(), val, target_only=target_only)
         initial = {"val_mse": start.mse, "weights": copy.deepcopy(forecaster.state_dict())}
         if log:

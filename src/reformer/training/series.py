@@ -1,6 +1,6 @@
 """Forecasting any CSV time series with a series checkpoint (`reformer train --csv FILE --target COL`).
 
-A series checkpoint holds the patched Reformer forecaster of `reformer.training.forecast` (RevIN, patches, channel
+A series checkpoint holds the patched Reformer forecaster of `reformer.model.forecaster` (RevIN, patches, channel
 independence) with what it needs to read a new file the way it read its training file: the columns in model order
 (`feature_names`; the target last), the target, the features mode (M, S or MS), the scaler fitted on the
 training rows, and the data's step. Forecasts come back in the file's own units:
@@ -25,10 +25,10 @@ import torch
 from reformer.data.scaling import StandardScaler
 from reformer.data.timeseries import TimeSeries, load_timeseries_csv
 from reformer.errors import DataFormatError, UserInputError
+from reformer.model import ForecastConfig, PatchReformerForecaster
 from reformer.textio import header_separator
 
 from .checkpoint import META_FILE, model_kind, read_meta, rebuild, resolve_checkpoint_dir
-from .forecast import ForecastConfig, PatchReformerForecaster
 
 __all__ = ["SeriesForecast", "forecast_all", "forecast_latest", "is_series_checkpoint", "load_series_checkpoint",
            "load_series_models", "plot_forecast"]

@@ -1,22 +1,34 @@
-"""Long-horizon forecasters: the patched, channel-independent Reformer with RevIN, and the Repeat / linear baselines.
+"""The patched, channel-independent Reformer forecaster with RevIN, for long-horizon series forecasting.
 
-The Reformer forecaster follows the recipe that made Transformers competitive on LSTF benchmarks:
+Shape legend: b batch (windows), l input length, c channels, t horizon, n patches, p patch length, s stride.
+
+The forecaster follows the recipe that made Transformers competitive on LSTF benchmarks:
 
 * RevIN (Kim et al., ICLR 2022): each input window is z-scored per channel with its own mean and std, the model
   predicts in that frame, and the statistics are added back to the output, so level shifts between the
-  training and test periods do not have to be learned.
-* Channel independence and patching (PatchTST, Nie et al., ICLR 2023): every channel is its own sample; its
-  window is cut into `n_patches` overlapping patches of `patch_len` steps (stride `stride`, padded at the end by
-  repeating the last value `stride` times), and each patch is one token.
-* The encoder is `ReformerModel(seq_len=n_patches, n_features=patch_len, n_outputs=horizon, pooling="flatten")`.
-* Optional linear skip (`linear_skip=True`): in the RevIN frame the forecast is a linear map of the window plus the
-  encoder's output, y' = x'_l + W (x' - x'_l) + b + Reformer(patches(x')). W and b start at the closed-form
-  least-squares fit on the training windows (`init_linear_skip`) and stay fixed (measured on ETTh1: AdamW steps
-  on a least-squares optimum only detune it); the encoder's output layer starts at zero,
-  so training starts from the linear forecast and the encoder learns what the linear map misses (the
-  decomposition of DLinear/NLinear-style linear trend plus a nonlinear residual).
+  training and test periods do not have to be learned. Per window and channel, over the l steps:
 
-Shape legend: b batch (windows), l input length, c channels, t horizon, n patches, p patch length.
+      x' = (x - mu) / sigma * gamma + beta,        mu = mean_l(x),  sigma = sqrt(var_l(x) + eps)   (normalize)
+      y  = (y' - beta) / (gamma + eps^2) * sigma + mu                                                (denormalize)
+
+  gamma, beta (c,) are learned when `revin_affine`; mu and sigma are detached (statistics, not parameters).
+* Channel independence and patching (PatchTST, Nie et al., ICLR 2023): every channel is its own sample; its
+  window is padded at the end by repeating its last value s times and cut into n overlapping patches of p steps,
+  and each patch is one token:
+
+      padded = [x_1, ..., x_l, x_l (s times)],   patch_k = padded[k s : k s + p],   n = (l - p) // s + 2
+
+* The encoder is `ReformerModel(seq_len=n, n_features=p, n_outputs=t, pooling="flatten")`.
+* Optional linear skip (`linear_skip=True`): in the RevIN frame the forecast is a linear map of the window plus the
+  encoder's output,
+
+      y' = x'_l + W (x' - x'_l) + b + Reformer(patches(x'))
+
+  W and b start at zero and are set with `set_linear_skip` (the training side sets them to the closed-form
+  least-squares fit on the training windows: `reformer.training.lstf.init_linear_skip`) and stay fixed (measured
+  on ETTh1: AdamW steps on a least-squares optimum only detune it); the encoder's output layer starts at zero, so
+  training starts from the linear forecast and the encoder learns what the linear map misses (the decomposition
+  of DLinear/NLinear-style linear trend plus a nonlinear residual).
 """
 
 from __future__ import annotations
@@ -25,24 +37,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from einops import rearrange
 from torch import nn
 
-from reformer.errors import ConfigError, from_fields
-from reformer.model import AttentionType, ReformerConfig, ReformerModel
-from reformer.training.baselines import solve_ridge
+from ..errors import ConfigError, from_fields
+from .config import AttentionType, ReformerConfig
+from .reformer import ReformerModel
 
-__all__ = [
-    "ForecastConfig",
-    "LinearForecaster",
-    "PatchReformerForecaster",
-    "RevIN",
-    "n_patches",
-    "patchify",
-    "repeat_forecast",
-]
+__all__ = ["ForecastConfig", "PatchReformerForecaster", "RevIN", "n_patches", "patchify"]
 
 
 @dataclass(frozen=True)
@@ -204,26 +207,21 @@ class PatchReformerForecaster(nn.Module):
                 nn.init.zeros_(head.bias)
 
     @torch.no_grad()
-    def init_linear_skip(self, x: np.ndarray, y: np.ndarray, ridge: float = 1e-3, max_windows: int = 20000) -> None:
-        """Set the skip's W, b to the ridge least-squares fit in the RevIN frame on training windows.
+    def set_linear_skip(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Set the skip's W (t, l) and b (t,): the map from the RevIN-frame window centred on its last value,
+        x' - x'_l, to the forecast minus that last value (cast to the skip's dtype and device).
 
-        The map is `LinearForecaster`'s, fitted on the windows x' and targets y' normalised by each window's own
-        mean and std (as in `forward`), per window and channel.
-        Args: x (w, l, c), y (w, t, c) training windows (evenly subsampled to at most `max_windows`).
+        Raises:
+            ConfigError: without `ForecastConfig(linear_skip=True)`, or on a W or b of the wrong shape.
         """
         if self.skip is None:
-            raise ConfigError("init_linear_skip needs ForecastConfig(linear_skip=True)")
-        if len(x) > max_windows:
-            keep = np.linspace(0, len(x) - 1, max_windows).round().astype(np.int64)
-            x, y = x[keep], y[keep]
-        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-        mean, std = np.zeros((len(x), 1, x.shape[2])), np.ones((len(x), 1, x.shape[2]))  # (w, 1, c)
-        if self.revin is not None:
-            mean, std = x.mean(axis=1, keepdims=True), np.sqrt(x.var(axis=1, keepdims=True) + self.revin.eps)
-        weight = LinearForecaster(ridge).fit((x - mean) / std, (y - mean) / std).weight  # (l+1, t)
-        assert weight is not None
-        self.skip.weight.copy_(torch.from_numpy(weight[:-1].T))
-        self.skip.bias.copy_(torch.from_numpy(weight[-1]))
+            raise ConfigError("set_linear_skip needs ForecastConfig(linear_skip=True)")
+        cfg = self.config
+        if tuple(weight.shape) != (cfg.horizon, cfg.seq_len) or tuple(bias.shape) != (cfg.horizon,):
+            raise ConfigError(f"linear skip W {tuple(weight.shape)}, b {tuple(bias.shape)}: expected W "
+                              f"(horizon={cfg.horizon}, seq_len={cfg.seq_len}) and b (horizon={cfg.horizon},)")
+        self.skip.weight.copy_(weight)
+        self.skip.bias.copy_(bias)
 
     def reseed(self, seed: int) -> None:
         """Restart the encoder's training-time LSH rotation stream (called by the fit loop every epoch)."""
@@ -247,47 +245,3 @@ class PatchReformerForecaster(nn.Module):
         if self.revin is not None and stats is not None:
             y = self.revin.denormalize(y, stats)
         return y
-
-
-def repeat_forecast(x: torch.Tensor, horizon: int) -> torch.Tensor:
-    """The Repeat baseline: every future step equals the last observed value; x (b, l, c) -> (b, t, c)."""
-    return x[:, -1:, :].expand(-1, horizon, -1)
-
-
-class LinearForecaster:
-    """A ridge least-squares linear map from the input window to every horizon step, shared by all channels.
-
-    Each channel's window is centred on its last value (NLinear, Zeng et al. AAAI 2023): y - x_l = W (x - x_l) + b,
-    fitted in closed form on every training window and channel. This is the same model class as DLinear/NLinear
-    (a linear map of the window; DLinear's moving-average split is itself linear), fitted exactly instead of by SGD.
-
-    Shapes: fit x (w, l, c), y (w, t, c); predict x (b, l, c) -> (b, t, c).
-    """
-
-    def __init__(self, ridge: float = 1e-3) -> None:
-        self.ridge = ridge
-        self.weight: np.ndarray | None = None
-        """(l + 1, t): the map plus the intercept row."""
-
-    @staticmethod
-    def _design(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        series = rearrange(x, "b l c -> (b c) l").astype(np.float64)  # (b*c, l)
-        last = series[:, -1:]  # (b*c, 1)
-        design = np.concatenate([series - last, np.ones_like(last)], axis=1)  # (b*c, l+1)
-        return design, last
-
-    def fit(self, x: np.ndarray, y: np.ndarray) -> LinearForecaster:
-        """Ridge over all windows and channels (`baselines.solve_ridge`, penalty ridge * n, intercept unpenalised)."""
-        design, last = self._design(x)
-        target = rearrange(y, "b t c -> (b c) t").astype(np.float64) - last  # (b*c, t)
-        weights, intercept = solve_ridge(design[:, :-1], target, self.ridge * len(design))  # (l, t), (t,)
-        self.weight = np.vstack([weights, intercept])  # (l+1, t)
-        return self
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Forecast (b, t, c) for windows x (b, l, c)."""
-        if self.weight is None:
-            raise ConfigError("LinearForecaster.predict called before fit: call fit(x_train, y_train) first")
-        design, last = self._design(x)
-        out = design @ self.weight + last  # (b*c, t)
-        return rearrange(out, "(b c) t -> b t c", c=x.shape[2]).astype(np.float32)
