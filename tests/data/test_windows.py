@@ -102,6 +102,70 @@ def test_walk_forward_folds_have_no_overlap(mode: str) -> None:
         assert all(len(a.train) < len(b.train) for a, b in itertools.pairwise(folds))
 
 
+@pytest.mark.parametrize("mode", ["rolling", "expanding"])
+def test_walk_forward_to_the_last_window_retrains_every_block_on_trainable_windows(mode: str) -> None:
+    # n_folds=None: a live walk forward. Blocks of 250 windows from the first with a whole fold before it to the
+    # last window; training and validation only on the trainable windows (target known, no gap)
+    horizon, embargo = 6, 7
+    ends = window_end_bars(2000, 32, horizon, warmup=10, require_target=False)  # up to the last bar
+    trainable = ends + horizon < 2000
+    trainable[400:420] = False  # e.g. targets over a hole in the candles
+    folds = walk_forward_folds(ends, horizon, None, 250, 300, 40, mode, embargo,  # type: ignore[arg-type]
+                               trainable=trainable)
+    tests = np.concatenate([f.test for f in folds])
+    assert (np.diff(tests) == 1).all() and tests[-1] == len(ends) - 1
+    assert [len(f.test) for f in folds][:-1] == [250] * (len(folds) - 1) and 0 < len(folds[-1].test) <= 250
+    for fold in folds:
+        assert trainable[fold.train].all() and trainable[fold.val].all() and len(fold.val) == 40
+        assert ends[fold.train].max() + embargo <= ends[fold.val].min()
+        assert ends[fold.val].max() + embargo <= ends[fold.test[0]]  # targets closed before the block's first bar
+        assert len(fold.train) == 300 if mode == "rolling" else fold.train[0] == 0
+    # the first block starts at the first window with a whole fold before it: one window earlier has none
+    first = int(folds[0].test[0])
+    walk_forward_folds(ends[: first + 1], horizon, 1, 1, 300, 40, mode, embargo,  # type: ignore[arg-type]
+                       trainable=trainable[: first + 1])
+    with pytest.raises(UserInputError, match="too few"):
+        walk_forward_folds(ends[:first], horizon, 1, 1, 300, 40, mode, embargo,  # type: ignore[arg-type]
+                           trainable=trainable[:first])
+    # the evaluation layout (n_folds) over the same windows gives the same training and validation windows
+    # before the same test block: one implementation
+    (last,) = walk_forward_folds(ends, horizon, 1, len(folds[-1].test), 300, 40, mode,  # type: ignore[arg-type]
+                                 embargo, trainable=trainable)
+    for part in ("train", "val", "test"):
+        np.testing.assert_array_equal(getattr(last, part), getattr(folds[-1], part))
+    with pytest.raises(UserInputError, match="leave no bar to predict"):
+        walk_forward_folds(ends[:first], horizon, None, 250, 300, 40, mode, embargo)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="one flag per window"):
+        walk_forward_folds(ends, horizon, None, 250, 300, trainable=trainable[:-1])
+
+
+def test_walk_forward_datasets_to_the_last_candle() -> None:
+    # the data layer's side of the walk: windows up to the last candle, the unknown targets NaN, each fold's
+    # scaler fitted on the rows of its training windows only
+    from reformer.data import DataLoader, StandardScaler, synthetic_frame
+    from reformer.data.features import compute_features
+    from reformer.data.synthetic import SyntheticMarketConfig
+
+    frame = synthetic_frame(SyntheticMarketConfig(n_bars=900, seed=2))
+    holed = frame.drop(index=range(500, 505)).reset_index(drop=True)
+    with pytest.warns(UserWarning, match="1 gap"):
+        folds = DataLoader().prepare_walk_forward(holed, 32, 6, n_folds=None, test_windows=100, train_windows=200,
+                                                  val_windows=30, embargo=7)
+    values = compute_features(holed, folds[0].spec).to_numpy(dtype=np.float64)
+    assert folds[-1].end_bars[-1] == len(holed) - 1 and folds[-1].split.test[-1] == len(folds[-1].end_bars) - 1
+    for fold in folds:
+        ends, split = fold.end_bars, fold.split
+        known = np.isfinite(fold.forward_returns)
+        assert known[split.train].all() and known[split.val].all()
+        assert not known[-6:].any()  # the last horizon's targets are not known yet
+        times = holed["timestamp"].to_numpy()
+        over = (times[np.minimum(ends + 6, len(holed) - 1)] - times[ends] != 6 * 3_600_000) & (ends + 6 < len(holed))
+        assert over.any() and not known[over].any()  # a target across the hole is no 6-hour return
+        rows = values[int(ends[split.train[0]]) - 31: int(ends[split.train[-1]]) + 1]
+        assert fold.scaler is not None
+        np.testing.assert_array_equal(fold.scaler.mean, StandardScaler().fit(rows).mean)
+
+
 def test_walk_forward_errors() -> None:
     ends = window_end_bars(1000, 10, 5)
     with pytest.raises(UserInputError, match="too few"):

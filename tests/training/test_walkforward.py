@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
+from reformer.data import DataLoader
+from reformer.data.features import FeatureSpec
 from reformer.data.synthetic import SyntheticMarketConfig, synthetic_frame
 from reformer.model import ReformerConfig
 from reformer.strategy import BacktestConfig, run_backtest
@@ -57,47 +59,160 @@ def test_walk_forward_feeds_run_backtest(market: pd.DataFrame) -> None:
 
 @pytest.mark.filterwarnings("ignore:1 gap\\(s\\) in the candles")
 def test_each_fold_scales_by_its_training_windows_only_and_skips_targets_over_gaps(market: pd.DataFrame) -> None:
+    from reformer.data import StandardScaler
+    from reformer.data.features import compute_features
     from reformer.training import walkforward
 
     # candles 700-709 missing: a target across the hole would be a 16-bar return called a 6-bar one
     holed = market.drop(index=range(700, 710)).reset_index(drop=True)
     predictor = _predictor("rolling")
     fitted: list[tuple[np.ndarray, np.ndarray]] = []
-    real_fit = walkforward.fit
+    scalers: list[StandardScaler | None] = []
+    real_fit, real_data = walkforward.fit, walkforward.crypto_data
 
     def spy(model, train, val, config, **kwargs):  # type: ignore[no-untyped-def]
-        fitted.append((train.idx.copy(), val.idx.copy()))
+        fitted.append((train.indices.copy(), val.indices.copy()))
         return real_fit(model, train, val, config, **kwargs)
 
-    walkforward.fit = spy
+    def data_spy(prepared, task):  # type: ignore[no-untyped-def]
+        scalers.append(prepared.scaler)
+        return real_data(prepared, task)
+
+    walkforward.fit, walkforward.crypto_data = spy, data_spy
     try:
         predictor.predict_series(holed)
     finally:
-        walkforward.fit = real_fit
+        walkforward.fit, walkforward.crypto_data = real_fit, real_data
     times = holed["timestamp"].to_numpy()
     from reformer.data import DataLoader
 
     ends = DataLoader().prepare_inputs(holed, 32, normalization="none").end_bars
-    for (train_idx, val_idx), fold in zip(fitted, predictor.folds, strict=True):
+    values = compute_features(holed, FeatureSpec().resolve(True)).to_numpy(dtype=np.float64)
+    for (train_idx, val_idx), scaler, fold in zip(fitted, scalers, predictor.folds, strict=True):
         for idx in (train_idx, val_idx):
             span = times[ends[idx] + 6] - times[ends[idx]]
             assert (span == 6 * 3_600_000).all()  # every target is a true 6-hour return
         # the scaler's bars are the training windows' (the record says which), not the embargo or validation
         assert fold.train_last_bar == ends[train_idx[-1]] and fold.val_last_bar == ends[val_idx[-1]]
+        assert fold.train_first_bar == ends[train_idx[0]] - 31
         assert fold.train_last_bar + 6 < ends[val_idx[0]]
         assert fold.target_known_bar == fold.val_last_bar + 6 < fold.predict_first_bar
+        expected = StandardScaler().fit(values[fold.train_first_bar: fold.train_last_bar + 1])
+        assert scaler is not None
+        np.testing.assert_array_equal(scaler.mean, expected.mean)
+        np.testing.assert_array_equal(scaler.std, expected.std)
 
 
-def test_window_bars_are_each_bar_of_the_windows_once() -> None:
-    import torch
+def test_changing_bars_after_a_block_s_first_bar_changes_nothing_in_its_model(market: pd.DataFrame) -> None:
+    # no look-ahead, end to end: the bars from a block's first predicted bar on are changed; that block's model
+    # (its record, loss, target scale) and every forecast up to that bar stay exactly what they were
+    predictor = _predictor("rolling")
+    preds = predictor.predict_series(market)
+    cut = predictor.folds[1].predict_first_bar
+    changed = market.copy()
+    noise = np.exp(np.random.default_rng(0).normal(0.0, 0.02, len(market) - cut - 1))
+    for column in ("open", "high", "low", "close", "volume"):
+        changed.loc[cut + 1:, column] = changed.loc[cut + 1:, column].to_numpy() * noise
+    again = _predictor("rolling")
+    other = again.predict_series(changed)
+    assert again.folds[:2] == predictor.folds[:2]
+    until = pd.Timestamp(int(market["timestamp"].iloc[cut]), unit="ms", tz="UTC")
+    pd.testing.assert_series_equal(other[:until], preds[:until])
+    assert again.folds[2] != predictor.folds[2] and not other[until:].iloc[1:].equals(preds[until:].iloc[1:])
 
-    from reformer.training.walkforward import _window_bars
 
-    bars = torch.arange(20.0).view(20, 1)  # bar i has the value i
-    ends = np.array([3, 4, 5, 9, 10])  # windows of 4 bars; a jump between 5 and 9
-    windows = torch.stack([bars[e - 3: e + 1] for e in ends])  # (5, 4, 1)
-    got = _window_bars(windows, ends, np.array([0, 1, 3, 4]))[:, 0].tolist()
-    assert got == [0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 7.0, 8.0, 9.0, 10.0]  # 5 only in the window left out
+def test_the_loss_sees_targets_scaled_as_the_crypto_pipeline_scales_them(market: pd.DataFrame) -> None:
+    # the predictor trains on returns / (std of its training windows' returns), as train_crypto does, not on raw
+    # returns of ~1e-2 (under which a Huber loss is an MSE and the outputs are all but constant)
+    from reformer.training import walkforward
+
+    predictor = _predictor("rolling")
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+    real_fit = walkforward.fit
+
+    def spy(model, train, val, config, **kwargs):  # type: ignore[no-untyped-def]
+        targets = [np.array([float(ds[i][1]) for i in range(len(ds))]) for ds in (train, val)]
+        seen.append((targets[0], targets[1]))
+        return real_fit(model, train, val, config, **kwargs)
+
+    walkforward.fit = spy
+    try:
+        predictor.predict_series(market)
+    finally:
+        walkforward.fit = real_fit
+    close = market["close"].to_numpy()
+    ends = DataLoader().prepare_inputs(market, 32, normalization="none").end_bars
+    assert len(seen) == len(predictor.folds) >= 3
+    for (train, val), fold in zip(seen, predictor.folds, strict=True):
+        assert np.std(train) == pytest.approx(1.0, rel=1e-5)  # the scale of the crypto pipeline's targets
+        train_ends = ends[(ends >= fold.train_first_bar + 31) & (ends <= fold.train_last_bar)]
+        raw = np.log(close[train_ends + 6] / close[train_ends])
+        assert fold.target_scale == pytest.approx(float(np.std(raw)), rel=1e-12)
+        np.testing.assert_allclose(train, raw / fold.target_scale, rtol=1e-5, atol=1e-6)
+        assert 0.1 < np.std(val) < 10.0
+
+
+def test_a_fold_is_the_crypto_pipeline_s_fit_on_the_data_layer_s_fold(market: pd.DataFrame,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # one engine: the predictor's folds are `walk_forward_folds`' (called once, through the DataLoader), and each
+    # fold's forecasts are, bit for bit, those of the crypto pipeline's fit on the data layer's fold
+    from reformer.data import dataset as dataset_module
+    from reformer.data.windows import walk_forward_folds
+    from reformer.model import ReformerModel
+    from reformer.training.crypto_eval import crypto_data, outputs_to_scores
+    from reformer.training.loop import fit, predict_dataset
+
+    walk = WalkForwardConfig(horizon=6, train_windows=300, retrain_every=250)
+    assert walk.fold_windows == (249, 45) and walk.embargo == 7  # 300 = 249 training + 6 embargo + 45 validation
+    calls = []
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(walk_forward_folds(*args, **kwargs))
+        return calls[-1]
+
+    monkeypatch.setattr(dataset_module, "walk_forward_folds", spy)
+    predictor = _predictor("rolling")
+    preds = predictor.predict_series(market)
+    monkeypatch.undo()
+    (used,) = calls
+    # the same layout straight from the data layer, for the same settings
+    ends = DataLoader().prepare_inputs(market, 32, normalization="none").end_bars
+    expected = walk_forward_folds(ends, 6, None, 250, 249, 45, "rolling", 7, trainable=ends + 6 < len(market))
+    assert len(used) == len(expected) == len(predictor.folds)
+    for split, same, fold in zip(used, expected, predictor.folds, strict=True):
+        for part in ("train", "val", "test"):
+            np.testing.assert_array_equal(getattr(split, part), getattr(same, part))
+        assert (fold.train_first_bar, fold.train_last_bar, fold.val_last_bar, fold.predict_first_bar,
+                fold.predict_last_bar) == (ends[split.train[0]] - 31, ends[split.train[-1]], ends[split.val[-1]],
+                                           ends[split.test[0]], ends[split.test[-1]])
+    assert preds.index[0] == pd.Timestamp(int(market["timestamp"].iloc[ends[expected[0].test[0]]]), unit="ms",
+                                          tz="UTC")
+    folds = DataLoader().prepare_walk_forward(market, 32, 6, n_folds=None, test_windows=250, train_windows=249,
+                                              val_windows=45, embargo=7)
+    predictor_config = predictor.model_config.replace(n_features=len(folds[0].feature_names))
+    start = 0
+    for prepared, fold in zip(folds, predictor.folds, strict=True):
+        data = crypto_data(prepared, "regression")
+        model = ReformerModel(predictor_config)
+        result = fit(model, data.train, data.val, predictor.train_config, progress=False)
+        outputs, _ = predict_dataset(model, data.test)
+        forecast, _ = outputs_to_scores(outputs, "regression", data.target_scale)
+        assert result.best_val_loss == fold.best_val_loss and data.target_scale == fold.target_scale
+        np.testing.assert_array_equal(forecast, preds.to_numpy()[start: start + len(forecast)])
+        start += len(forecast)
+    assert start == len(preds)
+
+
+def test_settings_that_cannot_walk_are_refused(market: pd.DataFrame) -> None:
+    from reformer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="leaves no training window"):
+        WalkForwardConfig(horizon=6, train_windows=7)  # 1 validation window and 6 embargo windows leave none
+    assert WalkForwardConfig(horizon=6, train_windows=9).fold_windows == (2, 1)
+    classifier = _predictor("rolling")
+    classifier.model_config = classifier.model_config.replace(task="classification")
+    with pytest.raises(ConfigError, match="forecasts returns"):
+        classifier.predict_series(market)
 
 
 def test_run_backtest_walks_a_model_forward(market: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,7 @@ Shapes: `w` windows, `l` = seq_len, `f` features.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, TypeAlias
 
@@ -295,26 +295,47 @@ class DataLoader:
         """How many windows with a target `prepare_dataset` makes of these candles (none: `UserInputError`)."""
         return len(self._base(klines, seq_len, horizon, stride, require_target=True).ends)
 
-    def prepare_walk_forward(self, klines: Klines, seq_len: int = 168, horizon: int = 24, *, n_folds: int,
+    def prepare_walk_forward(self, klines: Klines, seq_len: int = 168, horizon: int = 24, *, n_folds: int | None,
                              test_windows: int, train_windows: int | None = None, val_windows: int = 0,
                              mode: Literal["rolling", "expanding"] = "rolling",
                              task: Literal["regression", "classification"] = "regression",
                              class_threshold: float = 0.0, normalization: Literal["train", "window", "none"] = "train",
                              embargo: int | None = None, stride: int = 1) -> list[PreparedDataset]:
+        """`iter_walk_forward`'s folds as a list (every fold's windows held at once)."""
+        return list(self.iter_walk_forward(
+            klines, seq_len, horizon, n_folds=n_folds, test_windows=test_windows, train_windows=train_windows,
+            val_windows=val_windows, mode=mode, task=task, class_threshold=class_threshold,
+            normalization=normalization, embargo=embargo, stride=stride))
+
+    def iter_walk_forward(self, klines: Klines, seq_len: int = 168, horizon: int = 24, *, n_folds: int | None,
+                          test_windows: int, train_windows: int | None = None, val_windows: int = 0,
+                          mode: Literal["rolling", "expanding"] = "rolling",
+                          task: Literal["regression", "classification"] = "regression",
+                          class_threshold: float = 0.0, normalization: Literal["train", "window", "none"] = "train",
+                          embargo: int | None = None, stride: int = 1) -> Iterator[PreparedDataset]:
         """One `PreparedDataset` per walk-forward fold, each with its own scaler fitted on that fold's training rows.
 
         See `reformer.data.windows.walk_forward_folds` for the fold layout; the other args as `prepare_dataset`.
-        Every fold shares the features; `split` differs, and `features` are scaled with the fold's scaler.
+        Every fold shares the features; `split` differs, and `features` are scaled with the fold's scaler. Folds are
+        assembled one at a time: with a gap in the candles each holds a copy of every window.
+
+        `n_folds=None` walks the whole series: test blocks of `test_windows` from the first window with a whole
+        fold before it up to the window ending at the last candle, as a model retrained every `test_windows` bars
+        would predict them. Windows whose target is not known yet (the last `horizon`) or spans a gap are then
+        test windows only: their `forward_returns` and regression targets are NaN (their classes meaningless).
         """
         config = DatasetConfig(seq_len, horizon, task, class_threshold, normalization, embargo=embargo, stride=stride)
-        base = self._base(klines, seq_len, horizon, stride, require_target=True)
+        walk = n_folds is None
+        base = self._base(klines, seq_len, horizon, stride, require_target=not walk)
+        known = _target_known(base, horizon) if walk else None
         folds = walk_forward_folds(base.ends, horizon, n_folds, test_windows, train_windows, val_windows, mode,
-                                   config.embargo)
+                                   config.embargo, trainable=known)
         # without a training scaler the windows do not depend on the fold: one tensor serves every fold (window
         # normalisation copies them, (w, l, f) each)
         shared = None if config.normalization == "train" else self._windows(base, base.ends, seq_len,
                                                                             config.normalization, None)
-        return [self._assemble(base, config, fold, shared) for fold in folds]
+        for fold in folds:
+            yield self._assemble(base, config, fold, shared, known)
 
     def prepare_inputs(self, klines: Klines, seq_len: int, *, scaler: StandardScaler | None = None,
                        normalization: Literal["train", "window", "none"] = "train",
@@ -352,8 +373,8 @@ class DataLoader:
         windows = buffer.unfold(0, seq_len, step)[: len(ends)]  # (w, f, l), a view
         return windows.permute(0, 2, 1)  # (w, l, f)
 
-    def _assemble(self, base: _Base, config: DatasetConfig, split: Split,
-                  features: torch.Tensor | None = None) -> PreparedDataset:
+    def _assemble(self, base: _Base, config: DatasetConfig, split: Split, features: torch.Tensor | None = None,
+                  known: np.ndarray | None = None) -> PreparedDataset:
         ends, seq_len = base.ends, config.seq_len
         scaler = None
         if config.normalization == "train":
@@ -363,7 +384,17 @@ class DataLoader:
             features = self._windows(base, ends, seq_len, config.normalization, scaler)
         close = base.frame["close"].to_numpy(dtype=np.float64)
         forward = forward_log_return(close, config.horizon)[ends]
+        if known is not None:  # a return over a gap is not an h-bar return
+            forward[~known] = np.nan
         targets = (torch.from_numpy(classify_returns(forward, config.class_threshold)) if config.task ==
                    "classification" else torch.from_numpy(forward.astype(np.float32)))
         return PreparedDataset(features, targets, forward, base.frame["timestamp"].to_numpy()[ends], ends,
                                close[ends], base.spec.columns(), base.spec, config, split, scaler)
+
+
+def _target_known(base: _Base, horizon: int) -> np.ndarray:
+    """`[w]` bool: the window's target closed within the candles, in the run of bars of its last input."""
+    runs = bar_runs(base.frame["timestamp"].to_numpy())
+    known = base.ends + horizon < len(runs)
+    known[known] = runs[base.ends[known]] == runs[base.ends[known] + horizon]
+    return known

@@ -215,65 +215,107 @@ def chronological_split(ends: np.ndarray, horizon: int, fractions: tuple[float, 
     return Split(train, val, test)
 
 
-def walk_forward_folds(ends: np.ndarray, horizon: int, n_folds: int, test_windows: int,
+def walk_forward_folds(ends: np.ndarray, horizon: int, n_folds: int | None, test_windows: int,
                        train_windows: int | None = None, val_windows: int = 0,
-                       mode: Literal["rolling", "expanding"] = "rolling", embargo: int | None = None) -> list[Split]:
-    """Walk-forward folds: consecutive test blocks at the end of the series, each after its own train (and val).
+                       mode: Literal["rolling", "expanding"] = "rolling", embargo: int | None = None, *,
+                       trainable: np.ndarray | None = None) -> list[Split]:
+    """Walk-forward folds: consecutive test blocks, each after its own train (and val) windows.
 
-    Fold k (k = 0 .. n_folds-1) tests on the k-th of the last `n_folds * test_windows` windows' blocks; its
-    validation block (if `val_windows`) and training block precede it, separated by the embargo. `rolling` keeps
-    `train_windows` training windows; `expanding` starts every fold's training at the first window.
+    With `n_folds`, fold k (k = 0 .. n_folds-1) tests on the k-th of the last `n_folds * test_windows` windows'
+    blocks (an evaluation's layout). With `n_folds=None` the blocks run from the first window that has a whole
+    fold before it to the last window, the last block possibly shorter (a model retrained every `test_windows`
+    windows, as a live run would be). Each block's validation block (if `val_windows`) and training block precede
+    it, separated by the embargo: every one of their end bars is at least `embargo` bars before the next block's
+    first. `rolling` keeps `train_windows` training windows; `expanding` starts every fold's training at the
+    first window.
 
     Args:
         ends: `[w]` increasing end bars.
         horizon: target horizon h in bars.
-        n_folds: number of folds >= 1.
+        n_folds: number of folds >= 1, or None (as many blocks as fit, up to the last window).
         test_windows: windows per test block >= 1.
         train_windows: training windows per fold (required for `rolling`; for `expanding`, the minimum).
         val_windows: validation windows per fold (0: none).
         mode: "rolling" or "expanding".
         embargo: minimum gap in bars at each border; default `horizon`.
+        trainable: `[w]` bool, the windows that may train or validate (e.g. those whose target is known and spans
+            no gap); default all. Training and validation windows are counted among these; test blocks take every
+            window.
 
     Returns:
-        `n_folds` `Split`s in time order (test blocks disjoint and contiguous).
+        `Split`s in time order (test blocks disjoint and contiguous).
 
     Raises:
         ConfigError: bad arguments.
         UserInputError: not enough windows for the requested folds.
     """
     embargo = _check_embargo(horizon, embargo)
-    _positive("n_folds", n_folds)
+    if n_folds is not None:
+        _positive("n_folds", n_folds)
     _positive("test_windows", test_windows)
     if mode not in ("rolling", "expanding"):
         raise ConfigError(f"mode={mode!r} must be 'rolling' or 'expanding'")
     if mode == "rolling" and train_windows is None:
         raise ConfigError("train_windows is required for mode='rolling' (e.g. 2 * 365 * 24 for two years hourly)")
+    if train_windows is not None:
+        _positive("train_windows", train_windows)
     if val_windows < 0:
         raise ConfigError(f"val_windows={val_windows} must be >= 0")
     ends = np.asarray(ends, dtype=np.int64)
     n = len(ends)
-    folds = []
+    if trainable is not None and np.shape(trainable) != (n,):
+        raise ConfigError(f"trainable has shape {np.shape(trainable)}; expected ({n},), one flag per window")
+    usable = np.arange(n, dtype=np.int64) if trainable is None else np.flatnonzero(trainable).astype(np.int64)
+    usable_ends = ends[usable]
     min_train = train_windows if train_windows is not None else 1
-    for k in range(n_folds):
-        test_start = n - (n_folds - k) * test_windows
+    if n_folds is None:
+        first = _first_test(ends, usable_ends, min_train, val_windows, embargo)
+        if first >= n:
+            raise UserInputError(f"{n} windows leave no bar to predict after the first fold's {min_train} training "
+                                 f"and {val_windows} validation windows with an embargo of {embargo} bars; use "
+                                 "more data or fewer training windows")
+        starts = list(range(first, n, test_windows))
+    else:
+        starts = [n - (n_folds - k) * test_windows for k in range(n_folds)]
+    folds = []
+    for test_start in starts:
         if test_start < 0:
             _too_few(n, n_folds, test_windows, val_windows, min_train, embargo)
-        test = np.arange(test_start, test_start + test_windows, dtype=np.int64)
-        # positions < cutoff end at least `embargo` bars before the first test window ends
-        cutoff = int(np.searchsorted(ends, ends[test_start] - embargo, side="right"))
-        val = np.arange(cutoff - val_windows, cutoff, dtype=np.int64)
+        test = np.arange(test_start, min(test_start + test_windows, n), dtype=np.int64)
+        # usable[:cutoff] end at least `embargo` bars before the first test window ends
+        cutoff = int(np.searchsorted(usable_ends, ends[test_start] - embargo, side="right"))
+        val = usable[max(0, cutoff - val_windows): cutoff]
         if val_windows and cutoff - val_windows < 0:
             _too_few(n, n_folds, test_windows, val_windows, min_train, embargo)
-        train_stop = int(np.searchsorted(ends, ends[val[0]] - embargo, side="right")) if val_windows else cutoff
+        train_stop = (int(np.searchsorted(usable_ends, ends[val[0]] - embargo, side="right")) if val_windows
+                      else cutoff)
         train_start = 0 if mode == "expanding" else train_stop - min_train
         if train_start < 0 or train_stop - train_start < min_train:
             _too_few(n, n_folds, test_windows, val_windows, min_train, embargo)
-        folds.append(Split(np.arange(train_start, train_stop, dtype=np.int64), val, test))
+        folds.append(Split(usable[train_start:train_stop], val, test))
     return folds
 
 
-def _too_few(n: int, n_folds: int, test_windows: int, val_windows: int, train_windows: int, embargo: int) -> None:
-    raise UserInputError(f"{n} windows are too few for {n_folds} folds of {test_windows} test, {val_windows} val "
+def _first_test(ends: np.ndarray, usable_ends: np.ndarray, train_windows: int, val_windows: int, embargo: int
+                ) -> int:
+    """The first window position with a whole fold before it: `train_windows` usable windows (`usable_ends`:
+    their end bars), then, the embargo later, `val_windows` more, then the embargo again; `len(ends)` when there
+    is none."""
+    if len(usable_ends) < train_windows + val_windows:
+        return len(ends)
+    last = int(usable_ends[train_windows - 1])
+    if val_windows:
+        first_val = int(np.searchsorted(usable_ends, last + embargo, side="left"))
+        if first_val + val_windows > len(usable_ends):
+            return len(ends)
+        last = int(usable_ends[first_val + val_windows - 1])
+    return int(np.searchsorted(ends, last + embargo, side="left"))
+
+
+def _too_few(n: int, n_folds: int | None, test_windows: int, val_windows: int, train_windows: int,
+             embargo: int) -> None:
+    folds = "walk-forward" if n_folds is None else n_folds
+    raise UserInputError(f"{n} windows are too few for {folds} folds of {test_windows} test, {val_windows} val "
                          f"and {train_windows} train windows with an embargo of {embargo} bars; use fewer or smaller "
                          "folds or more data")
 
