@@ -16,8 +16,7 @@ from reformer import BacktestConfig, run_backtest
 from reformer.data import KlineStore, require_series
 from reformer.errors import UserInputError, run_main
 from reformer.strategy import save_report
-from reformer.training import predict_all
-from reformer.training.crypto import first_unseen_bar
+from reformer.training.crypto import first_unseen_bar, predict_all_predictions
 
 
 def main() -> None:
@@ -33,14 +32,13 @@ def main() -> None:
     first, where = first_unseen_bar(args.checkpoint)  # the checkpoint is named before the store is read
     with KlineStore(args.db) as store:
         frame = require_series(store, args.category, args.symbol, args.interval)
-    preds = predict_all(args.checkpoint, frame)
-    preds = preds[preds["timestamp"] >= first]
     bars = frame[frame["timestamp"] >= first].reset_index(drop=True)
     if len(bars) < 2:
         raise UserInputError(f"no candles {where} (from {pd.to_datetime(first, unit='ms', utc=True):%Y-%m-%d %H:%M} "
                              "UTC): fetch newer ones")
-    series = pd.Series(preds["prediction"].to_numpy(), index=pd.to_datetime(preds["timestamp"], unit="ms", utc=True))
-    result = run_backtest(series, bars, BacktestConfig(commission=args.commission))
+    # every bar's prediction, then only those no weight of the model was fitted on
+    predictions = predict_all_predictions(args.checkpoint, frame).out_of_sample()
+    result = run_backtest(predictions, bars, BacktestConfig(commission=args.commission))
     print(result.summary())
     if args.out:
         save_report(result, bars, args.out)

@@ -17,10 +17,10 @@ from reformer.errors import run_main
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("klines", help="candles: the export format or the shared BTC file's")
+    parser.add_argument("klines", help="candles: the export format, a Bybit kline CSV or any OHLCV CSV")
     frame = read_klines_frame(parser.parse_args().klines)
     momentum = np.log(frame["close"]).diff(24)  # decided at each bar's close; fills at the next open
-    predictions = pd.Series(momentum.to_numpy(), index=pd.to_datetime(frame["timestamp"], unit="ms", utc=True))
+    predictions = pd.Series(momentum.to_numpy(), index=frame["timestamp"])  # by bar open time, epoch ms
     config = BacktestConfig(initial_capital=10_000, position_size=0.1, stop_loss=0.02, take_profit=0.04,
                             commission=0.00055)
     result = run_backtest(predictions, frame, config)

@@ -137,3 +137,21 @@ def test_intervals_from_bar_steps_and_in_words() -> None:
     assert [interval_words(code) for code in ("15", "60", "240", "D", "W", "M")] == \
         ["15-minute", "1-hour", "4-hour", "1-day", "1-week", "1-month"]
     assert json.dumps(_regression().out_of_sample().first_out_of_sample.isoformat())  # JSON-ready for stats.json
+
+
+def test_run_backtest_refuses_in_sample_predictions_and_trades_the_out_of_sample_ones() -> None:
+    from reformer import BacktestConfig, run_backtest
+
+    predictions = _regression()
+    index = predictions.values.index
+    step = index[1] - index[0]
+    times = index.append(pd.DatetimeIndex([index[-1] + step]))
+    prices = np.linspace(100.0, 110.0, len(times))
+    bars = pd.DataFrame({"open": prices, "high": prices * 1.01, "low": prices * 0.99, "close": prices}, index=times)
+    assert predictions.first_out_of_sample is not None and index[0] < predictions.first_out_of_sample
+    with pytest.raises(UserInputError, match=r"before the model's out-of-sample period.*out_of_sample\(\)"):
+        run_backtest(predictions, bars, BacktestConfig())
+    unseen = predictions.out_of_sample()
+    traded = run_backtest(unseen, bars[bars.index >= unseen.first_out_of_sample], BacktestConfig())
+    expected = run_backtest(unseen.values, bars[bars.index >= unseen.first_out_of_sample], BacktestConfig())
+    assert traded.to_dict() == expected.to_dict()

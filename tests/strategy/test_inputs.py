@@ -94,7 +94,7 @@ def test_a_time_that_is_not_a_bar_names_its_row() -> None:
 def test_malformed_klines_are_rejected() -> None:
     with pytest.raises(DataFormatError, match="close"):
         to_bar_frame(BARS.drop(columns="close"))
-    with pytest.raises(DataFormatError, match="strictly increasing"):
+    with pytest.raises(DataFormatError, match="strictly increas"):
         to_bar_frame(BARS.iloc[::-1])
     with pytest.raises(DataFormatError, match="at least 2"):
         to_bar_frame(BARS.iloc[:1])

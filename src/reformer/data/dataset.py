@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from reformer.api.types import Kline
+from reformer.bars import candle_frame
 from reformer.data.features import FeatureSpec, compute_features
 from reformer.data.scaling import StandardScaler, normalize_windows
 from reformer.data.windows import (
@@ -42,7 +43,6 @@ from reformer.errors import ConfigError, DataFormatError, UserInputError
 __all__ = ["DataLoader", "DatasetConfig", "InferenceWindows", "PreparedDataset", "WindowDataset", "klines_to_frame"]
 
 Klines: TypeAlias = Sequence[Kline] | pd.DataFrame
-_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "turnover")
 
 
 @dataclass(frozen=True)
@@ -183,51 +183,12 @@ class InferenceWindows:
 
 
 def klines_to_frame(klines: Klines) -> pd.DataFrame:
-    """Validate candles and return a frame with columns timestamp, open, high, low, close, volume[, turnover].
-
-    Args:
-        klines: list of `Kline` (or 7-tuples in its order), or a DataFrame with `timestamp` (or `start_time`)
-            epoch ms or datetimes (or a DatetimeIndex of bar open times, as the strategy layer uses), open, high,
-            low, close, volume and optionally turnover.
+    """Validated candles with a `timestamp` column in epoch ms: `reformer.bars.candle_frame`, the one conversion.
 
     Raises:
         DataFormatError: missing columns, non-numeric or NaN values, non-positive prices, unsorted timestamps.
     """
-    if isinstance(klines, pd.DataFrame):
-        frame = klines.rename(columns={"start_time": "timestamp"})
-        if "timestamp" in frame.columns and pd.api.types.is_datetime64_any_dtype(frame["timestamp"]):
-            # datetimes (naive = UTC) to epoch ms; their int64 would be their own unit (us or ns), not ms
-            times = pd.DatetimeIndex(pd.to_datetime(frame["timestamp"], utc=True))
-            frame = frame.assign(timestamp=times.as_unit("ms").asi8)
-        if "timestamp" not in frame.columns and isinstance(frame.index, pd.DatetimeIndex):
-            index = frame.index.tz_localize("UTC") if frame.index.tz is None else frame.index.tz_convert("UTC")
-            frame = frame.assign(timestamp=index.as_unit("ms").asi8)
-        frame = frame.reset_index(drop=True)
-    else:
-        frame = pd.DataFrame([tuple(k) for k in klines], columns=list(_COLUMNS))
-    if frame.empty:
-        raise DataFormatError("no candles given; pass at least warm-up + seq_len + horizon klines")
-    missing = [c for c in _COLUMNS[:-1] if c not in frame.columns]
-    if missing:
-        raise DataFormatError(f"candles lack columns {missing}; expected {list(_COLUMNS)} (turnover optional)")
-    columns = [c for c in _COLUMNS if c in frame.columns]
-    frame = frame[columns].copy()
-    if "turnover" in frame.columns and frame["turnover"].isna().all():
-        frame = frame.drop(columns="turnover")
-    for column in frame.columns:
-        values = pd.to_numeric(frame[column], errors="coerce")
-        bad = np.flatnonzero(values.isna().to_numpy())
-        if bad.size:
-            raise DataFormatError(f"candle row {bad[0]}, column {column!r}: {frame[column].iloc[bad[0]]!r} is not a "
-                                  "number; fill or drop that candle")
-        frame[column] = values.astype(np.int64 if column == "timestamp" else np.float64)
-    if (frame[["open", "high", "low", "close"]] <= 0).any().any():
-        raise DataFormatError("candles have non-positive prices; log returns need open/high/low/close > 0")
-    step = np.diff(frame["timestamp"].to_numpy())
-    if (step <= 0).any():
-        row = int(np.flatnonzero(step <= 0)[0]) + 1
-        raise DataFormatError(f"candle timestamps must strictly increase; row {row} does not; sort and de-duplicate")
-    return frame
+    return candle_frame(klines)
 
 
 @dataclass(frozen=True, eq=False)

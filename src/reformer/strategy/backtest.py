@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import pandas as pd
 
 from ..errors import UserInputError
+from ..predictions import Predictions
 from .bars import align_positions, funding_per_bar, to_bar_frame, to_bar_times
 from .config import BacktestConfig
 from .engine import simulate
@@ -37,7 +38,19 @@ Predictor = PredictionSource | Callable[[pd.DataFrame], pd.Series | pd.DataFrame
 """A prediction source: a `PredictionSource` object or a callable bars -> predictions."""
 
 
-def resolve_predictions(predictions: pd.Series | pd.DataFrame | Predictor, bars: pd.DataFrame
+def _out_of_sample_only(predictions: Predictions) -> pd.Series | pd.DataFrame:
+    """The values of `predictions`, refused when they hold bars their model was fitted on: trading those silently
+    is the classic way a backtest flatters a model."""
+    first = predictions.first_out_of_sample
+    if first is not None and len(predictions.values) and predictions.values.index[0] < first:
+        seen = int((predictions.values.index < first).sum())
+        raise UserInputError(f"{predictions.source or 'these predictions'}: {seen} of the bars are before the model's "
+                             f"out-of-sample period ({first:%Y-%m-%d %H:%M} UTC): pass predictions.out_of_sample() "
+                             "(and candles from that bar on), or predictions.values to trade them knowingly")
+    return predictions.values
+
+
+def resolve_predictions(predictions: pd.Series | pd.DataFrame | Predictions | Predictor, bars: pd.DataFrame
                         ) -> pd.Series | pd.DataFrame:
     """Return predictions as a pandas object, calling the predictor on the bar frame when given one.
 
@@ -48,6 +61,8 @@ def resolve_predictions(predictions: pd.Series | pd.DataFrame | Predictor, bars:
     """
     if isinstance(predictions, pd.Series | pd.DataFrame):
         return predictions
+    if isinstance(predictions, Predictions):
+        return _out_of_sample_only(predictions)
     if isinstance(predictions, PredictionSource):
         produced: Any = predictions.predict_series(bars)
     elif _looks_like_a_model(predictions):
@@ -65,7 +80,7 @@ def resolve_predictions(predictions: pd.Series | pd.DataFrame | Predictor, bars:
     return produced
 
 
-def run_backtest(predictions: pd.Series | pd.DataFrame | Predictor, klines: Any,
+def run_backtest(predictions: pd.Series | pd.DataFrame | Predictions | Predictor, klines: Any,
                  config: BacktestConfig | None = None, *, funding_rates: pd.Series | None = None
                  ) -> BacktestResult:
     """Backtest predictions: thresholds (and optional volatility scaling) give target positions, which the
@@ -73,8 +88,9 @@ def run_backtest(predictions: pd.Series | pd.DataFrame | Predictor, klines: Any,
 
     Args:
         predictions: predicted returns as a Series indexed by bar time (DatetimeIndex or epoch ms), class
-            probabilities as a DataFrame with p_up/p_down, or a `Predictor` called with the bar frame (e.g. a
-            `WalkForwardPredictor`). Sparse rows hold until the next row; NaN means flat. Not a model:
+            probabilities as a DataFrame with p_up/p_down, `Predictions` (refused when they hold bars before their
+            model's out-of-sample period: pass `.out_of_sample()`), or a `Predictor` called with the bar frame
+            (e.g. a `WalkForwardPredictor`). Sparse rows hold until the next row; NaN means flat. Not a model:
             `reformer.run_backtest` (`reformer.pipelines.run_backtest`) walks one forward.
         klines: DataFrame (timestamp in epoch ms or DatetimeIndex; open/high/low/close) or a list of `Kline`.
         config: the backtest configuration; defaults to `BacktestConfig()`.

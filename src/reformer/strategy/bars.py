@@ -13,67 +13,24 @@ import numpy as np
 import pandas as pd
 
 from ..api.types import Kline
-from ..errors import DataFormatError, UserInputError
+from ..bars import bar_frame
+from ..errors import UserInputError
 
 __all__ = ["KlinesLike", "align_positions", "bar_spacing", "funding_per_bar", "to_bar_frame", "to_bar_times"]
 
 KlinesLike = pd.DataFrame | Sequence[Kline]
 """A DataFrame with a `timestamp` column (epoch ms) or a DatetimeIndex plus open/high/low/close, or Klines."""
 
-_OHLC = ("open", "high", "low", "close")
 
 
 def to_bar_frame(klines: Any) -> pd.DataFrame:
-    """Normalise klines to a frame indexed by UTC bar open time with float open/high/low/close columns.
-
-    Args:
-        klines: a DataFrame with a `timestamp` column (epoch milliseconds, or datetimes) or a DatetimeIndex, and columns
-            open, high, low, close (others, e.g. volume, are kept); or a sequence of `Kline`.
-
-    Returns:
-        A new DataFrame indexed by a tz-aware UTC DatetimeIndex named "time", sorted and unique.
+    """Klines as bars indexed by UTC open time ("time"): `reformer.bars.bar_frame`, the one conversion.
 
     Raises:
-        DataFormatError: missing columns, fewer than 2 bars, unsorted or duplicate times, non-positive or
-            missing prices.
+        DataFormatError: missing columns, fewer than 2 bars, unsorted or duplicate times, non-positive or missing
+            prices.
     """
-    if isinstance(klines, pd.DataFrame):
-        frame = klines.copy()
-    elif isinstance(klines, Sequence) and not isinstance(klines, str | bytes):
-        if not all(isinstance(kline, Kline) for kline in klines):
-            raise DataFormatError("klines: a sequence must hold only Kline tuples; pass a DataFrame otherwise")
-        frame = pd.DataFrame(list(klines), columns=list(Kline._fields)).rename(columns={"start_time": "timestamp"})
-    else:
-        raise DataFormatError(f"klines of type {type(klines).__name__} is not supported: pass a DataFrame "
-                              "(timestamp in epoch ms or a DatetimeIndex, plus open/high/low/close) or Klines")
-    missing = [name for name in _OHLC if name not in frame.columns]
-    if missing:
-        raise DataFormatError(f"klines lack the column(s) {missing}: open, high, low and close are required")
-    if "timestamp" in frame.columns:
-        stamps = frame.pop("timestamp")
-        if pd.api.types.is_datetime64_any_dtype(stamps):  # datetimes as they are (naive = UTC); int64 would be
-            times = pd.to_datetime(stamps, utc=True)  # their native unit (us or ns), read as ms: year 55969
-        else:
-            times = pd.to_datetime(stamps.astype("int64"), unit="ms", utc=True)
-        frame.index = pd.DatetimeIndex(times)
-    elif isinstance(frame.index, pd.DatetimeIndex):
-        frame.index = frame.index.tz_localize("UTC") if frame.index.tz is None else frame.index.tz_convert("UTC")
-    else:
-        raise DataFormatError("klines need a `timestamp` column (epoch ms) or a DatetimeIndex of bar open times")
-    frame.index.name = "time"
-    if len(frame) < 2:
-        raise DataFormatError(f"klines hold {len(frame)} bar(s): a backtest needs at least 2 (signal, then fill)")
-    if not frame.index.is_monotonic_increasing or frame.index.has_duplicates:
-        raise DataFormatError("klines times must be strictly increasing: sort them and drop duplicate bars")
-    for name in _OHLC:
-        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
-    prices = frame[list(_OHLC)].to_numpy()
-    bad_rows = np.flatnonzero(~(np.isfinite(prices) & (prices > 0)).all(axis=1))
-    if bad_rows.size:
-        row = int(bad_rows[0])
-        raise DataFormatError(f"klines row {row} ({frame.index[row]}) has a missing or non-positive price: "
-                              f"{frame.iloc[row][list(_OHLC)].to_dict()}; drop or repair it")
-    return frame
+    return bar_frame(klines)
 
 
 def bar_spacing(index: pd.DatetimeIndex) -> pd.Timedelta:
