@@ -61,3 +61,15 @@ def test_the_strategy_layer_loads_no_torch(statement: str) -> None:
     code = f"import sys\n{statement}\nassert 'torch' not in sys.modules, 'torch was loaded'\n"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_no_command_function_is_over_60_lines() -> None:
+    # commands are thin (parse, build the options, call one pipeline function, print): what decides and runs lives
+    # in reformer.pipelines; a command, or a printing helper beside it, that outgrows 60 lines (its signature
+    # included) has taken on work of its own
+    too_long = [f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+                for path in sorted((ROOT / "src" / "reformer" / "cli").glob("*.py"))
+                for node in ast.parse(path.read_text(encoding="utf-8")).body
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno is not None
+                and node.end_lineno - node.lineno + 1 > 60]
+    assert not too_long, f"move the work of these into reformer.pipelines: {too_long}"

@@ -1,5 +1,6 @@
-"""What every command shares: the options spelled the same way everywhere (--symbol, --db, --protocol), the
-checks behind them, the exchange's address for messages, and the help layout.
+"""What every command shares: the options spelled the same way everywhere (--symbol, --db, --interval, --category,
+--config, --json, --start, --end, --protocol), the checks behind them, the exchange's address for messages, and the
+help layout.
 
 `App` is the `typer.Typer` of the command line: its help leaves the value column of a flag empty (typer shows a
 `<bool>` type for flags such as `--json`, which take no value).
@@ -15,15 +16,12 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from ..errors import UserInputError
+from ..pipelines.series import PROTOCOL_HELP, check_protocol
 
-__all__ = ["DEFAULT_SYMBOL", "PROTOCOL_HELP", "App", "DbOpt", "SymbolOpt", "check_protocol", "exchange_url",
-           "normalise_symbol", "symbol_option"]
+__all__ = ["DEFAULT_SYMBOL", "PROTOCOL_HELP", "App", "CategoryOpt", "ConfigOpt", "DbOpt", "EndOpt", "IntervalOpt",
+           "JsonOpt", "StartOpt", "SymbolOpt", "check_protocol", "exchange_url", "normalise_symbol", "symbol_option"]
 
 DEFAULT_SYMBOL = "BTCUSDT"
-
-PROTOCOL_HELP = "ratio (70/10/20 of the rows), ett-hourly (12/4/4 months of hourly rows) or ett-15min (the same " \
-                "months of 15-minute rows)"
-"""The `--protocol` choices in users' words (the keys of `training.lstf.PROTOCOLS`)."""
 
 
 def normalise_symbol(symbol: str) -> str:
@@ -40,17 +38,16 @@ def symbol_option(help: str = "Instrument, e.g. BTCUSDT (any case).") -> Any:
 
 
 SymbolOpt = Annotated[str, symbol_option()]
-DbOpt = Annotated[Path | None, typer.Option("--db", help="Kline store (SQLite). Default: $REFORMER_DB, else "
-                                                         "~/.reformer/klines.sqlite.")]
-
-
-def check_protocol(protocol: str) -> str:
-    """`--protocol` as `run_lstf` takes it; one line naming the bad value and the choices otherwise."""
-    from ..training.lstf import PROTOCOLS
-
-    if protocol not in PROTOCOLS:
-        raise UserInputError(f"--protocol {protocol!r} is invalid: use {PROTOCOL_HELP}")
-    return protocol
+_DB_HELP = "Kline store (SQLite). Default: $REFORMER_DB, else ~/.reformer/klines.sqlite."
+DbOpt = Annotated[Path | None, typer.Option("--db", help=_DB_HELP)]
+IntervalOpt = Annotated[str, typer.Option("--interval", help="Bybit interval of the stored candles (60, 240, D) or "
+                                                             "1h/4h/1d.")]
+CategoryOpt = Annotated[str, typer.Option("--category", help="Bybit category of the stored series: linear, inverse "
+                                                             "or spot.")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help=r"TOML with \[model], \[train], \[data] tables.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object, the result, on stdout.")]
+StartOpt = Annotated[str | None, typer.Option("--start", help="First bar (ISO-8601 or epoch ms).")]
+EndOpt = Annotated[str | None, typer.Option("--end", help="Last bar (ISO-8601 or epoch ms).")]
 
 
 def exchange_url(base_url: str | None) -> str:

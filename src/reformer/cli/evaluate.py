@@ -1,17 +1,37 @@
-"""`reformer evaluate`: the standard LSTF protocol (ETT, ECL, Weather, ...) for the patched Reformer and baselines."""
+"""`reformer evaluate`: the standard LSTF protocol (ETT, ECL, Weather, ...) for the patched Reformer and baselines.
+
+A thin command over `reformer.pipelines.run_forecast` (the same function as `reformer train --csv FILE --target COL`,
+which keeps the model; `evaluate` trains in memory only)."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .common import PROTOCOL_HELP, check_protocol
+from .common import PROTOCOL_HELP, JsonOpt
+
+if TYPE_CHECKING:
+    from ..training.lstf import LSTFResult
 
 __all__ = ["register"]
+
+_HELP = {
+    "features": "M: all channels in and out; S: target only; MS: all in, target scored.",
+    "ensemble": "Train this many models (seeds SEED, SEED+1, ...) and score their mean forecast; each member's own "
+                "scores are in the JSON.",
+    "drop_last_batch": "Also score the leading test windows that a drop_last=True test loader of this batch size "
+                       "keeps, as PatchTST's published ETT rows did (128); 0 = every window only.",
+    "linear_skip": "Add a least-squares-initialised linear map of the window to the encoder's output (the encoder "
+                   "learns the residual).",
+    "loss": "Training loss on the normalised scale: mse, l1 or huber (delta 1.0); early stopping is on validation "
+            "MSE whatever the loss.",
+    "max_minutes": "Stop training after the epoch that ends past this many minutes; 0 = no limit.",
+    "device": "auto (CUDA with bfloat16 autocast in training when present, else CPU), cpu, cuda or cuda:N.",
+}
 
 
 def evaluate(
@@ -19,17 +39,13 @@ def evaluate(
     protocol: Annotated[str, typer.Option(help=f"Split: {PROTOCOL_HELP}.")] = "ett-hourly",
     seq_len: Annotated[int, typer.Option(help="Input (look-back) length in steps.")] = 336,
     horizon: Annotated[int, typer.Option(help="Forecast length in steps.")] = 96,
-    features: Annotated[str, typer.Option(help="M: all channels in and out; S: target only; MS: all in, target "
-                                                "scored.")] = "M",
+    features: Annotated[str, typer.Option(help=_HELP["features"])] = "M",
     target: Annotated[str, typer.Option(help="Target column (ETT: OT).")] = "OT",
     epochs: Annotated[int, typer.Option(help="Training epochs (early stopping on validation MSE).")] = 3,
     seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and dropout.")] = 0,
-    ensemble: Annotated[int, typer.Option(help="Train this many models (seeds SEED, SEED+1, ...) and score their "
-                                               "mean forecast; each member's own scores are in the JSON.")] = 1,
-    drop_last_batch: Annotated[int, typer.Option(help="Also score the leading test windows that a drop_last=True "
-                                                      "test loader of this batch size keeps, as PatchTST's "
-                                                      "published ETT rows did (128); 0 = every window only.")] = 128,
-    json_out: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")] = False,
+    ensemble: Annotated[int, typer.Option(help=_HELP["ensemble"])] = 1,
+    drop_last_batch: Annotated[int, typer.Option(help=_HELP["drop_last_batch"])] = 128,
+    json_out: JsonOpt = False,
     out: Annotated[Path | None, typer.Option(help="Also write the JSON result to this file.")] = None,
     patch_len: Annotated[int, typer.Option(help="Steps per patch (token).")] = 16,
     stride: Annotated[int, typer.Option(help="Steps between patch starts.")] = 8,
@@ -44,64 +60,42 @@ def evaluate(
     reversible: Annotated[bool, typer.Option(help="Reversible residual layers.")] = True,
     revin: Annotated[bool, typer.Option(help="Per-window normalisation (RevIN).")] = True,
     dropout: Annotated[float, typer.Option(help="Encoder dropout.")] = 0.1,
-    linear_skip: Annotated[bool, typer.Option(help="Add a least-squares-initialised linear map of the window to "
-                                                   "the encoder's output (the encoder learns the residual).")
-                           ] = False,
+    linear_skip: Annotated[bool, typer.Option(help=_HELP["linear_skip"])] = False,
     batch_size: Annotated[int, typer.Option(help="Windows per training step.")] = 128,
     lr: Annotated[float, typer.Option(help="Peak learning rate (warm-up, then cosine).")] = 1e-3,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-4,
     patience: Annotated[int, typer.Option(help="Epochs without validation improvement before stopping.")] = 2,
     max_batches: Annotated[int, typer.Option(help="Steps per epoch; 0 = all training windows.")] = 0,
-    loss: Annotated[str, typer.Option(help="Training loss on the normalised scale: mse, l1 or huber (delta 1.0); "
-                                           "early stopping is on validation MSE whatever the loss.")] = "mse",
+    loss: Annotated[str, typer.Option(help=_HELP["loss"])] = "mse",
     threads: Annotated[int, typer.Option(help="torch CPU threads; 0 = torch's default.")] = 0,
-    max_minutes: Annotated[float, typer.Option(help="Stop training after the epoch that ends past this many "
-                                                    "minutes; 0 = no limit.")] = 0.0,
-    device: Annotated[str, typer.Option(help="auto (CUDA with bfloat16 autocast in training when present, else "
-                                             "CPU), cpu, cuda or cuda:N.")] = "auto",
+    max_minutes: Annotated[float, typer.Option(help=_HELP["max_minutes"])] = 0.0,
+    device: Annotated[str, typer.Option(help=_HELP["device"])] = "auto",
 ) -> None:
     """Train on the standard split; print test MSE/MAE (normalised scale, every window) beside Repeat and linear."""
-    import torch
+    from ..pipelines import EvaluateOptions, run_forecast
 
-    from ..data.timeseries import check_features
-    from ..errors import ConfigError
-    from ..model import ForecastConfig
-    from ..training.loop import TrainConfig, resolve_device
-    from ..training.lstf import run_lstf
-
-    check_protocol(protocol)
-    check_features(features, "--features")
-    if loss not in ("mse", "l1", "huber"):
-        raise ConfigError(f"--loss {loss!r} is invalid: use mse, l1 or huber")
-    if ensemble < 1:
-        raise ConfigError(f"--ensemble {ensemble} is invalid: train 1 or more models")
-    if drop_last_batch < 0:
-        raise ConfigError(f"--drop-last-batch {drop_last_batch} is invalid: use a batch size >= 1, or 0 for none")
-    if threads:
-        torch.set_num_threads(threads)
-    model = ForecastConfig(seq_len=seq_len, horizon=horizon, patch_len=patch_len, stride=stride, revin=revin,
-                           d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff, attention_type=attention,
-                           chunk_size=chunk_size, n_buckets=n_buckets, n_hash_rounds=n_hash_rounds,
-                           reversible=reversible, dropout=dropout, linear_skip=linear_skip, seed=seed)
-    model.reformer_config()  # validate the encoder settings before loading data
-    train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                               patience=patience, max_batches_per_epoch=max_batches or None, seed=seed,
-                               loss=loss, device=device, max_seconds=60 * max_minutes if max_minutes else None)
-    resolve_device(train_config)  # an explicit CUDA device on a machine without one fails before any work
+    options = EvaluateOptions(
+        csv=csv, protocol=protocol, seq_len=seq_len, horizon=horizon, features=features, target=target, epochs=epochs,
+        seed=seed, ensemble=ensemble, drop_last_batch=drop_last_batch, patch_len=patch_len, stride=stride,
+        d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff, attention=attention, chunk_size=chunk_size,
+        n_buckets=n_buckets, n_hash_rounds=n_hash_rounds, reversible=reversible, revin=revin, dropout=dropout,
+        linear_skip=linear_skip, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience,
+        max_batches=max_batches, loss=loss, threads=threads, max_minutes=max_minutes, device=device)
     stream = sys.stderr if json_out else sys.stdout  # with --json, stdout carries the JSON object only
-    result = run_lstf(csv, protocol=protocol, seq_len=seq_len, horizon=horizon, features=features,  # type: ignore[arg-type]
-                      target=target, model=model, train_config=train_config, ensemble=ensemble,
-                      drop_last_batch=drop_last_batch or None, progress=not json_out,
-                      log=lambda line: print(line, file=stream, flush=True))
+    result = run_forecast(options.forecast_run(), progress=not json_out,
+                          log=lambda line: print(line, file=stream, flush=True))
     payload = result.to_json()
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(payload, indent=2) + "\n")
     if json_out:
         print(json.dumps(payload))
-        return
-    print(f"{protocol} {features} seq_len={seq_len} horizon={horizon}: {result.model.n_windows} test windows, "
-          f"normalised scale, seed {seed}, {result.seconds:.0f} s")
+    else:
+        _print_result(result, f"{protocol} {features} seq_len={seq_len} horizon={horizon}", seed)
+
+
+def _print_result(result: LSTFResult, what: str, seed: int) -> None:
+    print(f"{what}: {result.model.n_windows} test windows, normalised scale, seed {seed}, {result.seconds:.0f} s")
     for member in result.train.get("members", []):
         label = f"member, seed {member['seed']}"
         print(f"  {label:<60} MSE {member['test_mse']:.4f}  MAE {member['test_mae']:.4f}")

@@ -8,6 +8,9 @@ prediction from a model trained only on data before that bar), whose predictions
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -19,10 +22,11 @@ from ..strategy import run_backtest as backtest_predictions
 if TYPE_CHECKING:
     from ..data.features import FeatureSpec
     from ..model import ReformerModel
+    from ..predictions import Predictions
     from ..training.config import TrainConfig
     from ..training.walkforward import WalkForwardConfig, WalkForwardPredictor
 
-__all__ = ["run_backtest", "walk_forward_for"]
+__all__ = ["BacktestOptions", "BacktestRun", "backtest_run", "run_backtest", "walk_forward_for"]
 
 
 def walk_forward_for(model: object, train_config: TrainConfig | None = None, walk: WalkForwardConfig | None = None,
@@ -90,3 +94,262 @@ def run_backtest(predictions: pd.Series | pd.DataFrame | Predictor | ReformerMod
         raise UserInputError(f"{', '.join(given)} apply to a ReformerModel walked forward, not to "
                              f"{type(predictions).__name__}: a WalkForwardPredictor carries its own settings")
     return backtest_predictions(predictions, klines, config, funding_rates=funding_rates)
+
+
+@dataclass(frozen=True)
+class BacktestOptions:
+    """`reformer backtest`'s settings, each a flag of the command (see `reformer backtest --help`): the candles
+    (a CSV, or the store's series), exactly one of `positions`, `predictions` or `checkpoint` to trade, the bars to
+    trade (`start`, `end`: ISO-8601 or epoch ms) and the engine's `config`."""
+
+    symbol: str = "BTCUSDT"
+    interval: str = "60"
+    category: str = "linear"
+    db: Path | None = None
+    csv: Path | None = None
+    positions: Path | None = None
+    predictions: Path | None = None
+    checkpoint: Path | None = None
+    funding_csv: Path | None = None
+    start: str | None = None
+    end: str | None = None
+    out: Path | None = None
+    force: bool = False
+    config: BacktestConfig = field(default_factory=lambda: BacktestConfig(commission=0.00055))
+    """The engine's settings (the command's default commission is Bybit's taker fee)."""
+    in_sample: bool = False
+
+
+@dataclass(frozen=True)
+class BacktestRun:
+    """What `backtest_run` did: the result, the candles it covers, what stats.json records of the traded
+    predictions (`traded`, empty for positions) and the report files written (`written`, with `out`)."""
+
+    result: BacktestResult
+    frame: pd.DataFrame
+    traded: dict[str, object]
+    written: dict[str, Path] | None
+    initial_capital: float
+
+    @property
+    def extra(self) -> dict[str, object]:
+        """stats.json's (and the JSON output's) record of the traded predictions."""
+        return {"predictions": self.traded} if self.traded else {}
+
+    def buy_and_hold(self) -> BacktestResult:
+        """Buy & hold over the same candles: all equity long from the first fillable open, no fees."""
+        from ..strategy import backtest_positions
+
+        bar_times = pd.DatetimeIndex(pd.to_datetime(self.frame["timestamp"], unit="ms", utc=True))
+        config = BacktestConfig(initial_capital=self.initial_capital, position_size=1.0, stop_loss=0.0,
+                                take_profit=0.0, commission=0.0, slippage=0.0, funding=False)
+        return backtest_positions(pd.Series([1.0], index=bar_times[:1]), self.frame, config)
+
+
+def backtest_run(options: BacktestOptions, *, say: Callable[[str], None] | None = None) -> BacktestRun:
+    """Backtest target positions, predictions or a checkpoint's predictions on candles, and write the report into
+    `options.out`. Predictions are traded from the model's out-of-sample period on when the checkpoint or the
+    file says where it starts (`in_sample`: every row).
+
+    Args:
+        options: the command's settings.
+        say: one-line notes on which predictions are traded (default: none).
+
+    Raises:
+        UserInputError: not exactly one of positions, predictions and checkpoint; an `out` folder that may not be
+            written; a series checkpoint; predictions of another interval than the candles'; fewer than 2 candles
+            or no prediction in the chosen range; anything the engine refuses.
+    """
+    from ..strategy import save_report
+
+    sources = [s for s in (options.positions, options.predictions, options.checkpoint) if s is not None]
+    if len(sources) != 1:
+        raise UserInputError("give exactly one of --positions POS.csv, --predictions PREDS.csv or --checkpoint PATH")
+    if options.out is not None:  # before any work: a refused folder costs nothing
+        from ..files import check_output_dir
+        from ..strategy.plots import REPORT_FILES
+
+        check_output_dir(options.out, REPORT_FILES.values(), options.force)
+    preds = _read_predictions(options)
+    config = options.config
+    from ..data.sync import parse_time_ms
+
+    first = None if options.start is None else parse_time_ms(options.start, "--start")
+    last = None if options.end is None else parse_time_ms(options.end, "--end")
+    frame = _load_klines(options, first, last)
+    rates = None
+    if options.funding_csv is not None:
+        from ..strategy.io import read_funding_csv
+
+        rates = read_funding_csv(options.funding_csv)
+    traded: dict[str, object] = {}
+    if options.positions is not None:
+        targets = _positions(options.positions, frame, first is not None, last is not None)
+        from ..strategy import backtest_positions
+
+        result = backtest_positions(targets, frame, config, funding_rates=rates)
+    else:
+        values, frame, traded = _predicted(options, preds, frame, say or (lambda line: None))
+        result = backtest_predictions(values, frame, config, funding_rates=rates)
+    extra = {"predictions": traded} if traded else {}
+    written = save_report(result, frame, options.out, extra) if options.out is not None else None
+    return BacktestRun(result, frame, traded, written, options.config.initial_capital)
+
+
+def _read_predictions(options: BacktestOptions) -> Predictions | None:
+    """A --predictions file's predictions; a --checkpoint is checked (a missing or wrong one is named before any
+    data is read)."""
+    if options.checkpoint is not None:
+        from ..training.checkpoint import resolve_checkpoint_dir
+        from ..training.series import is_series_checkpoint
+
+        if is_series_checkpoint(resolve_checkpoint_dir(options.checkpoint)):
+            raise UserInputError(f"{options.checkpoint} is a series forecaster (trained with --target), which "
+                                 "predicts no trade: backtest a candle model's checkpoint, or its predictions with "
+                                 "--predictions")
+    if options.predictions is None:
+        return None
+    from ..predictions import Predictions
+
+    return Predictions.from_csv(options.predictions)
+
+
+def _load_klines(options: BacktestOptions, start: int | None, end: int | None) -> pd.DataFrame:
+    """The candles of the CSV or of the store's series (--interval as Bybit codes it), within [start, end]."""
+    from ..api.intervals import parse_interval
+    from ..data import KlineStore, read_klines_frame, require_series
+
+    if options.csv is not None:
+        frame = read_klines_frame(options.csv)
+    else:
+        with KlineStore(options.db) as store:
+            frame = require_series(store, options.category, options.symbol, parse_interval(options.interval),
+                                   alternative="or pass --csv")
+    if start is not None:
+        frame = frame[frame["timestamp"] >= start]
+    if end is not None:
+        frame = frame[frame["timestamp"] <= end]
+    if len(frame) < 2:
+        raise UserInputError("fewer than 2 candles in the chosen range: widen --start/--end")
+    return frame.reset_index(drop=True)
+
+
+def _bar_times(frame: pd.DataFrame) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(pd.to_datetime(frame["timestamp"], unit="ms", utc=True))
+
+
+def _positions(path: Path, frame: pd.DataFrame, cut_start: bool, cut_end: bool) -> pd.Series:
+    """The target positions of `path` on the candles' bars; each row inside the chosen range must be a bar."""
+    import numpy as np
+
+    from ..strategy.io import check_bar_times, read_positions_csv
+
+    bar_times = _bar_times(frame)
+    raw = read_positions_csv(path)
+    inside = np.ones(len(raw), dtype=bool)  # the rows --start/--end keep (named by their own file lines)
+    if cut_start:
+        inside &= np.asarray(raw.index >= bar_times[0])
+    if cut_end:
+        inside &= np.asarray(raw.index <= bar_times[-1])
+    check_bar_times(path, raw.index[inside], bar_times, lines=np.flatnonzero(inside) + 2)
+    return _within(raw, bar_times, cut_start, cut_end)
+
+
+def _predicted(options: BacktestOptions, preds: Predictions | None, frame: pd.DataFrame, say: Callable[[str], None]
+               ) -> tuple[pd.Series | pd.DataFrame, pd.DataFrame, dict[str, object]]:
+    """The predictions of the file or of the checkpoint to trade, with `_tradable`'s candles and record."""
+    candles = _candles_interval(frame, options.csv, options.interval)
+    if preds is not None:
+        _check_interval(preds.interval, candles, f"{options.predictions} holds predictions for",
+                        options.csv is not None)
+        subject, where = str(options.predictions), "from the model's out-of-sample period on"
+    else:
+        from ..training.checkpoint import read_meta
+        from ..training.crypto import data_interval, first_unseen_bar, predict_all_predictions
+
+        checkpoint = options.checkpoint
+        assert checkpoint is not None
+        # checked before the model runs; an older checkpoint without its interval is checked by predict_all
+        trained = data_interval(read_meta(checkpoint).get("data") or {})
+        _check_interval(trained, candles, f"{checkpoint} was trained on", options.csv is not None)
+        preds = predict_all_predictions(checkpoint, frame)
+        subject, where = str(checkpoint), first_unseen_bar(checkpoint)[1]
+    return _tradable(preds, frame, options.in_sample, subject, where, say)
+
+
+def _candles_interval(frame: pd.DataFrame, csv: Path | None, interval: str) -> str | None:
+    """The Bybit interval of the candles: --interval for the store's series, the bar spacing of a CSV (None when
+    it is no Bybit interval)."""
+    from ..api.intervals import parse_interval
+    from ..data.windows import bar_step
+    from ..predictions import interval_of_step
+
+    return parse_interval(interval) if csv is None else interval_of_step(bar_step(frame["timestamp"].to_numpy()))
+
+
+def _check_interval(expected: str | None, candles: str | None, subject: str, from_csv: bool) -> None:
+    """Predictions of one interval are no signal on candles of another (24 hourly bars are not 24 4-hour bars):
+    refused when both intervals are known and differ, or when the candles' spacing is no interval at all."""
+    from ..predictions import interval_words
+
+    if expected is None or candles == expected:
+        return
+    shown = "of no Bybit interval" if candles is None else f"{interval_words(candles)} bars (interval {candles})"
+    words = interval_words(expected)
+    fix = f"a CSV of {words} candles" if from_csv else f"--interval {expected}"
+    raise UserInputError(f"the candles are {shown}, but {subject} {words} bars (interval {expected}): backtest on "
+                         f"{words} candles ({fix})")
+
+
+def _tradable(preds: Predictions, frame: pd.DataFrame, in_sample: bool, subject: str, where: str,
+              say: Callable[[str], None]) -> tuple[pd.Series | pd.DataFrame, pd.DataFrame, dict[str, object]]:
+    """The predictions to trade, the candles to trade them on and what stats.json records of them, for a
+    checkpoint's predictions and a file's alike. From the model's first out-of-sample bar on when it is known (the
+    candles too, so the statistics and buy & hold cover the traded bars only); every row with `in_sample`, or when
+    it is unknown. Each case is said in one line (`say`)."""
+    from ..data.sync import format_ms
+
+    values = preds.values[preds.values.index.isin(_bar_times(frame))]
+    if values.empty:
+        raise UserInputError("no prediction falls on a bar of the chosen candles: check --start/--end")
+    first = preds.first_out_of_sample
+    record: dict[str, object] = {"source": preds.source, "first_out_of_sample": None, "in_sample": None,
+                                 "in_sample_bars": None, "bars": len(values)}
+    if first is None:
+        say(f"{subject} does not say where the model's out-of-sample period starts: trading all {len(values)} "
+            "predictions (any of a bar the model was fitted on flatters the result)")
+        return values, frame, record
+    first_ms = int(first.value // 1_000_000)
+    before = values.index < first
+    n_before, n_after = int(before.sum()), int((~before).sum())
+    record["first_out_of_sample"] = first.isoformat()
+    if in_sample:
+        if n_before:
+            say(f"--in-sample: trading all {len(values)} bars, {n_before} of them before the model's out-of-sample "
+                f"period (first {format_ms(first_ms)}): it was fitted on those, which flatters the result")
+        record.update(in_sample=n_before > 0, in_sample_bars=n_before)
+        return values, frame, record
+    if not n_after:
+        raise UserInputError(f"no candles {where} ({format_ms(first_ms)}) for {subject}: backtest newer candles, "
+                             "or pass --in-sample to trade bars the model was fitted on")
+    if n_before:
+        say(f"trading the {n_after} bars {where} (first {format_ms(first_ms)}), which no weight of the model was "
+            f"fitted on; --in-sample adds the {n_before} before")
+    record.update(in_sample=False, in_sample_bars=0, bars=n_after)
+    return values[~before], frame[frame["timestamp"] >= first_ms].reset_index(drop=True), record
+
+
+def _within(targets: pd.Series, bars: pd.DatetimeIndex, cut_start: bool, cut_end: bool) -> pd.Series:
+    """Positions restricted to the bars --start/--end chose: the last position set before the first bar carries
+    in at that bar (it holds until the next row), rows after the last bar are dropped. Without --start/--end every
+    row must be a bar (a wrong time unit is named rather than ignored)."""
+    if cut_end:
+        targets = targets[targets.index <= bars[-1]]
+    if cut_start:
+        before = targets.index < bars[0]
+        if before.any() and bars[0] not in targets.index:
+            carried = pd.Series([targets[before].iloc[-1]], index=bars[:1], name=targets.name)
+            targets = pd.concat([carried, targets[~before]])
+        else:
+            targets = targets[~before]
+    return targets

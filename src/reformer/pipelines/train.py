@@ -1,0 +1,251 @@
+"""Training from the command line's point of view: where the candles come from, which of the three paths runs
+(one 70/10/20 split of candles, walk-forward folds of candles, or a series forecaster of any CSV) and with which
+settings (a `--config` TOML's `[model]`, `[train]`, `[data]` tables, overridden by flags).
+
+    outcome = train_model(TrainOptions(csv=Path("klines.csv"), config=Path("configs/tiny.toml"), out=Path("runs/t")))
+    print(outcome.candles.evaluation)  # outcome.kind: "candles", "walk_forward" or "series"
+
+`load_candles` is the candle source of `train` and `predict`: a kline CSV, or the store (fetched from the exchange
+when the store lacks the series, unless offline). Importing this module does not load torch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..configfile import load_config_file
+from ..errors import ExchangeUnavailableError, UserInputError
+from .series import ForecastRun, first_given, forecast_run_from_tables, run_forecast
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..training.crypto import TrainReport
+    from ..training.lstf import LSTFResult
+
+__all__ = ["TrainOptions", "TrainOutcome", "closed_candles", "default_run_dir", "load_candles", "train_model"]
+
+
+def _exchange_url() -> str:
+    import os
+
+    from ..api.client import MAINNET_BASE_URL
+
+    return os.environ.get("BYBIT_BASE_URL") or MAINNET_BASE_URL
+
+
+def _no_exchange(exc: ExchangeUnavailableError, symbol: str, interval: str,
+                 category: str) -> ExchangeUnavailableError:
+    """The client's error in `train`'s terms: `train` has no retry option, but two ways not to need the exchange."""
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    return ExchangeUnavailableError(
+        f"the store holds no {category} {symbol} {interval} candles and the exchange at {_exchange_url()} could "
+        f"not be reached to fetch them (last: {cause}); train on stored candles with --offline (fill the store "
+        f"with `reformer fetch --symbol {symbol} --interval {interval} --category {category}` when the exchange "
+        "answers), or on a file with --csv FILE", code=exc.code, http_status=exc.http_status)
+
+
+def _store_frame(symbol: str, interval: str, category: str, db: Path | None, offline: bool,
+                 why_offline: str) -> pd.DataFrame:
+    from ..data import KlineStore
+    from ..data.stored import require_series
+
+    with KlineStore(db) as store:
+        if offline:
+            return require_series(store, category, symbol, interval, why_offline, "or pass --csv")
+        frame = store.load_frame(category, symbol, interval)
+    if not frame.empty:
+        return frame
+    from ..data.sync import sync_klines_blocking
+
+    try:
+        sync_klines_blocking(symbol, interval, store=db, category=category)
+    except ExchangeUnavailableError as exc:
+        raise _no_exchange(exc, symbol, interval, category) from None
+    with KlineStore(db) as store:
+        return store.load_frame(category, symbol, interval)
+
+
+def load_candles(csv: Path | None, symbol: str, interval: str, category: str, db: Path | None, offline: bool,
+                 why_offline: str = "--offline was given") -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Candles from a kline CSV, or from the store (fetched when it lacks them, unless `offline`), and where they
+    came from ({"csv": ...} or {"symbol", "interval" (Bybit's code), "category"}).
+
+    Raises:
+        UserInputError: an unknown category (named with --csv too: a typo), a bad interval, an offline store
+            without the series (`why_offline` says why it may not fetch).
+        ExchangeUnavailableError: the store lacks the series and the exchange cannot be reached.
+    """
+    from ..api import parse_interval
+    from ..api.client import KLINE_CATEGORIES
+    from ..data import read_klines_frame
+
+    if category not in KLINE_CATEGORIES:  # checked with --csv too, where it is not used: a typo is named
+        raise UserInputError(f"invalid category {category!r}: use one of {', '.join(KLINE_CATEGORIES)}")
+    if csv is not None:
+        return read_klines_frame(csv), {"csv": str(csv)}
+    code = parse_interval(interval)
+    source = {"symbol": symbol, "interval": code, "category": category}
+    return _store_frame(symbol, code, category, db, offline, why_offline), source
+
+
+def default_run_dir(symbol: str, interval: str, csv: Path | None) -> Path:
+    """runs/SYMBOL_INTERVAL: the interval as Bybit codes it for the store, as given for a CSV."""
+    from ..api import parse_interval
+
+    return Path("runs") / f"{symbol}_{interval if csv is not None else parse_interval(interval)}"
+
+
+def closed_candles(frame: pd.DataFrame, interval: str) -> pd.DataFrame:
+    """Drop a trailing candle that has not closed yet (the store may hold the live one)."""
+    from ..api import interval_ms
+
+    now_ms = int(time.time() * 1000)
+    closed = frame["timestamp"].to_numpy() + interval_ms(interval) <= now_ms
+    return frame[closed].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """`reformer train`'s settings, each a flag of the command (see `reformer train --help`); 0 for
+    `walk_forward`, `fold_test` and `fold_train` is "not set"."""
+
+    symbol: str = "BTCUSDT"
+    interval: str = "60"
+    category: str = "linear"
+    epochs: int | None = None
+    config: Path | None = None
+    out: Path | None = None
+    db: Path | None = None
+    offline: bool = False
+    csv: Path | None = None
+    target: str | None = None
+    features: str = "M"
+    protocol: str = "ratio"
+    seq_len: int | None = None
+    horizon: int | None = None
+    resume: bool = False
+    force: bool = False
+    walk_forward: int = 0
+    fold_test: int = 0
+    fold_train: int = 0
+    fold_mode: str = "expanding"
+    ensemble: int = 1
+
+    def check(self) -> None:
+        """The options against each other (before any file is read).
+
+        Raises:
+            UserInputError: one line naming the clash and the fix.
+        """
+        if self.walk_forward < 0 or self.fold_test < 0 or self.fold_train < 0:
+            raise UserInputError("--walk-forward, --fold-test and --fold-train count folds and windows: use "
+                                 "positive whole numbers (0 = not set)")
+        if self.walk_forward and (self.target is not None or self.resume):
+            raise UserInputError(f"--walk-forward evaluates a candle model afresh: drop "
+                                 f"{'--target' if self.target is not None else '--resume'}")
+        if (self.fold_test or self.fold_train or self.fold_mode != "expanding") and not self.walk_forward:
+            raise UserInputError("--fold-test, --fold-train and --fold-mode shape a walk-forward evaluation: add "
+                                 "--walk-forward N")
+        if self.ensemble != 1 and not (self.walk_forward or self.target is not None):
+            raise UserInputError("--ensemble N trains N seeds of a series forecaster (with --target) or of every "
+                                 "walk-forward fold (with --walk-forward N): add one of them")
+        if self.ensemble < 1:
+            raise UserInputError(f"--ensemble {self.ensemble} is invalid: train 1 or more models")
+        if self.fold_mode not in ("expanding", "rolling"):
+            raise UserInputError(f"--fold-mode {self.fold_mode!r} is invalid: use expanding or rolling")
+        if self.fold_mode == "rolling" and not self.fold_train:
+            raise UserInputError("--fold-mode rolling trains each fold on a fixed number of windows: add --fold-train"
+                                 " W (e.g. 17520, two years of hourly bars)")
+        if self.fold_train == 1:
+            raise UserInputError("--fold-train 1 is too few: a fold trains on 2 or more windows")
+        if self.target is not None and self.csv is None:
+            raise UserInputError("--target trains on a time-series file: pass it with --csv FILE")
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """What `train_model` did. `kind` says which path ran and which of `candles` (a `TrainReport`),
+    `walk_forward` (`evaluate_walk_forward`'s report) or `series` (an `LSTFResult`, with the `forecast` run that
+    made it) is set."""
+
+    kind: Literal["candles", "walk_forward", "series"]
+    run_dir: Path
+    ensemble: int = 1
+    candles: TrainReport | None = None
+    walk_forward: dict[str, Any] | None = None
+    series: LSTFResult | None = None
+    forecast: ForecastRun | None = None
+
+
+def train_model(options: TrainOptions, *, progress: bool = True,
+                log: Callable[[str], None] | None = None) -> TrainOutcome:
+    """Train what `options` asks for: a series forecaster with `target` (`run_forecast`, the model kept), else a
+    candle model on one chronological split (`train_crypto`) or on `walk_forward` folds (`evaluate_walk_forward`).
+    Everything that can be refused is refused before any candle is fetched.
+
+    Args:
+        options: the command's settings.
+        progress: show the training loop's progress bar (candles, series).
+        log: one-line progress messages (series, walk-forward folds).
+
+    Raises:
+        UserInputError / ConfigError: options that clash, a bad config file, an `out` that holds a run (without
+            `resume` or `force`); anything the path that runs raises.
+        TrainingInterrupted: Ctrl-C while training.
+    """
+    tables = load_config_file(options.config)
+    options.check()
+    if options.target is not None:
+        assert options.csv is not None  # options.check
+        run = forecast_run_from_tables(options.csv, options.target, options.features, options.protocol, tables,
+                                       options.seq_len, options.horizon, options.epochs, options.out, options.resume,
+                                       options.ensemble, options.force)
+        result = run_forecast(run, progress=progress, log=log)
+        assert run.out_dir is not None
+        return TrainOutcome("series", run.out_dir, options.ensemble, series=result, forecast=run)
+    return _train_candles(options, tables, progress, log)
+
+
+def _train_candles(options: TrainOptions, tables: dict[str, dict[str, Any]], progress: bool,
+                   log: Callable[[str], None] | None) -> TrainOutcome:
+    from ..training import TrainConfig
+    from ..training.checkpoint import check_run_dir
+    from ..training.loop import resolve_device
+
+    data, model_table = tables["data"], dict(tables["model"])
+    length = first_given(options.seq_len, data.get("seq_len"), model_table.pop("seq_len", None), 168)
+    horizon = first_given(options.horizon, data.get("horizon"), 24)
+    epochs = {"epochs": options.epochs} if options.epochs is not None else {}
+    train_config = TrainConfig.from_dict({**tables["train"], **epochs})
+    resolve_device(train_config)  # a CUDA device asked for on a machine without one fails before any fetch
+    folds = None
+    if options.walk_forward:
+        from ..training.crypto_folds import FoldSettings
+
+        folds = FoldSettings(n_folds=options.walk_forward, test_windows=options.fold_test or None,
+                             train_windows=options.fold_train or None,
+                             mode=options.fold_mode)  # type: ignore[arg-type]  # checked by FoldSettings
+    run_dir = options.out or default_run_dir(options.symbol, options.interval, options.csv)
+    check_run_dir(run_dir, resume=options.resume, force=options.force, resumable=folds is None)  # before a fetch
+    frame, source = load_candles(options.csv, options.symbol, options.interval, options.category, options.db,
+                                 options.offline)
+    settings: dict[str, Any] = dict(model_overrides=model_table, train_config=train_config, source=source,
+                                    task=data.get("task", "regression"), out_dir=run_dir, force=options.force,
+                                    class_threshold=float(data.get("class_threshold", 0.0)),
+                                    normalization=data.get("normalization", "train"))
+    if folds is not None:
+        from ..training.crypto_folds import evaluate_walk_forward
+
+        report = evaluate_walk_forward(frame, seq_len=length, horizon=horizon, folds=folds,
+                                       ensemble=options.ensemble, log=log, **settings)
+        return TrainOutcome("walk_forward", run_dir, options.ensemble, walk_forward=report)
+    from ..training.crypto import train_crypto
+
+    trained = train_crypto(frame, seq_len=length, horizon=horizon, progress=progress, resume=options.resume,
+                           **settings)
+    return TrainOutcome("candles", trained.run_dir, candles=trained)
