@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from reformer.data.dataset import series_windows
 from reformer.data.timeseries import load_timeseries_csv, lstf_splits
 from reformer.errors import ConfigError
 from reformer.model import ForecastConfig, PatchReformerForecaster, RevIN, n_patches, patchify
 from reformer.training.baselines import LinearForecaster, repeat_forecast
 from reformer.training.lstf import (
-    WindowSet,
     blend_weight,
     drop_last_windows,
     evaluate_forecaster,
@@ -33,7 +33,7 @@ REPEAT_S = {24: (0.034, 0.139), 96: (0.069, 0.203), 720: (0.129, 0.283)}
 def test_repeat_reproduces_the_published_etth1_numbers(etth1_csv: Path, features: str, horizon: int) -> None:
     series = load_timeseries_csv(etth1_csv, features=features)  # type: ignore[arg-type]
     splits = lstf_splits(series, seq_len=96, pred_len=horizon, protocol="ett_hour")
-    test = WindowSet(splits.test, 96, horizon)
+    test = series_windows(splits.test, 96, horizon)
     metrics = evaluate_forecaster(lambda x: repeat_forecast(x, horizon), test, batch_size=1000)
     expected_mse, expected_mae = (REPEAT_M if features == "M" else REPEAT_S)[horizon]
     assert metrics.mse == pytest.approx(expected_mse, abs=0.01)
@@ -52,7 +52,7 @@ def test_repeat_scores_every_test_window_of_a_series_in_etth1s_layout(tmp_path: 
         raw = raw[:, -1:]  # OT, the default target
     series = load_timeseries_csv(path, features=features)  # type: ignore[arg-type]
     splits = lstf_splits(series, seq_len=96, pred_len=horizon, protocol="ett_hour")
-    metrics = evaluate_forecaster(lambda x: repeat_forecast(x, horizon), WindowSet(splits.test, 96, horizon),
+    metrics = evaluate_forecaster(lambda x: repeat_forecast(x, horizon), series_windows(splits.test, 96, horizon),
                                   batch_size=1000)
     train = raw[:8640]
     test = ((raw - train.mean(axis=0)) / train.std(axis=0))[8640 + 2880 - 96:14400]
@@ -66,7 +66,7 @@ def test_repeat_scores_every_test_window_of_a_series_in_etth1s_layout(tmp_path: 
 def test_metrics_cover_every_window_even_with_a_ragged_last_batch() -> None:
     rng = np.random.default_rng(0)
     data = rng.normal(size=(40, 3)).astype(np.float32)
-    windows = WindowSet(data, seq_len=5, horizon=4)
+    windows = series_windows(data, seq_len=5, horizon=4)
     assert len(windows) == 40 - 5 - 4 + 1
 
     def predict(x: torch.Tensor) -> torch.Tensor:
@@ -93,7 +93,7 @@ def test_leading_windows_are_scored_as_a_drop_last_loader_would() -> None:
         drop_last_windows(10, 0)
     rng = np.random.default_rng(1)
     data = rng.normal(size=(60, 2)).astype(np.float32)
-    windows = WindowSet(data, seq_len=6, horizon=3)  # 52 windows
+    windows = series_windows(data, seq_len=6, horizon=3)  # 52 windows
     leading = drop_last_windows(len(windows), 16)  # 48: the 4 latest are left out
     assert leading == 48
 
@@ -101,7 +101,7 @@ def test_leading_windows_are_scored_as_a_drop_last_loader_would() -> None:
         return {"half": x[:, -3:] * 0.5, "zero": torch.zeros_like(x[:, :3])}
 
     scores = evaluate_forecasters(predict, windows, batch_size=10, leading=leading)  # the cut falls mid-batch
-    alone = WindowSet(data[: leading + 6 + 3 - 1], seq_len=6, horizon=3)  # exactly the leading windows
+    alone = series_windows(data[: leading + 6 + 3 - 1], seq_len=6, horizon=3)  # exactly the leading windows
     assert len(alone) == leading
     for name in ("half", "zero"):
         expected = evaluate_forecasters(predict, alone, batch_size=7)[name]
@@ -113,7 +113,7 @@ def test_leading_windows_are_scored_as_a_drop_last_loader_would() -> None:
 
 def test_window_set_items_match_batches() -> None:
     data = np.arange(60, dtype=np.float32).reshape(20, 3)
-    windows = WindowSet(data, seq_len=6, horizon=2)
+    windows = series_windows(data, seq_len=6, horizon=2)
     x, y = windows[3]
     np.testing.assert_array_equal(x.numpy(), data[3:9])
     np.testing.assert_array_equal(y.numpy(), data[9:11])
@@ -214,7 +214,7 @@ def test_linear_skip_starts_at_the_least_squares_fit_and_learns_only_the_residua
 def test_blend_weight_is_the_validation_least_squares_mix() -> None:
     rng = np.random.default_rng(0)
     data = rng.normal(size=(400, 3)).astype(np.float32)  # (rows, c)
-    windows = WindowSet(data, seq_len=8, horizon=4)
+    windows = series_windows(data, seq_len=8, horizon=4)
     # first = truth + noise_a, second = truth + noise_b with independent noise of variances 1 and 4:
     # the optimal weight of `first` is 4 / (1 + 4) = 0.8
     x_all, y_all = windows.batch(slice(None))
@@ -245,7 +245,7 @@ def test_forecaster_trains_on_its_loss_and_selects_epochs_on_validation_mse(loss
     rng = np.random.default_rng(0)
     steps = np.arange(700)
     series = np.stack([np.sin(steps / 4), np.cos(steps / 7)], axis=1) + 0.3 * rng.standard_t(2, size=(700, 2))
-    train, val = WindowSet(series[:500], 32, 8), WindowSet(series[500:], 32, 8)
+    train, val = series_windows(series[:500], 32, 8), series_windows(series[500:], 32, 8)
     config = ForecastConfig(seq_len=32, horizon=8, n_channels=2, patch_len=8, stride=8, d_model=8, n_heads=2,
                             n_layers=1, d_ff=16, attention_type="full")
     torch.manual_seed(0)

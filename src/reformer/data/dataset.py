@@ -40,7 +40,8 @@ from reformer.data.windows import (
 )
 from reformer.errors import ConfigError, DataFormatError, UserInputError
 
-__all__ = ["DataLoader", "DatasetConfig", "InferenceWindows", "PreparedDataset", "WindowDataset", "klines_to_frame"]
+__all__ = ["DataLoader", "DatasetConfig", "InferenceWindows", "PreparedDataset", "WindowDataset", "klines_to_frame",
+           "series_windows"]
 
 Klines: TypeAlias = Sequence[Kline] | pd.DataFrame
 
@@ -110,6 +111,31 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
         index = int(self.indices[item])
         return self.features[index], self.targets[index]
+
+    def batch(self, items: slice | torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Several items at once: features (b, ...) and targets (b, ...) of the windows `indices[items]`."""
+        chosen = self.indices[items.numpy() if isinstance(items, torch.Tensor) else items]
+        rows = torch.as_tensor(np.atleast_1d(chosen))
+        return self.features[rows], self.targets[rows]
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every item as numpy arrays: features (w, ...), targets (w, ...)."""
+        features, targets = self.batch(slice(None))
+        return features.numpy(), targets.numpy()
+
+
+def series_windows(data: np.ndarray, seq_len: int, horizon: int) -> WindowDataset:
+    """Every stride-1 (input, target) window of a multivariate series, as views of one buffer (no copy per window).
+
+    Args:
+        data: (n, c) values, scaled (a validation or test slice starts `seq_len` rows before its border).
+        seq_len: l, input rows per window.
+        horizon: t, target rows after the input.
+    Shapes: item i -> x (l, c), y (t, c); `batch` -> x (b, l, c), y (b, t, c).
+    """
+    values = torch.as_tensor(np.ascontiguousarray(data), dtype=torch.float32)  # (n, c)
+    windows = values.unfold(0, seq_len + horizon, 1).transpose(1, 2)  # (w, l+t, c) view
+    return WindowDataset(windows[:, :seq_len], windows[:, seq_len:])
 
 
 @dataclass(frozen=True, eq=False)

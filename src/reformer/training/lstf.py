@@ -23,6 +23,7 @@ from typing import Any, Literal, cast
 import numpy as np
 import torch
 
+from reformer.data.dataset import WindowDataset, series_windows
 from reformer.data.timeseries import LSTFSplits, TimeSeries, load_timeseries_csv, lstf_splits
 from reformer.errors import ConfigError
 from reformer.files import atomic_write_text
@@ -31,9 +32,9 @@ from reformer.model import ForecastConfig, PatchReformerForecaster, ReformerMode
 from .baselines import LinearForecaster, repeat_forecast
 from .checkpoint import check_run_dir, clear_run_dir, save_checkpoint, update_meta
 from .loop import EpochEnd, FitResult, TrainConfig, TrainingInterrupted, fit
-from .lstf_scoring import Metrics, WindowSet, blend_weight, drop_last_windows, evaluate_forecaster, evaluate_forecasters
+from .lstf_scoring import Metrics, blend_weight, drop_last_windows, evaluate_forecaster, evaluate_forecasters
 
-__all__ = ["LSTFResult", "Metrics", "WindowSet", "blend_weight", "drop_last_windows", "evaluate_forecaster",
+__all__ = ["LSTFResult", "Metrics", "blend_weight", "drop_last_windows", "evaluate_forecaster",
            "evaluate_forecasters", "init_linear_skip", "run_lstf", "series_meta", "train_forecaster"]
 
 PROTOCOLS = {"ett-hourly": "ett_hour", "ett-15min": "ett_minute", "ratio": "ratio"}
@@ -65,7 +66,7 @@ def init_linear_skip(model: PatchReformerForecaster, x: np.ndarray, y: np.ndarra
     model.set_linear_skip(torch.from_numpy(weight[:-1].T), torch.from_numpy(weight[-1]))
 
 
-def train_forecaster(model: PatchReformerForecaster, train: WindowSet, val: WindowSet, config: TrainConfig, *,
+def train_forecaster(model: PatchReformerForecaster, train: WindowDataset, val: WindowDataset, config: TrainConfig, *,
                      target_only: bool = False, progress: bool = False, log: Callable[[str], None] | None = None,
                      out_dir: str | Path | None = None, checkpoint_meta: dict[str, Any] | None = None,
                      resume: str | Path | None = None) -> FitResult:
@@ -207,7 +208,7 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
         if count < 1:
             raise ConfigError(f"the {name} split holds no window of seq_len={seq_len} + horizon={horizon} steps "
                               f"under protocol {protocol!r}: use a shorter seq_len or horizon")
-    train, val, test = (WindowSet(part, seq_len, horizon) for part in (splits.train, splits.val, splits.test))
+    train, val, test = (series_windows(part, seq_len, horizon) for part in (splits.train, splits.val, splits.test))
     target_only = features == "MS"
     n_channels = splits.train.shape[1]
 
@@ -327,7 +328,7 @@ class _Member:
                 "selected": self.selected}
 
 
-def _fit_member(config: ForecastConfig, train_config: TrainConfig, train: WindowSet, val: WindowSet, *,
+def _fit_member(config: ForecastConfig, train_config: TrainConfig, train: WindowDataset, val: WindowDataset, *,
                 target_only: bool, progress: bool, log: Callable[[str], None] | None, out_dir: str | Path | None,
                 meta: dict[str, Any] | None, resume: bool) -> _Member:
     """Build and train one forecaster (`run_lstf`'s recipe: optional linear-skip start, kept if training never

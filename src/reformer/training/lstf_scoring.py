@@ -9,46 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from torch.utils.data import Dataset
 
+from ..data.dataset import WindowDataset
 from ..errors import ConfigError
 
-__all__ = ["Metrics", "WindowSet", "blend_weight", "drop_last_windows", "evaluate_forecaster",
+__all__ = ["Metrics", "blend_weight", "drop_last_windows", "evaluate_forecaster",
            "evaluate_forecasters"]
-
-
-class WindowSet(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """Every stride-1 (input, target) window of one split slice, as views (no copy until a batch is taken).
-
-    Args:
-        data: (n, c) scaled slice (val/test slices already start `seq_len` rows before their border).
-        seq_len: l.
-        horizon: t.
-    Shapes: `batch(idx)` -> x (b, l, c), y (b, t, c).
-    """
-
-    def __init__(self, data: np.ndarray, seq_len: int, horizon: int) -> None:
-        self.data = torch.as_tensor(np.ascontiguousarray(data), dtype=torch.float32)  # (n, c)
-        self.seq_len, self.horizon = seq_len, horizon
-        self.windows = self.data.unfold(0, seq_len + horizon, 1)  # (w, c, l+t) view
-
-    def __len__(self) -> int:
-        return int(self.windows.shape[0])
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        window = self.windows[index].T  # (l+t, c)
-        return window[: self.seq_len], window[self.seq_len:]
-
-    def batch(self, idx: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
-        block = self.windows[idx].transpose(1, 2)  # (b, l+t, c)
-        return block[:, : self.seq_len], block[:, self.seq_len:]
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """All windows as numpy arrays: x (w, l, c), y (w, t, c)."""
-        x, y = self.batch(slice(None))
-        return x.numpy(), y.numpy()
 
 
 @dataclass(frozen=True)
@@ -60,7 +27,7 @@ class Metrics:
     n_windows: int
 
 
-def evaluate_forecasters(predict: Callable[[torch.Tensor], dict[str, torch.Tensor]], windows: WindowSet, *,
+def evaluate_forecasters(predict: Callable[[torch.Tensor], dict[str, torch.Tensor]], windows: WindowDataset, *,
                          target_only: bool = False, batch_size: int = 256,
                          leading: int | None = None) -> dict[str, Metrics]:
     """MSE and MAE of each named forecast that `predict` returns, over every window of `windows` (no drop_last),
@@ -97,7 +64,7 @@ def evaluate_forecasters(predict: Callable[[torch.Tensor], dict[str, torch.Tenso
             for name, (sq, ab, count, n) in sums.items()}
 
 
-def evaluate_forecaster(predict: Callable[[torch.Tensor], torch.Tensor], windows: WindowSet, *,
+def evaluate_forecaster(predict: Callable[[torch.Tensor], torch.Tensor], windows: WindowDataset, *,
                         target_only: bool = False, batch_size: int = 256) -> Metrics:
     """MSE and MAE of `predict` (x (b, l, c) -> (b, t, c)) over every window of `windows`: `evaluate_forecasters`
     with one forecast."""
@@ -106,7 +73,7 @@ def evaluate_forecaster(predict: Callable[[torch.Tensor], torch.Tensor], windows
 
 
 def blend_weight(first: Callable[[torch.Tensor], torch.Tensor], second: Callable[[torch.Tensor], torch.Tensor],
-                 windows: WindowSet, *, target_only: bool = False, batch_size: int = 256) -> float:
+                 windows: WindowDataset, *, target_only: bool = False, batch_size: int = 256) -> float:
     """The weight a in [0, 1] of `first` in a * first + (1 - a) * second that minimises MSE on `windows`.
 
     Least squares in one variable: with d = first - second and r = y - second over every scored entry,
