@@ -7,6 +7,6 @@
 set -euo pipefail
 out=${OUT:-runs/bench/attention}
 mkdir -p "$out"
-reformer bench attention --lengths 512,2048,8192 --repeats 3 --out "$out/result.json"
+reformer bench attention --lengths 512,2048,8192 --repeats 3 --out "$out/result.json" --force
 reformer bench attention-scaling --lengths 2048,4096,8192,16384,32768,65536,131072 --steps 1 --threads 1 \
-  --budget-gb 16 --step-timeout 1200 --out "$out/scaling.json"
+  --budget-gb 16 --step-timeout 1200 --out "$out/scaling.json" --force

@@ -22,4 +22,4 @@ out=${OUT:-runs/bench/btc}
 config=$(dirname "$0")/../../configs/btc_small.toml
 mkdir -p "$out"
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} reformer train --csv "$csv" --config "$config" --walk-forward 6 --ensemble 5 \
-  --out "$out/run" 2>&1 | tee "$out/train.log"
+  --out "$out/run" --force 2>&1 | tee "$out/train.log"

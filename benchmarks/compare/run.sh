@@ -7,8 +7,8 @@
 set -euo pipefail
 out=${OUT:-runs/bench/compare}
 mkdir -p "$out"
-reformer bench compare --lengths 2048,8192 --repeats 1 --threads 1 --out "$out/result_2048_8192.json"
+reformer bench compare --lengths 2048,8192 --repeats 1 --threads 1 --out "$out/result_2048_8192.json" --force
 reformer bench compare --lengths 32768 --impls ours,hf,lucidrains --repeats 2 --steps 3 --threads 2 \
-  --out "$out/result_32768_2threads.json"
+  --out "$out/result_32768_2threads.json" --force
 reformer bench compare --lengths 32768 --impls ours,hf,lucidrains --repeats 2 --steps 3 --threads 1 \
-  --out "$out/result_32768_1thread.json"
+  --out "$out/result_32768_1thread.json" --force

@@ -24,7 +24,7 @@ run() {
     reformer evaluate --csv "$csv" --protocol ett-hourly --features M \
       --seq-len 336 --horizon "$h" --epochs 3 --max-batches 32 --threads 1 --batch-size 128 --lr 1e-3 --patience 2 \
       --d-model 64 --n-heads 4 --n-layers 2 --d-ff 128 --attention full --dropout 0.1 --seed 0 --ensemble "$n" \
-      --out "$out/etth1_M_L336_H${h}.json" > "$out/etth1_M_L336_H${h}.log" 2>&1
+      --out "$out/etth1_M_L336_H${h}.json" --force > "$out/etth1_M_L336_H${h}.log" 2>&1
   done
 }
 run 96 192 &

@@ -6,6 +6,6 @@
 set -euo pipefail
 out=${OUT:-runs/bench/targets}
 mkdir -p "$out"
-reformer bench targets --threads 1 --out "$out/result_1thread.json"
-reformer bench targets --threads 2 --train-steps 4 --latency-calls 50 --long-calls 5 --out "$out/result_2threads.json"
+reformer bench targets --threads 1 --out "$out/result_1thread.json" --force
+reformer bench targets --threads 2 --train-steps 4 --latency-calls 50 --long-calls 5 --out "$out/result_2threads.json" --force
 THP_MEM_ALLOC_ENABLE=1 python "$(dirname "$0")/long_config_memory.py" --threads 2 | tee "$out/long_config_memory.txt"

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..bench.attention import KERNELS, BenchSpec, Measurement, run_suite
 from ..errors import ConfigError
-from .common import App
+from .common import App, ForceOpt, check_out, write_output
 
 __all__ = ["attention_table", "register"]
 
@@ -67,8 +67,10 @@ def attention(
     budget_gb: Annotated[float, typer.Option(help="Skip kernels estimated to need more memory.")] = 8.0,
     kernels: Annotated[str, typer.Option(help="Comma-separated subset of naive,sdpa,local,lsh.")] = ",".join(KERNELS),
     out: Annotated[Path | None, typer.Option(help="Also write the results as JSON here.")] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Forward+backward time and peak memory of naive full, SDPA, local and LSH attention."""
+    check_out(out, force)  # before the benchmark runs, not after it
     try:
         length_list = [int(x) for x in lengths.split(",") if x.strip()]
     except ValueError:
@@ -87,8 +89,7 @@ def attention(
                         progress=lambda m: console.print(f"  {m.kernel:>5} L={m.length:<6} {_fmt_time(m)}"))
     console.print(attention_table(results, length_list))
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"spec": spec.__dict__, "results": [m.__dict__ for m in results]}, indent=2))
+        write_output(out, json.dumps({"spec": spec.__dict__, "results": [m.__dict__ for m in results]}, indent=2))
         console.print(f"wrote {out}")
 
 

@@ -19,6 +19,7 @@ from ..bench.shape import IMPLS, ModelShape
 from ..bench.targets import TargetSpec, run_targets
 from ..errors import ConfigError
 from .bench import bench_app
+from .common import ForceOpt, check_out, write_output
 
 __all__ = ["compare_markdown", "register"]
 
@@ -133,8 +134,10 @@ def compare(
                                             "of all its runs' steps. The first one follows the heap trim that resets "
                                             "the peak-memory counter and pays for faulting the heap back in.")] = 3,
     step_timeout: Timeout = 600.0, budget_gb: Budget = 12.0, threads: Threads = 1, out: CompareOut = None,
+    force: ForceOpt = False,
 ) -> None:
     """Training-step time and memory of ours, HF transformers, reformer-pytorch and an SDPA Transformer."""
+    _check_outputs(force, out, out and out.with_suffix(".md"))
     length_list = _ints(lengths, "--lengths")
     impl_list = tuple(i.strip() for i in impls.split(",") if i.strip())
     bad = [i for i in impl_list if i not in IMPLS]
@@ -153,9 +156,8 @@ def compare(
         data = {"command": "compare", "spec": asdict(spec), "lengths": length_list, "impls": list(impl_list),
                 "machine": info, "runs": [asdict(r) for r in runs], "results": [asdict(m) for m in results],
                 "ratios_to_ours": ratios(results)}
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(data, indent=2))
-        out.with_suffix(".md").write_text(compare_markdown(results, length_list, impl_list) + "\n")
+        write_output(out, json.dumps(data, indent=2))
+        write_output(out.with_suffix(".md"), compare_markdown(results, length_list, impl_list) + "\n")
         console.print(f"wrote {out} and {out.with_suffix('.md')}")
 
 
@@ -169,8 +171,10 @@ def attention_scaling(
     repeats: Repeats = 1, steps: Steps = 2, step_timeout: Timeout = 600.0, budget_gb: Budget = 12.0,
     threads: Threads = 1, out: Out = None,
     plot: Annotated[Path | None, typer.Option(help="Log-log PNG plot; default: --out with .png.")] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Our LSH attention layer alone (fwd+bwd): time and peak memory against L, JSON and a log-log plot."""
+    _check_outputs(force, out, plot if plot is not None else (out and out.with_suffix(".png")))
     length_list = _ints(lengths, "--lengths")
     spec = _spec(d_model, heads, 1, rounds, chunk_size, 1024, repeats, steps, step_timeout, budget_gb, threads)
     console = Console(width=200)
@@ -194,11 +198,12 @@ def attention_scaling(
         data = {"command": "attention-scaling", "spec": asdict(spec), "lengths": length_list,
                 "machine": {"before": before, "after": machine_info()}, "runs": [asdict(r) for r in runs],
                 "results": [asdict(m) for m in results], "loglog_slopes": slopes}
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(data, indent=2))
+        write_output(out, json.dumps(data, indent=2))
         console.print(f"wrote {out}")
     if plot_path is not None:
-        plot_scaling(results, plot_path)
+        from ..files import atomic_write
+
+        atomic_write(plot_path, lambda temp: plot_scaling(results, temp))
         console.print(f"wrote {plot_path}")
 
 
@@ -208,9 +213,10 @@ def targets(
     train_steps: Annotated[int, typer.Option(help="Timed training steps of each model (alternating).")] = 20,
     latency_calls: Annotated[int, typer.Option(help="Timed batch-1 inference calls.")] = 200,
     long_calls: Annotated[int, typer.Option(help="Timed seq_len-8760 eval forwards per precision (0 skips).")] = 3,
-    threads: Threads = 1, out: Out = None,
+    threads: Threads = 1, out: Out = None, force: ForceOpt = False,
 ) -> None:
     """Default configuration (seq_len 168): training step vs the same-size SDPA encoder, batch-1 latency."""
+    _check_outputs(force, out)
     if min(batch, train_steps, latency_calls) < 1 or long_calls < 0:
         raise ConfigError(f"--batch {batch} / --train-steps {train_steps} / --latency-calls {latency_calls} / "
                           f"--long-calls {long_calls}: each must be at least 1 (--long-calls at least 0)")
@@ -240,10 +246,15 @@ def targets(
                       f"< {long['target_s']:.0f} s", "yes" if long["met"] else "no")
     console.print(table)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"command": "targets", **result,
-                                   "machine": {"before": before, "after": machine_info()}}, indent=2))
+        write_output(out, json.dumps({"command": "targets", **result,
+                                      "machine": {"before": before, "after": machine_info()}}, indent=2))
         console.print(f"wrote {out}")
+
+
+def _check_outputs(force: bool, *paths: Path | None) -> None:
+    """Before the benchmark runs (minutes to hours): no result file is replaced unasked, none through a link."""
+    for path in paths:
+        check_out(path, force)
 
 
 def register(app: typer.Typer) -> None:

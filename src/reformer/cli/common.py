@@ -48,6 +48,22 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", help=r"TOML with \[m
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object, the result, on stdout.")]
 StartOpt = Annotated[str | None, typer.Option("--start", help="First bar (ISO-8601 or epoch ms).")]
 EndOpt = Annotated[str | None, typer.Option("--end", help="Last bar (ISO-8601 or epoch ms).")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing --out file (never a symbolic link).")]
+
+
+def check_out(out: Path | None, force: bool) -> None:
+    """Refuse an --out file before the work that would fill it: one that exists (unless `force`) or any link."""
+    from ..files import check_output_file
+
+    if out is not None:
+        check_output_file(out, force)
+
+
+def write_output(out: Path, text: str) -> None:
+    """Write a result file atomically (its path checked by `files.check_output_file` before the work began)."""
+    from ..files import atomic_write_text
+
+    atomic_write_text(out, text)
 
 
 def exchange_url(base_url: str | None) -> str:

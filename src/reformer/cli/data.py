@@ -32,7 +32,7 @@ from ..data.sync import ProgressCallback, SyncReport, format_ms, parse_time_ms, 
 from ..data.windows import bar_step
 from ..errors import DataFormatError, ExchangeUnavailableError, UserInputError
 from ..textio import check_csv_file
-from .common import DEFAULT_SYMBOL, DbOpt, SymbolOpt, exchange_url, symbol_option
+from .common import DEFAULT_SYMBOL, DbOpt, ForceOpt, SymbolOpt, check_out, exchange_url, symbol_option
 
 __all__ = ["register"]
 
@@ -82,9 +82,11 @@ def export(
     symbol: SymbolOpt = DEFAULT_SYMBOL,
     category: CategoryOpt = "linear",
     db: DbOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Write one stored series as timestamp,open,high,low,close,volume,turnover (epoch ms, ascending)."""
     code = parse_interval(interval)
+    check_out(out, force)
     how = f"reformer fetch --symbol {symbol} --interval {code} --category {category} --limit 1000"
     path = _db_path(db)
     if not path.is_file():

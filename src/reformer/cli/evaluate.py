@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .common import PROTOCOL_HELP, JsonOpt
+from .common import PROTOCOL_HELP, ForceOpt, JsonOpt, check_out, write_output
 
 if TYPE_CHECKING:
     from ..training.lstf import LSTFResult
@@ -47,6 +47,7 @@ def evaluate(
     drop_last_batch: Annotated[int, typer.Option(help=_HELP["drop_last_batch"])] = 128,
     json_out: JsonOpt = False,
     out: Annotated[Path | None, typer.Option(help="Also write the JSON result to this file.")] = None,
+    force: ForceOpt = False,
     patch_len: Annotated[int, typer.Option(help="Steps per patch (token).")] = 16,
     stride: Annotated[int, typer.Option(help="Steps between patch starts.")] = 8,
     d_model: Annotated[int, typer.Option(help="Width of each residual half.")] = 64,
@@ -81,13 +82,13 @@ def evaluate(
         n_buckets=n_buckets, n_hash_rounds=n_hash_rounds, reversible=reversible, revin=revin, dropout=dropout,
         linear_skip=linear_skip, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience,
         max_batches=max_batches, loss=loss, threads=threads, max_minutes=max_minutes, device=device)
+    check_out(out, force)  # before the training, not after it
     stream = sys.stderr if json_out else sys.stdout  # with --json, stdout carries the JSON object only
     result = run_forecast(options.forecast_run(), progress=not json_out,
                           log=lambda line: print(line, file=stream, flush=True))
     payload = result.to_json()
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(payload, indent=2) + "\n")
+        write_output(out, json.dumps(payload, indent=2) + "\n")
     if json_out:
         print(json.dumps(payload))
     else:
