@@ -98,7 +98,8 @@ def predict_run(options: PredictOptions) -> Predicted:
 
 def _predict_candles(run: Path, options: PredictOptions) -> dict[str, Any]:
     from ..files import atomic_write
-    from ..training.crypto import plot_attention, predict_all_predictions, predict_latest
+    from ..training.attention_plot import plot_attention
+    from ..training.crypto import predict_all_predictions, predict_latest
 
     frame, source = load_candles(options.csv, options.symbol, options.interval, options.category, options.db,
                                  offline=True, why_offline="predict never fetches")

@@ -214,8 +214,8 @@ def train_model(options: TrainOptions, *, progress: bool = True,
 def _train_candles(options: TrainOptions, tables: dict[str, dict[str, Any]], progress: bool,
                    log: Callable[[str], None] | None) -> TrainOutcome:
     from ..training import TrainConfig
-    from ..training.checkpoint import check_run_dir
     from ..training.loop import resolve_device
+    from ..training.run_dir import check_run_dir
 
     data, model_table = tables["data"], dict(tables["model"])
     length = first_given(options.seq_len, data.get("seq_len"), model_table.pop("seq_len", None), 168)

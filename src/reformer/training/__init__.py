@@ -11,6 +11,7 @@
     forecast_latest / forecast_all (series checkpoints)        reformer.training.series
 """
 
+from .attention_plot import plot_attention
 from .baselines import RidgeModel, fit_ridge, momentum_forecast, select_ridge, window_summary, zero_forecast
 from .checkpoint import (
     load_checkpoint,
@@ -25,7 +26,6 @@ from .crypto import (
     LatestPrediction,
     TrainReport,
     evaluate_crypto,
-    plot_attention,
     predict_all,
     predict_latest,
     prepare_crypto_data,

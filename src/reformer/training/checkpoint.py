@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -42,9 +41,7 @@ __all__ = [
     "META_FILE",
     "OPTIMIZER_FILE",
     "WEIGHTS_FILE",
-    "check_run_dir",
     "check_weights",
-    "clear_run_dir",
     "kind_of",
     "load_checkpoint",
     "load_optimizer_state",
@@ -53,7 +50,6 @@ __all__ = [
     "read_weights",
     "rebuild",
     "resolve_checkpoint_dir",
-    "run_contents",
     "save_checkpoint",
     "update_meta",
     "weights_header",
@@ -64,10 +60,6 @@ WEIGHTS_FILE = "model.safetensors"
 META_FILE = "checkpoint.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 REFORMER_KIND = "reformer"
-
-
-def _replace_atomically(path: Path, write: Any) -> None:
-    atomic_write(path, write)
 
 
 def save_checkpoint(directory: str | os.PathLike[str], model: torch.nn.Module, meta: dict[str, Any] | None = None,
@@ -87,15 +79,15 @@ def save_checkpoint(directory: str | os.PathLike[str], model: torch.nn.Module, m
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     weights = {name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in model.state_dict().items()}
-    _replace_atomically(out / WEIGHTS_FILE, lambda p: save_file(weights, str(p), metadata={"format": "pt"}))
+    atomic_write(out / WEIGHTS_FILE, lambda p: save_file(weights, str(p), metadata={"format": "pt"}))
     if optimizer is not None:
         tensors, groups = _flatten_optimizer(optimizer)
-        _replace_atomically(out / OPTIMIZER_FILE,
+        atomic_write(out / OPTIMIZER_FILE,
                             lambda p: save_file(tensors, str(p), metadata={"param_groups": json.dumps(groups)}))
     document = {"format_version": FORMAT_VERSION, "model_kind": kind_of(model),
                 "model_config": model.config.to_dict(), **(meta or {})}  # type: ignore[union-attr,operator]
     text = json.dumps(document, indent=2, sort_keys=True, allow_nan=True)
-    _replace_atomically(out / META_FILE, lambda p: p.write_text(text + "\n", encoding="utf-8"))
+    atomic_write(out / META_FILE, lambda p: p.write_text(text + "\n", encoding="utf-8"))
     return out
 
 
@@ -158,7 +150,7 @@ def update_meta(path: str | os.PathLike[str], **fields: Any) -> None:
     directory = resolve_checkpoint_dir(path)
     document = {**read_meta(directory), **fields}
     text = json.dumps(document, indent=2, sort_keys=True, allow_nan=True)
-    _replace_atomically(directory / META_FILE, lambda p: p.write_text(text + "\n", encoding="utf-8"))
+    atomic_write(directory / META_FILE, lambda p: p.write_text(text + "\n", encoding="utf-8"))
 
 
 _DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
@@ -369,46 +361,3 @@ def load_optimizer_state(path: str | os.PathLike[str], optimizer: torch.optim.Op
         reason = first_line(exc)
         raise DataFormatError(f"{file}: optimizer state does not fit ({reason}); resume from a checkpoint of the "
                               "same model, or start a fresh run") from None
-
-
-_RUN_FILES = ("best", "last", "metrics.csv", "evaluation.json", "walkforward.json", "members")
-
-
-def run_contents(run_dir: Path) -> list[str]:
-    """What a training run left in `run_dir`: its checkpoints, metrics, evaluation, walk-forward folds, ensemble
-    members, by name ([] for a missing or empty folder, or one of other files only)."""
-    if not run_dir.is_dir():
-        return []
-    return sorted(path.name for path in run_dir.iterdir()
-                  if path.name in _RUN_FILES or (path.name.startswith("fold_") and path.is_dir()))
-
-
-def check_run_dir(run_dir: Path, *, resume: bool = False, force: bool = False, resumable: bool = True) -> None:
-    """Refuse to train into a folder that holds a run, unless told what to do with it: `resume` continues it (its
-    `last/` is checked by the caller), `force` starts over (`clear_run_dir`). `resumable`: this run can resume.
-
-    Raises:
-        UserInputError: both asked for, or a run is there and neither was.
-    """
-    if resume and force:
-        raise UserInputError(f"--resume continues the run in {run_dir} and --force discards it: pass one of them")
-    found = [] if resume or force else run_contents(run_dir)
-    if found:
-        held = "a walk-forward run" if any(n.startswith(("fold_", "walkforward")) for n in found) else "a training run"
-        fix = "continue it with --resume or " if resumable and (run_dir / "last").is_dir() else ""
-        raise UserInputError(f"{run_dir} holds {held} already ({', '.join(found)}): {fix}start over with --force "
-                             "(replaces the run's files), or pass another --out")
-
-
-def clear_run_dir(run_dir: Path) -> None:
-    """Remove what a training run left in `run_dir` (`run_contents`, and a walk-forward's predictions.csv); other
-    files in it stay."""
-    names = run_contents(run_dir)
-    if "walkforward.json" in names and (run_dir / "predictions.csv").is_file():
-        names.append("predictions.csv")
-    for name in names:
-        path = run_dir / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()

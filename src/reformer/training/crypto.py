@@ -36,7 +36,7 @@ from reformer.errors import ConfigError, DataFormatError, UserInputError
 from reformer.files import atomic_write_text
 from reformer.model import ReformerConfig, ReformerModel
 from reformer.predictions import Predictions
-from reformer.training.checkpoint import check_run_dir, clear_run_dir, load_checkpoint, update_meta
+from reformer.training.checkpoint import load_checkpoint, update_meta
 from reformer.training.crypto_eval import (
     CryptoData,
     crypto_data,
@@ -47,9 +47,10 @@ from reformer.training.crypto_eval import (
 )
 from reformer.training.loop import EpochEnd, FitResult, TrainConfig, fit, predict_dataset
 from reformer.training.metrics import directional_accuracy, information_coefficient, json_safe
+from reformer.training.run_dir import check_run_dir, clear_run_dir
 
 __all__ = ["CryptoData", "LatestPrediction", "TrainReport", "data_interval", "evaluate_crypto", "first_unseen_bar",
-           "plot_attention", "predict_all", "predict_all_predictions", "predict_latest", "prepare_crypto_data",
+           "predict_all", "predict_all_predictions", "predict_latest", "prepare_crypto_data",
            "train_crypto"]
 
 Task = Literal["regression", "classification"]
@@ -241,7 +242,7 @@ def _check_bar_step(checkpoint: str | os.PathLike[str], trained_ms: int, frame: 
                              f"{_duration(trained_ms)} bars; give candles of the training interval")
 
 
-def _checkpoint_inputs(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, stride: int = 1
+def checkpoint_inputs(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, stride: int = 1
                        ) -> tuple[ReformerModel, dict[str, Any], Any]:
     model, meta = load_checkpoint(checkpoint)
     frame = klines_to_frame(frame)
@@ -322,7 +323,7 @@ def predict_all(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, batch_s
     Raises:
         DataFormatError: the checkpoint used turnover and the candles have none, or other feature mismatches.
     """
-    model, meta, inputs = _checkpoint_inputs(checkpoint, frame)
+    model, meta, inputs = checkpoint_inputs(checkpoint, frame)
     outputs, _ = predict_dataset(model, WindowDataset(inputs.features, torch.zeros(len(inputs.timestamps))),
                                  batch_size, bfloat16=bfloat16)
     score, probs = outputs_to_scores(outputs, meta["task"], float(meta.get("target_scale", 1.0)))
@@ -337,7 +338,7 @@ def predict_latest(checkpoint: str | os.PathLike[str], frame: pd.DataFrame,
                    bfloat16: bool = False) -> LatestPrediction:
     """The forecast for the window ending at the last candle of `frame` (pass closed candles only); `bfloat16` as
     in `predict_all`."""
-    model, meta, inputs = _checkpoint_inputs(checkpoint, frame)
+    model, meta, inputs = checkpoint_inputs(checkpoint, frame)
     if int(inputs.end_bars[-1]) != len(frame) - 1:  # windows over a gap are left out (`windows.gap_free_ends`)
         raise UserInputError(f"the latest {model.config.seq_len} candles (and their feature warm-up) hold a gap: "
                              "fetch the missing candles before predicting")
@@ -359,7 +360,7 @@ def predict_latest(checkpoint: str | os.PathLike[str], frame: pd.DataFrame,
 def evaluate_crypto(checkpoint: str | os.PathLike[str], frame: pd.DataFrame) -> dict[str, Any]:
     """Test metrics of a checkpoint beside the baselines, on the 70/10/20 split of `frame` (the checkpoint's
     scaler, seq_len, horizon and task; the test split is the last 20% of the windows of this frame)."""
-    model, meta, inputs = _checkpoint_inputs(checkpoint, frame)
+    model, meta, inputs = checkpoint_inputs(checkpoint, frame)
     dataset = meta["dataset"]
     data = prepare_crypto_data(frame, dataset["seq_len"], dataset["horizon"], task=meta["task"],
                                class_threshold=dataset["class_threshold"], normalization=dataset["normalization"],
@@ -376,30 +377,3 @@ def evaluate_crypto(checkpoint: str | os.PathLike[str], frame: pd.DataFrame) -> 
                          WindowDataset(features, targets, split.val), WindowDataset(features, targets, split.test),
                          scale)
     return json_safe(_evaluate(model, rebuilt, frame, meta["task"], "cpu"))
-
-
-def plot_attention(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """PNG of which past bars the model attended to for the latest window.
-
-    Top: the window's closes. Bottom: the last layer's attention from the last position to every bar of the
-    window, averaged over heads (`LayerAttention.to_dense()[0, :, -1, :]`), against bars ago.
-    """
-    from reformer.figures import pyplot, write_png
-
-    plt = pyplot()
-    model, _, inputs = _checkpoint_inputs(checkpoint, frame)
-    _, layers = model.predict_with_attention(inputs.features[-1:])
-    weights = layers[-1].to_dense()[0, :, -1, :].mean(dim=0).numpy()  # (l,)
-    seq_len = len(weights)
-    closes = frame["close"].to_numpy()[int(inputs.end_bars[-1]) - seq_len + 1: int(inputs.end_bars[-1]) + 1]
-    bars_ago = np.arange(seq_len - 1, -1, -1)
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
-    top.plot(bars_ago, closes, color="black", linewidth=1)
-    top.set_ylabel("close")
-    when = pd.to_datetime(int(inputs.timestamps[-1]), unit="ms", utc=True)
-    top.set_title(f"attention of the last position, last layer, mean over heads (window ending {when:%Y-%m-%d %H:%M})")
-    bottom.bar(bars_ago, weights, width=1.0, color="tab:blue")
-    bottom.set_ylabel("attention weight")
-    bottom.set_xlabel("bars ago")
-    bottom.invert_xaxis()
-    return write_png(figure, path)

@@ -34,7 +34,6 @@ from reformer.data.dataset import klines_to_frame
 from reformer.errors import ConfigError
 from reformer.model import ReformerConfig, ReformerModel
 from reformer.predictions import write_predictions_csv
-from reformer.training.checkpoint import check_run_dir, clear_run_dir
 from reformer.training.crypto import (
     annotate_run,
     checkpoint_meta,
@@ -57,6 +56,7 @@ from reformer.training.crypto_eval import (
 )
 from reformer.training.loop import FitResult, TrainConfig, TrainingInterrupted, fit
 from reformer.training.metrics import information_coefficient, json_safe
+from reformer.training.run_dir import check_run_dir, clear_run_dir
 
 __all__ = ["FoldSettings", "evaluate_walk_forward"]
 

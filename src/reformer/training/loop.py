@@ -25,12 +25,8 @@ from __future__ import annotations
 import csv
 import math
 import os
-import shlex
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +48,7 @@ from reformer.training.checkpoint import (
     save_checkpoint,
 )
 from reformer.training.config import TrainConfig
+from reformer.training.interrupts import TrainingInterrupted, as_training_interrupted, interrupts_held
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -81,60 +78,6 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best_checkpoint: Path | None = None
     stopped_early: bool = False
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during `fit`, raised once the run directory holds whole epochs only.
-
-    Attributes:
-        run_dir: the run directory (None: nothing is kept).
-        epoch: the epoch its `last/` holds (0: none ended).
-        not_resumed: None for a run `--resume` continues, else what it is instead ("a walk-forward run").
-    """
-
-    def __init__(self, run_dir: Path | None, epoch: int, not_resumed: str | None = None) -> None:
-        super().__init__(f"interrupted after epoch {epoch}")
-        self.run_dir, self.epoch, self.not_resumed = run_dir, epoch, not_resumed
-
-    def hint(self) -> str:
-        """One line on how to go on; `...` stands for the interrupted command's other options."""
-        if self.run_dir is None:
-            return "interrupted: no run directory, nothing was kept"
-        out = shlex.quote(str(self.run_dir))
-        if self.not_resumed is not None:
-            return f"interrupted: {self.not_resumed} is not resumed; start it over with `reformer train ... --force " \
-                   f"--out {out}`"
-        if self.epoch == 0:
-            return f"interrupted before the first epoch ended, nothing was kept: `reformer train ... --out {out}` " \
-                   "starts again"
-        return f"interrupted: resume with `reformer train ... --resume --out {out}` (last/ holds epoch {self.epoch})"
-
-
-@contextmanager
-def _as_training_interrupted(run_dir: Path | None, saved: Callable[[], int]) -> Iterator[None]:
-    """A `KeyboardInterrupt` in the block leaves it as `TrainingInterrupted`, `saved()` the epoch `last/` holds."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        raise TrainingInterrupted(run_dir, saved() if run_dir is not None else 0) from None
-
-
-@contextmanager
-def _interrupts_held() -> Iterator[None]:
-    """A Ctrl-C in the block is raised when the block ends: an epoch's files are written whole. Only the main
-    thread receives signals, and a handler other than Python's default is left alone."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield
-        return
-    held: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, _: held.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if held:
-        raise KeyboardInterrupt
 
 
 def lr_at_step(step: int, total_steps: int, config: TrainConfig) -> float:
@@ -350,7 +293,7 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
     amp = device.type == "cuda"
     began = time.perf_counter()
     saved = int(state["epoch"])  # the epoch last/ holds
-    with bar, _as_training_interrupted(run_dir, lambda: saved):
+    with bar, as_training_interrupted(run_dir, lambda: saved):
         task = bar.add_task(f"epoch {int(state['epoch']) + 1}/{config.epochs}", total=total_steps,
                             completed=int(state["step"]))
         for epoch in range(int(state["epoch"]) + 1, config.epochs + 1):
@@ -399,7 +342,7 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
             extras = " ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "lr", "seconds"))
             bar.update(task, description=f"epoch {epoch}/{config.epochs} {extras} (best {state['best_epoch']})")
             if run_dir is not None:
-                with _interrupts_held():
+                with interrupts_held():
                     _write_metrics(run_dir / "metrics.csv", history)
                     if improved:
                         save_checkpoint(run_dir / "best", model, meta_for(record, with_state=False))

@@ -30,9 +30,10 @@ from reformer.files import atomic_write_text
 from reformer.model import ForecastConfig, PatchReformerForecaster, ReformerModel
 
 from .baselines import LinearForecaster, repeat_forecast
-from .checkpoint import check_run_dir, clear_run_dir, save_checkpoint, update_meta
+from .checkpoint import save_checkpoint, update_meta
 from .loop import EpochEnd, FitResult, TrainConfig, TrainingInterrupted, fit
 from .lstf_scoring import Metrics, blend_weight, drop_last_windows, evaluate_forecaster, evaluate_forecasters
+from .run_dir import check_run_dir, clear_run_dir
 
 __all__ = ["LSTFResult", "Metrics", "blend_weight", "drop_last_windows", "evaluate_forecaster",
            "evaluate_forecasters", "init_linear_skip", "run_lstf", "series_meta", "train_forecaster"]
