@@ -89,6 +89,12 @@ class InstrumentInfo:
     funding_interval_min: int | None = None
 
 
+def rest_root(base_url: str | None = None, testnet: bool = False) -> str:
+    """The REST root a client talks to: `base_url`, else testnet's, else `$BYBIT_BASE_URL`, else mainnet's."""
+    default_url = TESTNET_BASE_URL if testnet else os.environ.get("BYBIT_BASE_URL") or MAINNET_BASE_URL
+    return (base_url or default_url).rstrip("/")
+
+
 class BybitClient:
     """Async client for Bybit's public V5 market endpoints, on `httpx.AsyncClient`.
 
@@ -117,8 +123,7 @@ class BybitClient:
                 f"invalid client settings (timeout={timeout}, max_retries={max_retries}, "
                 f"backoff_base={backoff_base}, backoff_max={backoff_max}): use timeout > 0 and values >= 0"
             )
-        default_url = TESTNET_BASE_URL if testnet else os.environ.get("BYBIT_BASE_URL") or MAINNET_BASE_URL
-        self.base_url = (base_url or default_url).rstrip("/")
+        self.base_url = rest_root(base_url, testnet)
         default_ws = TESTNET_WS_URL if testnet else os.environ.get("BYBIT_WS_URL") or MAINNET_WS_URL
         self.ws_url = ws_url or default_ws
         # a URL without its scheme fails every request alike: named at once, not after all the retries

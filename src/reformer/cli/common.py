@@ -8,7 +8,6 @@ help layout.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -68,9 +67,9 @@ def write_output(out: Path, text: str) -> None:
 
 def exchange_url(base_url: str | None) -> str:
     """The REST root a client built with `base_url` talks to, for messages."""
-    from ..api.client import MAINNET_BASE_URL
+    from ..api.client import rest_root
 
-    return base_url or os.environ.get("BYBIT_BASE_URL") or MAINNET_BASE_URL
+    return rest_root(base_url)
 
 
 def _flags_without_type(params: list[Any]) -> list[Any]:

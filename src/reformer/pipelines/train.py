@@ -30,20 +30,14 @@ if TYPE_CHECKING:
 __all__ = ["TrainOptions", "TrainOutcome", "closed_candles", "default_run_dir", "load_candles", "train_model"]
 
 
-def _exchange_url() -> str:
-    import os
-
-    from ..api.client import MAINNET_BASE_URL
-
-    return os.environ.get("BYBIT_BASE_URL") or MAINNET_BASE_URL
-
-
 def _no_exchange(exc: ExchangeUnavailableError, symbol: str, interval: str,
                  category: str) -> ExchangeUnavailableError:
     """The client's error in `train`'s terms: `train` has no retry option, but two ways not to need the exchange."""
+    from ..api.client import rest_root
+
     cause = exc.__cause__ if exc.__cause__ is not None else exc
     return ExchangeUnavailableError(
-        f"the store holds no {category} {symbol} {interval} candles and the exchange at {_exchange_url()} could "
+        f"the store holds no {category} {symbol} {interval} candles and the exchange at {rest_root()} could "
         f"not be reached to fetch them (last: {cause}); train on stored candles with --offline (fill the store "
         f"with `reformer fetch --symbol {symbol} --interval {interval} --category {category}` when the exchange "
         "answers), or on a file with --csv FILE", code=exc.code, http_status=exc.http_status)
