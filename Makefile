@@ -30,7 +30,6 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check src tests examples benchmarks
-	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 

@@ -15,8 +15,8 @@ import pandas as pd
 from reformer import BacktestConfig, run_backtest
 from reformer.data import KlineStore, require_series
 from reformer.errors import UserInputError, run_main
+from reformer.pipelines.crypto import first_unseen_bar, predict_all_predictions
 from reformer.strategy import save_report
-from reformer.training.crypto import first_unseen_bar, predict_all_predictions
 
 
 def main() -> None:

@@ -10,7 +10,8 @@ import argparse
 from reformer.data import KlineStore, require_series
 from reformer.data.sync import format_ms
 from reformer.errors import run_main
-from reformer.training import predict_latest, resolve_checkpoint_dir
+from reformer.pipelines import predict_latest
+from reformer.training import resolve_checkpoint_dir
 
 
 def main() -> None:

@@ -15,7 +15,8 @@ from reformer.configfile import load_config_file
 from reformer.data import KlineStore, read_klines_frame, require_series
 from reformer.errors import run_main
 from reformer.model import ReformerConfig
-from reformer.training import TrainConfig, train_crypto
+from reformer.pipelines import train_crypto
+from reformer.training import TrainConfig
 
 
 def main() -> None:

@@ -149,10 +149,10 @@ def test_a_kept_ensemble_forecasts_with_its_members_mean(small_csv: Path, tmp_pa
 
     from reformer.errors import ConfigError, DataFormatError
     from reformer.model import ForecastConfig
+    from reformer.pipelines.lstf import run_lstf
+    from reformer.pipelines.series_models import forecast_all, load_series_models
     from reformer.training import TrainConfig
     from reformer.training.checkpoint import update_meta
-    from reformer.training.lstf import run_lstf
-    from reformer.training.series import forecast_all, load_series_models
 
     def lstf(**extra: object) -> object:
         return run_lstf(small_csv, protocol="ratio", seq_len=48, horizon=12, ensemble=2,
@@ -165,7 +165,7 @@ def test_a_kept_ensemble_forecasts_with_its_members_mean(small_csv: Path, tmp_pa
     kept, evaluated = lstf(out_dir=run), lstf()
     assert kept.model.mse == evaluated.model.mse  # type: ignore[attr-defined]
     models, meta = load_series_models(run)
-    assert [m.config.seed for m in models] == [3, 4] and meta["ensemble_members"] == ["../members/seed_4/best"]
+    assert [m.config.seed for m in models] == [3, 4] and meta.ensemble_members == ("../members/seed_4/best",)
     assert json.loads((run / "evaluation.json").read_text())["model"]["mse"] == kept.model.mse  # type: ignore[attr-defined]
     # predict's forecast is the members' mean: member 0 alone (best/ without its member list) and member 1 alone
     alone = tmp_path / "first"

@@ -281,7 +281,7 @@ def test_training_progress_is_quiet_off_a_terminal(capsys: pytest.CaptureFixture
 
 
 def test_the_demo_trains_with_the_progress_bar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import reformer.training.crypto as crypto
+    import reformer.pipelines.crypto as crypto
     from reformer.demo import run_demo
 
     asked: dict[str, Any] = {}

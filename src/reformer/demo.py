@@ -93,9 +93,9 @@ def run_demo(report_dir: str | Path, *, n_bars: int = 20_000, seq_len: int = 256
     from .data.store import KlineStore
     from .data.sync import sync_klines_blocking
     from .data.synthetic import synthetic_klines
+    from .pipelines.attention_plot import plot_attention
+    from .pipelines.crypto import first_unseen_bar, predict_all, predict_latest, train_crypto
     from .strategy import BacktestConfig, run_backtest, save_report
-    from .training.attention_plot import plot_attention
-    from .training.crypto import first_unseen_bar, predict_all, predict_latest, train_crypto
 
     started = time.perf_counter()
     out = Path(report_dir)

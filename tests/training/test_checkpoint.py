@@ -164,7 +164,7 @@ def test_a_json_edited_to_a_huge_model_fails_before_the_model_is_built(
 
 def test_a_series_checkpoint_is_checked_the_same_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from reformer.model import ForecastConfig, PatchReformerForecaster
-    from reformer.training.series import load_series_checkpoint
+    from reformer.pipelines.series_models import load_series_checkpoint
 
     config = ForecastConfig(seq_len=48, horizon=12, n_channels=2, patch_len=8, stride=8, d_model=8, n_heads=2,
                             n_layers=1, d_ff=16)

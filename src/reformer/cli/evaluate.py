@@ -15,7 +15,7 @@ import typer
 from .common import PROTOCOL_HELP, ForceOpt, JsonOpt, check_out, write_output
 
 if TYPE_CHECKING:
-    from ..training.lstf import LSTFResult
+    from ..pipelines.lstf import LSTFResult
 
 __all__ = ["register"]
 

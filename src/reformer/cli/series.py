@@ -18,7 +18,7 @@ import typer
 
 if TYPE_CHECKING:
     from ..pipelines import ForecastRun
-    from ..training.lstf import LSTFResult
+    from ..pipelines.lstf import LSTFResult
 
 __all__ = ["print_forecast", "print_trained_series"]
 

@@ -25,7 +25,7 @@ The forecaster follows the recipe that made Transformers competitive on LSTF ben
       y' = x'_l + W (x' - x'_l) + b + Reformer(patches(x'))
 
   W and b start at zero and are set with `set_linear_skip` (the training side sets them to the closed-form
-  least-squares fit on the training windows: `reformer.training.lstf.init_linear_skip`) and stay fixed (measured
+  least-squares fit on the training windows: `reformer.pipelines.lstf.init_linear_skip`) and stay fixed (measured
   on ETTh1: AdamW steps on a least-squares optimum only detune it); the encoder's output layer starts at zero, so
   training starts from the linear forecast and the encoder learns what the linear map misses (the decomposition
   of DLinear/NLinear-style linear trend plus a nonlinear residual).

@@ -21,17 +21,70 @@ which decides and runs, and returns what the command prints:
   (`reformer backtest`);
 - `load_candles`: candles from a CSV or the store (fetched when the store lacks them).
 
+The workflows those functions run are importable on their own (loaded on first use, so that importing this package
+still does not load torch):
+
+    train_crypto / evaluate_crypto / predict_latest / predict_all   reformer.pipelines.crypto
+    evaluate_walk_forward (folds pooled, beside baselines)          reformer.pipelines.crypto_folds
+    WalkForwardPredictor (for run_backtest)                         reformer.pipelines.walkforward
+    run_lstf (any CSV series; out_dir= keeps the model)             reformer.pipelines.lstf
+    forecast_latest / forecast_all (series checkpoints)             reformer.pipelines.series_models
+    plot_attention (a candle model's attention map)                 reformer.pipelines.attention_plot
+
 The layers below only look down (`lint-imports`, configured in pyproject.toml, checks it in `make test`, lazy
 imports included): `reformer.model` imports neither pandas nor data, api, training or strategy;
 `reformer.strategy` imports neither torch nor model or training; `reformer.api` does not import `reformer.data`;
 nothing but the CLI itself imports `reformer.cli`. Code that needs two of them together belongs here.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .backtest import BacktestOptions, BacktestRun, backtest_run, run_backtest, walk_forward_for
 from .predict import Predicted, PredictOptions, predict_run
 from .series import EvaluateOptions, ForecastRun, forecast_run_from_tables, run_forecast
 from .train import TrainOptions, TrainOutcome, load_candles, train_model
 
-__all__ = ["BacktestOptions", "BacktestRun", "EvaluateOptions", "ForecastRun", "PredictOptions", "Predicted",
-           "TrainOptions", "TrainOutcome", "backtest_run", "forecast_run_from_tables", "load_candles", "predict_run",
-           "run_backtest", "run_forecast", "train_model", "walk_forward_for"]
+_LAZY = {
+    **dict.fromkeys(["CryptoData", "LatestPrediction", "TrainReport", "evaluate_crypto", "predict_all",
+                     "predict_latest", "prepare_crypto_data", "train_crypto"], "crypto"),
+    **dict.fromkeys(["FoldSettings", "evaluate_walk_forward"], "crypto_folds"),
+    **dict.fromkeys(["FoldRecord", "WalkForwardConfig", "WalkForwardPredictor"], "walkforward"),
+    "run_lstf": "lstf",
+    **dict.fromkeys(["SeriesForecast", "forecast_all", "forecast_latest", "load_series_checkpoint"], "series_models"),
+    "plot_attention": "attention_plot",
+}
+
+__all__ = ["BacktestOptions", "BacktestRun", "CryptoData", "EvaluateOptions", "FoldRecord", "FoldSettings",
+           "ForecastRun", "LatestPrediction", "PredictOptions", "Predicted", "SeriesForecast", "TrainOptions",
+           "TrainOutcome", "TrainReport", "WalkForwardConfig", "WalkForwardPredictor", "backtest_run",
+           "evaluate_crypto", "evaluate_walk_forward", "forecast_all", "forecast_latest", "forecast_run_from_tables",
+           "load_candles", "load_series_checkpoint", "plot_attention", "predict_all", "predict_latest",
+           "predict_run", "prepare_crypto_data", "run_backtest", "run_forecast", "run_lstf", "train_crypto",
+           "train_model", "walk_forward_for"]
+
+if TYPE_CHECKING:
+    from .attention_plot import plot_attention
+    from .crypto import (
+        CryptoData,
+        LatestPrediction,
+        TrainReport,
+        evaluate_crypto,
+        predict_all,
+        predict_latest,
+        prepare_crypto_data,
+        train_crypto,
+    )
+    from .crypto_folds import FoldSettings, evaluate_walk_forward
+    from .lstf import run_lstf
+    from .series_models import SeriesForecast, forecast_all, forecast_latest, load_series_checkpoint
+    from .walkforward import FoldRecord, WalkForwardConfig, WalkForwardPredictor
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'reformer.pipelines' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

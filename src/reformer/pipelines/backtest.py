@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ..model import ReformerModel
     from ..predictions import Predictions
     from ..training.config import TrainConfig
-    from ..training.walkforward import WalkForwardConfig, WalkForwardPredictor
+    from .walkforward import WalkForwardConfig, WalkForwardPredictor
 
 __all__ = ["BacktestOptions", "BacktestRun", "backtest_run", "run_backtest", "walk_forward_for"]
 
@@ -47,7 +47,7 @@ def walk_forward_for(model: object, train_config: TrainConfig | None = None, wal
         return None  # without torch loaded nothing is a model (and importing it to find out costs seconds)
     from ..model import ReformerModel
     from ..training.config import TrainConfig
-    from ..training.walkforward import WalkForwardConfig, WalkForwardPredictor
+    from .walkforward import WalkForwardConfig, WalkForwardPredictor
 
     if not isinstance(model, ReformerModel):
         return None
@@ -201,7 +201,7 @@ def _read_predictions(options: BacktestOptions) -> Predictions | None:
     data is read)."""
     if options.checkpoint is not None:
         from ..training.checkpoint import resolve_checkpoint_dir
-        from ..training.series import is_series_checkpoint
+        from .series_models import is_series_checkpoint
 
         if is_series_checkpoint(resolve_checkpoint_dir(options.checkpoint)):
             raise UserInputError(f"{options.checkpoint} is a series forecaster (trained with --target), which "
@@ -264,13 +264,14 @@ def _predicted(options: BacktestOptions, preds: Predictions | None, frame: pd.Da
                         options.csv is not None)
         subject, where = str(options.predictions), "from the model's out-of-sample period on"
     else:
-        from ..training.checkpoint import read_meta
-        from ..training.crypto import data_interval, first_unseen_bar, predict_all_predictions
+        from ..training.meta import CandleMeta
+        from .crypto import data_interval, first_unseen_bar, predict_all_predictions
 
         checkpoint = options.checkpoint
         assert checkpoint is not None
         # checked before the model runs; an older checkpoint without its interval is checked by predict_all
-        trained = data_interval(read_meta(checkpoint).get("data") or {})
+        candle_data = CandleMeta.read(checkpoint).data
+        trained = data_interval(candle_data.interval, candle_data.bar_ms)
         _check_interval(trained, candles, f"{checkpoint} was trained on", options.csv is not None)
         preds = predict_all_predictions(checkpoint, frame)
         subject, where = str(checkpoint), first_unseen_bar(checkpoint)[1]

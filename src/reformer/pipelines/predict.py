@@ -84,7 +84,7 @@ def predict_run(options: PredictOptions) -> Predicted:
             forecaster without `csv`, the store without the series.
     """
     from ..training.checkpoint import resolve_checkpoint_dir
-    from ..training.series import is_series_checkpoint
+    from .series_models import is_series_checkpoint
 
     if options.all_windows and options.out is None:
         raise UserInputError("--all writes a CSV: pass --out preds.csv")
@@ -98,8 +98,8 @@ def predict_run(options: PredictOptions) -> Predicted:
 
 def _predict_candles(run: Path, options: PredictOptions) -> dict[str, Any]:
     from ..files import atomic_write
-    from ..training.attention_plot import plot_attention
-    from ..training.crypto import predict_all_predictions, predict_latest
+    from .attention_plot import plot_attention
+    from .crypto import predict_all_predictions, predict_latest
 
     frame, source = load_candles(options.csv, options.symbol, options.interval, options.category, options.db,
                                  offline=True, why_offline="predict never fetches")
@@ -122,7 +122,7 @@ def _predict_candles(run: Path, options: PredictOptions) -> dict[str, Any]:
 def _predict_series(run: Path, options: PredictOptions) -> dict[str, Any]:
     """Forecast the rows after `csv`'s last row (or the target from every window with `all_windows`)."""
     from ..files import atomic_write
-    from ..training.series import forecast_all, forecast_latest, plot_forecast
+    from .series_models import forecast_all, forecast_latest, plot_forecast
 
     csv, out, plot = options.csv, options.out, options.plot
     if csv is None:

@@ -1,7 +1,7 @@
 """Series forecasters on any time-series CSV: `reformer evaluate` and `reformer train --csv FILE --target COL`.
 
 Both commands are front doors to one function, `run_forecast`, which checks a `ForecastRun` and hands it to
-`reformer.training.lstf.run_lstf`. They differ in where the settings come from and in whether the model is kept:
+`reformer.pipelines.lstf.run_lstf`. They differ in where the settings come from and in whether the model is kept:
 
     run = EvaluateOptions(csv=Path("ETTh1.csv"), epochs=3).forecast_run()          # flags; in memory only
     run = forecast_run_from_tables(Path("ETTh1.csv"), "OT", tables=load_config_file("configs/etth1.toml"),
@@ -23,14 +23,14 @@ from ..errors import ConfigError, UserInputError
 if TYPE_CHECKING:
     from ..model import ForecastConfig
     from ..training.loop import TrainConfig
-    from ..training.lstf import LSTFResult
+    from .lstf import LSTFResult
 
 __all__ = ["PROTOCOL_HELP", "EvaluateOptions", "ForecastRun", "check_protocol", "first_given",
            "forecast_run_from_tables", "run_forecast"]
 
 PROTOCOL_HELP = "ratio (70/10/20 of the rows), ett-hourly (12/4/4 months of hourly rows) or ett-15min (the same " \
                 "months of 15-minute rows)"
-"""The protocol choices in users' words (the keys of `reformer.training.lstf.PROTOCOLS`)."""
+"""The protocol choices in users' words (the keys of `reformer.pipelines.lstf.PROTOCOLS`)."""
 
 SERIES_DATA_KEYS = frozenset({"seq_len", "horizon"})
 """The `[data]` keys a series model takes (the others are for candle models)."""
@@ -42,7 +42,7 @@ def check_protocol(protocol: str) -> str:
     Raises:
         UserInputError: one line naming the bad value and the choices.
     """
-    from ..training.lstf import PROTOCOLS
+    from .lstf import PROTOCOLS
 
     if protocol not in PROTOCOLS:
         raise UserInputError(f"--protocol {protocol!r} is invalid: use {PROTOCOL_HELP}")
@@ -108,7 +108,7 @@ def run_forecast(run: ForecastRun, *, progress: bool = False,
             on a machine without one, `resume` without a `last/` checkpoint in `out_dir`; anything `run_lstf` raises.
     """
     from ..training.loop import resolve_device
-    from ..training.lstf import run_lstf
+    from .lstf import run_lstf
 
     _check_split(run.protocol, run.features)
     run.model.reformer_config()  # the encoder's settings are checked before any data is read

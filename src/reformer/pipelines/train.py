@@ -24,8 +24,8 @@ from .series import ForecastRun, first_given, forecast_run_from_tables, run_fore
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..training.crypto import TrainReport
-    from ..training.lstf import LSTFResult
+    from .crypto import TrainReport
+    from .lstf import LSTFResult
 
 __all__ = ["TrainOptions", "TrainOutcome", "closed_candles", "default_run_dir", "load_candles", "train_model"]
 
@@ -219,7 +219,7 @@ def _train_candles(options: TrainOptions, tables: dict[str, dict[str, Any]], pro
     resolve_device(train_config)  # a CUDA device asked for on a machine without one fails before any fetch
     folds = None
     if options.walk_forward:
-        from ..training.crypto_folds import FoldSettings
+        from .crypto_folds import FoldSettings
 
         folds = FoldSettings(n_folds=options.walk_forward, test_windows=options.fold_test or None,
                              train_windows=options.fold_train or None,
@@ -233,12 +233,12 @@ def _train_candles(options: TrainOptions, tables: dict[str, dict[str, Any]], pro
                                     class_threshold=float(data.get("class_threshold", 0.0)),
                                     normalization=data.get("normalization", "train"))
     if folds is not None:
-        from ..training.crypto_folds import evaluate_walk_forward
+        from .crypto_folds import evaluate_walk_forward
 
         report = evaluate_walk_forward(frame, seq_len=length, horizon=horizon, folds=folds,
                                        ensemble=options.ensemble, log=log, **settings)
         return TrainOutcome("walk_forward", run_dir, options.ensemble, walk_forward=report)
-    from ..training.crypto import train_crypto
+    from .crypto import train_crypto
 
     trained = train_crypto(frame, seq_len=length, horizon=horizon, progress=progress, resume=options.resume,
                            **settings)

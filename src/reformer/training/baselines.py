@@ -9,7 +9,7 @@
   statistics and the intercept is not penalised. alpha is picked on the validation windows from a log grid, then
   the model is refit on the training windows with that alpha.
 
-The series forecasters (`reformer.training.lstf`) are set beside two baselines of their own, on the normalised scale:
+The series forecasters (`reformer.pipelines.lstf`) are set beside two baselines of their own, on the normalised scale:
 
 - repeat (`repeat_forecast`): every future step equals the last observed value.
 - linear (`LinearForecaster`): a ridge least-squares linear map from the window, centred on its last value, to every

@@ -11,7 +11,7 @@ A checkpoint is a directory:
 A training run directory holds `best/` (lowest validation loss) and `last/` (for resume) checkpoints;
 `load_checkpoint(run_dir)` picks `best/`. `model_kind` is "reformer" (a `ReformerModel`, `load_checkpoint`) or
 "patch-forecaster" (the series forecaster of `reformer.model.forecaster`, loaded by
-`reformer.training.series.load_series_checkpoint`); files without it are "reformer". Loading uses only
+`reformer.pipelines.series_models.load_series_checkpoint`); files without it are "reformer". Loading uses only
 `safetensors` and `json`: no `torch.load`, no unpickling, so a checkpoint from an untrusted source cannot run code.
 Nor can it make the loader allocate what it does not hold: the weights file's header is checked against the file's
 size, and every tensor's name and shape against the model the JSON describes (built on the `meta` device, which

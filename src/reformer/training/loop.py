@@ -40,6 +40,7 @@ from reformer.errors import UserInputError
 from reformer.files import atomic_write
 from reformer.model import ReformerModel
 from reformer.training.checkpoint import (
+    META_FILE,
     kind_of,
     load_optimizer_state,
     model_kind,
@@ -49,6 +50,7 @@ from reformer.training.checkpoint import (
 )
 from reformer.training.config import TrainConfig
 from reformer.training.interrupts import TrainingInterrupted, as_training_interrupted, interrupts_held
+from reformer.training.meta import TrainState
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -266,13 +268,14 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
     if resume is not None:
         last = Path(resume) / "last" if (Path(resume) / "last").is_dir() else Path(resume)
         meta = read_meta(last)
-        if "train_state" not in meta:
+        if not isinstance(meta.get("train_state"), dict):
             raise UserInputError(f"{last} is not a resumable checkpoint (no train_state): pass the run's last/")
         _check_resumable(last, meta, model, checkpoint_meta or {})
+        saved_state = TrainState.from_dict(meta["train_state"], Path(last) / META_FILE)
         model.load_state_dict(read_weights(last, model.state_dict()))
         load_optimizer_state(last, optimizer)
-        state.update(meta["train_state"]["state"])
-        history = list(meta["train_state"]["history"])
+        state.update(saved_state.to_dict()["state"])
+        history = [dict(record) for record in saved_state.history]
         if int(state["epoch"]) >= config.epochs:
             raise UserInputError(f"{last}: the run already trained {int(state['epoch'])} of its epochs (limit "
                                  f"{config.epochs}); raise the epoch limit (--epochs) to train on")
@@ -285,7 +288,7 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
     def meta_for(epoch_record: dict[str, float] | None, with_state: bool) -> dict[str, Any]:
         out = {**(checkpoint_meta or {}), "train_config": config.to_dict(), "metrics": epoch_record or {}}
         if with_state:
-            out["train_state"] = {"state": dict(state), "history": history}
+            out["train_state"] = TrainState(**state, history=tuple(history)).to_dict()
         return out
 
     bar = _progress_bar(progress)

@@ -28,44 +28,35 @@ from reformer.errors import DataFormatError, UserInputError
 from reformer.model import ForecastConfig, PatchReformerForecaster
 from reformer.textio import header_separator
 
-from .checkpoint import META_FILE, model_kind, read_meta, rebuild, resolve_checkpoint_dir
+from ..training.checkpoint import META_FILE, model_kind, read_meta, rebuild, resolve_checkpoint_dir
+from ..training.meta import SeriesMeta
 
 __all__ = ["SeriesForecast", "forecast_all", "forecast_latest", "is_series_checkpoint", "load_series_checkpoint",
            "load_series_models", "plot_forecast"]
-
-_REQUIRED = ("feature_names", "target", "features", "scaler")
-
 
 def is_series_checkpoint(path: str | os.PathLike[str]) -> bool:
     """True if the checkpoint at `path` (run or checkpoint directory) holds a series forecaster."""
     return model_kind(read_meta(path)) == PatchReformerForecaster.checkpoint_kind
 
 
-def load_series_checkpoint(path: str | os.PathLike[str]) -> tuple[PatchReformerForecaster, dict[str, Any]]:
-    """Rebuild a series forecaster (CPU, eval mode) and return it with its `checkpoint.json`.
+def load_series_checkpoint(path: str | os.PathLike[str]) -> tuple[PatchReformerForecaster, SeriesMeta]:
+    """Rebuild a series forecaster (CPU, eval mode) and return it with its description.
 
     Raises:
         UserInputError: no checkpoint at `path`, or a candle model's checkpoint.
         DataFormatError: corrupt or incomplete checkpoint (the message names the file).
     """
     directory = resolve_checkpoint_dir(path)
-    meta = read_meta(directory)
-    if model_kind(meta) != PatchReformerForecaster.checkpoint_kind:
-        raise UserInputError(f"{directory} holds a candle model ({model_kind(meta)}), not a series forecaster: "
+    document = read_meta(directory)
+    if model_kind(document) != PatchReformerForecaster.checkpoint_kind:
+        raise UserInputError(f"{directory} holds a candle model ({model_kind(document)}), not a series forecaster: "
                              "predict from candles with `reformer predict --checkpoint RUN --csv KLINES.csv`")
-    missing = [key for key in _REQUIRED if key not in meta]
-    if missing:
-        raise DataFormatError(f"{directory / META_FILE}: missing key(s) {missing}; the checkpoint is corrupt, retrain")
-    data = meta.get("data")
-    step = data.get("step_ms") if isinstance(data, dict) else None
-    if (data is not None and not isinstance(data, dict)) or not (
-            step is None or (isinstance(step, int) and not isinstance(step, bool) and step > 0)):
-        raise DataFormatError(f"{directory / META_FILE}: 'data' must be an object whose step_ms is a positive "
-                              "integer or null; the checkpoint is corrupt, retrain")
-    return rebuild(directory, meta, lambda config: PatchReformerForecaster(ForecastConfig.from_dict(config))), meta
+    meta = SeriesMeta.from_dict(document, directory / META_FILE)
+    model = rebuild(directory, document, lambda config: PatchReformerForecaster(ForecastConfig.from_dict(config)))
+    return model, meta
 
 
-def load_series_models(path: str | os.PathLike[str]) -> tuple[list[PatchReformerForecaster], dict[str, Any]]:
+def load_series_models(path: str | os.PathLike[str]) -> tuple[list[PatchReformerForecaster], SeriesMeta]:
     """The forecaster(s) of a series checkpoint: one, or a kept ensemble's members (`ensemble_members` in its
     `checkpoint.json`, paths relative to it), whose mean forecast is the run's; with the first's `checkpoint.json`.
 
@@ -75,25 +66,21 @@ def load_series_models(path: str | os.PathLike[str]) -> tuple[list[PatchReformer
     directory = resolve_checkpoint_dir(path)
     model, meta = load_series_checkpoint(directory)
     models = [model]
-    listed = meta.get("ensemble_members") or []
-    if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
-        raise DataFormatError(f"{directory / META_FILE}: 'ensemble_members' must be a list of paths; the checkpoint "
-                              "is corrupt, retrain")
-    for item in listed:
+    for item in meta.ensemble_members:
         member_dir = directory / item
         if not (member_dir / META_FILE).is_file():
             raise DataFormatError(f"{member_dir}: an ensemble member of {path} is missing; restore the run's "
                                   "members/ folder or retrain")
         member, member_meta = load_series_checkpoint(member_dir)
-        same = all(member_meta.get(key) == meta.get(key) for key in (*_REQUIRED, "horizon"))
-        if not same or (member.config.seq_len, member.config.horizon) != (model.config.seq_len, model.config.horizon):
+        lengths = (member.config.seq_len, member.config.horizon) != (model.config.seq_len, model.config.horizon)
+        if not member_meta.same_training_data(meta) or lengths:
             raise DataFormatError(f"{member_dir}: this ensemble member was trained on other columns, scaling or "
                                   f"lengths than {path}; retrain the ensemble")
         models.append(member)
     return models, meta
 
 
-def _read(meta: dict[str, Any], csv: str | os.PathLike[str], seq_len: int
+def _read(meta: SeriesMeta, csv: str | os.PathLike[str], seq_len: int
           ) -> tuple[TimeSeries, np.ndarray, list[str], StandardScaler]:
     """The file read as the checkpoint read its training file, and its rows scaled by the training scaler.
 
@@ -104,7 +91,7 @@ def _read(meta: dict[str, Any], csv: str | os.PathLike[str], seq_len: int
         order, the training scaler).
     Raises: DataFormatError on missing or extra columns, another step between rows, or fewer rows than one window.
     """
-    expected = list(meta["feature_names"])
+    expected = list(meta.feature_names)
     try:
         header = [str(c).strip() for c in pd.read_csv(csv, sep=header_separator(Path(csv)), nrows=0).columns]
     except (OSError, ValueError, UnicodeDecodeError):
@@ -113,14 +100,14 @@ def _read(meta: dict[str, Any], csv: str | os.PathLike[str], seq_len: int
         missing = [c for c in expected if c not in header]
         raise DataFormatError(f"{csv}: no column(s) {missing}; the model was trained on {expected}: pass a file "
                               "with those columns")
-    series = load_timeseries_csv(Path(csv), target=meta["target"], features=meta["features"])
+    series = load_timeseries_csv(Path(csv), target=meta.target, features=meta.features)
     if set(series.columns) != set(expected):
         extra = [c for c in series.columns if c not in expected]
         raise DataFormatError(f"{csv}: columns {extra} were not in the training file (the model reads exactly "
                               f"{expected}); remove them from the file")
     order = [series.columns.index(c) for c in expected]
     series = replace(series, values=series.values[:, order], columns=tuple(expected))
-    step = (meta.get("data") or {}).get("step_ms")
+    step = meta.data.step_ms
     stamps = series.timestamps
     if step and stamps is not None and len(stamps) > 1:
         found = int(np.median(np.diff(stamps)))
@@ -130,11 +117,8 @@ def _read(meta: dict[str, Any], csv: str | os.PathLike[str], seq_len: int
     if len(series.values) < seq_len:
         raise DataFormatError(f"{csv}: {len(series.values)} rows, the model needs the last {seq_len} rows as "
                               "its input; pass a longer file")
-    scaler = StandardScaler.from_dict(meta["scaler"])
-    if scaler.mean is None or len(scaler.mean) != len(expected):
-        raise DataFormatError(f"checkpoint scaler has {0 if scaler.mean is None else len(scaler.mean)} columns, "
-                              f"the model {len(expected)}; the checkpoint is corrupt, retrain")
-    outputs = expected if meta["features"] == "M" else [str(meta["target"])]
+    scaler = meta.scaler  # one column per feature name: checked when the checkpoint was read
+    outputs = expected if meta.features == "M" else [meta.target]
     in_file = [c for c in (header or expected) if c in outputs]
     return series, scaler.transform(series.values).astype(np.float32), in_file, scaler
 
@@ -192,7 +176,7 @@ def forecast_latest(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[s
     models, meta = load_series_models(checkpoint)
     config = models[0].config
     series, scaled, columns, scaler = _read(meta, csv, config.seq_len)
-    step = (meta.get("data") or {}).get("step_ms")
+    step = meta.data.step_ms
     if series.timestamps is not None and not _evenly_spaced_ends(series.timestamps[-config.seq_len:], step,
                                                                  config.seq_len)[-1]:
         assert step is not None
@@ -206,11 +190,11 @@ def forecast_latest(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[s
         last = int(series.timestamps[-1])
         if step:
             table["timestamp"] = last + step * table["step"]
-    names = list(meta["feature_names"])
+    names = list(meta.feature_names)
     for column in columns:
         table[column] = values[:, names.index(column)]
-    history = series.values[-config.seq_len:, names.index(str(meta["target"]))]  # (l,)
-    return SeriesForecast(str(meta["target"]), config.horizon, last, table, history)
+    history = series.values[-config.seq_len:, names.index(meta.target)]  # (l,)
+    return SeriesForecast(meta.target, config.horizon, last, table, history)
 
 
 def forecast_all(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[str], batch_size: int = 256,
@@ -227,14 +211,14 @@ def forecast_all(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[str]
     config = models[0].config
     series, scaled, _, scaler = _read(meta, csv, config.seq_len)
     ends = np.arange(config.seq_len - 1, len(scaled))  # (w,)
-    keep = _evenly_spaced_ends(series.timestamps, (meta.get("data") or {}).get("step_ms"), config.seq_len)
+    keep = _evenly_spaced_ends(series.timestamps, meta.data.step_ms, config.seq_len)
     if series.timestamps is not None and not keep.all():
         warnings.warn(f"{csv}: {int((~keep).sum())} of {len(keep)} windows span rows that are not evenly spaced (a "
                       "gap) and were left out", stacklevel=2)
         ends = ends[keep]
     windows = torch.from_numpy(scaled).unfold(0, config.seq_len, 1).transpose(1, 2)  # (n-l+1, l, c) view
     windows = windows[torch.from_numpy(ends - (config.seq_len - 1))]  # (w, l, c)
-    target = list(meta["feature_names"]).index(str(meta["target"]))
+    target = list(meta.feature_names).index(meta.target)
     parts = [_forecast(models, windows[start: start + batch_size], scaler, bfloat16)[:, :, target]  # (b, t)
              for start in range(0, len(windows), batch_size)]
     key = ("timestamp", series.timestamps[ends]) if series.timestamps is not None else ("row", ends)

@@ -12,15 +12,8 @@ import torch
 
 from reformer.data import SyntheticMarketConfig, synthetic_frame
 from reformer.errors import DataFormatError, UserInputError
-from reformer.training import (
-    TrainConfig,
-    TrainReport,
-    evaluate_crypto,
-    plot_attention,
-    predict_all,
-    predict_latest,
-    train_crypto,
-)
+from reformer.pipelines import TrainReport, evaluate_crypto, plot_attention, predict_all, predict_latest, train_crypto
+from reformer.training import TrainConfig
 
 SEQ, HORIZON = 32, 12
 TINY = {"d_model": 8, "n_heads": 2, "n_layers": 1, "n_hash_rounds": 1, "n_buckets": 2, "chunk_size": 16,

@@ -11,9 +11,9 @@ from reformer.data import DataLoader
 from reformer.data.features import FeatureSpec
 from reformer.data.synthetic import SyntheticMarketConfig, synthetic_frame
 from reformer.model import ReformerConfig
+from reformer.pipelines.walkforward import WalkForwardConfig, WalkForwardPredictor
 from reformer.strategy import BacktestConfig, run_backtest
 from reformer.training.loop import TrainConfig
-from reformer.training.walkforward import WalkForwardConfig, WalkForwardPredictor
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_walk_forward_feeds_run_backtest(market: pd.DataFrame) -> None:
 def test_each_fold_scales_by_its_training_windows_only_and_skips_targets_over_gaps(market: pd.DataFrame) -> None:
     from reformer.data import StandardScaler
     from reformer.data.features import compute_features
-    from reformer.training import walkforward
+    from reformer.pipelines import walkforward
 
     # candles 700-709 missing: a target across the hole would be a 16-bar return called a 6-bar one
     holed = market.drop(index=range(700, 710)).reset_index(drop=True)
@@ -124,7 +124,7 @@ def test_changing_bars_after_a_block_s_first_bar_changes_nothing_in_its_model(ma
 def test_the_loss_sees_targets_scaled_as_the_crypto_pipeline_scales_them(market: pd.DataFrame) -> None:
     # the predictor trains on returns / (std of its training windows' returns), as train_crypto does, not on raw
     # returns of ~1e-2 (under which a Huber loss is an MSE and the outputs are all but constant)
-    from reformer.training import walkforward
+    from reformer.pipelines import walkforward
 
     predictor = _predictor("rolling")
     seen: list[tuple[np.ndarray, np.ndarray]] = []
@@ -159,7 +159,7 @@ def test_a_fold_is_the_crypto_pipeline_s_fit_on_the_data_layer_s_fold(market: pd
     from reformer.data import dataset as dataset_module
     from reformer.data.windows import walk_forward_folds
     from reformer.model import ReformerModel
-    from reformer.training.crypto_eval import crypto_data, outputs_to_scores
+    from reformer.pipelines.crypto_eval import crypto_data, outputs_to_scores
     from reformer.training.loop import fit, predict_dataset
 
     walk = WalkForwardConfig(horizon=6, train_windows=300, retrain_every=250)

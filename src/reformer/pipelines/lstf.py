@@ -29,11 +29,12 @@ from reformer.errors import ConfigError
 from reformer.files import atomic_write_text
 from reformer.model import ForecastConfig, PatchReformerForecaster, ReformerModel
 
-from .baselines import LinearForecaster, repeat_forecast
-from .checkpoint import save_checkpoint, update_meta
-from .loop import EpochEnd, FitResult, TrainConfig, TrainingInterrupted, fit
+from ..training.baselines import LinearForecaster, repeat_forecast
+from ..training.checkpoint import save_checkpoint, update_meta
+from ..training.loop import EpochEnd, FitResult, TrainConfig, TrainingInterrupted, fit
+from ..training.meta import SeriesData, SeriesMeta
+from ..training.run_dir import check_run_dir, clear_run_dir
 from .lstf_scoring import Metrics, blend_weight, drop_last_windows, evaluate_forecaster, evaluate_forecasters
-from .run_dir import check_run_dir, clear_run_dir
 
 __all__ = ["LSTFResult", "Metrics", "blend_weight", "drop_last_windows", "evaluate_forecaster",
            "evaluate_forecasters", "init_linear_skip", "run_lstf", "series_meta", "train_forecaster"]
@@ -359,17 +360,15 @@ def _fit_member(config: ForecastConfig, train_config: TrainConfig, train: Window
     return member
 
 
-def series_meta(series: TimeSeries, splits: LSTFSplits, *, protocol: str, features: str,
+def series_meta(series: TimeSeries, splits: LSTFSplits, *, protocol: str, features: Literal["M", "S", "MS"],
                 horizon: int) -> dict[str, Any]:
-    """What a series checkpoint needs beside its weights to forecast from a CSV: the columns in model order, the
-    target, the scaler (fitted on the training rows), the split and the data range with its step."""
+    """What a series checkpoint needs beside its weights to forecast from a CSV (`SeriesMeta`): the columns in
+    model order, the target, the scaler (fitted on the training rows), the split and the data range with its step."""
     stamps = series.timestamps
     step_ms = None
     if stamps is not None and len(stamps) > 1:
         step_ms = int(np.median(np.diff(stamps)))
-    return {"feature_names": list(series.columns), "target": series.target, "features": features,
-            "protocol": protocol, "horizon": horizon, "task": "series-forecast", "scaler": splits.scaler.to_dict(),
-            "data": {"source": series.path, "rows": len(series.values), "step_ms": step_ms,
-                     "first_timestamp": None if stamps is None else int(stamps[0]),
-                     "last_timestamp": None if stamps is None else int(stamps[-1]),
-                     "train_rows": int(splits.border2s[0])}}
+    data = SeriesData(series.path, len(series.values), step_ms, None if stamps is None else int(stamps[0]),
+                      None if stamps is None else int(stamps[-1]), int(splits.border2s[0]))
+    return SeriesMeta(tuple(series.columns), series.target, features, splits.scaler, horizon, protocol,
+                      data).to_dict()

@@ -13,14 +13,14 @@ from reformer.data.dataset import series_windows
 from reformer.data.timeseries import load_timeseries_csv, lstf_splits
 from reformer.errors import ConfigError
 from reformer.model import ForecastConfig, PatchReformerForecaster, RevIN, n_patches, patchify
-from reformer.training.baselines import LinearForecaster, repeat_forecast
-from reformer.training.lstf import (
+from reformer.pipelines.lstf import (
     blend_weight,
     drop_last_windows,
     evaluate_forecaster,
     evaluate_forecasters,
     init_linear_skip,
 )
+from reformer.training.baselines import LinearForecaster, repeat_forecast
 
 from ..synthetic import write_ett_like_csv
 
@@ -239,8 +239,8 @@ def test_blend_weight_is_the_validation_least_squares_mix() -> None:
 
 @pytest.mark.parametrize("loss", ["l1", "huber"])
 def test_forecaster_trains_on_its_loss_and_selects_epochs_on_validation_mse(loss: str) -> None:
+    from reformer.pipelines.lstf import train_forecaster
     from reformer.training.loop import TrainConfig
-    from reformer.training.lstf import train_forecaster
 
     rng = np.random.default_rng(0)
     steps = np.arange(700)

@@ -17,6 +17,7 @@ largest class probability.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -29,15 +30,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from reformer.data import DataLoader, FeatureSpec, StandardScaler
+from reformer.data import DataLoader, FeatureSpec
 from reformer.data.dataset import WindowDataset, klines_to_frame
 from reformer.data.windows import bar_step
 from reformer.errors import ConfigError, DataFormatError, UserInputError
 from reformer.files import atomic_write_text
 from reformer.model import ReformerConfig, ReformerModel
-from reformer.predictions import Predictions
-from reformer.training.checkpoint import load_checkpoint, update_meta
-from reformer.training.crypto_eval import (
+from reformer.pipelines.crypto_eval import (
     CryptoData,
     crypto_data,
     held_out_forecasts,
@@ -45,7 +44,10 @@ from reformer.training.crypto_eval import (
     score_forecasts,
     split_ranges,
 )
+from reformer.predictions import Predictions
+from reformer.training.checkpoint import load_checkpoint, resolve_checkpoint_dir, update_meta
 from reformer.training.loop import EpochEnd, FitResult, TrainConfig, fit, predict_dataset
+from reformer.training.meta import CandleData, CandleMeta
 from reformer.training.metrics import directional_accuracy, information_coefficient, json_safe
 from reformer.training.run_dir import check_run_dir, clear_run_dir
 
@@ -109,17 +111,15 @@ def _evaluate(model: ReformerModel, data: CryptoData, frame: pd.DataFrame, task:
 
 
 def checkpoint_meta(data: CryptoData, frame: pd.DataFrame, task: str, class_threshold: float,
-                    source: dict[str, Any] | None) -> dict[str, Any]:
-    """What a crypto checkpoint stores beside its weights: task, horizon, target scale, features, dataset
+                    source: dict[str, Any] | None) -> CandleMeta:
+    """What a candle checkpoint stores beside its weights: task, horizon, target scale, features, dataset
     settings, the training scaler and the data range (`frame`: the candles the windows came from)."""
     prepared = data.prepared
     stamps = frame["timestamp"].to_numpy()
-    return {"kind": "crypto", "task": task, "horizon": prepared.config.horizon, "class_threshold": class_threshold,
-            "target_scale": data.target_scale, "feature_spec": prepared.spec.to_dict(),
-            "feature_names": list(prepared.feature_names), "dataset": prepared.config.to_dict(),
-            "scaler": None if prepared.scaler is None else prepared.scaler.to_dict(),
-            "data": {"first_timestamp": int(stamps[0]), "last_timestamp": int(stamps[-1]), "n_bars": len(frame),
-                     "bar_ms": bar_step(stamps), **(source or {})}}
+    candles = CandleData(int(stamps[0]), int(stamps[-1]), len(frame), bar_step(stamps), dict(source or {}))
+    return CandleMeta(task=task, horizon=prepared.config.horizon, feature_spec=prepared.spec,
+                      feature_names=tuple(prepared.feature_names), dataset=prepared.config, scaler=prepared.scaler,
+                      data=candles, target_scale=data.target_scale, class_threshold=class_threshold)
 
 
 def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
@@ -166,14 +166,15 @@ def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
                              "there, or pass the interrupted run's directory")
     if force:  # the old run goes only now, once the new one's settings and data have passed their checks
         clear_run_dir(run_dir)
-    result = fit(model, data.train, data.val, config, out_dir=run_dir, checkpoint_meta=meta, progress=progress,
+    result = fit(model, data.train, data.val, config, out_dir=run_dir, checkpoint_meta=meta.to_dict(),
+                 progress=progress,
                  on_epoch=validation_metrics(data, task), resume=run_dir if resume else None)
     device = next(model.parameters()).device
     val_rmse = validation_rmse(model, data, task, device, config.eval_batch_size)
     evaluation = _evaluate(model, data, frame, task, device, config.eval_batch_size)
     evaluation.update(best_epoch=result.best_epoch, best_val_loss=result.best_val_loss,
                       stopped_early=result.stopped_early, epochs_run=len(result.history), val_rmse=val_rmse,
-                      device=str(device), data=meta["data"])
+                      device=str(device), data=meta.data.to_dict())
     evaluation = json_safe(evaluation)
     atomic_write_text(run_dir / "evaluation.json", json.dumps(evaluation, indent=2) + "\n")
     annotate_run(run_dir, result, val_rmse, evaluation)
@@ -243,24 +244,26 @@ def _check_bar_step(checkpoint: str | os.PathLike[str], trained_ms: int, frame: 
 
 
 def checkpoint_inputs(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, stride: int = 1
-                       ) -> tuple[ReformerModel, dict[str, Any], Any]:
-    model, meta = load_checkpoint(checkpoint)
+                       ) -> tuple[ReformerModel, CandleMeta, Any]:
+    """The checkpoint's model and description, and `frame`'s windows built and scaled as its training data's were.
+
+    Raises:
+        DataFormatError: not a candle model's checkpoint, or candles it cannot read (turnover, features).
+        UserInputError: candles of another interval than the training data's.
+    """
+    meta = CandleMeta.read(checkpoint)  # the description is checked before any weight is read
+    model, _ = load_checkpoint(checkpoint)
     frame = klines_to_frame(frame)
-    if meta.get("kind") != "crypto":
-        raise DataFormatError(f"{checkpoint} is not a crypto checkpoint (kind={meta.get('kind')!r}); train it with "
-                              "`reformer train`")
-    _check_bar_step(checkpoint, int(meta.get("data", {}).get("bar_ms") or 0), frame)
-    spec = FeatureSpec.from_dict({**meta["feature_spec"], "allow_missing_turnover": False})
+    _check_bar_step(checkpoint, meta.data.bar_ms or 0, frame)
+    spec = dataclasses.replace(meta.feature_spec, allow_missing_turnover=False)
     if "turnover_z" in spec.groups and ("turnover" not in frame.columns or frame["turnover"].isna().all()):
         raise DataFormatError(f"{checkpoint} was trained with turnover (feature turnover_z) and these candles have "
                               "none: give candles with a turnover column (the export format has one)")
-    normalization = meta["dataset"]["normalization"]
-    scaler = StandardScaler.from_dict(meta["scaler"]) if meta.get("scaler") else None
-    inputs = DataLoader(spec).prepare_inputs(frame, model.config.seq_len, scaler=scaler,
-                                             normalization=normalization, stride=stride)
-    if list(inputs.feature_names) != list(meta["feature_names"]):
+    inputs = DataLoader(spec).prepare_inputs(frame, model.config.seq_len, scaler=meta.scaler,
+                                             normalization=meta.dataset.normalization, stride=stride)
+    if tuple(inputs.feature_names) != meta.feature_names:
         raise DataFormatError(f"{checkpoint}: features {list(inputs.feature_names)} differ from the trained "
-                              f"{meta['feature_names']}; use candles like the training data")
+                              f"{list(meta.feature_names)}; use candles like the training data")
     return model, meta, inputs
 
 
@@ -270,25 +273,21 @@ def first_unseen_bar(checkpoint: str | os.PathLike[str]) -> tuple[int, str]:
     bar after all of its data when the checkpoint does not record the split (e.g. `last/`).
 
     Every reader of that bar (`predict_all_predictions`, `reformer backtest`, the demo) asks here."""
-    from reformer.training.checkpoint import read_meta, resolve_checkpoint_dir
-
-    meta = read_meta(resolve_checkpoint_dir(checkpoint))
-    first = (meta.get("evaluation") or {}).get("splits", {}).get("test", {}).get("first_timestamp")
-    if first is not None:
-        return int(first), "from its held-out test split on"
-    data = meta["data"]
-    return int(data["last_timestamp"]) + int(data.get("bar_ms") or 1), "after its training data"
+    meta = CandleMeta.read(checkpoint)
+    if meta.test_start is not None:
+        return meta.test_start, "from its held-out test split on"
+    return meta.data.last_timestamp + (meta.data.bar_ms or 1), "after its training data"
 
 
-def data_interval(data: dict[str, Any], timestamps: np.ndarray | None = None) -> str | None:
-    """The Bybit interval of a model's candles (a checkpoint's `data`): the one their source names (store candles),
-    else that of their bar step (`bar_ms`; for an older checkpoint, the spacing of `timestamps`); or None."""
+def data_interval(named: str | None, bar_ms: int | None = None, timestamps: np.ndarray | None = None) -> str | None:
+    """The Bybit interval of a model's candles: the one their source names (store candles), else that of their
+    bar step (`bar_ms`; for an older checkpoint, the spacing of `timestamps`); or None."""
     from reformer.api.intervals import parse_interval
     from reformer.predictions import interval_of_step
 
-    if data.get("interval"):
-        return parse_interval(str(data["interval"]))
-    step = int(data.get("bar_ms") or 0)
+    if named:
+        return parse_interval(named)
+    step = int(bar_ms or 0)
     if not step and timestamps is not None and len(timestamps) > 1:
         step = bar_step(np.asarray(timestamps))
     return interval_of_step(step) if step else None
@@ -298,17 +297,16 @@ def predict_all_predictions(checkpoint: str | os.PathLike[str], frame: pd.DataFr
                             bfloat16: bool = False) -> Predictions:
     """`predict_all` as `Predictions` (float64, indexed by bar open time) with the checkpoint's interval, horizon
     and first out-of-sample bar (`first_unseen_bar`), and its directory as the source."""
-    from reformer.training.checkpoint import read_meta, resolve_checkpoint_dir
-
     table = predict_all(checkpoint, frame, batch_size, bfloat16)
     directory = resolve_checkpoint_dir(checkpoint)
-    meta = read_meta(directory)
+    meta = CandleMeta.read(directory)
     index = pd.DatetimeIndex(pd.to_datetime(table["timestamp"].to_numpy(np.int64), unit="ms", utc=True))
     columns = table.drop(columns="timestamp").astype("float64").set_axis(index)
     values = columns if len(columns.columns) > 1 else columns["prediction"]
     first, _ = first_unseen_bar(directory)
-    return Predictions(values, interval=data_interval(meta.get("data") or {}, table["timestamp"].to_numpy()),
-                       horizon=int(meta["horizon"]), first_out_of_sample=first, source=str(directory))
+    interval = data_interval(meta.data.interval, meta.data.bar_ms, table["timestamp"].to_numpy())
+    return Predictions(values, interval=interval, horizon=meta.horizon, first_out_of_sample=first,
+                       source=str(directory))
 
 
 def predict_all(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, batch_size: int = 256,
@@ -326,7 +324,7 @@ def predict_all(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, batch_s
     model, meta, inputs = checkpoint_inputs(checkpoint, frame)
     outputs, _ = predict_dataset(model, WindowDataset(inputs.features, torch.zeros(len(inputs.timestamps))),
                                  batch_size, bfloat16=bfloat16)
-    score, probs = outputs_to_scores(outputs, meta["task"], float(meta.get("target_scale", 1.0)))
+    score, probs = outputs_to_scores(outputs, meta.task, meta.target_scale)
     table = pd.DataFrame({"timestamp": inputs.timestamps.astype(np.int64), "prediction": score})
     if probs is not None:
         for i, name in enumerate(("p_down", "p_flat", "p_up")[: probs.shape[1]]):
@@ -344,36 +342,36 @@ def predict_latest(checkpoint: str | os.PathLike[str], frame: pd.DataFrame,
                              "fetch the missing candles before predicting")
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
         outputs = model(inputs.features[-1:]).float()
-    score, probs = outputs_to_scores(outputs, meta["task"], float(meta.get("target_scale", 1.0)))
+    score, probs = outputs_to_scores(outputs, meta.task, meta.target_scale)
     if probs is not None:
         label = int(probs[0].argmax())
         direction, confidence = _DIRECTIONS[label] if probs.shape[1] == 3 else str(label), float(probs[0].max())
     else:
         value = float(score[0])
         direction = "up" if value > 0 else "down" if value < 0 else "flat"
-        rmse = float(meta.get("val_rmse") or meta.get("target_scale") or 1.0)
+        rmse = meta.val_rmse or meta.target_scale or 1.0
         confidence = 0.5 * (1.0 + math.erf(abs(value) / rmse / math.sqrt(2.0)))
-    return LatestPrediction(int(inputs.timestamps[-1]), float(score[0]), direction, confidence, int(meta["horizon"]),
-                            str(meta["task"]))
+    return LatestPrediction(int(inputs.timestamps[-1]), float(score[0]), direction, confidence, meta.horizon,
+                            meta.task)
 
 
 def evaluate_crypto(checkpoint: str | os.PathLike[str], frame: pd.DataFrame) -> dict[str, Any]:
     """Test metrics of a checkpoint beside the baselines, on the 70/10/20 split of `frame` (the checkpoint's
     scaler, seq_len, horizon and task; the test split is the last 20% of the windows of this frame)."""
     model, meta, inputs = checkpoint_inputs(checkpoint, frame)
-    dataset = meta["dataset"]
-    data = prepare_crypto_data(frame, dataset["seq_len"], dataset["horizon"], task=meta["task"],
-                               class_threshold=dataset["class_threshold"], normalization=dataset["normalization"],
-                               spec=FeatureSpec.from_dict(meta["feature_spec"]))
+    dataset = meta.dataset
+    data = prepare_crypto_data(frame, dataset.seq_len, dataset.horizon, task=dataset.task,
+                               class_threshold=dataset.class_threshold, normalization=dataset.normalization,
+                               spec=meta.feature_spec)
     # the windows of this split, but scaled with the checkpoint's scaler (not one refitted on this frame)
     rows = np.searchsorted(inputs.end_bars, data.prepared.end_bars)
     features = inputs.features[torch.as_tensor(rows)]
     prepared = data.prepared
-    scale = float(meta.get("target_scale", 1.0))
-    targets = (prepared.targets if meta["task"] == "classification"
+    scale = meta.target_scale
+    targets = (prepared.targets if meta.task == "classification"
                else torch.from_numpy((prepared.forward_returns / scale).astype(np.float32)))
     split = prepared.split
     rebuilt = CryptoData(prepared, WindowDataset(features, targets, split.train),
                          WindowDataset(features, targets, split.val), WindowDataset(features, targets, split.test),
                          scale)
-    return json_safe(_evaluate(model, rebuilt, frame, meta["task"], "cpu"))
+    return json_safe(_evaluate(model, rebuilt, frame, meta.task, "cpu"))

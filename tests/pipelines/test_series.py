@@ -12,10 +12,9 @@ import pytest
 import torch
 
 from reformer.cli import main
-from reformer.data.scaling import StandardScaler
 from reformer.errors import DataFormatError, UserInputError
+from reformer.pipelines.series_models import forecast_all, forecast_latest, load_series_checkpoint
 from reformer.training.checkpoint import load_checkpoint, read_meta
-from reformer.training.series import forecast_all, forecast_latest, load_series_checkpoint
 
 CONFIG = """
 [data]
@@ -86,8 +85,8 @@ def test_latest_forecast_is_the_model_on_the_last_window_in_the_file_units(train
     forecast = forecast_latest(run, csv)
     model, meta = load_series_checkpoint(run)
     frame = pd.read_csv(csv)
-    columns = meta["feature_names"]
-    scaler = StandardScaler.from_dict(meta["scaler"])
+    columns = list(meta.feature_names)
+    scaler = meta.scaler
     window = scaler.transform(frame[columns].to_numpy()[-48:]).astype(np.float32)  # (l, c)
     with torch.no_grad():
         expected = scaler.inverse_transform(model(torch.from_numpy(window)[None])[0].double().numpy())  # (t, c)
@@ -203,7 +202,7 @@ def test_corrupt_series_checkpoints_are_named(trained: tuple[Path, Path, dict], 
     meta = json.loads((no_scaler / "checkpoint.json").read_text())
     del meta["scaler"]
     (no_scaler / "checkpoint.json").write_text(json.dumps(meta))
-    with pytest.raises(DataFormatError, match=r"missing key\(s\) \['scaler'\]"):
+    with pytest.raises(DataFormatError, match="missing key 'scaler'"):
         load_series_checkpoint(no_scaler)
 
 

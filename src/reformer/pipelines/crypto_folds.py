@@ -33,8 +33,7 @@ from reformer.data import DataLoader, FeatureSpec
 from reformer.data.dataset import klines_to_frame
 from reformer.errors import ConfigError
 from reformer.model import ReformerConfig, ReformerModel
-from reformer.predictions import write_predictions_csv
-from reformer.training.crypto import (
+from reformer.pipelines.crypto import (
     annotate_run,
     checkpoint_meta,
     crypto_configs,
@@ -42,7 +41,7 @@ from reformer.training.crypto import (
     validation_metrics,
     validation_rmse,
 )
-from reformer.training.crypto_eval import (
+from reformer.pipelines.crypto_eval import (
     BaselineForecasts,
     CryptoData,
     HeldOutForecasts,
@@ -54,6 +53,7 @@ from reformer.training.crypto_eval import (
     score_forecasts,
     split_ranges,
 )
+from reformer.predictions import write_predictions_csv
 from reformer.training.loop import FitResult, TrainConfig, TrainingInterrupted, fit
 from reformer.training.metrics import information_coefficient, json_safe
 from reformer.training.run_dir import check_run_dir, clear_run_dir
@@ -212,7 +212,8 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
                               **pooled.baselines, **seeds})
         # every row is out of sample (each fold's model was fitted before its test block): from the first on
         write_predictions_csv(run_dir / "predictions.csv", table, horizon=horizon, source=str(run_dir),
-                              interval=data_interval(source or {}, frame["timestamp"].to_numpy()),
+                              interval=data_interval((source or {}).get("interval"),
+                                                     timestamps=frame["timestamp"].to_numpy()),
                               first_out_of_sample=int(pooled.timestamps[0]))
     return report
 
@@ -233,7 +234,7 @@ def _fit_member(data: CryptoData, frame: pd.DataFrame, model_config: ReformerCon
     model = ReformerModel(model_config)
     result = fit(model, data.train, data.val, config, out_dir=run_dir, progress=progress,
                  on_epoch=validation_metrics(data, task),
-                 checkpoint_meta=checkpoint_meta(data, frame, task, class_threshold, source))
+                 checkpoint_meta=checkpoint_meta(data, frame, task, class_threshold, source).to_dict())
     device = next(model.parameters()).device
     forecasts = held_out_forecasts(model, data, frame, task, device, config.eval_batch_size, shared)
     if run_dir is not None:

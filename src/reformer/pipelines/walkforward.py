@@ -22,9 +22,9 @@ from ..data.dataset import DataLoader, PreparedDataset
 from ..data.features import FeatureSpec
 from ..errors import ConfigError
 from ..model import ReformerConfig, ReformerModel
+from ..training.loop import TrainConfig, fit, predict_dataset
 from .crypto import crypto_configs, validation_metrics
 from .crypto_eval import crypto_data, outputs_to_scores
-from .loop import TrainConfig, fit, predict_dataset
 
 __all__ = ["FoldRecord", "WalkForwardConfig", "WalkForwardPredictor"]
 

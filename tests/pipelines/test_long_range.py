@@ -1,4 +1,4 @@
-"""Issue 4, test 3: a signal planted 150 bars before its effect is learned by an LSH Reformer whose window reaches
+"""Long range: a signal planted 150 bars before its effect is learned by an LSH Reformer whose window reaches
 it (seq_len 256) and cannot be learned by the same model with seq_len 64.
 
 The recipe is the demo's (`reformer.demo.planted_signal_recipe`): events in the synthetic market are visible as a
@@ -20,7 +20,7 @@ import pytest
 
 from reformer.data.synthetic import synthetic_frame
 from reformer.demo import planted_signal_recipe
-from reformer.training import train_crypto
+from reformer.pipelines import train_crypto
 
 RECIPE = planted_signal_recipe()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reformer.training.crypto import checkpoint_inputs
+from reformer.pipelines.crypto import checkpoint_inputs
 
 __all__ = ["plot_attention"]
 

@@ -14,9 +14,9 @@ import pytest
 from reformer.cli import main
 from reformer.data import SyntheticMarketConfig, synthetic_frame, write_klines
 from reformer.errors import ConfigError, UserInputError
+from reformer.pipelines.crypto import first_unseen_bar
+from reformer.pipelines.crypto_folds import FoldSettings, evaluate_walk_forward
 from reformer.training import TrainConfig, read_meta
-from reformer.training.crypto import first_unseen_bar
-from reformer.training.crypto_folds import FoldSettings, evaluate_walk_forward
 from reformer.training.metrics import information_coefficient, regression_metrics
 
 from ..synthetic import Candles

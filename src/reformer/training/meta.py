@@ -1,0 +1,312 @@
+"""What a checkpoint's `checkpoint.json` says beside the model's config, as typed records read in one place.
+
+Two pipelines write checkpoints that other commands read back:
+
+    CandleMeta   a `ReformerModel` trained on candles (`reformer train`): task, horizon, features, the
+                 dataset's settings, the training scaler, the candles' range and source, and after training the
+                 validation RMSE and the test evaluation
+    SeriesMeta   a series forecaster trained on any CSV (`reformer train --csv F --target C`): the columns in
+                 model order, the target, the M/S/MS mode, the scaler and the file's range and step
+
+Each is written with `to_dict()` (the `meta` that `save_checkpoint` stores beside `format_version`,
+`model_kind` and `model_config`) and read with `from_dict(document, where)`, which checks every key it keeps.
+A corrupt or hand-edited JSON is refused when the checkpoint is opened, with one line naming the file and the
+key, never later inside a pipeline as a `KeyError`. The JSON layout is the one checkpoints have always had, so
+older checkpoints read the same; keys a record does not know (per-epoch `metrics`, `train_config`,
+`train_state`) are left to their readers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, TypeVar, cast
+
+from reformer.data.dataset import DatasetConfig
+from reformer.data.features import FeatureSpec
+from reformer.data.scaling import StandardScaler
+from reformer.errors import DataFormatError, ReformerError
+
+from .checkpoint import META_FILE, read_meta, resolve_checkpoint_dir
+
+__all__ = ["CandleData", "CandleMeta", "SeriesData", "SeriesMeta", "TrainState"]
+
+_T = TypeVar("_T")
+_CORRUPT = "the checkpoint is corrupt or from another version, retrain or restore it"
+
+
+def _bad(where: object, key: str, what: str) -> DataFormatError:
+    return DataFormatError(f"{where}: {key!r} must be {what}; {_CORRUPT}")
+
+
+def _get(doc: Mapping[str, Any], key: str, kind: type[_T] | tuple[type, ...], where: object, what: str, *,
+         default: Any = ..., optional: bool = False) -> Any:
+    """`doc[key]` if it is a `kind` (bools are not numbers), else one error naming `where` and `key`."""
+    if key not in doc:
+        if default is not ...:
+            return default
+        raise DataFormatError(f"{where}: missing key {key!r}; {_CORRUPT}")
+    value = doc[key]
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise _bad(where, key, what)
+    if not isinstance(value, kind):
+        raise _bad(where, key, what)
+    return value
+
+
+def _int(doc: Mapping[str, Any], key: str, where: object, *, optional: bool = False, default: Any = ...) -> Any:
+    value = _get(doc, key, int, where, "an integer" + (" or null" if optional else ""), optional=optional,
+                 default=default)
+    if value is not None and value < 0:
+        raise _bad(where, key, "a non-negative integer")
+    return value
+
+
+def _names(doc: Mapping[str, Any], key: str, where: object) -> tuple[str, ...]:
+    value = _get(doc, key, list, where, "a list of column names")
+    if not value or not all(isinstance(name, str) for name in value):
+        raise _bad(where, key, "a non-empty list of column names")
+    return tuple(value)
+
+
+def _parsed(where: object, key: str, parse: Any, doc: Mapping[str, Any]) -> Any:
+    """`parse(doc[key])`, its own error (a `from_dict` refusing the dict) turned into one naming the file and key."""
+    value = _get(doc, key, dict, where, "an object")
+    if not isinstance(value, dict):
+        raise _bad(where, key, "an object")
+    try:
+        return parse(value)
+    except (ReformerError, TypeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataFormatError(f"{where}: bad {key!r} ({reason}); {_CORRUPT}") from None
+
+
+@dataclass(frozen=True)
+class CandleData:
+    """The candles a candle model was trained on."""
+
+    first_timestamp: int
+    """Open time (epoch ms UTC) of the first candle."""
+    last_timestamp: int
+    """Open time of the last candle."""
+    n_bars: int
+    bar_ms: int | None = None
+    """The bar step; None in checkpoints written before it was stored (then nothing checks the interval)."""
+    source: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """Where they came from: symbol, interval, category, or csv."""
+
+    _KEYS: ClassVar[tuple[str, ...]] = ("first_timestamp", "last_timestamp", "n_bars", "bar_ms")
+
+    @property
+    def interval(self) -> str | None:
+        """The Bybit interval their source names, if it names one."""
+        value = self.source.get("interval")
+        return str(value) if value else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"first_timestamp": self.first_timestamp, "last_timestamp": self.last_timestamp,
+                "n_bars": self.n_bars, "bar_ms": self.bar_ms, **self.source}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], where: object) -> CandleData:
+        return cls(_int(doc, "first_timestamp", where), _int(doc, "last_timestamp", where),
+                   _int(doc, "n_bars", where), _int(doc, "bar_ms", where, optional=True, default=None) or None,
+                   {k: v for k, v in doc.items() if k not in cls._KEYS})
+
+
+@dataclass(frozen=True)
+class CandleMeta:
+    """A candle model's checkpoint description (`model_kind` "reformer", `kind` "crypto")."""
+
+    task: str
+    """"regression" (forward log return) or "classification" (down/flat/up)."""
+    horizon: int
+    """Bars ahead the target looks."""
+    feature_spec: FeatureSpec
+    feature_names: tuple[str, ...]
+    """The model's input columns, in order."""
+    dataset: DatasetConfig
+    """How candles became windows (seq_len, normalization, class threshold, ...)."""
+    scaler: StandardScaler | None
+    """Fitted on the training rows (None: per-window or no normalization)."""
+    data: CandleData
+    target_scale: float = 1.0
+    """Regression targets were divided by this in training; outputs are multiplied back."""
+    class_threshold: float = 0.0
+    val_rmse: float | None = None
+    """RMSE of the validation forecasts in return units (predict's confidence scale); set after training."""
+    evaluation: Mapping[str, Any] | None = None
+    """The test evaluation beside baselines, with the split's bar ranges; in `best/` after training."""
+
+    KIND: ClassVar[str] = "crypto"
+
+    @property
+    def test_start(self) -> int | None:
+        """Open time of the first bar of the held-out test split, when the evaluation records it."""
+        first = (((self.evaluation or {}).get("splits") or {}).get("test") or {}).get("first_timestamp")
+        return None if first is None else int(first)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kind": self.KIND, "task": self.task, "horizon": self.horizon, "class_threshold": self.class_threshold,
+            "target_scale": self.target_scale, "feature_spec": self.feature_spec.to_dict(),
+            "feature_names": list(self.feature_names), "dataset": self.dataset.to_dict(),
+            "scaler": None if self.scaler is None else self.scaler.to_dict(), "data": self.data.to_dict()}
+        if self.val_rmse is not None:
+            out["val_rmse"] = self.val_rmse
+        if self.evaluation is not None:
+            out["evaluation"] = dict(self.evaluation)
+        return out
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], where: object) -> CandleMeta:
+        """Raises: DataFormatError naming `where` (the JSON file) and the first key that is missing or wrong."""
+        kind = doc.get("kind")
+        if kind != cls.KIND:
+            raise DataFormatError(f"{where}: not a candle model's checkpoint (kind={kind!r}); train one with "
+                                  "`reformer train`")
+        task = _get(doc, "task", str, where, '"regression" or "classification"')
+        if task not in ("regression", "classification"):
+            raise _bad(where, "task", '"regression" or "classification"')
+        scaler = doc.get("scaler")
+        number = (int, float)
+        return cls(task=task, horizon=_int(doc, "horizon", where),
+                   feature_spec=_parsed(where, "feature_spec", FeatureSpec.from_dict, doc),
+                   feature_names=_names(doc, "feature_names", where),
+                   dataset=_parsed(where, "dataset", DatasetConfig.from_dict, doc),
+                   scaler=None if scaler is None else _parsed(where, "scaler", StandardScaler.from_dict, doc),
+                   data=CandleData.from_dict(_get(doc, "data", dict, where, "an object"), where),
+                   target_scale=float(_get(doc, "target_scale", number, where, "a number", default=1.0)),
+                   class_threshold=float(_get(doc, "class_threshold", number, where, "a number", default=0.0)),
+                   val_rmse=_get(doc, "val_rmse", number, where, "a number or null", default=None, optional=True),
+                   evaluation=_get(doc, "evaluation", dict, where, "an object or null", default=None, optional=True))
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> CandleMeta:
+        """The description of the checkpoint at `path` (a run directory, a checkpoint directory or a file in one)."""
+        directory = resolve_checkpoint_dir(path)
+        return cls.from_dict(read_meta(directory), directory / META_FILE)
+
+
+@dataclass(frozen=True)
+class SeriesData:
+    """The CSV file a series forecaster was trained on."""
+
+    source: str | None = None
+    """The file's path as given."""
+    rows: int | None = None
+    step_ms: int | None = None
+    """Spacing of its rows (None: the file has no dates)."""
+    first_timestamp: int | None = None
+    last_timestamp: int | None = None
+    train_rows: int | None = None
+    """Rows the scaler and the model were fitted on (the first ones)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], where: object) -> SeriesData:
+        step = _int(doc, "step_ms", where, optional=True, default=None)
+        if step == 0:
+            raise _bad(where, "step_ms", "a positive integer or null")
+        return cls(_get(doc, "source", str, where, "a path or null", default=None, optional=True),
+                   _int(doc, "rows", where, optional=True, default=None), step,
+                   _int(doc, "first_timestamp", where, optional=True, default=None),
+                   _int(doc, "last_timestamp", where, optional=True, default=None),
+                   _int(doc, "train_rows", where, optional=True, default=None))
+
+
+@dataclass(frozen=True)
+class SeriesMeta:
+    """A series forecaster's checkpoint description (`model_kind` "patch-forecaster")."""
+
+    feature_names: tuple[str, ...]
+    """The columns in model order, the target last."""
+    target: str
+    features: Literal["M", "S", "MS"]
+    """"M" (all columns in, all out), "S" (the target alone) or "MS" (all in, the target out)."""
+    scaler: StandardScaler
+    """Fitted on the training rows, one mean and std per column of `feature_names`."""
+    horizon: int | None = None
+    protocol: str | None = None
+    """"lstf" (the benchmarks' fixed borders) or "ratio" (70/10/20)."""
+    data: SeriesData = dataclasses.field(default_factory=SeriesData)
+    evaluation: Mapping[str, Any] | None = None
+    ensemble_members: tuple[str, ...] = ()
+    """Checkpoint folders, relative to this one, of the other members of a kept ensemble."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "feature_names": list(self.feature_names), "target": self.target, "features": self.features,
+            "protocol": self.protocol, "horizon": self.horizon, "task": "series-forecast",
+            "scaler": self.scaler.to_dict(), "data": self.data.to_dict()}
+        if self.evaluation is not None:
+            out["evaluation"] = dict(self.evaluation)
+        if self.ensemble_members:
+            out["ensemble_members"] = list(self.ensemble_members)
+        return out
+
+    def same_training_data(self, other: SeriesMeta) -> bool:
+        """Both read the same columns the same way (an ensemble's members must)."""
+        return (self.feature_names, self.target, self.features, self.horizon) == (
+            other.feature_names, other.target, other.features, other.horizon) and \
+            self.scaler.to_dict() == other.scaler.to_dict()
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], where: object) -> SeriesMeta:
+        """Raises: DataFormatError naming `where` (the JSON file) and the first key that is missing or wrong."""
+        names = _names(doc, "feature_names", where)
+        target = _get(doc, "target", str, where, "a column name")
+        features = _get(doc, "features", str, where, '"M", "S" or "MS"')
+        if features not in ("M", "S", "MS"):
+            raise _bad(where, "features", '"M", "S" or "MS"')
+        if target not in names:
+            raise _bad(where, "target", f"one of feature_names {list(names)}")
+        scaler = _parsed(where, "scaler", StandardScaler.from_dict, doc)
+        if scaler.mean is None or len(scaler.mean) != len(names):
+            raise _bad(where, "scaler", f"one mean and std for each of the {len(names)} feature_names")
+        members = _get(doc, "ensemble_members", list, where, "a list of paths", default=None, optional=True) or []
+        if not all(isinstance(item, str) for item in members):
+            raise _bad(where, "ensemble_members", "a list of paths")
+        data = _get(doc, "data", dict, where, "an object or null", default=None, optional=True)
+        mode = cast(Literal["M", "S", "MS"], features)
+        return cls(names, target, mode, scaler, _int(doc, "horizon", where, optional=True, default=None),
+                   _get(doc, "protocol", str, where, "a string or null", default=None, optional=True),
+                   SeriesData() if data is None else SeriesData.from_dict(data, where),
+                   _get(doc, "evaluation", dict, where, "an object or null", default=None, optional=True),
+                   tuple(members))
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """Where an interrupted run stopped: stored in every `last/` checkpoint, read by `fit(resume=...)`."""
+
+    epoch: int = 0
+    step: int = 0
+    best_epoch: int = 0
+    best_val_loss: float = float("inf")
+    bad_epochs: int = 0
+    """Epochs since the validation loss last improved (early stopping's count)."""
+    history: tuple[Mapping[str, float], ...] = ()
+    """One record per epoch: losses and metrics, as `metrics.csv` holds them."""
+
+    def to_dict(self) -> dict[str, Any]:
+        state = {k: getattr(self, k) for k in ("epoch", "step", "best_epoch", "best_val_loss", "bad_epochs")}
+        return {"state": state, "history": [dict(record) for record in self.history]}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], where: object) -> TrainState:
+        state = _get(doc, "state", dict, where, "an object")
+        history = _get(doc, "history", list, where, "a list of epoch records")
+        if not all(isinstance(record, dict) for record in history):
+            raise _bad(where, "history", "a list of epoch records")
+        number = (int, float)
+        return cls(_int(state, "epoch", where), _int(state, "step", where), _int(state, "best_epoch", where),
+                   float(_get(state, "best_val_loss", number, where, "a number")), _int(state, "bad_epochs", where),
+                   tuple(history))
+
