@@ -15,8 +15,13 @@ from reformer.strategy import BacktestConfig, prediction_score, realized_volatil
 def test_defaults_match_the_spec() -> None:
     config = BacktestConfig()
     assert (config.initial_capital, config.position_size, config.stop_loss, config.take_profit,
-            config.commission) == (10_000.0, 0.1, 0.02, 0.04, 0.001)
-    assert config.allow_short and config.funding and config.slippage == 0.0
+            config.leverage, config.category, config.rebalance_band) == (10_000.0, 0.1, 0.02, 0.04, 1.0, "linear", 0.2)
+    assert config.fees == (0.00055, 0.0002)  # Bybit's base tier on perpetuals: taker, maker
+    assert BacktestConfig(category="spot").fees == (0.001, 0.001)
+    assert BacktestConfig(commission=0.001).fees == (0.001, 0.001)  # both rates equal
+    assert BacktestConfig(commission=0.001, maker_fee=0.0).fees == (0.001, 0.0)
+    assert config.shorts and not BacktestConfig(category="spot").shorts
+    assert config.funding and config.slippage == 0.0
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.position_size = 0.5
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -152,8 +151,11 @@ def test_a_signal_adding_at_a_gapped_open_cannot_hide_the_stop() -> None:
         first = result.trades.iloc[0]
         assert (first["entry_price"], first["exit_price"], first["exit_reason"]) == (100.0, 90.0, "stop_loss")
         assert first["pnl"] == pytest.approx(-10.0)
-    assert len(result.trades) == 2 and result.trades.iloc[1]["entry_price"] == 90.0  # the new target's entry
-    assert result.final_equity == pytest.approx(990.0 * 91 / 90)
+    # the larger target is on the side the stop just closed: no re-entry until the target's side changes
+    assert len(result.trades) == 1 and result.final_equity == pytest.approx(990.0)
+    reentry = backtest_positions(pd.Series([0.1, 1.0, 0.0, 1.0], index=bars.index), make_bars(
+        [(100, 100, 100, 100), (100, 100, 100, 100), (90, 91, 89, 91), (91, 91, 91, 91), (92, 92, 92, 92)]), config)
+    assert len(reentry.trades) == 2 and reentry.trades.iloc[1]["entry_price"] == 92.0  # after a flat target
 
 
 def test_an_exit_at_the_open_leaves_the_bar_unexposed_whatever_its_reason() -> None:
@@ -169,12 +171,14 @@ def test_an_exit_at_the_open_leaves_the_bar_unexposed_whatever_its_reason() -> N
     assert by_signal.exposure == by_stop.exposure == 0.25  # bar 1 only
 
 
-def test_gap_through_the_target_fills_at_the_better_open() -> None:
+def test_gap_through_the_target_fills_at_the_target() -> None:
+    # the take-profit is a resting limit order: the price traded through 104 on its way to 110, filling it there
     bars = make_bars([(100, 100, 100, 100), (100, 101, 99.5, 100), (110, 111, 109, 110)])
     config = BacktestConfig(position_size=1.0, commission=0.0, slippage=0.01, stop_loss=0.5, take_profit=0.04)
     result = backtest_positions(pd.Series([1.0], index=bars.index[:1]), bars, config)
     trade = result.trades.iloc[0]
-    assert trade["exit_reason"] == "take_profit" and trade["exit_price"] == 110.0  # a limit: no slippage
+    entry = 100 * 1.01  # a market entry pays slippage; the limit exit does not
+    assert trade["exit_reason"] == "take_profit" and trade["exit_price"] == pytest.approx(entry * 1.04)
 
 
 def test_short_stop_lies_above_the_entry_and_target_below() -> None:
@@ -246,7 +250,7 @@ def test_no_resizing_while_the_target_is_unchanged() -> None:
     result = backtest_positions(pd.Series([1.0], index=bars.index[:1]), bars, config)
     held = result.positions.iloc[1:]
     assert held.nunique() == 1 and result.equity.iloc[1:].nunique() > 1
-    assert result.total_fees == pytest.approx(0.001 * 0.5 * 10_000)
+    assert result.total_fees == pytest.approx(0.00055 * 0.5 * 10_000)  # one entry at the default taker fee
 
 
 def test_a_smaller_target_on_the_same_side_sells_only_the_difference() -> None:
@@ -259,10 +263,9 @@ def test_a_smaller_target_on_the_same_side_sells_only_the_difference() -> None:
     assert result.trades.iloc[0]["units"] == pytest.approx(100.0)
 
 
-def test_fifty_thousand_bars_run_quickly() -> None:
+def test_fifty_thousand_bars_run() -> None:
+    # the speed is measured by `reformer bench backtest` (benchmarks/backtest), not here
     bars = random_walk(50_000, seed=5)
     signal = np.sign(bars["close"].diff(24).fillna(0.0))
-    start = time.perf_counter()
     result = backtest_positions(signal, bars, BacktestConfig())
-    assert time.perf_counter() - start < 10  # loose sanity bound; the measured time is in the report
     assert result.n_trades > 100

@@ -10,7 +10,8 @@ Never imports torch: it consumes predictions and positions as pandas objects (or
 from .backtest import PredictionSource, Predictor, backtest_positions, resolve_predictions, run_backtest
 from .bars import align_positions, funding_per_bar, to_bar_frame
 from .config import BacktestConfig
-from .engine import TRADE_COLUMNS, Simulation, simulate
+from .engine import TRADE_COLUMNS, Market, Run, Simulation, simulate, simulate_markets
+from .instrument import Instrument
 from .lookahead import LookaheadReport, check_lookahead
 from .plots import buy_and_hold_equity, plot_drawdown, plot_equity, plot_trades, save_report
 from .signals import prediction_score, realized_volatility, signals_from_predictions
@@ -31,9 +32,12 @@ __all__ = [
     "TRADE_COLUMNS",
     "BacktestConfig",
     "BacktestResult",
+    "Instrument",
     "LookaheadReport",
+    "Market",
     "PredictionSource",
     "Predictor",
+    "Run",
     "Simulation",
     "align_positions",
     "annualized_return",
@@ -58,6 +62,7 @@ __all__ = [
     "signals_from_predictions",
     "simple_returns",
     "simulate",
+    "simulate_markets",
     "sortino_ratio",
     "to_bar_frame",
 ]

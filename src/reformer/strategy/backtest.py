@@ -16,9 +16,10 @@ import pandas as pd
 
 from ..errors import UserInputError
 from ..predictions import Predictions
-from .bars import align_positions, funding_per_bar, to_bar_frame, to_bar_times
+from .bars import align_mark, align_positions, funding_per_bar, to_bar_frame, to_bar_times
 from .config import BacktestConfig
 from .engine import simulate
+from .instrument import Instrument
 from .signals import realized_volatility, signals_from_predictions
 from .stats import BacktestResult, compute_result
 
@@ -81,8 +82,8 @@ def resolve_predictions(predictions: pd.Series | pd.DataFrame | Predictions | Pr
 
 
 def run_backtest(predictions: pd.Series | pd.DataFrame | Predictions | Predictor, klines: Any,
-                 config: BacktestConfig | None = None, *, funding_rates: pd.Series | None = None
-                 ) -> BacktestResult:
+                 config: BacktestConfig | None = None, *, funding_rates: pd.Series | None = None,
+                 mark: Any = None, instrument: Instrument | None = None) -> BacktestResult:
     """Backtest predictions: thresholds (and optional volatility scaling) give target positions, which the
     engine fills at the next bar's open.
 
@@ -95,6 +96,9 @@ def run_backtest(predictions: pd.Series | pd.DataFrame | Predictions | Predictor
         klines: DataFrame (timestamp in epoch ms or DatetimeIndex; open/high/low/close) or a list of `Kline`.
         config: the backtest configuration; defaults to `BacktestConfig()`.
         funding_rates: perpetual funding rates indexed by funding time, applied when `config.funding` is True.
+        mark: mark-price candles (same forms as `klines`; at least the bars' times): liquidation and funding use
+            them; None uses the last price.
+        instrument: the symbol's tick, quantity step, minimum order and maintenance margin.
 
     Returns:
         A `BacktestResult`.
@@ -111,7 +115,7 @@ def run_backtest(predictions: pd.Series | pd.DataFrame | Predictions | Predictor
     if config.vol_target is not None:
         volatility = realized_volatility(bars["close"], config.vol_window)
     positions = signals_from_predictions(raw, config, volatility)
-    return _run(positions, bars, config, funding_rates, what="predictions")
+    return _run(positions, bars, config, funding_rates, mark, instrument, what="predictions")
 
 
 def _looks_like_a_model(obj: object) -> bool:
@@ -121,7 +125,8 @@ def _looks_like_a_model(obj: object) -> bool:
 
 
 def backtest_positions(positions: pd.Series, klines: Any, config: BacktestConfig | None = None, *,
-                       funding_rates: pd.Series | None = None) -> BacktestResult:
+                       funding_rates: pd.Series | None = None, mark: Any = None,
+                       instrument: Instrument | None = None) -> BacktestResult:
     """Backtest target positions given directly.
 
     Args:
@@ -131,6 +136,7 @@ def backtest_positions(positions: pd.Series, klines: Any, config: BacktestConfig
         klines: DataFrame (timestamp in epoch ms or DatetimeIndex; open/high/low/close) or a list of `Kline`.
         config: the backtest configuration; defaults to `BacktestConfig()`.
         funding_rates: perpetual funding rates indexed by funding time, applied when `config.funding` is True.
+        mark, instrument: as in `run_backtest`.
 
     Returns:
         A `BacktestResult`.
@@ -140,12 +146,13 @@ def backtest_positions(positions: pd.Series, klines: Any, config: BacktestConfig
             the row.
     """
     config = config or BacktestConfig()
-    return _run(positions, to_bar_frame(klines), config, funding_rates, what="positions")
+    return _run(positions, to_bar_frame(klines), config, funding_rates, mark, instrument, what="positions")
 
 
 def _run(positions: pd.Series, bars: pd.DataFrame, config: BacktestConfig, funding_rates: pd.Series | None,
-         what: str) -> BacktestResult:
+         mark: Any, instrument: Instrument | None, what: str) -> BacktestResult:
     targets = align_positions(positions, bars.index, what=what)
     at_open, inside = funding_per_bar(funding_rates if config.funding else None, bars.index)
-    simulation = simulate(bars, targets, config, at_open, inside)
+    simulation = simulate(bars, targets, config, at_open, inside, mark=align_mark(mark, bars),
+                          instrument=instrument)
     return compute_result(simulation, bars, config)

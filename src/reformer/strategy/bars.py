@@ -16,7 +16,7 @@ from ..api.types import Kline
 from ..bars import bar_frame
 from ..errors import UserInputError
 
-__all__ = ["KlinesLike", "align_positions", "bar_spacing", "funding_per_bar", "to_bar_frame", "to_bar_times"]
+__all__ = ["KlinesLike", "align_mark", "align_positions", "bar_spacing", "funding_per_bar", "to_bar_frame", "to_bar_times"]
 
 KlinesLike = pd.DataFrame | Sequence[Kline]
 """A DataFrame with a `timestamp` column (epoch ms) or a DatetimeIndex plus open/high/low/close, or Klines."""
@@ -130,3 +130,21 @@ def funding_per_bar(rates: pd.Series | None, bars: pd.DatetimeIndex) -> tuple[np
     np.add.at(at_open, bar_of[on_open], values[on_open])
     np.add.at(inside, bar_of[~on_open], values[~on_open])
     return at_open, inside
+
+
+def align_mark(mark: Any, bars: pd.DataFrame) -> pd.DataFrame | None:
+    """Mark-price candles on the bars' times (open/high/low/close), or None when `mark` is None.
+
+    Raises:
+        UserInputError: a bar without a mark candle (the message names the first).
+    """
+    if mark is None:
+        return None
+    frame = to_bar_frame(mark)
+    aligned = frame.reindex(bars.index)[["open", "high", "low", "close"]]
+    missing = np.flatnonzero(aligned.isna().any(axis=1).to_numpy())
+    if missing.size:
+        raise UserInputError(f"the mark-price candles have no bar at {bars.index[int(missing[0])]} "
+                             f"({missing.size} of {len(bars)} bars missing): fetch mark candles for the whole "
+                             "range (reformer fetch --mark), or leave them out to use the last price")
+    return aligned

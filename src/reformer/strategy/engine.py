@@ -1,30 +1,36 @@
-"""The bar-by-bar engine: conservative fills, stops, targets, fees, slippage and funding.
+"""The bar-by-bar engine: conservative fills, margin and liquidation, stops, targets, fees, funding, portfolios.
 
 Fill rules (OHLC bars carry no path, so every assumption leans against the strategy):
 
 * Timing: the target decided at bar t's close fills at bar t+1's open. The engine trades only when the target
   changes from one bar to the next; while it stays the same the units held stay the same (no re-sizing).
 * Sizing: a fill trades to `target × position_size × equity` in notional at the fill price, where equity is
-  cash plus the position marked at the open. A flip (long to short or back) is an exit then an entry at the
-  same open; the new leg is sized on the equity left after the exit's fee. A change of size on the same side
-  buys or sells only the difference.
-* Stops and targets: levels are fractions of the trade's average entry fill price. They are checked in every bar
-  the position is held, the entry bar included (the entry fills at the open, before the bar's range). A gap
-  through a level of the position carried into a bar fills at the open, before that open's signal fill (so a
-  signal that adds to the position cannot hide a stop the open went through). When both the stop and the target
-  lie inside one bar the stop is assumed first and the bar is counted in `ambiguous_bars`. After a stop or target
-  exit the strategy stays flat until the target position changes (re-entry only on a new signal).
-* Exposure: a bar counts as exposed when a position is held after its open's fills (an exit at the open, by
-  signal or by a gap through a level, leaves the bar unexposed).
-* Costs: commission on the notional of every fill; slippage moves market and stop fills against the trader;
-  a take-profit is a limit order and fills at its level (or the better open) without slippage.
-* Funding: a rate at a bar's open time is paid on the position carried into that bar, marked at the open,
-  before that open's fills; a rate strictly inside a bar is paid on the position held at its close, marked at
-  the close. Payment = rate × units × price (signed units: a positive rate costs longs and pays shorts).
-* End: a position still open after the last bar is marked to the last close, not closed, and reported open.
-
-There is no margin, leverage or liquidation model; with `position_size <= 1` a long cannot lose more than the
-notional, a short can (equity may fall below zero, after which no new position is opened).
+  cash plus every position marked at its latest price (this bar's open). A flip (long to short or back) is an
+  exit then an entry at the same open; the new leg is sized on the equity left after the exit's fee. A new target
+  on the same side is traded only when it moves the notional by more than `rebalance_band` of it, and then buys
+  or sells the difference. Quantities round down to the instrument's step; an order that rounds below its
+  minimum is not placed and is counted (`n_skipped_orders`).
+* Margin: isolated, one position per symbol: initial margin = notional / `leverage`. The liquidation level
+  (`reformer.strategy.book`) is checked first, at the open and then inside every bar the position is held,
+  against the mark price's range when mark candles are given (else the last price's). A liquidation closes the
+  position and loses exactly its initial margin, even through a gap.
+* Stops and targets: levels are fractions of the trade's average entry price, checked in every bar the position
+  is held, the entry bar included (the entry fills at the open, before the bar's range). A gap through the stop
+  fills at the open; through the target, at the target. When both lie inside one bar the stop is assumed first
+  and the bar is counted in `ambiguous_bars`. The take-profit is a resting limit order: it fills only when the
+  price trades through it (touching is not enough), at its level, and pays the maker fee. After a stop, target
+  or liquidation exit there is no re-entry until the target's side changes.
+* Costs: the taker fee on every market fill (entries, signal exits, stops, liquidations), the maker fee on
+  take-profits; slippage moves market and stop fills against the trader; prices round to the tick against him.
+* Funding (linear and inverse): a rate at a bar's open time is paid on the position carried into that bar at the
+  open's mark price, before that open's fills; a rate strictly inside a bar on the position held at its close,
+  at the close's mark. Payment = rate × notional, a positive rate costing longs. Spot shorts pay `borrow_rate`
+  per year of the borrowed value instead, bar by bar.
+* Portfolio: every symbol trades from one equity, positions are decided and sized per symbol, and the gross
+  notional of all positions stays within `leverage × equity` (an order that would pass it is cut to fit).
+  Symbols' bars are merged on time; at one time, all opens come first, then all ranges, then all closes.
+* End: a position still open after the last bar is marked to the last close, not closed, and reported open;
+  the fee its exit would pay is reported beside it.
 """
 
 from __future__ import annotations
@@ -34,195 +40,199 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .config import BacktestConfig
+from .book import Account, Book, Trade
+from .config import DEFAULT_MAINTENANCE_MARGIN_RATE, BacktestConfig
+from .instrument import Instrument
 
-__all__ = ["TRADE_COLUMNS", "Simulation", "simulate"]
+__all__ = ["TRADE_COLUMNS", "Market", "Run", "Simulation", "simulate", "simulate_markets"]
 
-TRADE_COLUMNS = ["entry_time", "exit_time", "side", "units", "entry_price", "exit_price", "pnl", "return",
+TRADE_COLUMNS = ["symbol", "entry_time", "exit_time", "side", "units", "entry_price", "exit_price", "pnl", "return",
                  "fees", "funding", "exit_reason", "open"]
-"""Columns of the trades table; times are bar open times, prices include slippage."""
+"""Columns of the trades table; times are bar open times, prices include slippage; units are contracts for an
+inverse contract; pnl, fees and funding are in the settle currency."""
 
 
-@dataclass(slots=True)
-class _Trade:
-    """Book-keeping of one round trip (a period with a position on one side)."""
+@dataclass(frozen=True)
+class Market:
+    """One symbol's prepared inputs, one entry per bar."""
 
-    side: int
-    entry_bar: int
-    units_in: float = 0.0  # units bought (long) or sold (short) to build the position
-    cost_in: float = 0.0  # notional of those fills
-    units_out: float = 0.0
-    value_out: float = 0.0
-    peak_units: float = 0.0
-    fees: float = 0.0
-    funding: float = 0.0
-    cash_flow: float = 0.0  # cash received minus paid by this trade's fills, fees and funding
-
-    def entry_price(self) -> float:
-        return self.cost_in / self.units_in
+    bars: pd.DataFrame
+    """From `to_bar_frame`: UTC DatetimeIndex, float open/high/low/close."""
+    targets: np.ndarray
+    """Target position in [-1, 1] decided at each bar's close."""
+    funding_at_open: np.ndarray | None = None
+    """Summed funding rate at each bar's open time."""
+    funding_inside: np.ndarray | None = None
+    """Summed funding rate strictly inside each bar."""
+    mark: pd.DataFrame | None = None
+    """Mark-price open/high/low/close on the same bars (None: the last price stands in)."""
+    instrument: Instrument = Instrument()
 
 
 @dataclass
 class Simulation:
-    """Raw engine output, one array entry per bar."""
+    """Raw engine output for one symbol, one array entry per bar."""
 
     equity: np.ndarray
-    """Cash plus the position marked at each bar's close."""
+    """Cash plus every position marked at each bar's close (the account's, for a portfolio)."""
     units: np.ndarray
-    """Signed units held at each bar's close."""
+    """Signed units held at each bar's close (contracts for inverse; negative = short)."""
     exposed: np.ndarray
     """True where a position was held during the bar (after the open's fills)."""
     trades: pd.DataFrame
     """One row per round trip, columns `TRADE_COLUMNS`."""
     total_fees: float
     total_funding: float
-    """Net funding paid (positive = a cost, negative = received)."""
+    """Net funding paid (positive = a cost, negative = received); spot: borrow interest."""
     ambiguous_bars: int
+    n_liquidations: int = 0
+    n_skipped_orders: int = 0
+    exit_fee: float = 0.0
+    """The taker fee closing the open position at the last close would cost (0 when flat)."""
+
+
+@dataclass
+class Run:
+    """One account's run over several markets."""
+
+    times: pd.DatetimeIndex
+    """Every bar time of any market, merged."""
+    equity: np.ndarray
+    """The account's equity after each merged time's closes."""
+    markets: list[Simulation]
+    """Per market, in the order given."""
 
 
 def simulate(bars: pd.DataFrame, targets: np.ndarray, config: BacktestConfig,
-             funding_at_open: np.ndarray | None = None, funding_inside: np.ndarray | None = None) -> Simulation:
-    """Run the bar loop on prepared inputs (see the module docstring for the rules).
+             funding_at_open: np.ndarray | None = None, funding_inside: np.ndarray | None = None, *,
+             mark: pd.DataFrame | None = None, instrument: Instrument | None = None) -> Simulation:
+    """Run the bar loop for one symbol (see the module docstring for the rules).
 
     Args:
         bars: frame from `to_bar_frame` (UTC DatetimeIndex, float open/high/low/close).
         targets: target position in [-1, 1] decided at each bar's close, length len(bars).
-        config: sizing, stops, costs; negative targets count as flat when `allow_short` is False.
-        funding_at_open: summed funding rate at each bar's open time (or None).
-        funding_inside: summed funding rate strictly inside each bar (or None).
-
-    Returns:
-        A `Simulation`.
+        config: sizing, margin, stops, costs; negative targets count as flat unless shorts are allowed.
+        funding_at_open, funding_inside: summed funding rates at each bar's open / strictly inside it (or None).
+        mark: mark-price candles on the same bars (or None).
+        instrument: tick, quantity step, minimum order, maintenance margin (or None: no rounding).
     """
-    n = len(bars)
-    assert len(targets) == n, "targets must have one value per bar"
-    opens = bars["open"].to_numpy(dtype="float64").tolist()
-    highs = bars["high"].to_numpy(dtype="float64").tolist()
-    lows = bars["low"].to_numpy(dtype="float64").tolist()
-    closes = bars["close"].to_numpy(dtype="float64").tolist()
-    target_array = np.asarray(targets, dtype="float64")
-    if not config.allow_short:
-        target_array = np.maximum(target_array, 0.0)
-    # plain Python floats: indexing numpy arrays element by element is ~10x slower in this loop
-    wanted = target_array.tolist()
-    fund_open = (np.zeros(n) if funding_at_open is None else funding_at_open).tolist()
-    fund_inside = (np.zeros(n) if funding_inside is None else funding_inside).tolist()
-
-    commission, slippage, size = config.commission, config.slippage, config.position_size
-    stop_frac, target_frac = config.stop_loss, config.take_profit
-    cash = config.initial_capital
-    units = 0.0
-    trade: _Trade | None = None
-    stop_level = target_level = 0.0
-    applied = 0.0  # the target the position currently reflects (changes only on a new signal)
-    closed: list[tuple[_Trade, int, str]] = []
-    total_fees = total_funding = 0.0
-    ambiguous = 0
-    equity = [0.0] * n
-    held = [0.0] * n
-    exposed = [False] * n
-
-    def fill(delta: float, price: float) -> None:
-        nonlocal cash, units, total_fees
-        assert trade is not None
-        fee = commission * abs(delta) * price
-        cash -= delta * price + fee
-        units += delta
-        total_fees += fee
-        trade.fees += fee
-        trade.cash_flow -= delta * price + fee
-        if delta * trade.side > 0:
-            trade.units_in += abs(delta)
-            trade.cost_in += abs(delta) * price
-            if abs(units) > trade.peak_units:
-                trade.peak_units = abs(units)
-        else:
-            trade.units_out += abs(delta)
-            trade.value_out += abs(delta) * price
-
-    def set_levels() -> None:
-        nonlocal stop_level, target_level
-        assert trade is not None
-        entry, side = trade.entry_price(), trade.side
-        stop_level = entry * (1 - side * stop_frac) if stop_frac > 0 else -side * np.inf
-        target_level = entry * (1 + side * target_frac) if target_frac > 0 else side * np.inf
-
-    def close_all(price: float, bar: int, reason: str) -> None:
-        nonlocal trade, units
-        assert trade is not None
-        fill(-units, price)
-        units = 0.0  # exact zero, not a rounding residue
-        closed.append((trade, bar, reason))
-        trade = None
-
-    for i in range(n):
-        price_open = opens[i]
-        if units != 0.0 and fund_open[i] != 0.0:
-            assert trade is not None
-            payment = fund_open[i] * units * price_open
-            cash -= payment
-            total_funding += payment
-            trade.funding += payment
-            trade.cash_flow -= payment
-
-        if units != 0.0:  # the position carried into the bar: a gap through its levels fills first, at the open
-            long = units > 0
-            side = 1 if long else -1
-            if (price_open <= stop_level) if long else (price_open >= stop_level):
-                close_all(price_open * (1 - side * slippage), i, "stop_loss")
-            elif (price_open >= target_level) if long else (price_open <= target_level):
-                close_all(price_open, i, "take_profit")
-
-        desired = wanted[i - 1] if i > 0 else 0.0
-        if desired != applied:
-            applied = desired
-            if units != 0.0 and (desired == 0.0 or (desired > 0) != (units > 0)):
-                side = 1 if units > 0 else -1
-                close_all(price_open * (1 - side * slippage), i, "signal")
-            equity_now = cash + units * price_open
-            if desired != 0.0 and equity_now > 0:
-                notional = desired * size * equity_now
-                direction = 1 if notional / price_open > units else -1
-                price = price_open * (1 + direction * slippage)
-                if trade is None:
-                    trade = _Trade(side=1 if desired > 0 else -1, entry_bar=i)
-                fill(notional / price - units, price)
-                set_levels()
-
-        if units != 0.0:  # held through the bar (levels of a fill at this open lie beyond the open)
-            exposed[i] = True
-            long = units > 0
-            side = 1 if long else -1
-            hit_stop = (lows[i] <= stop_level) if long else (highs[i] >= stop_level)
-            hit_target = (highs[i] >= target_level) if long else (lows[i] <= target_level)
-            if hit_stop:
-                ambiguous += hit_target  # both inside the bar: pessimistically, the stop came first
-                close_all(stop_level * (1 - side * slippage), i, "stop_loss")
-            elif hit_target:
-                close_all(target_level, i, "take_profit")
-
-        if units != 0.0 and fund_inside[i] != 0.0:
-            assert trade is not None
-            payment = fund_inside[i] * units * closes[i]
-            cash -= payment
-            total_funding += payment
-            trade.funding += payment
-            trade.cash_flow -= payment
-        equity[i] = cash + units * closes[i]
-        held[i] = units
-
-    trades = _trade_table(bars.index, closed, trade, units, closes[-1])
-    return Simulation(equity=np.asarray(equity), units=np.asarray(held), exposed=np.asarray(exposed),
-                      trades=trades, total_fees=total_fees, total_funding=total_funding, ambiguous_bars=ambiguous)
+    market = Market(bars, np.asarray(targets, dtype="float64"), funding_at_open, funding_inside, mark,
+                    instrument or Instrument())
+    return simulate_markets([market], config).markets[0]
 
 
-def _trade_table(times: pd.DatetimeIndex, closed: list[tuple[_Trade, int, str]], open_trade: _Trade | None,
-                 open_units: float, last_close: float) -> pd.DataFrame:
-    records = [(trade, exit_bar, reason, trade.cash_flow, trade.value_out / trade.units_out, False)
-               for trade, exit_bar, reason in closed]
-    if open_trade is not None:
+def simulate_markets(markets: list[Market], config: BacktestConfig) -> Run:
+    """Run the bar loop for one account trading every market (see the module docstring for the rules)."""
+    account = Account(config.initial_capital)
+    taker, maker = config.fees
+    books = []
+    for market in markets:
+        mmr = config.maintenance_margin_rate
+        if mmr is None:
+            mmr = market.instrument.maintenance_margin_rate
+        books.append(Book(account, inverse=config.category == "inverse", spot=config.category == "spot",
+                          size=config.position_size, leverage=config.leverage,
+                          mmr=DEFAULT_MAINTENANCE_MARGIN_RATE if mmr is None else mmr, taker=taker, maker=maker,
+                          slippage=config.slippage, stop=config.stop_loss, target=config.take_profit,
+                          band=config.rebalance_band, instrument=market.instrument))
+    feeds = [_Feed(market, config) for market in markets]
+    cap = config.leverage if len(markets) > 1 else None
+    records = [(np.zeros(len(m.bars)), np.zeros(len(m.bars)), np.zeros(len(m.bars), dtype=bool)) for m in markets]
+    steps = _merged_steps([m.bars.index for m in markets])
+    merged = np.zeros(len(steps))
+    for step, group in enumerate(steps):
+        for k, i in group:
+            feed, book = feeds[k], books[k]
+            book.at_open(i, feed.opens[i], feed.xo[i], feed.mo[i], feed.fund_open[i], feed.desired[i], cap)
+        for k, i in group:
+            feed = feeds[k]
+            records[k][2][i] = books[k].in_bar(i, feed.xh[i], feed.xl[i], feed.mh[i], feed.ml[i])
+        for k, i in group:
+            feed, book = feeds[k], books[k]
+            book.at_close(feed.xc[i], feed.mc[i], feed.fund_inside[i], feed.borrow)
+            records[k][1][i] = book.d * book.u
+        equity = account.equity()
+        merged[step] = equity
+        for k, i in group:
+            records[k][0][i] = equity
+    out = []
+    for market, feed, book, (equity_k, units_k, exposed_k) in zip(markets, feeds, books, records, strict=True):
+        trades = _trade_table(market.bars.index, book, market.instrument.symbol, feed.closes[-1])
+        exit_fee = taker * abs(book.u) * book.last_x
+        out.append(Simulation(equity=equity_k, units=units_k, exposed=exposed_k, trades=trades,
+                              total_fees=book.fees, total_funding=book.funding, ambiguous_bars=book.ambiguous,
+                              n_liquidations=book.liquidations, n_skipped_orders=book.skipped, exit_fee=exit_fee))
+    times = markets[0].bars.index if len(markets) == 1 else pd.DatetimeIndex(
+        [markets[group[0][0]].bars.index[group[0][1]] for group in steps])
+    return Run(times, merged, out)
+
+
+class _Feed:
+    """A market's bars as plain Python lists in value space (indexing numpy arrays element by element is ~10x
+    slower in the loop), with the targets shifted to the bar they fill at."""
+
+    def __init__(self, market: Market, config: BacktestConfig) -> None:
+        n = len(market.bars)
+        assert len(market.targets) == n, "targets must have one value per bar"
+        inverse = config.category == "inverse"
+        prices = {c: market.bars[c].to_numpy(dtype="float64") for c in ("open", "high", "low", "close")}
+        mark = prices if market.mark is None else {c: market.mark[c].to_numpy(dtype="float64")
+                                                   for c in ("open", "high", "low", "close")}
+        self.opens, self.closes = prices["open"].tolist(), prices["close"].tolist()
+        self.xo, self.xh, self.xl, self.xc = _value_space(prices, inverse)
+        self.mo, self.mh, self.ml, self.mc = _value_space(mark, inverse)
+        wanted = np.asarray(market.targets, dtype="float64")
+        if not config.shorts:
+            wanted = np.maximum(wanted, 0.0)
+        self.desired = [0.0, *wanted[:-1].tolist()]  # decided at the previous close
+        perpetual = config.category != "spot" and config.funding
+        zeros = [0.0] * n
+        self.fund_open = market.funding_at_open.tolist() if perpetual and market.funding_at_open is not None \
+            else zeros
+        self.fund_inside = market.funding_inside.tolist() if perpetual and market.funding_inside is not None \
+            else zeros
+        years = _bar_years(market.bars.index)
+        self.borrow = config.borrow_rate * years if config.category == "spot" and config.shorts else 0.0
+
+
+def _value_space(ohlc: dict[str, np.ndarray], inverse: bool) -> tuple[list[float], ...]:
+    """(open, high, low, close) in value space: as they are, or 1/P with high and low swapped."""
+    if not inverse:
+        return tuple(ohlc[c].tolist() for c in ("open", "high", "low", "close"))
+    return tuple((1.0 / ohlc[c]).tolist() for c in ("open", "low", "high", "close"))
+
+
+def _bar_years(index: pd.DatetimeIndex) -> float:
+    if len(index) < 2:
+        return 0.0
+    return float(pd.Series(index).diff().median() / pd.Timedelta(days=365))
+
+
+def _merged_steps(indexes: list[pd.DatetimeIndex]) -> list[list[tuple[int, int]]]:
+    """For each distinct bar time across the markets, in time order: the (market, bar) pairs open at it."""
+    if len(indexes) == 1:
+        return [[(0, i)] for i in range(len(indexes[0]))]
+    stamps = np.concatenate([index.asi8 for index in indexes])
+    which = np.concatenate([np.full(len(index), k) for k, index in enumerate(indexes)])
+    bar = np.concatenate([np.arange(len(index)) for index in indexes])
+    order = np.lexsort((which, stamps))
+    stamps, which, bar = stamps[order], which[order], bar[order]
+    starts = np.flatnonzero(np.r_[True, stamps[1:] != stamps[:-1]])
+    pairs = list(zip(which.tolist(), bar.tolist(), strict=True))
+    bounds = [*starts.tolist(), len(pairs)]
+    return [pairs[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _trade_table(times: pd.DatetimeIndex, book: Book, symbol: str, last_close: float) -> pd.DataFrame:
+    def price(x: float) -> float:
+        return 1.0 / x if book.d < 0 else x
+
+    records: list[tuple[Trade, int, str, float, float, bool]] = [
+        (trade, exit_bar, reason, trade.cash_flow, price(trade.value_out / trade.units_out), False)
+        for trade, exit_bar, reason in book.closed]
+    if book.trade is not None:
         # marked to market, not closed: no exit fee, no exit time, the last close as its price
-        records.append((open_trade, -1, "open", open_trade.cash_flow + open_units * last_close, last_close, True))
+        records.append((book.trade, -1, "open", book.trade.cash_flow + book.u * book.last_x, last_close, True))
     trades = [record[0] for record in records]
     exit_bars = np.array([record[1] for record in records], dtype="int64")
     pnl = np.array([record[3] for record in records], dtype="float64")
@@ -230,11 +240,12 @@ def _trade_table(times: pd.DatetimeIndex, closed: list[tuple[_Trade, int, str]],
     # index the times once with arrays: per-row Timestamp boxing dominates otherwise
     exit_times = pd.Series(times[np.maximum(exit_bars, 0)]).where(exit_bars >= 0, pd.NaT)
     table = pd.DataFrame({
+        "symbol": [symbol] * len(records),
         "entry_time": times[np.array([trade.entry_bar for trade in trades], dtype="int64")],
         "exit_time": exit_times.to_numpy(),
-        "side": ["long" if trade.side > 0 else "short" for trade in trades],
+        "side": ["long" if book.d * trade.side > 0 else "short" for trade in trades],
         "units": [trade.peak_units for trade in trades],
-        "entry_price": [trade.entry_price() for trade in trades],
+        "entry_price": [price(trade.entry_x()) for trade in trades],
         "exit_price": [record[4] for record in records],
         "pnl": pnl,
         "return": pnl / cost if len(records) else pnl,

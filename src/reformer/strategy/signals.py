@@ -84,7 +84,7 @@ def signals_from_predictions(predictions: pd.Series | pd.DataFrame, config: Back
     score = prediction_score(predictions)
     values = score.to_numpy()
     position = np.where(values > config.long_threshold, 1.0, 0.0)
-    if config.allow_short:
+    if config.shorts:
         position = np.where(values < config.short_threshold, -1.0, position)
     if config.vol_target is not None:
         if volatility is None:

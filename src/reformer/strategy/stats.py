@@ -101,7 +101,7 @@ def max_drawdown_duration(equity: pd.Series) -> pd.Timedelta:
 
 @dataclass(frozen=True)
 class BacktestResult:
-    """Everything a backtest reports. Ratios are fractions; money is in quote currency."""
+    """Everything a backtest reports. Ratios are fractions; money is in the settle currency (`settle_currency`)."""
 
     total_return: float
     """E_end / initial_capital - 1."""
@@ -132,13 +132,19 @@ class BacktestResult:
     buy_and_hold_return: float
     """Last close / second bar's open - 1: bought where a strategy could first fill, no fees."""
     total_fees: float
-    """Commission paid, quote currency."""
+    """Fees paid (taker and maker)."""
     total_funding: float
-    """Net funding paid, quote currency (negative = received)."""
+    """Net funding paid (negative = received); spot shorts: borrow interest."""
+    n_liquidations: int
+    """Positions closed by liquidation (each lost its initial margin; in `trades` with reason "liquidation")."""
+    n_skipped_orders: int
+    """Orders not placed: below the instrument's minimum after rounding, or no room under the gross cap."""
     ambiguous_bars: int
     """Bars where both the stop and the target lay inside the range (the stop was assumed first)."""
     final_equity: float
     """Equity at the last close, the open position marked to market."""
+    final_equity_after_exit: float
+    """`final_equity` less the taker fee closing the open position at the last close would pay."""
     n_open_trades: int
     """0 or 1: a position still open at the end (marked, not closed)."""
     periods_per_year: float
@@ -147,6 +153,10 @@ class BacktestResult:
     """First bar open time."""
     end: pd.Timestamp
     """Last bar open time."""
+    settle_currency: str
+    """"quote" (USDT: linear, spot) or "coin" (inverse: equity and profit in the base coin)."""
+    total_return_usd: float
+    """Inverse contracts: the equity's return valued in USD at the first and last close; else `total_return`."""
     equity: pd.Series = dataclasses.field(repr=False)
     """Equity at each bar's close, indexed by bar open time."""
     trades: pd.DataFrame = dataclasses.field(repr=False)
@@ -169,6 +179,8 @@ class BacktestResult:
                 continue
             if isinstance(value, BacktestConfig):
                 out[item.name] = dataclasses.asdict(value)
+            elif isinstance(value, str):
+                out[item.name] = value
             elif isinstance(value, pd.Timedelta | pd.Timestamp):
                 out[item.name] = value.isoformat()
             elif isinstance(value, bool | int | np.integer):
@@ -185,6 +197,9 @@ class BacktestResult:
         lines = [f"{'period':<22} {self.start} .. {self.end}"]
         for key, value in self.to_dict().items():
             if key in ("config", "start", "end"):
+                continue
+            if isinstance(value, str):
+                lines.append(f"{key:<22} {value}")
                 continue
             if value is None:
                 text = "n/a"
@@ -221,6 +236,10 @@ def compute_result(sim: Simulation, bars: pd.DataFrame, config: BacktestConfig) 
     pnl = closed["pnl"].to_numpy(dtype="float64")
     wins, losses = float(pnl[pnl > 0].sum()), float(-pnl[pnl < 0].sum())
     opens, closes = bars["open"].to_numpy(), bars["close"].to_numpy()
+    final = float(equity.iloc[-1])
+    usd = total
+    if config.category == "inverse":
+        usd = final * float(closes[-1]) / (config.initial_capital * float(closes[0])) - 1.0
     return BacktestResult(
         total_return=total,
         annualized_return=cagr,
@@ -238,12 +257,17 @@ def compute_result(sim: Simulation, bars: pd.DataFrame, config: BacktestConfig) 
         buy_and_hold_return=float(closes[-1] / opens[1] - 1.0),
         total_fees=sim.total_fees,
         total_funding=sim.total_funding,
+        n_liquidations=sim.n_liquidations,
+        n_skipped_orders=sim.n_skipped_orders,
         ambiguous_bars=sim.ambiguous_bars,
-        final_equity=float(equity.iloc[-1]),
+        final_equity=final,
+        final_equity_after_exit=final - sim.exit_fee,
         n_open_trades=int(sim.trades["open"].sum()),
         periods_per_year=periods,
         start=bars.index[0],
         end=bars.index[-1],
+        settle_currency=config.settle_currency,
+        total_return_usd=usd,
         equity=equity,
         trades=sim.trades,
         positions=pd.Series(sim.units, index=bars.index, name="units"),
