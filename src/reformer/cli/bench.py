@@ -95,3 +95,31 @@ def attention(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("backtest")
+def backtest_speed(
+    bars: Annotated[int, typer.Option(help="Hourly bars per symbol.")] = 50_000,
+    symbols: Annotated[int, typer.Option(help="Symbols in the portfolio case.")] = 10,
+    repeats: Annotated[int, typer.Option(help="Timed repetitions per case (median reported).")] = 3,
+    out: Annotated[Path | None, typer.Option(help="Also write the results as JSON here.")] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Simulation speed of the backtest engine: one symbol and a portfolio, beside a vectorised reference."""
+    from ..bench.backtest import run_backtest_bench
+
+    check_out(out, force)
+    if bars < 100 or symbols < 1 or repeats < 1:
+        raise ConfigError("--bars must be >= 100, --symbols and --repeats >= 1")
+    result = run_backtest_bench(bars, symbols, repeats)
+    table = Table(title=f"backtest engine, {bars:,} hourly bars per symbol (median of {repeats})")
+    for column in ("case", "seconds", "bars / s", "target"):
+        table.add_column(column)
+    table.add_row("1 symbol", f"{result['single_s']:.3f}", f"{result['single_bars_per_s']:,.0f}",
+                  f"< {result['single_target_s']:g} s")
+    table.add_row(f"{symbols} symbols", f"{result['portfolio_s']:.3f}", f"{result['portfolio_bars_per_s']:,.0f}",
+                  f"< {result['portfolio_target_s']:g} s")
+    table.add_row("vectorised reference", f"{result['vectorised_reference_s']:.4f}", "", "")
+    Console(width=120).print(table)
+    if out is not None:
+        write_output(out, json.dumps(result, indent=2))

@@ -14,6 +14,7 @@ from .engine import TRADE_COLUMNS, Market, Run, Simulation, simulate, simulate_m
 from .instrument import Instrument
 from .lookahead import LookaheadReport, check_lookahead
 from .plots import buy_and_hold_equity, plot_drawdown, plot_equity, plot_trades, save_report
+from .portfolio import Leg, PortfolioResult, SymbolResult, backtest_portfolio
 from .signals import prediction_score, realized_volatility, signals_from_predictions
 from .stats import (
     BacktestResult,
@@ -33,14 +34,18 @@ __all__ = [
     "BacktestConfig",
     "BacktestResult",
     "Instrument",
+    "Leg",
     "LookaheadReport",
     "Market",
+    "PortfolioResult",
     "PredictionSource",
     "Predictor",
     "Run",
     "Simulation",
+    "SymbolResult",
     "align_positions",
     "annualized_return",
+    "backtest_portfolio",
     "backtest_positions",
     "buy_and_hold_equity",
     "check_lookahead",

@@ -16,7 +16,8 @@ from ..api.types import Kline
 from ..bars import bar_frame
 from ..errors import UserInputError
 
-__all__ = ["KlinesLike", "align_mark", "align_positions", "bar_spacing", "funding_per_bar", "to_bar_frame", "to_bar_times"]
+__all__ = ["KlinesLike", "align_mark", "align_positions", "bar_spacing", "funding_per_bar", "to_bar_frame",
+           "to_bar_times"]
 
 KlinesLike = pd.DataFrame | Sequence[Kline]
 """A DataFrame with a `timestamp` column (epoch ms) or a DatetimeIndex plus open/high/low/close, or Klines."""

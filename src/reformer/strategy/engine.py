@@ -35,6 +35,8 @@ Fill rules (OHLC bars carry no path, so every assumption leans against the strat
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,7 +68,7 @@ class Market:
     """Summed funding rate strictly inside each bar."""
     mark: pd.DataFrame | None = None
     """Mark-price open/high/low/close on the same bars (None: the last price stands in)."""
-    instrument: Instrument = Instrument()
+    instrument: Instrument = dataclasses.field(default_factory=Instrument)
 
 
 @dataclass
@@ -220,7 +222,7 @@ def _merged_steps(indexes: list[pd.DatetimeIndex]) -> list[list[tuple[int, int]]
     starts = np.flatnonzero(np.r_[True, stamps[1:] != stamps[:-1]])
     pairs = list(zip(which.tolist(), bar.tolist(), strict=True))
     bounds = [*starts.tolist(), len(pairs)]
-    return [pairs[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [pairs[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def _trade_table(times: pd.DatetimeIndex, book: Book, symbol: str, last_close: float) -> pd.DataFrame:
