@@ -264,3 +264,28 @@ def test_the_portfolio_caps_gross_notional_at_the_leverage() -> None:
     assert units_b * b["open"].iloc[1] == pytest.approx(1000.0)  # the second is cut to 3 x 1,000 - 2,000
     with pytest.raises(UserInputError, match="B: "):
         backtest_portfolio({"A": Leg(a, positions=hold(a)), "B": Leg(b)}, config)
+
+
+def test_volatility_targeting_rebalances_only_past_the_band_and_never_re_enters_a_stopped_side() -> None:
+    from reformer.strategy import realized_volatility, run_backtest, signals_from_predictions
+
+    frame = _walk(5000, 7, "2024-01-01")
+    predictions = frame["close"].pct_change(24).fillna(0.0)
+    every = BacktestConfig(vol_target=0.005, rebalance_band=0.0, position_size=1.0)
+    banded = BacktestConfig(vol_target=0.005, position_size=1.0)  # the default band: 20 %
+    loose, tight = run_backtest(predictions, frame, every), run_backtest(predictions, frame, banded)
+    assert tight.n_orders < loose.n_orders / 2  # 942 against 2,564 on this series
+    targets = signals_from_predictions(predictions, banded, realized_volatility(frame["close"], 24))
+    side = np.sign(targets.to_numpy())
+    trades = tight.trades
+    bar_of = {time: i for i, time in enumerate(frame.index)}
+    stopped = trades[trades["exit_reason"] == "stop_loss"]
+    assert len(stopped) > 50
+    for _, stop in stopped.iterrows():
+        was = 1 if stop["side"] == "long" else -1
+        later = trades[(trades["entry_time"] > stop["exit_time"]) & (trades["side"] == stop["side"])]
+        if later.empty:
+            continue
+        exit_bar, entry_bar = bar_of[stop["exit_time"]], bar_of[later["entry_time"].iloc[0]]
+        # the entry at bar e was decided at bar e-1's close; some decision in between had left the stopped side
+        assert (side[exit_bar:entry_bar - 1] != was).any()

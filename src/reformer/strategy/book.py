@@ -90,7 +90,7 @@ class Book:
         self.blocked = 0  # trader side exited by a stop, target or liquidation: no re-entry until the side changes
         self.closed: list[tuple[Trade, int, str]] = []
         self.fees = self.funding = 0.0
-        self.ambiguous = self.liquidations = self.skipped = 0
+        self.ambiguous = self.liquidations = self.skipped = self.orders = 0
         account.books.append(self)
 
     # ---- prices ---------------------------------------------------------------------------------------------
@@ -108,6 +108,7 @@ class Book:
         assert trade is not None
         fee = rate * abs(delta) * x
         flow = delta * x + fee
+        self.orders += 1
         self.account.cash -= flow
         self.u += delta
         self.fees += fee
@@ -164,6 +165,7 @@ class Book:
         self.fees += fee
         self.u = 0.0
         self.liquidations += 1
+        self.orders += 1
         self.closed.append((trade, bar, "liquidation"))
         self.blocked = int(self.d) * trade.side
         self.trade = None

@@ -89,6 +89,8 @@ class Simulation:
     ambiguous_bars: int
     n_liquidations: int = 0
     n_skipped_orders: int = 0
+    n_orders: int = 0
+    """Fills: entries, rebalances, exits, liquidations."""
     exit_fee: float = 0.0
     """The taker fee closing the open position at the last close would cost (0 when flat)."""
 
@@ -163,7 +165,8 @@ def simulate_markets(markets: list[Market], config: BacktestConfig) -> Run:
         exit_fee = taker * abs(book.u) * book.last_x
         out.append(Simulation(equity=equity_k, units=units_k, exposed=exposed_k, trades=trades,
                               total_fees=book.fees, total_funding=book.funding, ambiguous_bars=book.ambiguous,
-                              n_liquidations=book.liquidations, n_skipped_orders=book.skipped, exit_fee=exit_fee))
+                              n_liquidations=book.liquidations, n_skipped_orders=book.skipped, n_orders=book.orders,
+                              exit_fee=exit_fee))
     times = markets[0].bars.index if len(markets) == 1 else pd.DatetimeIndex(
         [markets[group[0][0]].bars.index[group[0][1]] for group in steps])
     return Run(times, merged, out)

@@ -153,7 +153,8 @@ def _account_result(times: pd.DatetimeIndex, equity: np.ndarray, sims: list[Simu
                         total_funding=sum(s.total_funding for s in sims),
                         ambiguous_bars=sum(s.ambiguous_bars for s in sims),
                         n_liquidations=sum(s.n_liquidations for s in sims),
-                        n_skipped_orders=sum(s.n_skipped_orders for s in sims), exit_fee=sum(s.exit_fee for s in sims))
+                        n_skipped_orders=sum(s.n_skipped_orders for s in sims), n_orders=sum(s.n_orders for s in sims),
+                        exit_fee=sum(s.exit_fee for s in sims))
     flat = pd.DataFrame({"open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0}, index=times)
     result = compute_result(merged, flat, config)
     holds = [float(bars["close"].iloc[-1] / bars["open"].iloc[1] - 1.0) for bars in frames]

@@ -139,6 +139,8 @@ class BacktestResult:
     """Positions closed by liquidation (each lost its initial margin; in `trades` with reason "liquidation")."""
     n_skipped_orders: int
     """Orders not placed: below the instrument's minimum after rounding, or no room under the gross cap."""
+    n_orders: int
+    """Orders filled: entries, rebalances, exits (signal, stop, take-profit) and liquidations."""
     ambiguous_bars: int
     """Bars where both the stop and the target lay inside the range (the stop was assumed first)."""
     final_equity: float
@@ -259,6 +261,7 @@ def compute_result(sim: Simulation, bars: pd.DataFrame, config: BacktestConfig) 
         total_funding=sim.total_funding,
         n_liquidations=sim.n_liquidations,
         n_skipped_orders=sim.n_skipped_orders,
+        n_orders=sim.n_orders,
         ambiguous_bars=sim.ambiguous_bars,
         final_equity=final,
         final_equity_after_exit=final - sim.exit_fee,
