@@ -1,4 +1,5 @@
-"""The fake exchange's market: its series, its clock and the REST routes, free of sockets.
+"""The fake exchange's market: its series, its clock and the REST routes, free of sockets (the perpetuals' mark
+prices, funding and risk limits are derived in `_fake_derivatives.py`).
 
 Answers follow Bybit's V5 market-data API: the V5 envelope, newest-first lists of strings, inclusive
 `start`/`end`, the candle containing a mid-bucket `start`, the still-open candle (partial values) when a range
@@ -11,20 +12,20 @@ from __future__ import annotations
 import bisect
 import json
 import math
-import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from ..errors import UserInputError
-from .client import FundingRate
+from ._fake_derivatives import FUNDING_EVERY_MS, funding_series, mark_kline, mm_deductions, risk_tiers, split_symbol
 from .intervals import VALID_INTERVALS, interval_ms, parse_interval
-from .types import Kline
+from .types import FundingRate, Kline
 
 SeriesKey = tuple[str, str, str]  # (category, symbol, interval)
 KLINE_CATEGORIES = ("spot", "linear", "inverse")
-FUNDING_EVERY_MS = 8 * 3_600_000
+PERPETUAL_CATEGORIES = ("linear", "inverse")
+RISK_LIMIT_PAGE = 15  # symbols per /v5/market/risk-limit page when no symbol is named
 _HOUR_MS = 3_600_000
 _DAY_MS = 24 * _HOUR_MS
 _OI_INTERVALS = {"5min": 300_000, "15min": 900_000, "30min": 1_800_000, "1h": _HOUR_MS, "4h": 4 * _HOUR_MS,
@@ -70,8 +71,8 @@ class Market:
     Args:
         series: candles per (category, symbol, interval); interval in any spelling `parse_interval` takes.
         now_ms: the clock; default 1 s after the newest candle's open (so that candle is still open).
-        overflow: which candles a range holding more than `limit` returns when both start and end are given:
-            "newest" or "oldest" (Bybit does not document it; the client must not care).
+        overflow: which candles (or funding settlements) a range holding more than `limit` returns when both
+            its bounds are given: "newest" or "oldest" (Bybit does not document it; the client must not care).
         funding: settlements per (category, symbol); default a deterministic series every 8 h.
     """
 
@@ -130,13 +131,14 @@ class Market:
         route = {
             "/v5/market/time": self._time,
             "/v5/market/kline": self._kline,
-            "/v5/market/mark-price-kline": self._price_kline,
-            "/v5/market/index-price-kline": self._price_kline,
+            "/v5/market/mark-price-kline": self._mark_kline,
+            "/v5/market/index-price-kline": self._index_kline,
             "/v5/market/premium-index-price-kline": self._premium_kline,
             "/v5/market/instruments-info": self._instruments,
             "/v5/market/tickers": self._tickers,
             "/v5/market/funding/history": self._funding_history,
             "/v5/market/open-interest": self._open_interest,
+            "/v5/market/risk-limit": self._risk_limit,
         }.get(path)
         if route is None:
             return 404, {"Content-Type": "text/plain"}, b"Not Found"
@@ -194,11 +196,23 @@ class Market:
                            fmt(turnover)])
         return self.envelope({"category": category, "symbol": symbol, "list": listed})
 
-    def _price_kline(self, params: Mapping[str, str]) -> Answer:
-        # Mark / index prices are approximated by the traded candles (5 fields, no volume).
-        category, symbol, rows = self._select_klines(params)
+    def _mark_kline(self, params: Mapping[str, str]) -> Answer:
+        category, symbol, rows = self._perpetual_klines(params)
+        step = interval_ms(params["interval"])
+        listed = [[str(m.start_time), fmt(m.open), fmt(m.high), fmt(m.low), fmt(m.close)]
+                  for m in (mark_kline(k, step, symbol) for k in reversed(rows))]
+        return self.envelope({"category": category, "symbol": symbol, "list": listed})
+
+    def _index_kline(self, params: Mapping[str, str]) -> Answer:
+        # the fake's perpetuals trade at their index: the traded candles, 5 fields, no volume
+        category, symbol, rows = self._perpetual_klines(params)
         listed = [[str(k.start_time), fmt(k.open), fmt(k.high), fmt(k.low), fmt(k.close)] for k in reversed(rows)]
         return self.envelope({"category": category, "symbol": symbol, "list": listed})
+
+    def _perpetual_klines(self, params: Mapping[str, str]) -> tuple[str, str, list[Kline]]:
+        if params.get("category", "linear") not in PERPETUAL_CATEGORIES:
+            raise _ParamError("params error: category must be linear or inverse")
+        return self._select_klines(params)
 
     def _premium_kline(self, params: Mapping[str, str]) -> Answer:
         # linear only; the fake's perpetuals trade at their index, so the premium is 0
@@ -243,7 +257,8 @@ class Market:
             return {**item, "usdIndexPrice": fmt(last)}
         rates = [r for r in self.funding(category, symbol) if r.time_ms <= self.now]
         oi = self._oi_at(category, symbol, self.now)
-        return {**item, "indexPrice": fmt(last), "markPrice": fmt(last),
+        mark = mark_kline(day[-1], self.series[key].step, symbol).close if day else last
+        return {**item, "indexPrice": fmt(last), "markPrice": fmt(mark),
                 "prevPrice1h": fmt(hour[0].open if hour else last), "openInterest": fmt(oi),
                 "openInterestValue": fmt(round(oi * last, 2)), "fundingRate": fmt(rates[-1].rate if rates else 0.0),
                 "nextFundingTime": str((self.now // FUNDING_EVERY_MS + 1) * FUNDING_EVERY_MS),
@@ -297,8 +312,7 @@ class Market:
         return self.envelope({"category": category, "list": items, "nextPageCursor": ""})
 
     def _instrument(self, category: str, symbol: str) -> dict[str, Any]:
-        quote = next((q for q in ("USDT", "USDC", "USD") if symbol.endswith(q)), "USDT")
-        base = symbol[: -len(quote)] or symbol
+        base, quote = split_symbol(symbol)
         if category == "spot":
             return {"symbol": symbol, "baseCoin": base, "quoteCoin": quote, "status": "Trading",
                     "marginTrading": "both", "priceFilter": {"tickSize": "0.01"},
@@ -340,19 +354,45 @@ class Market:
         times = [r.time_ms for r in rates]
         lo = bisect.bisect_left(times, start) if start is not None else 0
         hi = bisect.bisect_right(times, min(end if end is not None else self.now, self.now))
-        chosen = rates[lo:hi][-limit:]  # anchored at endTime: the newest `limit`
+        # endTime alone: the newest `limit` (documented); with startTime too, as `overflow` says (undocumented)
+        chosen = rates[lo:hi][:limit] if start is not None and self.overflow == "oldest" else rates[lo:hi][-limit:]
         listed = [{"symbol": symbol, "fundingRate": fmt(r.rate), "fundingRateTimestamp": str(r.time_ms)}
                   for r in reversed(chosen)]
         return self.envelope({"category": category, "list": listed})
 
     def funding(self, category: str, symbol: str) -> list[FundingRate]:
-        """Settlements of one symbol (given, or generated every 8 h from listing to the last candle)."""
+        """Settlements of one symbol (given, or generated every 8 h from listing to the last candle's close,
+        following its price: `_fake_derivatives.funding_series`)."""
         key = (category, symbol)
         if key not in self._funding:
-            rng = random.Random(f"{category}:{symbol}")  # str seeds are stable across runs
-            launch = self.launch_time(category, symbol)
+            finest = self.series[self._finest(category, symbol)]
             last = max(s.starts[-1] + s.step for (c, sym, _), s in self.series.items() if (c, sym) == key)
-            first = -(-launch // FUNDING_EVERY_MS) * FUNDING_EVERY_MS
-            self._funding[key] = [FundingRate(t, round(rng.gauss(0.0001, 0.0002), 6))
-                                  for t in range(first, last + 1, FUNDING_EVERY_MS)]
+            self._funding[key] = funding_series(finest.klines, finest.step, self.launch_time(category, symbol), last,
+                                                f"{category}:{symbol}")
         return self._funding[key]
+
+    def _risk_limit(self, params: Mapping[str, str]) -> Answer:
+        """Risk-limit tables: one symbol's, or every symbol's, 15 symbols a page behind `nextPageCursor`."""
+        category = params.get("category", "")
+        if category not in PERPETUAL_CATEGORIES:
+            raise _ParamError("params error: category must be linear or inverse")
+        wanted = params.get("symbol")
+        if wanted is not None and wanted not in self.symbols(category):
+            raise _ParamError("Not supported symbols")
+        symbols = [s for s in self.symbols(category) if wanted in (None, s)]
+        try:
+            first = int(params.get("cursor") or 0)
+        except ValueError:
+            raise _ParamError("params error: cursor is invalid") from None
+        page = symbols[first:first + RISK_LIMIT_PAGE]
+        items = []
+        for symbol in page:
+            tiers = risk_tiers(category, symbol, self.series[self._finest(category, symbol)].klines[0].open)
+            items += [{"id": tier.tier_id, "symbol": symbol, "riskLimitValue": fmt(tier.risk_limit_value),
+                       "maintenanceMargin": fmt(tier.maintenance_margin_rate),
+                       "initialMargin": fmt(tier.initial_margin_rate), "isLowestRisk": int(n == 0),
+                       "maxLeverage": f"{tier.max_leverage:.2f}", "mmDeduction": fmt(deduction) if n else ""}
+                      for n, (tier, deduction) in enumerate(zip(tiers, mm_deductions(tiers), strict=True))]
+        following = first + RISK_LIMIT_PAGE
+        return self.envelope({"category": category, "list": items,
+                              "nextPageCursor": str(following) if following < len(symbols) else ""})

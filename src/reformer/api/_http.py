@@ -11,7 +11,8 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 
@@ -22,7 +23,7 @@ from ..errors import (
     InvalidSymbolError,
     RetryableExchangeError,
 )
-from .types import Kline
+from .types import Kline, MarkKline, RiskLimitTier
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -191,3 +192,51 @@ def parse_kline_row(row: list[str], category: str) -> Kline:
                      float(turnover))
     except (TypeError, ValueError) as exc:
         raise ExchangeError(f"malformed kline row {row!r} from Bybit: expected 7 numeric strings") from exc
+
+
+def parse_mark_row(row: list[str], category: str) -> MarkKline:
+    """One REST mark-price kline row (5 strings: start, open, high, low, close) as a `MarkKline`."""
+    try:
+        start, open_, high, low, close = row[:5]
+        return MarkKline(int(start), float(open_), float(high), float(low), float(close))
+    except (TypeError, ValueError) as exc:
+        raise ExchangeError(f"malformed mark-price kline row {row!r} from Bybit: expected 5 numeric strings") from exc
+
+
+def parse_risk_tier(item: dict[str, Any]) -> RiskLimitTier:
+    """One /v5/market/risk-limit item as a `RiskLimitTier` (margins come as strings or numbers: both read)."""
+    try:
+        return RiskLimitTier(int(item["id"]), float(item["riskLimitValue"]), float(item["maintenanceMargin"]),
+                             float(item["initialMargin"]), float(item["maxLeverage"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ExchangeError(f"malformed risk-limit item {item!r} from Bybit: expected id, riskLimitValue, "
+                            "maintenanceMargin, initialMargin and maxLeverage") from exc
+
+
+class Timed(Protocol):
+    """A row with an open time (what the kline pager sorts and deduplicates on)."""
+
+    @property
+    def start_time(self) -> int: ...
+
+
+RowT = TypeVar("RowT", bound=Timed)
+
+
+@dataclass(frozen=True)
+class KlineRoute(Generic[RowT]):
+    """One kline-shaped endpoint: same parameters, paging and newest-first lists, its own row shape.
+
+    Attributes:
+        path: the REST path.
+        categories: the categories it serves.
+        parse: one row of its `list` (and the category) to a typed row.
+    """
+
+    path: str
+    categories: tuple[str, ...]
+    parse: Callable[[list[str], str], RowT]
+
+
+KLINES = KlineRoute("/v5/market/kline", ("spot", "linear", "inverse"), parse_kline_row)
+MARK_KLINES = KlineRoute("/v5/market/mark-price-kline", ("linear", "inverse"), parse_mark_row)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .client import BybitClient, FundingRate, InstrumentInfo
-from .types import Kline
+from .client import BybitClient, InstrumentInfo
+from .types import FundingRate, Kline, MarkKline, RiskLimitTier
 
 __all__ = ["SyncBybitClient"]
 
@@ -62,7 +62,34 @@ class SyncBybitClient:
     def iter_kline_pages(self, symbol: str, interval: str | int, start: int, end: int | None = None,
                          category: str = "linear") -> Iterator[list[Kline]]:
         """See `BybitClient.iter_kline_pages`; each page is returned as soon as it arrives."""
-        pages = self._client.iter_kline_pages(symbol, interval, start, end, category)
+        return self._iterate(self._client.iter_kline_pages(symbol, interval, start, end, category))
+
+    def get_mark_klines(self, symbol: str, interval: str | int, limit: int | None = None, start: int | None = None,
+                        end: int | None = None, category: str = "linear") -> list[MarkKline]:
+        """See `BybitClient.get_mark_klines`."""
+        return self._run(self._client.get_mark_klines(symbol, interval, limit, start, end, category))
+
+    def iter_mark_kline_pages(self, symbol: str, interval: str | int, start: int, end: int | None = None,
+                              category: str = "linear") -> Iterator[list[MarkKline]]:
+        """See `BybitClient.iter_mark_kline_pages`; each page is returned as soon as it arrives."""
+        return self._iterate(self._client.iter_mark_kline_pages(symbol, interval, start, end, category))
+
+    def get_funding_history(self, symbol: str, start: int | None = None, end: int | None = None,
+                            category: str = "linear") -> list[FundingRate]:
+        """See `BybitClient.get_funding_history`."""
+        return self._run(self._client.get_funding_history(symbol, start, end, category))
+
+    def iter_funding_pages(self, symbol: str, start: int, end: int | None = None,
+                           category: str = "linear") -> Iterator[list[FundingRate]]:
+        """See `BybitClient.iter_funding_pages`; each page is returned as soon as it arrives."""
+        return self._iterate(self._client.iter_funding_pages(symbol, start, end, category))
+
+    def get_risk_limits(self, symbol: str, category: str = "linear") -> list[RiskLimitTier]:
+        """See `BybitClient.get_risk_limits`."""
+        return self._run(self._client.get_risk_limits(symbol, category))
+
+    def _iterate(self, pages: AsyncGenerator[T, None]) -> Iterator[T]:
+        """An async generator's items, one `_run` each; closed on the private loop when abandoned."""
         try:
             while True:
                 try:
@@ -72,11 +99,6 @@ class SyncBybitClient:
         finally:
             if not self._loop.is_closed():
                 self._loop.run_until_complete(pages.aclose())
-
-    def get_funding_history(self, symbol: str, start: int | None = None, end: int | None = None,
-                            category: str = "linear") -> list[FundingRate]:
-        """See `BybitClient.get_funding_history`."""
-        return self._run(self._client.get_funding_history(symbol, start, end, category))
 
     def _run(self, awaitable: Awaitable[T]) -> T:
         try:

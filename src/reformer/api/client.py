@@ -1,4 +1,5 @@
-"""Async Bybit V5 REST client for public market data: klines, server time, instrument info, funding history.
+"""Async Bybit V5 REST client for public market data: klines, server time, instrument info, and (from
+`derivatives.py`) mark-price klines, funding history and risk-limit tiers.
 
 Every request passes a client-side rate limiter, and transient failures (10006 / 429 rate limits, 10000, 10016,
 5xx, timeouts, dropped connections, truncated bodies) are retried with bounded, jittered exponential backoff;
@@ -15,20 +16,20 @@ import random
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any
 
 import httpx
 
 from ..errors import (
     BadRequestError,
-    ExchangeError,
     ExchangeUnavailableError,
     InvalidSymbolError,
     RetryableExchangeError,
 )
-from ._http import RateLimiter, Sleep, backoff_delay, check_market, parse_envelope, parse_kline_row
+from ._http import KLINES, KlineRoute, RateLimiter, RowT, Sleep, backoff_delay, check_market, parse_envelope
+from .derivatives import DerivativesMixin
 from .intervals import interval_ms, parse_interval
-from .types import Kline
+from .types import FundingRate, Kline
 
 __all__ = [
     "MAINNET_BASE_URL",
@@ -42,22 +43,8 @@ MAINNET_BASE_URL = "https://api.bybit.com"
 TESTNET_BASE_URL = "https://api-testnet.bybit.com"
 MAINNET_WS_URL = "wss://stream.bybit.com/v5/public"
 TESTNET_WS_URL = "wss://stream-testnet.bybit.com/v5/public"
-KLINE_CATEGORIES = ("spot", "linear", "inverse")
-FUNDING_CATEGORIES = ("linear", "inverse")
-KLINE_PAGE = 1000  # Bybit's maximum `limit` for /v5/market/kline
-FUNDING_PAGE = 200  # Bybit's maximum `limit` for /v5/market/funding/history
-
-
-class FundingRate(NamedTuple):
-    """One funding settlement. Positive rate: longs pay shorts.
-
-    Attributes:
-        time_ms: settlement time, epoch ms UTC.
-        rate: funding rate as a fraction (0.0001 = 0.01 %).
-    """
-
-    time_ms: int
-    rate: float
+KLINE_CATEGORIES = KLINES.categories
+KLINE_PAGE = 1000  # Bybit's maximum `limit` for /v5/market/kline (and the mark-price klines)
 
 
 @dataclass(frozen=True)
@@ -95,7 +82,7 @@ def rest_root(base_url: str | None = None, testnet: bool = False) -> str:
     return (base_url or default_url).rstrip("/")
 
 
-class BybitClient:
+class BybitClient(DerivativesMixin):
     """Async client for Bybit's public V5 market endpoints, on `httpx.AsyncClient`.
 
     Args:
@@ -140,7 +127,7 @@ class BybitClient:
         self._limiter = RateLimiter(rate_limit)
         self._sleep = sleep
         self._rng = random.Random(seed)
-        self._launch_times: dict[tuple[str, str], int | None] = {}
+        self._instruments: dict[tuple[str, str], InstrumentInfo] = {}
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport,
                                        headers={"Accept": "application/json"})
 
@@ -187,7 +174,7 @@ class BybitClient:
         if not rows:
             raise InvalidSymbolError(symbol, category)
         info = _parse_instrument(rows[0], category)
-        self._launch_times[(category, symbol)] = info.launch_time
+        self._instruments[(category, symbol)] = info
         return info
 
     async def get_klines(self, symbol: str, interval: str | int, limit: int | None = None,
@@ -216,8 +203,13 @@ class BybitClient:
             InvalidSymbolError: the symbol is not listed.
             ExchangeBannedError, ExchangeUnavailableError, ExchangeError: see `BybitClient`.
         """
+        return await self._collect(KLINES, symbol, interval, limit, start, end, category)
+
+    async def _collect(self, route: KlineRoute[RowT], symbol: str, interval: str | int, limit: int | None,
+                       start: int | None, end: int | None, category: str) -> list[RowT]:
+        """`get_klines` for any kline-shaped route (see there)."""
         step = interval_ms(interval)
-        check_market(symbol, category, KLINE_CATEGORIES)
+        check_market(symbol, category, route.categories)
         if limit is not None and limit < 1:
             raise BadRequestError(f"invalid limit {limit}: use limit >= 1 (or None for the whole range)")
         server_now = None
@@ -232,8 +224,8 @@ class BybitClient:
             tail = count
         else:
             tail = None
-        candles: list[Kline] = []
-        pages = self._pages(symbol, interval, start, end, category, server_now=server_now)
+        candles: list[RowT] = []
+        pages = self._pages(route, symbol, interval, start, end, category, server_now=server_now)
         try:
             async for page in pages:
                 candles.extend(page)
@@ -261,24 +253,24 @@ class BybitClient:
         Raises:
             ExchangeError: as `get_klines` raises it (and its subclasses), for the same reasons.
         """
-        pages = self._pages(symbol, interval, start, end, category)
+        pages = self._pages(KLINES, symbol, interval, start, end, category)
         try:
             async for page in pages:
                 yield page
         finally:
             await pages.aclose()  # close the HTTP-bound generator now, not at garbage collection
 
-    async def _pages(self, symbol: str, interval: str | int, start: int, end: int | None, category: str, *,
-                     server_now: int | None = None) -> AsyncGenerator[list[Kline], None]:
-        """`iter_kline_pages`, reusing a server time the caller has just fetched."""
+    async def _pages(self, route: KlineRoute[RowT], symbol: str, interval: str | int, start: int, end: int | None,
+                     category: str, *, server_now: int | None = None) -> AsyncGenerator[list[RowT], None]:
+        """`iter_kline_pages` for any kline-shaped route, reusing a server time the caller has just fetched."""
         code = parse_interval(interval)
         step = interval_ms(code)
-        symbol, category = check_market(symbol, category, KLINE_CATEGORIES)
+        symbol, category = check_market(symbol, category, route.categories)
         if end is not None and start > end:
             raise BadRequestError(f"start {start} is after end {end}: pass start <= end (epoch ms)")
         if server_now is None:
             server_now = await self.get_server_time()
-        launch = await self._launch_time(symbol, category)
+        launch = (await self._instrument(symbol, category)).launch_time
         window = max(start, launch or 0)
         last_bound = server_now if end is None else min(end, server_now)
         newest = -1
@@ -286,8 +278,8 @@ class BybitClient:
             window_end = min(window + (KLINE_PAGE - 1) * step, last_bound)
             params = {"category": category, "symbol": symbol, "interval": code, "start": window,
                       "end": window_end, "limit": KLINE_PAGE}
-            result = await self._get("/v5/market/kline", params, symbol=symbol, category=category)
-            rows = sorted(parse_kline_row(row, category) for row in result.get("list") or [])
+            result = await self._get(route.path, params, symbol=symbol, category=category)
+            rows = sorted((route.parse(row, category) for row in result.get("list") or []), key=_start_time)
             # The window may return the candle containing `window` (opened before it): keep it unless it
             # precedes `start`; drop the open candle and anything already yielded.
             page = [k for k in rows if start <= k.start_time <= last_bound and k.start_time + step <= server_now
@@ -298,55 +290,10 @@ class BybitClient:
                 yield page
             window = window_end + step
 
-    async def get_funding_history(self, symbol: str, start: int | None = None, end: int | None = None,
-                                  category: str = "linear") -> list[FundingRate]:
-        """Funding settlements in [start, end], ascending.
-
-        Pages backwards 200 at a time (`endTime = oldest - 1`), as Bybit only anchors pages at `endTime`.
-
-        Args:
-            symbol: e.g. "BTCUSDT".
-            start: earliest settlement time wanted, epoch ms (None: back to the listing).
-            end: latest settlement time wanted, epoch ms (None: now).
-            category: "linear" or "inverse" (spot has no funding).
-
-        Returns:
-            list of `FundingRate`, strictly ascending by time.
-
-        Raises:
-            BadRequestError: unknown category or start > end.
-            InvalidSymbolError, ExchangeError: see `BybitClient`.
-        """
-        symbol, category = check_market(symbol, category, FUNDING_CATEGORIES)
-        if end is None:
-            end = await self.get_server_time()
-        if start is not None and start > end:
-            raise BadRequestError(f"start {start} is after end {end}: pass start <= end (epoch ms)")
-        rates: dict[int, float] = {}
-        cursor = end
-        while start is None or cursor >= start:
-            params: dict[str, Any] = {"category": category, "symbol": symbol, "endTime": cursor,
-                                      "limit": FUNDING_PAGE}
-            if start is not None:
-                params["startTime"] = start
-            result = await self._get("/v5/market/funding/history", params, symbol=symbol, category=category)
-            rows = result.get("list") or []
-            page = [FundingRate(int(row["fundingRateTimestamp"]), float(row["fundingRate"])) for row in rows]
-            rates.update((r.time_ms, r.rate) for r in page
-                         if (start is None or r.time_ms >= start) and r.time_ms <= end)
-            if len(page) < FUNDING_PAGE:
-                break
-            oldest = min(r.time_ms for r in page)
-            if oldest > cursor:
-                raise ExchangeError(f"funding page for {symbol} ignored endTime={cursor}: cannot page further")
-            cursor = oldest - 1
-        return [FundingRate(t, rates[t]) for t in sorted(rates)]
-
-    async def _launch_time(self, symbol: str, category: str) -> int | None:
-        key = (category, symbol)
-        if key not in self._launch_times:
-            await self.get_instrument_info(symbol, category)
-        return self._launch_times[key]
+    async def _instrument(self, symbol: str, category: str) -> InstrumentInfo:
+        """The instrument's listing details, asked once per client."""
+        info = self._instruments.get((category, symbol))
+        return info if info is not None else await self.get_instrument_info(symbol, category)
 
     async def _get(self, path: str, params: dict[str, Any], *, symbol: str | None = None,
                    category: str | None = None) -> dict[str, Any]:
@@ -396,3 +343,7 @@ def _parse_instrument(row: dict[str, Any], category: str) -> InstrumentInfo:
         min_order_qty=number("lotSizeFilter", "minOrderQty"),
         funding_interval_min=int(funding) if funding not in (None, "") else None,
     )
+
+
+def _start_time(row: RowT) -> int:
+    return row.start_time

@@ -3,7 +3,9 @@
 Built for tests and offline demos, faithful to this subset of Bybit's V5 API:
 
 * REST (HTTP/1.1, keep-alive) on `base_url`: /v5/market/time, /kline, /mark-price-kline, /index-price-kline,
-  /instruments-info, /funding/history; anything else is HTTP 404.
+  /premium-index-price-kline, /instruments-info, /tickers, /funding/history, /open-interest, /risk-limit;
+  anything else is HTTP 404. The perpetuals' mark prices, funding settlements and risk-limit tables are derived
+  from the candles (`_fake_derivatives.py`), so any series served, a CSV's or a synthetic one, has them.
 * WebSocket on a second port, `ws_url` = ws://127.0.0.1:PORT/v5/public (append /linear, /spot, /inverse):
   `kline.{interval}.{symbol}` topics, subscribe acks, pong, unconfirmed updates and confirmed closes.
 * A clock that never moves by itself: "now" starts 1 s after the newest candle's open (that candle is still
@@ -32,8 +34,7 @@ from ..errors import DataFormatError, UserInputError
 from ._fake_http import RETRYABLE_FAULTS, Fault, FaultPlan, HttpServer, RequestRecord
 from ._fake_market import Market, SeriesKey
 from ._fake_ws import WsHub
-from .client import FundingRate
-from .types import Kline
+from .types import FundingRate, Kline
 
 __all__ = ["RETRYABLE_FAULTS", "FakeExchange", "Fault", "FaultPlan", "RequestRecord", "run_fake_exchange"]
 

@@ -1,6 +1,7 @@
 """Market data commands: `fetch`, `stream`, `import`, `export`, `fake-exchange`.
 
-Thin wrappers over `reformer.data.sync`, `reformer.data.store`, `reformer.data.csv_io` and `reformer.api`.
+Thin wrappers over `reformer.data.sync`, `reformer.data.derivatives_sync`, `reformer.data.store`,
+`reformer.data.csv_io` and `reformer.api`.
 Every error (bad input, unknown symbol, malformed file, unreachable exchange) reaches `reformer.cli.main` as a
 `ReformerError` and becomes one line on stderr with exit code 2 (numbers are range-checked here rather than by
 typer, whose usage errors print several lines); Ctrl-C stops `stream` cleanly (exit 0) and
@@ -17,7 +18,7 @@ import os
 import sys
 from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
@@ -26,13 +27,19 @@ from rich.table import Table
 
 from ..api import BybitClient, BybitStream, Kline, interval_ms, parse_interval, run_fake_exchange
 from ..api.intervals import INTERVAL_MS
-from ..data.csv_io import read_klines, write_klines
+from ..bars import times_to_ms
+from ..data.csv_io import read_klines, write_funding, write_klines, write_mark_klines
+from ..data.derivatives_store import DerivativesStore
+from ..data.derivatives_sync import DerivativesReport, require_perpetual, sync_derivatives_blocking
 from ..data.store import DEFAULT_DB_PATH, ConflictingCandlesError, KlineStore
 from ..data.sync import ProgressCallback, SyncReport, format_ms, parse_time_ms, sync_klines_blocking
 from ..data.windows import bar_step
 from ..errors import DataFormatError, ExchangeUnavailableError, UserInputError
 from ..textio import check_csv_file
 from .common import DEFAULT_SYMBOL, DbOpt, ForceOpt, SymbolOpt, check_out, exchange_url, symbol_option
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["register"]
 
@@ -56,6 +63,10 @@ def fetch(
     db: DbOpt = None,
     retries: RetriesOpt = 8,
     timeout: TimeoutOpt = 10.0,
+    funding: Annotated[bool, typer.Option("--funding", help="Also fetch the funding settled over the candles' range "
+                                          "and the risk-limit tiers (linear/inverse only).")] = False,
+    mark: Annotated[bool, typer.Option("--mark", help="Also fetch mark-price candles of the same interval and range, "
+                                       "and the risk-limit tiers (linear/inverse only).")] = False,
 ) -> None:
     """Fetch closed candles the store lacks (only those), committing each page as it arrives.
 
@@ -63,42 +74,80 @@ def fetch(
     """
     if retries < 0 or timeout <= 0:
         raise UserInputError(f"--retries {retries} / --timeout {timeout}: use retries >= 0 and a timeout > 0 s")
+    if (funding or mark) and category == "spot":
+        raise UserInputError("--funding/--mark: spot markets have no funding or mark price; use --category linear "
+                             "or inverse, or drop the flag")
     start_ms = parse_time_ms(start, "--start") if start is not None else None
     end_ms = parse_time_ms(end, "--end") if end is not None else None
     console = _console()
+    extra: DerivativesReport | None = None
     with _progress_bar(console, f"{symbol} {interval}") as progress:
         try:
             report = sync_klines_blocking(symbol, interval, store=db, base_url=base_url, category=category,
                                           limit=limit, start=start_ms, end=end_ms, progress=progress,
                                           max_retries=retries, timeout=timeout)
+            if funding or mark:
+                extra = sync_derivatives_blocking(report.symbol, report.interval, start=report.start, end=report.end,
+                                                  store=db, base_url=base_url, category=category, funding=funding,
+                                                  mark=mark, progress=progress, max_retries=retries, timeout=timeout)
         except ExchangeUnavailableError as exc:
             raise _unavailable(exc, base_url, retries) from None
     _print_report(console, report)
+    if extra is not None:
+        _print_derivatives(console, extra)
+
+
+_EXPORTS = {"klines": "candles", "funding": "funding rates", "mark": "mark-price candles"}
 
 
 def export(
-    interval: IntervalOpt,
     out: Annotated[Path, typer.Option("--out", help="Target file: .csv or .parquet (written atomically).")],
+    interval: Annotated[str | None, typer.Option("--interval", help="Bybit interval of the candles (60, 240, D or "
+                                                 "1h/4h/1d); not needed for --what funding.")] = None,
     symbol: SymbolOpt = DEFAULT_SYMBOL,
     category: CategoryOpt = "linear",
     db: DbOpt = None,
     force: ForceOpt = False,
+    what: Annotated[str, typer.Option("--what", help="klines: timestamp,open,high,low,close,volume,turnover; "
+                                      "funding: timestamp,funding_rate; mark: timestamp,open,high,low,close "
+                                      "(mark prices).")] = "klines",
 ) -> None:
-    """Write one stored series as timestamp,open,high,low,close,volume,turnover (epoch ms, ascending)."""
-    code = parse_interval(interval)
+    """Write one stored series (epoch ms, ascending): candles, or a perpetual's funding rates or mark-price
+    candles (--what)."""
+    if what not in _EXPORTS:
+        raise UserInputError(f"--what {what!r} is not a stored series: use klines, funding or mark")
+    if interval is None and what != "funding":
+        raise UserInputError(f"--what {what} needs --interval, e.g. --interval 60")
+    code = parse_interval(interval) if interval is not None else "60"
+    if what != "klines":
+        require_perpetual(category)
     check_out(out, force)
-    how = f"reformer fetch --symbol {symbol} --interval {code} --category {category} --limit 1000"
+    flag = "" if what == "klines" else f" --{what}"
+    how = f"reformer fetch --symbol {symbol} --interval {code} --category {category} --limit 1000{flag}"
     path = _db_path(db)
     if not path.is_file():
         raise UserInputError(f"no kline store at {path}; fetch candles first: {how} --db {path}")
-    with KlineStore(path) as store:
-        frame = store.load_frame(category, symbol, code)
-    if frame.empty:
-        raise UserInputError(f"{path} holds no {symbol} {code} {category} candles; fetch them first: {how} "
-                             f"--db {path}")
-    count = write_klines(frame, out)
-    first, last = int(frame["timestamp"].iat[0]), int(frame["timestamp"].iat[-1])
-    _console().print(f"wrote {count} candles ({format_ms(first)} .. {format_ms(last)}) to {out}")
+    data = _stored_series(path, what, category, symbol, code)
+    if data.empty:
+        series = f"{symbol} {category}" if what == "funding" else f"{symbol} {code} {category}"
+        raise UserInputError(f"{path} holds no {series} {_EXPORTS[what]}; fetch them first: {how} --db {path}")
+    writer = {"klines": write_klines, "funding": write_funding, "mark": write_mark_klines}[what]
+    count = writer(data, out)
+    times = data["timestamp"].to_numpy() if what == "klines" else times_to_ms(data.index)
+    _console().print(f"wrote {count} {_EXPORTS[what]} ({format_ms(int(times[0]))} .. {format_ms(int(times[-1]))}) "
+                     f"to {out}")
+
+
+def _stored_series(path: Path, what: str, category: str, symbol: str, code: str) -> pd.DataFrame | pd.Series:
+    """The whole stored series `export --what` names: candles from the kline store as before (opened as a
+    `KlineStore`, so exporting them never adds tables), the perpetuals' series from a `DerivativesStore`."""
+    if what == "klines":
+        with KlineStore(path) as store:
+            return store.load_frame(category, symbol, code)
+    with DerivativesStore(path) as derivatives:
+        if what == "funding":
+            return derivatives.load_funding(category, symbol)
+        return derivatives.load_mark_frame(category, symbol, code)
 
 
 def import_(
@@ -294,8 +343,23 @@ def _progress_bar(console: Console, label: str) -> Iterator[ProgressCallback]:
 
 
 def _print_report(console: Console, report: SyncReport) -> None:
-    _print_gaps(console, list(report.gaps), report.interval_ms, "in the requested range")
+    where = "of mark-price candles in the requested range" if report.label == "mark" else "in the requested range"
+    _print_gaps(console, list(report.gaps), report.interval_ms, where)
     console.print(report.summary())
+
+
+def _print_derivatives(console: Console, report: DerivativesReport, shown: int = 10) -> None:
+    """Mark candles as the candles (gaps table, summary), funding's irregular stretches as warnings on stderr."""
+    if report.mark is not None:
+        _print_report(console, report.mark)
+    if report.funding is not None:
+        warnings = report.funding.warnings()
+        for line in warnings[:shown]:
+            print(line, file=sys.stderr, flush=True)
+        if len(warnings) > shown:
+            print(f"warning: and {len(warnings) - shown} more irregular funding stretches", file=sys.stderr)
+        console.print(report.funding.summary())
+    console.print(report.risk_limits.summary())
 
 
 def _print_gaps(console: Console, gaps: list[tuple[int, int]], step: int, where: str, shown: int = 10) -> None:

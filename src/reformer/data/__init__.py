@@ -1,4 +1,5 @@
-"""Data: the kline store, CSV/Parquet import and export, features, windows and splits, the synthetic market.
+"""Data: the kline store (with the perpetuals' funding, mark prices and risk limits), CSV/Parquet import and
+export, features, windows and splits, the synthetic market.
 
 Names are imported lazily, so the store and CSV tools (used by the CLI's fetch/import/export) do not pull in
 torch, which only the window datasets need.
@@ -11,13 +12,19 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "EXPORT_COLUMNS": "csv_io",
+    "FUNDING_COLUMNS": "csv_io",
+    "MARK_COLUMNS": "csv_io",
     "read_klines": "csv_io",
     "read_klines_frame": "csv_io",
+    "write_funding": "csv_io",
     "write_klines": "csv_io",
+    "write_mark_klines": "csv_io",
     "DataLoader": "dataset",
     "DatasetConfig": "dataset",
     "PreparedDataset": "dataset",
     "klines_to_frame": "dataset",
+    "ConflictingRowsError": "derivatives_store",
+    "DerivativesStore": "derivatives_store",
     "FeatureSpec": "features",
     "compute_features": "features",
     "StandardScaler": "scaling",
@@ -37,9 +44,13 @@ _EXPORTS = {
 
 __all__ = [
     "EXPORT_COLUMNS",
+    "FUNDING_COLUMNS",
+    "MARK_COLUMNS",
     "ConflictingCandlesError",
+    "ConflictingRowsError",
     "DataLoader",
     "DatasetConfig",
+    "DerivativesStore",
     "FeatureSpec",
     "Inserted",
     "KlineStore",
@@ -58,12 +69,24 @@ __all__ = [
     "synthetic_frame",
     "synthetic_klines",
     "walk_forward_folds",
+    "write_funding",
     "write_klines",
+    "write_mark_klines",
 ]
 
 if TYPE_CHECKING:
-    from .csv_io import EXPORT_COLUMNS, read_klines, read_klines_frame, write_klines
+    from .csv_io import (
+        EXPORT_COLUMNS,
+        FUNDING_COLUMNS,
+        MARK_COLUMNS,
+        read_klines,
+        read_klines_frame,
+        write_funding,
+        write_klines,
+        write_mark_klines,
+    )
     from .dataset import DataLoader, DatasetConfig, PreparedDataset, klines_to_frame
+    from .derivatives_store import ConflictingRowsError, DerivativesStore
     from .features import FeatureSpec, compute_features
     from .scaling import StandardScaler
     from .store import ConflictingCandlesError, Inserted, KlineStore

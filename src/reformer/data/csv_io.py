@@ -7,6 +7,8 @@ The export format (what `write_klines` writes, and the shared BTC file minus its
 
 `timestamp` is the candle open time in epoch milliseconds UTC, rows ascending, floats written with the shortest
 text that reads back to the same float, so export -> import is exact. An unknown turnover is an empty field.
+Funding rates (`write_funding`: timestamp,funding_rate) and mark-price candles (`write_mark_klines`:
+timestamp,open,high,low,close) are written the same way.
 
 Reading is lenient about the source and strict about the values. Column names are matched case-insensitively;
 the time column may be called timestamp, start_time, open_time, time, datetime or date (first found in that
@@ -26,14 +28,20 @@ import numpy as np
 import pandas as pd
 
 from ..api.types import Kline
+from ..bars import times_to_ms
 from ..errors import DataFormatError, UserInputError
 from ..files import atomic_write
 from ..textio import Where, check_csv_file, epoch_ms_cells, finite_cells, header_separator, show_cell
 
-__all__ = ["EXPORT_COLUMNS", "read_klines", "read_klines_frame", "write_klines"]
+__all__ = ["EXPORT_COLUMNS", "FUNDING_COLUMNS", "MARK_COLUMNS", "read_klines", "read_klines_frame", "write_funding",
+           "write_klines", "write_mark_klines"]
 
 EXPORT_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "turnover")
-"""Columns of every frame this module returns and every file it writes, in order."""
+"""Columns of every kline frame this module returns and every kline file it writes, in order."""
+FUNDING_COLUMNS = ("timestamp", "funding_rate")
+"""Columns of a funding file (`write_funding`): settlement time in epoch ms UTC, the rate as a fraction."""
+MARK_COLUMNS = ("timestamp", "open", "high", "low", "close")
+"""Columns of a mark-price candle file (`write_mark_klines`): open time in epoch ms UTC, then the prices."""
 
 _TIME_NAMES = ("timestamp", "start_time", "open_time", "time", "datetime", "date")
 _PRICES = ("open", "high", "low", "close")
@@ -108,20 +116,96 @@ def write_klines(klines: pd.DataFrame | Iterable[Sequence[float]], path: str | o
         DataFormatError: an unsupported suffix, or klines that would not read back (see `read_klines_frame`).
         UserInputError: `path` is a directory, or `.parquet` without pyarrow installed.
     """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if path.is_dir():
-        raise UserInputError(f"{path} is a directory; name a file in it, e.g. {path / 'klines.csv'}")
-    if suffix not in _SUFFIXES:
-        raise DataFormatError(
-            f"{path}: unsupported suffix {path.suffix!r}; use one of {', '.join(_SUFFIXES)}"
-        )
+    path = _check_target(path)
     if isinstance(klines, pd.DataFrame):
         raw = klines.reset_index(drop=True)
     else:
         raw = pd.DataFrame.from_records(list(klines), columns=list(EXPORT_COLUMNS))
     frame = _normalise(raw, "klines to write", lambda position: f"row {position + 1}")
-    if suffix == ".csv":
+    return _write_frame(frame, path)
+
+
+def write_funding(rates: pd.Series, path: str | os.PathLike[str]) -> int:
+    """Write funding rates as `FUNDING_COLUMNS` (timestamp = settlement time, epoch ms; ascending) to `.csv` or
+    `.parquet`, atomically (as `write_klines`).
+
+    Args:
+        rates: a float Series indexed by settlement time (DatetimeIndex or epoch ms), as
+            `DerivativesStore.load_funding` returns it.
+        path: the target file; its suffix picks the format.
+
+    Returns:
+        The number of settlements written.
+
+    Raises:
+        DataFormatError: an unsupported suffix, a rate that is not a finite number, or repeated times.
+        UserInputError: `path` is a directory, or `.parquet` without pyarrow installed.
+    """
+    path = _check_target(path)
+    index = rates.index
+    times = times_to_ms(index) if isinstance(index, pd.DatetimeIndex) else np.asarray(index, dtype=np.int64)
+    frame = pd.DataFrame({"timestamp": times, "funding_rate": pd.to_numeric(rates, errors="coerce").to_numpy()})
+    return _write_frame(_sorted_finite(frame, "funding rates to write"), path)
+
+
+def write_mark_klines(frame: pd.DataFrame, path: str | os.PathLike[str]) -> int:
+    """Write mark-price candles as `MARK_COLUMNS` (timestamp = open time, epoch ms; ascending) to `.csv` or
+    `.parquet`, atomically (as `write_klines`).
+
+    Args:
+        frame: open/high/low/close indexed by open time (as `DerivativesStore.load_mark_frame` returns them), or
+            with a `timestamp` column of epoch ms.
+        path: the target file; its suffix picks the format.
+
+    Returns:
+        The number of candles written.
+
+    Raises:
+        DataFormatError: an unsupported suffix, a missing column, a price that is not a positive number, or
+            repeated times.
+        UserInputError: `path` is a directory, or `.parquet` without pyarrow installed.
+    """
+    path = _check_target(path)
+    missing = [name for name in _PRICES if name not in frame.columns]
+    if missing:
+        raise DataFormatError(f"mark candles to write lack the column(s) {missing}: pass open, high, low, close")
+    times = frame["timestamp"] if "timestamp" in frame.columns else times_to_ms(frame.index)
+    table = pd.DataFrame({"timestamp": np.asarray(times, dtype=np.int64),
+                          **{name: pd.to_numeric(frame[name], errors="coerce").to_numpy() for name in _PRICES}})
+    table = _sorted_finite(table, "mark candles to write")
+    if (table[list(_PRICES)] <= 0).any(axis=None):
+        raise DataFormatError(f"{path}: mark candles to write hold a price that is not > 0; drop or fix that candle")
+    return _write_frame(table, path)
+
+
+def _check_target(path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise UserInputError(f"{path} is a directory; name a file in it, e.g. {path / 'klines.csv'}")
+    if path.suffix.lower() not in _SUFFIXES:
+        raise DataFormatError(
+            f"{path}: unsupported suffix {path.suffix!r}; use one of {', '.join(_SUFFIXES)}"
+        )
+    return path
+
+
+def _sorted_finite(frame: pd.DataFrame, what: str) -> pd.DataFrame:
+    """`frame` by ascending timestamp, refusing a value that is not a finite number and repeated times."""
+    values = frame.drop(columns="timestamp").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if bad.size:
+        raise DataFormatError(f"{what}: row {bad[0] + 1} holds a value that is not a finite number; drop or fix it")
+    frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    repeated = frame["timestamp"].duplicated().to_numpy()
+    if repeated.any():
+        raise DataFormatError(f"{what}: timestamp {frame['timestamp'].iat[int(np.flatnonzero(repeated)[0])]} "
+                              "appears twice; keep one row per time")
+    return frame
+
+
+def _write_frame(frame: pd.DataFrame, path: Path) -> int:
+    """Write a checked frame to `path` (.csv or .parquet, by its suffix) atomically; returns its row count."""
+    if path.suffix.lower() == ".csv":
         atomic_write(path, lambda target: frame.to_csv(target, index=False, lineterminator="\n"))
     else:
         if importlib.util.find_spec("pyarrow") is None:  # fail before touching the disk

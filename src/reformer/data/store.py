@@ -275,7 +275,7 @@ class KlineStore:
         """
         step = _step_ms(interval, interval_ms)
         low, high = _bounds(start, end)
-        return self._holes(category, symbol, interval, step, low, high, on_grid_only=False)
+        return self._holes("klines", category, symbol, interval, step, low, high, on_grid_only=False)
 
     def missing_ranges(self, category: str, symbol: str, interval: str, interval_ms: int | None, start: int,
                        end: int) -> list[tuple[int, int]]:
@@ -295,6 +295,11 @@ class KlineStore:
         Raises:
             UserInputError: a bad key, an interval_ms that contradicts `interval`, or start > end.
         """
+        return self._missing("klines", category, symbol, interval, interval_ms, start, end)
+
+    def _missing(self, table: str, category: str, symbol: str, interval: str, interval_ms: int | None, start: int,
+                 end: int) -> list[tuple[int, int]]:
+        """`missing_ranges` of any table keyed like `klines` (the mark-price candles too)."""
         step = _step_ms(interval, interval_ms)
         _bounds(start, end)
         offset = _GRID_OFFSET_MS.get(interval, 0)
@@ -302,25 +307,25 @@ class KlineStore:
         last = end - (end - offset) % step  # round down
         if first > last:
             return []
-        kept = self._conn.execute(f"SELECT MIN(start_time), MAX(start_time) FROM klines WHERE {_KEY} "
+        kept = self._conn.execute(f"SELECT MIN(start_time), MAX(start_time) FROM {table} WHERE {_KEY} "
                                   "AND start_time BETWEEN ? AND ? AND (start_time - ?) % ? = 0",
                                   (category, symbol, interval, first, last, offset, step)).fetchone()
         if kept[0] is None:
             return [(first, last)]
         ranges = [(first, kept[0] - step)] if kept[0] > first else []
-        ranges += self._holes(category, symbol, interval, step, first, last, on_grid_only=True)
+        ranges += self._holes(table, category, symbol, interval, step, first, last, on_grid_only=True)
         if kept[1] < last:
             ranges.append((kept[1] + step, last))
         return ranges
 
-    def _holes(self, category: str, symbol: str, interval: str, step: int, low: int, high: int,
+    def _holes(self, table: str, category: str, symbol: str, interval: str, step: int, low: int, high: int,
                on_grid_only: bool) -> list[tuple[int, int]]:
         # The window function keeps the scan inside SQLite: only the holes come back to Python. A hole must
         # fit at least one whole candle (2 steps between neighbours), so off-grid jitter is never one.
         grid = f"AND (start_time - {_GRID_OFFSET_MS.get(interval, 0)}) % {step} = 0" if on_grid_only else ""
         rows = self._conn.execute(
             "SELECT previous + ?, start_time - ? FROM ("
-            "  SELECT start_time, LAG(start_time) OVER (ORDER BY start_time) AS previous FROM klines"
+            f"  SELECT start_time, LAG(start_time) OVER (ORDER BY start_time) AS previous FROM {table}"
             f"  WHERE {_KEY} AND start_time BETWEEN ? AND ? {grid}"
             ") WHERE start_time - previous >= ? ORDER BY start_time",
             (step, step, category, symbol, interval, low, high, 2 * step),

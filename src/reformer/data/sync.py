@@ -18,19 +18,20 @@ or, in async code, `await sync_klines(client, store, "BTCUSDT", "60", start=...,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from ..api.client import BybitClient
+from ..api.client import BybitClient, InstrumentInfo
 from ..api.intervals import GRID_OFFSET_MS, epoch_in_seconds, interval_ms, parse_interval
 from ..errors import UserInputError
 from .store import Coverage, KlineStore
 
-__all__ = ["PAGE", "ProgressCallback", "SyncReport", "format_ms", "parse_time_ms", "sync_klines",
-           "sync_klines_blocking"]
+__all__ = ["PAGE", "CandleSeries", "ProgressCallback", "SyncReport", "check_range", "fill_series", "format_ms",
+           "opened_store", "parse_time_ms", "sync_klines", "sync_klines_blocking"]
 
 PAGE = 1000
 """Candles per kline request: Bybit's maximum `limit`, and the client's window length."""
@@ -58,6 +59,7 @@ class SyncReport:
         gaps: candles in [start, end] the store still lacks, as inclusive (first, last) open times: the
             exchange had none there (listing, maintenance) or the fetch was cut short.
         server_time: the exchange's clock when the fetch began, epoch ms.
+        label: what the candles are, after the series in `summary` ("mark" for mark prices; "" for trades).
     """
 
     category: str
@@ -72,6 +74,7 @@ class SyncReport:
     stored: Coverage | None
     gaps: tuple[tuple[int, int], ...]
     server_time: int
+    label: str = ""
 
     @property
     def missing_candles(self) -> int:
@@ -80,7 +83,8 @@ class SyncReport:
 
     def summary(self, max_gaps: int = 3) -> str:
         """One closing line: rows added, requests, stored range, gaps."""
-        text = (f"{self.symbol} {self.interval} {self.category}: +{self.rows_added} rows in {self.kline_requests} "
+        series = " ".join(filter(None, (self.symbol, self.interval, self.category, self.label)))
+        text = (f"{series}: +{self.rows_added} rows in {self.kline_requests} "
                 f"kline request(s); asked {format_ms(self.start)} .. {format_ms(self.end)}")
         if self.stored is not None:
             text += (f"; stored {format_ms(self.stored.first_start)} .. {format_ms(self.stored.last_start)} "
@@ -162,6 +166,43 @@ async def sync_klines(client: BybitClient, store: KlineStore | str | os.PathLike
         ExchangeUnavailableError, ExchangeBannedError, ExchangeError: from the client; pages committed
             before the failure stay stored.
     """
+    code, step = check_range(interval, limit, start, end)
+    server_time = await client.get_server_time()
+    info = await client.get_instrument_info(symbol, category)  # InvalidSymbolError before any write
+    symbol = info.symbol
+    with opened_store(store, KlineStore) as kline_store:
+        kline_store.check_writable()  # a read-only store: said before any page is fetched
+        series = CandleSeries(
+            "", lambda: kline_store.coverage(category, symbol, code),
+            lambda first, last: kline_store.missing_ranges(category, symbol, code, step, first, last),
+            # replace: the exchange's own candles are the reference, and it may revise the newest one
+            lambda page: kline_store.upsert(category, symbol, code, page, replace=True),
+            lambda first, last: client.iter_kline_pages(symbol, code, first, last, category))
+        return await fill_series(series, info, code, server_time, limit=limit, start=start, end=end,
+                                 progress=progress)
+
+
+@dataclass(frozen=True)
+class CandleSeries:
+    """One stored candle series and the exchange's pages of it: what `fill_series` reads and writes.
+
+    Attributes:
+        label: what the candles are, for reports ("" for traded candles, "mark" for mark prices).
+        coverage: the stored series' first and last open time and count, or None.
+        missing: the open-time ranges in [first, last] the store lacks (as `KlineStore.missing_ranges`).
+        insert: stores one page in one transaction; returns how many candles were new.
+        pages: the exchange's closed candles in [first, last], page by page, each row's first field its open time.
+    """
+
+    label: str
+    coverage: Callable[[], Coverage | None]
+    missing: Callable[[int, int], list[tuple[int, int]]]
+    insert: Callable[[Sequence[Any]], int]
+    pages: Callable[[int, int], AsyncIterator[Sequence[Sequence[Any]]]]
+
+
+def check_range(interval: str | int, limit: int | None, start: int | None, end: int | None) -> tuple[str, int]:
+    """The interval's code and length, after refusing a limit, start and end `sync_klines` cannot honour."""
     code = parse_interval(interval)
     step = interval_ms(code)
     if limit is not None and limit < 1:
@@ -170,46 +211,59 @@ async def sync_klines(client: BybitClient, store: KlineStore | str | os.PathLike
         raise UserInputError("pass start and end, or limit with at most one of them, not all three")
     if start is not None and end is not None and start > end:
         raise UserInputError(f"start {format_ms(start)} is after end {format_ms(end)}: swap them")
+    return code, step
 
-    server_time = await client.get_server_time()
-    info = await client.get_instrument_info(symbol, category)  # InvalidSymbolError before any write
+
+async def fill_series(series: CandleSeries, info: InstrumentInfo, code: str, server_time: int, *,
+                      limit: int | None, start: int | None, end: int | None,
+                      progress: ProgressCallback | None) -> SyncReport:
+    """Fetch what one stored series lacks in the range `sync_klines` describes, one transaction per page."""
+    step = interval_ms(code)
     symbol = info.symbol
-    owned = not isinstance(store, KlineStore)
-    kline_store = KlineStore(store) if not isinstance(store, KlineStore) else store
-    try:
-        kline_store.check_writable()  # a read-only store: said before any page is fetched
-        last_closed = _floor(server_time - step, code, step)
-        first, last = _resolve(kline_store, category, symbol, code, step, last_closed, limit, start, end)
-        if info.launch_time is not None:
-            first = max(first, _ceil(info.launch_time, code, step))
-        if first > last:
-            listed = format_ms(info.launch_time) if info.launch_time is not None else "unknown"
-            raise UserInputError(
-                f"no closed {symbol} {code} candle in the range asked for (listed {listed}, last closed candle "
-                f"{format_ms(last_closed)}); pick a range between those"
-            )
-        missing = kline_store.missing_ranges(category, symbol, code, step, first, last)
-        calls = _plan_calls(missing, step)
-        total = sum((b - a) // step + 1 for a, b in missing)
-        added = pages = 0
-        for call_first, call_last, _ in calls:
-            async for page in client.iter_kline_pages(symbol, code, call_first, call_last, category):
-                # one transaction per page; replace: the exchange's own candles are the reference, and it may
-                # revise the newest one
-                added += kline_store.upsert(category, symbol, code, page, replace=True)
-                pages += 1
-                if progress is not None:
-                    progress(_covered(missing, page[-1].start_time, step), total)
+    last_closed = _floor(server_time - step, code, step)
+    first, last = _resolve(series.coverage, code, step, last_closed, limit, start, end)
+    if info.launch_time is not None:
+        first = max(first, _ceil(info.launch_time, code, step))
+    if first > last:
+        listed = format_ms(info.launch_time) if info.launch_time is not None else "unknown"
+        raise UserInputError(
+            f"no closed {symbol} {code} candle in the range asked for (listed {listed}, last closed candle "
+            f"{format_ms(last_closed)}); pick a range between those"
+        )
+    missing = series.missing(first, last)
+    calls = _plan_calls(missing, step)
+    total = sum((b - a) // step + 1 for a, b in missing)
+    added = pages = 0
+    for call_first, call_last, _ in calls:
+        async for page in series.pages(call_first, call_last):
+            added += series.insert(page)
+            pages += 1
             if progress is not None:
-                progress(_covered(missing, call_last, step), total)
-        gaps = kline_store.missing_ranges(category, symbol, code, step, first, last) if calls else []
-        return SyncReport(category=category, symbol=symbol, interval=code, interval_ms=step, start=first,
-                          end=last, rows_added=added, kline_requests=sum(n for _, _, n in calls), pages=pages,
-                          stored=kline_store.coverage(category, symbol, code), gaps=tuple(gaps),
-                          server_time=server_time)
+                progress(_covered(missing, int(page[-1][0]), step), total)
+        if progress is not None:
+            progress(_covered(missing, call_last, step), total)
+    gaps = series.missing(first, last) if calls else []
+    return SyncReport(category=info.category, symbol=symbol, interval=code, interval_ms=step, start=first,
+                      end=last, rows_added=added, kline_requests=sum(n for _, _, n in calls), pages=pages,
+                      stored=series.coverage(), gaps=tuple(gaps), server_time=server_time, label=series.label)
+
+
+StoreT = TypeVar("StoreT", bound=KlineStore)
+
+
+@contextlib.contextmanager
+def opened_store(store: KlineStore | str | os.PathLike[str] | None, kind: type[StoreT]) -> Iterator[StoreT]:
+    """`store` itself when it is a `kind`, else a `kind` opened at that path (None: the default) and closed after."""
+    if isinstance(store, kind):
+        yield store
+        return
+    if isinstance(store, KlineStore):
+        raise UserInputError(f"{store!r} is a {type(store).__name__}; pass a {kind.__name__} or the store's path")
+    opened = kind(store)
+    try:
+        yield opened
     finally:
-        if owned:
-            kline_store.close()
+        opened.close()
 
 
 def sync_klines_blocking(symbol: str, interval: str | int, *, store: KlineStore | str | os.PathLike[str] | None = None,
@@ -238,7 +292,7 @@ def sync_klines_blocking(symbol: str, interval: str | int, *, store: KlineStore 
     return asyncio.run(run())
 
 
-def _resolve(store: KlineStore, category: str, symbol: str, code: str, step: int, last_closed: int,
+def _resolve(coverage: Callable[[], Coverage | None], code: str, step: int, last_closed: int,
              limit: int | None, start: int | None, end: int | None) -> tuple[int, int]:
     """First and last candle open time wanted, on the grid, before the launch-time clamp."""
     last = last_closed if end is None else min(_floor(end, code, step), last_closed)
@@ -248,9 +302,9 @@ def _resolve(store: KlineStore, category: str, symbol: str, code: str, step: int
             last = min(last, first + (limit - 1) * step)
         return first, last
     if limit is None:
-        coverage = store.coverage(category, symbol, code)
-        if coverage is not None:  # an update: from the first stored candle up to now
-            return coverage.first_start, last
+        stored = coverage()
+        if stored is not None:  # an update: from the first stored candle up to now
+            return stored.first_start, last
         limit = PAGE
     return last - (limit - 1) * step, last
 
