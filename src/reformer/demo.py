@@ -90,12 +90,13 @@ def run_demo(report_dir: str | Path, *, n_bars: int = 20_000, seq_len: int = 256
         UserInputError: `report_dir` holds an earlier demo's report and `force` is False.
     """
     from .api.fake import FakeExchange
-    from .data.store import KlineStore
+    from .data.derivatives_store import DerivativesStore
+    from .data.derivatives_sync import sync_derivatives_blocking
     from .data.sync import sync_klines_blocking
     from .data.synthetic import synthetic_klines
     from .pipelines.attention_plot import plot_attention
     from .pipelines.crypto import first_unseen_bar, predict_all, predict_latest, train_crypto
-    from .strategy import BacktestConfig, run_backtest, save_report
+    from .strategy import BacktestConfig, Instrument, run_backtest, save_report
 
     started = time.perf_counter()
     out = Path(report_dir)
@@ -108,12 +109,18 @@ def run_demo(report_dir: str | Path, *, n_bars: int = 20_000, seq_len: int = 256
     with FakeExchange({(CATEGORY, SYMBOL, INTERVAL): klines}) as fake:
         fake_url = fake.base_url
         say(f"fake Bybit exchange listening on {fake_url}")
-        with KlineStore(out / "klines.sqlite") as store:
+        with DerivativesStore(out / "klines.sqlite") as store:
             report = sync_klines_blocking(SYMBOL, INTERVAL, store=store, base_url=fake_url, category=CATEGORY,
                                           start=klines[0].start_time, end=klines[-1].start_time)
             frame = store.load_frame(CATEGORY, SYMBOL, INTERVAL)
-    say(f"fetched {report.rows_added} closed candles in {report.kline_requests} kline requests into "
-        f"{out / 'klines.sqlite'} (the last, still-open candle is not stored)")
+            sync_derivatives_blocking(SYMBOL, INTERVAL, store=store, base_url=fake_url, category=CATEGORY,
+                                      start=int(frame["timestamp"].iloc[0]), end=int(frame["timestamp"].iloc[-1]))
+            funding = store.load_funding(CATEGORY, SYMBOL)
+            mark = store.load_mark_frame(CATEGORY, SYMBOL, INTERVAL)
+            tiers = store.load_risk_tiers(CATEGORY, SYMBOL)
+    say(f"fetched {report.rows_added} closed candles in {report.kline_requests} kline requests, {len(funding)} "
+        f"funding settlements and the mark-price candles into {out / 'klines.sqlite'} (the last, still-open "
+        "candle is not stored)")
 
     say(f"training a {recipe.model['n_layers']}-layer LSH Reformer, seq_len {seq_len}, horizon {recipe.horizon}, "
         "on the 70% train split")
@@ -133,7 +140,10 @@ def run_demo(report_dir: str | Path, *, n_bars: int = 20_000, seq_len: int = 256
     predictions = predict_all(out / "run", frame.iloc[history_from:].reset_index(drop=True))
     unseen = predictions[predictions["timestamp"] >= test_start].set_index("timestamp")["prediction"]
     bars = frame[frame["timestamp"] >= test_start].reset_index(drop=True)
-    result = run_backtest(unseen, bars, BacktestConfig(commission=0.00055, position_size=0.5))
+    # Bybit's base-tier fees, funding on the mark price, the symbol's first risk tier for the margin
+    rules = Instrument(SYMBOL, maintenance_margin_rate=tiers[0].maintenance_margin_rate if tiers else None)
+    result = run_backtest(unseen, bars, BacktestConfig(position_size=0.5), funding_rates=funding,
+                          mark=mark, instrument=rules)
     save_report(result, bars, out / "backtest")
     backtest = result.to_dict()
     latest_dict = {"timestamp": latest.timestamp, "predicted_return": latest.predicted_return,

@@ -48,9 +48,11 @@ def demo(
                   f"return {latest['predicted_return']:+.5f} ({latest['direction']}, confidence "
                   f"{latest['confidence']:.2f})")
     bt = result.backtest
-    console.print(f"backtest of the test period (0.055% taker fee): total return {100 * bt['total_return']:+.2f} %, "
-                  f"Sharpe {bt['sharpe_ratio'] or 0:.2f}, max drawdown {100 * bt['max_drawdown']:.2f} %, "
-                  f"{bt['n_trades']} trades; buy & hold {100 * bt['buy_and_hold_return']:+.2f} %")
+    console.print(f"backtest of the test period (0.055% taker / 0.02% maker fees, funding on the mark price): total "
+                  f"return {100 * bt['total_return']:+.2f} %, Sharpe {bt['sharpe_ratio'] or 0:.2f}, max drawdown "
+                  f"{100 * bt['max_drawdown']:.2f} %, {bt['n_trades']} trades, funding paid "
+                  f"{bt['total_funding']:+.2f}; "
+                  f"buy & hold {100 * bt['buy_and_hold_return']:+.2f} %")
     console.print(f"report: {result.report_dir} (summary.json, run/, attention.png, backtest/) "
                   f"in {result.seconds:.0f} s")
 
