@@ -41,6 +41,7 @@ def test_positions_json_and_report(klines_csv: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     stats = json.loads(proc.stdout)
     assert stats["n_trades"] >= 9 and stats["config"]["commission"] == 0.00055
+    assert stats["fee_rates"] == {"taker": 0.00055, "maker": 0.00055}  # --commission sets both
     assert stats["total_fees"] > 0
     for name in ("equity.png", "drawdown.png", "trades.png", "trades.csv", "stats.json"):
         assert (out / name).stat().st_size > 0, name
@@ -58,7 +59,7 @@ def test_predictions_file_matches_the_python_api(klines_csv: Path, tmp_path: Pat
     assert main(["backtest", "--csv", str(klines_csv), "--predictions", str(preds_csv), "--out", str(out.parent)]) == 0
     expected = run_backtest(pd.Series(momentum.to_numpy(), index=pd.to_datetime(frame["timestamp"], unit="ms",
                                                                                    utc=True)), frame,
-                            BacktestConfig(commission=0.00055))  # the command's default fee: Bybit's taker fee
+                            BacktestConfig())  # the command's default fees: Bybit's base tier, taker and maker
     assert json.loads(out.read_text())["total_return"] == pytest.approx(expected.total_return, rel=1e-12)
 
 
@@ -97,7 +98,7 @@ def test_funding_csv_is_applied_and_bad_rows_are_named(klines_csv: Path, tmp_pat
     pd.DataFrame({"timestamp": [bars.iloc[10]], "position": [1.0]}).to_csv(pos_csv, index=False)  # long, held
     settlements = bars[bars % (8 * 3_600_000) == 0].iloc[2:]  # every 8 h, after the position opened
     funding_csv = tmp_path / "funding.csv"
-    pd.DataFrame({"time": settlements, "rate": 0.0001}).to_csv(funding_csv, index=False)
+    pd.DataFrame({"timestamp": settlements, "funding_rate": 0.0001}).to_csv(funding_csv, index=False)
     with_funding = _run("--csv", str(klines_csv), "--positions", str(pos_csv), "--funding-csv", str(funding_csv),
                         "--json")
     without = _run("--csv", str(klines_csv), "--positions", str(pos_csv), "--json")
@@ -105,16 +106,19 @@ def test_funding_csv_is_applied_and_bad_rows_are_named(klines_csv: Path, tmp_pat
     paid, free = json.loads(with_funding.stdout), json.loads(without.stdout)
     assert free["total_funding"] == 0 and paid["total_funding"] > 0  # a long pays a positive rate
     assert paid["final_equity"] < free["final_equity"]
+    assert paid["funding"] == "applied" and paid["funding_settlements"] == len(settlements)
+    assert free["funding"] == "none given"
 
     bad = tmp_path / "bad_funding.csv"
-    bad.write_text(f"time,rate\n{settlements.iloc[0]},0.0001\n{settlements.iloc[1]},oops\n")
+    bad.write_text(f"timestamp,funding_rate\n{settlements.iloc[0]},0.0001\n{settlements.iloc[1]},oops\n")
     proc = _run("--csv", str(klines_csv), "--positions", str(pos_csv), "--funding-csv", str(bad))
-    assert proc.returncode == 2 and "line 3, column 'rate': 'oops' is not a finite number" in proc.stderr
+    assert proc.returncode == 2 and "line 3, column 'funding_rate': 'oops' is not a finite number" in proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     wrong = tmp_path / "wrong_header.csv"
     wrong.write_text("fundingRateTimestamp,fundingRate\n1,0.0001\n")
     proc = _run("--csv", str(klines_csv), "--positions", str(pos_csv), "--funding-csv", str(wrong))
     assert proc.returncode == 2 and "missing column" in proc.stderr and "Traceback" not in proc.stderr
+    assert "expected a header timestamp,funding_rate" in proc.stderr and proc.stderr.count("\n") == 1
 
 
 def test_a_missing_checkpoint_is_named_first(tmp_path: Path) -> None:

@@ -169,18 +169,19 @@ def test_import_help_names_the_accepted_formats(capsys: pytest.CaptureFixture[st
     assert "any OHLCV file with a time column" in shown
 
 
-def test_backtest_commission_defaults_to_bybits_taker_fee(candles: Path, positions: Path,
-                                                          capsys: pytest.CaptureFixture[str],
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_backtest_fees_default_to_bybits_base_tier(candles: Path, positions: Path,
+                                                    capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
     monkeypatch.setenv("COLUMNS", "250")
     assert main(["backtest", "--help"]) == 0
     shown = _shown(capsys.readouterr().out)
-    assert "Bybit's taker fee" in shown and "[default: 0.00055]" in shown
+    assert "the category's base tier" in shown and "default 0.00055, spot 0.001" in shown
     assert main(["backtest", "--csv", str(candles), "--positions", str(positions), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
-    assert stats["config"]["commission"] == 0.00055 and stats["n_trades"] > 0
+    assert stats["config"]["commission"] is None and stats["n_trades"] > 0
+    assert stats["fee_rates"] == {"taker": 0.00055, "maker": 0.0002}
 
 
 @pytest.mark.parametrize("command", ["evaluate", "train"])

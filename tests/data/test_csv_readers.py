@@ -31,9 +31,9 @@ READERS: dict[str, tuple[Callable[[Path], object], str, str]] = {
     "predictions": (read_predictions_csv, "timestamp,prediction\n{t0},0.1\n{t1},{v}\n", "prediction"),
     "predictions+meta": (Predictions.from_csv, "# reformer predictions: interval=60\ntimestamp,prediction\n"
                                                "{t0},0.1\n{t1},{v}\n", "prediction"),
-    "funding": (read_funding_csv, "time,rate\n{t0},0.0001\n{t1},{v}\n", "rate"),
+    "funding": (read_funding_csv, "timestamp,funding_rate\n{t0},0.0001\n{t1},{v}\n", "funding_rate"),
 }
-GOOD_CELL = {"close": "1.5", "OT": "2", "position": "0.5", "prediction": "0.2", "rate": "0.0001"}
+GOOD_CELL = {"close": "1.5", "OT": "2", "position": "0.5", "prediction": "0.2", "funding_rate": "0.0001"}
 
 
 def _write(tmp_path: Path, reader: str, t0: object = T0, t1: object = T0 + HOUR, cell: str | None = None) -> Path:

@@ -7,17 +7,20 @@ prediction from a model trained only on data before that bar), whose predictions
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ..errors import UserInputError
-from ..strategy import BacktestConfig, BacktestResult, PredictionSource, Predictor
+from ..errors import ConfigError, UserInputError
+from ..strategy import BacktestConfig, BacktestResult, Instrument, PredictionSource, Predictor
 from ..strategy import run_backtest as backtest_predictions
+from .backtest_inputs import bar_times, check_funding_source, cost_record, mark_on_bars, positions_on_bars
 
 if TYPE_CHECKING:
     from ..data.features import FeatureSpec
@@ -56,8 +59,8 @@ def walk_forward_for(model: object, train_config: TrainConfig | None = None, wal
 
 def run_backtest(predictions: pd.Series | pd.DataFrame | Predictor | ReformerModel, klines: Any,
                  config: BacktestConfig | None = None, *, funding_rates: pd.Series | None = None,
-                 train_config: TrainConfig | None = None, walk: WalkForwardConfig | None = None,
-                 spec: FeatureSpec | None = None) -> BacktestResult:
+                 mark: Any = None, instrument: Instrument | None = None, train_config: TrainConfig | None = None,
+                 walk: WalkForwardConfig | None = None, spec: FeatureSpec | None = None) -> BacktestResult:
     """Backtest predictions, a predictor, or a `ReformerModel` walked forward with its own configuration.
 
     Args:
@@ -68,6 +71,8 @@ def run_backtest(predictions: pd.Series | pd.DataFrame | Predictor | ReformerMod
         klines: DataFrame (timestamp in epoch ms or DatetimeIndex; open/high/low/close) or a list of `Kline`.
         config: the backtest configuration; defaults to `BacktestConfig()`.
         funding_rates: perpetual funding rates indexed by funding time, applied when `config.funding` is True.
+        mark: mark-price candles (same forms as `klines`): liquidation and funding use them; None: the last price.
+        instrument: the symbol's tick, quantity step, minimum order and maintenance margin (None: no rounding).
         train_config: with a model: how each walk-forward fold trains; default `TrainConfig()`.
         walk: with a model: horizon, history and retraining cadence; default `WalkForwardConfig()`.
         spec: with a model: the features; default `FeatureSpec()`.
@@ -82,7 +87,8 @@ def run_backtest(predictions: pd.Series | pd.DataFrame | Predictor | ReformerMod
     """
     walker = walk_forward_for(predictions, train_config, walk, spec)
     if walker is not None:
-        return backtest_predictions(walker, klines, config, funding_rates=funding_rates)
+        return backtest_predictions(walker, klines, config, funding_rates=funding_rates, mark=mark,
+                                    instrument=instrument)
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(predictions, torch.nn.Module) and not isinstance(predictions,
                                                                                          PredictionSource):
@@ -93,57 +99,108 @@ def run_backtest(predictions: pd.Series | pd.DataFrame | Predictor | ReformerMod
     if given:
         raise UserInputError(f"{', '.join(given)} apply to a ReformerModel walked forward, not to "
                              f"{type(predictions).__name__}: a WalkForwardPredictor carries its own settings")
-    return backtest_predictions(predictions, klines, config, funding_rates=funding_rates)
+    return backtest_predictions(predictions, klines, config, funding_rates=funding_rates, mark=mark,
+                                instrument=instrument)
+
+
+_INSTRUMENT_FLAGS = ("tick_size", "qty_step", "min_qty")
 
 
 @dataclass(frozen=True)
 class BacktestOptions:
     """`reformer backtest`'s settings, each a flag of the command (see `reformer backtest --help`): the candles
     (a CSV, or the store's series), exactly one of `positions`, `predictions` or `checkpoint` to trade, the bars to
-    trade (`start`, `end`: ISO-8601 or epoch ms) and the engine's `config`."""
+    trade (`start`, `end`: ISO-8601 or epoch ms), the market's funding rates and mark candles, the engine's
+    `config` and the symbol's `instrument` rules.
+
+    Raises:
+        ConfigError: `category` differs from `config.category` (the store's series and the engine's contract are
+            one category).
+    """
 
     symbol: str = "BTCUSDT"
     interval: str = "60"
     category: str = "linear"
+    """The store's series and the engine's contract: "linear", "inverse" or "spot" (`config.category` too)."""
     db: Path | None = None
     csv: Path | None = None
     positions: Path | None = None
     predictions: Path | None = None
     checkpoint: Path | None = None
     funding_csv: Path | None = None
+    """FUNDING.csv: `timestamp,funding_rate` settlements (perpetuals only)."""
+    mark_csv: Path | None = None
+    """MARK.csv: mark-price candles `timestamp,open,high,low,close` on the traded bars (None: the last price)."""
     start: str | None = None
     end: str | None = None
     out: Path | None = None
     force: bool = False
-    config: BacktestConfig = field(default_factory=lambda: BacktestConfig(commission=0.00055))
-    """The engine's settings (the command's default commission is Bybit's taker fee)."""
+    config: BacktestConfig = field(default_factory=BacktestConfig)
+    """The engine's settings (by default the category's base-tier fees)."""
+    instrument: Instrument | None = None
+    """Tick, quantity step, minimum order (None: no rounding); an empty symbol is labelled with `symbol`."""
     in_sample: bool = False
+
+    def __post_init__(self) -> None:
+        if self.category != self.config.category:
+            raise ConfigError(f"BacktestOptions.category={self.category!r} but config.category="
+                              f"{self.config.category!r}: build the config with BacktestConfig("
+                              f"category={self.category!r})")
+
+    @classmethod
+    def from_flags(cls, flags: Mapping[str, Any]) -> BacktestOptions:
+        """The options of `reformer backtest`'s flags, keyed by parameter name: `BacktestConfig`'s fields build
+        `config` (`category` sets the options' and the config's), tick_size, qty_step and min_qty build
+        `instrument` (labelled with `symbol`), the rest are the options' own.
+
+        Raises:
+            ConfigError: a value out of range, named by its flag (`--leverage 200.0 is invalid: ...`).
+        """
+        config_names = {item.name for item in fields(BacktestConfig)}
+        own = {item.name for item in fields(cls)} - {"config", "instrument"}
+        unknown = set(flags) - config_names - own - set(_INSTRUMENT_FLAGS)
+        assert not unknown, f"flags that are no option: {sorted(unknown)}"
+        try:
+            config = BacktestConfig(**{name: value for name, value in flags.items() if name in config_names})
+            instrument = Instrument(str(flags.get("symbol", "")),
+                                    **{name: flags.get(name) or 0.0 for name in _INSTRUMENT_FLAGS})
+        except ConfigError as exc:
+            # the config names its field; a command's user knows the flag
+            raise ConfigError(re.sub(r"^(?:BacktestConfig|Instrument)\.(\w+)=(\S+)",
+                                     lambda m: f"--{m[1].replace('_', '-')} {m[2]}", str(exc))) from None
+        return cls(config=config, instrument=instrument, **{name: flags[name] for name in own if name in flags})
 
 
 @dataclass(frozen=True)
 class BacktestRun:
     """What `backtest_run` did: the result, the candles it covers, what stats.json records of the traded
-    predictions (`traded`, empty for positions) and the report files written (`written`, with `out`)."""
+    predictions (`traded`, empty for positions) and of the fees and funding (`costs`), and the report files
+    written (`written`, with `out`)."""
 
     result: BacktestResult
     frame: pd.DataFrame
     traded: dict[str, object]
     written: dict[str, Path] | None
     initial_capital: float
+    costs: dict[str, object] = field(default_factory=dict)
+    """`cost_record`: "fee_rates"; on perpetuals "funding" ("none given", "off (--no-funding)", "applied")
+    and, when applied, "funding_settlements"."""
 
     @property
     def extra(self) -> dict[str, object]:
-        """stats.json's (and the JSON output's) record of the traded predictions."""
-        return {"predictions": self.traded} if self.traded else {}
+        """stats.json's (and the JSON output's) record of the traded predictions, fees and funding."""
+        return {**({"predictions": self.traded} if self.traded else {}), **self.costs}
 
     def buy_and_hold(self) -> BacktestResult:
-        """Buy & hold over the same candles: all equity long from the first fillable open, no fees."""
+        """Buy & hold over the same candles, no fees: all equity long from the first fillable open (spot: the
+        coin bought then; inverse: the coin the equity is held in, which never trades)."""
         from ..strategy import backtest_positions
 
-        bar_times = pd.DatetimeIndex(pd.to_datetime(self.frame["timestamp"], unit="ms", utc=True))
-        config = BacktestConfig(initial_capital=self.initial_capital, position_size=1.0, stop_loss=0.0,
-                                take_profit=0.0, commission=0.0, slippage=0.0, funding=False)
-        return backtest_positions(pd.Series([1.0], index=bar_times[:1]), self.frame, config)
+        category = self.result.config.category
+        config = BacktestConfig(initial_capital=self.initial_capital, category=category, position_size=1.0,
+                                stop_loss=0.0, take_profit=0.0, commission=0.0, slippage=0.0, funding=False)
+        held = 0.0 if category == "inverse" else 1.0
+        return backtest_positions(pd.Series([held], index=bar_times(self.frame)[:1]), self.frame, config)
 
 
 def backtest_run(options: BacktestOptions, *, say: Callable[[str], None] | None = None) -> BacktestRun:
@@ -157,43 +214,56 @@ def backtest_run(options: BacktestOptions, *, say: Callable[[str], None] | None 
 
     Raises:
         UserInputError: not exactly one of positions, predictions and checkpoint; an `out` folder that may not be
-            written; a series checkpoint; predictions of another interval than the candles'; fewer than 2 candles
-            or no prediction in the chosen range; anything the engine refuses.
+            written; funding rates for spot; a series checkpoint; predictions of another interval than the
+            candles'; fewer than 2 candles or no prediction in the chosen range; a traded bar without a mark
+            candle; anything the engine refuses.
     """
     from ..strategy import save_report
+    from ..strategy.io import read_funding_csv, read_mark_csv
 
     sources = [s for s in (options.positions, options.predictions, options.checkpoint) if s is not None]
     if len(sources) != 1:
         raise UserInputError("give exactly one of --positions POS.csv, --predictions PREDS.csv or --checkpoint PATH")
+    config = options.config
+    check_funding_source(config, options.funding_csv)
     if options.out is not None:  # before any work: a refused folder costs nothing
         from ..files import check_output_dir
         from ..strategy.plots import REPORT_FILES
 
         check_output_dir(options.out, REPORT_FILES.values(), options.force)
     preds = _read_predictions(options)
-    config = options.config
     from ..data.sync import parse_time_ms
 
     first = None if options.start is None else parse_time_ms(options.start, "--start")
     last = None if options.end is None else parse_time_ms(options.end, "--end")
     frame = _load_klines(options, first, last)
-    rates = None
-    if options.funding_csv is not None:
-        from ..strategy.io import read_funding_csv
-
-        rates = read_funding_csv(options.funding_csv)
+    rates = None if options.funding_csv is None else read_funding_csv(options.funding_csv)
+    mark = None if options.mark_csv is None else read_mark_csv(options.mark_csv)
     traded: dict[str, object] = {}
     if options.positions is not None:
-        targets = _positions(options.positions, frame, first is not None, last is not None)
-        from ..strategy import backtest_positions
-
-        result = backtest_positions(targets, frame, config, funding_rates=rates)
+        cut = (first is not None, last is not None)
+        values: pd.Series | pd.DataFrame = positions_on_bars(options.positions, frame, *cut)
     else:
         values, frame, traded = _predicted(options, preds, frame, say or (lambda line: None))
-        result = backtest_predictions(values, frame, config, funding_rates=rates)
-    extra = {"predictions": traded} if traded else {}
-    written = save_report(result, frame, options.out, extra) if options.out is not None else None
-    return BacktestRun(result, frame, traded, written, options.config.initial_capital)
+    inputs = {"funding_rates": rates, "instrument": _instrument(options),
+              "mark": None if mark is None else mark_on_bars(mark, frame, str(options.mark_csv))}
+    if options.positions is not None:
+        from ..strategy import backtest_positions
+
+        result = backtest_positions(values, frame, config, **inputs)
+    else:
+        result = backtest_predictions(values, frame, config, **inputs)
+    run = BacktestRun(result, frame, traded, None, config.initial_capital,
+                      cost_record(config, options.funding_csv, rates, frame))
+    if options.out is None:
+        return run
+    return dataclasses.replace(run, written=save_report(result, frame, options.out, run.extra))
+
+
+def _instrument(options: BacktestOptions) -> Instrument:
+    """The options' instrument, labelled with `symbol` when it has no name of its own."""
+    instrument = options.instrument or Instrument()
+    return instrument if instrument.symbol else dataclasses.replace(instrument, symbol=options.symbol)
 
 
 def _read_predictions(options: BacktestOptions) -> Predictions | None:
@@ -232,27 +302,6 @@ def _load_klines(options: BacktestOptions, start: int | None, end: int | None) -
     if len(frame) < 2:
         raise UserInputError("fewer than 2 candles in the chosen range: widen --start/--end")
     return frame.reset_index(drop=True)
-
-
-def _bar_times(frame: pd.DataFrame) -> pd.DatetimeIndex:
-    return pd.DatetimeIndex(pd.to_datetime(frame["timestamp"], unit="ms", utc=True))
-
-
-def _positions(path: Path, frame: pd.DataFrame, cut_start: bool, cut_end: bool) -> pd.Series:
-    """The target positions of `path` on the candles' bars; each row inside the chosen range must be a bar."""
-    import numpy as np
-
-    from ..strategy.io import check_bar_times, read_positions_csv
-
-    bar_times = _bar_times(frame)
-    raw = read_positions_csv(path)
-    inside = np.ones(len(raw), dtype=bool)  # the rows --start/--end keep (named by their own file lines)
-    if cut_start:
-        inside &= np.asarray(raw.index >= bar_times[0])
-    if cut_end:
-        inside &= np.asarray(raw.index <= bar_times[-1])
-    check_bar_times(path, raw.index[inside], bar_times, lines=np.flatnonzero(inside) + 2)
-    return _within(raw, bar_times, cut_start, cut_end)
 
 
 def _predicted(options: BacktestOptions, preds: Predictions | None, frame: pd.DataFrame, say: Callable[[str], None]
@@ -310,7 +359,7 @@ def _tradable(preds: Predictions, frame: pd.DataFrame, in_sample: bool, subject:
     it is unknown. Each case is said in one line (`say`)."""
     from ..data.sync import format_ms
 
-    values = preds.values[preds.values.index.isin(_bar_times(frame))]
+    values = preds.values[preds.values.index.isin(bar_times(frame))]
     if values.empty:
         raise UserInputError("no prediction falls on a bar of the chosen candles: check --start/--end")
     first = preds.first_out_of_sample
@@ -338,19 +387,3 @@ def _tradable(preds: Predictions, frame: pd.DataFrame, in_sample: bool, subject:
             f"fitted on; --in-sample adds the {n_before} before")
     record.update(in_sample=False, in_sample_bars=0, bars=n_after)
     return values[~before], frame[frame["timestamp"] >= first_ms].reset_index(drop=True), record
-
-
-def _within(targets: pd.Series, bars: pd.DatetimeIndex, cut_start: bool, cut_end: bool) -> pd.Series:
-    """Positions restricted to the bars --start/--end chose: the last position set before the first bar carries
-    in at that bar (it holds until the next row), rows after the last bar are dropped. Without --start/--end every
-    row must be a bar (a wrong time unit is named rather than ignored)."""
-    if cut_end:
-        targets = targets[targets.index <= bars[-1]]
-    if cut_start:
-        before = targets.index < bars[0]
-        if before.any() and bars[0] not in targets.index:
-            carried = pd.Series([targets[before].iloc[-1]], index=bars[:1], name=targets.name)
-            targets = pd.concat([carried, targets[~before]])
-        else:
-            targets = targets[~before]
-    return targets

@@ -1,0 +1,117 @@
+"""What `reformer backtest` reads besides the candles: target positions on the chosen bars, funding rates, mark
+candles, and what the report records of the fees and funding.
+
+A perpetual backtest without funding rates looks cheaper to hold than it is (at the resting rate of 0.01 % every
+8 hours a long pays about 11 % of its notional a year), so the report says when none were given, and how many
+settlements fell inside the traded bars when they were.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UserInputError
+from ..strategy import BacktestConfig
+from ..strategy.io import check_bar_times, read_positions_csv
+
+__all__ = ["bar_times", "check_funding_source", "cost_record", "mark_on_bars", "positions_on_bars"]
+
+
+def check_funding_source(config: BacktestConfig, funding_csv: Path | None) -> None:
+    """Refuse funding rates for spot, which settles none (before any file is read).
+
+    Raises:
+        UserInputError: `funding_csv` given with `config.category` "spot".
+    """
+    if funding_csv is not None and config.category == "spot":
+        raise UserInputError(f"spot has no funding: leave out --funding-csv {funding_csv}, or backtest the "
+                             "perpetual with --category linear (or inverse)")
+
+
+def mark_on_bars(mark: pd.DataFrame, frame: pd.DataFrame, path: str) -> pd.DataFrame:
+    """The mark candles of the traded bars; every bar must have one.
+
+    Args:
+        mark: `read_mark_csv`'s frame (UTC DatetimeIndex, open/high/low/close).
+        frame: the traded candles (`timestamp`: open times, epoch ms).
+        path: the mark file, for messages.
+
+    Raises:
+        UserInputError: a traded bar without a mark candle (the first is named).
+    """
+    times = bar_times(frame)
+    missing = np.flatnonzero(~times.isin(mark.index))
+    if missing.size:
+        first = times[int(missing[0])]
+        raise UserInputError(f"{path} has no mark candle at {first:%Y-%m-%d %H:%M} UTC ({missing.size} of the "
+                             f"{len(times)} traded bars missing): give mark candles of the same interval for every "
+                             "traded bar, or leave out --mark-csv to use the last price")
+    return mark.loc[times]
+
+
+def cost_record(config: BacktestConfig, funding_csv: Path | None, rates: pd.Series | None,
+                frame: pd.DataFrame) -> dict[str, object]:
+    """stats.json's (and the JSON output's) record of the fees and funding a backtest counted.
+
+    Returns:
+        "fee_rates": the taker and maker fee applied; for a perpetual (linear, inverse) also "funding": "none
+        given", "off (--no-funding)" or "applied", and with "applied" "funding_settlements": the settlements
+        inside the traded bars (from the first bar's open to the last bar's end).
+    """
+    taker, maker = config.fees
+    record: dict[str, object] = {"fee_rates": {"taker": taker, "maker": maker}}
+    if config.category == "spot":
+        return record
+    if funding_csv is None or rates is None:
+        record["funding"] = "none given"
+    elif not config.funding:
+        record["funding"] = "off (--no-funding)"
+    else:
+        times = frame["timestamp"].to_numpy(dtype="int64")
+        step = int(np.median(np.diff(times)))
+        settled = rates.index.as_unit("ms").asi8
+        record["funding"] = "applied"
+        record["funding_settlements"] = int(((settled >= times[0]) & (settled < times[-1] + step)).sum())
+    return record
+
+
+def bar_times(frame: pd.DataFrame) -> pd.DatetimeIndex:
+    """The candles' open times (`timestamp`, epoch ms) as a UTC DatetimeIndex."""
+    return pd.DatetimeIndex(pd.to_datetime(frame["timestamp"], unit="ms", utc=True))
+
+
+def positions_on_bars(path: Path, frame: pd.DataFrame, cut_start: bool, cut_end: bool) -> pd.Series:
+    """The target positions of `path` on the candles' bars; each row inside the chosen range must be a bar.
+
+    Raises:
+        DataFormatError, UserInputError: a malformed file; a row inside the range whose time is no bar (named by
+            its file line).
+    """
+    times = bar_times(frame)
+    raw = read_positions_csv(path)
+    inside = np.ones(len(raw), dtype=bool)  # the rows --start/--end keep (named by their own file lines)
+    if cut_start:
+        inside &= np.asarray(raw.index >= times[0])
+    if cut_end:
+        inside &= np.asarray(raw.index <= times[-1])
+    check_bar_times(path, raw.index[inside], times, lines=np.flatnonzero(inside) + 2)
+    return _within(raw, times, cut_start, cut_end)
+
+
+def _within(targets: pd.Series, bars: pd.DatetimeIndex, cut_start: bool, cut_end: bool) -> pd.Series:
+    """Positions restricted to the bars --start/--end chose: the last position set before the first bar carries
+    in at that bar (it holds until the next row), rows after the last bar are dropped. Without --start/--end every
+    row must be a bar (a wrong time unit is named rather than ignored)."""
+    if cut_end:
+        targets = targets[targets.index <= bars[-1]]
+    if cut_start:
+        before = targets.index < bars[0]
+        if before.any() and bars[0] not in targets.index:
+            carried = pd.Series([targets[before].iloc[-1]], index=bars[:1], name=targets.name)
+            targets = pd.concat([carried, targets[~before]])
+        else:
+            targets = targets[~before]
+    return targets
