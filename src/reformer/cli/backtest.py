@@ -16,6 +16,7 @@ from .common import DEFAULT_SYMBOL, DbOpt, EndOpt, IntervalOpt, JsonOpt, StartOp
 
 if TYPE_CHECKING:
     from ..pipelines import BacktestRun
+    from ..pipelines.portfolio import PortfolioRun
 
 __all__ = ["register"]
 
@@ -27,6 +28,8 @@ _PERCENT = {"total_return", "total_return_usd", "annualized_return", "volatility
             "avg_trade", "exposure"}
 _MONEY = {"total_fees", "total_funding", "final_equity", "final_equity_after_exit"}
 _HELP = {
+    "symbols": "Backtest a portfolio of these store series on one equity (e.g. BTCUSDT,ETHUSDT); --positions then "
+               "holds timestamp,symbol,position rows.",
     "predictions": "CSV timestamp,prediction (`reformer predict --all`, a walk-forward run's predictions.csv).",
     "out": "Write plots, trades.csv and stats.json into this folder (new or empty, or any with --force).",
     "force": "Replace the report files of a non-empty --out folder (never through a symbolic link).",
@@ -120,6 +123,7 @@ def backtest(
     checkpoint: Annotated[Path | None, typer.Option(help="Predict every bar with this checkpoint first.")] = None,
     funding_csv: Annotated[Path | None, typer.Option(help=_HELP["funding_csv"])] = None,
     mark_csv: Annotated[Path | None, typer.Option(help=_HELP["mark_csv"])] = None,
+    symbols: Annotated[str | None, typer.Option(help=_HELP["symbols"])] = None,
     start: StartOpt = None,
     end: EndOpt = None,
     out: Annotated[Path | None, typer.Option(help=_HELP["out"])] = None,
@@ -158,9 +162,17 @@ def backtest(
     _print(backtest_run(options, say=lambda line: typer.echo(line, err=True)), as_json)
 
 
-def _print(run: BacktestRun, as_json: bool) -> None:
+def _print(run: BacktestRun | PortfolioRun, as_json: bool) -> None:
     """The report files written, then the statistics: one JSON object on stdout, or the table."""
+    from ..pipelines.portfolio import PortfolioRun
+
     console = Console(width=120, stderr=as_json)
+    if isinstance(run, PortfolioRun):
+        if as_json:
+            print(json.dumps({**run.result.to_dict(), **run.extra}, default=str))
+        else:
+            console.print(_portfolio_table(run))
+        return
     if run.written is not None:
         folder = next(iter(run.written.values())).parent
         console.print(f"wrote {', '.join(sorted(p.name for p in run.written.values()))} to {folder}")
@@ -168,6 +180,29 @@ def _print(run: BacktestRun, as_json: bool) -> None:
         print(json.dumps({**run.result.to_dict(), **run.extra}))
     else:
         console.print(_stats_table(run))
+
+
+def _portfolio_table(run: PortfolioRun) -> Table:
+    """The account's statistics, then each symbol's share."""
+    from ..data.sync import format_ms
+
+    result = run.result
+    first, last = (format_ms(round(moment.timestamp() * 1000)) for moment in (result.start, result.end))
+    table = Table(title=f"Portfolio {', '.join(run.symbols)} {first} .. {last}")
+    table.add_column("statistic")
+    table.add_column("portfolio", justify="right")
+    for name in run.symbols:
+        table.add_column(name, justify="right")
+    stats = result.to_dict()
+    for key in _SHOWN:
+        if key != "total_return_usd":
+            table.add_row(key, _fmt(key, stats.get(key), False), *("" for _ in run.symbols))
+    for key in ("pnl", "contribution", "n_trades", "total_fees", "total_funding", "n_liquidations", "exposure"):
+        shares = [getattr(share, key) for share in run.symbols.values()]
+        label = "symbol " + key
+        table.add_row(label, "", *(_fmt(key if key != "contribution" else "total_return", value, False)
+                                   for value in shares))
+    return table
 
 
 def register(app: typer.Typer) -> None:

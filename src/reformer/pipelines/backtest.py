@@ -20,7 +20,15 @@ import pandas as pd
 from ..errors import ConfigError, UserInputError
 from ..strategy import BacktestConfig, BacktestResult, Instrument, PredictionSource, Predictor
 from ..strategy import run_backtest as backtest_predictions
-from .backtest_inputs import bar_times, check_funding_source, cost_record, mark_on_bars, positions_on_bars
+from .backtest_inputs import (
+    bar_times,
+    check_funding_source,
+    cost_record,
+    mark_on_bars,
+    positions_on_bars,
+    stored_market,
+)
+from .portfolio import PortfolioRun, portfolio_run
 
 if TYPE_CHECKING:
     from ..data.features import FeatureSpec
@@ -131,6 +139,8 @@ class BacktestOptions:
     """FUNDING.csv: `timestamp,funding_rate` settlements (perpetuals only)."""
     mark_csv: Path | None = None
     """MARK.csv: mark-price candles `timestamp,open,high,low,close` on the traded bars (None: the last price)."""
+    symbols: str | None = None
+    """A portfolio of the store's series ("BTCUSDT,ETHUSDT") on one equity: `reformer.pipelines.portfolio`."""
     start: str | None = None
     end: str | None = None
     out: Path | None = None
@@ -203,7 +213,8 @@ class BacktestRun:
         return backtest_positions(pd.Series([held], index=bar_times(self.frame)[:1]), self.frame, config)
 
 
-def backtest_run(options: BacktestOptions, *, say: Callable[[str], None] | None = None) -> BacktestRun:
+def backtest_run(options: BacktestOptions, *, say: Callable[[str], None] | None = None
+                 ) -> BacktestRun | PortfolioRun:
     """Backtest target positions, predictions or a checkpoint's predictions on candles, and write the report into
     `options.out`. Predictions are traded from the model's out-of-sample period on when the checkpoint or the
     file says where it starts (`in_sample`: every row).
@@ -221,6 +232,8 @@ def backtest_run(options: BacktestOptions, *, say: Callable[[str], None] | None 
     from ..strategy import save_report
     from ..strategy.io import read_funding_csv, read_mark_csv
 
+    if options.symbols is not None:
+        return portfolio_run(options, say=say)
     sources = [s for s in (options.positions, options.predictions, options.checkpoint) if s is not None]
     if len(sources) != 1:
         raise UserInputError("give exactly one of --positions POS.csv, --predictions PREDS.csv or --checkpoint PATH")
@@ -239,14 +252,25 @@ def backtest_run(options: BacktestOptions, *, say: Callable[[str], None] | None 
     frame = _load_klines(options, first, last)
     rates = None if options.funding_csv is None else read_funding_csv(options.funding_csv)
     mark = None if options.mark_csv is None else read_mark_csv(options.mark_csv)
+    instrument = _instrument(options)
+    if options.csv is None and config.category != "spot":  # the store's own series: its funding, mark and tiers
+        from ..api.intervals import parse_interval
+
+        stored = stored_market(options.db, options.category, options.symbol, parse_interval(options.interval), frame)
+        for note in stored.notes:
+            (say or (lambda line: None))(note)
+        rates = rates if options.funding_csv is not None else stored.funding
+        mark = mark if options.mark_csv is not None else stored.mark
+        if instrument.maintenance_margin_rate is None:
+            instrument = dataclasses.replace(instrument, maintenance_margin_rate=stored.maintenance_margin_rate)
     traded: dict[str, object] = {}
     if options.positions is not None:
         cut = (first is not None, last is not None)
         values: pd.Series | pd.DataFrame = positions_on_bars(options.positions, frame, *cut)
     else:
         values, frame, traded = _predicted(options, preds, frame, say or (lambda line: None))
-    inputs = {"funding_rates": rates, "instrument": _instrument(options),
-              "mark": None if mark is None else mark_on_bars(mark, frame, str(options.mark_csv))}
+    inputs = {"funding_rates": rates, "instrument": instrument,
+              "mark": None if mark is None else mark_on_bars(mark, frame, str(options.mark_csv or "the store"))}
     if options.positions is not None:
         from ..strategy import backtest_positions
 

@@ -8,6 +8,7 @@ settlements fell inside the traded bars when they were.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ from ..errors import UserInputError
 from ..strategy import BacktestConfig
 from ..strategy.io import check_bar_times, read_positions_csv
 
-__all__ = ["bar_times", "check_funding_source", "cost_record", "mark_on_bars", "positions_on_bars"]
+__all__ = ["StoredMarket", "bar_times", "check_funding_source", "cost_record", "mark_on_bars", "positions_on_bars",
+           "stored_market", "within_range"]
 
 
 def check_funding_source(config: BacktestConfig, funding_csv: Path | None) -> None:
@@ -52,6 +54,50 @@ def mark_on_bars(mark: pd.DataFrame, frame: pd.DataFrame, path: str) -> pd.DataF
     return mark.loc[times]
 
 
+@dataclass(frozen=True)
+class StoredMarket:
+    """What the store holds for a perpetual besides its candles, on the traded bars (None where it holds none)."""
+
+    funding: pd.Series | None
+    mark: pd.DataFrame | None
+    maintenance_margin_rate: float | None
+    """The first risk-limit tier's."""
+    notes: tuple[str, ...]
+    """One line per part the store lacks, with the command that fetches it."""
+
+
+def stored_market(db: Path | None, category: str, symbol: str, interval: str, frame: pd.DataFrame) -> StoredMarket:
+    """Funding, mark candles and the first risk tier of `symbol` from the store at `db`, for the traded candles.
+
+    Mark candles are used only when the store has one for every traded bar: a partial series would price some
+    bars' liquidation checks on the mark and others on the last price.
+    """
+    from ..data.derivatives_store import DerivativesStore
+
+    times = bar_times(frame)
+    fetch = f"reformer fetch --symbol {symbol} --interval {interval} --funding --mark"
+    notes: list[str] = []
+    with DerivativesStore(db) as store:
+        end = int(frame["timestamp"].iloc[-1]) + int(np.median(np.diff(frame["timestamp"].to_numpy())))
+        rates = store.load_funding(category, symbol, int(frame["timestamp"].iloc[0]), end)
+        marks = store.load_mark_frame(category, symbol, interval, int(frame["timestamp"].iloc[0]),
+                                      int(frame["timestamp"].iloc[-1]))
+        tiers = store.load_risk_tiers(category, symbol)
+    if rates.empty:
+        rates = None
+        notes.append(f"the store holds no funding for {symbol} over these bars: {fetch}")
+    covered = times.isin(marks.index)
+    mark = marks.loc[times] if covered.all() else None
+    if mark is None:
+        notes.append(f"the store's mark candles cover {int(covered.sum())} of {len(times)} traded bars: liquidation "
+                     f"and funding use the last price ({fetch})")
+    if not tiers:
+        notes.append(f"the store holds no risk-limit tiers for {symbol}: the maintenance margin is the default 0.5% "
+                     f"({fetch})")
+    mmr = tiers[0].maintenance_margin_rate if tiers else None
+    return StoredMarket(rates, mark, mmr, tuple(notes))
+
+
 def cost_record(config: BacktestConfig, funding_csv: Path | None, rates: pd.Series | None,
                 frame: pd.DataFrame) -> dict[str, object]:
     """stats.json's (and the JSON output's) record of the fees and funding a backtest counted.
@@ -65,7 +111,7 @@ def cost_record(config: BacktestConfig, funding_csv: Path | None, rates: pd.Seri
     record: dict[str, object] = {"fee_rates": {"taker": taker, "maker": maker}}
     if config.category == "spot":
         return record
-    if funding_csv is None or rates is None:
+    if rates is None:
         record["funding"] = "none given"
     elif not config.funding:
         record["funding"] = "off (--no-funding)"
@@ -98,10 +144,10 @@ def positions_on_bars(path: Path, frame: pd.DataFrame, cut_start: bool, cut_end:
     if cut_end:
         inside &= np.asarray(raw.index <= times[-1])
     check_bar_times(path, raw.index[inside], times, lines=np.flatnonzero(inside) + 2)
-    return _within(raw, times, cut_start, cut_end)
+    return within_range(raw, times, cut_start, cut_end)
 
 
-def _within(targets: pd.Series, bars: pd.DatetimeIndex, cut_start: bool, cut_end: bool) -> pd.Series:
+def within_range(targets: pd.Series, bars: pd.DatetimeIndex, cut_start: bool, cut_end: bool) -> pd.Series:
     """Positions restricted to the bars --start/--end chose: the last position set before the first bar carries
     in at that bar (it holds until the next row), rows after the last bar are dropped. Without --start/--end every
     row must be a bar (a wrong time unit is named rather than ignored)."""
