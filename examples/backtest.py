@@ -1,4 +1,4 @@
-"""Backtest a checkpoint's predictions on stored klines: next-bar fills, stops, fees, beside buy & hold.
+"""Backtest a checkpoint's predictions on stored klines: next-bar fills, stops, fees, funding and leverage.
 
     python examples/backtest.py --checkpoint runs/btc_1h --symbol BTCUSDT --interval 60 --out reports/bt
 
@@ -13,7 +13,7 @@ import argparse
 import pandas as pd
 
 from reformer import BacktestConfig, run_backtest
-from reformer.data import KlineStore, require_series
+from reformer.data import DerivativesStore, require_series
 from reformer.errors import UserInputError, run_main
 from reformer.pipelines.crypto import first_unseen_bar, predict_all_predictions
 from reformer.strategy import save_report
@@ -26,19 +26,27 @@ def main() -> None:
     parser.add_argument("--interval", default="60")
     parser.add_argument("--category", default="linear")
     parser.add_argument("--db", default=None)
-    parser.add_argument("--commission", type=float, default=0.00055, help="Bybit taker fee")
+    parser.add_argument("--leverage", type=float, default=1.0, help="isolated-margin leverage")
+    parser.add_argument("--position-size", type=float, default=0.1, help="notional at target 1, x equity")
     parser.add_argument("--out", default=None, help="folder for plots, trades.csv, stats.json")
     args = parser.parse_args()
     first, where = first_unseen_bar(args.checkpoint)  # the checkpoint is named before the store is read
-    with KlineStore(args.db) as store:
+    with DerivativesStore(args.db) as store:  # the candles, and what `reformer fetch --funding --mark` stored
         frame = require_series(store, args.category, args.symbol, args.interval)
+        funding = store.load_funding(args.category, args.symbol)
+        mark = store.load_mark_frame(args.category, args.symbol, args.interval)
     bars = frame[frame["timestamp"] >= first].reset_index(drop=True)
     if len(bars) < 2:
         raise UserInputError(f"no candles {where} (from {pd.to_datetime(first, unit='ms', utc=True):%Y-%m-%d %H:%M} "
                              "UTC): fetch newer ones")
     # every bar's prediction, then only those no weight of the model was fitted on
     predictions = predict_all_predictions(args.checkpoint, frame).out_of_sample()
-    result = run_backtest(predictions, bars, BacktestConfig(commission=args.commission))
+    config = BacktestConfig(leverage=args.leverage, position_size=args.position_size, category=args.category)
+    covered = bool(len(mark)) and pd.DatetimeIndex(pd.to_datetime(bars["timestamp"], unit="ms", utc=True)).isin(
+        mark.index).all()
+    # Bybit's base-tier fees; funding and mark prices when the store has them (the mark for every traded bar)
+    result = run_backtest(predictions, bars, config, funding_rates=None if funding.empty else funding,
+                          mark=mark if covered else None)
     print(result.summary())
     if args.out:
         save_report(result, bars, args.out)

@@ -21,8 +21,8 @@ def main() -> None:
     frame = read_klines_frame(parser.parse_args().klines)
     momentum = np.log(frame["close"]).diff(24)  # decided at each bar's close; fills at the next open
     predictions = pd.Series(momentum.to_numpy(), index=frame["timestamp"])  # by bar open time, epoch ms
-    config = BacktestConfig(initial_capital=10_000, position_size=0.1, stop_loss=0.02, take_profit=0.04,
-                            commission=0.00055)
+    config = BacktestConfig(initial_capital=10_000, position_size=0.1, stop_loss=0.02, take_profit=0.04)
+    # fees: Bybit's base tier for perpetuals (0.055 % taker, 0.02 % maker on take-profits)
     result = run_backtest(predictions, frame, config)
     print(result.summary())
 
