@@ -236,7 +236,7 @@ def test_demo_prints_the_latest_candle_time_as_a_date(tmp_path: Path, capsys: py
     latest = {"timestamp": 1_764_889_200_000, "predicted_return": 0.001, "direction": "up", "confidence": 0.6,
               "horizon": 4}
     backtest = {"total_return": 0.0, "sharpe_ratio": 0.0, "max_drawdown": 0.0, "n_trades": 0,
-                "buy_and_hold_return": 0.0}
+                "total_funding": 0.0, "buy_and_hold_return": 0.0}
     result = DemoResult(tmp_path, 10, 1, {"horizon": 4, "model": metrics, "baselines": {"zero": metrics}}, latest,
                         backtest, 1.0)
     monkeypatch.setattr(reformer.demo, "run_demo", lambda *args, **kwargs: result)

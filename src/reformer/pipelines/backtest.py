@@ -252,6 +252,12 @@ def backtest_run(options: BacktestOptions, *, say: Callable[[str], None] | None 
     frame = _load_klines(options, first, last)
     rates = None if options.funding_csv is None else read_funding_csv(options.funding_csv)
     mark = None if options.mark_csv is None else read_mark_csv(options.mark_csv)
+    traded: dict[str, object] = {}
+    if options.positions is not None:
+        cut = (first is not None, last is not None)
+        values: pd.Series | pd.DataFrame = positions_on_bars(options.positions, frame, *cut)
+    else:
+        values, frame, traded = _predicted(options, preds, frame, say or (lambda line: None))
     instrument = _instrument(options)
     if options.csv is None and config.category != "spot":  # the store's own series: its funding, mark and tiers
         from ..api.intervals import parse_interval
@@ -263,12 +269,6 @@ def backtest_run(options: BacktestOptions, *, say: Callable[[str], None] | None 
         mark = mark if options.mark_csv is not None else stored.mark
         if instrument.maintenance_margin_rate is None:
             instrument = dataclasses.replace(instrument, maintenance_margin_rate=stored.maintenance_margin_rate)
-    traded: dict[str, object] = {}
-    if options.positions is not None:
-        cut = (first is not None, last is not None)
-        values: pd.Series | pd.DataFrame = positions_on_bars(options.positions, frame, *cut)
-    else:
-        values, frame, traded = _predicted(options, preds, frame, say or (lambda line: None))
     inputs = {"funding_rates": rates, "instrument": instrument,
               "mark": None if mark is None else mark_on_bars(mark, frame, str(options.mark_csv or "the store"))}
     if options.positions is not None:

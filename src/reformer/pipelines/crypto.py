@@ -52,8 +52,8 @@ from reformer.training.metrics import directional_accuracy, information_coeffici
 from reformer.training.run_dir import check_run_dir, clear_run_dir
 
 __all__ = ["CryptoData", "LatestPrediction", "TrainReport", "data_interval", "evaluate_crypto", "first_unseen_bar",
-           "predict_all", "predict_all_predictions", "predict_latest", "prepare_crypto_data",
-           "train_crypto"]
+           "latest_from_inputs", "predict_all", "predict_all_predictions", "predict_latest", "prepare_crypto_data",
+           "train_crypto", "window_inputs"]
 
 Task = Literal["regression", "classification"]
 _DIRECTIONS = ("down", "flat", "up")
@@ -253,6 +253,13 @@ def checkpoint_inputs(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, s
     """
     meta = CandleMeta.read(checkpoint)  # the description is checked before any weight is read
     model, _ = load_checkpoint(checkpoint)
+    return model, meta, window_inputs(checkpoint, model, meta, frame, stride)
+
+
+def window_inputs(checkpoint: str | os.PathLike[str], model: ReformerModel, meta: CandleMeta, frame: pd.DataFrame,
+                  stride: int = 1) -> Any:
+    """`frame`'s windows as the loaded checkpoint's training data were built and scaled (`checkpoint_inputs`
+    without reading the checkpoint again)."""
     frame = klines_to_frame(frame)
     _check_bar_step(checkpoint, meta.data.bar_ms or 0, frame)
     spec = dataclasses.replace(meta.feature_spec, allow_missing_turnover=False)
@@ -264,7 +271,7 @@ def checkpoint_inputs(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, s
     if tuple(inputs.feature_names) != meta.feature_names:
         raise DataFormatError(f"{checkpoint}: features {list(inputs.feature_names)} differ from the trained "
                               f"{list(meta.feature_names)}; use candles like the training data")
-    return model, meta, inputs
+    return inputs
 
 
 def first_unseen_bar(checkpoint: str | os.PathLike[str]) -> tuple[int, str]:
@@ -337,7 +344,13 @@ def predict_latest(checkpoint: str | os.PathLike[str], frame: pd.DataFrame,
     """The forecast for the window ending at the last candle of `frame` (pass closed candles only); `bfloat16` as
     in `predict_all`."""
     model, meta, inputs = checkpoint_inputs(checkpoint, frame)
-    if int(inputs.end_bars[-1]) != len(frame) - 1:  # windows over a gap are left out (`windows.gap_free_ends`)
+    return latest_from_inputs(model, meta, inputs, len(frame), bfloat16)
+
+
+def latest_from_inputs(model: ReformerModel, meta: CandleMeta, inputs: Any, n_candles: int,
+                       bfloat16: bool = False) -> LatestPrediction:
+    """`predict_latest` on windows already built (`window_inputs`) from `n_candles` candles."""
+    if int(inputs.end_bars[-1]) != n_candles - 1:  # windows over a gap are left out (`windows.gap_free_ends`)
         raise UserInputError(f"the latest {model.config.seq_len} candles (and their feature warm-up) hold a gap: "
                              "fetch the missing candles before predicting")
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):

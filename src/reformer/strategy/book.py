@@ -24,8 +24,10 @@ past the level; so the trader never loses more than the margin.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from .instrument import Instrument
 
@@ -178,6 +180,35 @@ class Book:
         self.funding += payment
         self.trade.funding += payment
         self.trade.cash_flow -= payment
+
+    # ---- state ----------------------------------------------------------------------------------------------
+    _STATE = ("u", "last_x", "stop_x", "target_x", "liq_x", "applied", "blocked", "fees", "funding", "ambiguous",
+              "liquidations", "skipped", "orders")
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything that carries from one bar to the next, JSON-ready, with the open position in the trader's
+        terms for readers (units signed, side, entry and liquidation prices)."""
+        state: dict[str, Any] = {name: getattr(self, name) for name in self._STATE}
+        state["trade"] = None if self.trade is None else dataclasses.asdict(self.trade)
+        state["closed"] = [[dataclasses.asdict(trade), bar, reason] for trade, bar, reason in self.closed]
+        position = None
+        if self.trade is not None:
+            side = int(self.d) * self.trade.side
+            position = {"units": self.d * self.u, "side": "long" if side > 0 else "short",
+                        "entry_price": self.to_price(self.trade.entry_x()),
+                        "liq_price": None if math.isinf(self.liq_x) else self.to_price(self.liq_x),
+                        "entry_bar": self.trade.entry_bar}
+        state["position"] = position
+        return state
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for name in self._STATE:
+            setattr(self, name, state[name])
+        self.trade = None if state["trade"] is None else Trade(**state["trade"])
+        self.closed = [(Trade(**trade), int(bar), str(reason)) for trade, bar, reason in state["closed"]]
+
+    def to_price(self, x: float) -> float:
+        return 1.0 / x if self.d < 0 else x
 
     # ---- the bar --------------------------------------------------------------------------------------------
     def at_open(self, bar: int, price: float, x_open: float, x_mark: float, rate: float, desired: float,

@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -46,7 +48,8 @@ from .book import Account, Book, Trade
 from .config import DEFAULT_MAINTENANCE_MARGIN_RATE, BacktestConfig
 from .instrument import Instrument
 
-__all__ = ["TRADE_COLUMNS", "Market", "Run", "Simulation", "simulate", "simulate_markets"]
+__all__ = ["TRADE_COLUMNS", "BarValues", "Engine", "Market", "Run", "Simulation", "simulate", "simulate_markets",
+           "trade_table"]
 
 TRADE_COLUMNS = ["symbol", "entry_time", "exit_time", "side", "units", "entry_price", "exit_price", "pnl", "return",
                  "fees", "funding", "exit_reason", "open"]
@@ -127,49 +130,112 @@ def simulate(bars: pd.DataFrame, targets: np.ndarray, config: BacktestConfig,
 
 def simulate_markets(markets: list[Market], config: BacktestConfig) -> Run:
     """Run the bar loop for one account trading every market (see the module docstring for the rules)."""
-    account = Account(config.initial_capital)
-    taker, maker = config.fees
-    books = []
-    for market in markets:
-        mmr = config.maintenance_margin_rate
-        if mmr is None:
-            mmr = market.instrument.maintenance_margin_rate
-        books.append(Book(account, inverse=config.category == "inverse", spot=config.category == "spot",
-                          size=config.position_size, leverage=config.leverage,
-                          mmr=DEFAULT_MAINTENANCE_MARGIN_RATE if mmr is None else mmr, taker=taker, maker=maker,
-                          slippage=config.slippage, stop=config.stop_loss, target=config.take_profit,
-                          band=config.rebalance_band, instrument=market.instrument))
+    engine = Engine(config, [market.instrument for market in markets], _bar_years(markets[0].bars.index))
     feeds = [_Feed(market, config) for market in markets]
-    cap = config.leverage if len(markets) > 1 else None
+    rows = [feed.rows() for feed in feeds]
     records = [(np.zeros(len(m.bars)), np.zeros(len(m.bars)), np.zeros(len(m.bars), dtype=bool)) for m in markets]
     steps = _merged_steps([m.bars.index for m in markets])
     merged = np.zeros(len(steps))
     for step, group in enumerate(steps):
-        for k, i in group:
-            feed, book = feeds[k], books[k]
-            book.at_open(i, feed.opens[i], feed.xo[i], feed.mo[i], feed.fund_open[i], feed.desired[i], cap)
-        for k, i in group:
-            feed = feeds[k]
-            records[k][2][i] = books[k].in_bar(i, feed.xh[i], feed.xl[i], feed.mh[i], feed.ml[i])
-        for k, i in group:
-            feed, book = feeds[k], books[k]
-            book.at_close(feed.xc[i], feed.mc[i], feed.fund_inside[i], feed.borrow)
-            records[k][1][i] = book.d * book.u
-        equity = account.equity()
+        exposed = engine.step([(k, i, rows[k][i]) for k, i in group])
+        equity = engine.account.equity()
         merged[step] = equity
-        for k, i in group:
+        for (k, i), held in zip(group, exposed, strict=True):
             records[k][0][i] = equity
+            records[k][1][i] = engine.books[k].d * engine.books[k].u
+            records[k][2][i] = held
     out = []
-    for market, feed, book, (equity_k, units_k, exposed_k) in zip(markets, feeds, books, records, strict=True):
-        trades = _trade_table(market.bars.index, book, market.instrument.symbol, feed.closes[-1])
-        exit_fee = taker * abs(book.u) * book.last_x
+    for market, feed, book, (equity_k, units_k, exposed_k) in zip(markets, feeds, engine.books, records, strict=True):
+        trades = trade_table(book, market.instrument.symbol, feed.closes[-1], market.bars.index.__getitem__)
         out.append(Simulation(equity=equity_k, units=units_k, exposed=exposed_k, trades=trades,
                               total_fees=book.fees, total_funding=book.funding, ambiguous_bars=book.ambiguous,
                               n_liquidations=book.liquidations, n_skipped_orders=book.skipped, n_orders=book.orders,
-                              exit_fee=exit_fee))
+                              exit_fee=engine.taker * abs(book.u) * book.last_x))
     times = markets[0].bars.index if len(markets) == 1 else pd.DatetimeIndex(
         [markets[group[0][0]].bars.index[group[0][1]] for group in steps])
     return Run(times, merged, out)
+
+
+class BarValues(NamedTuple):
+    """One market's bar as the engine steps it: prices in value space (`reformer.strategy.book`)."""
+
+    open: float
+    """The open, in price space (fills compute slippage and ticks there)."""
+    x_open: float
+    x_high: float
+    x_low: float
+    x_close: float
+    mark_open: float
+    mark_high: float
+    mark_low: float
+    mark_close: float
+    funding_open: float
+    """Summed funding rate settled at the bar's open."""
+    funding_inside: float
+    """Summed funding rate settled strictly inside the bar."""
+    desired: float
+    """The target decided at the previous bar's close (0 before the first)."""
+
+
+class Engine:
+    """One account and its books, stepped one merged time at a time: the backtest runs it over whole series, the
+    paper trader one closed candle at a time, so both fill with the same code. `snapshot()` and `restore()` carry
+    its whole state through JSON exactly (floats round-trip), so a restarted trader continues as if never stopped.
+    """
+
+    def __init__(self, config: BacktestConfig, instruments: list[Instrument], bar_years: float) -> None:
+        self.config = config
+        self.account = Account(config.initial_capital)
+        self.taker, maker = config.fees
+        self.cap = config.leverage if len(instruments) > 1 else None
+        self.borrow = config.borrow_rate * bar_years if config.category == "spot" and config.shorts else 0.0
+        self.books: list[Book] = []
+        for instrument in instruments:
+            mmr = config.maintenance_margin_rate
+            if mmr is None:
+                mmr = instrument.maintenance_margin_rate
+            self.books.append(Book(self.account, inverse=config.category == "inverse",
+                                   spot=config.category == "spot", size=config.position_size,
+                                   leverage=config.leverage, mmr=DEFAULT_MAINTENANCE_MARGIN_RATE if mmr is None
+                                   else mmr, taker=self.taker, maker=maker, slippage=config.slippage,
+                                   stop=config.stop_loss, target=config.take_profit, band=config.rebalance_band,
+                                   instrument=instrument))
+
+    def values(self, open_: float, high: float, low: float, close: float, mark: tuple[float, float, float, float],
+               funding_open: float, funding_inside: float, desired: float) -> BarValues:
+        """A bar in price space as `step` takes it (the same conversion `simulate_markets` applies)."""
+        prices = {"open": np.array([open_]), "high": np.array([high]), "low": np.array([low]),
+                  "close": np.array([close])}
+        marks = dict(zip(("open", "high", "low", "close"), (np.array([m]) for m in mark), strict=True))
+        inverse = self.config.category == "inverse"
+        xo, xh, xl, xc = (v[0] for v in _value_space(prices, inverse))
+        mo, mh, ml, mc = (v[0] for v in _value_space(marks, inverse))
+        if not self.config.shorts:
+            desired = max(desired, 0.0)
+        perpetual = self.config.category != "spot" and self.config.funding
+        return BarValues(open_, xo, xh, xl, xc, mo, mh, ml, mc, funding_open if perpetual else 0.0,
+                         funding_inside if perpetual else 0.0, desired)
+
+    def step(self, entries: list[tuple[int, int, BarValues]]) -> list[bool]:
+        """One merged time: (market, bar number, values) for each market with a bar at it. All opens come first,
+        then all ranges, then all closes. Returns, per entry, whether a position was held during the bar."""
+        books = self.books
+        for k, bar, v in entries:
+            books[k].at_open(bar, v[0], v[1], v[5], v[9], v[11], self.cap)
+        exposed = [books[k].in_bar(bar, v[2], v[3], v[6], v[7]) for k, bar, v in entries]
+        for k, _, v in entries:
+            books[k].at_close(v[4], v[8], v[10], self.borrow)
+        return exposed
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state as JSON-ready values (closed trades not yet drained included)."""
+        return {"cash": self.account.cash, "books": [book.snapshot() for book in self.books]}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Continue from `snapshot()`'s output."""
+        self.account.cash = float(snapshot["cash"])
+        for book, state in zip(self.books, snapshot["books"], strict=True):
+            book.restore(state)
 
 
 class _Feed:
@@ -196,8 +262,12 @@ class _Feed:
             else zeros
         self.fund_inside = market.funding_inside.tolist() if perpetual and market.funding_inside is not None \
             else zeros
-        years = _bar_years(market.bars.index)
-        self.borrow = config.borrow_rate * years if config.category == "spot" and config.shorts else 0.0
+
+    def rows(self) -> list[BarValues]:
+        """Every bar's `BarValues`, as plain tuples: building a named tuple per bar costs a third of the loop."""
+        rows = zip(self.opens, self.xo, self.xh, self.xl, self.xc, self.mo, self.mh, self.ml, self.mc, self.fund_open,
+                   self.fund_inside, self.desired, strict=True)
+        return list(rows)  # type: ignore[arg-type]
 
 
 def _value_space(ohlc: dict[str, np.ndarray], inverse: bool) -> tuple[list[float], ...]:
@@ -228,7 +298,11 @@ def _merged_steps(indexes: list[pd.DatetimeIndex]) -> list[list[tuple[int, int]]
     return [pairs[a:b] for a, b in itertools.pairwise(bounds)]
 
 
-def _trade_table(times: pd.DatetimeIndex, book: Book, symbol: str, last_close: float) -> pd.DataFrame:
+def trade_table(book: Book, symbol: str, last_close: float,
+                time_of: Callable[[np.ndarray], pd.DatetimeIndex]) -> pd.DataFrame:
+    """The book's round trips (closed, then the open one marked to `last_close`) as `TRADE_COLUMNS`; `time_of`
+    turns the engine's bar numbers into bar open times."""
+
     def price(x: float) -> float:
         return 1.0 / x if book.d < 0 else x
 
@@ -243,10 +317,10 @@ def _trade_table(times: pd.DatetimeIndex, book: Book, symbol: str, last_close: f
     pnl = np.array([record[3] for record in records], dtype="float64")
     cost = np.array([trade.cost_in for trade in trades], dtype="float64")
     # index the times once with arrays: per-row Timestamp boxing dominates otherwise
-    exit_times = pd.Series(times[np.maximum(exit_bars, 0)]).where(exit_bars >= 0, pd.NaT)
+    exit_times = pd.Series(time_of(np.maximum(exit_bars, 0))).where(exit_bars >= 0, pd.NaT)
     table = pd.DataFrame({
         "symbol": [symbol] * len(records),
-        "entry_time": times[np.array([trade.entry_bar for trade in trades], dtype="int64")],
+        "entry_time": time_of(np.array([trade.entry_bar for trade in trades], dtype="int64")),
         "exit_time": exit_times.to_numpy(),
         "side": ["long" if book.d * trade.side > 0 else "short" for trade in trades],
         "units": [trade.peak_units for trade in trades],
