@@ -9,8 +9,10 @@ Built for tests and offline demos, faithful to this subset of Bybit's V5 API:
 * WebSocket on a second port, `ws_url` = ws://127.0.0.1:PORT/v5/public (append /linear, /spot, /inverse):
   `kline.{interval}.{symbol}` topics, subscribe acks, pong, unconfirmed updates and confirmed closes.
 * A clock that never moves by itself: "now" starts 1 s after the newest candle's open (that candle is still
-  open) and moves only through `advance_to` / `set_now`, which push WebSocket updates.
-* Fault injection (`FaultPlan`, `inject`), a request log (`requests`, `count`), WebSocket drops and refusals.
+  open) and moves only through `advance_to` / `set_now`, which push WebSocket updates, or `replay`, which runs
+  it at a multiple of real time up to the data's last close, as a live market (`_fake_replay.py`).
+* Fault injection (`FaultPlan`, `inject`), a request log (`requests`, `count`), WebSocket drops (now, or every
+  few seconds: `drop_ws_every`) and refusals.
 
 Usage, in asyncio::
 
@@ -26,17 +28,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
+from typing import Any
 
 from ..errors import DataFormatError, UserInputError
 from ._fake_http import RETRYABLE_FAULTS, Fault, FaultPlan, HttpServer, RequestRecord
 from ._fake_market import Market, SeriesKey
+from ._fake_replay import ReplayClock, describe_ms, drop_ws_periodically
 from ._fake_ws import WsHub
 from .types import FundingRate, Kline
 
-__all__ = ["RETRYABLE_FAULTS", "FakeExchange", "Fault", "FaultPlan", "RequestRecord", "run_fake_exchange"]
+__all__ = ["RETRYABLE_FAULTS", "FakeExchange", "Fault", "FaultPlan", "ReplayClock", "RequestRecord",
+           "run_fake_exchange"]
 
 KLINE_PATH = "/v5/market/kline"
 
@@ -68,6 +74,7 @@ class FakeExchange:
         self._clock_lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._jobs: set[asyncio.Task[Any]] = set()
 
     # ---- lifecycle -----------------------------------------------------------------------------------
 
@@ -82,7 +89,11 @@ class FakeExchange:
         return self
 
     async def aclose(self) -> None:
-        """Stop both servers and cut their connections."""
+        """Stop both servers, their background jobs (replay, periodic drops) and their connections."""
+        jobs = list(self._jobs)
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
         self._ws.drop_all()
         await self._ws.close()
         await self._http.close()
@@ -160,6 +171,59 @@ class FakeExchange:
         """Move the clock forward by `by_ms` milliseconds (see `advance_to`)."""
         await self.advance_to(self.market.now + by_ms)
 
+    def replay(self, start_ms: int | None = None, speed: float = 1.0, *, tick_s: float = 1.0,
+               on_end: Callable[[int], None] | None = None) -> ReplayClock:
+        """Run the clock as a live market: from `start_ms` at `speed` times real time, pushing each candle's close
+        on the WebSocket as the clock passes it, until the data's last close (see `ReplayClock`). One replay at a
+        time: `stop()` the previous one before starting another.
+
+        Args:
+            start_ms: where the clock starts, epoch ms (default: where it is); earlier rewinds the market.
+            speed: market time per wall time, e.g. 3600 (an hour candle a second); 0 holds the clock still.
+            tick_s: the longest wall time between two moves of the clock, seconds.
+            on_end: called once with the end time when the market stops at the data's end.
+
+        Returns:
+            The running clock (`stop()` it, or `wait()` for the market's end, in the fake's loop).
+
+        Raises:
+            UserInputError: a negative speed or a start outside the data.
+        """
+        return ReplayClock(self, start_ms, speed, tick_s=tick_s, on_end=on_end).start()
+
+    def drop_ws_every(self, seconds: float, on_drop: Callable[[int], None] | None = None) -> asyncio.Task[None]:
+        """Cut every WebSocket connection every `seconds` of wall time until the fake closes, so clients must
+        reconnect and back-fill; `on_drop` gets how many were cut.
+
+        Raises:
+            UserInputError: `seconds` is not > 0.
+        """
+        if not seconds > 0:
+            raise UserInputError(f"drop period {seconds} s: use a period > 0 seconds")
+        return self.spawn(drop_ws_periodically(self, seconds, on_drop))
+
+    def spawn(self, job: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run `job` as a task of the fake's loop (from that loop, or from another thread when the fake runs in
+        one) until it ends or the fake closes."""
+        assert self._loop is not None, "start the fake first"
+        try:
+            same_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            same_loop = False
+        if same_loop:
+            return self._track(job)
+
+        async def create() -> asyncio.Task[Any]:
+            return self._track(job)
+
+        return asyncio.run_coroutine_threadsafe(create(), self._loop).result()
+
+    def _track(self, job: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(job)
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
+        return task
+
     def set_now(self, now_ms: int) -> None:
         """`advance_to` for sync code: blocks until the updates are pushed when the fake runs in a thread;
         from the fake's own loop it schedules them instead."""
@@ -229,25 +293,53 @@ class FakeExchange:
 
 def run_fake_exchange(klines: Sequence[Kline], port: int = 0, host: str = "127.0.0.1", *,
                       ws_port: int = 0, symbol: str = "BTCUSDT", category: str = "linear",
-                      interval: str = "60") -> None:
-    """Serve one series until interrupted (Ctrl-C); prints the REST and WebSocket URLs first.
+                      interval: str = "60", start_ms: int | None = None, speed: float = 1.0,
+                      faults: FaultPlan | None = None, drop_every_s: float | None = None) -> None:
+    """Serve one series as a live market until interrupted (Ctrl-C); prints the REST and WebSocket URLs and the
+    clock first, and on stderr when the market stops at the data's end (the servers go on answering).
 
     Args:
         klines: the candles, oldest first (from a file: `reformer.data.read_klines(path)`).
         port, ws_port: REST and WebSocket ports (0: free ones).
         host: interface to bind (loopback by default; the fake has no authentication).
         symbol, category, interval: what the candles are, e.g. BTCUSDT / linear / "60".
+        start_ms: where the clock starts, epoch ms (default: 1 s after the newest candle's open).
+        speed: market time per wall time (default 1, real time; 0 holds the clock still).
+        faults: how REST requests fail (default: never).
+        drop_every_s: cut every WebSocket connection this often, seconds of wall time (default: never).
+
+    Raises:
+        DataFormatError: no candles.
+        UserInputError: a start outside the data, a negative speed, a drop period <= 0.
     """
     klines = list(klines)
     if not klines:
         raise DataFormatError("no candles to serve; export some first")
+    if drop_every_s is not None and not drop_every_s > 0:
+        raise UserInputError(f"drop period {drop_every_s} s: use a period > 0 seconds, or none")
+    fake = FakeExchange({(category, symbol, interval): klines}, faults=faults, host=host, port=port, ws_port=ws_port)
+
+    def ended(end_ms: int) -> None:
+        print(f"fake Bybit: the clock reached the end of the data ({describe_ms(end_ms)}, the last candle's close); "
+              "the market stops here, with no new candles (Ctrl-C quits)", file=sys.stderr, flush=True)
+
+    def dropped(count: int) -> None:
+        print(f"fake Bybit: dropped {count} WebSocket connection(s)", file=sys.stderr, flush=True)
+
+    clock = ReplayClock(fake, start_ms, speed, on_end=ended)  # checks the start before anything binds
 
     async def serve() -> None:
-        async with FakeExchange({(category, symbol, interval): klines}, host=host, port=port,
-                                ws_port=ws_port) as fake:
+        async with fake:
             print(f"fake Bybit serving {len(klines)} {symbol} {interval} candles", flush=True)
             print(f"BYBIT_BASE_URL={fake.base_url}", flush=True)
             print(f"BYBIT_WS_URL={fake.ws_url}", flush=True)
+            pace = f"{speed:g}x real time" if speed > 0 else "held still"
+            start = start_ms if start_ms is not None else fake.now_ms
+            print(f"clock: starts at {describe_ms(start)} ({start} ms), {pace}; the data ends at "
+                  f"{describe_ms(clock.end_ms)}", flush=True)
+            clock.start()
+            if drop_every_s is not None:
+                fake.drop_ws_every(drop_every_s, dropped)
             await asyncio.Event().wait()  # until cancelled by Ctrl-C
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -1,4 +1,4 @@
-"""Market data commands: `fetch`, `stream`, `import`, `export`, `fake-exchange`.
+"""Market data commands: `fetch`, `stream`, `import`, `export` (`fake-exchange` is in `cli/fake.py`).
 
 Thin wrappers over `reformer.data.sync`, `reformer.data.derivatives_sync`, `reformer.data.store`,
 `reformer.data.csv_io` and `reformer.api`.
@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..api import BybitClient, BybitStream, Kline, interval_ms, parse_interval, run_fake_exchange
+from ..api import BybitClient, BybitStream, Kline, interval_ms, parse_interval
 from ..api.intervals import INTERVAL_MS
 from ..bars import times_to_ms
 from ..data.csv_io import read_klines, write_funding, write_klines, write_mark_klines
@@ -35,8 +35,7 @@ from ..data.store import DEFAULT_DB_PATH, ConflictingCandlesError, KlineStore
 from ..data.sync import ProgressCallback, SyncReport, format_ms, parse_time_ms, sync_klines_blocking
 from ..data.windows import bar_step
 from ..errors import DataFormatError, ExchangeUnavailableError, UserInputError
-from ..textio import check_csv_file
-from .common import DEFAULT_SYMBOL, DbOpt, ForceOpt, SymbolOpt, check_out, exchange_url, symbol_option
+from .common import DEFAULT_SYMBOL, DbOpt, ForceOpt, SymbolOpt, check_out, exchange_url
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -263,66 +262,12 @@ def _warn_gap(symbol: str, code: str, category: str, step: int, first: int, last
           flush=True)
 
 
-def fake_exchange(
-    csv: Annotated[Path | None, typer.Option("--csv", help="Serve these candles: the export format or any file "
-                                                           "`reformer import` reads.")] = None,
-    synthetic: Annotated[bool, typer.Option("--synthetic", help="Serve the demo's synthetic market instead (a "
-                                                                "signal planted 150 bars before its effect), "
-                                                                "ending at the current bar.")] = False,
-    bars: Annotated[int, typer.Option(help="With --synthetic: number of candles.")] = 20_000,
-    seed: Annotated[int, typer.Option(help="With --synthetic: the market's seed (same seed, same prices).")] = 0,
-    port: Annotated[int, typer.Option(help="REST port (0: a free one).")] = 0,
-    host: Annotated[str, typer.Option(help="Interface to bind; the fake has no authentication.")] = "127.0.0.1",
-    ws_port: Annotated[int, typer.Option(help="WebSocket port (0: a free one).")] = 0,
-    symbol: Annotated[str, symbol_option("Instrument the candles are served as.")] = DEFAULT_SYMBOL,
-    interval: Annotated[str, typer.Option(help="Interval the candles are served as.")] = "60",
-    category: CategoryOpt = "linear",
-) -> None:
-    """Serve a CSV (or a synthetic market) as a local Bybit V5 (REST + WebSocket) until Ctrl-C; prints
-    BYBIT_BASE_URL / BYBIT_WS_URL."""
-    code = parse_interval(interval)
-    for name, value in (("--port", port), ("--ws-port", ws_port)):
-        if not 0 <= value <= 65535:
-            raise UserInputError(f"{name} {value} is not a port; use 0 (any free one) to 65535")
-    if (csv is None) == (not synthetic):
-        raise UserInputError("give either --csv FILE or --synthetic (the demo's market), not both or neither")
-    source: list[Kline]
-    if csv is not None:
-        check_csv_file(csv, "export one with `reformer export --out FILE.csv`")
-        source = read_klines(csv)  # the api layer serves candles; reading files is the data layer's
-    else:
-        if bars < 1:
-            raise UserInputError(f"--bars {bars} must be at least 1")
-        source = _synthetic_until_now(bars, seed, interval_ms(code))
-    try:
-        run_fake_exchange(source, port, host, ws_port=ws_port, symbol=symbol, category=category, interval=code)
-    except OSError as exc:  # port taken, address not local
-        raise UserInputError(f"cannot serve on {host}:{port} ({exc.strerror or exc}); pick another --port "
-                             "(0 = any free one) or --host") from None
-
-
-def _synthetic_until_now(n_bars: int, seed: int, step_ms: int) -> list[Kline]:
-    """The demo's market with its newest candle open now (still forming, as on the exchange), so a fetch of the
-    latest candles finds recent dates."""
-    import dataclasses
-    import time
-
-    from ..data.synthetic import synthetic_klines
-    from ..demo import planted_signal_recipe
-
-    last_open = int(time.time() * 1000) // step_ms * step_ms
-    market = dataclasses.replace(planted_signal_recipe(n_bars=n_bars, seed=seed).market, interval_ms=step_ms,
-                                 start_time=last_open - (n_bars - 1) * step_ms)
-    return synthetic_klines(market)
-
-
 def register(app: typer.Typer) -> None:
     """Add the data commands to the `reformer` app."""
     app.command("fetch")(fetch)
     app.command("stream")(stream)
     app.command("import")(import_)
     app.command("export")(export)
-    app.command("fake-exchange")(fake_exchange)
 
 
 # ---- presentation --------------------------------------------------------------------------------------------
