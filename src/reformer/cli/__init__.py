@@ -18,7 +18,7 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import typer
 
-from . import backtest, bench, bench_compare, data, demo, evaluate, train
+from . import backtest, bench, bench_compare, dashboard, data, demo, evaluate, fake, trade, train
 from .common import App
 
 __all__ = ["app", "main", "version"]
@@ -31,7 +31,7 @@ app = App(
     pretty_exceptions_enable=False,
 )
 
-for _module in (backtest, bench, bench_compare, data, demo, evaluate, train):
+for _module in (backtest, bench, bench_compare, dashboard, data, demo, evaluate, fake, trade, train):
     _module.register(app)
 
 
