@@ -9,7 +9,17 @@ MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
 .PHONY: venv demo test lint bench docs package clean
 
+# The dashboard's browser test drives Debian's Chromium (a test tool's own browser download cannot run here).
+# A file target: installed once, only when missing; apt-get needs root, as CI runs `make test`. The first try
+# skips `apt-get update` (slow) and works when the package lists are fresh; a clean machine's are not.
+CHROMIUM := /usr/bin/chromium
+APT := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
 venv: $(STAMP)
+
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the dashboard's browser test"
+	@$(APT) > /dev/null 2>&1 || { apt-get update -qq && $(APT) > /dev/null; }
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,7 +30,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: venv
 	$(BIN)/reformer demo
 
-test: venv
+test: venv $(CHROMIUM)
 	$(BIN)/python -m pytest
 	$(MKDOCS) build --strict
 	$(BIN)/ruff check src tests examples benchmarks
@@ -51,6 +61,8 @@ package: venv
 	$(PY) -m venv $(PKG)/venv
 	$(PKG)/venv/bin/python -m pip install --quiet -c constraints.txt $(PKG)/dist/*.whl
 	cd $(PKG) && venv/bin/reformer --version && venv/bin/reformer demo --help > /dev/null
+	cd $(PKG) && venv/bin/python -c "from importlib.resources import files; \
+		assert (files('reformer.trade') / 'static' / 'dashboard.js').is_file(), 'the dashboard page is not in the wheel'"
 	@echo "package: wheel and sdist built, README renders, the installed wheel runs"
 
 clean:
