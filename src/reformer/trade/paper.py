@@ -37,6 +37,8 @@ from .state import PaperState
 
 __all__ = ["PaperSettings", "PaperTrader", "run_paper"]
 
+_Extras = tuple[dict[int, tuple[float, float, float, float]], list[tuple[int, float]]]
+"""A symbol's mark candles by open time, and its funding settlements (time, rate)."""
 _CRASH_AT = "REFORMER_TRADE_CRASH_AT"
 """Test hook: `step:part` kills the process with SIGKILL at that point of that step's transaction."""
 
@@ -177,7 +179,7 @@ class PaperTrader:
             expected = k.start_time + self.step_ms
 
     async def _perpetual_data(self, client: BybitClient, symbol: str, first: int, last: int
-                              ) -> tuple[dict[int, tuple[float, float, float, float]], list[tuple[int, float]]]:
+                              ) -> _Extras:
         if not self.perpetual:
             return {}, []
         category = self.settings.category
@@ -187,7 +189,7 @@ class PaperTrader:
                 [(r.time_ms, r.rate) for r in rates])
 
     def _process(self, time_ms: int, candles: dict[str, Kline],
-                 extras: dict[str, tuple[dict[int, tuple[float, float, float, float]], list[tuple[int, float]]]]) -> None:
+                 extras: dict[str, _Extras]) -> None:
         """One time's transaction: the engine's step, then the forecasts and the next targets."""
         engine = self.engine
         assert engine is not None
