@@ -11,6 +11,7 @@ import pytest
 from reformer.api import FakeExchange, Kline
 from reformer.errors import UserInputError
 from reformer.trade.paper import PaperSettings, PaperTrader, run_paper
+from reformer.trade.state import PaperState
 
 from .paper_helpers import (
     CONFIG,
@@ -100,3 +101,22 @@ def test_wrong_input_is_refused_and_leaves_the_state_unchanged(market: list[Klin
     assert all(a.equals(b) if not isinstance(a, dict) else a == b for a, b in zip(after, before, strict=True))
     with pytest.raises(UserInputError, match="holds a run with another config"):
         PaperTrader(state, PaperSettings(str(checkpoint), (SYMBOL,), "60", "linear", CONFIG.__class__()))
+
+
+def test_following_a_live_replay_through_dropped_connections_leaves_no_hole(market: list[Kline], checkpoint: Path,
+                                                                            tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with FakeExchange({KEY: market}, now_ms=market[1000].start_time) as fake:
+        trade(fake, state, checkpoint)  # the warm-up
+        fake.replay(market[1000].start_time, speed=36_000)  # an hour candle closes every 0.1 s
+        fake.drop_ws_every(0.7)  # and every connection is cut every 0.7 s
+        trader = PaperTrader(state, settings(checkpoint), say=lambda line: None)
+        try:
+            done = asyncio.run(run_paper(trader, fake.base_url, ws_url=fake.ws_url, max_steps=60, follow=True))
+        finally:
+            trader.close()
+    assert done == 60
+    with PaperState(state) as paper:
+        times = paper.equity()["time"].to_numpy()
+    assert (times[1:] - times[:-1] == HOUR).all() and times[0] == market[1000].start_time  # every candle, in order
+    assert_matches_backtest(state, backtest_of_state(state))

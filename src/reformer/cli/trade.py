@@ -23,6 +23,7 @@ _HELP = {
     "catch_up": "Process every candle that has closed since the last one, then exit (no stream).",
     "dashboard": "Also serve the dashboard at HOST:PORT (e.g. 127.0.0.1:8765), read-only.",
     "base_url": "REST root. Default: $BYBIT_BASE_URL, else Bybit's mainnet.",
+    "ws_url": "WebSocket root. Default: $BYBIT_WS_URL, else Bybit's mainnet.",
 }
 
 
@@ -37,6 +38,7 @@ def trade(
     category: Annotated[str, typer.Option(help="linear, inverse or spot.")] = "linear",
     state: Annotated[Path | None, typer.Option(help=_HELP["state"])] = None,
     base_url: Annotated[str | None, typer.Option("--base-url", help=_HELP["base_url"])] = None,
+    ws_url: Annotated[str | None, typer.Option("--ws-url", help=_HELP["ws_url"])] = None,
     max_candles: Annotated[int | None, typer.Option(help=_HELP["max_candles"])] = None,
     catch_up: Annotated[bool, typer.Option("--catch-up", help=_HELP["catch_up"])] = False,
     dashboard: Annotated[str | None, typer.Option(help=_HELP["dashboard"])] = None,
@@ -59,7 +61,7 @@ def trade(
     """Trade a checkpoint's forecasts on paper on the exchange's closed candles, resumably (`--state`), with the
     backtest's fills, fees, stops, funding and liquidation. `reformer trade report --state DIR` summarises a run."""
     flags = {k: v for k, v in locals().items() if k not in ("ctx", "paper", "checkpoint", "symbols", "interval",
-                                                             "state", "base_url", "max_candles", "catch_up",
+                                                             "state", "base_url", "ws_url", "max_candles", "catch_up",
                                                              "dashboard", "symbol")}  # the engine's settings
     if ctx.invoked_subcommand is not None:
         return
@@ -68,8 +70,8 @@ def trade(
 
     config = BacktestOptions.from_flags({**flags, "symbol": symbol}).config
     run = PaperRun(paper=paper, checkpoint=checkpoint, symbols=symbols or symbol, interval=interval,
-                   category=category, state=state, base_url=base_url, max_candles=max_candles, catch_up=catch_up,
-                   dashboard=dashboard, config=config)
+                   category=category, state=state, base_url=base_url, ws_url=ws_url, max_candles=max_candles,
+                   catch_up=catch_up, dashboard=dashboard, config=config)
     processed = paper_run(run, say=lambda line: typer.echo(line, err=True))
     typer.echo(f"processed {processed} candle time(s); state in {state}")
 

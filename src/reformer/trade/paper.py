@@ -245,13 +245,14 @@ class PaperTrader:
                                     forecast.latest.confidence, target, forecast.attention)
 
 
-async def run_paper(trader: PaperTrader, base_url: str | None = None, *, max_steps: int | None = None,
-                    follow: bool = True, on_step: Callable[[], None] | None = None) -> int:
+async def run_paper(trader: PaperTrader, base_url: str | None = None, *, ws_url: str | None = None,
+                    max_steps: int | None = None, follow: bool = True,
+                    on_step: Callable[[], None] | None = None) -> int:
     """Start the trader, catch up with every closed candle, then (`follow`) process each new one as the stream
     closes it, until `max_steps` times were processed. Returns how many were."""
     from ..api import BybitStream
 
-    async with BybitClient(base_url) as client:
+    async with BybitClient(base_url, ws_url=ws_url) as client:
         await trader.start(client)
         done = await trader.catch_up(client, max_steps)
         if not follow or (max_steps is not None and done >= max_steps):

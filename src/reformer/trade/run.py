@@ -27,6 +27,7 @@ class PaperRun:
     category: str
     state: Path | None
     base_url: str | None
+    ws_url: str | None
     max_candles: int | None
     catch_up: bool
     dashboard: str | None
@@ -60,7 +61,8 @@ def paper_run(run: PaperRun, *, say: Callable[[str], None] = print) -> int:
             server = start_in_thread(run.state, host, int(port))
             say(f"dashboard: {server.url}")
         try:
-            return asyncio.run(run_paper(trader, run.base_url, max_steps=run.max_candles, follow=not run.catch_up))
+            return asyncio.run(run_paper(trader, run.base_url, ws_url=run.ws_url, max_steps=run.max_candles,
+                                         follow=not run.catch_up))
         except KeyboardInterrupt:
             say(f"stopped; every processed candle is in {run.state} (run the same command to resume)")
             return 0
