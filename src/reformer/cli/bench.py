@@ -123,3 +123,27 @@ def backtest_speed(
     Console(width=120).print(table)
     if out is not None:
         write_output(out, json.dumps(result, indent=2))
+
+
+@bench_app.command("paper")
+def paper_latency(
+    closes: Annotated[int, typer.Option(help="Consecutive candle closes to time.")] = 40,
+    period: Annotated[float, typer.Option(help="Wall seconds between two closes of the replayed market.")] = 0.5,
+    out: Annotated[Path | None, typer.Option(help="Also write the results as JSON here.")] = None,
+    force: ForceOpt = False,
+) -> None:
+    """A paper trader's latency at the default configuration: a close on the stream to its candle committed."""
+    from ..bench.paper import run_paper_bench
+
+    check_out(out, force)
+    if closes < 2 or not period > 0:
+        raise ConfigError("--closes must be >= 2 and --period > 0 seconds")
+    result = run_paper_bench(closes, period)
+    table = Table(title=f"paper trading, {result['closes']} closes, default configuration")
+    for column in ("p50", "p90", "max", "target"):
+        table.add_column(column)
+    table.add_row(*(f"{1000 * result[k]:.1f} ms" for k in ("p50_s", "p90_s", "max_s")),
+                  f"p50 < {1000 * result['target_p50_s']:.0f} ms")
+    Console(width=120).print(table)
+    if out is not None:
+        write_output(out, json.dumps(result, indent=2))

@@ -348,13 +348,15 @@ def predict_latest(checkpoint: str | os.PathLike[str], frame: pd.DataFrame,
 
 
 def latest_from_inputs(model: ReformerModel, meta: CandleMeta, inputs: Any, n_candles: int,
-                       bfloat16: bool = False) -> LatestPrediction:
-    """`predict_latest` on windows already built (`window_inputs`) from `n_candles` candles."""
+                       bfloat16: bool = False, outputs: torch.Tensor | None = None) -> LatestPrediction:
+    """`predict_latest` on windows already built (`window_inputs`) from `n_candles` candles; `outputs`: the
+    model's output `[1, o]` for the last window when the caller has already run it."""
     if int(inputs.end_bars[-1]) != n_candles - 1:  # windows over a gap are left out (`windows.gap_free_ends`)
         raise UserInputError(f"the latest {model.config.seq_len} candles (and their feature warm-up) hold a gap: "
                              "fetch the missing candles before predicting")
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
-        outputs = model(inputs.features[-1:]).float()
+    if outputs is None:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+            outputs = model(inputs.features[-1:]).float()
     score, probs = outputs_to_scores(outputs, meta.task, meta.target_scale)
     if probs is not None:
         label = int(probs[0].argmax())

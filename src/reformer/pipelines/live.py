@@ -63,8 +63,8 @@ class CandlePredictor:
         """
         recent = frame.iloc[-self.history:].reset_index(drop=True)
         inputs = window_inputs(self.checkpoint, self.model, self.meta, recent)
-        latest = latest_from_inputs(self.model, self.meta, inputs, len(recent))
-        with torch.no_grad():
-            _, layers = self.model.predict_with_attention(inputs.features[-1:])
+        with torch.no_grad():  # one forward gives the forecast and the attention
+            outputs, layers = self.model.predict_with_attention(inputs.features[-1:])
+        latest = latest_from_inputs(self.model, self.meta, inputs, len(recent), outputs=outputs.float())
         weights = layers[-1].to_dense()[0, :, -1, :].mean(dim=0).numpy()  # (l,)
         return LiveForecast(latest, np.asarray(weights, dtype=float).tolist())
