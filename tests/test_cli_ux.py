@@ -74,7 +74,7 @@ def series_csv(tmp_path: Path) -> Path:
     return path
 
 
-# ---- 1-3: help and version ----------------------------------------------------------------------------------
+# ---- help and version ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("argv", [[], ["bench"]], ids=["reformer", "reformer bench"])
@@ -104,7 +104,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out == f"reformer-crypto {version('reformer-crypto')}\n"
 
 
-# ---- 4, 5, 9: --symbol and --db, the same in every command ---------------------------------------------------
+# ---- --symbol and --db, the same in every command ---------------------------------------------------
 
 
 def test_symbol_defaults_to_btcusdt_in_every_command(capsys: pytest.CaptureFixture[str],
@@ -156,7 +156,7 @@ def test_a_lower_case_symbol_finds_the_stored_series(candles: Path, positions: P
     assert "BTCUSDT_60" in capsys.readouterr().err
 
 
-# ---- 6-8: help texts and defaults -----------------------------------------------------------------------------
+# ---- help texts and defaults -----------------------------------------------------------------------------
 
 
 def test_import_help_names_the_accepted_formats(capsys: pytest.CaptureFixture[str],
@@ -202,7 +202,7 @@ def test_a_protocol_too_long_for_the_file_is_named_as_the_user_wrote_it(series_c
     assert all(name in err for name in ("ratio", "ett-hourly", "ett-15min"))
 
 
-# ---- 10: train when the exchange cannot be reached --------------------------------------------------------------
+# ---- train when the exchange cannot be reached --------------------------------------------------------------
 
 
 def test_train_without_an_exchange_names_offline_and_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -220,7 +220,7 @@ def test_train_without_an_exchange_names_offline_and_csv(tmp_path: Path, capsys:
     assert "--offline" in err and "--csv" in err and "max_retries" not in err
 
 
-# ---- 11: times for people -----------------------------------------------------------------------------------------
+# ---- times for people -----------------------------------------------------------------------------------------
 
 
 def test_times_are_shown_as_utc_dates() -> None:
@@ -245,7 +245,7 @@ def test_demo_prints_the_latest_candle_time_as_a_date(tmp_path: Path, capsys: py
     assert "latest closed candle 2025-12-04 23:00 UTC" in out and "1764889200000" not in out
 
 
-# ---- 12: progress -------------------------------------------------------------------------------------------------
+# ---- progress -------------------------------------------------------------------------------------------------
 
 
 def _fit(progress: bool) -> None:
@@ -300,7 +300,7 @@ def test_the_demo_trains_with_the_progress_bar(tmp_path: Path, monkeypatch: pyte
     assert asked["progress"] is True
 
 
-# ---- 13: the trades plot ------------------------------------------------------------------------------------------
+# ---- the trades plot ------------------------------------------------------------------------------------------
 
 
 def _backtest(n_bars: int, every: int) -> tuple[Any, pd.DataFrame]:
@@ -337,7 +337,7 @@ def test_many_trades_are_not_a_band_of_markers_and_their_pnl_is_plotted(tmp_path
         assert first == save_report(result, bars, tmp_path / f"b{n_bars}")["trades_plot"].read_bytes()
 
 
-# ---- 14: comments say why, not when -------------------------------------------------------------------------------
+# ---- comments say why, not when -------------------------------------------------------------------------------
 
 
 def test_the_command_line_sources_cite_no_history_or_outside_documents() -> None:
