@@ -75,7 +75,7 @@ def broadcast_object(value: _T) -> _T:
         return value
     box: list[Any] = [value if is_main() else None]
     dist.broadcast_object_list(box, src=0)
-    return box[0]  # type: ignore[no-any-return]
+    return box[0]
 
 
 def gather_objects(value: _T) -> list[_T] | None:
