@@ -3,6 +3,7 @@
 
     reformer train --symbol BTCUSDT --interval 60 --config configs/btc_1h.toml --out runs/btc_1h
     reformer train --csv klines.csv --config configs/tiny.toml --out runs/tiny --json
+    reformer train --symbols BTCUSDT,ETHUSDT,SOLUSDT --interval 60 --out runs/majors_1h   (one model, many symbols)
     reformer predict --symbol BTCUSDT --checkpoint runs/btc_1h
     reformer predict --checkpoint runs/tiny --csv klines.csv --all --out preds.csv --plot attention.png
     reformer train --csv ETTh1.csv --target OT --protocol ett-hourly --config configs/etth1.toml   (any series:
@@ -27,7 +28,17 @@ from rich.console import Console
 from rich.table import Table
 
 from ..configfile import load_config_file
-from .common import DEFAULT_SYMBOL, PROTOCOL_HELP, CategoryOpt, ConfigOpt, DbOpt, IntervalOpt, JsonOpt, SymbolOpt
+from .common import (
+    DEFAULT_SYMBOL,
+    PROTOCOL_HELP,
+    CategoryOpt,
+    ConfigOpt,
+    DbOpt,
+    IntervalOpt,
+    JsonOpt,
+    SymbolOpt,
+    normalise_symbol,
+)
 
 if TYPE_CHECKING:
     from ..pipelines import TrainOutcome
@@ -51,6 +62,10 @@ _HELP = {
     "fold_train": "With --walk-forward: training windows per fold (required with --fold-mode rolling); expanding: "
                   "the least a fold may train on (default: its validation windows).",
     "fold_mode": "With --walk-forward: expanding (all earlier windows) or rolling (the last --fold-train).",
+    "symbols": "Train one model on several symbols' stored candles, comma-separated (BTCUSDT,ETHUSDT): one "
+               "calendar split for all, a scaler per symbol, scores per symbol and pooled (instead of --symbol).",
+    "nproc": "Train one model on N processes of this machine (torchrun, data-parallel: each a slice of every "
+             "batch; docs/distributed.md).",
     "ensemble": "N models, seeds seed .. seed+N-1, scored by their mean forecast: with --target a kept series "
                 "ensemble (predict uses their mean), with --walk-forward N models a fold.",
     "checkpoint": "Run or checkpoint directory (default runs/SYMBOL_INTERVAL).",
@@ -104,6 +119,7 @@ def _evaluation_table(evaluation: dict[str, Any]) -> Table:
 
 
 def train(
+    ctx: typer.Context,
     symbol: SymbolOpt = DEFAULT_SYMBOL,
     interval: IntervalOpt = "60",
     category: CategoryOpt = "linear",
@@ -126,21 +142,34 @@ def train(
     fold_train: Annotated[int, typer.Option(help=_HELP["fold_train"])] = 0,
     fold_mode: Annotated[str, typer.Option(help=_HELP["fold_mode"])] = "expanding",
     ensemble: Annotated[int, typer.Option(help=_HELP["ensemble"])] = 1,
+    nproc: Annotated[int, typer.Option(help=_HELP["nproc"])] = 1,
+    symbols: Annotated[str | None, typer.Option(help=_HELP["symbols"])] = None,
 ) -> None:
     """Train a Reformer on candles (70/10/20 chronological split, or --walk-forward folds), or with --target on
     any time-series CSV, and report test metrics beside baselines."""
     from ..pipelines import TrainOptions, train_model
+    from ..training.ddp import process_group
 
     options = TrainOptions(symbol=symbol, interval=interval, category=category, epochs=epochs, config=config, out=out,
                            db=db, offline=offline, csv=csv, target=target, features=features, protocol=protocol,
                            seq_len=seq_len, horizon=horizon, resume=resume, force=force, walk_forward=walk_forward,
-                           fold_test=fold_test, fold_train=fold_train, fold_mode=fold_mode, ensemble=ensemble)
-    with _resume_hint():
+                           fold_test=fold_test, fold_train=fold_train, fold_mode=fold_mode, ensemble=ensemble,
+                           symbols=_symbol_list(symbols))
+    if nproc != 1:
+        from ..pipelines.train import launch_local
+        from .launch import command_args
+
+        raise typer.Exit(launch_local(options, nproc, command_args(ctx, drop=("nproc",))))
+    with _resume_hint(), process_group() as group:
         outcome = train_model(options, progress=not as_json, log=_log(as_json, quiet=as_json and walk_forward > 0))
+    if not group.main:  # under torchrun rank 0 reports
+        return
     if outcome.kind == "series":
         _print_series(outcome, as_json)
     elif outcome.kind == "walk_forward":
         _print_walk_forward(outcome, as_json)
+    elif outcome.kind == "symbols":
+        _print_symbols(outcome, as_json)
     elif as_json:
         assert outcome.candles is not None
         typer.echo(json.dumps({**outcome.candles.evaluation, "run_dir": str(outcome.run_dir)}))
@@ -155,6 +184,32 @@ def _print_candles(outcome: TrainOutcome) -> None:
     console.print(_evaluation_table(report.evaluation))
     console.print(f"best epoch {report.fit.best_epoch} (val loss {report.fit.best_val_loss:.4g}); run directory "
                   f"{report.run_dir}")
+
+
+def _symbol_list(symbols: str | None) -> tuple[str, ...]:
+    """`--symbols a, b` -> ("A", "B"); () when not given."""
+    return () if symbols is None else tuple(normalise_symbol(name) for name in symbols.split(","))
+
+
+def _print_symbols(outcome: TrainOutcome, as_json: bool) -> None:
+    """`train --symbols`: the pooled test scores beside the baselines, then one line of ICs per symbol."""
+    report = outcome.symbols
+    assert report is not None
+    evaluation = report.evaluation
+    if as_json:
+        typer.echo(json.dumps({**evaluation, "run_dir": str(report.run_dir)}))
+        return
+    console = Console(width=120)  # the evaluation table needs it; rich would cut a log file to 80 columns
+    pooled = {"task": evaluation["task"], "horizon": evaluation["horizon"], **evaluation["pooled"]}
+    table = _evaluation_table(pooled)
+    table.title = f"Pooled over {', '.join(evaluation['symbols'])}: {table.title}"
+    console.print(table)
+    for symbol, scores in evaluation["per_symbol"].items():
+        ics = {"reformer": scores["model"].get("ic"), **{k: v.get("ic") for k, v in scores["baselines"].items()}}
+        console.print(f"{symbol}: {scores['model'].get('n', 0):.0f} test windows, IC " + ", ".join(
+            f"{name} {'n/a' if ic is None else f'{ic:+.3f}'}" for name, ic in ics.items()))
+    console.print(f"best epoch {report.fit.best_epoch} (val loss {report.fit.best_val_loss:.4g}); run directory "
+                  f"{report.run_dir} (evaluation.json: per symbol and pooled)")
 
 
 def _print_series(outcome: TrainOutcome, as_json: bool) -> None:

@@ -27,12 +27,16 @@ _EXPORTS = {
     "DerivativesStore": "derivatives_store",
     "FeatureSpec": "features",
     "compute_features": "features",
+    "CalendarSplit": "multi",
+    "MultiSymbolDataset": "multi",
+    "prepare_symbols": "multi",
     "StandardScaler": "scaling",
     "ConflictingCandlesError": "store",
     "Inserted": "store",
     "KlineStore": "store",
     "require_series": "stored",
     "SyntheticMarketConfig": "synthetic",
+    "correlated_frames": "synthetic",
     "generate_market": "synthetic",
     "synthetic_frame": "synthetic",
     "synthetic_klines": "synthetic",
@@ -46,6 +50,7 @@ __all__ = [
     "EXPORT_COLUMNS",
     "FUNDING_COLUMNS",
     "MARK_COLUMNS",
+    "CalendarSplit",
     "ConflictingCandlesError",
     "ConflictingRowsError",
     "DataLoader",
@@ -54,15 +59,18 @@ __all__ = [
     "FeatureSpec",
     "Inserted",
     "KlineStore",
+    "MultiSymbolDataset",
     "PreparedDataset",
     "StandardScaler",
     "SyntheticMarketConfig",
     "chronological_split",
     "compute_features",
+    "correlated_frames",
     "generate_market",
     "klines_to_frame",
     "load_timeseries_csv",
     "lstf_splits",
+    "prepare_symbols",
     "read_klines",
     "read_klines_frame",
     "require_series",
@@ -88,10 +96,11 @@ if TYPE_CHECKING:
     from .dataset import DataLoader, DatasetConfig, PreparedDataset, klines_to_frame
     from .derivatives_store import ConflictingRowsError, DerivativesStore
     from .features import FeatureSpec, compute_features
+    from .multi import CalendarSplit, MultiSymbolDataset, prepare_symbols
     from .scaling import StandardScaler
     from .store import ConflictingCandlesError, Inserted, KlineStore
     from .stored import require_series
-    from .synthetic import SyntheticMarketConfig, generate_market, synthetic_frame, synthetic_klines
+    from .synthetic import SyntheticMarketConfig, correlated_frames, generate_market, synthetic_frame, synthetic_klines
     from .timeseries import load_timeseries_csv, lstf_splits
     from .windows import chronological_split, walk_forward_folds
 

@@ -29,7 +29,8 @@ volume = base_volume * lognormal(0, 0.35) * (1 + 0.5 |z_t|) * sqrt(sigma_t / bar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -37,7 +38,8 @@ import pandas as pd
 from reformer.api.types import Kline
 from reformer.errors import ConfigError
 
-__all__ = ["SyntheticMarket", "SyntheticMarketConfig", "generate_market", "synthetic_frame", "synthetic_klines"]
+__all__ = ["SyntheticMarket", "SyntheticMarketConfig", "correlated_frames", "generate_market", "synthetic_frame",
+           "synthetic_klines"]
 
 RANGE, UP_TREND, DOWN_TREND = 0, 1, 2
 
@@ -196,3 +198,37 @@ def synthetic_frame(config: SyntheticMarketConfig | None = None) -> pd.DataFrame
 def synthetic_klines(config: SyntheticMarketConfig | None = None) -> list[Kline]:
     """The candles of `generate_market(config)` as a list of `Kline`."""
     return generate_market(config).klines()
+
+
+def correlated_frames(symbols: Sequence[str], config: SyntheticMarketConfig | None = None,
+                      correlation: float = 0.6) -> dict[str, pd.DataFrame]:
+    """Candles of several symbols whose log returns share one market factor: symbol i's close-to-close return is
+    rho * r_factor + sqrt(1 - rho^2) * r_i, where r_factor is the return of the market of seed `config.seed` and
+    r_i that of seed `config.seed + 1 + i` (each a `generate_market` path, so each keeps its regimes, GARCH and
+    events). rho = `correlation` (in [0, 1]): two symbols' returns correlate by about rho^2 when the paths' volatilities
+    match. Opens follow the previous close, and each bar keeps its own path's wick ratios and volume.
+
+    Raises:
+        ConfigError: no symbol, a symbol given twice, or a correlation outside [0, 1].
+    """
+    cfg = config or SyntheticMarketConfig()
+    if not symbols or len(set(symbols)) != len(symbols):
+        raise ConfigError(f"correlated_frames: symbols={list(symbols)} must be one or more different names")
+    if not 0.0 <= correlation <= 1.0:
+        raise ConfigError(f"correlated_frames: correlation={correlation} must be in [0, 1], e.g. 0.6")
+    factor = np.diff(np.log(generate_market(cfg).frame["close"].to_numpy()), prepend=np.log(cfg.start_price))
+    frames = {}
+    for i, symbol in enumerate(symbols):
+        own = generate_market(replace(cfg, seed=cfg.seed + 1 + i)).frame
+        returns = np.diff(np.log(own["close"].to_numpy()), prepend=np.log(cfg.start_price))
+        close = cfg.start_price * np.exp(np.cumsum(correlation * factor + np.sqrt(1 - correlation**2) * returns))
+        open_ = np.concatenate([[cfg.start_price], close[:-1]])
+        body_high = np.maximum(own["open"], own["close"]).to_numpy()
+        body_low = np.minimum(own["open"], own["close"]).to_numpy()
+        high = np.maximum(open_, close) * own["high"].to_numpy() / body_high  # the own path's upper wick ratio
+        low = np.minimum(open_, close) * own["low"].to_numpy() / body_low
+        volume = own["volume"].to_numpy()
+        frames[symbol] = pd.DataFrame({"timestamp": own["timestamp"], "open": open_, "high": high, "low": low,
+                                       "close": close, "volume": volume,
+                                       "turnover": volume * (open_ + high + low + close) / 4})
+    return frames

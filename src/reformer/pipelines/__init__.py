@@ -50,18 +50,19 @@ _LAZY = {
                      "predict_latest", "prepare_crypto_data", "train_crypto"], "crypto"),
     **dict.fromkeys(["FoldSettings", "evaluate_walk_forward"], "crypto_folds"),
     **dict.fromkeys(["FoldRecord", "WalkForwardConfig", "WalkForwardPredictor"], "walkforward"),
+    **dict.fromkeys(["MultiSymbolReport", "train_symbols"], "multi_symbol"),
     "run_lstf": "lstf",
     **dict.fromkeys(["SeriesForecast", "forecast_all", "forecast_latest", "load_series_checkpoint"], "series_models"),
     "plot_attention": "attention_plot",
 }
 
 __all__ = ["BacktestOptions", "BacktestRun", "CryptoData", "EvaluateOptions", "FoldRecord", "FoldSettings",
-           "ForecastRun", "LatestPrediction", "PredictOptions", "Predicted", "SeriesForecast", "TrainOptions",
-           "TrainOutcome", "TrainReport", "WalkForwardConfig", "WalkForwardPredictor", "backtest_run",
+           "ForecastRun", "LatestPrediction", "MultiSymbolReport", "PredictOptions", "Predicted", "SeriesForecast",
+           "TrainOptions", "TrainOutcome", "TrainReport", "WalkForwardConfig", "WalkForwardPredictor", "backtest_run",
            "evaluate_crypto", "evaluate_walk_forward", "forecast_all", "forecast_latest", "forecast_run_from_tables",
            "load_candles", "load_series_checkpoint", "plot_attention", "predict_all", "predict_latest",
            "predict_run", "prepare_crypto_data", "run_backtest", "run_forecast", "run_lstf", "train_crypto",
-           "train_model", "walk_forward_for"]
+           "train_model", "train_symbols", "walk_forward_for"]
 
 if TYPE_CHECKING:
     from .attention_plot import plot_attention
@@ -77,6 +78,7 @@ if TYPE_CHECKING:
     )
     from .crypto_folds import FoldSettings, evaluate_walk_forward
     from .lstf import run_lstf
+    from .multi_symbol import MultiSymbolReport, train_symbols
     from .series_models import SeriesForecast, forecast_all, forecast_latest, load_series_checkpoint
     from .walkforward import FoldRecord, WalkForwardConfig, WalkForwardPredictor
 

@@ -45,7 +45,9 @@ from reformer.pipelines.crypto_eval import (
     split_ranges,
 )
 from reformer.predictions import Predictions
+from reformer.training import distributed
 from reformer.training.checkpoint import load_checkpoint, resolve_checkpoint_dir, update_meta
+from reformer.training.ddp import on_main
 from reformer.training.loop import EpochEnd, FitResult, TrainConfig, fit, predict_dataset
 from reformer.training.meta import CandleData, CandleMeta
 from reformer.training.metrics import directional_accuracy, information_coefficient, json_safe
@@ -164,11 +166,20 @@ def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
     if resume and not (run_dir / "last" / "checkpoint.json").is_file():
         raise UserInputError(f"{run_dir}: nothing to resume (no last/ checkpoint); drop --resume to start a new run "
                              "there, or pass the interrupted run's directory")
-    if force:  # the old run goes only now, once the new one's settings and data have passed their checks
+    if force and distributed.is_main():  # the old run goes only now, once the new one's settings and data passed
         clear_run_dir(run_dir)
+    distributed.barrier()
     result = fit(model, data.train, data.val, config, out_dir=run_dir, checkpoint_meta=meta.to_dict(),
                  progress=progress,
                  on_epoch=validation_metrics(data, task), resume=run_dir if resume else None)
+    # under torchrun rank 0 evaluates and writes, the others wait for its evaluation
+    evaluation = on_main(lambda: _evaluate_run(model, data, frame, task, config, run_dir, result, meta))
+    model.to("cpu")
+    return TrainReport(run_dir, result, evaluation, data)
+
+
+def _evaluate_run(model: ReformerModel, data: CryptoData, frame: pd.DataFrame, task: str, config: TrainConfig,
+                  run_dir: Path, result: FitResult, meta: CandleMeta) -> dict[str, Any]:
     device = next(model.parameters()).device
     val_rmse = validation_rmse(model, data, task, device, config.eval_batch_size)
     evaluation = _evaluate(model, data, frame, task, device, config.eval_batch_size)
@@ -178,8 +189,7 @@ def train_crypto(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
     evaluation = json_safe(evaluation)
     atomic_write_text(run_dir / "evaluation.json", json.dumps(evaluation, indent=2) + "\n")
     annotate_run(run_dir, result, val_rmse, evaluation)
-    model.to("cpu")
-    return TrainReport(run_dir, result, evaluation, data)
+    return evaluation
 
 
 def crypto_configs(seq_len: int, task: str, model_overrides: dict[str, Any] | None,

@@ -53,7 +53,9 @@ from reformer.pipelines.crypto_eval import (
     score_forecasts,
     split_ranges,
 )
+from reformer.pipelines.fold_workers import run_fold_jobs
 from reformer.predictions import write_predictions_csv
+from reformer.training import distributed
 from reformer.training.loop import FitResult, TrainConfig, TrainingInterrupted, fit
 from reformer.training.metrics import information_coefficient, json_safe
 from reformer.training.run_dir import check_run_dir, clear_run_dir
@@ -125,6 +127,10 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
         force: start over in an `out_dir` that holds a run (its files are replaced); without it such an `out_dir`
             is refused. A walk-forward run is not resumed.
 
+    In a torchrun process group of several ranks (`training.distributed`), call it on every rank with the same
+    arguments: the (fold, member) models are spread over the ranks (`fold_workers.run_fold_jobs`), each rank keeps
+    only its own jobs' runs, and rank 0 scores and writes what one process would; every rank returns its report.
+
     Returns:
         `{"pooled": {task, horizon, seq_len, model, baselines, ic_minus_ridge, windows, first/last_timestamp},
         "folds": [per fold: its windows' range, best epoch, and the same scores], "summary": {...}, "settings"}`.
@@ -155,22 +161,27 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
         train_windows=least_train, mode=folds.mode, task=task, class_threshold=class_threshold,
         normalization=normalization)
     model_config = model_config.replace(n_features=len(prepared_folds[0].feature_names))  # the same in every fold
-    if force and run_dir is not None:  # the old run goes only now, once the new one's settings and data passed
+    if force and run_dir is not None and distributed.is_main():  # only now: the new run's settings and data passed
         clear_run_dir(run_dir)
+    distributed.barrier()  # no rank writes its folds before every rank has checked out_dir and it is cleared
+    fold_inputs: dict[int, tuple[CryptoData, BaselineForecasts]] = {}
+
+    def train_job(k: int, j: int) -> tuple[HeldOutForecasts, FitResult]:
+        if k not in fold_inputs:  # a rank prepares only the folds it trains a member of
+            data = crypto_data(prepared_folds[k], task)
+            fold_inputs[k] = data, baseline_forecasts(data, frame)  # the same for every member of the fold
+        data, shared = fold_inputs[k]
+        return _fit_member(data, frame, model_config.replace(seed=model_config.seed + j),
+                           config.replace(seed=config.seed + j), task, class_threshold, source,
+                           progress and distributed.is_main(), _member_dir(run_dir, k, config.seed + j, ensemble),
+                           shared)
+
     parts: list[HeldOutForecasts] = []
     records: list[dict[str, Any]] = []
     members: list[list[HeldOutForecasts]] = []  # per fold, per seed
-    for k, prepared in enumerate(prepared_folds):
-        data = crypto_data(prepared, task)
-        ranges = split_ranges(prepared)
-        shared = baseline_forecasts(data, frame)  # the same for every member of the fold
-        try:
-            fitted = [_fit_member(data, frame, model_config.replace(seed=model_config.seed + j),
-                                  config.replace(seed=config.seed + j), task, class_threshold, source, progress,
-                                  _member_dir(run_dir, k, config.seed + j, ensemble), shared)
-                      for j in range(ensemble)]
-        except TrainingInterrupted as exc:  # a fold's run is not the walk-forward run the user started
-            raise TrainingInterrupted(run_dir, exc.epoch, "a walk-forward run") from None
+
+    def on_fold(k: int, fitted: list[tuple[HeldOutForecasts, FitResult]]) -> None:
+        ranges = split_ranges(prepared_folds[k])
         members.append([forecasts for forecasts, _ in fitted])
         forecasts = mean_forecasts(members[-1])
         parts.append(forecasts)
@@ -188,6 +199,13 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
             log(f"fold {k + 1}/{len(prepared_folds)}: test {_day(record['test_first_timestamp'])} .. "
                 f"{_day(record['test_last_timestamp'])}, IC model {record['model']['ic']:+.3f}, ridge "
                 f"{record['baselines']['ridge']['ic']:+.3f}")
+
+    try:
+        reports = run_fold_jobs(len(prepared_folds), ensemble, train_job, on_fold)
+    except TrainingInterrupted as exc:  # a fold's run is not the walk-forward run the user started
+        raise TrainingInterrupted(run_dir, exc.epoch, "a walk-forward run") from None
+    if not reports:  # rank 0 scores and writes; the broadcast holds this rank until its files are written
+        return distributed.broadcast_object({})
     pooled = concat_forecasts(parts)
     fold_of = np.concatenate([np.full(len(p.returns), k) for k, p in enumerate(parts)])
     report = json_safe({
@@ -215,7 +233,7 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
                               interval=data_interval((source or {}).get("interval"),
                                                      timestamps=frame["timestamp"].to_numpy()),
                               first_out_of_sample=int(pooled.timestamps[0]))
-    return report
+    return distributed.broadcast_object(report)  # every rank of a process group returns rank 0's report
 
 
 def _member_dir(run_dir: Path | None, fold: int, seed: int, ensemble: int) -> Path | None:
@@ -234,7 +252,8 @@ def _fit_member(data: CryptoData, frame: pd.DataFrame, model_config: ReformerCon
     model = ReformerModel(model_config)
     result = fit(model, data.train, data.val, config, out_dir=run_dir, progress=progress,
                  on_epoch=validation_metrics(data, task),
-                 checkpoint_meta=checkpoint_meta(data, frame, task, class_threshold, source).to_dict())
+                 checkpoint_meta=checkpoint_meta(data, frame, task, class_threshold, source).to_dict(),
+                 data_parallel=False)  # under torchrun a fold job is this rank's alone (`fold_workers`)
     device = next(model.parameters()).device
     forecasts = held_out_forecasts(model, data, frame, task, device, config.eval_batch_size, shared)
     if run_dir is not None:

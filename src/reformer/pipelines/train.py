@@ -11,6 +11,7 @@ when the store lacks the series, unless offline). Importing this module does not
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,8 +27,10 @@ if TYPE_CHECKING:
 
     from .crypto import TrainReport
     from .lstf import LSTFResult
+    from .multi_symbol import MultiSymbolReport
 
-__all__ = ["TrainOptions", "TrainOutcome", "closed_candles", "default_run_dir", "load_candles", "train_model"]
+__all__ = ["TrainOptions", "TrainOutcome", "closed_candles", "default_run_dir", "launch_local", "load_candles",
+           "train_model"]
 
 
 def _no_exchange(exc: ExchangeUnavailableError, symbol: str, interval: str,
@@ -129,6 +132,8 @@ class TrainOptions:
     fold_train: int = 0
     fold_mode: str = "expanding"
     ensemble: int = 1
+    symbols: tuple[str, ...] = ()
+    """Train one model on these symbols' stored candles (`train_symbols`) instead of on `symbol`'s."""
 
     def check(self) -> None:
         """The options against each other (before any file is read).
@@ -159,6 +164,14 @@ class TrainOptions:
             raise UserInputError("--fold-train 1 is too few: a fold trains on 2 or more windows")
         if self.target is not None and self.csv is None:
             raise UserInputError("--target trains on a time-series file: pass it with --csv FILE")
+        clash = next((flag for flag, given in (("--csv", self.csv is not None), ("--walk-forward", self.walk_forward),
+                                               ("--resume", self.resume)) if given), None)
+        if self.symbols and clash:
+            raise UserInputError(f"--symbols trains one model on several symbols' stored candles; {clash} is not "
+                                 "supported with it: drop one of them")
+        if len(set(self.symbols)) != len(self.symbols) or len(self.symbols) == 1:
+            raise UserInputError(f"--symbols {','.join(self.symbols)}: name two or more different symbols (one: "
+                                 "--symbol)")
 
 
 @dataclass(frozen=True)
@@ -167,13 +180,14 @@ class TrainOutcome:
     `walk_forward` (`evaluate_walk_forward`'s report) or `series` (an `LSTFResult`, with the `forecast` run that
     made it) is set."""
 
-    kind: Literal["candles", "walk_forward", "series"]
+    kind: Literal["candles", "walk_forward", "series", "symbols"]
     run_dir: Path
     ensemble: int = 1
     candles: TrainReport | None = None
     walk_forward: dict[str, Any] | None = None
     series: LSTFResult | None = None
     forecast: ForecastRun | None = None
+    symbols: MultiSymbolReport | None = None
 
 
 def train_model(options: TrainOptions, *, progress: bool = True,
@@ -192,6 +206,9 @@ def train_model(options: TrainOptions, *, progress: bool = True,
             `resume` or `force`); anything the path that runs raises.
         TrainingInterrupted: Ctrl-C while training.
     """
+    from ..training import distributed
+    distributed.init_from_env()
+    options = _resumed_after_restart(options)
     tables = load_config_file(options.config)
     options.check()
     if options.target is not None:
@@ -203,6 +220,42 @@ def train_model(options: TrainOptions, *, progress: bool = True,
         assert run.out_dir is not None
         return TrainOutcome("series", run.out_dir, options.ensemble, series=result, forecast=run)
     return _train_candles(options, tables, progress, log)
+
+
+def _resumed_after_restart(options: TrainOptions) -> TrainOptions:
+    """Under torchrun's `--max-restarts`, a restarted candle run goes on from its run directory's `last/` (the
+    restarted workers get the first attempt's arguments, which may say `--force`)."""
+    from ..training.ddp import restarted
+
+    if not restarted() or options.walk_forward or options.target is not None:
+        return options
+    run_dir = options.out or default_run_dir(options.symbol, options.interval, options.csv)
+    if not (run_dir / "last" / "checkpoint.json").is_file():
+        return options
+    return dataclasses.replace(options, resume=True, force=False)
+
+
+def launch_local(options: TrainOptions, nproc: int, train_args: list[str]) -> int:
+    """`reformer train <train_args>` as one data-parallel job of `nproc` processes on this machine (torchrun,
+    `reformer.training.ddp.run_local`); returns its exit status.
+
+    Raises:
+        UserInputError: `nproc` below 1, a series forecaster (`target`: trained in one process), or a process that
+            torchrun already started.
+    """
+    from ..training import distributed
+    from ..training.ddp import run_local
+
+    if nproc < 1:
+        raise UserInputError(f"--nproc {nproc} is invalid: use 1 or more processes")
+    if options.target is not None:
+        raise UserInputError("--nproc trains a candle model on several processes; a --target series forecaster "
+                             "trains in one: drop --nproc")
+    if distributed.launched_by_torchrun():
+        raise UserInputError("--nproc launches torchrun itself, and this process already runs under torchrun: drop "
+                             "--nproc")
+    options.check()
+    return run_local(nproc, ["train", *train_args])
 
 
 def _train_candles(options: TrainOptions, tables: dict[str, dict[str, Any]], progress: bool,
@@ -224,8 +277,11 @@ def _train_candles(options: TrainOptions, tables: dict[str, dict[str, Any]], pro
         folds = FoldSettings(n_folds=options.walk_forward, test_windows=options.fold_test or None,
                              train_windows=options.fold_train or None,
                              mode=options.fold_mode)  # type: ignore[arg-type]  # checked by FoldSettings
-    run_dir = options.out or default_run_dir(options.symbol, options.interval, options.csv)
+    run_dir = options.out or default_run_dir("-".join(options.symbols) or options.symbol, options.interval,
+                                             options.csv)
     check_run_dir(run_dir, resume=options.resume, force=options.force, resumable=folds is None)  # before a fetch
+    if options.symbols:
+        return _train_symbols(options, run_dir, length, horizon, train_config, tables, progress)
     frame, source = load_candles(options.csv, options.symbol, options.interval, options.category, options.db,
                                  options.offline)
     settings: dict[str, Any] = dict(model_overrides=model_table, train_config=train_config, source=source,
@@ -243,3 +299,23 @@ def _train_candles(options: TrainOptions, tables: dict[str, dict[str, Any]], pro
     trained = train_crypto(frame, seq_len=length, horizon=horizon, progress=progress, resume=options.resume,
                            **settings)
     return TrainOutcome("candles", trained.run_dir, candles=trained)
+
+
+def _train_symbols(options: TrainOptions, run_dir: Path, seq_len: int, horizon: int, train_config: Any,
+                   tables: dict[str, dict[str, Any]], progress: bool) -> TrainOutcome:
+    """`--symbols`: every symbol's stored candles (fetched when missing, unless offline), one model."""
+    from .multi_symbol import train_symbols
+
+    frames: dict[str, pd.DataFrame] = {}
+    source: dict[str, Any] = {}
+    for symbol in options.symbols:
+        frames[symbol], source = load_candles(None, symbol, options.interval, options.category, options.db,
+                                              options.offline)
+    data, model_table = tables["data"], {k: v for k, v in tables["model"].items() if k != "seq_len"}
+    report = train_symbols(frames, seq_len=seq_len, horizon=horizon, model_overrides=model_table,
+                           train_config=train_config, out_dir=run_dir, task=data.get("task", "regression"),
+                           class_threshold=float(data.get("class_threshold", 0.0)),
+                           normalization=data.get("normalization", "train"),
+                           source={k: v for k, v in source.items() if k != "symbol"}, progress=progress,
+                           force=options.force)
+    return TrainOutcome("symbols", report.run_dir, symbols=report)

@@ -28,6 +28,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ from reformer.data.dataset import WindowDataset
 from reformer.errors import UserInputError
 from reformer.files import atomic_write
 from reformer.model import ReformerModel
+from reformer.training import ddp, distributed
 from reformer.training.checkpoint import (
     META_FILE,
     kind_of,
@@ -220,10 +222,25 @@ def _check_resumable(last: Path, meta: dict[str, Any], model: ReformerModel,
                                  "into a new run directory")
 
 
+def _validate(model: ReformerModel, val_dataset: Dataset[Any], config: TrainConfig, device: torch.device,
+              val_metric: LossFn, on_epoch: Callable[[EpochEnd], Mapping[str, float] | None] | None,
+              record: dict[str, float], started: float, began: float) -> tuple[dict[str, float], bool]:
+    """The epoch's record with its validation loss and `on_epoch`'s extras, and whether `max_seconds` is spent."""
+    val_pred, val_target = predict_dataset(model, val_dataset, config.eval_batch_size, device)
+    with torch.no_grad():
+        val_loss = float(val_metric(val_pred, val_target))
+    record = {"epoch": record["epoch"], "train_loss": record["train_loss"], "val_loss": val_loss, "lr": record["lr"],
+              "seconds": time.perf_counter() - started}
+    if on_epoch is not None:
+        record.update(on_epoch(EpochEnd(int(record["epoch"]), record, model, val_pred, val_target)) or {})
+    return record, config.max_seconds is not None and time.perf_counter() - began >= config.max_seconds
+
+
 def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[Any], config: TrainConfig, *,
         loss_fn: LossFn | None = None, val_metric: LossFn | None = None, out_dir: str | os.PathLike[str] | None = None,
         checkpoint_meta: dict[str, Any] | None = None, resume: str | os.PathLike[str] | None = None,
-        progress: bool = True, on_epoch: Callable[[EpochEnd], Mapping[str, float] | None] | None = None) -> FitResult:
+        progress: bool = True, on_epoch: Callable[[EpochEnd], Mapping[str, float] | None] | None = None,
+        data_parallel: bool = True) -> FitResult:
     """Train `model` with AdamW, warmup + cosine LR, gradient clipping and early stopping on validation loss.
 
     Args:
@@ -238,6 +255,9 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
         resume: a run directory or `last/` checkpoint of an interrupted run with the same config.
         progress: show a progress bar with the losses and an ETA (`_progress_bar`: stderr, on a terminal only).
         on_epoch: called after each validation pass; a returned mapping adds metrics to that epoch's record.
+        data_parallel: under torchrun, train this one model on all ranks (`reformer.training.ddp`: each rank a
+            slice of every global batch; validation, `on_epoch`, files and the progress bar on rank 0 only);
+            False trains it in this process alone.
 
     Returns:
         `FitResult(best_epoch, best_val_loss, history, best_checkpoint, stopped_early)`; epochs count from 1.
@@ -291,12 +311,15 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
             out["train_state"] = TrainState(**state, history=tuple(history)).to_dict()
         return out
 
-    bar = _progress_bar(progress)
+    parallel = data_parallel and distributed.is_distributed()
+    writes = run_dir if not parallel or distributed.is_main() else None  # rank 0's files only
+    net = ddp.wrap(model, parallel)  # forward and backward through DDP; state, reseed and files via `model`
+    bar = _progress_bar(progress and writes is run_dir)
     stopped_early = False
     amp = device.type == "cuda"
     began = time.perf_counter()
     saved = int(state["epoch"])  # the epoch last/ holds
-    with bar, as_training_interrupted(run_dir, lambda: saved):
+    with bar, as_training_interrupted(writes, lambda: saved):
         task = bar.add_task(f"epoch {int(state['epoch']) + 1}/{config.epochs}", total=total_steps,
                             completed=int(state["step"]))
         for epoch in range(int(state["epoch"]) + 1, config.epochs + 1):
@@ -309,31 +332,34 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
             order = _epoch_order(n_train, config, generator)
             total_loss, n_seen = 0.0, 0
             for start in range(0, len(order), config.batch_size):
-                idx = order[start: start + config.batch_size]
+                ddp.exit_for_test(int(state["step"]))
+                part = ddp.shard(order[start: start + config.batch_size]) if parallel else None
+                idx = order[start: start + config.batch_size] if part is None else part.indices
                 x, y = _batch(train_dataset, idx)
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 lr = lr_at_step(int(state["step"]), total_steps, config)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    loss = loss_fn(model(x), y)
+                    loss = loss_fn(net(x), y)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss if part is None else loss * part.weight).backward()  # DDP's mean of these: the batch's mean
                 if config.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
                 state["step"] += 1
-                total_loss += float(loss.detach()) * len(idx)
-                n_seen += len(idx)
+                counted = len(idx) if part is None else part.count
+                total_loss += float(loss.detach()) * counted
+                n_seen += counted
                 bar.update(task, advance=1, description=f"epoch {epoch}/{config.epochs} loss {loss.item():.4g}")
-            val_pred, val_target = predict_dataset(model, val_dataset, config.eval_batch_size, device)
-            with torch.no_grad():
-                val_loss = float(val_metric(val_pred, val_target))
-            record: dict[str, float] = {"epoch": epoch, "train_loss": total_loss / max(1, n_seen),
-                                        "val_loss": val_loss, "lr": lr, "seconds": time.perf_counter() - started}
-            if on_epoch is not None:
-                extra = on_epoch(EpochEnd(epoch, record, model, val_pred, val_target))
-                record.update(extra or {})
+            if parallel:
+                total_loss, seen = ddp.sum_over_ranks(total_loss, n_seen)
+                n_seen = int(seen)
+            record: dict[str, float] = {"epoch": epoch, "train_loss": total_loss / max(1, n_seen), "lr": lr}
+            # rank 0 validates over the whole set and decides; every rank then keeps the same state
+            record, out_of_time = ddp.on_main(partial(_validate, model, val_dataset, config, device, val_metric,
+                                                      on_epoch, record, started, began), parallel)
+            val_loss = record["val_loss"]
             improved = val_loss < float(state["best_val_loss"])
             if improved:
                 state.update(best_epoch=epoch, best_val_loss=val_loss, bad_epochs=0)
@@ -344,17 +370,19 @@ def fit(model: ReformerModel, train_dataset: Dataset[Any], val_dataset: Dataset[
             history.append(record)
             extras = " ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "lr", "seconds"))
             bar.update(task, description=f"epoch {epoch}/{config.epochs} {extras} (best {state['best_epoch']})")
-            if run_dir is not None:
+            if writes is not None:
                 with interrupts_held():
-                    _write_metrics(run_dir / "metrics.csv", history)
+                    _write_metrics(writes / "metrics.csv", history)
                     if improved:
-                        save_checkpoint(run_dir / "best", model, meta_for(record, with_state=False))
-                    save_checkpoint(run_dir / "last", model, meta_for(record, with_state=True), optimizer)
+                        save_checkpoint(writes / "best", model, meta_for(record, with_state=False))
+                    save_checkpoint(writes / "last", model, meta_for(record, with_state=True), optimizer)
                     saved = epoch  # inside: a Ctrl-C held by the block is raised as it ends
-            out_of_time = config.max_seconds is not None and time.perf_counter() - began >= config.max_seconds
             if (config.patience and state["bad_epochs"] >= config.patience) or out_of_time:
                 stopped_early = epoch < config.epochs
                 break
+    del net  # DDP's reducer goes before the process group does
+    if parallel:
+        distributed.barrier()  # rank 0's files are whole before any rank reads them
     if best_weights is not None:
         model.load_state_dict(best_weights)
     model.eval()

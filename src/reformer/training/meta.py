@@ -26,12 +26,13 @@ from typing import Any, ClassVar, Literal, TypeVar, cast
 
 from reformer.data.dataset import DatasetConfig
 from reformer.data.features import FeatureSpec
+from reformer.data.multi import CalendarSplit
 from reformer.data.scaling import StandardScaler
-from reformer.errors import DataFormatError, ReformerError
+from reformer.errors import DataFormatError, ReformerError, UserInputError
 
 from .checkpoint import META_FILE, read_meta, resolve_checkpoint_dir
 
-__all__ = ["CandleData", "CandleMeta", "SeriesData", "SeriesMeta", "TrainState"]
+__all__ = ["CandleData", "CandleMeta", "MultiSymbolMeta", "SeriesData", "SeriesMeta", "SymbolEntry", "TrainState"]
 
 _T = TypeVar("_T")
 _CORRUPT = "the checkpoint is corrupt or from another version, retrain or restore it"
@@ -188,6 +189,93 @@ class CandleMeta:
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> CandleMeta:
         """The description of the checkpoint at `path` (a run directory, a checkpoint directory or a file in one)."""
+        directory = resolve_checkpoint_dir(path)
+        return cls.from_dict(read_meta(directory), directory / META_FILE)
+
+
+@dataclass(frozen=True)
+class SymbolEntry:
+    """What a multi-symbol checkpoint keeps per symbol: its scaling and its candles."""
+
+    scaler: StandardScaler | None
+    """Fitted on this symbol's training rows only (None: per-window or no normalization)."""
+    target_scale: float
+    """This symbol's regression targets were divided by it in training (the std of its training targets)."""
+    data: CandleData
+    val_rmse: float | None = None
+    """RMSE of this symbol's validation forecasts in return units; set after training."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scaler": None if self.scaler is None else self.scaler.to_dict(), "target_scale": self.target_scale,
+                "data": self.data.to_dict(), "val_rmse": self.val_rmse}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], where: object) -> SymbolEntry:
+        scaler = None if doc.get("scaler") is None else _parsed(where, "scaler", StandardScaler.from_dict, doc)
+        return cls(scaler, float(_get(doc, "target_scale", (int, float), where, "a number")),
+                   CandleData.from_dict(_get(doc, "data", dict, where, "an object"), where),
+                   _get(doc, "val_rmse", (int, float), where, "a number or null", default=None, optional=True))
+
+
+@dataclass(frozen=True)
+class MultiSymbolMeta:
+    """A checkpoint of one model trained on several symbols (`kind` "crypto-multi"): what they share (task,
+    features, dataset settings, the calendar split) and, per symbol, its scaler, target scale and candles."""
+
+    task: str
+    horizon: int
+    feature_spec: FeatureSpec
+    feature_names: tuple[str, ...]
+    dataset: DatasetConfig
+    split: CalendarSplit
+    """The train / val / test borders (times) every symbol was split by."""
+    symbols: Mapping[str, SymbolEntry]  # in training order
+    class_threshold: float = 0.0
+    evaluation: Mapping[str, Any] | None = None
+    """Per-symbol and pooled test scores beside baselines; in `best/` after training."""
+
+    KIND: ClassVar[str] = "crypto-multi"
+
+    def for_symbol(self, symbol: str) -> CandleMeta:
+        """The single-symbol description predict and backtest read: this symbol's scaler, target scale, candles
+        and evaluation. Raises: UserInputError for a symbol the model was not trained on."""
+        entry = self.symbols.get(symbol)
+        if entry is None:
+            raise UserInputError(f"the model was not trained on {symbol!r}; pick one of {', '.join(self.symbols)}")
+        per_symbol = ((self.evaluation or {}).get("per_symbol") or {}).get(symbol)
+        return CandleMeta(self.task, self.horizon, self.feature_spec, self.feature_names, self.dataset, entry.scaler,
+                          entry.data, entry.target_scale, self.class_threshold, entry.val_rmse, per_symbol)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kind": self.KIND, "task": self.task, "horizon": self.horizon, "class_threshold": self.class_threshold,
+            "feature_spec": self.feature_spec.to_dict(), "feature_names": list(self.feature_names),
+            "dataset": self.dataset.to_dict(), "split": self.split.to_dict(),
+            "symbols": {symbol: entry.to_dict() for symbol, entry in self.symbols.items()}}
+        if self.evaluation is not None:
+            out["evaluation"] = dict(self.evaluation)
+        return out
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], where: object) -> MultiSymbolMeta:
+        """Raises: DataFormatError naming `where` (the JSON file) and the first key that is missing or wrong."""
+        if doc.get("kind") != cls.KIND:
+            raise DataFormatError(f"{where}: not a multi-symbol model's checkpoint (kind={doc.get('kind')!r}); "
+                                  "train one with `reformer train --symbols A,B`")
+        task = _get(doc, "task", str, where, '"regression" or "classification"')
+        symbols = _get(doc, "symbols", dict, where, "an object of symbols")
+        if not symbols or not all(isinstance(entry, dict) for entry in symbols.values()):
+            raise _bad(where, "symbols", "a non-empty object of symbols")
+        return cls(task, _int(doc, "horizon", where), _parsed(where, "feature_spec", FeatureSpec.from_dict, doc),
+                   _names(doc, "feature_names", where), _parsed(where, "dataset", DatasetConfig.from_dict, doc),
+                   _parsed(where, "split", CalendarSplit.from_dict, doc),
+                   {symbol: SymbolEntry.from_dict(entry, f"{where} [{symbol}]") for symbol, entry in symbols.items()},
+                   float(_get(doc, "class_threshold", (int, float), where, "a number", default=0.0)),
+                   _get(doc, "evaluation", dict, where, "an object or null", default=None, optional=True))
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> MultiSymbolMeta:
+        """The description of the checkpoint at `path` (as `CandleMeta.read`)."""
         directory = resolve_checkpoint_dir(path)
         return cls.from_dict(read_meta(directory), directory / META_FILE)
 
