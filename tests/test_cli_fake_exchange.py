@@ -144,3 +144,18 @@ def test_bad_flags_are_one_line_and_exit_2(csv: Path, flags: list[str], named: s
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and named in captured.err, captured.err
     assert "BYBIT_BASE_URL" not in captured.out, "refused before serving"
+
+
+def test_correlated_synthetic_symbols_are_served_side_by_side() -> None:
+    import numpy as np
+
+    from reformer.api import SyncBybitClient
+
+    with served("--synthetic", "--symbols", "BTCUSDT,ETHUSDT", "--bars", "600", "--speed", "0") as (_, banner):
+        assert "serving 600 BTCUSDT, ETHUSDT 60 candles" in banner[0]
+        base_url, _ = urls(banner)
+        client = SyncBybitClient(base_url)
+        btc, eth = (client.get_klines(symbol, "60", limit=500) for symbol in ("BTCUSDT", "ETHUSDT"))
+    assert [k.start_time for k in btc] == [k.start_time for k in eth]
+    returns = [np.diff(np.log([k.close for k in candles])) for candles in (btc, eth)]
+    assert np.corrcoef(*returns)[0, 1] > 0.15  # one market factor in both

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from reformer.data import SyntheticMarketConfig, compute_features, prepare_symbols, synthetic_frame
 from reformer.data.scaling import StandardScaler
-from reformer.errors import DataFormatError, UserInputError
+from reformer.errors import UserInputError
 from reformer.pipelines import MultiSymbolReport, train_symbols
 from reformer.training import TrainConfig
 from reformer.training.meta import CandleMeta, MultiSymbolMeta
@@ -118,8 +118,9 @@ def test_the_checkpoint_describes_each_symbol(report: MultiSymbolReport) -> None
     assert bbb.scaler is not None and bbb.scaler.to_dict() == meta.symbols["BBB"].scaler.to_dict()  # type: ignore[union-attr]
     with pytest.raises(UserInputError, match="not trained on 'CCC'"):
         meta.for_symbol("CCC")
-    with pytest.raises(DataFormatError, match=r"kind='crypto-multi'"):
+    with pytest.raises(UserInputError, match=r"one model of several symbols \(AAA, BBB\): name the one"):
         CandleMeta.read(report.run_dir)
+    assert CandleMeta.read(report.run_dir, "BBB").to_dict() == bbb.to_dict()
 
 
 def test_symbols_of_other_intervals_or_periods_are_refused(frames: dict[str, pd.DataFrame]) -> None:
@@ -155,6 +156,21 @@ def test_cli_trains_one_model_on_stored_symbols(frames: dict[str, pd.DataFrame],
     assert main(["train", "--symbols", "AAA,BBB", "--db", str(db), "--offline", "--config", str(config),
                  "--out", str(tmp_path / "table")]) == 0
     assert "Pooled over AAA, BBB" in capsys.readouterr().out
+    # predict and backtest take any trained symbol, each with its own scaler and out-of-sample period
+    predicted = {}
+    for symbol in ("AAA", "BBB"):
+        assert main(["predict", "--checkpoint", str(out), "--symbol", symbol, "--db", str(db), "--json"]) == 0
+        predicted[symbol] = json.loads(capsys.readouterr().out)
+        meta = MultiSymbolMeta.read(out).for_symbol(symbol)
+        assert predicted[symbol]["timestamp"] == int(frames[symbol]["timestamp"].iloc[-1])
+        assert meta.test_start is not None
+        assert main(["backtest", "--checkpoint", str(out), "--symbol", symbol, "--db", str(db), "--json"]) == 0
+        stats = json.loads(capsys.readouterr().out)
+        first = pd.Timestamp(stats["predictions"]["first_out_of_sample"])
+        assert first == pd.Timestamp(meta.test_start, unit="ms", tz="UTC") and stats["n_orders"] > 0
+    assert predicted["AAA"]["predicted_return"] != predicted["BBB"]["predicted_return"]
+    assert main(["predict", "--checkpoint", str(out), "--symbol", "CCC", "--db", str(db)]) == 2
+    assert "not trained on 'CCC'; pick one of AAA, BBB" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("flags", "words"), [(["--csv", "x.csv"], "--csv is not supported"),

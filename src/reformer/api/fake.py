@@ -294,7 +294,8 @@ class FakeExchange:
 def run_fake_exchange(klines: Sequence[Kline], port: int = 0, host: str = "127.0.0.1", *,
                       ws_port: int = 0, symbol: str = "BTCUSDT", category: str = "linear",
                       interval: str = "60", start_ms: int | None = None, speed: float = 1.0,
-                      faults: FaultPlan | None = None, drop_every_s: float | None = None) -> None:
+                      faults: FaultPlan | None = None, drop_every_s: float | None = None,
+                      more: Mapping[str, Sequence[Kline]] | None = None) -> None:
     """Serve one series as a live market until interrupted (Ctrl-C); prints the REST and WebSocket URLs and the
     clock first, and on stderr when the market stops at the data's end (the servers go on answering).
 
@@ -307,6 +308,7 @@ def run_fake_exchange(klines: Sequence[Kline], port: int = 0, host: str = "127.0
         speed: market time per wall time (default 1, real time; 0 holds the clock still).
         faults: how REST requests fail (default: never).
         drop_every_s: cut every WebSocket connection this often, seconds of wall time (default: never).
+        more: other symbols of the same category and interval, served beside `symbol` on the same clock.
 
     Raises:
         DataFormatError: no candles.
@@ -317,7 +319,9 @@ def run_fake_exchange(klines: Sequence[Kline], port: int = 0, host: str = "127.0
         raise DataFormatError("no candles to serve; export some first")
     if drop_every_s is not None and not drop_every_s > 0:
         raise UserInputError(f"drop period {drop_every_s} s: use a period > 0 seconds, or none")
-    fake = FakeExchange({(category, symbol, interval): klines}, faults=faults, host=host, port=port, ws_port=ws_port)
+    series = {(category, symbol, interval): klines, **{(category, name, interval): list(candles)
+                                                       for name, candles in (more or {}).items()}}
+    fake = FakeExchange(series, faults=faults, host=host, port=port, ws_port=ws_port)
 
     def ended(end_ms: int) -> None:
         print(f"fake Bybit: the clock reached the end of the data ({describe_ms(end_ms)}, the last candle's close); "
@@ -330,7 +334,8 @@ def run_fake_exchange(klines: Sequence[Kline], port: int = 0, host: str = "127.0
 
     async def serve() -> None:
         async with fake:
-            print(f"fake Bybit serving {len(klines)} {symbol} {interval} candles", flush=True)
+            names = ", ".join([symbol, *(more or {})])
+            print(f"fake Bybit serving {len(klines)} {names} {interval} candles", flush=True)
             print(f"BYBIT_BASE_URL={fake.base_url}", flush=True)
             print(f"BYBIT_WS_URL={fake.ws_url}", flush=True)
             pace = f"{speed:g}x real time" if speed > 0 else "held still"

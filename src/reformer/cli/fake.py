@@ -38,6 +38,8 @@ def fake_exchange(
     host: Annotated[str, typer.Option(help="Interface to bind; the fake has no authentication.")] = "127.0.0.1",
     ws_port: Annotated[int, typer.Option(help="WebSocket port (0: a free one).")] = 0,
     symbol: Annotated[str, symbol_option("Instrument the candles are served as.")] = DEFAULT_SYMBOL,
+    symbols: Annotated[str | None, typer.Option(help="With --synthetic: several symbols (e.g. BTCUSDT,ETHUSDT) "
+                                                "whose returns share a market factor.")] = None,
     interval: Annotated[str, typer.Option(help="Interval the candles are served as.")] = "60",
     category: CategoryOpt = "linear",
     start: Annotated[str | None, typer.Option(help="Where the market's clock starts: ISO-8601 or epoch ms, within "
@@ -60,11 +62,19 @@ def fake_exchange(
     if (csv is None) == (not synthetic):
         raise UserInputError("give either --csv FILE or --synthetic (the demo's market), not both or neither")
     source = _candles(csv, bars, seed, code)
+    more = None
+    if symbols is not None:
+        if not synthetic:
+            raise UserInputError("--symbols serves correlated synthetic symbols: use it with --synthetic")
+        served = _correlated_until_now([s.strip().upper() for s in symbols.split(",") if s.strip()], bars, seed,
+                                       interval_ms(code))
+        symbol, source = next(iter(served.items()))
+        more = dict(list(served.items())[1:])
     start_ms = parse_time_ms(start, "--start") if start is not None else None
     faults = FaultPlan(rate=fault_rate) if fault_rate > 0 else None
     try:
         run_fake_exchange(source, port, host, ws_port=ws_port, symbol=symbol, category=category, interval=code,
-                          start_ms=start_ms, speed=speed, faults=faults, drop_every_s=drop_every)
+                          start_ms=start_ms, speed=speed, faults=faults, drop_every_s=drop_every, more=more)
     except OSError as exc:  # port taken, address not local
         raise UserInputError(f"cannot serve on {host}:{port} ({exc.strerror or exc}); pick another --port "
                              "(0 = any free one) or --host") from None
@@ -101,6 +111,24 @@ def _synthetic_until_now(n_bars: int, seed: int, step_ms: int) -> list[Kline]:
     market = dataclasses.replace(planted_signal_recipe(n_bars=n_bars, seed=seed).market, interval_ms=step_ms,
                                  start_time=last_open - (n_bars - 1) * step_ms)
     return synthetic_klines(market)
+
+
+def _correlated_until_now(symbols: list[str], n_bars: int, seed: int, step_ms: int) -> dict[str, list[Kline]]:
+    """`_synthetic_until_now`'s market for several symbols whose returns share a factor (`correlated_frames`)."""
+    import dataclasses
+    import time
+
+    from ..data.synthetic import correlated_frames
+    from ..demo import planted_signal_recipe
+
+    if len(symbols) < 2:
+        raise UserInputError(f"--symbols {','.join(symbols)}: name two or more symbols, or use --symbol for one")
+    last_open = int(time.time() * 1000) // step_ms * step_ms
+    market = dataclasses.replace(planted_signal_recipe(n_bars=n_bars, seed=seed).market, interval_ms=step_ms,
+                                 start_time=last_open - (n_bars - 1) * step_ms)
+    columns = ["timestamp", "open", "high", "low", "close", "volume", "turnover"]
+    return {name: [Kline(int(row[0]), *map(float, row[1:])) for row in frame[columns].itertuples(index=False)]
+            for name, frame in correlated_frames(symbols, market).items()}
 
 
 def register(app: typer.Typer) -> None:

@@ -13,7 +13,8 @@ from reformer.pipelines.crypto import checkpoint_inputs
 __all__ = ["plot_attention"]
 
 
-def plot_attention(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+def plot_attention(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, path: str | os.PathLike[str],
+                   symbol: str | None = None) -> Path:
     """PNG of which past bars the model attended to for the latest window.
 
     Top: the window's closes. Bottom: the last layer's attention from the last position to every bar of the
@@ -22,7 +23,7 @@ def plot_attention(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, path
     from reformer.figures import pyplot, write_png
 
     plt = pyplot()
-    model, _, inputs = checkpoint_inputs(checkpoint, frame)
+    model, _, inputs = checkpoint_inputs(checkpoint, frame, symbol=symbol)
     _, layers = model.predict_with_attention(inputs.features[-1:])
     weights = layers[-1].to_dense()[0, :, -1, :].mean(dim=0).numpy()  # (l,)
     seq_len = len(weights)

@@ -343,11 +343,11 @@ def _predicted(options: BacktestOptions, preds: Predictions | None, frame: pd.Da
         checkpoint = options.checkpoint
         assert checkpoint is not None
         # checked before the model runs; an older checkpoint without its interval is checked by predict_all
-        candle_data = CandleMeta.read(checkpoint).data
+        candle_data = CandleMeta.read(checkpoint, options.symbol).data
         trained = data_interval(candle_data.interval, candle_data.bar_ms)
         _check_interval(trained, candles, f"{checkpoint} was trained on", options.csv is not None)
-        preds = predict_all_predictions(checkpoint, frame)
-        subject, where = str(checkpoint), first_unseen_bar(checkpoint)[1]
+        preds = predict_all_predictions(checkpoint, frame, symbol=options.symbol)
+        subject, where = str(checkpoint), first_unseen_bar(checkpoint, options.symbol)[1]
     return _tradable(preds, frame, options.in_sample, subject, where, say)
 
 

@@ -253,15 +253,15 @@ def _check_bar_step(checkpoint: str | os.PathLike[str], trained_ms: int, frame: 
                              f"{_duration(trained_ms)} bars; give candles of the training interval")
 
 
-def checkpoint_inputs(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, stride: int = 1
-                       ) -> tuple[ReformerModel, CandleMeta, Any]:
+def checkpoint_inputs(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, stride: int = 1,
+                      symbol: str | None = None) -> tuple[ReformerModel, CandleMeta, Any]:
     """The checkpoint's model and description, and `frame`'s windows built and scaled as its training data's were.
 
     Raises:
         DataFormatError: not a candle model's checkpoint, or candles it cannot read (turnover, features).
         UserInputError: candles of another interval than the training data's.
     """
-    meta = CandleMeta.read(checkpoint)  # the description is checked before any weight is read
+    meta = CandleMeta.read(checkpoint, symbol)  # checked before any weight is read; `symbol`: of a multi-symbol model
     model, _ = load_checkpoint(checkpoint)
     return model, meta, window_inputs(checkpoint, model, meta, frame, stride)
 
@@ -284,13 +284,13 @@ def window_inputs(checkpoint: str | os.PathLike[str], model: ReformerModel, meta
     return inputs
 
 
-def first_unseen_bar(checkpoint: str | os.PathLike[str]) -> tuple[int, str]:
+def first_unseen_bar(checkpoint: str | os.PathLike[str], symbol: str | None = None) -> tuple[int, str]:
     """The open time (epoch ms) of the first bar no weight of the checkpoint was fitted on, and how it was found:
     its held-out test split's first window end (the embargo put the last validation target before it), or the
     bar after all of its data when the checkpoint does not record the split (e.g. `last/`).
 
     Every reader of that bar (`predict_all_predictions`, `reformer backtest`, the demo) asks here."""
-    meta = CandleMeta.read(checkpoint)
+    meta = CandleMeta.read(checkpoint, symbol)
     if meta.test_start is not None:
         return meta.test_start, "from its held-out test split on"
     return meta.data.last_timestamp + (meta.data.bar_ms or 1), "after its training data"
@@ -311,23 +311,23 @@ def data_interval(named: str | None, bar_ms: int | None = None, timestamps: np.n
 
 
 def predict_all_predictions(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, batch_size: int = 256,
-                            bfloat16: bool = False) -> Predictions:
+                            bfloat16: bool = False, symbol: str | None = None) -> Predictions:
     """`predict_all` as `Predictions` (float64, indexed by bar open time) with the checkpoint's interval, horizon
     and first out-of-sample bar (`first_unseen_bar`), and its directory as the source."""
-    table = predict_all(checkpoint, frame, batch_size, bfloat16)
+    table = predict_all(checkpoint, frame, batch_size, bfloat16, symbol)
     directory = resolve_checkpoint_dir(checkpoint)
-    meta = CandleMeta.read(directory)
+    meta = CandleMeta.read(directory, symbol)
     index = pd.DatetimeIndex(pd.to_datetime(table["timestamp"].to_numpy(np.int64), unit="ms", utc=True))
     columns = table.drop(columns="timestamp").astype("float64").set_axis(index)
     values = columns if len(columns.columns) > 1 else columns["prediction"]
-    first, _ = first_unseen_bar(directory)
+    first, _ = first_unseen_bar(directory, symbol)
     interval = data_interval(meta.data.interval, meta.data.bar_ms, table["timestamp"].to_numpy())
     return Predictions(values, interval=interval, horizon=meta.horizon, first_out_of_sample=first,
                        source=str(directory))
 
 
 def predict_all(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, batch_size: int = 256,
-                bfloat16: bool = False) -> pd.DataFrame:
+                bfloat16: bool = False, symbol: str | None = None) -> pd.DataFrame:
     """Predictions for every window whose last bar is in `frame` (after the feature warm-up); `bfloat16` runs the
     matrix products in bfloat16 (CPU autocast: faster at long windows, outputs within ~1e-2 relative).
 
@@ -338,7 +338,7 @@ def predict_all(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, batch_s
     Raises:
         DataFormatError: the checkpoint used turnover and the candles have none, or other feature mismatches.
     """
-    model, meta, inputs = checkpoint_inputs(checkpoint, frame)
+    model, meta, inputs = checkpoint_inputs(checkpoint, frame, symbol=symbol)
     outputs, _ = predict_dataset(model, WindowDataset(inputs.features, torch.zeros(len(inputs.timestamps))),
                                  batch_size, bfloat16=bfloat16)
     score, probs = outputs_to_scores(outputs, meta.task, meta.target_scale)
@@ -350,10 +350,10 @@ def predict_all(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, batch_s
 
 
 def predict_latest(checkpoint: str | os.PathLike[str], frame: pd.DataFrame,
-                   bfloat16: bool = False) -> LatestPrediction:
+                   bfloat16: bool = False, symbol: str | None = None) -> LatestPrediction:
     """The forecast for the window ending at the last candle of `frame` (pass closed candles only); `bfloat16` as
-    in `predict_all`."""
-    model, meta, inputs = checkpoint_inputs(checkpoint, frame)
+    in `predict_all`; `symbol`: which of a multi-symbol model's symbols `frame` is."""
+    model, meta, inputs = checkpoint_inputs(checkpoint, frame, symbol=symbol)
     return latest_from_inputs(model, meta, inputs, len(frame), bfloat16)
 
 

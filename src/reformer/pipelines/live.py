@@ -35,9 +35,9 @@ class LiveForecast:
 class CandlePredictor:
     """A checkpoint loaded once (CPU, eval mode)."""
 
-    def __init__(self, checkpoint: str | os.PathLike[str]) -> None:
+    def __init__(self, checkpoint: str | os.PathLike[str], symbol: str | None = None) -> None:
         self.checkpoint = checkpoint
-        self.meta = CandleMeta.read(checkpoint)
+        self.meta = CandleMeta.read(checkpoint, symbol)
         self.model, _ = load_checkpoint(checkpoint)
         self.seq_len = self.model.config.seq_len
         self.history = self.seq_len + 2 * self.meta.feature_spec.warmup + 2

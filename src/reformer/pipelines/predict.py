@@ -98,24 +98,26 @@ def predict_run(options: PredictOptions) -> Predicted:
 
 def _predict_candles(run: Path, options: PredictOptions) -> dict[str, Any]:
     from ..files import atomic_write
+    from ..training.meta import CandleMeta
     from .attention_plot import plot_attention
     from .crypto import predict_all_predictions, predict_latest
 
+    CandleMeta.read(run, options.symbol)  # a symbol a multi-symbol model was not trained on is named first
     frame, source = load_candles(options.csv, options.symbol, options.interval, options.category, options.db,
                                  offline=True, why_offline="predict never fetches")
     if options.csv is None:
         frame = closed_candles(frame, source["interval"])
     result: dict[str, Any] = {}
     if options.all_windows and options.out is not None:
-        preds = predict_all_predictions(run, frame, bfloat16=options.bf16)
+        preds = predict_all_predictions(run, frame, bfloat16=options.bf16, symbol=options.symbol)
         preds.to_csv(options.out)  # with the interval, horizon and first out-of-sample bar on its first line
         first = preds.first_out_of_sample
         result.update(rows=len(preds), out=str(options.out),
                       first_out_of_sample=None if first is None else first.isoformat())
     else:
-        result.update(predict_latest(run, frame, bfloat16=options.bf16).to_dict())
+        result.update(predict_latest(run, frame, bfloat16=options.bf16, symbol=options.symbol).to_dict())
     if options.plot is not None:
-        result["plot"] = str(atomic_write(options.plot, lambda temp: plot_attention(run, frame, temp)))
+        result["plot"] = str(atomic_write(options.plot, lambda temp: plot_attention(run, frame, temp, options.symbol)))
     return result
 
 

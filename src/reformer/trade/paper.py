@@ -84,7 +84,10 @@ class PaperTrader:
     def __init__(self, state_dir: str | os.PathLike[str], settings: PaperSettings, *,
                  say: Callable[[str], None] = print) -> None:
         self.say = say
-        self.predictor = CandlePredictor(settings.checkpoint)  # a wrong checkpoint fails before the state opens
+        # one per symbol (a model of several symbols scales each its own way); a wrong checkpoint fails before the
+        # state opens
+        self.predictors = {s: CandlePredictor(settings.checkpoint, s) for s in settings.symbols}
+        self.predictor = next(iter(self.predictors.values()))
         self.interval = parse_interval(settings.interval)
         self.predictor.check_stream(self.interval)
         self.step_ms = interval_ms(self.interval)
@@ -251,7 +254,7 @@ class PaperTrader:
                "close": candle.close, "volume": candle.volume, "turnover": candle.turnover}
         history = pd.concat([history, pd.DataFrame([row])], ignore_index=True).iloc[-self.predictor.history - 64:]
         self.history[symbol] = history
-        forecast = self.predictor.forecast(history[list(row)])
+        forecast = self.predictors[symbol].forecast(history[list(row)])
         config = self.settings.config
         score = pd.Series([forecast.latest.predicted_return], index=[0])
         volatility = None

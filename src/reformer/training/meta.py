@@ -187,10 +187,18 @@ class CandleMeta:
                    evaluation=_get(doc, "evaluation", dict, where, "an object or null", default=None, optional=True))
 
     @classmethod
-    def read(cls, path: str | os.PathLike[str]) -> CandleMeta:
-        """The description of the checkpoint at `path` (a run directory, a checkpoint directory or a file in one)."""
+    def read(cls, path: str | os.PathLike[str], symbol: str | None = None) -> CandleMeta:
+        """The description of the checkpoint at `path` (a run directory, a checkpoint directory or a file in one);
+        for a model of several symbols, the one of `symbol` (`MultiSymbolMeta.for_symbol`)."""
         directory = resolve_checkpoint_dir(path)
-        return cls.from_dict(read_meta(directory), directory / META_FILE)
+        document = read_meta(directory)
+        if document.get("kind") == MultiSymbolMeta.KIND:
+            multi = MultiSymbolMeta.from_dict(document, directory / META_FILE)
+            if symbol is None:
+                raise UserInputError(f"{directory} holds one model of several symbols ({', '.join(multi.symbols)}): "
+                                     "name the one to read (--symbol)")
+            return multi.for_symbol(symbol)
+        return cls.from_dict(document, directory / META_FILE)
 
 
 @dataclass(frozen=True)
