@@ -116,8 +116,9 @@ def train_symbols(frames: Mapping[str, pd.DataFrame], *, seq_len: int = 168, hor
     Args:
         frames: symbol -> candles (timestamp, open, high, low, close, volume[, turnover]) in time order, one
             interval for all; the symbols' order is kept in the checkpoint and the evaluation.
-        seq_len, horizon, model_overrides, train_config, task, class_threshold, normalization, spec, progress,
-            resume, force: as `train_crypto`.
+        seq_len, horizon, model_overrides, train_config: as `train_crypto`.
+        task, class_threshold, normalization, spec: as `train_crypto`.
+        progress, resume, force: as `train_crypto`.
         out_dir: the run directory.
         source: where the candles came from (interval, category), stored with each symbol's `symbol`.
 
