@@ -156,6 +156,11 @@ def test_cli_trains_one_model_on_stored_symbols(frames: dict[str, pd.DataFrame],
     assert main(["train", "--symbols", "AAA,BBB", "--db", str(db), "--offline", "--config", str(config),
                  "--out", str(tmp_path / "table")]) == 0
     assert "Pooled over AAA, BBB" in capsys.readouterr().out
+    # a run of several symbols resumes like one of one (and so does a restarted torchrun job)
+    assert main(["train", "--symbols", "AAA,BBB", "--db", str(db), "--offline", "--config", str(config),
+                 "--out", str(out), "--resume", "--epochs", "2", "--json"]) == 0
+    capsys.readouterr()
+    assert len((out / "metrics.csv").read_text().strip().splitlines()) == 1 + 2  # header, epoch 1, epoch 2
     # predict and backtest take any trained symbol, each with its own scaler and out-of-sample period
     predicted = {}
     for symbol in ("AAA", "BBB"):

@@ -164,8 +164,8 @@ class TrainOptions:
             raise UserInputError("--fold-train 1 is too few: a fold trains on 2 or more windows")
         if self.target is not None and self.csv is None:
             raise UserInputError("--target trains on a time-series file: pass it with --csv FILE")
-        clash = next((flag for flag, given in (("--csv", self.csv is not None), ("--walk-forward", self.walk_forward),
-                                               ("--resume", self.resume)) if given), None)
+        clash = next((flag for flag, given in (("--csv", self.csv is not None), ("--walk-forward", self.walk_forward))
+                      if given), None)
         if self.symbols and clash:
             raise UserInputError(f"--symbols trains one model on several symbols' stored candles; {clash} is not "
                                  "supported with it: drop one of them")
@@ -317,5 +317,5 @@ def _train_symbols(options: TrainOptions, run_dir: Path, seq_len: int, horizon: 
                            class_threshold=float(data.get("class_threshold", 0.0)),
                            normalization=data.get("normalization", "train"),
                            source={k: v for k, v in source.items() if k != "symbol"}, progress=progress,
-                           force=options.force)
+                           resume=options.resume, force=options.force)
     return TrainOutcome("symbols", report.run_dir, symbols=report)
