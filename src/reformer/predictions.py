@@ -39,7 +39,7 @@ from .errors import DataFormatError, UserInputError
 from .files import atomic_write
 from .textio import check_csv_file, epoch_ms_cells, finite_cells
 
-__all__ = ["HEADER_PREFIX", "PROBABILITY_COLUMNS", "Predictions", "interval_of_step", "interval_words",
+__all__ = ["HEADER_PREFIX", "PROBABILITY_COLUMNS", "Predictions", "data_interval", "interval_of_step", "interval_words",
            "parse_numbers", "parse_times", "write_predictions_csv"]
 
 HEADER_PREFIX = "# reformer predictions:"
@@ -47,6 +47,20 @@ HEADER_PREFIX = "# reformer predictions:"
 PROBABILITY_COLUMNS = ("p_down", "p_flat", "p_up")
 _MONTH_MS = (28 * 86_400_000, 31 * 86_400_000)
 _SOURCE = re.compile(r"(?:^|\s)source=(.*)$")
+
+
+def data_interval(named: str | None, bar_ms: int | None = None, timestamps: np.ndarray | None = None) -> str | None:
+    """The Bybit interval of a model's candles: the one their source names (store candles), else that of their
+    bar step (`bar_ms`; for an older checkpoint, the spacing of `timestamps`); or None."""
+    from .api.intervals import parse_interval
+    from .data.windows import bar_step
+
+    if named:
+        return parse_interval(named)
+    step = int(bar_ms or 0)
+    if not step and timestamps is not None and len(timestamps) > 1:
+        step = bar_step(np.asarray(timestamps))
+    return interval_of_step(step) if step else None
 
 
 def interval_of_step(step_ms: int) -> str | None:

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING
 
 from ..api.types import MarkKline, RiskLimitTier
 from ..errors import UserInputError
-from .store import ConflictingCandlesError, Coverage, Inserted, KlineStore, _bounds, _check_key, _step_ms
+from ._store_keys import _bounds, _check_key, _step_ms
+from .store import ConflictingCandlesError, Coverage, Inserted, KlineStore
 
 if TYPE_CHECKING:
     import pandas as pd

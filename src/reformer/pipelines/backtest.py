@@ -22,7 +22,9 @@ from ..strategy import BacktestConfig, BacktestResult, Instrument, PredictionSou
 from ..strategy import run_backtest as backtest_predictions
 from .backtest_inputs import (
     bar_times,
+    candles_interval,
     check_funding_source,
+    check_interval,
     cost_record,
     mark_on_bars,
     positions_on_bars,
@@ -331,48 +333,25 @@ def _load_klines(options: BacktestOptions, start: int | None, end: int | None) -
 def _predicted(options: BacktestOptions, preds: Predictions | None, frame: pd.DataFrame, say: Callable[[str], None]
                ) -> tuple[pd.Series | pd.DataFrame, pd.DataFrame, dict[str, object]]:
     """The predictions of the file or of the checkpoint to trade, with `_tradable`'s candles and record."""
-    candles = _candles_interval(frame, options.csv, options.interval)
+    candles = candles_interval(frame, options.csv, options.interval)
     if preds is not None:
-        _check_interval(preds.interval, candles, f"{options.predictions} holds predictions for",
+        check_interval(preds.interval, candles, f"{options.predictions} holds predictions for",
                         options.csv is not None)
         subject, where = str(options.predictions), "from the model's out-of-sample period on"
     else:
+        from ..predictions import data_interval
         from ..training.meta import CandleMeta
-        from .crypto import data_interval, first_unseen_bar, predict_all_predictions
+        from .crypto import first_unseen_bar, predict_all_predictions
 
         checkpoint = options.checkpoint
         assert checkpoint is not None
         # checked before the model runs; an older checkpoint without its interval is checked by predict_all
         candle_data = CandleMeta.read(checkpoint, options.symbol).data
         trained = data_interval(candle_data.interval, candle_data.bar_ms)
-        _check_interval(trained, candles, f"{checkpoint} was trained on", options.csv is not None)
+        check_interval(trained, candles, f"{checkpoint} was trained on", options.csv is not None)
         preds = predict_all_predictions(checkpoint, frame, symbol=options.symbol)
         subject, where = str(checkpoint), first_unseen_bar(checkpoint, options.symbol)[1]
     return _tradable(preds, frame, options.in_sample, subject, where, say)
-
-
-def _candles_interval(frame: pd.DataFrame, csv: Path | None, interval: str) -> str | None:
-    """The Bybit interval of the candles: --interval for the store's series, the bar spacing of a CSV (None when
-    it is no Bybit interval)."""
-    from ..api.intervals import parse_interval
-    from ..data.windows import bar_step
-    from ..predictions import interval_of_step
-
-    return parse_interval(interval) if csv is None else interval_of_step(bar_step(frame["timestamp"].to_numpy()))
-
-
-def _check_interval(expected: str | None, candles: str | None, subject: str, from_csv: bool) -> None:
-    """Predictions of one interval are no signal on candles of another (24 hourly bars are not 24 4-hour bars):
-    refused when both intervals are known and differ, or when the candles' spacing is no interval at all."""
-    from ..predictions import interval_words
-
-    if expected is None or candles == expected:
-        return
-    shown = "of no Bybit interval" if candles is None else f"{interval_words(candles)} bars (interval {candles})"
-    words = interval_words(expected)
-    fix = f"a CSV of {words} candles" if from_csv else f"--interval {expected}"
-    raise UserInputError(f"the candles are {shown}, but {subject} {words} bars (interval {expected}): backtest on "
-                         f"{words} candles ({fix})")
 
 
 def _tradable(preds: Predictions, frame: pd.DataFrame, in_sample: bool, subject: str, where: str,

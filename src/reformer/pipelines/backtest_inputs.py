@@ -1,5 +1,5 @@
 """What `reformer backtest` reads besides the candles: target positions on the chosen bars, funding rates, mark
-candles, and what the report records of the fees and funding.
+candles, which interval the candles and the predictions are, and what the report records of the fees and funding.
 
 A perpetual backtest without funding rates looks cheaper to hold than it is (at the resting rate of 0.01 % every
 8 hours a long pays about 11 % of its notional a year), so the report says when none were given, and how many
@@ -18,8 +18,18 @@ from ..errors import UserInputError
 from ..strategy import BacktestConfig
 from ..strategy.io import check_bar_times, read_positions_csv
 
-__all__ = ["StoredMarket", "bar_times", "check_funding_source", "cost_record", "mark_on_bars", "positions_on_bars",
-           "stored_market", "within_range"]
+__all__ = [
+    "StoredMarket",
+    "bar_times",
+    "candles_interval",
+    "check_funding_source",
+    "check_interval",
+    "cost_record",
+    "mark_on_bars",
+    "positions_on_bars",
+    "stored_market",
+    "within_range",
+]
 
 
 def check_funding_source(config: BacktestConfig, funding_csv: Path | None) -> None:
@@ -161,3 +171,27 @@ def within_range(targets: pd.Series, bars: pd.DatetimeIndex, cut_start: bool, cu
         else:
             targets = targets[~before]
     return targets
+
+
+def candles_interval(frame: pd.DataFrame, csv: Path | None, interval: str) -> str | None:
+    """The Bybit interval of the candles: --interval for the store's series, the bar spacing of a CSV (None when
+    it is no Bybit interval)."""
+    from ..api.intervals import parse_interval
+    from ..data.windows import bar_step
+    from ..predictions import interval_of_step
+
+    return parse_interval(interval) if csv is None else interval_of_step(bar_step(frame["timestamp"].to_numpy()))
+
+
+def check_interval(expected: str | None, candles: str | None, subject: str, from_csv: bool) -> None:
+    """Predictions of one interval are no signal on candles of another (24 hourly bars are not 24 4-hour bars):
+    refused when both intervals are known and differ, or when the candles' spacing is no interval at all."""
+    from ..predictions import interval_words
+
+    if expected is None or candles == expected:
+        return
+    shown = "of no Bybit interval" if candles is None else f"{interval_words(candles)} bars (interval {candles})"
+    words = interval_words(expected)
+    fix = f"a CSV of {words} candles" if from_csv else f"--interval {expected}"
+    raise UserInputError(f"the candles are {shown}, but {subject} {words} bars (interval {expected}): backtest on "
+                         f"{words} candles ({fix})")

@@ -44,7 +44,7 @@ from reformer.pipelines.crypto_eval import (
     score_forecasts,
     split_ranges,
 )
-from reformer.predictions import Predictions
+from reformer.predictions import Predictions, data_interval
 from reformer.training import distributed
 from reformer.training.checkpoint import load_checkpoint, resolve_checkpoint_dir, update_meta
 from reformer.training.ddp import on_main
@@ -53,7 +53,7 @@ from reformer.training.meta import CandleData, CandleMeta
 from reformer.training.metrics import directional_accuracy, information_coefficient, json_safe
 from reformer.training.run_dir import check_run_dir, clear_run_dir
 
-__all__ = ["CryptoData", "LatestPrediction", "TrainReport", "data_interval", "evaluate_crypto", "first_unseen_bar",
+__all__ = ["CryptoData", "LatestPrediction", "TrainReport", "evaluate_crypto", "first_unseen_bar",
            "latest_from_inputs", "predict_all", "predict_all_predictions", "predict_latest", "prepare_crypto_data",
            "train_crypto", "window_inputs"]
 
@@ -294,20 +294,6 @@ def first_unseen_bar(checkpoint: str | os.PathLike[str], symbol: str | None = No
     if meta.test_start is not None:
         return meta.test_start, "from its held-out test split on"
     return meta.data.last_timestamp + (meta.data.bar_ms or 1), "after its training data"
-
-
-def data_interval(named: str | None, bar_ms: int | None = None, timestamps: np.ndarray | None = None) -> str | None:
-    """The Bybit interval of a model's candles: the one their source names (store candles), else that of their
-    bar step (`bar_ms`; for an older checkpoint, the spacing of `timestamps`); or None."""
-    from reformer.api.intervals import parse_interval
-    from reformer.predictions import interval_of_step
-
-    if named:
-        return parse_interval(named)
-    step = int(bar_ms or 0)
-    if not step and timestamps is not None and len(timestamps) > 1:
-        step = bar_step(np.asarray(timestamps))
-    return interval_of_step(step) if step else None
 
 
 def predict_all_predictions(checkpoint: str | os.PathLike[str], frame: pd.DataFrame, batch_size: int = 256,

@@ -37,7 +37,6 @@ from reformer.pipelines.crypto import (
     annotate_run,
     checkpoint_meta,
     crypto_configs,
-    data_interval,
     validation_metrics,
     validation_rmse,
 )
@@ -54,7 +53,7 @@ from reformer.pipelines.crypto_eval import (
     split_ranges,
 )
 from reformer.pipelines.fold_workers import run_fold_jobs
-from reformer.predictions import write_predictions_csv
+from reformer.predictions import data_interval, write_predictions_csv
 from reformer.training import distributed
 from reformer.training.loop import FitResult, TrainConfig, TrainingInterrupted, fit
 from reformer.training.metrics import information_coefficient, json_safe

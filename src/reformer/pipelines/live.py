@@ -15,9 +15,10 @@ import pandas as pd
 import torch
 
 from ..errors import UserInputError
+from ..predictions import data_interval
 from ..training.checkpoint import load_checkpoint
 from ..training.meta import CandleMeta
-from .crypto import LatestPrediction, data_interval, latest_from_inputs, window_inputs
+from .crypto import LatestPrediction, latest_from_inputs, window_inputs
 
 __all__ = ["CandlePredictor", "LiveForecast"]
 

@@ -22,69 +22,18 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, TypeVar, cast
+from typing import Any, ClassVar, Literal, cast
 
 from reformer.data.dataset import DatasetConfig
 from reformer.data.features import FeatureSpec
 from reformer.data.multi import CalendarSplit
 from reformer.data.scaling import StandardScaler
-from reformer.errors import DataFormatError, ReformerError, UserInputError
+from reformer.errors import DataFormatError, UserInputError
 
+from ._fields import _bad, _get, _int, _names, _parsed
 from .checkpoint import META_FILE, read_meta, resolve_checkpoint_dir
 
 __all__ = ["CandleData", "CandleMeta", "MultiSymbolMeta", "SeriesData", "SeriesMeta", "SymbolEntry", "TrainState"]
-
-_T = TypeVar("_T")
-_CORRUPT = "the checkpoint is corrupt or from another version, retrain or restore it"
-
-
-def _bad(where: object, key: str, what: str) -> DataFormatError:
-    return DataFormatError(f"{where}: {key!r} must be {what}; {_CORRUPT}")
-
-
-def _get(doc: Mapping[str, Any], key: str, kind: type[_T] | tuple[type, ...], where: object, what: str, *,
-         default: Any = ..., optional: bool = False) -> Any:
-    """`doc[key]` if it is a `kind` (bools are not numbers), else one error naming `where` and `key`."""
-    if key not in doc:
-        if default is not ...:
-            return default
-        raise DataFormatError(f"{where}: missing key {key!r}; {_CORRUPT}")
-    value = doc[key]
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise _bad(where, key, what)
-    if not isinstance(value, kind):
-        raise _bad(where, key, what)
-    return value
-
-
-def _int(doc: Mapping[str, Any], key: str, where: object, *, optional: bool = False, default: Any = ...) -> Any:
-    value = _get(doc, key, int, where, "an integer" + (" or null" if optional else ""), optional=optional,
-                 default=default)
-    if value is not None and value < 0:
-        raise _bad(where, key, "a non-negative integer")
-    return value
-
-
-def _names(doc: Mapping[str, Any], key: str, where: object) -> tuple[str, ...]:
-    value = _get(doc, key, list, where, "a list of column names")
-    if not value or not all(isinstance(name, str) for name in value):
-        raise _bad(where, key, "a non-empty list of column names")
-    return tuple(value)
-
-
-def _parsed(where: object, key: str, parse: Any, doc: Mapping[str, Any]) -> Any:
-    """`parse(doc[key])`, its own error (a `from_dict` refusing the dict) turned into one naming the file and key."""
-    value = _get(doc, key, dict, where, "an object")
-    if not isinstance(value, dict):
-        raise _bad(where, key, "an object")
-    try:
-        return parse(value)
-    except (ReformerError, TypeError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataFormatError(f"{where}: bad {key!r} ({reason}); {_CORRUPT}") from None
-
 
 @dataclass(frozen=True)
 class CandleData:

@@ -1,0 +1,60 @@
+"""Reading a checkpoint's JSON fields with their types checked: one line naming the file and the key for anything
+missing or mistyped (`reformer.training.meta` builds its records with these)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from reformer.errors import DataFormatError, ReformerError
+
+_T = TypeVar("_T")
+_CORRUPT = "the checkpoint is corrupt or from another version, retrain or restore it"
+
+
+def _bad(where: object, key: str, what: str) -> DataFormatError:
+    return DataFormatError(f"{where}: {key!r} must be {what}; {_CORRUPT}")
+
+
+def _get(doc: Mapping[str, Any], key: str, kind: type[_T] | tuple[type, ...], where: object, what: str, *,
+         default: Any = ..., optional: bool = False) -> Any:
+    """`doc[key]` if it is a `kind` (bools are not numbers), else one error naming `where` and `key`."""
+    if key not in doc:
+        if default is not ...:
+            return default
+        raise DataFormatError(f"{where}: missing key {key!r}; {_CORRUPT}")
+    value = doc[key]
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise _bad(where, key, what)
+    if not isinstance(value, kind):
+        raise _bad(where, key, what)
+    return value
+
+
+def _int(doc: Mapping[str, Any], key: str, where: object, *, optional: bool = False, default: Any = ...) -> Any:
+    value = _get(doc, key, int, where, "an integer" + (" or null" if optional else ""), optional=optional,
+                 default=default)
+    if value is not None and value < 0:
+        raise _bad(where, key, "a non-negative integer")
+    return value
+
+
+def _names(doc: Mapping[str, Any], key: str, where: object) -> tuple[str, ...]:
+    value = _get(doc, key, list, where, "a list of column names")
+    if not value or not all(isinstance(name, str) for name in value):
+        raise _bad(where, key, "a non-empty list of column names")
+    return tuple(value)
+
+
+def _parsed(where: object, key: str, parse: Any, doc: Mapping[str, Any]) -> Any:
+    """`parse(doc[key])`, its own error (a `from_dict` refusing the dict) turned into one naming the file and key."""
+    value = _get(doc, key, dict, where, "an object")
+    if not isinstance(value, dict):
+        raise _bad(where, key, "an object")
+    try:
+        return parse(value)
+    except (ReformerError, TypeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataFormatError(f"{where}: bad {key!r} ({reason}); {_CORRUPT}") from None
