@@ -23,6 +23,11 @@ from .synthetic import BARS_2024, YEAR_2024, Candles
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
+# Without a GPU the fused Triton kernels run in Triton's CPU interpreter; Triton reads the switch when it is first
+# imported, so it is set before any test imports it.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -16,13 +16,14 @@ from torch import nn
 
 from .config import AttentionType, ReformerConfig
 from .dropout import Dropout
+from .fused import use_fused
 from .kernels import full_attention, local_attention
 from .linear import Linear
 from .lsh import hash_vectors, lsh_attention, rotation_columns
 from .masking import AttentionMap
 from .queries import attend_at, full_keys_at, local_keys_at, lsh_keys_at
 
-__all__ = ["AttentionOutput", "SharedQKAttention"]
+__all__ = ["AttentionOutput", "SharedQKAttention", "kernel_in_use"]
 
 _TRAIN_STREAM = 1
 _EVAL_STREAM = 2
@@ -38,6 +39,16 @@ class AttentionOutput:
     out: torch.Tensor
     buckets: torch.Tensor | None = None
     attention: AttentionMap | None = None
+
+
+def kernel_in_use(config: ReformerConfig, device: torch.device | str, length: int) -> str:
+    """Which kernel an attention layer of `config` runs on `length` positions on `device`: "full/sdpa",
+    "lsh/fused", "lsh/reference", "local/fused" or "local/reference" (what benchmarks report)."""
+    kind = config.kernel_for(length)
+    if kind is AttentionType.FULL:
+        return "full/sdpa"
+    fused = use_fused(config.attention_kernel, torch.device(device), config.head_dim, config.chunk_size)
+    return f"{kind.value}/{'fused' if fused else 'reference'}"
 
 
 def _stream_seed(seed: int, layer_index: int, stream: int) -> int:
@@ -118,6 +129,8 @@ class SharedQKAttention(nn.Module):
         qk = rearrange(self.to_qk(normed), "b l (h e) -> b h l e", h=cfg.n_heads)
         v = rearrange(self.to_v(normed), "b l (h e) -> b h l e", h=cfg.n_heads)
         kind = cfg.kernel_for(x.shape[1], AttentionType(self.attention_type))  # short LSH runs FULL
+        fused = kind is not AttentionType.FULL and use_fused(cfg.attention_kernel, x.device, cfg.head_dim,
+                                                            cfg.chunk_size)
         amap: AttentionMap | None = None
         if kind is AttentionType.LSH and buckets is None:
             buckets = hash_vectors(qk, self.rotations(x.device), cfg.n_buckets, valid)
@@ -132,9 +145,9 @@ class SharedQKAttention(nn.Module):
                 keys = full_keys_at(b, h, l, x.device)
             out = attend_at(qk, v, queries, keys, valid, cfg.causal)  # (b, h, 1, e)
         elif buckets is not None and kind is AttentionType.LSH:
-            out, amap = lsh_attention(qk, v, buckets, cfg.chunk_size, valid, cfg.causal, return_map)
+            out, amap = lsh_attention(qk, v, buckets, cfg.chunk_size, valid, cfg.causal, return_map, fused)
         elif kind is AttentionType.LOCAL:
-            out, amap = local_attention(qk, v, cfg.chunk_size, valid, cfg.causal, return_map)
+            out, amap = local_attention(qk, v, cfg.chunk_size, valid, cfg.causal, return_map, fused)
         else:
             out, amap = full_attention(qk, v, valid, cfg.causal, return_map)
         out = rearrange(out, "b h l e -> b l (h e)")

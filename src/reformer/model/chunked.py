@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from .fused import window_attention_fused
 from .masking import MASKED, SELF_PENALTY
 
 __all__ = ["block_elements", "chunk_attention", "chunk_scores", "keep_probabilities", "window_attention",
@@ -234,7 +235,8 @@ class _WindowAttention(torch.autograd.Function):
 
 def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: torch.Tensor | None,
                      k_pos: torch.Tensor | None, key_valid: torch.Tensor | None, before: int, after: int,
-                     causal: bool = False, self_offset: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     causal: bool = False, self_offset: int | None = None, fused: bool = False
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax attention of each query chunk j to key chunks j - before .. j + after, memory linear in M.
 
     Args:
@@ -246,6 +248,7 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: t
         causal: mask keys whose position is after the query's.
         self_offset: column of each query's own key in its window relative to the query index, if fixed (see
             `chunk_scores`); None compares positions.
+        fused: run the fused Triton kernels (`fused.py`) instead of the blocked PyTorch ones (not for float64).
     Returns:
         out (M, c, e) and lse (M, c) (float32 or wider), both differentiable; zero for the first `before` and
         last `after` chunks, whose windows would leave the buffer.
@@ -261,6 +264,8 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: t
     else:
         dtype = torch.promote_types(torch.promote_types(q.dtype, k.dtype), v.dtype)
     q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
+    if fused and dtype != torch.float64:  # the fused kernels accumulate in float32: float64 stays exact here
+        return window_attention_fused(q, k, v, q_pos, k_pos, key_valid, before, after, causal, self_offset)
     out, lse = _WindowAttention.apply(q.contiguous(), k.contiguous(), v.contiguous(), ready(q_pos), ready(k_pos),
                                       ready(key_valid), before, after, causal, self_offset)
     return out, lse

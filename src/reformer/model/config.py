@@ -9,7 +9,7 @@ from typing import Any
 
 from reformer.errors import ConfigError, from_fields
 
-__all__ = ["AttentionType", "ReformerConfig"]
+__all__ = ["KERNELS", "AttentionType", "ReformerConfig"]
 
 
 class AttentionType(StrEnum):
@@ -34,6 +34,8 @@ class AttentionType(StrEnum):
 
 _TASKS = ("regression", "classification")
 _POSITIONAL = ("sinusoidal", "learned")
+KERNELS = ("auto", "fused", "reference")
+"""The `attention_kernel` settings."""
 _POOLING = ("last", "mean", "flatten")
 
 
@@ -95,6 +97,11 @@ class ReformerConfig:
     """The feed-forward runs over the sequence in this many chunks, in forward and backward (bounds memory)."""
     causal: bool = False
     """Mask attention to later positions (on the original, unsorted positions)."""
+    attention_kernel: str = "auto"
+    """How LSH and local attention compute their chunk windows: "fused" (Triton kernels, `model/fused.py`),
+    "reference" (blocked PyTorch, `model/chunked.py`) or "auto" (fused on CUDA where Triton is installed, else
+    reference). The environment variable `REFORMER_ATTENTION_KERNEL` overrides it. Both give the same outputs
+    and gradients to float32 rounding; full attention runs PyTorch's SDPA either way."""
     task: str = "regression"
     """"regression" (MSE-style outputs) or "classification" (logits over `n_classes`)."""
     n_classes: int = 3
@@ -143,6 +150,8 @@ class ReformerConfig:
             raise _fail("task", self.task, 'use "regression" or "classification"')
         if self.task == "classification" and (not isinstance(self.n_classes, int) or self.n_classes < 2):
             raise _fail("n_classes", self.n_classes, "use at least 2 classes for classification")
+        if self.attention_kernel not in KERNELS:
+            raise _fail("attention_kernel", self.attention_kernel, 'use "auto", "fused" or "reference"')
         if self.positional not in _POSITIONAL:
             raise _fail("positional", self.positional, 'use "sinusoidal" or "learned"')
         if self.pooling not in _POOLING:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .chunked import chunk_attention, chunk_scores
+from .chunked import chunk_attention, chunk_scores, window_attention
 from .masking import MASKED, SELF_PENALTY, AttentionMap, mask_logits, normalize_keys, promote_logits
 
 __all__ = ["full_attention", "local_attention"]
@@ -66,6 +66,7 @@ def local_attention(
     valid: torch.Tensor | None = None,
     causal: bool = False,
     return_map: bool = False,
+    fused: bool = False,
 ) -> tuple[torch.Tensor, AttentionMap | None]:
     """Chunked window attention, O(l * w): each chunk attends to itself and its neighbours.
 
@@ -73,9 +74,12 @@ def local_attention(
 
     Args:
         qk: (b, h, l, e) with l a multiple of `chunk_size`; v: (b, h, l, e); valid: (b, l) bool or None.
+        fused: run the fused Triton kernels (`fused.py`); the map, when asked for, still comes from this path.
     Returns:
         out (b, h, l, e) and, when `return_map`, an `AttentionMap` with k = w.
     """
+    if fused and not return_map:
+        return _local_fused(qk, v, chunk_size, valid, causal), None
     b, h, l, e = qk.shape
     c = chunk_size
     n = l // c
@@ -111,3 +115,31 @@ def local_attention(
     indices = k_pos.clamp(min=0).unsqueeze(1).expand(n, c, w).reshape(1, 1, l, w).expand(b, h, l, w)
     weights = probs.view(b, h, l, w) * in_range.unsqueeze(1).expand(n, c, w).reshape(1, 1, l, w)
     return out, AttentionMap(indices=indices, weights=weights, length=l)
+
+
+def _local_fused(qk: torch.Tensor, v: torch.Tensor, c: int, valid: torch.Tensor | None, causal: bool) -> torch.Tensor:
+    """`local_attention`'s output through the fused window kernels: (b, h, l, e) -> (b, h, l, e).
+
+    Every head's chunks are laid out with one padding chunk at each end, (b*h*(n+2), c, e), so that each real
+    chunk's window (the chunk before, itself, and unless causal the chunk after) is a run of neighbouring chunks
+    of one buffer; the padding chunks are masked keys, and the queries among them are discarded.
+    """
+    b, h, l, e = qk.shape
+    n = l // c
+    assert n * c == l, "length must be padded to a multiple of the chunk size"
+
+    def padded(t: torch.Tensor) -> torch.Tensor:  # (b, h, l, e) -> (b*h*(n+2), c, e)
+        return F.pad(t.reshape(b, h, n, c, e), (0, 0, 0, 0, 1, 1)).reshape(-1, c, e)
+
+    in_range = F.pad(torch.ones(n, c, dtype=torch.bool, device=qk.device), (0, 0, 1, 1), value=False)  # (n+2, c)
+    key_valid = in_range.expand(b, h, n + 2, c)
+    if valid is not None:
+        key_valid = key_valid & F.pad(valid.view(b, n, c), (0, 0, 1, 1), value=False)[:, None]  # (b, h, n+2, c)
+    pos = None
+    if causal:
+        pos = F.pad(torch.arange(l, device=qk.device).view(n, c), (0, 0, 1, 1), value=-1)  # (n+2, c)
+        pos = pos.expand(b * h, n + 2, c).reshape(-1, c)
+    # own key at window column c + its index: the window starts one chunk before the query's
+    out, _ = window_attention(padded(qk), padded(normalize_keys(qk)), padded(v), pos, pos,
+                              key_valid.reshape(-1, c), 1, 0 if causal else 1, causal, self_offset=c, fused=True)
+    return out.view(b, h, n + 2, c, e)[:, :, 1:n + 1].reshape(b, h, l, e)

@@ -180,6 +180,7 @@ def lsh_attention(
     valid: torch.Tensor | None = None,
     causal: bool = False,
     return_map: bool = False,
+    fused: bool = False,
 ) -> tuple[torch.Tensor, AttentionMap | None]:
     """Attention within hash-sorted chunks, combined over rounds.
 
@@ -191,6 +192,7 @@ def lsh_attention(
         valid: (b, l) bool, True for real positions; None = all real.
         causal: mask keys whose original position is after the query's.
         return_map: also return the sparse `AttentionMap` (original order, round weights folded in).
+        fused: attend within the chunks with the fused Triton kernels (`fused.py`).
     Returns:
         out (b, h, l, e) and the map or None.
     """
@@ -203,12 +205,12 @@ def lsh_attention(
     group = max(1, _group_elements(qk.device) // max(1, b * r * l * e))
     wrap = wrap_chunks(valid, l, chunk_size)  # once per call: the same for every head group
     if group >= h:
-        return _lsh_heads(qk, v, buckets, chunk_size, valid, wrap, causal, return_map)
+        return _lsh_heads(qk, v, buckets, chunk_size, valid, wrap, causal, return_map, fused)
     outs, maps = [], []
     for start in range(0, h, group):
         heads = slice(start, start + group)
         out, amap = _lsh_heads(qk[:, heads], v[:, heads], buckets[:, heads], chunk_size, valid, wrap, causal,
-                               return_map)
+                               return_map, fused)
         outs.append(out)
         maps.append(amap)
     if not return_map:
@@ -219,8 +221,8 @@ def lsh_attention(
 
 
 def _lsh_heads(qk: torch.Tensor, v: torch.Tensor, buckets: torch.Tensor, chunk_size: int,
-               valid: torch.Tensor | None, wrap: torch.Tensor | None, causal: bool, return_map: bool
-               ) -> tuple[torch.Tensor, AttentionMap | None]:
+               valid: torch.Tensor | None, wrap: torch.Tensor | None, causal: bool, return_map: bool,
+               fused: bool = False) -> tuple[torch.Tensor, AttentionMap | None]:
     """`lsh_attention` on a group of heads: (b, g, l, e) -> (b, g, l, e); `wrap` from `wrap_chunks`."""
     b, h, l, e = qk.shape
     r = buckets.shape[2]
@@ -257,7 +259,7 @@ def _lsh_heads(qk: torch.Tensor, v: torch.Tensor, buckets: torch.Tensor, chunk_s
     # M small (c x 2c) problems; memory linear in l, computed block by block. Each position occurs once per
     # round, so its own key sits at column `lead` + its index in the chunk.
     flat_out, flat_lse = window_attention(s_qk.view(-1, c, e), s_k.view(-1, c, e), s_v.view(-1, c, e), buffer_pos,
-                                          buffer_pos, key_valid, before, 0, causal, self_offset=lead)
+                                          buffer_pos, key_valid, before, 0, causal, self_offset=lead, fused=fused)
 
     # undo the sort, then combine rounds: out = sum_r softmax_r(lse_r) * out_r  (Reformer sec. 2, multi-round)
     out = unsort(flat_out.view(b, h, r, lead + l, e), sorted_idx, undo_sort, lead)  # (b, h, r, l, e)
