@@ -306,7 +306,8 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     return {"cpu": model, "cores": os.cpu_count(), "loadavg": list(os.getloadavg()),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "versions": _versions()}
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "versions": _versions(),
+            "ours_attention_kernel": _kernel()}
 
 
 def _main(args: dict[str, Any]) -> None:
@@ -327,6 +328,17 @@ if __name__ == "__main__":
 
     tune_malloc()  # every implementation a worker runs gets the same allocator setting as the CLI
     _main(json.loads(sys.argv[1]))
+
+
+def _kernel() -> str:
+    """The attention kernel "ours" runs in the workers (on the CPU): "lsh/reference" unless forced otherwise."""
+    from ..model import ReformerConfig
+    from ..model.attention import kernel_in_use
+
+    try:
+        return kernel_in_use(ReformerConfig(seq_len=4096, chunk_size=64, full_attention_threshold=0), "cpu", 4096)
+    except ValueError as exc:  # a forced kernel that cannot run here: the workers will say so
+        return f"unavailable ({exc})"
 
 
 def _versions() -> dict[str, str | None]:

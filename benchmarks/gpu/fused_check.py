@@ -1,0 +1,302 @@
+"""The fused LSH attention on one GPU: correctness, then every speed and memory target, in one run.
+
+    python3 benchmarks/gpu/fused_check.py --out DIR            (from the repository root, PYTHONPATH=src)
+    python3 benchmarks/gpu/fused_check.py --out DIR --smoke    (tiny lengths: the script's own dry run, CPU too)
+
+1. `tests/model/test_fused.py` on the GPU (compiled kernels, bfloat16 included), then the bench-compare shape at
+   L = 4,096 with the fused and the reference kernel, float32: outputs and gradients relative to the largest value.
+2. `bench compare`'s training step at L = 32,768 (d_model 256, 8 heads, 6 layers, 4 rounds, chunk 64, batch 1):
+   ours fused and ours reference, HF transformers, reformer-pytorch and the SDPA encoder, each under bfloat16
+   autocast (and ours fused in float32): median time and peak allocated memory.
+3. The crossover: ours (fused, bfloat16) against the SDPA encoder (FlashAttention under bfloat16) from L = 1,024
+   to 131,072, and a plot of both.
+4. The one-year configuration (seq_len 8,760, d_model 256, 8 rounds): training step and batch-1 inference.
+5. LSH attention alone (hash, sort, fused windows, unsort, combine; forward and backward) from 2^14 to 2^20
+   positions: time and peak memory per position.
+
+Timings are CUDA events, the median of 5 after 2 warm-ups (the warm-ups compile the kernels). Each section is
+written to DIR/fused_check.json as it finishes, so a run cut short keeps what it measured. Exits 1 if a check of
+section 1 fails.
+Shape legend: b batch, h heads, l length, e head dim, d model width.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reformer import ReformerConfig, ReformerModel
+from reformer.bench.attention import n_buckets_for
+from reformer.bench.peers import ModelShape, build_step
+from reformer.bench.targets import LONG_CONFIG
+from reformer.model.attention import kernel_in_use
+from reformer.model.fused import KERNEL_ENV
+from reformer.model.lsh import hash_vectors, lsh_attention, rotation_columns
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def compare_config(length: int) -> ReformerConfig:
+    """`bench compare`'s model ("ours" in `reformer.bench.peers`) as a config: LSH, reversible, dropout 0."""
+    shape = ModelShape()
+    return ReformerConfig(seq_len=length, d_model=shape.d_model, n_heads=shape.n_heads, n_layers=shape.n_layers,
+                          n_hash_rounds=shape.n_hash_rounds, chunk_size=shape.chunk_size,
+                          n_buckets=n_buckets_for(length, shape.chunk_size), dropout=0.0, n_features=shape.d_model,
+                          ff_chunks=shape.ff_chunks(length))
+
+
+def timed(fn: Callable[[], Any], reps: int = 5, warmup: int = 2) -> dict[str, float]:
+    """Median and minimum seconds of `fn` and, on a GPU, its peak allocated memory in MB."""
+    for _ in range(warmup):
+        fn()
+    on_gpu = DEVICE.type == "cuda"
+    if on_gpu:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(reps):
+        if on_gpu:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) / 1000)
+        else:
+            began = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - began)
+    out = {"median_s": statistics.median(times), "min_s": min(times)}
+    if on_gpu:
+        out["peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def with_kernel(kernel: str, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """`fn` with the attention kernel forced through the environment switch."""
+    def run() -> Any:
+        before = os.environ.get(KERNEL_ENV)
+        os.environ[KERNEL_ENV] = kernel
+        try:
+            return fn()
+        finally:
+            if before is None:
+                os.environ.pop(KERNEL_ENV)
+            else:
+                os.environ[KERNEL_ENV] = before
+    return run
+
+
+def autocast(fn: Callable[[], Any], dtype: torch.dtype | None) -> Callable[[], Any]:
+    """`fn` under autocast to `dtype`; None = plain float32."""
+    def run() -> Any:
+        if dtype is None:
+            return fn()
+        with torch.autocast(DEVICE.type, dtype=dtype):
+            return fn()
+    return run
+
+
+def guarded(fn: Callable[[], Any]) -> Any:
+    """`fn()`, or the error it raised (a peer that does not import, an out-of-memory) as a record."""
+    try:
+        return fn()
+    except Exception as exc:
+        if DEVICE.type == "cuda":
+            torch.cuda.empty_cache()
+        return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+
+
+def correctness(smoke: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if not smoke:
+        tests = subprocess.run([sys.executable, "-m", "pytest", "tests/model/test_fused.py", "-q", "-p",
+                                "no:cacheprovider"], capture_output=True, text=True, timeout=400)
+        out["pytest_tail"] = tests.stdout.strip().splitlines()[-3:]
+        out["pytest_passed"] = tests.returncode == 0
+    shape = ModelShape()
+    length = 256 if smoke else 4096
+    results = {}
+    for kernel in ("reference", "fused"):
+        torch.manual_seed(0)
+        # hashing from the first length on (the smoke run's short input would otherwise run full attention)
+        model = ReformerModel(compare_config(length).replace(full_attention_threshold=0)).to(DEVICE).train()
+        model.reseed(5)
+        x = torch.randn(1, length, shape.d_model, generator=torch.Generator().manual_seed(1)).to(DEVICE)
+        x.requires_grad_(True)
+
+        def grads(model: ReformerModel = model, x: torch.Tensor = x) -> list[torch.Tensor]:
+            y = model(x)
+            return [y.detach(), *torch.autograd.grad((y.float() ** 2).sum(), [x, *model.parameters()])]
+
+        results[kernel] = with_kernel(kernel, grads)()
+    worst = max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+                for a, b in zip(results["fused"], results["reference"], strict=True))
+    out["float32_fused_vs_reference_max_relative"] = worst
+    out["float32_passed"] = worst < 1e-4  # a whole 6-layer step: per-kernel 1e-5 compounds through the layers
+    return out
+
+
+def compare_step(lengths: list[int], impls: list[str]) -> dict[str, Any]:
+    shape = ModelShape()
+    out: dict[str, Any] = {}
+    for length in lengths:
+        for impl in impls:
+            name, dtype = impl, torch.bfloat16
+            kernel = "auto"
+            if impl.startswith("ours-"):
+                name, kernel = "ours", impl.split("-", 1)[1]
+                if kernel.endswith("-fp32"):
+                    kernel, dtype = kernel[:-5], None
+            key = f"{impl}_{length}"
+
+            def measure(name: str = name, kernel: str = kernel, dtype: torch.dtype | None = dtype,
+                        length: int = length) -> dict[str, Any]:
+                step = with_kernel(kernel, lambda: build_step(name, shape, length, device=DEVICE))()
+                return timed(with_kernel(kernel, autocast(step, dtype)))
+
+            out[key] = guarded(measure)
+            print(key, json.dumps(out[key]), flush=True)
+            if DEVICE.type == "cuda":
+                torch.cuda.empty_cache()
+    return out
+
+
+def crossover(lengths: list[int], out_dir: Path) -> dict[str, Any]:
+    result = compare_step(lengths, ["ours-fused", "sdpa"])
+    rows = []
+    for length in lengths:
+        ours, sdpa = result.get(f"ours-fused_{length}", {}), result.get(f"sdpa_{length}", {})
+        rows.append((length, ours.get("median_s"), sdpa.get("median_s")))
+    faster = [length for length, ours_s, sdpa_s in rows if ours_s and sdpa_s and ours_s < sdpa_s]
+    result["ours_faster_from"] = min(faster) if faster else None
+    result["ours_faster_at_every_length_from_8192"] = all(
+        ours_s is not None and sdpa_s is not None and ours_s < sdpa_s for length, ours_s, sdpa_s in rows
+        if length >= 8192)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for column, label in ((1, "reformer-crypto, fused LSH (bfloat16)"), (2, "SDPA encoder, FlashAttention")):
+            points = [(row[0], row[column]) for row in rows if row[column]]
+            ax.loglog([p[0] for p in points], [p[1] * 1000 for p in points], "o-", label=label)
+        ax.set_xlabel("sequence length L")
+        ax.set_ylabel("training step (ms)")
+        ax.set_title(f"One training step, d_model 256, 8 heads, 6 layers ({torch.cuda.get_device_name(0)})"
+                     if DEVICE.type == "cuda" else "One training step (CPU dry run)", fontsize=8)
+        ax.legend()
+        ax.grid(True, which="both", alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out_dir / "crossover.png", dpi=120)
+    except Exception as exc:  # the numbers are the result; the plot is a view of them
+        result["plot_error"] = repr(exc)
+    return result
+
+
+def one_year(smoke: bool) -> dict[str, Any]:
+    config = LONG_CONFIG.replace(seq_len=256) if smoke else LONG_CONFIG
+    model = ReformerModel(config).to(DEVICE)
+    x = torch.randn(1, config.seq_len, config.n_features, device=DEVICE)
+
+    def step() -> None:
+        model(x).sum().backward()
+        model.zero_grad(set_to_none=True)
+
+    def infer() -> Any:
+        with torch.no_grad():
+            return model(x)
+
+    out: dict[str, Any] = {"kernel": kernel_in_use(config, DEVICE, config.seq_len)}
+    model.train()
+    out["train_step_bfloat16"] = guarded(lambda: timed(autocast(step, torch.bfloat16)))
+    model.eval()
+    out["inference_batch1_bfloat16"] = guarded(lambda: timed(autocast(infer, torch.bfloat16), reps=20))
+    out["inference_batch1_float32"] = guarded(lambda: timed(infer, reps=20))
+    return out
+
+
+def attention_alone(lengths: list[int]) -> dict[str, Any]:
+    """LSH attention at the bench shape's heads (8 x 32) with ~chunk/2 keys per bucket, forward and backward."""
+    out: dict[str, Any] = {}
+    h, e, rounds, chunk = 8, 32, 4, 64
+    for length in lengths:
+        def measure(length: int = length) -> dict[str, Any]:
+            n_buckets = n_buckets_for(length, chunk)
+            gen = torch.Generator().manual_seed(0)
+            rotations = torch.randn(h, e, rounds, rotation_columns(n_buckets), generator=gen).to(DEVICE)
+            qk = torch.randn(1, h, length, e, device=DEVICE, dtype=torch.bfloat16, requires_grad=True)
+            v = torch.randn(1, h, length, e, device=DEVICE, dtype=torch.bfloat16, requires_grad=True)
+
+            def run() -> None:
+                buckets = hash_vectors(qk, rotations, n_buckets, None)
+                y, _ = lsh_attention(qk, v, buckets, chunk, fused=True)
+                y.float().sum().backward()
+                qk.grad = v.grad = None
+
+            return timed(run)
+
+        out[str(length)] = guarded(measure)
+        record = out[str(length)]
+        if "median_s" in record:
+            record["ns_per_position"] = record["median_s"] / length * 1e9
+            if "peak_mb" in record:
+                record["bytes_per_position"] = record["peak_mb"] * 2**20 / length
+        print("attention", length, json.dumps(record), flush=True)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--smoke", action="store_true", help="tiny lengths: check the script itself")
+    parser.add_argument("--sections", default="correctness,compare,crossover,one_year,attention")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    import triton
+
+    report: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(0) if DEVICE.type == "cuda" else "cpu (dry run)",
+        "torch": torch.__version__, "triton": triton.__version__,
+        "kernel_at_32768": kernel_in_use(compare_config(32768), DEVICE, 32768),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "command": " ".join(sys.argv)}
+    smoke = args.smoke
+    sections: dict[str, Callable[[], Any]] = {
+        "correctness": lambda: correctness(smoke),
+        "compare": lambda: compare_step([256] if smoke else [32768],
+                                        ["ours-fused", "ours-reference", "ours-fused-fp32", "hf", "lucidrains",
+                                         "sdpa"]),
+        "crossover": lambda: crossover([256, 512] if smoke else [2**k for k in range(10, 18)], args.out),
+        "one_year": lambda: one_year(smoke),
+        "attention": lambda: attention_alone([2**9, 2**10] if smoke else [2**k for k in range(14, 21)]),
+    }
+    failed = False
+    for name in args.sections.split(","):
+        began = time.perf_counter()
+        try:
+            report[name] = sections[name]()
+        except Exception:
+            report[name] = {"error": traceback.format_exc()[-2000:]}
+        report[name + "_seconds"] = round(time.perf_counter() - began, 1)
+        if name == "correctness":
+            failed = not (report[name].get("float32_passed") and report[name].get("pytest_passed", True))
+        print(name, "done in", report[name + "_seconds"], "s", flush=True)
+        (args.out / "fused_check.json").write_text(json.dumps(report, indent=2) + "\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
