@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -229,3 +230,50 @@ def test_backtest_of_a_checkpoint_trades_only_bars_it_was_not_fitted_on(
     assert main(["backtest", "--checkpoint", str(run_dir), "--csv", str(early), "--json"]) == 2
     assert "no candles from its held-out test split on" in capsys.readouterr().err
     assert main(["backtest", "--checkpoint", str(run_dir), "--csv", str(early), "--json", "--in-sample"]) == 0
+
+
+def test_train_realized_vol_then_predict_all_writes_the_log_variance_and_the_variance(
+        candle_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "vol"
+    assert main(["train", "--csv", str(candle_slice), "--config", str(REPO / "configs" / "tiny.toml"), "--task",
+                 "realized-vol", "--horizon", "24", "--out", str(run), "--json"]) == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    assert evaluation["task"] == "realized-vol" and evaluation["horizon"] == 24
+    assert {"mse_log", "ic"} <= set(evaluation["model"]) and "model" in evaluation["volatility"]["forecasts"]
+    preds = tmp_path / "vol.csv"
+    assert main(["predict", "--checkpoint", str(run), "--csv", str(candle_slice), "--all", "--out", str(preds)]) == 0
+    assert "log realised variance" in capsys.readouterr().out
+    assert "target=log-variance" in preds.read_text().splitlines()[0]
+    table = pd.read_csv(preds, comment="#")
+    assert list(table.columns) == ["timestamp", "prediction", "variance"]
+    s2 = json.loads((run / "best" / "checkpoint.json").read_text())["residual_var"]
+    assert s2 > 0  # the variance is the log-normal mean, above exp(prediction), its median
+    np.testing.assert_allclose(table["variance"], np.exp(table["prediction"] + s2 / 2), rtol=1e-9)
+    assert main(["predict", "--checkpoint", str(run), "--csv", str(candle_slice), "--json"]) == 0
+    latest = json.loads(capsys.readouterr().out)
+    assert latest["task"] == "realized-vol" and latest["timestamp"] == table["timestamp"].iloc[-1]
+    assert latest["variance"] == pytest.approx(table["variance"].iloc[-1], rel=1e-5)  # one window vs a batch
+    # a variance forecast is no trading signal: the backtest says so in one line
+    for source in (["--checkpoint", str(run)], ["--predictions", str(preds)]):
+        assert main(["backtest", *source, "--csv", str(candle_slice)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "not a return" in err and "\n" not in err
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--task", "vol"], "--task 'vol' is invalid: use one of regression, classification, realized-vol"),
+    (["--target", "realized-vol"], "use --task realized-vol"),
+    (["--task", "realized-vol", "--target", "OT"], "drop one of them"),
+    (["--task", "realized-vol", "--symbols", "BTCUSDT,ETHUSDT"], "one symbol at a time"),
+    (["--config", "VOL_CONFIG"], "task='vol' is invalid: use one of regression, classification, realized-vol"),
+])
+def test_a_bad_task_is_one_line_and_exit_2(candle_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           args: list[str], words: str) -> None:
+    config = tmp_path / "vol.toml"
+    config.write_text((REPO / "configs" / "tiny.toml").read_text().replace('task = "regression"', 'task = "vol"'))
+    run = tmp_path / "run"
+    args = [str(config) if arg == "VOL_CONFIG" else arg for arg in args]
+    assert main(["train", "--csv", str(candle_slice), "--out", str(run), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and "\n" not in err
+    assert not run.exists()

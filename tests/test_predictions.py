@@ -85,6 +85,8 @@ def test_metadata_is_normalised() -> None:
     ("# reformer predictions: interval=7h\ntimestamp,prediction\n{t0},0.1\n", "line 1: interval='7h' is invalid"),
     ("# reformer predictions: first_out_of_sample=soon\ntimestamp,prediction\n{t0},0.1\n",
      "line 1: first_out_of_sample='soon' is invalid"),
+    ("# reformer predictions: target=volatility\ntimestamp,prediction\n{t0},0.1\n",
+     "line 1: target='volatility' is invalid"),
     ("{meta}\ntime,pred\n{t0},0.1\n", "missing column"),
     ("{meta}\ntimestamp,prediction\n", "no data rows"),
 ])
@@ -95,6 +97,26 @@ def test_a_bad_file_is_one_line_naming_the_line(tmp_path: Path, text: str, messa
     with pytest.raises(DataFormatError) as caught:
         Predictions.from_csv(path)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_volatility_model_s_predictions_keep_their_target_and_variance_and_are_not_traded(tmp_path: Path) -> None:
+    from reformer import BacktestConfig, run_backtest
+
+    log_variance = np.log(np.linspace(1e-4, 3e-4, len(TIMES)))
+    values = pd.DataFrame({"prediction": log_variance, "variance": np.exp(log_variance + 0.1)}, index=TIMES)
+    preds = Predictions(values, interval="60", horizon=24, source="runs/vol", target="log-variance")
+    path = preds.to_csv(tmp_path / "vol.csv")
+    assert path.read_text().splitlines()[0] == "# reformer predictions: interval=60 horizon=24 target=log-variance " \
+                                               "source=runs/vol"
+    back = Predictions.from_csv(path)
+    assert back.target == "log-variance"
+    pd.testing.assert_frame_equal(back.values, preds.values, check_exact=True)
+    assert Predictions.from_csv(_regression().to_csv(tmp_path / "r.csv")).target == "return"  # the default
+    bars = pd.DataFrame({"open": 100.0, "high": 101.0, "low": 99.0, "close": 100.0}, index=TIMES)
+    with pytest.raises(UserInputError, match="runs/vol forecast the log realised variance"):
+        run_backtest(back, bars, BacktestConfig())
+    with pytest.raises(UserInputError, match="target='price' is invalid"):
+        Predictions(RETURNS, target="price")
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:

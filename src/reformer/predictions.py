@@ -13,9 +13,12 @@ so a copied file keeps it:
     ...
 
 `timestamp` is the bar's open time in epoch ms UTC; `prediction` a predicted log return (for a classifier
-p_up - p_down, with columns p_down, p_flat, p_up beside it). `pd.read_csv(path, comment="#")` reads the table. A
-file without the comment line (written by hand or by an older version) reads with unknown metadata; its
-timestamps may also be epoch seconds or ISO-8601 text.
+p_up - p_down, with columns p_down, p_flat, p_up beside it). A volatility model's predictions say so on the
+metadata line, `target=log-variance`: `prediction` is then the forecast of ln RV, the log of the realised variance
+over the horizon, with the variance forecast itself in a `variance` column; they are no trading signal, and the
+backtest refuses them (`require_returns`). `pd.read_csv(path, comment="#")` reads the table. A file without the
+comment line (written by hand or by an older version) reads with unknown metadata, as returns; its timestamps may
+also be epoch seconds or ISO-8601 text.
 
     preds = Predictions.from_csv("preds.csv")
     preds.out_of_sample().values          # the rows from the first out-of-sample bar on
@@ -39,12 +42,15 @@ from .errors import DataFormatError, UserInputError
 from .files import atomic_write
 from .textio import check_csv_file, epoch_ms_cells, finite_cells
 
-__all__ = ["HEADER_PREFIX", "PROBABILITY_COLUMNS", "Predictions", "data_interval", "interval_of_step", "interval_words",
-           "parse_numbers", "parse_times", "write_predictions_csv"]
+__all__ = ["HEADER_PREFIX", "LOG_VARIANCE", "PROBABILITY_COLUMNS", "RETURN", "TARGETS", "Predictions", "data_interval",
+           "interval_of_step", "interval_words", "parse_numbers", "parse_times", "write_predictions_csv"]
 
 HEADER_PREFIX = "# reformer predictions:"
 """How the metadata line of a predictions CSV begins."""
 PROBABILITY_COLUMNS = ("p_down", "p_flat", "p_up")
+RETURN, LOG_VARIANCE = "return", "log-variance"
+TARGETS = (RETURN, LOG_VARIANCE)
+"""What `prediction` forecasts: a log return (or a classifier's p_up - p_down), or ln of the realised variance."""
 _MONTH_MS = (28 * 86_400_000, 31 * 86_400_000)
 _SOURCE = re.compile(r"(?:^|\s)source=(.*)$")
 
@@ -103,6 +109,12 @@ def _horizon(value: object) -> int | None:
     return int(value)
 
 
+def _target(value: object) -> str:
+    if value not in TARGETS:
+        raise UserInputError(f"target={value!r} is invalid: use one of {', '.join(TARGETS)}")
+    return str(value)
+
+
 def _timestamp(value: object) -> pd.Timestamp | None:
     """A time as a UTC Timestamp at millisecond resolution (epoch ms for a number; naive times are UTC)."""
     if value is None:
@@ -124,11 +136,14 @@ def _epoch_ms(index: pd.DatetimeIndex) -> np.ndarray:
     return np.asarray((index - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1), dtype=np.int64)
 
 
-def _header(interval: str | None, horizon: int | None, first: pd.Timestamp | None, source: str | None) -> str:
-    """The metadata line; unknown fields are left out, the source (free text) goes last."""
+def _header(interval: str | None, horizon: int | None, first: pd.Timestamp | None, source: str | None,
+            target: str = RETURN) -> str:
+    """The metadata line; unknown fields (and the default target, a return) are left out, the source (free text)
+    goes last."""
     fields = [f"interval={interval}" if interval is not None else "",
               f"horizon={horizon}" if horizon is not None else "",
               f"first_out_of_sample={_iso(first)}" if first is not None else "",
+              f"target={target}" if target != RETURN else "",
               "source=" + " ".join(source.split()) if source else ""]
     return " ".join([HEADER_PREFIX, *(f for f in fields if f)])
 
@@ -139,13 +154,15 @@ class Predictions:
 
     Attributes:
         values: a Series `prediction` (predicted log returns), or a DataFrame with `prediction` and class
-            probabilities p_down/p_flat/p_up; indexed by bar open time (a UTC `DatetimeIndex`, ascending, unique;
-            a naive index is taken as UTC), float64.
+            probabilities p_down/p_flat/p_up (or, for `target` "log-variance", `variance`); indexed by bar open
+            time (a UTC `DatetimeIndex`, ascending, unique; a naive index is taken as UTC), float64.
         interval: the Bybit interval code of the bars ("60"; "1h" is accepted and stored as "60"), None if unknown.
         horizon: the forecast horizon in bars, None if unknown.
         first_out_of_sample: the open time of the first bar no weight of the model was fitted on (UTC Timestamp;
             epoch ms or text accepted), None if unknown.
         source: where the predictions came from (a checkpoint path, a file), for messages and the file header.
+        target: what `prediction` forecasts: "return" (the default), or "log-variance" (ln of the realised
+            variance over the horizon, a volatility model's).
     """
 
     values: pd.Series | pd.DataFrame
@@ -153,6 +170,7 @@ class Predictions:
     horizon: int | None = None
     first_out_of_sample: pd.Timestamp | None = None
     source: str | None = None
+    target: str = RETURN
 
     def __post_init__(self) -> None:
         values = self.values
@@ -180,6 +198,18 @@ class Predictions:
         object.__setattr__(self, "horizon", _horizon(self.horizon))
         object.__setattr__(self, "first_out_of_sample", _timestamp(self.first_out_of_sample))
         object.__setattr__(self, "source", None if self.source is None else str(self.source))
+        object.__setattr__(self, "target", _target(self.target))
+
+    def require_returns(self) -> None:
+        """Refuse predictions that forecast no return (a trading signal needs one).
+
+        Raises:
+            UserInputError: `target` is "log-variance".
+        """
+        if self.target != RETURN:
+            raise UserInputError(f"{self.source or 'these predictions'} forecast the log realised variance (a "
+                                 "volatility model's), not a return: they are no trading signal; backtest a return "
+                                 "model's predictions")
 
     def __len__(self) -> int:
         return len(self.values)
@@ -194,7 +224,7 @@ class Predictions:
             raise UserInputError(f"{self.source or 'these predictions'}: where the model's out-of-sample period "
                                  "starts is unknown")
         kept = self.values[self.values.index >= self.first_out_of_sample]
-        return Predictions(kept, self.interval, self.horizon, self.first_out_of_sample, self.source)
+        return Predictions(kept, self.interval, self.horizon, self.first_out_of_sample, self.source, self.target)
 
     def table(self) -> pd.DataFrame:
         """The values as the CSV holds them: `timestamp` (epoch ms) first, then the value columns."""
@@ -205,13 +235,14 @@ class Predictions:
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write the metadata line and the table to `path`, atomically (a symbolic link there is refused)."""
         return write_predictions_csv(path, self.table(), interval=self.interval, horizon=self.horizon,
-                                     first_out_of_sample=self.first_out_of_sample, source=self.source)
+                                     first_out_of_sample=self.first_out_of_sample, source=self.source,
+                                     target=self.target)
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike[str]) -> Predictions:
         """Read a predictions CSV (see the module docstring); `source` is the file's own header value, else the
-        path. Columns other than `timestamp`, `prediction` and the probabilities (a walk-forward run's fold,
-        realised return, baselines) are not read.
+        path. Columns other than `timestamp`, `prediction`, the probabilities and a volatility model's `variance`
+        (a walk-forward run's fold, realised return, baselines) are not read.
 
         Raises:
             UserInputError: no such file. DataFormatError: a bad metadata line, missing columns, no rows, a bad,
@@ -238,21 +269,24 @@ class Predictions:
             raise DataFormatError(f"{path} line {row + first_line}: timestamp {index[row]} comes before the "
                                   f"previous line's {index[row - 1]}; sort the rows by time")
         probabilities = [c for c in PROBABILITY_COLUMNS if c in frame.columns]
+        target = meta.get("target", RETURN)
+        extra = (["variance"] if target == LOG_VARIANCE and "variance" in frame.columns
+                 else probabilities if {"p_down", "p_up"} <= set(probabilities) else [])
         values: pd.Series | pd.DataFrame
-        if {"p_down", "p_up"} <= set(probabilities):
-            columns = ["prediction", *probabilities]
+        if extra:
+            columns = ["prediction", *extra]
             values = pd.DataFrame({c: parse_numbers(path, frame, c, first_line) for c in columns}, index=index)
         else:
             values = pd.Series(parse_numbers(path, frame, "prediction", first_line), index=index, name="prediction")
         return cls(values, meta.get("interval"), meta.get("horizon"), meta.get("first_out_of_sample"),
-                   meta.get("source") or str(path))
+                   meta.get("source") or str(path), target)
 
 
 def write_predictions_csv(path: str | os.PathLike[str], table: pd.DataFrame, *, interval: str | None = None,
                           horizon: int | None = None, first_out_of_sample: object = None,
-                          source: str | None = None) -> Path:
+                          source: str | None = None, target: str = RETURN) -> Path:
     """Write `table` (columns `timestamp` in epoch ms and `prediction`, then any others: a walk-forward run adds
-    its folds, realised returns and baselines) under the metadata line, atomically; `Predictions.from_csv` reads
+    its folds, realised targets and baselines) under the metadata line, atomically; `Predictions.from_csv` reads
     it back. Returns `path`.
 
     Raises:
@@ -261,7 +295,8 @@ def write_predictions_csv(path: str | os.PathLike[str], table: pd.DataFrame, *, 
     if list(table.columns[:1]) != ["timestamp"] or "prediction" not in table.columns:
         raise UserInputError(f"a predictions table starts with a timestamp column and has a prediction column; got "
                              f"{list(table.columns)}")
-    header = _header(_interval(interval), _horizon(horizon), _timestamp(first_out_of_sample), source)
+    header = _header(_interval(interval), _horizon(horizon), _timestamp(first_out_of_sample), source,
+                     _target(target))
 
     def write(temp: Path) -> None:
         with open(temp, "w", encoding="utf-8", newline="") as handle:
@@ -288,6 +323,8 @@ def _parse_header(path: Path, line: str) -> dict[str, Any]:
                 meta["horizon"] = _horizon(int(text))
             elif key == "first_out_of_sample":
                 meta["first_out_of_sample"] = _timestamp(text)
+            elif key == "target":
+                meta["target"] = _target(text)
         except (ValueError, TypeError) as exc:  # UserInputError is a ValueError
             raise DataFormatError(f"{path} line 1: {key}={text!r} is invalid ({str(exc).splitlines()[0]}); fix the "
                                   "value, or delete the line to read the file without its metadata") from None

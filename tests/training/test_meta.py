@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -57,6 +58,21 @@ def test_candle_meta_reads_back_what_it_wrote() -> None:
     assert again.scaler is not None and np.allclose(again.scaler.std, meta.scaler.std)  # type: ignore[union-attr]
 
 
+def test_a_realized_vol_description_reads_back_its_target_scaling_and_s2() -> None:
+    meta = dataclasses.replace(_candle_meta(), task="realized-vol", dataset=DatasetConfig(64, 24, "realized-vol"),
+                               target_scale=1.1, target_offset=-8.3, residual_var=0.31)
+    document = _json_round_trip(meta.to_dict())
+    assert (document["task"], document["target_offset"], document["residual_var"]) == ("realized-vol", -8.3, 0.31)
+    again = CandleMeta.from_dict(document, WHERE)
+    assert again.to_dict() == document and (again.task, again.dataset.task) == ("realized-vol", "realized-vol")
+    assert (again.target_scale, again.target_offset, again.residual_var) == (1.1, -8.3, 0.31)
+    # a return model's description stays as it was: no offset, no s2, and both read back as their defaults
+    plain = _json_round_trip(_candle_meta().to_dict())
+    assert "target_offset" not in plain and "residual_var" not in plain
+    assert (CandleMeta.from_dict(plain, WHERE).target_offset, CandleMeta.from_dict(plain, WHERE).residual_var) == (
+        0.0, None)
+
+
 def test_series_meta_and_train_state_read_back_what_they_wrote() -> None:
     meta = _series_meta()
     again = SeriesMeta.from_dict(_json_round_trip(meta.to_dict()), WHERE)
@@ -82,6 +98,8 @@ def _without(document: dict[str, Any], key: str) -> dict[str, Any]:
     (lambda d: {**d, "scaler": {"mean": [0.0], "std": [0.0]}}, "bad 'scaler'"),
     (lambda d: {**d, "data": {**d["data"], "last_timestamp": -5}}, "'last_timestamp' must be a non-negative"),
     (lambda d: {**d, "kind": "series"}, "not a candle model's checkpoint"),
+    (lambda d: {**d, "target_offset": "low"}, "'target_offset' must be a number"),
+    (lambda d: {**d, "residual_var": [0.3]}, "'residual_var' must be a number or null"),
 ])
 def test_a_corrupt_candle_description_is_one_line_naming_file_and_key(edit: Any, named: str) -> None:
     document = edit(_json_round_trip(_candle_meta().to_dict()))

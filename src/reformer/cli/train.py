@@ -4,6 +4,7 @@
     reformer train --symbol BTCUSDT --interval 60 --config configs/btc_1h.toml --out runs/btc_1h
     reformer train --csv klines.csv --config configs/tiny.toml --out runs/tiny --json
     reformer train --symbols BTCUSDT,ETHUSDT,SOLUSDT --interval 60 --out runs/majors_1h   (one model, many symbols)
+    reformer train --csv klines.csv --task realized-vol --horizon 24 --out runs/vol   (the log realised variance)
     reformer predict --symbol BTCUSDT --checkpoint runs/btc_1h
     reformer predict --checkpoint runs/tiny --csv klines.csv --all --out preds.csv --plot attention.png
     reformer train --csv ETTh1.csv --target OT --protocol ett-hourly --config configs/etth1.toml   (any series:
@@ -11,7 +12,7 @@
 
 A `--config` TOML file holds a `[model]` table (`ReformerConfig` fields), a `[train]` table (`TrainConfig`
 fields) and optionally a `[data]` table (seq_len, horizon, task, class_threshold, normalization). Command-line
-flags override the file.
+flags override the file (`--task` the table's `task`).
 """
 
 from __future__ import annotations
@@ -46,10 +47,15 @@ if TYPE_CHECKING:
 __all__ = ["load_config_file", "register"]
 
 _SHOWN = ("mse", "mae", "directional_accuracy", "base_rate", "ic", "mse_skill")
+_SHOWN_VOL = ("mse_log", "ic")  # and QLIKE, from the evaluation's `volatility` block
 _HELP = {
     "csv": "Train on a kline CSV instead of the store (with --target: any time-series CSV).",
     "target": "Train a series forecaster of this column of --csv (any time series: a date column and numeric "
-              "columns) instead of a candle model.",
+              "columns) instead of a candle model (a candle model's target is --task).",
+    "task": "Candles: what the model forecasts over --horizon bars: regression (the log return ln(C_t+h / C_t)), "
+            "classification (down/flat/up) or realized-vol (the log realised variance: ln of the sum of the "
+            "squared 1-bar log returns of bars t+1 .. t+h, scored beside HAR-RV, EWMA, GARCH and naive). "
+            r"Overrides \[data].task.",
     "features": "With --target: M (all columns in and out), S (the target only), MS (all in, the target out).",
     "resume": "Continue the interrupted run in --out from its last/ checkpoint (same config; --epochs may raise the "
               "limit).",
@@ -98,15 +104,24 @@ def _log(as_json: bool, quiet: bool) -> Callable[[str], None]:
 
 
 def _evaluation_table(evaluation: dict[str, Any]) -> Table:
+    """The evaluation's forecasts side by side; for realized-vol the MSE and IC of ln RV and each variance
+    forecast's QLIKE (lower is better) on the rows every forecast has."""
     table = Table(title=f"Test split: {evaluation['task']}, horizon {evaluation['horizon']} bars, "
                         f"{evaluation['model'].get('n', 0):.0f} windows")
+    volatility = evaluation.get("volatility")
+    shown = _SHOWN if volatility is None else _SHOWN_VOL
+    qlike = {} if volatility is None else (volatility.get("forecasts") or {})
     table.add_column("forecast")
-    for key in _SHOWN:
+    for key in shown:
         table.add_column(key, justify="right")
+    if volatility is not None:
+        table.add_column("QLIKE", justify="right")
     table.add_column("IC 95% interval", justify="right")
     rows = {"reformer": evaluation["model"], **evaluation["baselines"]}
     for name, metrics in rows.items():
-        cells = [metrics.get(k) for k in _SHOWN]
+        cells = [metrics.get(k) for k in shown]
+        if volatility is not None:
+            cells.append((qlike.get("model" if name == "reformer" else name) or {}).get("qlike"))
         interval = metrics.get("ic_ci95") or [None, None]
         table.add_row(name, *("n/a" if v is None else f"{v:.4g}" for v in cells),
                       "n/a" if None in interval else f"[{interval[0]:+.3f}, {interval[1]:+.3f}]")
@@ -132,6 +147,7 @@ def train(
     target: Annotated[str | None, typer.Option(help=_HELP["target"])] = None,
     features: Annotated[str, typer.Option(help=_HELP["features"])] = "M",
     protocol: Annotated[str, typer.Option(help=f"With --target: the split, {PROTOCOL_HELP}.")] = "ratio",
+    task: Annotated[str | None, typer.Option(help=_HELP["task"])] = None,
     seq_len: Annotated[int | None, typer.Option(help="Bars per input window (series default 336).")] = None,
     horizon: Annotated[int | None, typer.Option(help="Target horizon in bars (series default 96).")] = None,
     as_json: JsonOpt = False,
@@ -145,13 +161,15 @@ def train(
     nproc: Annotated[int, typer.Option(help=_HELP["nproc"])] = 1,
     symbols: Annotated[str | None, typer.Option(help=_HELP["symbols"])] = None,
 ) -> None:
-    """Train a Reformer on candles (70/10/20 chronological split, or --walk-forward folds), or with --target on
-    any time-series CSV, and report test metrics beside baselines."""
+    """Train a Reformer on candles (70/10/20 chronological split, or --walk-forward folds) to forecast the log
+    return, its direction (--task classification) or the log realised variance (--task realized-vol), or with
+    --target on any time-series CSV, and report test metrics beside baselines."""
     from ..pipelines import TrainOptions, train_model
     from ..training.ddp import process_group
 
     options = TrainOptions(symbol=symbol, interval=interval, category=category, epochs=epochs, config=config, out=out,
-                           db=db, offline=offline, csv=csv, target=target, features=features, protocol=protocol,
+                           db=db, offline=offline, csv=csv, target=target, task=task, features=features,
+                           protocol=protocol,
                            seq_len=seq_len, horizon=horizon, resume=resume, force=force, walk_forward=walk_forward,
                            fold_test=fold_test, fold_train=fold_train, fold_mode=fold_mode, ensemble=ensemble,
                            symbols=_symbol_list(symbols))
@@ -240,8 +258,9 @@ def _print_walk_forward(outcome: TrainOutcome, as_json: bool) -> None:
     console.print(f"IC per fold: model {summary['mean_fold_ic_model']:+.3f} on average, ridge "
                   f"{summary['mean_fold_ic_ridge']:+.3f}; the model above ridge in {summary['folds_model_above_ridge']}"
                   f" of {len(report['folds'])} folds; run directory {run_dir} (walkforward.json, predictions.csv)")
-    console.print(f"backtest the out-of-sample predictions: reformer backtest --csv CANDLES --predictions "
-                  f"{run_dir / 'predictions.csv'} --start {first:%Y-%m-%dT%H:%MZ}")
+    if pooled["task"] != "realized-vol":  # a variance forecast is no trading signal
+        console.print(f"backtest the out-of-sample predictions: reformer backtest --csv CANDLES --predictions "
+                      f"{run_dir / 'predictions.csv'} --start {first:%Y-%m-%dT%H:%MZ}")
 
 
 def predict(
@@ -277,13 +296,22 @@ def predict(
 
 def _print_prediction(result: dict[str, Any]) -> None:
     """A candle model's prediction (or where --all wrote them) and the attention plot."""
-    if "predicted_return" in result:
+    if result.get("task") == "realized-vol":
+        from ..data.sync import format_ms
+
+        variance = result["variance"]
+        typer.echo(f"{format_ms(result['timestamp'])}  predicted {result['horizon']}-bar log realised variance "
+                   f"{result['prediction']:+.4f}  variance {variance:.4g}  volatility {variance ** 0.5:.4%}")
+    elif "predicted_return" in result:
         from ..data.sync import format_ms
 
         what = ("p_up - p_down" if result.get("task") == "classification" else "log return")
         typer.echo(f"{format_ms(result['timestamp'])}  predicted {result['horizon']}-bar {what} "
                    f"{result['predicted_return']:+.5f}  direction {result['direction']}  "
                    f"confidence {result['confidence']:.3f}")
+    elif result.get("target") == "log-variance":
+        typer.echo(f"wrote {result['rows']} forecasts of the log realised variance (prediction) and the variance to "
+                   f"{result['out']}; the model's out-of-sample period starts {result['first_out_of_sample']}")
     else:
         typer.echo(f"wrote {result['rows']} predictions to {result['out']}; the model's out-of-sample period starts "
                    f"{result['first_out_of_sample']} (`reformer backtest --predictions` trades from there)")

@@ -5,8 +5,9 @@
     DataLoader(spec).prepare_inputs(klines, seq_len, scaler=...)        -> InferenceWindows (every bar, no target)
 
 A window ending at bar t holds the features of bars t-seq_len+1 .. t (all after the features' warm-up) and its
-target is ln(C_{t+h} / C_t) (or its down/flat/up class). Splits are chronological with an embargo (see
-`reformer.data.windows`); the scaler is fitted on the rows of training windows only.
+target is ln(C_{t+h} / C_t), its down/flat/up class, or the log realised variance ln(RV_t) of bars t+1 .. t+h
+(every task carries the returns and RV beside its targets). Splits are chronological with an embargo (see
+`reformer.data.windows`, which defines the targets too); the scaler is fitted on the rows of training windows only.
 
 Shapes: `w` windows, `l` = seq_len, `f` features.
 """
@@ -28,13 +29,16 @@ from reformer.bars import candle_frame
 from reformer.data.features import FeatureSpec, compute_features
 from reformer.data.scaling import StandardScaler, normalize_windows
 from reformer.data.windows import (
+    TASKS,
     Split,
+    Task,
     bar_runs,
     chronological_split,
-    classify_returns,
     forward_log_return,
+    forward_realized_variance,
     gap_free_ends,
     gather_windows,
+    task_targets,
     walk_forward_folds,
     window_end_bars,
 )
@@ -53,9 +57,10 @@ class DatasetConfig:
     seq_len: int = 168
     """Bars per input window."""
     horizon: int = 24
-    """Target horizon h in bars: target = ln(C_{t+h} / C_t)."""
-    task: Literal["regression", "classification"] = "regression"
-    """Regression on the forward log return, or down/flat/up classes (0/1/2)."""
+    """Target horizon h in bars: target = ln(C_{t+h} / C_t), or ln(RV_t) over bars t+1 .. t+h."""
+    task: Task = "regression"
+    """Regression on the forward log return, down/flat/up classes (0/1/2), or "realized-vol": regression on the
+    log realised variance (`reformer.data.windows.forward_realized_variance`)."""
     class_threshold: float = 0.0
     """Classification: |return| <= threshold (log-return units) is flat."""
     normalization: Literal["train", "window", "none"] = "train"
@@ -73,8 +78,8 @@ class DatasetConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"DatasetConfig.{name}={value!r} must be an integer >= 1")
-        if self.task not in ("regression", "classification"):
-            raise ConfigError(f"DatasetConfig.task={self.task!r} must be 'regression' or 'classification'")
+        if self.task not in TASKS:
+            raise ConfigError(f"DatasetConfig.task={self.task!r} must be one of {', '.join(map(repr, TASKS))}")
         if self.normalization not in ("train", "window", "none"):
             raise ConfigError(f"DatasetConfig.normalization={self.normalization!r} must be 'train', 'window' or 'none'")
         if not self.class_threshold >= 0:
@@ -148,9 +153,12 @@ class PreparedDataset:
     features: torch.Tensor
     """`[w, l, f]` float32 inputs (normalised per `config.normalization`)."""
     targets: torch.Tensor
-    """`[w]` float32 forward log returns, or int64 classes 0 down / 1 flat / 2 up."""
+    """`[w]` float32 forward log returns, int64 classes 0 down / 1 flat / 2 up, or float32 ln(realized_var)."""
     forward_returns: np.ndarray
-    """`[w]` float64 ln(C_{t+h} / C_t) (also for classification)."""
+    """`[w]` float64 ln(C_{t+h} / C_t) (for every task: the backtest trades returns)."""
+    realized_var: np.ndarray
+    """`[w]` float64 RV_t = sum of the squared log returns of bars t+1 .. t+h, floored at `windows.RV_FLOOR` (for
+    every task); NaN where `forward_returns` is (a target not known yet, or over a gap)."""
     timestamps: np.ndarray
     """`[w]` int64 open time (epoch ms UTC) of each window's last bar."""
     end_bars: np.ndarray
@@ -257,7 +265,7 @@ class DataLoader:
         return _Base(frame, features, spec, ends)
 
     def prepare_dataset(self, klines: Klines, seq_len: int = 168, horizon: int = 24, *,
-                        task: Literal["regression", "classification"] = "regression", class_threshold: float = 0.0,
+                        task: Task = "regression", class_threshold: float = 0.0,
                         normalization: Literal["train", "window", "none"] = "train",
                         fractions: tuple[float, float, float] = (0.7, 0.1, 0.2), embargo: int | None = None,
                         stride: int = 1) -> PreparedDataset:
@@ -285,8 +293,8 @@ class DataLoader:
     def prepare_walk_forward(self, klines: Klines, seq_len: int = 168, horizon: int = 24, *, n_folds: int | None,
                              test_windows: int, train_windows: int | None = None, val_windows: int = 0,
                              mode: Literal["rolling", "expanding"] = "rolling",
-                             task: Literal["regression", "classification"] = "regression",
-                             class_threshold: float = 0.0, normalization: Literal["train", "window", "none"] = "train",
+                             task: Task = "regression", class_threshold: float = 0.0,
+                             normalization: Literal["train", "window", "none"] = "train",
                              embargo: int | None = None, stride: int = 1) -> list[PreparedDataset]:
         """`iter_walk_forward`'s folds as a list (every fold's windows held at once)."""
         return list(self.iter_walk_forward(
@@ -297,8 +305,8 @@ class DataLoader:
     def iter_walk_forward(self, klines: Klines, seq_len: int = 168, horizon: int = 24, *, n_folds: int | None,
                           test_windows: int, train_windows: int | None = None, val_windows: int = 0,
                           mode: Literal["rolling", "expanding"] = "rolling",
-                          task: Literal["regression", "classification"] = "regression",
-                          class_threshold: float = 0.0, normalization: Literal["train", "window", "none"] = "train",
+                          task: Task = "regression", class_threshold: float = 0.0,
+                          normalization: Literal["train", "window", "none"] = "train",
                           embargo: int | None = None, stride: int = 1) -> Iterator[PreparedDataset]:
         """One `PreparedDataset` per walk-forward fold, each with its own scaler fitted on that fold's training rows.
 
@@ -309,7 +317,8 @@ class DataLoader:
         `n_folds=None` walks the whole series: test blocks of `test_windows` from the first window with a whole
         fold before it up to the window ending at the last candle, as a model retrained every `test_windows` bars
         would predict them. Windows whose target is not known yet (the last `horizon`) or spans a gap are then
-        test windows only: their `forward_returns` and regression targets are NaN (their classes meaningless).
+        test windows only: their `forward_returns`, `realized_var` and regression targets are NaN (their classes
+        meaningless).
         """
         config = DatasetConfig(seq_len, horizon, task, class_threshold, normalization, embargo=embargo, stride=stride)
         walk = n_folds is None
@@ -371,11 +380,12 @@ class DataLoader:
             features = self._windows(base, ends, seq_len, config.normalization, scaler)
         close = base.frame["close"].to_numpy(dtype=np.float64)
         forward = forward_log_return(close, config.horizon)[ends]
-        if known is not None:  # a return over a gap is not an h-bar return
-            forward[~known] = np.nan
-        targets = (torch.from_numpy(classify_returns(forward, config.class_threshold)) if config.task ==
-                   "classification" else torch.from_numpy(forward.astype(np.float32)))
-        return PreparedDataset(features, targets, forward, base.frame["timestamp"].to_numpy()[ends], ends,
+        variance = forward_realized_variance(close, config.horizon)[ends]
+        if known is not None:  # a return (or variance) over a gap is not an h-bar one
+            forward[~known] = variance[~known] = np.nan
+        values = task_targets(config.task, forward, variance, config.class_threshold)
+        targets = torch.from_numpy(values if values.dtype == np.int64 else values.astype(np.float32))
+        return PreparedDataset(features, targets, forward, variance, base.frame["timestamp"].to_numpy()[ends], ends,
                                close[ends], base.spec.columns(), base.spec, config, split, scaler)
 
 

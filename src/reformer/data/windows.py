@@ -1,7 +1,14 @@
-"""Windows, forward-return targets, chronological splits with an embargo, and walk-forward folds.
+"""Windows, forward targets, chronological splits with an embargo, and walk-forward folds.
 
 A window is identified by its *end bar* t: its inputs are bars t-seq_len+1 .. t (never later), and its target is
-the forward log return over the horizon, ln(C_{t+h} / C_t), whose *target period* is bars t+1 .. t+h.
+computed from its *target period*, bars t+1 .. t+h (h = horizon) and the close of bar t: the forward log return
+ln(C_{t+h} / C_t), its down/flat/up class, or the log realised variance ln(RV_t) with
+
+    RV_t = sum_{i=t+1}^{t+h} r_i^2,    r_i = ln(C_i / C_{i-1})
+
+(`forward_realized_variance`). A run of h unchanged closes has RV_t = 0, whose log is -inf: RV is floored at
+`RV_FLOOR` = 1e-12 (one bar's move of 1e-6 in log price, far below a tick of any traded price), so such a window keeps
+its place with a finite, very low target instead of leaving a hole in the calendar of windows.
 
 Embargo rule (overlapping targets would otherwise leak): between consecutive splits (train -> val -> test, and
 inside each walk-forward fold) the end bars of the last window of the earlier split and the first window of the
@@ -27,11 +34,18 @@ import numpy as np
 from reformer.errors import ConfigError, UserInputError
 
 __all__ = [
-    "Split", "bar_runs", "bar_step", "chronological_split", "classify_returns", "forward_log_return", "gap_free_ends",
-    "gather_windows", "target_periods_disjoint", "walk_forward_folds", "window_end_bars",
+    "RV_FLOOR", "TASKS", "Split", "Task", "bar_runs", "bar_step", "chronological_split", "classify_returns",
+    "forward_log_return", "forward_realized_variance", "gap_free_ends", "gather_windows", "target_periods_disjoint",
+    "task_targets", "walk_forward_folds", "window_end_bars",
 ]
 
 DOWN, FLAT, UP = 0, 1, 2
+RV_FLOOR = 1e-12
+"""The least realised variance a target holds (see the module docstring): ln(RV_FLOOR) ~ -27.6."""
+Task = Literal["regression", "classification", "realized-vol"]
+"""What a candle window's target is: its forward log return, that return's down/flat/up class, or its log
+realised variance."""
+TASKS: tuple[Task, ...] = ("regression", "classification", "realized-vol")
 
 
 def forward_log_return(close: np.ndarray, horizon: int) -> np.ndarray:
@@ -49,6 +63,38 @@ def forward_log_return(close: np.ndarray, horizon: int) -> np.ndarray:
     out = np.full(log_close.shape, np.nan)
     out[:-horizon] = log_close[horizon:] - log_close[:-horizon]
     return out
+
+
+def forward_realized_variance(close: np.ndarray, horizon: int) -> np.ndarray:
+    """RV_t = max(sum_{i=t+1}^{t+h} ln(C_i / C_{i-1})^2, RV_FLOOR) for every bar t: bars after t only; the last
+    `horizon` entries are NaN (no future yet).
+
+    Args:
+        close: `[n]` closes.
+        horizon: h >= 1 bars.
+
+    Returns:
+        `[n]` float64.
+    """
+    _positive("horizon", horizon)
+    squared = np.diff(np.log(np.asarray(close, dtype=np.float64))) ** 2  # [n-1], squared[j] = r_{j+1}^2
+    out = np.full(len(squared) + 1, np.nan)
+    if len(squared) >= horizon:
+        # a sum per window, not a difference of cumulative sums: those cancel to a few 1e-16 of noise instead of
+        # 0 for a flat stretch late in a long series
+        sums = np.lib.stride_tricks.sliding_window_view(squared, horizon).sum(axis=1)  # sums[t] = RV_t
+        out[: len(sums)] = np.maximum(sums, RV_FLOOR)
+    return out
+
+
+def task_targets(task: Task, forward: np.ndarray, realized_var: np.ndarray, threshold: float) -> np.ndarray:
+    """The windows' targets for `task`: `[w]` float64 forward log returns, int64 classes (`classify_returns`) or
+    float64 ln(RV) (`forward_realized_variance`); NaN stays NaN (a class of NaN is meaningless)."""
+    if task == "classification":
+        return classify_returns(forward, threshold)
+    if task == "realized-vol":
+        return np.log(realized_var)
+    return forward
 
 
 def classify_returns(returns: np.ndarray, threshold: float) -> np.ndarray:

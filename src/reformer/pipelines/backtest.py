@@ -335,6 +335,7 @@ def _predicted(options: BacktestOptions, preds: Predictions | None, frame: pd.Da
     """The predictions of the file or of the checkpoint to trade, with `_tradable`'s candles and record."""
     candles = candles_interval(frame, options.csv, options.interval)
     if preds is not None:
+        preds.require_returns()
         check_interval(preds.interval, candles, f"{options.predictions} holds predictions for",
                         options.csv is not None)
         subject, where = str(options.predictions), "from the model's out-of-sample period on"
@@ -346,7 +347,11 @@ def _predicted(options: BacktestOptions, preds: Predictions | None, frame: pd.Da
         checkpoint = options.checkpoint
         assert checkpoint is not None
         # checked before the model runs; an older checkpoint without its interval is checked by predict_all
-        candle_data = CandleMeta.read(checkpoint, options.symbol).data
+        candle_meta = CandleMeta.read(checkpoint, options.symbol)
+        if candle_meta.task == "realized-vol":
+            raise UserInputError(f"{checkpoint} forecasts the log realised variance (trained with --task "
+                                 "realized-vol), not a return: it is no trading signal; backtest a return model")
+        candle_data = candle_meta.data
         trained = data_interval(candle_data.interval, candle_data.bar_ms)
         check_interval(trained, candles, f"{checkpoint} was trained on", options.csv is not None)
         preds = predict_all_predictions(checkpoint, frame, symbol=options.symbol)

@@ -40,6 +40,7 @@ __all__ = [
     "held_out_forecasts",
     "mean_forecasts",
     "outputs_to_scores",
+    "realised_targets",
     "score_forecasts",
     "split_ranges",
     "summaries",
@@ -55,20 +56,31 @@ class CryptoData:
     val: WindowDataset
     test: WindowDataset
     target_scale: float
-    """Regression targets in the datasets are forward log returns / target_scale (1.0 for classification)."""
+    """Regression targets in the datasets are (target - target_offset) / target_scale (1.0 for classification)."""
+    target_offset: float = 0.0
+    """The training windows' mean ln RV for realized-vol (whose targets are not centred near 0), else 0."""
+
+
+def realised_targets(prepared: PreparedDataset, task: str) -> np.ndarray:
+    """`[w]` float64 what a forecast of `task` is scored against: ln RV for realized-vol, else the forward log
+    returns (a classifier's score p_up - p_down too)."""
+    return np.log(prepared.realized_var) if task == "realized-vol" else prepared.forward_returns
 
 
 def crypto_data(prepared: PreparedDataset, task: str) -> CryptoData:
-    """The datasets of a prepared split; regression targets divided by the training targets' std (loss O(1))."""
-    scale = 1.0
+    """The datasets of a prepared split; regression targets divided by the training targets' std (loss O(1)), and
+    ln RV first centred on its training mean (ln RV sits near -7 for hourly crypto, not near 0)."""
+    scale, offset = 1.0, 0.0
     targets = prepared.targets
-    if task == "regression":
-        scale = float(np.std(prepared.forward_returns[prepared.split.train])) or 1.0
-        targets = targets / scale
+    if task != "classification":
+        train = realised_targets(prepared, task)[prepared.split.train]
+        offset = float(np.mean(train)) if task == "realized-vol" else 0.0
+        scale = float(np.std(train)) or 1.0
+        targets = (targets - offset) / scale
     split = prepared.split
     return CryptoData(prepared, WindowDataset(prepared.features, targets, split.train),
                       WindowDataset(prepared.features, targets, split.val),
-                      WindowDataset(prepared.features, targets, split.test), scale)
+                      WindowDataset(prepared.features, targets, split.test), scale, offset)
 
 
 def summaries(features: torch.Tensor, positions: np.ndarray, chunk: int = 4096) -> np.ndarray:
@@ -78,12 +90,14 @@ def summaries(features: torch.Tensor, positions: np.ndarray, chunk: int = 4096) 
     return np.concatenate(parts) if parts else np.zeros((0, 2 * features.shape[-1]))
 
 
-def outputs_to_scores(outputs: torch.Tensor, task: str, scale: float) -> tuple[np.ndarray, np.ndarray | None]:
-    """Model outputs -> (prediction in return units or p_up - p_down, class probabilities (w, k) or None)."""
+def outputs_to_scores(outputs: torch.Tensor, task: str, scale: float, offset: float = 0.0
+                      ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Model outputs -> (prediction in target units: a log return, ln RV (offset + scale * output), or
+    p_up - p_down; class probabilities (w, k) or None)."""
     if task == "classification":
         probs = torch.softmax(outputs.float(), dim=-1).numpy().astype(np.float64)
         return probs[:, -1] - probs[:, 0], probs
-    return outputs.float().reshape(-1).numpy().astype(np.float64) * scale, None
+    return offset + outputs.float().reshape(-1).numpy().astype(np.float64) * scale, None
 
 
 @dataclass(frozen=True)
@@ -93,17 +107,25 @@ class HeldOutForecasts:
     timestamps: np.ndarray
     """(w,) open time (epoch ms) of each window's last bar."""
     returns: np.ndarray
-    """(w,) realised forward log returns."""
+    """(w,) realised targets: forward log returns, or ln RV (realized-vol)."""
     model: np.ndarray
-    """(w,) the model's score: predicted log return, or p_up - p_down."""
+    """(w,) the model's score: predicted log return, p_up - p_down, or predicted ln RV."""
     baselines: dict[str, np.ndarray]
-    """name -> (w,) forecast: zero, momentum, ridge."""
+    """name -> (w,) forecast: zero, momentum, ridge; for realized-vol variance forecasts (and logs under names
+    ending in `_log`, `crypto_vol`)."""
     probs: np.ndarray | None = None
     """(w, k) class probabilities of a classifier."""
     classes: np.ndarray | None = None
     """(w,) true classes of a classifier's windows."""
     ridge_alphas: list[float] = field(default_factory=list)
     """Ridge's penalty per split the windows came from."""
+    residual_var: np.ndarray | None = None
+    """(w,) realized-vol: s2 of the model that made each forecast (`crypto_vol`)."""
+
+    @property
+    def variance(self) -> np.ndarray | None:
+        """(w,) realized-vol: the model's variance forecast exp(model + s2 / 2); None for other tasks."""
+        return None if self.residual_var is None else np.exp(self.model + self.residual_var / 2.0)
 
 
 @dataclass(frozen=True)
@@ -151,21 +173,27 @@ def split_ranges(prepared: PreparedDataset) -> dict[str, dict[str, int]]:
 
 
 def concat_forecasts(parts: list[HeldOutForecasts]) -> HeldOutForecasts:
-    """The forecasts of several disjoint test blocks as one (in the order given)."""
+    """The forecasts of several disjoint test blocks as one (in the order given); a baseline missing from a block
+    (a volatility baseline its short history could not fit) is NaN there."""
     probs = [p.probs for p in parts]
+    names = list(dict.fromkeys(name for p in parts for name in p.baselines))
     classes = [p.classes for p in parts]
+    residuals = [p.residual_var for p in parts]
     return HeldOutForecasts(
         np.concatenate([p.timestamps for p in parts]), np.concatenate([p.returns for p in parts]),
         np.concatenate([p.model for p in parts]),
-        {name: np.concatenate([p.baselines[name] for p in parts]) for name in parts[0].baselines},
+        {name: np.concatenate([p.baselines.get(name, np.full(len(p.returns), np.nan)) for p in parts])
+         for name in names},
         None if any(p is None for p in probs) else np.concatenate(probs),  # type: ignore[arg-type]
         None if any(c is None for c in classes) else np.concatenate(classes),  # type: ignore[arg-type]
-        [a for p in parts for a in p.ridge_alphas])
+        [a for p in parts for a in p.ridge_alphas],
+        None if any(r is None for r in residuals) else np.concatenate(residuals))  # type: ignore[arg-type]
 
 
 def mean_forecasts(members: list[HeldOutForecasts]) -> HeldOutForecasts:
-    """A seed ensemble's forecasts: the members' mean score (and mean class probabilities), on the same windows
-    with the same baselines (members differ only in the model)."""
+    """A seed ensemble's forecasts: the members' mean score (and mean class probabilities, or mean s2: the
+    variance forecast of a mean of log forecasts is then corrected by the members' typical residual variance, an
+    upper bound for the mean's), on the same windows with the same baselines (members differ only in the model)."""
     first = members[0]
     if any(not np.array_equal(m.timestamps, first.timestamps) for m in members):
         # the members come from one run over one split: a mismatch is a bug, not bad input, so it keeps a traceback
@@ -174,7 +202,9 @@ def mean_forecasts(members: list[HeldOutForecasts]) -> HeldOutForecasts:
         return first
     probs = None if first.probs is None else np.mean([m.probs for m in members if m.probs is not None], axis=0)
     score = probs[:, -1] - probs[:, 0] if probs is not None else np.mean([m.model for m in members], axis=0)
-    return replace(first, model=score, probs=probs)
+    residuals = [m.residual_var for m in members if m.residual_var is not None]
+    residual = np.mean(residuals, axis=0) if residuals else None
+    return replace(first, model=score, probs=probs, residual_var=residual)
 
 
 def score_forecasts(forecasts: HeldOutForecasts, horizon: int) -> dict[str, Any]:

@@ -8,7 +8,9 @@ before the block (an embargo of `horizon` bars at every border), its epochs chos
 before the test block. Ridge is refitted per fold the same way (alpha on that fold's validation block); zero and
 momentum need no fitting. The test blocks are disjoint and contiguous, so pooled they form one long out-of-sample
 period, scored exactly as a single split is (`crypto_eval.score_forecasts`: the same metrics, block-bootstrap
-intervals and the model's IC minus ridge's), beside each fold's own scores.
+intervals and the model's IC minus ridge's), beside each fold's own scores. A realized-vol model is scored as
+`crypto_vol` scores a split (beside ridge, HAR-RV, EWMA, GARCH and naive fitted per fold), its variance forecast
+corrected by each fold's own validation s2.
 
     report = evaluate_walk_forward(frame, seq_len=168, horizon=24, folds=FoldSettings(n_folds=6),
                                    out_dir="runs/btc_wf")     # walkforward.json, predictions.csv, fold_k/ runs
@@ -31,6 +33,7 @@ import pandas as pd
 
 from reformer.data import DataLoader, FeatureSpec
 from reformer.data.dataset import klines_to_frame
+from reformer.data.windows import Task
 from reformer.errors import ConfigError
 from reformer.model import ReformerConfig, ReformerModel
 from reformer.pipelines.crypto import (
@@ -52,8 +55,14 @@ from reformer.pipelines.crypto_eval import (
     score_forecasts,
     split_ranges,
 )
+from reformer.pipelines.crypto_vol import (
+    VOL,
+    score_vol_forecasts,
+    vol_baseline_forecasts,
+    vol_forecasts,
+)
 from reformer.pipelines.fold_workers import run_fold_jobs
-from reformer.predictions import data_interval, write_predictions_csv
+from reformer.predictions import LOG_VARIANCE, RETURN, data_interval, write_predictions_csv
 from reformer.training import distributed
 from reformer.training.loop import FitResult, TrainConfig, TrainingInterrupted, fit
 from reformer.training.metrics import information_coefficient, json_safe
@@ -101,8 +110,8 @@ class FoldSettings:
 
 def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: int = 24,
                           folds: FoldSettings | None = None, model_overrides: dict[str, Any] | None = None,
-                          train_config: TrainConfig | None = None, task: Literal["regression", "classification"] =
-                          "regression", class_threshold: float = 0.0,
+                          train_config: TrainConfig | None = None, task: Task = "regression",
+                          class_threshold: float = 0.0,
                           normalization: Literal["train", "window", "none"] = "train", spec: FeatureSpec | None = None,
                           source: dict[str, Any] | None = None, out_dir: str | os.PathLike[str] | None = None,
                           ensemble: int = 1, progress: bool = False, log: Callable[[str], None] | None = None,
@@ -118,7 +127,8 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
             `walkforward.json` (the returned report) and `predictions.csv` (per test window: timestamp, fold,
             realised return, the model's forecast `prediction` - `reformer backtest --predictions` reads the file
             as it is - and each baseline's; under the `reformer.predictions` metadata line, whose first
-            out-of-sample bar is the first fold's first test bar).
+            out-of-sample bar is the first fold's first test bar). realized-vol: `realised` and `prediction` are
+            ln RV, beside `realised_variance`, the model's `variance` forecast and the baselines' variances.
         ensemble: train this many models per fold, seeds seed .. seed + ensemble - 1 (in both the model's and the
             training config), and score their mean forecast (each member's IC per fold in `member_ic`; their runs in
             `fold_<k>/seed_<s>/`, their forecasts in `prediction_seed<s>` columns).
@@ -168,7 +178,8 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
     def train_job(k: int, j: int) -> tuple[HeldOutForecasts, FitResult]:
         if k not in fold_inputs:  # a rank prepares only the folds it trains a member of
             data = crypto_data(prepared_folds[k], task)
-            fold_inputs[k] = data, baseline_forecasts(data, frame)  # the same for every member of the fold
+            # the same for every member of the fold
+            fold_inputs[k] = data, (vol_baseline_forecasts if task == VOL else baseline_forecasts)(data, frame)
         data, shared = fold_inputs[k]
         return _fit_member(data, frame, model_config.replace(seed=model_config.seed + j),
                            config.replace(seed=config.seed + j), task, class_threshold, source,
@@ -190,7 +201,7 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
                   "test_last_timestamp": ranges["test"]["last_timestamp"],
                   "best_epoch": _one_or_all([result.best_epoch for _, result in fitted]),
                   "epochs_run": _one_or_all([len(result.history) for _, result in fitted]),
-                  **score_forecasts(forecasts, horizon)}
+                  **_score(forecasts, horizon, task)}
         if ensemble > 1:  # each member's own IC on this block
             record["member_ic"] = [information_coefficient(m.model, m.returns) for m in members[-1]]
         records.append(record)
@@ -208,7 +219,7 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
     pooled = concat_forecasts(parts)
     fold_of = np.concatenate([np.full(len(p.returns), k) for k, p in enumerate(parts)])
     report = json_safe({
-        "pooled": {"task": task, "horizon": horizon, "seq_len": seq_len, **score_forecasts(pooled, horizon),
+        "pooled": {"task": task, "horizon": horizon, "seq_len": seq_len, **_score(pooled, horizon, task),
                    "ic_within_folds": _within_fold_ic(pooled, fold_of),
                    "windows": len(pooled.returns), "first_timestamp": int(pooled.timestamps[0]),
                    "last_timestamp": int(pooled.timestamps[-1])},
@@ -224,14 +235,17 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
         probs = {} if pooled.probs is None else {
             name: pooled.probs[:, i] for i, name in enumerate(("p_down", "p_flat", "p_up")[: pooled.probs.shape[1]])}
         classes = {} if pooled.classes is None else {"class": pooled.classes}
+        realised = {} if pooled.variance is None else {"realised_variance": np.exp(pooled.returns)}
+        variance = {} if pooled.variance is None else {"variance": pooled.variance}
         table = pd.DataFrame({"timestamp": pooled.timestamps.astype(np.int64), "fold": fold_of,
-                              "realised": pooled.returns, **classes, "prediction": pooled.model, **probs,
-                              **pooled.baselines, **seeds})
+                              "realised": pooled.returns, **realised, **classes, "prediction": pooled.model,
+                              **variance, **probs, **pooled.baselines, **seeds})
         # every row is out of sample (each fold's model was fitted before its test block): from the first on
         write_predictions_csv(run_dir / "predictions.csv", table, horizon=horizon, source=str(run_dir),
                               interval=data_interval((source or {}).get("interval"),
                                                      timestamps=frame["timestamp"].to_numpy()),
-                              first_out_of_sample=int(pooled.timestamps[0]))
+                              first_out_of_sample=int(pooled.timestamps[0]),
+                              target=LOG_VARIANCE if task == VOL else RETURN)
     return distributed.broadcast_object(report)  # every rank of a process group returns rank 0's report
 
 
@@ -247,34 +261,47 @@ def _fit_member(data: CryptoData, frame: pd.DataFrame, model_config: ReformerCon
                 class_threshold: float, source: dict[str, Any] | None, progress: bool, run_dir: Path | None,
                 shared: BaselineForecasts) -> tuple[HeldOutForecasts, FitResult]:
     """Train one model on a fold (the seeds in its configs) and forecast its test block; a kept run's best/ gets
-    the split and the validation RMSE, as `train_crypto`'s does (predict's confidence scale, backtest's start)."""
+    the split and the validation RMSE (and realized-vol's s2), as `train_crypto`'s does (predict's confidence
+    scale and variance, backtest's start)."""
     model = ReformerModel(model_config)
     result = fit(model, data.train, data.val, config, out_dir=run_dir, progress=progress,
                  on_epoch=validation_metrics(data, task),
                  checkpoint_meta=checkpoint_meta(data, frame, task, class_threshold, source).to_dict(),
                  data_parallel=False)  # under torchrun a fold job is this rank's alone (`fold_workers`)
     device = next(model.parameters()).device
-    forecasts = held_out_forecasts(model, data, frame, task, device, config.eval_batch_size, shared)
+    val_rmse = validation_rmse(model, data, task, device, config.eval_batch_size) if run_dir or task == VOL else 0.0
+    residual_var = val_rmse ** 2 if task == VOL else None  # the fold's own s2 (`crypto_vol`)
+    forecasts = (vol_forecasts(model, data, frame, device, val_rmse ** 2, config.eval_batch_size, shared)
+                 if task == VOL else held_out_forecasts(model, data, frame, task, device, config.eval_batch_size,
+                                                        shared))
     if run_dir is not None:
-        evaluation = {**score_forecasts(forecasts, data.prepared.config.horizon), "splits": split_ranges(data.prepared)}
-        annotate_run(run_dir, result, validation_rmse(model, data, task, device, config.eval_batch_size),
-                     json_safe(evaluation))
+        evaluation = {**_score(forecasts, data.prepared.config.horizon, task), "splits": split_ranges(data.prepared)}
+        annotate_run(run_dir, result, val_rmse, json_safe(evaluation), residual_var)
     model.to("cpu")
     return forecasts, result
+
+
+def _score(forecasts: HeldOutForecasts, horizon: int, task: str) -> dict[str, Any]:
+    """The evaluation block of `task`'s forecasts: `crypto_vol`'s for realized-vol, else `score_forecasts`."""
+    return score_vol_forecasts(forecasts, horizon) if task == VOL else score_forecasts(forecasts, horizon)
 
 
 def _within_fold_ic(pooled: HeldOutForecasts, fold_of: np.ndarray) -> dict[str, float]:
     """The pooled IC of each forecast once every fold's forecast is centred on its own mean: each fold's model
     (and ridge) has its own intercept, and pooled ranks would otherwise also score those levels against the folds'
-    mean returns, not only the ordering within each fold."""
-    def centred(values: np.ndarray) -> np.ndarray:
+    mean returns, not only the ordering within each fold. Rows where a forecast is not finite (HAR's first month)
+    are left out of its IC."""
+    def centred_ic(values: np.ndarray) -> float:
         out = np.asarray(values, dtype=np.float64).copy()
-        for k in np.unique(fold_of):
-            out[fold_of == k] -= out[fold_of == k].mean()
-        return out
+        finite = np.isfinite(out)
+        for k in np.unique(fold_of[finite]):
+            out[(fold_of == k) & finite] -= out[(fold_of == k) & finite].mean()
+        return information_coefficient(out[finite], pooled.returns[finite]) if finite.sum() > 1 else float("nan")
 
-    named = {"model": pooled.model, "momentum": pooled.baselines["momentum"], "ridge": pooled.baselines["ridge"]}
-    return {name: information_coefficient(centred(values), pooled.returns) for name, values in named.items()}
+    names = ("momentum", "ridge") if pooled.variance is None else ("ridge_log", "har_log")  # log forecasts of ln RV
+    named = {"model": pooled.model, **{name.removesuffix("_log"): pooled.baselines[name] for name in names
+                                       if name in pooled.baselines}}
+    return {name: centred_ic(values) for name, values in named.items()}
 
 
 def _one_or_all(values: list[int]) -> int | list[int]:

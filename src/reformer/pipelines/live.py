@@ -39,6 +39,9 @@ class CandlePredictor:
     def __init__(self, checkpoint: str | os.PathLike[str], symbol: str | None = None) -> None:
         self.checkpoint = checkpoint
         self.meta = CandleMeta.read(checkpoint, symbol)
+        if self.meta.task == "realized-vol":  # its forecast is a log variance, which a trader would read as a return
+            raise UserInputError(f"{checkpoint} forecasts the log realised variance (trained with --task "
+                                 "realized-vol), not a return: trade with a return model's checkpoint")
         self.model, _ = load_checkpoint(checkpoint)
         self.seq_len = self.model.config.seq_len
         self.history = self.seq_len + 2 * self.meta.feature_spec.warmup + 2

@@ -30,7 +30,8 @@ import torch
 from reformer.data import FeatureSpec
 from reformer.data.dataset import WindowDataset, klines_to_frame
 from reformer.data.multi import CalendarSplit, prepare_symbols
-from reformer.errors import UserInputError
+from reformer.data.windows import Task
+from reformer.errors import ConfigError, UserInputError
 from reformer.files import atomic_write_text
 from reformer.model import ReformerModel
 from reformer.pipelines.crypto import crypto_configs, validation_rmse
@@ -51,7 +52,6 @@ from reformer.training.run_dir import check_run_dir, clear_run_dir
 
 __all__ = ["MultiSymbolReport", "pooled_dataset", "train_symbols"]
 
-Task = Literal["regression", "classification"]
 
 
 @dataclass(frozen=True)
@@ -126,10 +126,13 @@ def train_symbols(frames: Mapping[str, pd.DataFrame], *, seq_len: int = 168, hor
         `MultiSymbolReport`; its evaluation is also written to `out_dir/evaluation.json`.
 
     Raises:
-        ConfigError: inconsistent options. UserInputError / DataFormatError: no symbol, too few or bad candles,
-            intervals that differ, a symbol without windows in a split, or `out_dir` holds a run and neither
-            `resume` nor `force` was given.
+        ConfigError: inconsistent options, or task "realized-vol". UserInputError / DataFormatError: no symbol, too
+            few or bad candles, intervals that differ, a symbol without windows in a split, or `out_dir` holds a run
+            and neither `resume` nor `force` was given.
     """
+    if task not in ("regression", "classification"):  # realized-vol's variance and baselines are one symbol's
+        raise ConfigError(f"task={task!r}: a model of several symbols forecasts returns ('regression' or "
+                          "'classification'); train a realized-vol model one symbol at a time (train_crypto)")
     run_dir = Path(out_dir)
     check_run_dir(run_dir, resume=resume, force=force)
     frames = {symbol: klines_to_frame(frame) for symbol, frame in frames.items()}

@@ -4,7 +4,7 @@ or a series forecaster's rows after its CSV's last row.
     predicted = predict_run(PredictOptions(checkpoint=Path("runs/tiny"), csv=Path("klines.csv")))
 
 `predicted.result` is a dict the command prints (or prints as JSON): a candle model's `LatestPrediction.to_dict()` or
-{"rows", "out", "first_out_of_sample"} with `all_windows`; a series forecaster's `SeriesForecast.to_dict()` or
+{"rows", "out", "first_out_of_sample", "target"} with `all_windows`; a series forecaster's `SeriesForecast.to_dict()` or
 {"rows", "out"}; and "plot" when a plot was written. Importing this module does not load torch.
 """
 
@@ -113,7 +113,7 @@ def _predict_candles(run: Path, options: PredictOptions) -> dict[str, Any]:
         preds.to_csv(options.out)  # with the interval, horizon and first out-of-sample bar on its first line
         first = preds.first_out_of_sample
         result.update(rows=len(preds), out=str(options.out),
-                      first_out_of_sample=None if first is None else first.isoformat())
+                      first_out_of_sample=None if first is None else first.isoformat(), target=preds.target)
     else:
         result.update(predict_latest(run, frame, bfloat16=options.bf16, symbol=options.symbol).to_dict())
     if options.plot is not None:

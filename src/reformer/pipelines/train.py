@@ -121,6 +121,9 @@ class TrainOptions:
     offline: bool = False
     csv: Path | None = None
     target: str | None = None
+    task: str | None = None
+    """A candle model's target: "regression", "classification" or "realized-vol" (None: the config's `[data]
+    task`, else regression)."""
     features: str = "M"
     protocol: str = "ratio"
     seq_len: int | None = None
@@ -162,6 +165,7 @@ class TrainOptions:
                                  " W (e.g. 17520, two years of hourly bars)")
         if self.fold_train == 1:
             raise UserInputError("--fold-train 1 is too few: a fold trains on 2 or more windows")
+        self._check_task()
         if self.target is not None and self.csv is None:
             raise UserInputError("--target trains on a time-series file: pass it with --csv FILE")
         clash = next((flag for flag, given in (("--csv", self.csv is not None), ("--walk-forward", self.walk_forward))
@@ -172,6 +176,25 @@ class TrainOptions:
         if len(set(self.symbols)) != len(self.symbols) or len(self.symbols) == 1:
             raise UserInputError(f"--symbols {','.join(self.symbols)}: name two or more different symbols (one: "
                                  "--symbol)")
+
+    def _check_task(self) -> None:
+        """`task` names a candle task, and `target` (a series column) is not one: --task and --target are two
+        different models' targets."""
+        from ..data.windows import TASKS
+
+        if self.target in TASKS:
+            raise UserInputError(f"--target names a column of a --csv time series; a candle model forecasting "
+                                 f"{self.target} is --task {self.target}: use --task {self.target}")
+        if self.task is None:
+            return
+        if self.task not in TASKS:
+            raise UserInputError(f"--task {self.task!r} is invalid: use one of {', '.join(TASKS)}")
+        if self.target is not None:
+            raise UserInputError("--task sets a candle model's target and --target trains a series forecaster of a "
+                                 "column: drop one of them")
+        if self.symbols and self.task == "realized-vol":
+            raise UserInputError("--symbols trains a return model of several symbols; --task realized-vol trains "
+                                 "one symbol at a time: drop --symbols, or train each symbol with --symbol")
 
 
 @dataclass(frozen=True)
@@ -285,7 +308,8 @@ def _train_candles(options: TrainOptions, tables: dict[str, dict[str, Any]], pro
     frame, source = load_candles(options.csv, options.symbol, options.interval, options.category, options.db,
                                  options.offline)
     settings: dict[str, Any] = dict(model_overrides=model_table, train_config=train_config, source=source,
-                                    task=data.get("task", "regression"), out_dir=run_dir, force=options.force,
+                                    task=options.task or data.get("task", "regression"), out_dir=run_dir,
+                                    force=options.force,
                                     class_threshold=float(data.get("class_threshold", 0.0)),
                                     normalization=data.get("normalization", "train"))
     if folds is not None:
@@ -313,7 +337,8 @@ def _train_symbols(options: TrainOptions, run_dir: Path, seq_len: int, horizon: 
                                               options.offline)
     data, model_table = tables["data"], {k: v for k, v in tables["model"].items() if k != "seq_len"}
     report = train_symbols(frames, seq_len=seq_len, horizon=horizon, model_overrides=model_table,
-                           train_config=train_config, out_dir=run_dir, task=data.get("task", "regression"),
+                           train_config=train_config, out_dir=run_dir,
+                           task=options.task or data.get("task", "regression"),  # type: ignore[arg-type]  # checked there
                            class_threshold=float(data.get("class_threshold", 0.0)),
                            normalization=data.get("normalization", "train"),
                            source={k: v for k, v in source.items() if k != "symbol"}, progress=progress,

@@ -57,12 +57,13 @@ def resolve_predictions(predictions: pd.Series | pd.DataFrame | Predictions | Pr
 
     Raises:
         UserInputError: `predictions` is neither pandas data, a `PredictionSource` nor a callable, is a model
-            (walk one forward with `reformer.run_backtest`), or the predictor returned something else than a
-            Series/DataFrame.
+            (walk one forward with `reformer.run_backtest`), forecasts no return (a volatility model's
+            `Predictions`), or the predictor returned something else than a Series/DataFrame.
     """
     if isinstance(predictions, pd.Series | pd.DataFrame):
         return predictions
     if isinstance(predictions, Predictions):
+        predictions.require_returns()
         return _out_of_sample_only(predictions)
     if isinstance(predictions, PredictionSource):
         produced: Any = predictions.predict_series(bars)

@@ -3,8 +3,8 @@
 Two pipelines write checkpoints that other commands read back:
 
     CandleMeta   a `ReformerModel` trained on candles (`reformer train`): task, horizon, features, the
-                 dataset's settings, the training scaler, the candles' range and source, and after training the
-                 validation RMSE and the test evaluation
+                 dataset's settings, the training scaler, the target's scaling, the candles' range and source, and
+                 after training the validation RMSE (and residual variance) and the test evaluation
     SeriesMeta   a series forecaster trained on any CSV (`reformer train --csv F --target C`): the columns in
                  model order, the target, the M/S/MS mode, the scaler and the file's range and step
 
@@ -28,6 +28,7 @@ from reformer.data.dataset import DatasetConfig
 from reformer.data.features import FeatureSpec
 from reformer.data.multi import CalendarSplit
 from reformer.data.scaling import StandardScaler
+from reformer.data.windows import TASKS
 from reformer.errors import DataFormatError, UserInputError
 
 from ._fields import _bad, _get, _int, _names, _parsed
@@ -73,7 +74,8 @@ class CandleMeta:
     """A candle model's checkpoint description (`model_kind` "reformer", `kind` "crypto")."""
 
     task: str
-    """"regression" (forward log return) or "classification" (down/flat/up)."""
+    """"regression" (forward log return), "classification" (down/flat/up) or "realized-vol" (log realised
+    variance, `reformer.data.windows.forward_realized_variance`)."""
     horizon: int
     """Bars ahead the target looks."""
     feature_spec: FeatureSpec
@@ -85,12 +87,20 @@ class CandleMeta:
     """Fitted on the training rows (None: per-window or no normalization)."""
     data: CandleData
     target_scale: float = 1.0
-    """Regression targets were divided by this in training; outputs are multiplied back."""
+    """Regression targets were divided by this in training (after `target_offset` was subtracted); outputs are
+    multiplied back."""
     class_threshold: float = 0.0
     val_rmse: float | None = None
-    """RMSE of the validation forecasts in return units (predict's confidence scale); set after training."""
+    """RMSE of the validation forecasts in target units: returns (predict's confidence scale), or ln RV; set after
+    training."""
     evaluation: Mapping[str, Any] | None = None
     """The test evaluation beside baselines, with the split's bar ranges; in `best/` after training."""
+    target_offset: float = 0.0
+    """Subtracted from the targets before `target_scale` divided them: the training windows' mean ln RV for
+    realized-vol, 0 for returns; a forecast is offset + scale * output."""
+    residual_var: float | None = None
+    """realized-vol: s2, the mean squared residual of the log forecast on the validation windows; the variance
+    forecast is exp(forecast + s2 / 2) (`reformer.pipelines.crypto_vol`). Set after training."""
 
     KIND: ClassVar[str] = "crypto"
 
@@ -106,8 +116,11 @@ class CandleMeta:
             "target_scale": self.target_scale, "feature_spec": self.feature_spec.to_dict(),
             "feature_names": list(self.feature_names), "dataset": self.dataset.to_dict(),
             "scaler": None if self.scaler is None else self.scaler.to_dict(), "data": self.data.to_dict()}
-        if self.val_rmse is not None:
-            out["val_rmse"] = self.val_rmse
+        if self.target_offset:
+            out["target_offset"] = self.target_offset
+        for key in ("val_rmse", "residual_var"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
         if self.evaluation is not None:
             out["evaluation"] = dict(self.evaluation)
         return out
@@ -119,9 +132,10 @@ class CandleMeta:
         if kind != cls.KIND:
             raise DataFormatError(f"{where}: not a candle model's checkpoint (kind={kind!r}); train one with "
                                   "`reformer train`")
-        task = _get(doc, "task", str, where, '"regression" or "classification"')
-        if task not in ("regression", "classification"):
-            raise _bad(where, "task", '"regression" or "classification"')
+        tasks = " or ".join(f'"{task}"' for task in TASKS)
+        task = _get(doc, "task", str, where, tasks)
+        if task not in TASKS:
+            raise _bad(where, "task", tasks)
         scaler = doc.get("scaler")
         number = (int, float)
         return cls(task=task, horizon=_int(doc, "horizon", where),
@@ -133,7 +147,10 @@ class CandleMeta:
                    target_scale=float(_get(doc, "target_scale", number, where, "a number", default=1.0)),
                    class_threshold=float(_get(doc, "class_threshold", number, where, "a number", default=0.0)),
                    val_rmse=_get(doc, "val_rmse", number, where, "a number or null", default=None, optional=True),
-                   evaluation=_get(doc, "evaluation", dict, where, "an object or null", default=None, optional=True))
+                   evaluation=_get(doc, "evaluation", dict, where, "an object or null", default=None, optional=True),
+                   target_offset=float(_get(doc, "target_offset", number, where, "a number", default=0.0)),
+                   residual_var=_get(doc, "residual_var", number, where, "a number or null", default=None,
+                                     optional=True))
 
     @classmethod
     def read(cls, path: str | os.PathLike[str], symbol: str | None = None) -> CandleMeta:
