@@ -18,7 +18,7 @@ from .errors import ConfigError, UserInputError
 
 __all__ = ["DATA_KEYS", "load_config_file"]
 
-DATA_KEYS = frozenset({"seq_len", "horizon", "task", "class_threshold", "normalization"})
+DATA_KEYS = frozenset({"seq_len", "horizon", "task", "class_threshold", "normalization", "stride"})
 """The keys a `[data]` table may hold."""
 
 

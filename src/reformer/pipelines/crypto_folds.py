@@ -115,7 +115,7 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
                           normalization: Literal["train", "window", "none"] = "train", spec: FeatureSpec | None = None,
                           source: dict[str, Any] | None = None, out_dir: str | os.PathLike[str] | None = None,
                           ensemble: int = 1, progress: bool = False, log: Callable[[str], None] | None = None,
-                          force: bool = False) -> dict[str, Any]:
+                          force: bool = False, stride: int = 1) -> dict[str, Any]:
     """Train one model per fold and score every fold's test block, and all of them pooled, beside the baselines.
 
     Args:
@@ -133,6 +133,9 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
             training config), and score their mean forecast (each member's IC per fold in `member_ic`; their runs in
             `fold_<k>/seed_<s>/`, their forecasts in `prediction_seed<s>` columns).
         log: one line per fold.
+        stride: bars between window end bars (e.g. 24: one forecast a day); the fold sizes count these windows,
+            and the scores' overlap (bootstrap blocks, HAC lags) is the ceil(horizon / stride) windows that share
+            target bars.
         force: start over in an `out_dir` that holds a run (its files are replaced); without it such an `out_dir`
             is refused. A walk-forward run is not resumed.
 
@@ -150,6 +153,9 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
         TrainingInterrupted: Ctrl-C; its `run_dir` is `out_dir`.
     """
     folds = folds or FoldSettings()
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ConfigError(f"stride={stride!r}: use a whole number of bars >= 1 between forecasts (e.g. 24)")
+    overlap = -(-horizon // stride)  # windows whose targets share bars with one window's
     if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
         raise ConfigError(f"ensemble={ensemble!r}: use a whole number of models per fold >= 1")
     frame = klines_to_frame(frame)
@@ -162,13 +168,13 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
     if test_windows is None or val_windows is None:  # the defaults are shares of the series' windows
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a gap is reported once, by the folds' preparation below
-            n_windows = loader.count_windows(frame, seq_len, horizon)
+            n_windows = loader.count_windows(frame, seq_len, horizon, stride)
         test_windows, val_windows = folds.resolved(n_windows)
     least_train = folds.train_windows or max(2, val_windows)  # a fold trains on at least as much as it validates on
     prepared_folds = loader.prepare_walk_forward(
         frame, seq_len, horizon, n_folds=folds.n_folds, test_windows=test_windows, val_windows=val_windows,
         train_windows=least_train, mode=folds.mode, task=task, class_threshold=class_threshold,
-        normalization=normalization)
+        normalization=normalization, stride=stride)
     model_config = model_config.replace(n_features=len(prepared_folds[0].feature_names))  # the same in every fold
     if force and run_dir is not None and distributed.is_main():  # only now: the new run's settings and data passed
         clear_run_dir(run_dir)
@@ -201,7 +207,7 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
                   "test_last_timestamp": ranges["test"]["last_timestamp"],
                   "best_epoch": _one_or_all([result.best_epoch for _, result in fitted]),
                   "epochs_run": _one_or_all([len(result.history) for _, result in fitted]),
-                  **_score(forecasts, horizon, task)}
+                  **_score(forecasts, overlap, task)}
         if ensemble > 1:  # each member's own IC on this block
             record["member_ic"] = [information_coefficient(m.model, m.returns) for m in members[-1]]
         records.append(record)
@@ -219,7 +225,8 @@ def evaluate_walk_forward(frame: pd.DataFrame, *, seq_len: int = 168, horizon: i
     pooled = concat_forecasts(parts)
     fold_of = np.concatenate([np.full(len(p.returns), k) for k, p in enumerate(parts)])
     report = json_safe({
-        "pooled": {"task": task, "horizon": horizon, "seq_len": seq_len, **_score(pooled, horizon, task),
+        "pooled": {"task": task, "horizon": horizon, "seq_len": seq_len, "stride": stride,
+                   **_score(pooled, overlap, task),
                    "ic_within_folds": _within_fold_ic(pooled, fold_of),
                    "windows": len(pooled.returns), "first_timestamp": int(pooled.timestamps[0]),
                    "last_timestamp": int(pooled.timestamps[-1])},
@@ -275,15 +282,18 @@ def _fit_member(data: CryptoData, frame: pd.DataFrame, model_config: ReformerCon
                  if task == VOL else held_out_forecasts(model, data, frame, task, device, config.eval_batch_size,
                                                         shared))
     if run_dir is not None:
-        evaluation = {**_score(forecasts, data.prepared.config.horizon, task), "splits": split_ranges(data.prepared)}
+        dataset = data.prepared.config
+        overlap = -(-dataset.horizon // dataset.stride)
+        evaluation = {**_score(forecasts, overlap, task), "splits": split_ranges(data.prepared)}
         annotate_run(run_dir, result, val_rmse, json_safe(evaluation), residual_var)
     model.to("cpu")
     return forecasts, result
 
 
-def _score(forecasts: HeldOutForecasts, horizon: int, task: str) -> dict[str, Any]:
-    """The evaluation block of `task`'s forecasts: `crypto_vol`'s for realized-vol, else `score_forecasts`."""
-    return score_vol_forecasts(forecasts, horizon) if task == VOL else score_forecasts(forecasts, horizon)
+def _score(forecasts: HeldOutForecasts, overlap: int, task: str) -> dict[str, Any]:
+    """The evaluation block of `task`'s forecasts: `crypto_vol`'s for realized-vol, else `score_forecasts`;
+    `overlap`: neighbouring windows whose targets share bars (the horizon, over the stride)."""
+    return score_vol_forecasts(forecasts, overlap) if task == VOL else score_forecasts(forecasts, overlap)
 
 
 def _within_fold_ic(pooled: HeldOutForecasts, fold_of: np.ndarray) -> dict[str, float]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..configfile import load_config_file
-from ..errors import ExchangeUnavailableError, UserInputError
+from ..errors import ConfigError, ExchangeUnavailableError, UserInputError
 from .series import ForecastRun, first_given, forecast_run_from_tables, run_forecast
 
 if TYPE_CHECKING:
@@ -312,12 +312,16 @@ def _train_candles(options: TrainOptions, tables: dict[str, dict[str, Any]], pro
                                     force=options.force,
                                     class_threshold=float(data.get("class_threshold", 0.0)),
                                     normalization=data.get("normalization", "train"))
+    stride = data.get("stride", 1)
     if folds is not None:
         from .crypto_folds import evaluate_walk_forward
 
-        report = evaluate_walk_forward(frame, seq_len=length, horizon=horizon, folds=folds,
+        report = evaluate_walk_forward(frame, seq_len=length, horizon=horizon, folds=folds, stride=stride,
                                        ensemble=options.ensemble, log=log, **settings)
         return TrainOutcome("walk_forward", run_dir, options.ensemble, walk_forward=report)
+    if stride != 1:
+        raise ConfigError(f"[data] stride = {stride!r} applies to walk-forward runs only: add --walk-forward N, "
+                          "or remove stride")
     from .crypto import train_crypto
 
     trained = train_crypto(frame, seq_len=length, horizon=horizon, progress=progress, resume=options.resume,
