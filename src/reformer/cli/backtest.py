@@ -47,6 +47,8 @@ _HELP = {
     "maker_fee": "Fee of take-profit fills (resting limit orders); default 0.0002, spot 0.001.",
     "allow_short": "Allow short positions (default: yes, except spot).",
     "borrow_rate": "Spot shorts: yearly interest on the borrowed coin's value.",
+    "vol_forecast": "With --vol-target: size by this volatility model's forecast (predictions of a --task "
+                    "realized-vol run: sqrt(variance / horizon) per bar) instead of trailing realised volatility.",
     "rebalance_band": "Trade a new same-side target only when it moves the notional by more than this fraction.",
     "short_threshold": "Go short below this predicted return (at most --long-threshold).",
     "tick_size": "Price tick: fills round to it against the trader (0: none).",
@@ -150,6 +152,7 @@ def backtest(
     short_threshold: Annotated[float, typer.Option(help=_HELP["short_threshold"])] = 0.0,
     vol_target: Annotated[float | None, typer.Option(help="Volatility target for position scaling.")] = None,
     vol_window: Annotated[int, typer.Option(help="Bars of realised volatility for scaling.")] = 24,
+    vol_forecast: Annotated[Path | None, typer.Option(help=_HELP["vol_forecast"])] = None,
     in_sample: Annotated[bool, typer.Option("--in-sample", help=_HELP["in_sample"])] = False,
 ) -> None:
     """Backtest target positions, predictions or a checkpoint: next-bar fills, margin and liquidation, stops, fees

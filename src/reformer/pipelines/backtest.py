@@ -152,6 +152,9 @@ class BacktestOptions:
     instrument: Instrument | None = None
     """Tick, quantity step, minimum order (None: no rounding); an empty symbol is labelled with `symbol`."""
     in_sample: bool = False
+    vol_forecast: Path | None = None
+    """A volatility model's predictions (`--task realized-vol`): `vol_target` sizes by their forecast instead of
+    the trailing realised volatility."""
 
     def __post_init__(self) -> None:
         if self.category != self.config.category:
@@ -271,6 +274,7 @@ def backtest_run(options: BacktestOptions, *, say: Callable[[str], None] | None 
         mark = mark if options.mark_csv is not None else stored.mark
         if instrument.maintenance_margin_rate is None:
             instrument = dataclasses.replace(instrument, maintenance_margin_rate=stored.maintenance_margin_rate)
+    volatility = _volatility_forecast(options)
     inputs = {"funding_rates": rates, "instrument": instrument,
               "mark": None if mark is None else mark_on_bars(mark, frame, str(options.mark_csv or "the store"))}
     if options.positions is not None:
@@ -278,12 +282,27 @@ def backtest_run(options: BacktestOptions, *, say: Callable[[str], None] | None 
 
         result = backtest_positions(values, frame, config, **inputs)
     else:
-        result = backtest_predictions(values, frame, config, **inputs)
+        result = backtest_predictions(values, frame, config, volatility=volatility, **inputs)
     run = BacktestRun(result, frame, traded, None, config.initial_capital,
                       cost_record(config, options.funding_csv, rates, frame))
     if options.out is None:
         return run
     return dataclasses.replace(run, written=save_report(result, frame, options.out, run.extra))
+
+
+def _volatility_forecast(options: BacktestOptions) -> Predictions | None:
+    """The --vol-forecast file's predictions, checked: a variance forecast, for a --vol-target on predictions."""
+    if options.vol_forecast is None:
+        return None
+    if options.config.vol_target is None or options.positions is not None:
+        raise UserInputError("--vol-forecast sizes positions to --vol-target: add --vol-target (a per-bar "
+                             "volatility, e.g. 0.005) and trade --predictions or a --checkpoint")
+    from ..predictions import Predictions
+    from ..strategy import forecast_volatility
+
+    forecast = Predictions.from_csv(options.vol_forecast)
+    forecast_volatility(forecast)  # refuses a file without a variance forecast, before the backtest runs
+    return forecast
 
 
 def _instrument(options: BacktestOptions) -> Instrument:

@@ -15,7 +15,7 @@ from .instrument import Instrument
 from .lookahead import LookaheadReport, check_lookahead
 from .plots import buy_and_hold_equity, plot_drawdown, plot_equity, plot_trades, save_report
 from .portfolio import Leg, PortfolioResult, SymbolResult, backtest_portfolio
-from .signals import prediction_score, realized_volatility, signals_from_predictions
+from .signals import forecast_volatility, prediction_score, realized_volatility, signals_from_predictions
 from .stats import (
     BacktestResult,
     annualized_return,
@@ -51,6 +51,7 @@ __all__ = [
     "check_lookahead",
     "compute_result",
     "drawdown_series",
+    "forecast_volatility",
     "funding_per_bar",
     "max_drawdown",
     "max_drawdown_duration",

@@ -20,7 +20,7 @@ from .bars import align_mark, align_positions, funding_per_bar, to_bar_frame, to
 from .config import BacktestConfig
 from .engine import simulate
 from .instrument import Instrument
-from .signals import realized_volatility, signals_from_predictions
+from .signals import forecast_volatility, realized_volatility, signals_from_predictions
 from .stats import BacktestResult, compute_result
 
 __all__ = ["PredictionSource", "Predictor", "backtest_positions", "resolve_predictions", "run_backtest"]
@@ -84,7 +84,8 @@ def resolve_predictions(predictions: pd.Series | pd.DataFrame | Predictions | Pr
 
 def run_backtest(predictions: pd.Series | pd.DataFrame | Predictions | Predictor, klines: Any,
                  config: BacktestConfig | None = None, *, funding_rates: pd.Series | None = None,
-                 mark: Any = None, instrument: Instrument | None = None) -> BacktestResult:
+                 mark: Any = None, instrument: Instrument | None = None,
+                 volatility: pd.Series | Predictions | None = None) -> BacktestResult:
     """Backtest predictions: thresholds (and optional volatility scaling) give target positions, which the
     engine fills at the next bar's open.
 
@@ -100,6 +101,10 @@ def run_backtest(predictions: pd.Series | pd.DataFrame | Predictions | Predictor
         mark: mark-price candles (same forms as `klines`; at least the bars' times): liquidation and funding use
             them; None uses the last price.
         instrument: the symbol's tick, quantity step, minimum order and maintenance margin.
+        volatility: with `config.vol_target`, the per-bar volatility to size by instead of the trailing
+            `realized_volatility(close, config.vol_window)`: a forecast (a Series indexed by bar time, or a volatility
+            model's `Predictions`, see `forecast_volatility`). A forecast made at a bar's close sizes that bar's
+            target and holds until the next forecast; bars before the first are flat.
 
     Returns:
         A `BacktestResult`.
@@ -112,11 +117,19 @@ def run_backtest(predictions: pd.Series | pd.DataFrame | Predictions | Predictor
     bars = to_bar_frame(klines)
     raw = resolve_predictions(predictions, bars)
     raw = raw.set_axis(to_bar_times(raw.index, "predictions"))
-    volatility = None
+    sizing = None
     if config.vol_target is not None:
-        volatility = realized_volatility(bars["close"], config.vol_window)
-    positions = signals_from_predictions(raw, config, volatility)
+        sizing = (realized_volatility(bars["close"], config.vol_window) if volatility is None
+                  else _on_bars(volatility, bars.index))
+    positions = signals_from_predictions(raw, config, sizing)
     return _run(positions, bars, config, funding_rates, mark, instrument, what="predictions")
+
+
+def _on_bars(volatility: pd.Series | Predictions, bars: pd.DatetimeIndex) -> pd.Series:
+    """A volatility forecast on every bar: each forecast from its own bar until the next one."""
+    series = forecast_volatility(volatility) if isinstance(volatility, Predictions) else volatility
+    series = series.set_axis(to_bar_times(series.index, "volatility"))
+    return series.reindex(bars.union(series.index)).ffill().reindex(bars)
 
 
 def _looks_like_a_model(obj: object) -> bool:

@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserInputError
+from ..predictions import LOG_VARIANCE, Predictions
 from .config import BacktestConfig
 
-__all__ = ["prediction_score", "realized_volatility", "signals_from_predictions"]
+__all__ = ["forecast_volatility", "prediction_score", "realized_volatility", "signals_from_predictions"]
 
 _UP_NAMES = ("p_up", "up", "prob_up")
 _DOWN_NAMES = ("p_down", "down", "prob_down")
@@ -58,6 +59,29 @@ def realized_volatility(close: pd.Series, window: int) -> pd.Series:
     """
     log_returns = np.log(close.astype("float64")).diff()
     return log_returns.rolling(window, min_periods=window).std(ddof=1)
+
+
+def forecast_volatility(predictions: Predictions) -> pd.Series:
+    """Per-bar volatility from a volatility model's forecasts, on the forecasts' bars: sqrt(variance / h).
+
+    A realized-vol model forecasts the variance of the sum of the next h one-bar log returns, v = E[sum r^2]; if
+    those returns are uncorrelated, each carries v / h, so a bar's standard deviation is sqrt(v / h), the unit of
+    `BacktestConfig.vol_target` and of `realized_volatility`.
+
+    Args:
+        predictions: `Predictions` with target "log-variance", a `variance` column and a horizon (a realized-vol
+            checkpoint's `predict --all` or walk-forward `predictions.csv`).
+    Raises:
+        UserInputError: predictions of another target, or without variance or horizon.
+    """
+    values = predictions.values
+    if (predictions.target != LOG_VARIANCE or not isinstance(values, pd.DataFrame)
+            or "variance" not in values.columns or not predictions.horizon):
+        raise UserInputError(f"{predictions.source or 'these predictions'} hold no variance forecast: a volatility "
+                             "forecast comes from a --task realized-vol model's predictions (a variance column, "
+                             "target=log-variance and a horizon in the file's metadata line)")
+    variance = values["variance"].astype("float64")
+    return np.sqrt(variance / predictions.horizon).rename("volatility")
 
 
 def signals_from_predictions(predictions: pd.Series | pd.DataFrame, config: BacktestConfig | None = None,
