@@ -4,9 +4,10 @@
 # GARCH(1,1)-t and the naive forecast fitted on the same folds. The bucket count follows the length (2 L / chunk,
 # an average bucket of half a chunk); lengths up to 2 * chunk * rounds run full attention.
 #   bash benchmarks/volatility/run.sh [CANDLES.csv]   (default: $REFORMER_SHARED_DATA/crypto/bybit_BTCUSDT_perp_1h.csv)
-#   OUT=dir LENGTHS="24 168 720 2160 8760" FOLDS=3 FOLD_TEST=91 FOLD_TRAIN=300 ...
+#   OUT=dir LENGTHS="24 168 720 2160 8760" FOLDS=4 FOLD_TEST=91 FOLD_TRAIN=365 FOLD_MODE=expanding ...
 # Runs the longest context on one core and the others, one after another, on the second; then writes
-# OUT/result.json and OUT/qlike_vs_context.png (benchmarks/volatility/summarize.py). About 20 min on 2 cores.
+# OUT/result.json and OUT/qlike_vs_context.png (benchmarks/volatility/summarize.py), and OUT/targeting.json
+# (benchmarks/volatility/targeting.py) for TARGETING_CONTEXT (default 720). About 45 min on 2 cores.
 set -euo pipefail
 if [ $# -ge 1 ]; then
   csv=$1
@@ -27,8 +28,8 @@ one() {  # one context length: its config (bucket count scaled with the length),
   [ "$buckets" -ge 8 ] || buckets=8
   sed -e "s/^n_buckets = .*/n_buckets = $buckets/" "$here/../../configs/btc_vol.toml" > "$out/config_$len.toml"
   OMP_NUM_THREADS=1 reformer train --csv "$csv" --config "$out/config_$len.toml" --seq-len "$len" \
-    --walk-forward "${FOLDS:-3}" --fold-test "${FOLD_TEST:-91}" --fold-train "${FOLD_TRAIN:-300}" \
-    --fold-mode rolling --out "$out/ctx_$len" --force > "$out/ctx_$len.log" 2>&1
+    --walk-forward "${FOLDS:-4}" --fold-test "${FOLD_TEST:-91}" --fold-train "${FOLD_TRAIN:-365}" \
+    --fold-mode "${FOLD_MODE:-expanding}" --out "$out/ctx_$len" --force > "$out/ctx_$len.log" 2>&1
   echo "context $len done: $(tail -n 1 "$out/ctx_$len.log")"
 }
 longest=$(echo "$lengths" | tr ' ' '\n' | sort -n | tail -n 1)
@@ -38,3 +39,4 @@ for len in $lengths; do
 done
 wait
 python3 "$here/summarize.py" "$out" $lengths
+python3 "$here/targeting.py" "$out" "$csv" "${TARGETING_CONTEXT:-720}"
