@@ -15,6 +15,7 @@ from reformer.errors import ConfigError, UserInputError
 from reformer.pipelines import TrainReport, evaluate_crypto, predict_all, predict_latest, train_crypto
 from reformer.pipelines.crypto import predict_all_predictions
 from reformer.pipelines.crypto_folds import FoldSettings, evaluate_walk_forward
+from reformer.pipelines.crypto_vol import hac_lag
 from reformer.pipelines.live import CandlePredictor
 from reformer.pipelines.multi_symbol import train_symbols
 from reformer.predictions import Predictions
@@ -90,7 +91,9 @@ def test_the_evaluation_scores_ln_rv_beside_the_volatility_baselines(report: Tra
     assert {"ridge", "har", "ewma", "garch", "naive"} <= set(evaluation["baselines"])
     assert all(set(scores) >= {"n", "mse_log", "ic"} for scores in evaluation["baselines"].values())
     volatility = evaluation["volatility"]
-    assert volatility["reference"] == "har" and volatility["lag"] == HORIZON - 1
+    # neighbouring test windows share HORIZON - 1 target bars: the HAC lag is at least 2 * HORIZON - 1
+    assert volatility["reference"] == "har" and volatility["lag"] == hac_lag(HORIZON, volatility["n"])
+    assert volatility["lag"] >= 2 * HORIZON - 1
     assert {"model", "ridge", "har", "ewma", "garch", "naive"} <= set(volatility["forecasts"])
     assert "dm_qlike" in volatility["forecasts"]["model"] and "qlike" in volatility["forecasts"]["har"]
     # the checkpoint's own evaluation of the same frame is the one training wrote
@@ -149,6 +152,22 @@ def test_a_walk_forward_scores_each_fold_s_variance_with_its_own_s2(frame: pd.Da
         assert s2 is not None
         np.testing.assert_allclose(rows["variance"], np.exp(rows["prediction"] + s2 / 2), rtol=1e-9)
     assert Predictions.from_csv(tmp_path / "predictions.csv").target == "log-variance"
+
+
+def test_a_walk_forward_with_a_stride_forecasts_every_stride_bars(frame: pd.DataFrame, tmp_path: Path) -> None:
+    """stride = horizon: one forecast per target period, so the windows' targets no longer overlap, and the scores'
+    bootstrap blocks and HAC lag shrink with the overlap."""
+    folds = FoldSettings(n_folds=2, test_windows=8, val_windows=4)
+    report = evaluate_walk_forward(frame, seq_len=SEQ, horizon=HORIZON, folds=folds, model_overrides=TINY,
+                                   train_config=CONFIG, task="realized-vol", out_dir=tmp_path, stride=HORIZON)
+    table = pd.read_csv(tmp_path / "predictions.csv", comment="#")
+    assert len(table) == 16 and report["pooled"]["stride"] == HORIZON
+    assert set(np.diff(table["timestamp"].to_numpy())) == {HORIZON * 3_600_000}  # hourly bars, every HORIZON-th
+    assert report["pooled"]["ic_minus_ridge"]["block"] == 2  # 2 x the overlap of one window
+    volatility = report["pooled"]["volatility"]
+    assert volatility["lag"] == hac_lag(1, volatility["n"]) < 2 * HORIZON - 1  # the rule's floor, not the overlap
+    with pytest.raises(ConfigError, match="stride"):
+        evaluate_walk_forward(frame, seq_len=SEQ, horizon=HORIZON, folds=folds, task="realized-vol", stride=0)
 
 
 def test_a_model_of_several_symbols_is_refused(frame: pd.DataFrame, tmp_path: Path) -> None:
