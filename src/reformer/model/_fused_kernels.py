@@ -45,7 +45,7 @@ def forward(Q, K, V, O, LSE, ROWMAX, LOGSUM, QPOS, KPOS, KVALID, c, ck, e, start
             SPAN: tl.constexpr, BEFORE: tl.constexpr, SELF_OFFSET: tl.constexpr, POS_SELF: tl.constexpr,
             CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr, IEEE: tl.constexpr,
             BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_E: tl.constexpr):
-    j = tl.program_id(0) + start
+    j = tl.program_id(0).to(tl.int64) + start  # int64 offsets: buffers past 2^31 elements
     rows = tl.arange(0, BLOCK_C)
     cols = tl.arange(0, BLOCK_K)
     dims = tl.arange(0, BLOCK_E)
@@ -86,7 +86,7 @@ def backward_kv(Q, K, V, DO, ROWMAX, LOGSUM, DELTA, DK, DV, QPOS, KPOS, KVALID, 
                 SPAN: tl.constexpr, BEFORE: tl.constexpr, SELF_OFFSET: tl.constexpr, POS_SELF: tl.constexpr,
                 CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr, IEEE: tl.constexpr,
                 BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_E: tl.constexpr):
-    i = tl.program_id(0)  # the key chunk this program owns
+    i = tl.program_id(0).to(tl.int64)  # the key chunk this program owns (int64 offsets)
     rows = tl.arange(0, BLOCK_C)
     cols = tl.arange(0, BLOCK_K)
     dims = tl.arange(0, BLOCK_E)
@@ -124,7 +124,7 @@ def backward_q(Q, K, V, DO, ROWMAX, LOGSUM, DELTA, DQ, QPOS, KPOS, KVALID, c, ck
                SPAN: tl.constexpr, BEFORE: tl.constexpr, SELF_OFFSET: tl.constexpr, POS_SELF: tl.constexpr,
                CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr, IEEE: tl.constexpr,
                BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_E: tl.constexpr):
-    j = tl.program_id(0) + start
+    j = tl.program_id(0).to(tl.int64) + start  # int64 offsets: buffers past 2^31 elements
     rows = tl.arange(0, BLOCK_C)
     cols = tl.arange(0, BLOCK_K)
     dims = tl.arange(0, BLOCK_E)
