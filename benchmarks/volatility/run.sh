@@ -5,11 +5,12 @@
 # an average bucket of half a chunk); lengths up to 2 * chunk * rounds run full attention.
 #   bash benchmarks/volatility/run.sh [CANDLES.csv]   (default: $REFORMER_SHARED_DATA/crypto/bybit_BTCUSDT_perp_1h.csv)
 #   OUT=dir LENGTHS="24 168 720 2160 8760" FOLDS=4 FOLD_TEST=91 FOLD_TRAIN=365 FOLD_MODE=expanding ...
-#   POOLING=last ENSEMBLE=3 ATTENTION=full EPOCHS=12 PATIENCE=3 ...   (variants: the head's pooling, models a
+#   POOLING=mean ENSEMBLE=3 ATTENTION=full EPOCHS=12 PATIENCE=3 ...   (variants: the head's pooling, models a
 #   fold scored by their mean forecast, the attention kernel, the training length)
 # Runs the longest context on one core and the others, one after another, on the second; then writes
 # OUT/result.json and OUT/qlike_vs_context.png (benchmarks/volatility/summarize.py), and OUT/targeting.json
-# (benchmarks/volatility/targeting.py) for TARGETING_CONTEXT (default 720). About 45 min on 2 cores.
+# (benchmarks/volatility/targeting.py) for TARGETING_CONTEXT (default 720). About 80 min on 2 cores, the
+# one-year context alone on one of them.
 set -euo pipefail
 if [ $# -ge 1 ]; then
   csv=$1
@@ -28,7 +29,7 @@ mkdir -p "$out"
 one() {  # one context length: its config (bucket count scaled with the length), its walk-forward
   local len=$1 buckets=$(( ($1 / 64) * 2 ))
   [ "$buckets" -ge 8 ] || buckets=8
-  sed -e "s/^n_buckets = .*/n_buckets = $buckets/" -e "s/^pooling = .*/pooling = \"${POOLING:-mean}\"/" \
+  sed -e "s/^n_buckets = .*/n_buckets = $buckets/" -e "s/^pooling = .*/pooling = \"${POOLING:-last}\"/" \
     -e "s/^attention_type = .*/attention_type = \"${ATTENTION:-lsh}\"/" -e "s/^epochs = .*/epochs = ${EPOCHS:-4}/" \
     -e "s/^patience = .*/patience = ${PATIENCE:-2}/" "$here/../../configs/btc_vol.toml" > "$out/config_$len.toml"
   OMP_NUM_THREADS=1 reformer train --csv "$csv" --config "$out/config_$len.toml" --seq-len "$len" \
