@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -45,6 +44,8 @@ from reformer.model.fused import KERNEL_ENV
 from reformer.model.lsh import hash_vectors, lsh_attention, rotation_columns
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+os.environ.setdefault("CUDA_CHECK_DEVICE", DEVICE.type)  # cuda_check's timer then times this device
+from cuda_check import _cuda_time  # noqa: E402 - beside this script; reads the device above
 
 
 def compare_config(length: int) -> ReformerConfig:
@@ -57,30 +58,8 @@ def compare_config(length: int) -> ReformerConfig:
 
 
 def timed(fn: Callable[[], Any], reps: int = 5, warmup: int = 2) -> dict[str, float]:
-    """Median and minimum seconds of `fn` and, on a GPU, its peak allocated memory in MB."""
-    for _ in range(warmup):
-        fn()
-    on_gpu = DEVICE.type == "cuda"
-    if on_gpu:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(reps):
-        if on_gpu:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end) / 1000)
-        else:
-            began = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - began)
-    out = {"median_s": statistics.median(times), "min_s": min(times)}
-    if on_gpu:
-        out["peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    return out
+    """Median and minimum seconds of `fn` and, on a GPU, its peak allocated memory in MB (`cuda_check`'s timer)."""
+    return _cuda_time(fn, warmup=warmup, reps=reps)
 
 
 def with_kernel(kernel: str, fn: Callable[[], Any]) -> Callable[[], Any]:
