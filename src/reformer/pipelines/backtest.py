@@ -29,6 +29,7 @@ from .backtest_inputs import (
     mark_on_bars,
     positions_on_bars,
     stored_market,
+    volatility_forecast,
 )
 from .portfolio import PortfolioRun, portfolio_run
 
@@ -274,7 +275,7 @@ def backtest_run(options: BacktestOptions, *, say: Callable[[str], None] | None 
         mark = mark if options.mark_csv is not None else stored.mark
         if instrument.maintenance_margin_rate is None:
             instrument = dataclasses.replace(instrument, maintenance_margin_rate=stored.maintenance_margin_rate)
-    volatility = _volatility_forecast(options)
+    volatility = volatility_forecast(options.vol_forecast, options.config, options.positions is not None)
     inputs = {"funding_rates": rates, "instrument": instrument,
               "mark": None if mark is None else mark_on_bars(mark, frame, str(options.mark_csv or "the store"))}
     if options.positions is not None:
@@ -288,21 +289,6 @@ def backtest_run(options: BacktestOptions, *, say: Callable[[str], None] | None 
     if options.out is None:
         return run
     return dataclasses.replace(run, written=save_report(result, frame, options.out, run.extra))
-
-
-def _volatility_forecast(options: BacktestOptions) -> Predictions | None:
-    """The --vol-forecast file's predictions, checked: a variance forecast, for a --vol-target on predictions."""
-    if options.vol_forecast is None:
-        return None
-    if options.config.vol_target is None or options.positions is not None:
-        raise UserInputError("--vol-forecast sizes positions to --vol-target: add --vol-target (a per-bar "
-                             "volatility, e.g. 0.005) and trade --predictions or a --checkpoint")
-    from ..predictions import Predictions
-    from ..strategy import forecast_volatility
-
-    forecast = Predictions.from_csv(options.vol_forecast)
-    forecast_volatility(forecast)  # refuses a file without a variance forecast, before the backtest runs
-    return forecast
 
 
 def _instrument(options: BacktestOptions) -> Instrument:

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserInputError
-from ..strategy import BacktestConfig
+from ..predictions import Predictions
+from ..strategy import BacktestConfig, forecast_volatility
 from ..strategy.io import check_bar_times, read_positions_csv
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "mark_on_bars",
     "positions_on_bars",
     "stored_market",
+    "volatility_forecast",
     "within_range",
 ]
 
@@ -195,3 +197,15 @@ def check_interval(expected: str | None, candles: str | None, subject: str, from
     fix = f"a CSV of {words} candles" if from_csv else f"--interval {expected}"
     raise UserInputError(f"the candles are {shown}, but {subject} {words} bars (interval {expected}): backtest on "
                          f"{words} candles ({fix})")
+
+
+def volatility_forecast(path: Path | None, config: BacktestConfig, positions_given: bool) -> Predictions | None:
+    """A --vol-forecast file's predictions, checked: a variance forecast, for a --vol-target on predictions."""
+    if path is None:
+        return None
+    if config.vol_target is None or positions_given:
+        raise UserInputError("--vol-forecast sizes positions to --vol-target: add --vol-target (a per-bar "
+                             "volatility, e.g. 0.005) and trade --predictions or a --checkpoint")
+    forecast = Predictions.from_csv(path)
+    forecast_volatility(forecast)  # refuses a file without a variance forecast, before the backtest runs
+    return forecast

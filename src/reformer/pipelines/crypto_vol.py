@@ -34,7 +34,6 @@ Shape legend: w windows.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
@@ -99,27 +98,11 @@ def _classical(frame: pd.DataFrame, horizon: int, train_rows: np.ndarray, test_r
                ) -> dict[str, np.ndarray]:
     """`training.volatility.volatility_baselines` at the test windows' end bars, fitted on the training windows'
     (whose targets all close before the first test bar: the embargo). When one of them cannot be fitted (HAR's
-    monthly regressor needs 30 h bars of history, GARCH 100 training returns and the `arch` package) the others
-    are kept."""
+    monthly regressor needs 30 h bars of history, GARCH 100 training returns) the others are kept."""
     from reformer.training import volatility
 
     r = log_returns(frame["close"].to_numpy(dtype=np.float64))
-    try:
-        return volatility.volatility_baselines(r, horizon, train_rows, test_rows)
-    except (UserInputError, ImportError):
-        pass
-    forecasts: dict[str, np.ndarray] = {}
-    with contextlib.suppress(UserInputError):
-        regressors = volatility.har_regressors(r, horizon)  # (n, 3)
-        target = volatility.realized_variance(r, horizon)[train_rows]
-        har = volatility.HarRV().fit(regressors[train_rows], np.log(np.where(target > 0, target, np.nan)))
-        forecasts.update(har=har.predict_variance(regressors[test_rows]),
-                         har_log=har.predict_log(regressors[test_rows]))
-    forecasts.update(ewma=volatility.ewma_variance(r, horizon)[test_rows],
-                     naive=volatility.naive_variance(r, horizon)[test_rows])
-    with contextlib.suppress(UserInputError, ImportError):
-        forecasts["garch"] = volatility.garch_t_variance(r, horizon, int(train_rows.max()))[test_rows]
-    return forecasts
+    return volatility.volatility_baselines(r, horizon, train_rows, test_rows, skip_unfittable=True)
 
 
 def vol_forecasts(model: ReformerModel, data: CryptoData, frame: pd.DataFrame, device: str | torch.device,

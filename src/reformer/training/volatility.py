@@ -319,7 +319,7 @@ def _rows(name: str, rows: object, n: int) -> np.ndarray:
 
 
 def volatility_baselines(r: object, horizon: int, train_rows: object, eval_rows: object,
-                         lam: float = 0.94) -> dict[str, np.ndarray]:
+                         lam: float = 0.94, *, skip_unfittable: bool = False) -> dict[str, np.ndarray]:
     """Variance forecasts of the baselines at `eval_rows`, each `[len(eval_rows)]`.
 
     Args:
@@ -332,6 +332,8 @@ def volatility_baselines(r: object, horizon: int, train_rows: object, eval_rows:
             should satisfy t >= max(train_rows) + H, so no HAR training target reaches past t; the caller keeps
             that gap (it is not enforced, so in-sample fits can be scored too).
         lam: the EWMA decay.
+        skip_unfittable: leave out HAR or GARCH when the training data are too short to fit it (HAR needs 5
+            rows with a month of history, GARCH `MIN_GARCH_TRAIN` returns) instead of raising `UserInputError`.
 
     Returns: "har" (with the log-normal correction), "har_log" (its uncorrected log forecast, the one to score
     with a loss on logs; a log, not a variance), "ewma", "garch", "naive".
@@ -340,13 +342,19 @@ def volatility_baselines(r: object, horizon: int, train_rows: object, eval_rows:
     h = _positive("horizon", horizon)
     tr = _rows("train_rows", train_rows, x.size)
     ev = _rows("eval_rows", eval_rows, x.size)
-    regs = har_regressors(x, h)  # (n, 3)
-    log_rv = _safe_log(realized_variance(x, h))
-    har = HarRV().fit(regs[tr], log_rv[tr])
-    return {
-        "har": har.predict_variance(regs[ev]),
-        "har_log": har.predict_log(regs[ev]),
-        "ewma": ewma_variance(x, h, lam)[ev],
-        "garch": garch_t_variance(x, h, int(tr.max()))[ev],
-        "naive": naive_variance(x, h)[ev],
-    }
+    out: dict[str, np.ndarray] = {}
+    try:
+        regs = har_regressors(x, h)  # (n, 3)
+        har = HarRV().fit(regs[tr], _safe_log(realized_variance(x, h))[tr])
+        out.update(har=har.predict_variance(regs[ev]), har_log=har.predict_log(regs[ev]))
+    except UserInputError:
+        if not skip_unfittable:
+            raise
+    out["ewma"] = ewma_variance(x, h, lam)[ev]
+    try:
+        out["garch"] = garch_t_variance(x, h, int(tr.max()))[ev]
+    except UserInputError:
+        if not skip_unfittable:
+            raise
+    out["naive"] = naive_variance(x, h)[ev]
+    return out
