@@ -20,6 +20,7 @@ assert torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
 
 from reformer import ReformerConfig, ReformerModel  # noqa: E402
 from reformer.errors import ConfigError  # noqa: E402
+from reformer.model import fused_lsh  # noqa: E402
 from reformer.model.attention import kernel_in_use  # noqa: E402
 from reformer.model.chunked import window_attention  # noqa: E402
 from reformer.model.fused import KERNEL_ENV, use_fused  # noqa: E402
@@ -115,6 +116,38 @@ def test_fused_bfloat16_is_as_close_as_the_reference_in_bfloat16(kind: str, chun
         error = _relative(got, want)
         assert error < 4 * unit, name
         assert error < 2 * _relative(ref, want) + unit, name
+
+
+@pytest.mark.parametrize("case", ["one chunk", "uneven tiles", "strided", "int64 offsets"])
+def test_fused_lsh_edge_shapes_equal_the_reference(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The LSH kernels read rows through the sorted order from (b, h, l, e) tensors as the model hands them over:
+    a single chunk per round (no look-back), a chunk and head size that fill no power-of-two tile, a view with the
+    model's (b, l, h, e) strides, and int64 offsets (what lengths past int32's reach take)."""
+    b, h, rounds, chunk, n, e = 2, 2, 3, 32, 3, 16
+    if case == "one chunk":
+        n = 1
+    if case == "uneven tiles":
+        chunk, e = 24, 20
+    if case == "int64 offsets":
+        monkeypatch.setattr(fused_lsh, "_NARROW_LIMIT", 0)
+    l = n * chunk
+    gen = torch.Generator().manual_seed(5)
+    qk64 = torch.randn(b, l, h, e, generator=gen, dtype=torch.float64).transpose(1, 2)  # (b, h, l, e) view
+    v64 = torch.randn(b, l, h, e, generator=gen, dtype=torch.float64).transpose(1, 2)
+    if case != "strided":
+        qk64, v64 = qk64.contiguous(), v64.contiguous()
+    upstream = torch.randn(b, h, l, e, generator=gen, dtype=torch.float64)
+    valid = torch.ones(b, l, dtype=torch.bool)
+    valid[0, l - chunk // 2:] = False
+    buckets = hash_vectors(qk64, torch.randn(h, e, rounds, rotation_columns(4), generator=gen), 4, valid)
+    runs = []
+    for dtype, fused in ((torch.float64, False), (torch.float32, True)):
+        qk, v = qk64.to(dtype).detach().requires_grad_(True), v64.to(dtype).detach().requires_grad_(True)
+        assert qk.is_contiguous() == (case != "strided")
+        out = lsh_attention(qk, v, buckets, chunk, valid, causal=True, fused=fused)[0]
+        runs.append([out.detach(), *torch.autograd.grad((out.double() * upstream).sum(), [qk, v])])
+    for name, got, want in zip(("out", "d_qk", "d_v"), runs[1], runs[0], strict=True):
+        assert _relative(got, want) < 1e-5, name
 
 
 def test_window_lse_and_a_fully_masked_row_match_exact_arithmetic() -> None:

@@ -14,17 +14,16 @@ _MASKED = tl.constexpr(MASKED)
 
 
 @triton.jit
-def _mm(a, b, IEEE: tl.constexpr):
-    # float32 tiles multiply in full float32 ("ieee"), not TF32, whose 10-bit mantissa would cost the 1e-5 match
-    # with the reference; other dtypes take Triton's default
-    return tl.dot(a, b, input_precision="ieee" if IEEE else None)
+def _mm(a, b, F32_DOT: tl.constexpr):
+    # float32 tiles multiply as `fused.f32_dot` says (None for 16-bit tiles: tensor cores, float32 accumulation)
+    return tl.dot(a, b, input_precision=F32_DOT)
 
 
 @triton.jit
-def scores(q, k, q_pos, KPOS, KVALID, kc, t, rows, cols, ck, IEEE: tl.constexpr, SELF_OFFSET: tl.constexpr,
+def scores(q, k, q_pos, KPOS, KVALID, kc, t, rows, cols, ck, F32_DOT: tl.constexpr, SELF_OFFSET: tl.constexpr,
            POS_SELF: tl.constexpr, CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr):
     # (C, K) float32 logits of one query chunk against key chunk kc, the t-th of its window
-    s = _mm(q, tl.trans(k), IEEE)
+    s = _mm(q, tl.trans(k), F32_DOT)
     col_ok = cols < ck
     if POS_SELF or CAUSAL:
         k_pos = tl.load(KPOS + kc * ck + cols, mask=col_ok, other=-1)
@@ -43,7 +42,7 @@ def scores(q, k, q_pos, KPOS, KVALID, kc, t, rows, cols, ck, IEEE: tl.constexpr,
 @triton.jit
 def forward(Q, K, V, O, LSE, ROWMAX, LOGSUM, QPOS, KPOS, KVALID, c, ck, e, start,
             SPAN: tl.constexpr, BEFORE: tl.constexpr, SELF_OFFSET: tl.constexpr, POS_SELF: tl.constexpr,
-            CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr, IEEE: tl.constexpr,
+            CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr, F32_DOT: tl.constexpr,
             BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_E: tl.constexpr):
     j = tl.program_id(0).to(tl.int64) + start  # int64 offsets: buffers past 2^31 elements
     rows = tl.arange(0, BLOCK_C)
@@ -64,13 +63,13 @@ def forward(Q, K, V, O, LSE, ROWMAX, LOGSUM, QPOS, KPOS, KVALID, c, ck, e, start
         kv_mask = (cols < ck)[:, None] & dim_ok[None, :]
         k = tl.load(K + (kc * ck + cols[:, None]) * e + dims[None, :], mask=kv_mask, other=0.0)
         v = tl.load(V + (kc * ck + cols[:, None]) * e + dims[None, :], mask=kv_mask, other=0.0)
-        s = scores(q, k, q_pos, KPOS, KVALID, kc, t, rows, cols, ck, IEEE, SELF_OFFSET, POS_SELF, CAUSAL,
+        s = scores(q, k, q_pos, KPOS, KVALID, kc, t, rows, cols, ck, F32_DOT, SELF_OFFSET, POS_SELF, CAUSAL,
                    HAS_VALID)
         m_new = tl.maximum(m_i, tl.max(s, 1))
         alpha = tl.exp(m_i - m_new)
         p = tl.exp(s - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + _mm(p.to(v.dtype), v, IEEE)
+        acc = acc * alpha[:, None] + _mm(p.to(v.dtype), v, F32_DOT)
         m_i = m_new
     out = acc / l_i[:, None]
     tl.store(O + (j * c + rows[:, None]) * e + dims[None, :], out.to(O.dtype.element_ty),
@@ -84,7 +83,7 @@ def forward(Q, K, V, O, LSE, ROWMAX, LOGSUM, QPOS, KPOS, KVALID, c, ck, e, start
 @triton.jit
 def backward_kv(Q, K, V, DO, ROWMAX, LOGSUM, DELTA, DK, DV, QPOS, KPOS, KVALID, c, ck, e, start, stop,
                 SPAN: tl.constexpr, BEFORE: tl.constexpr, SELF_OFFSET: tl.constexpr, POS_SELF: tl.constexpr,
-                CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr, IEEE: tl.constexpr,
+                CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr, F32_DOT: tl.constexpr,
                 BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_E: tl.constexpr):
     i = tl.program_id(0).to(tl.int64)  # the key chunk this program owns (int64 offsets)
     rows = tl.arange(0, BLOCK_C)
@@ -109,20 +108,20 @@ def backward_kv(Q, K, V, DO, ROWMAX, LOGSUM, DELTA, DK, DV, QPOS, KPOS, KVALID, 
             q_pos = rows
             if POS_SELF or CAUSAL:
                 q_pos = tl.load(QPOS + j * c + rows, mask=row_ok, other=0)
-            s = scores(q, k, q_pos, KPOS, KVALID, i, t, rows, cols, ck, IEEE, SELF_OFFSET, POS_SELF, CAUSAL,
+            s = scores(q, k, q_pos, KPOS, KVALID, i, t, rows, cols, ck, F32_DOT, SELF_OFFSET, POS_SELF, CAUSAL,
                        HAS_VALID)
             p = tl.where(row_ok[:, None], tl.exp((s - row_max[:, None]) - log_sum[:, None]), 0.0)  # (C, K)
-            dv += _mm(tl.trans(p.to(d_o.dtype)), d_o, IEEE)
-            dp = _mm(d_o, tl.trans(v), IEEE)
+            dv += _mm(tl.trans(p.to(d_o.dtype)), d_o, F32_DOT)
+            dp = _mm(d_o, tl.trans(v), F32_DOT)
             ds = p * (dp - delta[:, None])
-            dk += _mm(tl.trans(ds.to(q.dtype)), q, IEEE)
+            dk += _mm(tl.trans(ds.to(q.dtype)), q, F32_DOT)
     tl.store(DK + (i * ck + cols[:, None]) * e + dims[None, :], dk.to(DK.dtype.element_ty), mask=kv_mask)
     tl.store(DV + (i * ck + cols[:, None]) * e + dims[None, :], dv.to(DV.dtype.element_ty), mask=kv_mask)
 
 @triton.jit
 def backward_q(Q, K, V, DO, ROWMAX, LOGSUM, DELTA, DQ, QPOS, KPOS, KVALID, c, ck, e, start,
                SPAN: tl.constexpr, BEFORE: tl.constexpr, SELF_OFFSET: tl.constexpr, POS_SELF: tl.constexpr,
-               CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr, IEEE: tl.constexpr,
+               CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr, F32_DOT: tl.constexpr,
                BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_E: tl.constexpr):
     j = tl.program_id(0).to(tl.int64) + start  # int64 offsets: buffers past 2^31 elements
     rows = tl.arange(0, BLOCK_C)
@@ -145,10 +144,10 @@ def backward_q(Q, K, V, DO, ROWMAX, LOGSUM, DELTA, DQ, QPOS, KPOS, KVALID, c, ck
         kv_mask = (cols < ck)[:, None] & dim_ok[None, :]
         k = tl.load(K + (kc * ck + cols[:, None]) * e + dims[None, :], mask=kv_mask, other=0.0)
         v = tl.load(V + (kc * ck + cols[:, None]) * e + dims[None, :], mask=kv_mask, other=0.0)
-        s = scores(q, k, q_pos, KPOS, KVALID, kc, t, rows, cols, ck, IEEE, SELF_OFFSET, POS_SELF, CAUSAL,
+        s = scores(q, k, q_pos, KPOS, KVALID, kc, t, rows, cols, ck, F32_DOT, SELF_OFFSET, POS_SELF, CAUSAL,
                    HAS_VALID)
         p = tl.exp((s - row_max[:, None]) - log_sum[:, None])
-        dp = _mm(d_o, tl.trans(v), IEEE)
+        dp = _mm(d_o, tl.trans(v), F32_DOT)
         ds = p * (dp - delta[:, None])
-        dq += _mm(ds.to(k.dtype), k, IEEE)
+        dq += _mm(ds.to(k.dtype), k, F32_DOT)
     tl.store(DQ + (j * c + rows[:, None]) * e + dims[None, :], dq.to(DQ.dtype.element_ty), mask=q_mask)

@@ -39,8 +39,8 @@ import torch
 from .fused import window_attention_fused
 from .masking import MASKED, SELF_PENALTY
 
-__all__ = ["block_elements", "chunk_attention", "chunk_scores", "keep_probabilities", "window_attention",
-           "window_view"]
+__all__ = ["block_elements", "chunk_attention", "chunk_scores", "compute_dtype", "keep_probabilities",
+           "window_attention", "window_view"]
 
 # elements of one block's (chunks, c, w) score tensor: 2**20 float32 = 4 MiB, inside L3; against blocks of 2**18 and
 # 2**19 elements it makes the seq_len-8760 eval forward 8% faster on 2 threads (15% under bfloat16 autocast) and an
@@ -233,6 +233,18 @@ class _WindowAttention(torch.autograd.Function):
         return dq, dk, dv, None, None, None, None, None, None, None
 
 
+def compute_dtype(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.dtype:
+    """The one dtype window attention computes q, k and v in.
+
+    One dtype, because the backward runs without autocast. Under autocast they can differ: CUDA's runs F.normalize
+    in float32, so the unit keys arrive in float32 beside bfloat16 queries. Under autocast the three take its
+    dtype, as its matrix products would; otherwise the widest of the three.
+    """
+    if torch.is_autocast_enabled(q.device.type) and q.dtype in (torch.float32, torch.bfloat16, torch.float16):
+        return torch.get_autocast_dtype(q.device.type)
+    return torch.promote_types(torch.promote_types(q.dtype, k.dtype), v.dtype)
+
+
 def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: torch.Tensor | None,
                      k_pos: torch.Tensor | None, key_valid: torch.Tensor | None, before: int, after: int,
                      causal: bool = False, self_offset: int | None = None, fused: bool = False
@@ -256,13 +268,7 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: t
     def ready(t: torch.Tensor | None) -> torch.Tensor | None:
         return None if t is None else t.contiguous()
 
-    # One dtype for q, k and v, because the backward runs without autocast. Under autocast they can differ: CUDA's
-    # runs F.normalize in float32, so the unit keys arrive in float32 beside bfloat16 queries. Under autocast the
-    # three take its dtype, as its matrix products would; otherwise the widest of the three.
-    if torch.is_autocast_enabled(q.device.type) and q.dtype in (torch.float32, torch.bfloat16, torch.float16):
-        dtype = torch.get_autocast_dtype(q.device.type)
-    else:
-        dtype = torch.promote_types(torch.promote_types(q.dtype, k.dtype), v.dtype)
+    dtype = compute_dtype(q, k, v)
     q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
     if fused and dtype != torch.float64:  # the fused kernels accumulate in float32: float64 stays exact here
         return window_attention_fused(q, k, v, q_pos, k_pos, key_valid, before, after, causal, self_offset)

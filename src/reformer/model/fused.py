@@ -7,9 +7,12 @@ The same computation as `chunked.window_attention` (query chunk j attends to key
 of the flat buffer; the self penalty, the causal mask on original positions and the padding mask exactly as
 `chunked.chunk_scores`), but where the reference walks over blocks of chunks with a handful of PyTorch kernels
 each (scores, masks, exponentials, sums, products), every step here runs inside one kernel per pass, on tiles
-held in registers and shared memory. LSH passes each round's sorted chunks (one look-back chunk in front of
-each round), local attention its chunks with one padding chunk at each end of every head, so both are windows
-of neighbouring chunks of one buffer.
+held in registers and shared memory. Local attention passes its chunks with one padding chunk at each end of
+every head, so that its windows are runs of neighbouring chunks of one buffer. (LSH attention has kernels of
+its own, `fused_lsh.py`, which read the rows through the sorted order instead of from a sorted copy.)
+
+This module also holds what both families share: the dispatch (`use_fused`), the float32 product mode
+(`f32_dot`) and the autotuning (`tuned`).
 
 Forward, per query chunk, by the online softmax (Milakov and Gimelshein 2018; FlashAttention, Dao et al. 2022),
 over the key chunks t = 0 .. s-1 of its window:
@@ -43,8 +46,8 @@ import torch
 
 from ..errors import ConfigError
 
-__all__ = ["KERNEL_ENV", "fused_supported", "interpreter_active", "triton_available", "use_fused",
-           "window_attention_fused"]
+__all__ = ["KERNEL_ENV", "f32_dot", "fused_supported", "interpreter_active", "triton_available", "tuned",
+           "use_fused", "window_attention_fused"]
 
 # widest head dimension the kernels hold in one tile (the project's configurations use 16 .. 64)
 _MAX_HEAD_DIM = 256
@@ -99,6 +102,42 @@ def use_fused(setting: str, device: torch.device, head_dim: int, chunk_size: int
     return device.type == "cuda" and reason is None
 
 
+# (warps, pipeline stages) tried on a GPU: 4 warps leave the LSH backward a few spilled registers at chunk 64, 8 none
+_TUNE_CONFIGS = ((4, 1), (4, 2), (8, 1), (8, 2))
+
+
+def tuned(kernel: Any, key: list[str]) -> Any:
+    """`kernel` autotuned on a GPU over `_TUNE_CONFIGS`, timed once per value of the `key` arguments and the
+    argument dtypes; under the interpreter, which has neither warps nor stages, the kernel itself.
+
+    Every configuration computes the same outputs by plain stores (no accumulation into its outputs), so the
+    timing runs leave nothing behind, and once chosen a configuration stays: a reversible backward's recomputed
+    forward runs the one its forward ran.
+    """
+    if interpreter_active():
+        return kernel
+    import triton
+
+    configs = [triton.Config({}, num_warps=warps, num_stages=stages) for warps, stages in _TUNE_CONFIGS]
+    return triton.autotune(configs=configs, key=key)(kernel)
+
+
+def f32_dot(dtype: torch.dtype, device: torch.device) -> str | None:
+    """How the kernels multiply float32 tiles (None for 16-bit ones).
+
+    "tf32x3" on GPUs with TF32 tensor cores (compute capability 8.0 on): each operand is split into a TF32 value
+    and its TF32 remainder and three tensor-core products are summed, about float32's accuracy (plain TF32 keeps
+    10 mantissa bits and would cost the 1e-5 match with the reference). The alternative, "ieee", multiplies on
+    the ordinary float32 units, and at chunk 64 its tiles spill registers to memory in every kernel
+    (`benchmarks/gpu/compile_check.py`). Older GPUs and the interpreter use "ieee".
+    """
+    if dtype != torch.float32:
+        return None
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0):
+        return "tf32x3"
+    return "ieee"
+
+
 def _tile(n: int) -> int:
     """Tile extent for n rows or columns: a power of two of at least 16 (`tl.dot`'s smallest operand)."""
     return max(16, 1 << (max(1, n) - 1).bit_length())
@@ -116,7 +155,7 @@ def _launch_args(q: torch.Tensor, k: torch.Tensor, before: int, after: int, caus
     c, e, ck = q.shape[1], q.shape[2], k.shape[1]
     return {"SPAN": before + 1 + after, "BEFORE": before, "SELF_OFFSET": -1 if self_offset is None else self_offset,
             "POS_SELF": self_offset is None, "CAUSAL": causal, "HAS_VALID": has_valid,
-            "IEEE": q.dtype == torch.float32, "BLOCK_C": _tile(c), "BLOCK_K": _tile(ck), "BLOCK_E": _tile(e)}
+            "F32_DOT": f32_dot(q.dtype, q.device), "BLOCK_C": _tile(c), "BLOCK_K": _tile(ck), "BLOCK_E": _tile(e)}
 
 
 def _placeholder(t: torch.Tensor | None, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from .chunked import block_elements, chunk_scores, window_attention, window_view
+from .chunked import block_elements, chunk_scores, compute_dtype, window_attention, window_view
+from .fused_lsh import lsh_attention_fused
 from .masking import AttentionMap, normalize_keys
 
 __all__ = ["FACTOR_ABOVE", "bucket_dtype", "bucket_factors", "hash_vectors", "lsh_attention", "rotation_columns",
@@ -192,7 +193,8 @@ def lsh_attention(
         valid: (b, l) bool, True for real positions; None = all real.
         causal: mask keys whose original position is after the query's.
         return_map: also return the sparse `AttentionMap` (original order, round weights folded in).
-        fused: attend within the chunks with the fused Triton kernels (`fused.py`).
+        fused: attend with the fused Triton kernels (`fused_lsh.py`; the map, when asked for, comes from this
+            path).
     Returns:
         out (b, h, l, e) and the map or None.
     """
@@ -202,8 +204,11 @@ def lsh_attention(
     # Heads are independent: a few at a time keeps every (b, g, r, l, e) intermediate a few MiB. Large fresh
     # tensors cost page faults on every allocation (glibc returns them to the OS on free), which measured
     # ~40 % of a long forward pass; small ones are recycled from the heap. Each group is its own graph node.
-    group = max(1, _group_elements(qk.device) // max(1, b * r * l * e))
     wrap = wrap_chunks(valid, l, chunk_size)  # once per call: the same for every head group
+    # the fused kernels accumulate in float32: float64 stays on the exact reference path
+    if fused and not return_map and compute_dtype(qk, qk, v) != torch.float64:
+        return _lsh_fused(qk, v, buckets, chunk_size, valid, wrap, causal), None
+    group = max(1, _group_elements(qk.device) // max(1, b * r * l * e))
     if group >= h:
         return _lsh_heads(qk, v, buckets, chunk_size, valid, wrap, causal, return_map, fused)
     outs, maps = [], []
@@ -218,6 +223,16 @@ def lsh_attention(
     merged = AttentionMap(indices=torch.cat([m.indices for m in maps if m is not None], dim=1),
                           weights=torch.cat([m.weights for m in maps if m is not None], dim=1), length=l)
     return torch.cat(outs, dim=1), merged
+
+
+def _lsh_fused(qk: torch.Tensor, v: torch.Tensor, buckets: torch.Tensor, chunk_size: int,
+               valid: torch.Tensor | None, wrap: torch.Tensor | None, causal: bool) -> torch.Tensor:
+    """`lsh_attention` through `fused_lsh`: no sorted copies, every head at once. (b, h, l, e) -> (b, h, l, e)."""
+    dtype = compute_dtype(qk, qk, v)
+    out_r, lse_r = lsh_attention_fused(qk.to(dtype), v.to(dtype), sort_by_bucket(buckets), wrap, valid,
+                                       chunk_size, causal)  # (b, h, r, l, e), (b, h, r, l)
+    round_weights = torch.softmax(lse_r, dim=2)  # (b, h, r, l)
+    return (out_r * round_weights.unsqueeze(-1).to(out_r.dtype)).sum(dim=2)
 
 
 def _lsh_heads(qk: torch.Tensor, v: torch.Tensor, buckets: torch.Tensor, chunk_size: int,

@@ -1,0 +1,204 @@
+"""The Triton kernels behind `fused_lsh.py` (see its docstring for the computation); imported only on first use.
+
+Shape legend: C rows of a tile (the chunk size rounded up to a power of two of at least 16), E the head
+dimension's tile; c, e the true sizes, masked at the tile edges. A "row" of the grid is one (batch, head, round);
+positions are original sequence positions, read from the round's sorted order IDX (b*h*r, l).
+
+Offsets: each program's (batch, head, round) bases are int64 scalars; within them, tile offsets are computed in
+the positions' dtype, int32 wherever the launcher found they fit, else int64: registers are these kernels'
+tightest resource (`benchmarks/gpu/compile_check.py` counts them), and 64-bit offset tiles take twice as many.
+"""
+
+import triton
+import triton.language as tl
+
+from ._fused_kernels import _mm
+from .masking import _KEY_EPS, MASKED, SELF_PENALTY
+
+_PENALTY = tl.constexpr(SELF_PENALTY)
+_MASKED_LOGIT = tl.constexpr(MASKED)
+_EPS = tl.constexpr(_KEY_EPS)
+
+
+@triton.jit
+def _previous(chunk, WRAP, batch, n, HAS_WRAP: tl.constexpr):
+    # the chunk that `chunk` looks back at: the one before it, and for chunk 0 the round's last chunk (or the
+    # batch row's last chunk of real keys, `lsh.wrap_chunks`)
+    last = n - 1
+    if HAS_WRAP:
+        last = tl.load(WRAP + batch)
+    return tl.where(chunk == 0, last, chunk - 1)
+
+
+@triton.jit
+def _load_rows(BASE, stride, pos, rows_ok, dims, dims_ok):
+    # (C, E) rows of one (batch, head)'s (l, e) matrix at original positions `pos`
+    return tl.load(BASE + pos[:, None] * stride + dims[None, :], mask=rows_ok[:, None] & dims_ok[None, :],
+                   other=0.0)
+
+
+@triton.jit
+def _unit(x):
+    # k = x / max(||x||, eps) row by row in float32, and the clamped norm: `masking.normalize_keys`
+    x32 = x.to(tl.float32)
+    norm = tl.maximum(tl.sqrt(tl.sum(x32 * x32, 1)), _EPS)
+    return x32 / norm[:, None], norm
+
+
+@triton.jit
+def _logits(q, k, q_pos, k_pos, VALID_ROW, cols_ok, F32_DOT: tl.constexpr, CAUSAL: tl.constexpr,
+            HAS_VALID: tl.constexpr):
+    # (C, C) float32 masked logits: the self penalty, then the causal and padding masks (`masking.mask_logits`)
+    s = _mm(q, tl.trans(k), F32_DOT)
+    s = tl.where(q_pos[:, None] == k_pos[None, :], s + _PENALTY, s)
+    if CAUSAL:
+        s = tl.where(k_pos[None, :] > q_pos[:, None], _MASKED_LOGIT, s)
+    if HAS_VALID:
+        ok = tl.load(VALID_ROW + k_pos, mask=cols_ok, other=0)
+        s = tl.where(ok[None, :] != 0, s, _MASKED_LOGIT)
+    return tl.where(cols_ok[None, :], s, float("-inf"))  # tile columns past the chunk are not keys
+
+
+@triton.jit
+def lsh_forward(QK, V, IDX, WRAP, VALID, O, ROWMAX, LOGSUM, L, n, H, R, c, e,
+                s_qb, s_qh, s_ql, s_vb, s_vh, s_vl,
+                LOOK_BACK: tl.constexpr, HAS_WRAP: tl.constexpr, CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr,
+                F32_DOT: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_E: tl.constexpr):
+    j = tl.program_id(0)  # the query chunk, in the round's sorted order
+    row = tl.program_id(1).to(tl.int64)  # (batch * H + head) * R + round; int64 scalar bases
+    batch, head = row // R // H, (row // R) % H
+    qk_base = QK + batch * s_qb + head * s_qh
+    v_base = V + batch * s_vb + head * s_vh
+    order = IDX + row * L
+    valid_row = VALID + batch * L
+    rows = tl.arange(0, BLOCK_C)
+    dims = tl.arange(0, BLOCK_E)
+    rows_ok = rows < c
+    dims_ok = dims < e
+    q_pos = tl.load(order + j * c + rows, mask=rows_ok, other=0)
+    q = _load_rows(qk_base, s_ql, q_pos, rows_ok, dims, dims_ok)
+    m_i = tl.full([BLOCK_C], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_C], tl.float32)
+    acc = tl.zeros([BLOCK_C, BLOCK_E], tl.float32)
+    for t in tl.static_range(2 if LOOK_BACK else 1):
+        kc = j
+        if LOOK_BACK and t == 0:
+            kc = _previous(j, WRAP, batch, n, HAS_WRAP)
+        k_pos = tl.load(order + kc * c + rows, mask=rows_ok, other=0)
+        k, _ = _unit(_load_rows(qk_base, s_ql, k_pos, rows_ok, dims, dims_ok))
+        v = _load_rows(v_base, s_vl, k_pos, rows_ok, dims, dims_ok)
+        s = _logits(q, k.to(q.dtype), q_pos, k_pos, valid_row, rows_ok, F32_DOT, CAUSAL, HAS_VALID)
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        alpha = tl.exp(m_i - m_new)
+        p = tl.exp(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None] + _mm(p.to(v.dtype), v, F32_DOT)
+        m_i = m_new
+    # outputs land at their original positions, one (l, e) matrix per round: the sort is undone on the way out
+    tl.store(O + row * L * e + q_pos[:, None] * e + dims[None, :], (acc / l_i[:, None]).to(O.dtype.element_ty),
+             mask=rows_ok[:, None] & dims_ok[None, :])
+    # the row max and ln l apart, not lse: S - lse in one subtraction loses every digit of a fully masked row
+    tl.store(ROWMAX + row * L + q_pos, m_i, mask=rows_ok)
+    tl.store(LOGSUM + row * L + q_pos, tl.log(l_i), mask=rows_ok)
+
+
+@triton.jit
+def _key_grads(q_pos_j, QK_BASE, s_ql, DO, ROWMAX, LOGSUM, DELTA, e, k, v, k_pos, valid_row, rows, dims,
+               rows_ok, dims_ok, dk, dv, F32_DOT: tl.constexpr, CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr):
+    # dV_i += P^T dO_j and dK_i += dS^T Q_j for one query chunk j whose window holds key chunk i
+    q = _load_rows(QK_BASE, s_ql, q_pos_j, rows_ok, dims, dims_ok)
+    d_o = tl.load(DO + q_pos_j[:, None] * e + dims[None, :], mask=rows_ok[:, None] & dims_ok[None, :], other=0.0)
+    row_max = tl.load(ROWMAX + q_pos_j, mask=rows_ok, other=0.0)
+    log_sum = tl.load(LOGSUM + q_pos_j, mask=rows_ok, other=0.0)
+    delta = tl.load(DELTA + q_pos_j, mask=rows_ok, other=0.0)
+    s = _logits(q, k, q_pos_j, k_pos, valid_row, rows_ok, F32_DOT, CAUSAL, HAS_VALID)
+    p = tl.where(rows_ok[:, None], tl.exp((s - row_max[:, None]) - log_sum[:, None]), 0.0)  # (C, C)
+    dv += _mm(tl.trans(p.to(d_o.dtype)), d_o, F32_DOT)
+    ds = p * (_mm(d_o, tl.trans(v), F32_DOT) - delta[:, None])
+    dk += _mm(tl.trans(ds.to(q.dtype)), q, F32_DOT)
+    return dk, dv
+
+
+@triton.jit
+def lsh_backward(QK, V, IDX, WRAP, VALID, DO, ROWMAX, LOGSUM, DELTA, DQK, DV, L, n, H, R, c, e,
+                 s_qb, s_qh, s_ql, s_vb, s_vh, s_vl,
+                 LOOK_BACK: tl.constexpr, HAS_WRAP: tl.constexpr, CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr,
+                 F32_DOT: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_E: tl.constexpr):
+    i = tl.program_id(0)  # the chunk this program owns, as queries and as keys
+    row = tl.program_id(1).to(tl.int64)
+    batch, head = row // R // H, (row // R) % H
+    qk_base = QK + batch * s_qb + head * s_qh
+    v_base = V + batch * s_vb + head * s_vh
+    order = IDX + row * L
+    valid_row = VALID + batch * L
+    rows = tl.arange(0, BLOCK_C)
+    dims = tl.arange(0, BLOCK_E)
+    rows_ok = rows < c
+    dims_ok = dims < e
+    tile_ok = rows_ok[:, None] & dims_ok[None, :]
+    pos = tl.load(order + i * c + rows, mask=rows_ok, other=0)
+    x = _load_rows(qk_base, s_ql, pos, rows_ok, dims, dims_ok)  # the chunk's shared query-key vectors
+    k32, norm = _unit(x)
+    k = k32.to(x.dtype)
+    v = _load_rows(v_base, s_vl, pos, rows_ok, dims, dims_ok)
+    # this round's (l, e) and (l,) matrices, at original positions
+    DO, DQK, DV = DO + row * L * e, DQK + row * L * e, DV + row * L * e
+    ROWMAX, LOGSUM, DELTA = ROWMAX + row * L, LOGSUM + row * L, DELTA + row * L
+    d_o = tl.load(DO + pos[:, None] * e + dims[None, :], mask=tile_ok, other=0.0)
+    row_max = tl.load(ROWMAX + pos, mask=rows_ok, other=0.0)
+    log_sum = tl.load(LOGSUM + pos, mask=rows_ok, other=0.0)
+    delta = tl.load(DELTA + pos, mask=rows_ok, other=0.0)
+
+    # as queries: dQ_i = sum over its window's key chunks of dS K; the own chunk's P and dS serve it as keys too
+    dq = tl.zeros([BLOCK_C, BLOCK_E], tl.float32)
+    dk = tl.zeros([BLOCK_C, BLOCK_E], tl.float32)
+    dv = tl.zeros([BLOCK_C, BLOCK_E], tl.float32)
+    for t in tl.static_range(2 if LOOK_BACK else 1):
+        own = not (LOOK_BACK and t == 0)
+        if own:
+            k_pos, k_t, v_t = pos, k, v
+        else:
+            kc = _previous(i, WRAP, batch, n, HAS_WRAP)
+            k_pos = tl.load(order + kc * c + rows, mask=rows_ok, other=0)
+            k_t32, _ = _unit(_load_rows(qk_base, s_ql, k_pos, rows_ok, dims, dims_ok))
+            k_t = k_t32.to(x.dtype)
+            v_t = _load_rows(v_base, s_vl, k_pos, rows_ok, dims, dims_ok)
+        s = _logits(x, k_t, pos, k_pos, valid_row, rows_ok, F32_DOT, CAUSAL, HAS_VALID)
+        p = tl.where(rows_ok[:, None], tl.exp((s - row_max[:, None]) - log_sum[:, None]), 0.0)  # (C, C)
+        ds = p * (_mm(d_o, tl.trans(v_t), F32_DOT) - delta[:, None])
+        dq += _mm(ds.to(x.dtype), k_t, F32_DOT)
+        if own:
+            dv += _mm(tl.trans(p.to(d_o.dtype)), d_o, F32_DOT)
+            dk += _mm(tl.trans(ds.to(x.dtype)), x, F32_DOT)
+
+    # as keys, also: dK_i, dV_i from the other query chunks whose windows hold chunk i, the next chunk and chunk 0
+    # when chunk i is the one chunk 0 looks back at
+    if LOOK_BACK:
+        if i + 1 < n:
+            next_pos = tl.load(order + (i + 1) * c + rows, mask=rows_ok, other=0)
+            dk, dv = _key_grads(next_pos, qk_base, s_ql, DO, ROWMAX, LOGSUM, DELTA, e, k, v, pos,
+                                valid_row, rows, dims, rows_ok, dims_ok, dk, dv, F32_DOT, CAUSAL, HAS_VALID)
+        if _previous(0, WRAP, batch, n, HAS_WRAP) == i:
+            first_pos = tl.load(order + rows, mask=rows_ok, other=0)
+            dk, dv = _key_grads(first_pos, qk_base, s_ql, DO, ROWMAX, LOGSUM, DELTA, e, k, v, pos,
+                                valid_row, rows, dims, rows_ok, dims_ok, dk, dv, F32_DOT, CAUSAL, HAS_VALID)
+
+    # through k = x / n: dx = (dK - k <dK, k>) / n, or dK / eps where the norm is clamped (`masking._NormalizeKeys`)
+    dot = tl.where(norm > _EPS, tl.sum(dk * k32, 1), 0.0)
+    dx = dq + (dk - k32 * dot[:, None]) / norm[:, None]
+    tl.store(DQK + pos[:, None] * e + dims[None, :], dx.to(DQK.dtype.element_ty), mask=tile_ok)
+    tl.store(DV + pos[:, None] * e + dims[None, :], dv.to(DV.dtype.element_ty), mask=tile_ok)
+
+
+@triton.jit
+def lsh_delta(O, DO, DLSE, DELTA, total, e, BLOCK_P: tl.constexpr, BLOCK_E: tl.constexpr):
+    # D = rowsum(dO * O) - d_lse for BLOCK_P rows of the flat (b*h*r*l, e) outputs: one float32 pass over both,
+    # where PyTorch would write float32 copies of each and their product first
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
+    dims = tl.arange(0, BLOCK_E)
+    rows_ok = rows < total
+    tile_ok = rows_ok[:, None] & (dims < e)[None, :]
+    o = tl.load(O + rows[:, None] * e + dims[None, :], mask=tile_ok, other=0.0).to(tl.float32)
+    d_o = tl.load(DO + rows[:, None] * e + dims[None, :], mask=tile_ok, other=0.0).to(tl.float32)
+    d_lse = tl.load(DLSE + rows, mask=rows_ok, other=0.0)
+    tl.store(DELTA + rows, tl.sum(o * d_o, 1) - d_lse, mask=rows_ok)

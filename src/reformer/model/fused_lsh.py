@@ -1,0 +1,129 @@
+"""LSH attention's sort, gather, window attention and unsort as fused Triton kernels (`_fused_lsh_kernels.py`).
+
+Shape legend: b batch, h heads, r rounds, l length, e head dim, c chunk size, n = l / c chunks per round.
+
+`lsh._lsh_heads` gathers qk and v into each round's sorted order, with a copy of the look-back chunk in front
+((b, h, r, c + l, e) buffers, three of them with the unit keys), attends window by window and gathers the outputs
+back. Here the kernels read the rows straight from (b, h, l, e) through the sorted order and write each round's
+output at its original positions, so none of those buffers exists: per layer and pass, the traffic of six
+r-fold copies of qk and v is saved, and the backward keeps only qk, v, the order and the per-round outputs.
+
+Forward, one program per (chunk j of a round's sorted order, batch, head, round): its c queries x (unnormalised
+shared query-key vectors) attend to the keys of chunk j and of the chunk before it (chunk 0: the round's last
+chunk, or `lsh.wrap_chunks`' chunk for a padded row), the keys unit-normalised in the kernel, k = x / max(||x||,
+eps), by the online softmax of `fused.py` (self penalty, causal and padding masks on original positions):
+
+    out_r[p] = sum_w softmax(S)_w V_w,   lse_r[p] = m + ln l   for each position p of chunk j, in round r
+
+Backward, one program per chunk i, which owns its positions' gradients in its round (each round is a permutation,
+so no two programs write one place: no atomics, bit-reproducible):
+
+    P = exp((S - m) - ln l),  D = rowsum(dO * O) - d_lse,  dS = P * (dO V^T - D)
+    dQ_i = sum over i's window of dS K;   dK_i, dV_i = sums over the query chunks whose windows hold i
+    (i itself, i + 1, and 0 when i is chunk 0's look-back) of dS^T Q and P^T dO
+    dx_i = dQ_i + (dK_i - k_i <dK_i, k_i>) / max(||x_i||, eps)          (through the key normalisation)
+
+and the rounds' gradients, each (b, h, l, e) at original positions, are summed. The rounds are combined outside
+(`lsh._lsh_heads`: out = sum_r softmax_r(lse_r) out_r), whose gradient arrives as d_lse.
+"""
+
+from __future__ import annotations
+
+import functools
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+
+from .fused import _placeholder, _tile, f32_dot, tuned
+
+__all__ = ["lsh_attention_fused"]
+
+
+# offsets within one (batch, head) below this are computed in int32
+_NARROW_LIMIT = 2**31
+# output rows per program of the backward's D = rowsum(dO * O) - d_lse
+_DELTA_ROWS = 128
+
+
+@functools.cache
+def _kernels() -> SimpleNamespace:
+    from . import _fused_lsh_kernels as kernels  # imports Triton
+
+    # the length is in the key: a configuration timed on a test's few chunks need not suit 32,768 positions
+    key = ["L", "c", "e", "LOOK_BACK", "CAUSAL", "HAS_VALID", "F32_DOT"]
+    return SimpleNamespace(forward=tuned(kernels.lsh_forward, key), backward=tuned(kernels.lsh_backward, key),
+                           delta=kernels.lsh_delta)
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class _FusedLSH(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, qk: torch.Tensor, v: torch.Tensor, order: torch.Tensor, wrap: torch.Tensor | None,
+                valid: torch.Tensor | None, chunk: int, causal: bool) -> Any:
+        b, h, l, e = qk.shape
+        r = order.shape[2]
+        n = l // chunk
+        out = torch.empty(b, h, r, l, e, dtype=v.dtype, device=qk.device)
+        row_max = torch.empty(b, h, r, l, dtype=torch.float32, device=qk.device)
+        log_sum = torch.empty_like(row_max)
+        wrap_t = _placeholder(wrap, qk, torch.int64)
+        valid_t = _placeholder(None if valid is None else valid.to(torch.int8), qk, torch.int8)
+        meta = {"LOOK_BACK": n > 1, "HAS_WRAP": wrap is not None, "CAUSAL": causal, "HAS_VALID": valid is not None,
+                "F32_DOT": f32_dot(qk.dtype, qk.device), "BLOCK_C": _tile(chunk), "BLOCK_E": _tile(e)}
+        sizes = (l, n, h, r, chunk, e, *qk.stride()[:3], *v.stride()[:3])
+        _kernels().forward[(n, b * h * r)](qk, v, order, wrap_t, valid_t, out, row_max, log_sum, *sizes, **meta)
+        ctx.save_for_backward(qk, v, order, wrap_t, valid_t, out, row_max, log_sum)
+        ctx.meta, ctx.sizes, ctx.grid = meta, sizes, (n, b * h * r)
+        return out, row_max + log_sum
+
+    @staticmethod
+    def backward(ctx: Any, d_out: torch.Tensor, d_lse: torch.Tensor) -> Any:
+        qk, v, order, wrap_t, valid_t, out, row_max, log_sum = ctx.saved_tensors
+        b, h, r, l, e = out.shape
+        d_out = d_out.contiguous().to(out.dtype)
+        delta = torch.empty_like(row_max)  # D = rowsum(dO * O) - d_lse, (b, h, r, l) float32
+        total = delta.numel()
+        kernels = _kernels()
+        kernels.delta[(_cdiv(total, _DELTA_ROWS),)](out, d_out, d_lse.float().contiguous(), delta, total, e,
+                                                    BLOCK_P=_DELTA_ROWS, BLOCK_E=_tile(e))
+        d_qk = torch.empty(b, h, r, l, e, dtype=qk.dtype, device=qk.device)  # one (l, e) gradient per round
+        d_v = torch.empty(b, h, r, l, e, dtype=v.dtype, device=v.device)
+        kernels.backward[ctx.grid](qk, v, order, wrap_t, valid_t, d_out, row_max, log_sum, delta, d_qk, d_v,
+                                   *ctx.sizes, **ctx.meta)
+        return d_qk.sum(dim=2), d_v.sum(dim=2), None, None, None, None, None
+
+
+def lsh_attention_fused(qk: torch.Tensor, v: torch.Tensor, sorted_idx: torch.Tensor, wrap: torch.Tensor | None,
+                        valid: torch.Tensor | None, chunk_size: int, causal: bool
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each round's attention within its sorted chunks and their look-back, in original order.
+
+    Args:
+        qk: shared query-key vectors (b, h, l, e), any strides with a contiguous last dimension; v: values, alike.
+            One dtype (float32, bfloat16 or float16; accumulation is float32 throughout).
+        sorted_idx: each round's positions in sorted order, (b, h, r, l) integer (`lsh.sort_by_bucket`).
+        wrap: (b,) int64, the chunk each row's chunk 0 looks back at (`lsh.wrap_chunks`); None = the last chunk.
+        valid: (b, l) bool, True for real positions; None = all real.
+        chunk_size: c, a divisor of l.
+        causal: mask keys whose original position is after the query's.
+    Returns:
+        out_r (b, h, r, l, e) in v's dtype and lse_r (b, h, r, l) float32, at original positions; differentiable
+        in qk and v.
+    """
+    def rows_contiguous(t: torch.Tensor) -> torch.Tensor:
+        return t if t.stride(-1) == 1 else t.contiguous()
+
+    qk, v = rows_contiguous(qk), rows_contiguous(v)
+    l, e = qk.shape[2], qk.shape[3]
+    # the kernels compute offsets within one (batch, head) in the positions' dtype: int32 (fewer registers, half
+    # the order's reads) while position x row stride fits, else int64
+    narrow = l * max(qk.stride(2), v.stride(2), e) < _NARROW_LIMIT
+    order = sorted_idx.to(torch.int32 if narrow else torch.int64).contiguous()
+    wrap = None if wrap is None else wrap.to(torch.int64).contiguous()
+    valid = None if valid is None else valid.contiguous()
+    out, lse = _FusedLSH.apply(qk, v, order, wrap, valid, chunk_size, causal)
+    return out, lse
