@@ -11,8 +11,12 @@
 3. The crossover: ours (fused, bfloat16) against the SDPA encoder (FlashAttention under bfloat16) from L = 1,024
    to 131,072, and a plot of both.
 4. The one-year configuration (seq_len 8,760, d_model 256, 8 rounds): training step and batch-1 inference.
+
+Ours is also timed captured in a CUDA graph (`graphed`, "-graph" in the names) in sections 2 to 4: the difference
+from the eager call is the host's cost of launching the step's kernels one by one.
 5. LSH attention alone (hash, sort, fused windows, unsort, combine; forward and backward) from 2^14 to 2^20
    positions: time and peak memory per position.
+6. `profile_step.py --bfloat16` on the L = 32,768 step: device time by operator, and the host-device syncs.
 
 Timings are CUDA events, the median of 5 after 2 warm-ups (the warm-ups compile the kernels). Each section is
 written to DIR/fused_check.json as it finishes, so a run cut short keeps what it measured. Exits 1 if a check of
@@ -77,14 +81,34 @@ def with_kernel(kernel: str, fn: Callable[[], Any]) -> Callable[[], Any]:
     return run
 
 
-def autocast(fn: Callable[[], Any], dtype: torch.dtype | None) -> Callable[[], Any]:
-    """`fn` under autocast to `dtype`; None = plain float32."""
+def autocast(fn: Callable[[], Any], dtype: torch.dtype | None, cache: bool = True) -> Callable[[], Any]:
+    """`fn` under autocast to `dtype`; None = plain float32. `cache=False` for a CUDA graph's capture: autocast's
+    cache of cast weights would otherwise hand the graph tensors freed after it."""
     def run() -> Any:
         if dtype is None:
             return fn()
-        with torch.autocast(DEVICE.type, dtype=dtype):
+        with torch.autocast(DEVICE.type, dtype=dtype, cache_enabled=cache):
             return fn()
     return run
+
+
+def graphed(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """`fn` captured once in a CUDA graph, after three warm-ups on a side stream (which also run the autotuner),
+    and replayed from then on: a replay launches every kernel at once, so timing it apart from the eager call
+    measures what the launches' host cost adds. The capture also shows the step makes no host-device sync (one
+    would fail it). On the CPU (the smoke run) `fn` itself."""
+    if DEVICE.type != "cuda":
+        return fn
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
 
 
 def guarded(fn: Callable[[], Any]) -> Any:
@@ -132,18 +156,20 @@ def compare_step(lengths: list[int], impls: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for length in lengths:
         for impl in impls:
-            name, dtype = impl, torch.bfloat16
-            kernel = "auto"
-            if impl.startswith("ours-"):
-                name, kernel = "ours", impl.split("-", 1)[1]
+            # names: an implementation of `bench compare`, or ours-<kernel>[-fp32], then -graph for a CUDA graph
+            graph = impl.endswith("-graph")
+            name, dtype, kernel = impl.removesuffix("-graph"), torch.bfloat16, "auto"
+            if name.startswith("ours-"):
+                name, kernel = "ours", name.split("-", 1)[1]
                 if kernel.endswith("-fp32"):
                     kernel, dtype = kernel[:-5], None
             key = f"{impl}_{length}"
 
             def measure(name: str = name, kernel: str = kernel, dtype: torch.dtype | None = dtype,
-                        length: int = length) -> dict[str, Any]:
+                        length: int = length, graph: bool = graph) -> dict[str, Any]:
                 step = with_kernel(kernel, lambda: build_step(name, shape, length, device=DEVICE))()
-                return timed(with_kernel(kernel, autocast(step, dtype)))
+                run = with_kernel(kernel, autocast(step, dtype, cache=not graph))
+                return timed(graphed(run) if graph else run)
 
             out[key] = guarded(measure)
             print(key, json.dumps(out[key]), flush=True)
@@ -153,16 +179,17 @@ def compare_step(lengths: list[int], impls: list[str]) -> dict[str, Any]:
 
 
 def crossover(lengths: list[int], out_dir: Path) -> dict[str, Any]:
-    result = compare_step(lengths, ["ours-fused", "sdpa"])
-    rows = []
+    result = compare_step(lengths, ["ours-fused", "ours-fused-graph", "sdpa"])
+    rows = []  # (length, ours eager, ours graphed, sdpa), median seconds or None
     for length in lengths:
-        ours, sdpa = result.get(f"ours-fused_{length}", {}), result.get(f"sdpa_{length}", {})
-        rows.append((length, ours.get("median_s"), sdpa.get("median_s")))
-    faster = [length for length, ours_s, sdpa_s in rows if ours_s and sdpa_s and ours_s < sdpa_s]
-    result["ours_faster_from"] = min(faster) if faster else None
-    result["ours_faster_at_every_length_from_8192"] = all(
-        ours_s is not None and sdpa_s is not None and ours_s < sdpa_s for length, ours_s, sdpa_s in rows
-        if length >= 8192)
+        rows.append((length, *(result.get(f"{impl}_{length}", {}).get("median_s")
+                               for impl in ("ours-fused", "ours-fused-graph", "sdpa"))))
+    for column, label in ((1, "ours"), (2, "ours_graph")):
+        faster = [row[0] for row in rows if row[column] and row[3] and row[column] < row[3]]
+        result[f"{label}_faster_from"] = min(faster) if faster else None
+        result[f"{label}_faster_at_every_length_from_8192"] = all(
+            row[column] is not None and row[3] is not None and row[column] < row[3] for row in rows
+            if row[0] >= 8192)
     try:
         import matplotlib
 
@@ -170,7 +197,8 @@ def crossover(lengths: list[int], out_dir: Path) -> dict[str, Any]:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6, 4))
-        for column, label in ((1, "reformer-crypto, fused LSH (bfloat16)"), (2, "SDPA encoder, FlashAttention")):
+        for column, label in ((1, "reformer-crypto, fused LSH (bfloat16)"), (2, "the same, as a CUDA graph"),
+                              (3, "SDPA encoder, FlashAttention")):
             points = [(row[0], row[column]) for row in rows if row[column]]
             ax.loglog([p[0] for p in points], [p[1] * 1000 for p in points], "o-", label=label)
         ax.set_xlabel("sequence length L")
@@ -202,8 +230,11 @@ def one_year(smoke: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"kernel": kernel_in_use(config, DEVICE, config.seq_len)}
     model.train()
     out["train_step_bfloat16"] = guarded(lambda: timed(autocast(step, torch.bfloat16)))
+    out["train_step_bfloat16_graph"] = guarded(lambda: timed(graphed(autocast(step, torch.bfloat16, cache=False))))
     model.eval()
     out["inference_batch1_bfloat16"] = guarded(lambda: timed(autocast(infer, torch.bfloat16), reps=20))
+    out["inference_batch1_bfloat16_graph"] = guarded(
+        lambda: timed(graphed(autocast(infer, torch.bfloat16, cache=False)), reps=20))
     out["inference_batch1_float32"] = guarded(lambda: timed(infer, reps=20))
     return out
 
@@ -239,11 +270,23 @@ def attention_alone(lengths: list[int]) -> dict[str, Any]:
     return out
 
 
+def profile_step(out_dir: Path, smoke: bool) -> dict[str, Any]:
+    """`profile_step.py` on the L = 32,768 step under bfloat16 autocast: where the fused step's time goes, by
+    operator, and its host-device syncs (DIR/profile_32768_bfloat16.txt). Skipped without CUDA."""
+    if DEVICE.type != "cuda":
+        return {"skipped": "profile_step.py needs CUDA"}
+    script = Path(__file__).with_name("profile_step.py")
+    done = subprocess.run([sys.executable, str(script), "--length", "256" if smoke else "32768", "--bfloat16",
+                           "--out", str(out_dir)], capture_output=True, text=True, timeout=300)
+    return {"returncode": done.returncode, "tail": done.stdout.strip().splitlines()[-40:],
+            "stderr_tail": done.stderr.strip().splitlines()[-5:]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--smoke", action="store_true", help="tiny lengths: check the script itself")
-    parser.add_argument("--sections", default="correctness,compare,crossover,one_year,attention")
+    parser.add_argument("--sections", default="correctness,compare,crossover,one_year,attention,profile")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     import triton
@@ -257,11 +300,12 @@ def main() -> int:
     sections: dict[str, Callable[[], Any]] = {
         "correctness": lambda: correctness(smoke),
         "compare": lambda: compare_step([256] if smoke else [32768],
-                                        ["ours-fused", "ours-reference", "ours-fused-fp32", "hf", "lucidrains",
-                                         "sdpa"]),
+                                        ["ours-fused", "ours-fused-graph", "ours-reference", "ours-fused-fp32",
+                                         "hf", "lucidrains", "sdpa"]),
         "crossover": lambda: crossover([256, 512] if smoke else [2**k for k in range(10, 18)], args.out),
         "one_year": lambda: one_year(smoke),
         "attention": lambda: attention_alone([2**9, 2**10] if smoke else [2**k for k in range(14, 21)]),
+        "profile": lambda: profile_step(args.out, smoke),
     }
     failed = False
     for name in args.sections.split(","):

@@ -1,6 +1,6 @@
 """Where a training step of ours spends its time on a GPU: `torch.profiler` tables and the host-device syncs.
 
-    python benchmarks/gpu/profile_step.py [--length 32768] [--out DIR]
+    python benchmarks/gpu/profile_step.py [--length 32768] [--out DIR] [--bfloat16]
 
 One `bench compare`-shape training step (ours, LSH, reversible) after two warm-ups: the top operators by device
 time and by host time, then every operator that made the host wait for the device (CUDA's sync debug mode),
@@ -25,8 +25,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--length", type=int, default=32768)
     parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--bfloat16", action="store_true", help="under bfloat16 autocast (as `fit` trains on CUDA)")
     args = parser.parse_args()
-    step = build_step("ours", ModelShape(), args.length, device="cuda")
+    eager = build_step("ours", ModelShape(), args.length, device="cuda")
+
+    def step() -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.bfloat16):
+            eager()
+
     for _ in range(2):
         step()
     torch.cuda.synchronize()
@@ -53,7 +59,8 @@ def main() -> None:
     for site, count in sites.most_common(40):
         text.write(f"{count:6d}  {site}\n")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"profile_{args.length}.txt").write_text(text.getvalue())
+    suffix = "_bfloat16" if args.bfloat16 else ""
+    (args.out / f"profile_{args.length}{suffix}.txt").write_text(text.getvalue())
     print(text.getvalue()[-6000:])
 
 
