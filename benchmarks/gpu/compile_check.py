@@ -47,8 +47,8 @@ _CUOBJDUMP = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuo
 def _pointers(dtype: str) -> dict[str, str]:
     """Argument name -> Triton pointer type; every other non-constexpr argument is an integer."""
     t = f"*{TRITON_TYPES[dtype]}"
-    data = {name: t for name in ("Q", "K", "V", "O", "QK", "DO", "DQ", "DK", "DV", "DQK")}
-    stats = {name: "*fp32" for name in ("LSE", "ROWMAX", "LOGSUM", "DELTA", "DLSE")}
+    data = {name: t for name in ("Q", "K", "V", "O", "QK", "DO", "DQ", "DK", "DV", "DQK", "O_R", "OUT", "G", "A", "B")}
+    stats = {name: "*fp32" for name in ("LSE", "ROWMAX", "LOGSUM", "DELTA", "TOP", "LOGTOT", "GDOT", "DOT")}
     return {**data, **stats, "QPOS": "*i64", "KPOS": "*i64", "IDX": "*i32", "WRAP": "*i64", "KVALID": "*i8",
             "VALID": "*i8"}
 
@@ -61,7 +61,8 @@ def _kernels(flags: bool) -> list[tuple[str, Any, dict[str, Any]]]:
               "BLOCK_C": 64, "BLOCK_K": 64, "BLOCK_E": 32}
     return [("lsh_forward", _fused_lsh_kernels.lsh_forward, lsh),
             ("lsh_backward", _fused_lsh_kernels.lsh_backward, lsh),
-            ("lsh_delta", _fused_lsh_kernels.lsh_delta, {"BLOCK_P": 128, "BLOCK_E": 32}),
+            ("lsh_combine", _fused_lsh_kernels.lsh_combine, {"BLOCK_P": 128, "BLOCK_E": 32}),
+            ("row_dot", _fused_lsh_kernels.row_dot, {"BLOCK_P": 128, "BLOCK_E": 32}),
             ("window_forward", _fused_kernels.forward, window),
             ("window_backward_kv", _fused_kernels.backward_kv, window),
             ("window_backward_q", _fused_kernels.backward_q, window)]

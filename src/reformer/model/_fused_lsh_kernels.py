@@ -103,14 +103,28 @@ def lsh_forward(QK, V, IDX, WRAP, VALID, O, ROWMAX, LOGSUM, L, n, H, R, c, e,
 
 
 @triton.jit
-def _key_grads(q_pos_j, QK_BASE, s_ql, DO, ROWMAX, LOGSUM, DELTA, e, k, v, k_pos, valid_row, rows, dims,
+def _upstream(G, GDOT, TOP, LOGTOT, ROWMAX, LOGSUM, pos, rows_ok, dims, dims_ok, e, DTYPE: tl.constexpr):
+    # this round's dO = w g and D = w <g, out> at positions `pos`, from the combined output's gradient g, with
+    # w = e^(z_r - Z) the round's weight (z_r = m + ln l its logsumexp, Z = logsumexp over rounds); and m, ln l.
+    # Z is kept as T = max_r m_r and ln sum_r l_r e^(m_r - T), so that w = e^((m - T) + (ln l - ln sum)): a
+    # self-only row has m ~ -1e4 (the self penalty), where float32 steps by 1e-3, and z - Z in one subtraction
+    # would put that error into w
+    g = tl.load(G + pos[:, None] * e + dims[None, :], mask=rows_ok[:, None] & dims_ok[None, :], other=0.0)
+    row_max = tl.load(ROWMAX + pos, mask=rows_ok, other=0.0)
+    log_sum = tl.load(LOGSUM + pos, mask=rows_ok, other=0.0)
+    top = tl.load(TOP + pos, mask=rows_ok, other=0.0)
+    w = tl.exp((row_max - top) + (log_sum - tl.load(LOGTOT + pos, mask=rows_ok, other=0.0)))
+    delta = w * tl.load(GDOT + pos, mask=rows_ok, other=0.0)
+    return (g.to(tl.float32) * w[:, None]).to(DTYPE), row_max, log_sum, delta
+
+
+@triton.jit
+def _key_grads(q_pos_j, QK_BASE, s_ql, G, GDOT, TOP, LOGTOT, ROWMAX, LOGSUM, e, k, v, k_pos, valid_row, rows, dims,
                rows_ok, dims_ok, dk, dv, F32_DOT: tl.constexpr, CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr):
     # dV_i += P^T dO_j and dK_i += dS^T Q_j for one query chunk j whose window holds key chunk i
     q = _load_rows(QK_BASE, s_ql, q_pos_j, rows_ok, dims, dims_ok)
-    d_o = tl.load(DO + q_pos_j[:, None] * e + dims[None, :], mask=rows_ok[:, None] & dims_ok[None, :], other=0.0)
-    row_max = tl.load(ROWMAX + q_pos_j, mask=rows_ok, other=0.0)
-    log_sum = tl.load(LOGSUM + q_pos_j, mask=rows_ok, other=0.0)
-    delta = tl.load(DELTA + q_pos_j, mask=rows_ok, other=0.0)
+    d_o, row_max, log_sum, delta = _upstream(G, GDOT, TOP, LOGTOT, ROWMAX, LOGSUM, q_pos_j, rows_ok, dims,
+                                             dims_ok, e, q.dtype)
     s = _logits(q, k, q_pos_j, k_pos, valid_row, rows_ok, F32_DOT, CAUSAL, HAS_VALID)
     p = tl.where(rows_ok[:, None], tl.exp((s - row_max[:, None]) - log_sum[:, None]), 0.0)  # (C, C)
     dv += _mm(tl.trans(p.to(d_o.dtype)), d_o, F32_DOT)
@@ -120,7 +134,7 @@ def _key_grads(q_pos_j, QK_BASE, s_ql, DO, ROWMAX, LOGSUM, DELTA, e, k, v, k_pos
 
 
 @triton.jit
-def lsh_backward(QK, V, IDX, WRAP, VALID, DO, ROWMAX, LOGSUM, DELTA, DQK, DV, L, n, H, R, c, e,
+def lsh_backward(QK, V, IDX, WRAP, VALID, G, GDOT, TOP, LOGTOT, ROWMAX, LOGSUM, DQK, DV, L, n, H, R, c, e,
                  s_qb, s_qh, s_ql, s_vb, s_vh, s_vl,
                  LOOK_BACK: tl.constexpr, HAS_WRAP: tl.constexpr, CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr,
                  F32_DOT: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_E: tl.constexpr):
@@ -141,13 +155,13 @@ def lsh_backward(QK, V, IDX, WRAP, VALID, DO, ROWMAX, LOGSUM, DELTA, DQK, DV, L,
     k32, norm = _unit(x)
     k = k32.to(x.dtype)
     v = _load_rows(v_base, s_vl, pos, rows_ok, dims, dims_ok)
-    # this round's (l, e) and (l,) matrices, at original positions
-    DO, DQK, DV = DO + row * L * e, DQK + row * L * e, DV + row * L * e
-    ROWMAX, LOGSUM, DELTA = ROWMAX + row * L, LOGSUM + row * L, DELTA + row * L
-    d_o = tl.load(DO + pos[:, None] * e + dims[None, :], mask=tile_ok, other=0.0)
-    row_max = tl.load(ROWMAX + pos, mask=rows_ok, other=0.0)
-    log_sum = tl.load(LOGSUM + pos, mask=rows_ok, other=0.0)
-    delta = tl.load(DELTA + pos, mask=rows_ok, other=0.0)
+    # the (batch, head)'s (l, e) and (l,) matrices of the combined output, and this round's, at original positions
+    bh = row // R
+    G, GDOT, TOP, LOGTOT = G + bh * L * e, GDOT + bh * L, TOP + bh * L, LOGTOT + bh * L
+    DQK, DV = DQK + row * L * e, DV + row * L * e
+    ROWMAX, LOGSUM = ROWMAX + row * L, LOGSUM + row * L
+    d_o, row_max, log_sum, delta = _upstream(G, GDOT, TOP, LOGTOT, ROWMAX, LOGSUM, pos, rows_ok, dims, dims_ok, e,
+                                             x.dtype)
 
     # as queries: dQ_i = sum over its window's key chunks of dS K; the own chunk's P and dS serve it as keys too
     dq = tl.zeros([BLOCK_C, BLOCK_E], tl.float32)
@@ -176,12 +190,12 @@ def lsh_backward(QK, V, IDX, WRAP, VALID, DO, ROWMAX, LOGSUM, DELTA, DQK, DV, L,
     if LOOK_BACK:
         if i + 1 < n:
             next_pos = tl.load(order + (i + 1) * c + rows, mask=rows_ok, other=0)
-            dk, dv = _key_grads(next_pos, qk_base, s_ql, DO, ROWMAX, LOGSUM, DELTA, e, k, v, pos,
-                                valid_row, rows, dims, rows_ok, dims_ok, dk, dv, F32_DOT, CAUSAL, HAS_VALID)
+            dk, dv = _key_grads(next_pos, qk_base, s_ql, G, GDOT, TOP, LOGTOT, ROWMAX, LOGSUM, e, k, v, pos, valid_row,
+                                rows, dims, rows_ok, dims_ok, dk, dv, F32_DOT, CAUSAL, HAS_VALID)
         if _previous(0, WRAP, batch, n, HAS_WRAP) == i:
             first_pos = tl.load(order + rows, mask=rows_ok, other=0)
-            dk, dv = _key_grads(first_pos, qk_base, s_ql, DO, ROWMAX, LOGSUM, DELTA, e, k, v, pos,
-                                valid_row, rows, dims, rows_ok, dims_ok, dk, dv, F32_DOT, CAUSAL, HAS_VALID)
+            dk, dv = _key_grads(first_pos, qk_base, s_ql, G, GDOT, TOP, LOGTOT, ROWMAX, LOGSUM, e, k, v, pos, valid_row,
+                                rows, dims, rows_ok, dims_ok, dk, dv, F32_DOT, CAUSAL, HAS_VALID)
 
     # through k = x / n: dx = (dK - k <dK, k>) / n, or dK / eps where the norm is clamped (`masking._NormalizeKeys`)
     dot = tl.where(norm > _EPS, tl.sum(dk * k32, 1), 0.0)
@@ -191,14 +205,42 @@ def lsh_backward(QK, V, IDX, WRAP, VALID, DO, ROWMAX, LOGSUM, DELTA, DQK, DV, L,
 
 
 @triton.jit
-def lsh_delta(O, DO, DLSE, DELTA, total, e, BLOCK_P: tl.constexpr, BLOCK_E: tl.constexpr):
-    # D = rowsum(dO * O) - d_lse for BLOCK_P rows of the flat (b*h*r*l, e) outputs: one float32 pass over both,
-    # where PyTorch would write float32 copies of each and their product first
+def lsh_combine(O_R, ROWMAX, LOGSUM, OUT, TOP, LOGTOT, L, R, e, BLOCK_P: tl.constexpr, BLOCK_E: tl.constexpr):
+    # out = sum_r l_r e^(m_r - T) o_r / sum_r l_r e^(m_r - T) = sum_r softmax_r(z_r) o_r for BLOCK_P positions of
+    # one (batch, head), the rounds folded in one at a time as in the online softmax; T = max_r m_r and the log
+    # of the sum are stored for the backward's round weights (see `_upstream`)
+    pos = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    bh = tl.program_id(1).to(tl.int64)
+    dims = tl.arange(0, BLOCK_E)
+    pos_ok = pos < L
+    tile_ok = pos_ok[:, None] & (dims < e)[None, :]
+    top = tl.full([BLOCK_P], float("-inf"), tl.float32)
+    total = tl.zeros([BLOCK_P], tl.float32)
+    acc = tl.zeros([BLOCK_P, BLOCK_E], tl.float32)
+    for r in range(R):
+        row = bh * R + r
+        m = tl.load(ROWMAX + row * L + pos, mask=pos_ok, other=0.0)
+        log_sum = tl.load(LOGSUM + row * L + pos, mask=pos_ok, other=0.0)
+        o = tl.load(O_R + row * L * e + pos[:, None] * e + dims[None, :], mask=tile_ok, other=0.0)
+        new_top = tl.maximum(top, m)
+        scale, weight = tl.exp(top - new_top), tl.exp((m - new_top) + log_sum)
+        total = total * scale + weight
+        acc = acc * scale[:, None] + weight[:, None] * o.to(tl.float32)
+        top = new_top
+    tl.store(OUT + bh * L * e + pos[:, None] * e + dims[None, :], (acc / total[:, None]).to(OUT.dtype.element_ty),
+             mask=tile_ok)
+    tl.store(TOP + bh * L + pos, top, mask=pos_ok)
+    tl.store(LOGTOT + bh * L + pos, tl.log(total), mask=pos_ok)
+
+
+@triton.jit
+def row_dot(A, B, DOT, total, e, BLOCK_P: tl.constexpr, BLOCK_E: tl.constexpr):
+    # rowsum(A * B) in float32 for BLOCK_P rows of two (total, e) matrices: one pass over both, where PyTorch
+    # would first write float32 copies of each and their product
     rows = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
     dims = tl.arange(0, BLOCK_E)
     rows_ok = rows < total
     tile_ok = rows_ok[:, None] & (dims < e)[None, :]
-    o = tl.load(O + rows[:, None] * e + dims[None, :], mask=tile_ok, other=0.0).to(tl.float32)
-    d_o = tl.load(DO + rows[:, None] * e + dims[None, :], mask=tile_ok, other=0.0).to(tl.float32)
-    d_lse = tl.load(DLSE + rows, mask=rows_ok, other=0.0)
-    tl.store(DELTA + rows, tl.sum(o * d_o, 1) - d_lse, mask=rows_ok)
+    a = tl.load(A + rows[:, None] * e + dims[None, :], mask=tile_ok, other=0.0).to(tl.float32)
+    b = tl.load(B + rows[:, None] * e + dims[None, :], mask=tile_ok, other=0.0).to(tl.float32)
+    tl.store(DOT + rows, tl.sum(a * b, 1), mask=rows_ok)

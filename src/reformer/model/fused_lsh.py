@@ -1,30 +1,36 @@
-"""LSH attention's sort, gather, window attention and unsort as fused Triton kernels (`_fused_lsh_kernels.py`).
+"""LSH attention after the sort, as fused Triton kernels (`_fused_lsh_kernels.py`): gather, window attention,
+unsort and the rounds' combination.
 
 Shape legend: b batch, h heads, r rounds, l length, e head dim, c chunk size, n = l / c chunks per round.
 
 `lsh._lsh_heads` gathers qk and v into each round's sorted order, with a copy of the look-back chunk in front
-((b, h, r, c + l, e) buffers, three of them with the unit keys), attends window by window and gathers the outputs
-back. Here the kernels read the rows straight from (b, h, l, e) through the sorted order and write each round's
-output at its original positions, so none of those buffers exists: per layer and pass, the traffic of six
-r-fold copies of qk and v is saved, and the backward keeps only qk, v, the order and the per-round outputs.
+((b, h, r, c + l, e) buffers, three of them with the unit keys), attends window by window, gathers the outputs
+back and combines the rounds in a few more passes over (b, h, r, l, e). Here the kernels read the rows straight
+from (b, h, l, e) through the sorted order and write each round's output at its original positions, and one
+more pass combines the rounds, so none of the sorted buffers exists, and the backward keeps only qk, v, the
+order, the combined output and per-position statistics.
 
 Forward, one program per (chunk j of a round's sorted order, batch, head, round): its c queries x (unnormalised
 shared query-key vectors) attend to the keys of chunk j and of the chunk before it (chunk 0: the round's last
 chunk, or `lsh.wrap_chunks`' chunk for a padded row), the keys unit-normalised in the kernel, k = x / max(||x||,
 eps), by the online softmax of `fused.py` (self penalty, causal and padding masks on original positions):
 
-    out_r[p] = sum_w softmax(S)_w V_w,   lse_r[p] = m + ln l   for each position p of chunk j, in round r
+    o_r[p] = sum_w softmax(S)_w V_w,   z_r[p] = m + ln l   for each position p of chunk j, in round r
 
-Backward, one program per chunk i, which owns its positions' gradients in its round (each round is a permutation,
-so no two programs write one place: no atomics, bit-reproducible):
+then the combination (Reformer sec. 2, multi-round), per position:  out = sum_r w_r o_r,  w_r = softmax_r(z_r).
 
-    P = exp((S - m) - ln l),  D = rowsum(dO * O) - d_lse,  dS = P * (dO V^T - D)
+Backward. With g = dL/d out, the combination's gradient gives each round dO_r = w_r g and d z_r = w_r (<g, o_r> -
+<g, out>), so the softmax backward's D_r = rowsum(dO_r * o_r) - d z_r is simply w_r <g, out>: neither the rounds'
+outputs nor their gradients need to be stored or written, only <g, out> per position, and the kernel scales g
+and <g, out> by w_r as it loads them. One program per chunk i owns its positions' gradients in its round (each
+round is a permutation, so no two programs write one place: no atomics, bit-reproducible):
+
+    P = exp((S - m) - ln l),  dS = P * (dO V^T - D)
     dQ_i = sum over i's window of dS K;   dK_i, dV_i = sums over the query chunks whose windows hold i
     (i itself, i + 1, and 0 when i is chunk 0's look-back) of dS^T Q and P^T dO
     dx_i = dQ_i + (dK_i - k_i <dK_i, k_i>) / max(||x_i||, eps)          (through the key normalisation)
 
-and the rounds' gradients, each (b, h, l, e) at original positions, are summed. The rounds are combined outside
-(`lsh._lsh_heads`: out = sum_r softmax_r(lse_r) out_r), whose gradient arrives as d_lse.
+and the rounds' gradients, each (b, h, l, e) at original positions, are summed.
 """
 
 from __future__ import annotations
@@ -42,8 +48,8 @@ __all__ = ["lsh_attention_fused"]
 
 # offsets within one (batch, head) below this are computed in int32
 _NARROW_LIMIT = 2**31
-# output rows per program of the backward's D = rowsum(dO * O) - d_lse
-_DELTA_ROWS = 128
+# positions per program of the rounds' combination and of <g, out>
+_ROWS = 128
 
 
 @functools.cache
@@ -53,7 +59,7 @@ def _kernels() -> SimpleNamespace:
     # the length is in the key: a configuration timed on a test's few chunks need not suit 32,768 positions
     key = ["L", "c", "e", "LOOK_BACK", "CAUSAL", "HAS_VALID", "F32_DOT"]
     return SimpleNamespace(forward=tuned(kernels.lsh_forward, key), backward=tuned(kernels.lsh_backward, key),
-                           delta=kernels.lsh_delta)
+                           combine=kernels.lsh_combine, row_dot=kernels.row_dot)
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -67,7 +73,7 @@ class _FusedLSH(torch.autograd.Function):
         b, h, l, e = qk.shape
         r = order.shape[2]
         n = l // chunk
-        out = torch.empty(b, h, r, l, e, dtype=v.dtype, device=qk.device)
+        out_r = torch.empty(b, h, r, l, e, dtype=v.dtype, device=qk.device)  # each round's, until combined
         row_max = torch.empty(b, h, r, l, dtype=torch.float32, device=qk.device)
         log_sum = torch.empty_like(row_max)
         wrap_t = _placeholder(wrap, qk, torch.int64)
@@ -75,32 +81,40 @@ class _FusedLSH(torch.autograd.Function):
         meta = {"LOOK_BACK": n > 1, "HAS_WRAP": wrap is not None, "CAUSAL": causal, "HAS_VALID": valid is not None,
                 "F32_DOT": f32_dot(qk.dtype, qk.device), "BLOCK_C": _tile(chunk), "BLOCK_E": _tile(e)}
         sizes = (l, n, h, r, chunk, e, *qk.stride()[:3], *v.stride()[:3])
-        _kernels().forward[(n, b * h * r)](qk, v, order, wrap_t, valid_t, out, row_max, log_sum, *sizes, **meta)
-        ctx.save_for_backward(qk, v, order, wrap_t, valid_t, out, row_max, log_sum)
+        kernels = _kernels()
+        kernels.forward[(n, b * h * r)](qk, v, order, wrap_t, valid_t, out_r, row_max, log_sum, *sizes, **meta)
+        out = torch.empty(b, h, l, e, dtype=v.dtype, device=qk.device)
+        top = torch.empty(b, h, l, dtype=torch.float32, device=qk.device)  # max_r m_r
+        log_total = torch.empty_like(top)  # ln sum_r l_r e^(m_r - top); the rounds' logsumexp is their sum
+        kernels.combine[(_cdiv(l, _ROWS), b * h)](out_r, row_max, log_sum, out, top, log_total, l, r, e,
+                                                   BLOCK_P=_ROWS, BLOCK_E=_tile(e))
+        # the backward needs the combined output, not the rounds' (see `backward`)
+        ctx.save_for_backward(qk, v, order, wrap_t, valid_t, out, top, log_total, row_max, log_sum)
         ctx.meta, ctx.sizes, ctx.grid = meta, sizes, (n, b * h * r)
-        return out, row_max + log_sum
+        return out
 
     @staticmethod
-    def backward(ctx: Any, d_out: torch.Tensor, d_lse: torch.Tensor) -> Any:
-        qk, v, order, wrap_t, valid_t, out, row_max, log_sum = ctx.saved_tensors
-        b, h, r, l, e = out.shape
-        d_out = d_out.contiguous().to(out.dtype)
-        delta = torch.empty_like(row_max)  # D = rowsum(dO * O) - d_lse, (b, h, r, l) float32
-        total = delta.numel()
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:
+        qk, v, order, wrap_t, valid_t, out, top, log_total, row_max, log_sum = ctx.saved_tensors
+        b, h, r, l = row_max.shape
+        e = out.shape[-1]
+        grad = grad.contiguous().to(out.dtype)
+        # the rounds' dO_r = w_r g and D_r = rowsum(dO_r * O_r) - d z_r = w_r <g, out> (see the module docstring):
+        # only <g, out> is computed here, the weights inside the kernel
+        g_dot = torch.empty(b, h, l, dtype=torch.float32, device=out.device)
         kernels = _kernels()
-        kernels.delta[(_cdiv(total, _DELTA_ROWS),)](out, d_out, d_lse.float().contiguous(), delta, total, e,
-                                                    BLOCK_P=_DELTA_ROWS, BLOCK_E=_tile(e))
+        kernels.row_dot[(_cdiv(b * h * l, _ROWS),)](grad, out, g_dot, b * h * l, e, BLOCK_P=_ROWS, BLOCK_E=_tile(e))
         d_qk = torch.empty(b, h, r, l, e, dtype=qk.dtype, device=qk.device)  # one (l, e) gradient per round
         d_v = torch.empty(b, h, r, l, e, dtype=v.dtype, device=v.device)
-        kernels.backward[ctx.grid](qk, v, order, wrap_t, valid_t, d_out, row_max, log_sum, delta, d_qk, d_v,
-                                   *ctx.sizes, **ctx.meta)
+        kernels.backward[ctx.grid](qk, v, order, wrap_t, valid_t, grad, g_dot, top, log_total, row_max, log_sum,
+                                   d_qk, d_v, *ctx.sizes, **ctx.meta)
         return d_qk.sum(dim=2), d_v.sum(dim=2), None, None, None, None, None
 
 
 def lsh_attention_fused(qk: torch.Tensor, v: torch.Tensor, sorted_idx: torch.Tensor, wrap: torch.Tensor | None,
-                        valid: torch.Tensor | None, chunk_size: int, causal: bool
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each round's attention within its sorted chunks and their look-back, in original order.
+                        valid: torch.Tensor | None, chunk_size: int, causal: bool) -> torch.Tensor:
+    """LSH attention after the sort: every round's attention within its sorted chunks and their look-back,
+    combined over the rounds, in original order.
 
     Args:
         qk: shared query-key vectors (b, h, l, e), any strides with a contiguous last dimension; v: values, alike.
@@ -111,8 +125,7 @@ def lsh_attention_fused(qk: torch.Tensor, v: torch.Tensor, sorted_idx: torch.Ten
         chunk_size: c, a divisor of l.
         causal: mask keys whose original position is after the query's.
     Returns:
-        out_r (b, h, r, l, e) in v's dtype and lse_r (b, h, r, l) float32, at original positions; differentiable
-        in qk and v.
+        out (b, h, l, e) in v's dtype, differentiable in qk and v.
     """
     def rows_contiguous(t: torch.Tensor) -> torch.Tensor:
         return t if t.stride(-1) == 1 else t.contiguous()
@@ -125,5 +138,5 @@ def lsh_attention_fused(qk: torch.Tensor, v: torch.Tensor, sorted_idx: torch.Ten
     order = sorted_idx.to(torch.int32 if narrow else torch.int64).contiguous()
     wrap = None if wrap is None else wrap.to(torch.int64).contiguous()
     valid = None if valid is None else valid.contiguous()
-    out, lse = _FusedLSH.apply(qk, v, order, wrap, valid, chunk_size, causal)
-    return out, lse
+    out: torch.Tensor = _FusedLSH.apply(qk, v, order, wrap, valid, chunk_size, causal)
+    return out

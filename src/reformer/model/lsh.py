@@ -229,10 +229,7 @@ def _lsh_fused(qk: torch.Tensor, v: torch.Tensor, buckets: torch.Tensor, chunk_s
                valid: torch.Tensor | None, wrap: torch.Tensor | None, causal: bool) -> torch.Tensor:
     """`lsh_attention` through `fused_lsh`: no sorted copies, every head at once. (b, h, l, e) -> (b, h, l, e)."""
     dtype = compute_dtype(qk, qk, v)
-    out_r, lse_r = lsh_attention_fused(qk.to(dtype), v.to(dtype), sort_by_bucket(buckets), wrap, valid,
-                                       chunk_size, causal)  # (b, h, r, l, e), (b, h, r, l)
-    round_weights = torch.softmax(lse_r, dim=2)  # (b, h, r, l)
-    return (out_r * round_weights.unsqueeze(-1).to(out_r.dtype)).sum(dim=2)
+    return lsh_attention_fused(qk.to(dtype), v.to(dtype), sort_by_bucket(buckets), wrap, valid, chunk_size, causal)
 
 
 def _lsh_heads(qk: torch.Tensor, v: torch.Tensor, buckets: torch.Tensor, chunk_size: int,
