@@ -10,9 +10,11 @@ runs would measure the reference's rounding as well.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 pytest.importorskip("triton", reason="the fused kernels need Triton (pip install triton)")
 # tests/conftest.py switches Triton's interpreter on where there is no GPU, before Triton is first imported
@@ -209,6 +211,30 @@ def test_whole_model_fused_equals_reference() -> None:
         runs.append(torch.autograd.grad((model(inputs) ** 2).sum(), [inputs, *model.parameters()]))
     for got, want in zip(runs[1], runs[0], strict=True):
         assert _relative(got, want) < 1e-5
+
+
+def test_a_fused_training_step_never_makes_the_host_wait() -> None:
+    """A host-device sync (a tensor read back into Python, as `bool(t.all())` does) stalls a GPU's queue of
+    kernels and makes a step impossible to capture in a CUDA graph. Reading a value back always goes through
+    `aten._local_scalar_dense`, so a dispatch mode sees it on the CPU too: a padded batch's training step
+    through the fused kernels, LSH or local, makes none."""
+    reads: list[str] = []
+
+    class Reads(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            if func.overloadpacket in (torch.ops.aten._local_scalar_dense, torch.ops.aten.nonzero):
+                reads.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    config = ReformerConfig(seq_len=40, d_model=32, n_heads=2, n_layers=2, chunk_size=16, n_buckets=4,
+                            n_hash_rounds=2, dropout=0.0, n_features=3, full_attention_threshold=0)
+    x = torch.randn(2, 40, 3, generator=torch.Generator().manual_seed(2), requires_grad=True)  # padded to 48
+    for kernel, kind in (("reference", "lsh"), ("fused", "lsh"), ("fused", "local")):
+        model = ReformerModel(config.replace(attention_kernel=kernel, attention_type=kind)).train()
+        reads.clear()
+        with Reads():
+            model(x).sum().backward()
+        assert (len(reads) == 0) == (kernel == "fused"), (kernel, kind, reads)  # the reference checks its padding
 
 
 def test_dispatch_is_automatic_visible_and_can_be_forced(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -214,6 +214,7 @@ def lsh_combine(O_R, ROWMAX, LOGSUM, OUT, TOP, LOGTOT, L, R, e, BLOCK_P: tl.cons
     dims = tl.arange(0, BLOCK_E)
     pos_ok = pos < L
     tile_ok = pos_ok[:, None] & (dims < e)[None, :]
+    tile = pos[:, None] * e + dims[None, :]  # int32 offsets within one (l, e) matrix, int64 bases
     top = tl.full([BLOCK_P], float("-inf"), tl.float32)
     total = tl.zeros([BLOCK_P], tl.float32)
     acc = tl.zeros([BLOCK_P, BLOCK_E], tl.float32)
@@ -221,14 +222,13 @@ def lsh_combine(O_R, ROWMAX, LOGSUM, OUT, TOP, LOGTOT, L, R, e, BLOCK_P: tl.cons
         row = bh * R + r
         m = tl.load(ROWMAX + row * L + pos, mask=pos_ok, other=0.0)
         log_sum = tl.load(LOGSUM + row * L + pos, mask=pos_ok, other=0.0)
-        o = tl.load(O_R + row * L * e + pos[:, None] * e + dims[None, :], mask=tile_ok, other=0.0)
+        o = tl.load(O_R + row * L * e + tile, mask=tile_ok, other=0.0)
         new_top = tl.maximum(top, m)
         scale, weight = tl.exp(top - new_top), tl.exp((m - new_top) + log_sum)
         total = total * scale + weight
         acc = acc * scale[:, None] + weight[:, None] * o.to(tl.float32)
         top = new_top
-    tl.store(OUT + bh * L * e + pos[:, None] * e + dims[None, :], (acc / total[:, None]).to(OUT.dtype.element_ty),
-             mask=tile_ok)
+    tl.store(OUT + bh * L * e + tile, (acc / total[:, None]).to(OUT.dtype.element_ty), mask=tile_ok)
     tl.store(TOP + bh * L + pos, top, mask=pos_ok)
     tl.store(LOGTOT + bh * L + pos, tl.log(total), mask=pos_ok)
 

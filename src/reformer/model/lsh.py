@@ -19,7 +19,7 @@ from .fused_lsh import lsh_attention_fused
 from .masking import AttentionMap, normalize_keys
 
 __all__ = ["FACTOR_ABOVE", "bucket_dtype", "bucket_factors", "hash_vectors", "lsh_attention", "rotation_columns",
-           "sort_by_bucket", "wrap_chunks"]
+           "sort_by_bucket", "wrap_chunks", "wrap_targets"]
 
 # elements of one head group's (b, g, r, l, e) tensors: 2**20 float32 = 4 MiB on the CPU (at least one head per
 # group); on a GPU, where every group repeats the whole pipeline's kernel launches, `chunked.block_elements`'
@@ -145,12 +145,18 @@ def wrap_chunks(valid: torch.Tensor | None, length: int, chunk_size: int) -> tor
     last one, so unpadded and internally padded inputs keep the usual circular look-back. A row with one chunk
     of real keys keeps looking back at padding (masked): alone it would be a single chunk, with no look-back.
     """
+    wrap = wrap_targets(valid, length, chunk_size)
+    return None if wrap is None or bool((wrap == length // chunk_size - 1).all()) else wrap
+
+
+def wrap_targets(valid: torch.Tensor | None, length: int, chunk_size: int) -> torch.Tensor | None:
+    """`wrap_chunks` without its check that some row differs from the default, which makes the host wait for the
+    device: (b,) int64, or None without padding or with one chunk a round."""
     n = length // chunk_size
     if valid is None or n < 2:
         return None
     last_real = (valid.sum(dim=1) + chunk_size - 1) // chunk_size - 1  # (b,)
-    wrap = torch.where(last_real >= 1, last_real, n - 1)
-    return None if bool((wrap == n - 1).all()) else wrap
+    return torch.where(last_real >= 1, last_real, n - 1)
 
 
 def sort_by_bucket(buckets: torch.Tensor) -> torch.Tensor:
@@ -204,10 +210,11 @@ def lsh_attention(
     # Heads are independent: a few at a time keeps every (b, g, r, l, e) intermediate a few MiB. Large fresh
     # tensors cost page faults on every allocation (glibc returns them to the OS on free), which measured
     # ~40 % of a long forward pass; small ones are recycled from the heap. Each group is its own graph node.
-    wrap = wrap_chunks(valid, l, chunk_size)  # once per call: the same for every head group
-    # the fused kernels accumulate in float32: float64 stays on the exact reference path
+    # the fused kernels accumulate in float32: float64 stays on the exact reference path. They take the wrap
+    # targets as they are (a row at the default costs nothing there), so this path makes no host-device sync
     if fused and not return_map and compute_dtype(qk, qk, v) != torch.float64:
-        return _lsh_fused(qk, v, buckets, chunk_size, valid, wrap, causal), None
+        return _lsh_fused(qk, v, buckets, chunk_size, valid, wrap_targets(valid, l, chunk_size), causal), None
+    wrap = wrap_chunks(valid, l, chunk_size)  # once per call: the same for every head group
     group = max(1, _group_elements(qk.device) // max(1, b * r * l * e))
     if group >= h:
         return _lsh_heads(qk, v, buckets, chunk_size, valid, wrap, causal, return_map, fused)

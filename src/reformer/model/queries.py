@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 
 from .chunked import chunk_attention
-from .lsh import sort_by_bucket, wrap_chunks
+from .lsh import sort_by_bucket, wrap_targets
 from .masking import normalize_keys
 
 __all__ = ["attend_at", "full_keys_at", "local_keys_at", "lsh_keys_at"]
@@ -67,7 +67,7 @@ def lsh_keys_at(buckets: torch.Tensor, queries: torch.Tensor, chunk_size: int,
     sorted_idx = sort_by_bucket(buckets)  # (b, h, r, l), the order lsh_attention chunks
     slot = (sorted_idx == queries.view(b, 1, 1, 1)).int().argmax(dim=-1)  # (b, h, r): the query's sorted slot
     chunk = slot // c
-    wrap = wrap_chunks(valid, l, c)
+    wrap = wrap_targets(valid, l, c)  # as `lsh.wrap_chunks`, without making the host wait for the device
     before = (chunk - 1) % n if wrap is None else torch.where(chunk == 0, wrap.view(b, 1, 1), chunk - 1)
     chunks = [before, chunk] if n > 1 else [chunk]
     within = torch.arange(c, device=buckets.device)
@@ -99,7 +99,8 @@ def attend_at(qk: torch.Tensor, v: torch.Tensor, queries: torch.Tensor, key_inde
     key_valid: torch.Tensor | None = present
     if valid is not None:
         key_valid = present & valid.view(b, 1, 1, -1).expand(-1, h, r, -1).gather(3, index)
-    if key_valid is not None and bool(key_valid.all()):
+    # no mask where every key is real: a shortcut on the CPU; on a GPU the check would make the host wait
+    if key_valid is not None and key_valid.device.type == "cpu" and bool(key_valid.all()):
         key_valid = None
     q_pos = queries.view(b, 1, 1, 1).expand(-1, h, r, 1).reshape(-1, 1)  # (b*h*r, 1)
     out, lse = chunk_attention(query, keys, values, q_pos, key_index.reshape(-1, w),
