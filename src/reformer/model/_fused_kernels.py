@@ -20,6 +20,15 @@ def _mm(a, b, F32_DOT: tl.constexpr):
 
 
 @triton.jit
+def online_softmax_step(m_i, l_i, acc, s, v, F32_DOT: tl.constexpr):
+    # one key tile into the running row max m, sum l and output accumulator (see `fused.py`'s docstring)
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    alpha = tl.exp(m_i - m_new)
+    p = tl.exp(s - m_new[:, None])
+    return m_new, l_i * alpha + tl.sum(p, 1), acc * alpha[:, None] + _mm(p.to(v.dtype), v, F32_DOT)
+
+
+@triton.jit
 def scores(q, k, q_pos, KPOS, KVALID, kc, t, rows, cols, ck, F32_DOT: tl.constexpr, SELF_OFFSET: tl.constexpr,
            POS_SELF: tl.constexpr, CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr):
     # (C, K) float32 logits of one query chunk against key chunk kc, the t-th of its window
@@ -65,12 +74,7 @@ def forward(Q, K, V, O, LSE, ROWMAX, LOGSUM, QPOS, KPOS, KVALID, c, ck, e, start
         v = tl.load(V + (kc * ck + cols[:, None]) * e + dims[None, :], mask=kv_mask, other=0.0)
         s = scores(q, k, q_pos, KPOS, KVALID, kc, t, rows, cols, ck, F32_DOT, SELF_OFFSET, POS_SELF, CAUSAL,
                    HAS_VALID)
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = tl.exp(m_i - m_new)
-        p = tl.exp(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + _mm(p.to(v.dtype), v, F32_DOT)
-        m_i = m_new
+        m_i, l_i, acc = online_softmax_step(m_i, l_i, acc, s, v, F32_DOT)
     out = acc / l_i[:, None]
     tl.store(O + (j * c + rows[:, None]) * e + dims[None, :], out.to(O.dtype.element_ty),
              mask=row_ok[:, None] & dim_ok[None, :])

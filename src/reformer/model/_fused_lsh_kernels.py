@@ -12,7 +12,7 @@ tightest resource (`benchmarks/gpu/compile_check.py` counts them), and 64-bit of
 import triton
 import triton.language as tl
 
-from ._fused_kernels import _mm
+from ._fused_kernels import _mm, online_softmax_step
 from .masking import _KEY_EPS, MASKED, SELF_PENALTY
 
 _PENALTY = tl.constexpr(SELF_PENALTY)
@@ -60,22 +60,30 @@ def _logits(q, k, q_pos, k_pos, VALID_ROW, cols_ok, F32_DOT: tl.constexpr, CAUSA
 
 
 @triton.jit
+def _program(QK, V, IDX, VALID, L, H, R, c, e, s_qb, s_qh, s_vb, s_vh, BLOCK_C: tl.constexpr,
+             BLOCK_E: tl.constexpr):
+    # what a program of the forward or backward grid works on: chunk `program_id(0)` of the sorted order of
+    # row `program_id(1)` = (batch * H + head) * R + round; the bases of its (batch, head)'s qk and v, its
+    # round's order and its batch row's padding mask (int64 scalars), tile indices, and the chunk's positions
+    chunk = tl.program_id(0)
+    row = tl.program_id(1).to(tl.int64)
+    batch, head = row // R // H, (row // R) % H
+    order = IDX + row * L
+    rows = tl.arange(0, BLOCK_C)
+    dims = tl.arange(0, BLOCK_E)
+    rows_ok = rows < c
+    pos = tl.load(order + chunk * c + rows, mask=rows_ok, other=0)
+    return (chunk, row, batch, QK + batch * s_qb + head * s_qh, V + batch * s_vb + head * s_vh, order,
+            VALID + batch * L, rows, dims, rows_ok, dims < e, pos)
+
+
+@triton.jit
 def lsh_forward(QK, V, IDX, WRAP, VALID, O, ROWMAX, LOGSUM, L, n, H, R, c, e,
                 s_qb, s_qh, s_ql, s_vb, s_vh, s_vl,
                 LOOK_BACK: tl.constexpr, HAS_WRAP: tl.constexpr, CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr,
                 F32_DOT: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_E: tl.constexpr):
-    j = tl.program_id(0)  # the query chunk, in the round's sorted order
-    row = tl.program_id(1).to(tl.int64)  # (batch * H + head) * R + round; int64 scalar bases
-    batch, head = row // R // H, (row // R) % H
-    qk_base = QK + batch * s_qb + head * s_qh
-    v_base = V + batch * s_vb + head * s_vh
-    order = IDX + row * L
-    valid_row = VALID + batch * L
-    rows = tl.arange(0, BLOCK_C)
-    dims = tl.arange(0, BLOCK_E)
-    rows_ok = rows < c
-    dims_ok = dims < e
-    q_pos = tl.load(order + j * c + rows, mask=rows_ok, other=0)
+    j, row, batch, qk_base, v_base, order, valid_row, rows, dims, rows_ok, dims_ok, q_pos = _program(
+        QK, V, IDX, VALID, L, H, R, c, e, s_qb, s_qh, s_vb, s_vh, BLOCK_C, BLOCK_E)  # j: the query chunk
     q = _load_rows(qk_base, s_ql, q_pos, rows_ok, dims, dims_ok)
     m_i = tl.full([BLOCK_C], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_C], tl.float32)
@@ -88,12 +96,7 @@ def lsh_forward(QK, V, IDX, WRAP, VALID, O, ROWMAX, LOGSUM, L, n, H, R, c, e,
         k, _ = _unit(_load_rows(qk_base, s_ql, k_pos, rows_ok, dims, dims_ok))
         v = _load_rows(v_base, s_vl, k_pos, rows_ok, dims, dims_ok)
         s = _logits(q, k.to(q.dtype), q_pos, k_pos, valid_row, rows_ok, F32_DOT, CAUSAL, HAS_VALID)
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = tl.exp(m_i - m_new)
-        p = tl.exp(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + _mm(p.to(v.dtype), v, F32_DOT)
-        m_i = m_new
+        m_i, l_i, acc = online_softmax_step(m_i, l_i, acc, s, v, F32_DOT)
     # outputs land at their original positions, one (l, e) matrix per round: the sort is undone on the way out
     tl.store(O + row * L * e + q_pos[:, None] * e + dims[None, :], (acc / l_i[:, None]).to(O.dtype.element_ty),
              mask=rows_ok[:, None] & dims_ok[None, :])
@@ -138,19 +141,10 @@ def lsh_backward(QK, V, IDX, WRAP, VALID, G, GDOT, TOP, LOGTOT, ROWMAX, LOGSUM, 
                  s_qb, s_qh, s_ql, s_vb, s_vh, s_vl,
                  LOOK_BACK: tl.constexpr, HAS_WRAP: tl.constexpr, CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr,
                  F32_DOT: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_E: tl.constexpr):
-    i = tl.program_id(0)  # the chunk this program owns, as queries and as keys
-    row = tl.program_id(1).to(tl.int64)
-    batch, head = row // R // H, (row // R) % H
-    qk_base = QK + batch * s_qb + head * s_qh
-    v_base = V + batch * s_vb + head * s_vh
-    order = IDX + row * L
-    valid_row = VALID + batch * L
-    rows = tl.arange(0, BLOCK_C)
-    dims = tl.arange(0, BLOCK_E)
-    rows_ok = rows < c
-    dims_ok = dims < e
+    # i: the chunk this program owns, as queries and as keys
+    i, row, batch, qk_base, v_base, order, valid_row, rows, dims, rows_ok, dims_ok, pos = _program(
+        QK, V, IDX, VALID, L, H, R, c, e, s_qb, s_qh, s_vb, s_vh, BLOCK_C, BLOCK_E)
     tile_ok = rows_ok[:, None] & dims_ok[None, :]
-    pos = tl.load(order + i * c + rows, mask=rows_ok, other=0)
     x = _load_rows(qk_base, s_ql, pos, rows_ok, dims, dims_ok)  # the chunk's shared query-key vectors
     k32, norm = _unit(x)
     k = k32.to(x.dtype)
