@@ -50,7 +50,7 @@ def _pointers(dtype: str) -> dict[str, str]:
     data = {name: t for name in ("Q", "K", "V", "O", "QK", "DO", "DQ", "DK", "DV", "DQK", "O_R", "OUT", "G", "A", "B")}
     stats = {name: "*fp32" for name in ("LSE", "ROWMAX", "LOGSUM", "DELTA", "TOP", "LOGTOT", "GDOT", "DOT")}
     return {**data, **stats, "QPOS": "*i64", "KPOS": "*i64", "IDX": "*i32", "WRAP": "*i64", "KVALID": "*i8",
-            "VALID": "*i8"}
+            "VALID": "*i8", "ROT": "*fp32", "BUCKETS": "*i16"}
 
 
 def _kernels(flags: bool) -> list[tuple[str, Any, dict[str, Any]]]:
@@ -63,6 +63,8 @@ def _kernels(flags: bool) -> list[tuple[str, Any, dict[str, Any]]]:
             ("lsh_backward", _fused_lsh_kernels.lsh_backward, lsh),
             ("lsh_combine", _fused_lsh_kernels.lsh_combine, {"BLOCK_P": 128, "BLOCK_E": 32}),
             ("row_dot", _fused_lsh_kernels.row_dot, {"BLOCK_P": 128, "BLOCK_E": 32}),
+            ("lsh_hash", _fused_lsh_kernels.lsh_hash, {"HALF_A": 16, "HALF_B": 16, "HAS_VALID": flags, "BLOCK_P": 128,
+                                                      "BLOCK_E": 32, "BLOCK_U": 32}),
             ("window_forward", _fused_kernels.forward, window),
             ("window_backward_kv", _fused_kernels.backward_kv, window),
             ("window_backward_q", _fused_kernels.backward_q, window)]

@@ -14,7 +14,7 @@
 
 Ours is also timed captured in a CUDA graph (`graphed`, "-graph" in the names) in sections 2 to 4: the difference
 from the eager call is the host's cost of launching the step's kernels one by one.
-5. LSH attention alone (hash, sort, fused windows, unsort, combine; forward and backward) from 2^14 to 2^20
+5. LSH attention alone (fused hash, sort, fused attention and combination; forward and backward) from 2^14 to 2^20
    positions: time and peak memory per position.
 6. `profile_step.py --bfloat16` on the L = 32,768 step: device time by operator, and the host-device syncs.
 
@@ -253,7 +253,7 @@ def attention_alone(lengths: list[int]) -> dict[str, Any]:
             v = torch.randn(1, h, length, e, device=DEVICE, dtype=torch.bfloat16, requires_grad=True)
 
             def run() -> None:
-                buckets = hash_vectors(qk, rotations, n_buckets, None)
+                buckets = hash_vectors(qk, rotations, n_buckets, None, fused=True)
                 y, _ = lsh_attention(qk, v, buckets, chunk, fused=True)
                 y.float().sum().backward()
                 qk.grad = v.grad = None

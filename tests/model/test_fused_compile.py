@@ -21,8 +21,8 @@ triton = pytest.importorskip("triton", reason="the fused kernels need Triton (pi
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "gpu" / "compile_check.py"
 CUOBJDUMP = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
-KERNELS = {"lsh_forward", "lsh_backward", "lsh_combine", "row_dot", "window_forward", "window_backward_kv",
-           "window_backward_q"}
+KERNELS = {"lsh_hash", "lsh_forward", "lsh_backward", "lsh_combine", "row_dot", "window_forward",
+           "window_backward_kv", "window_backward_q"}
 
 
 @pytest.mark.skipif(not CUOBJDUMP.exists(), reason="this Triton wheel ships no NVIDIA tools (ptxas, cuobjdump)")

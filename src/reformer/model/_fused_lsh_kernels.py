@@ -238,3 +238,46 @@ def row_dot(A, B, DOT, total, e, BLOCK_P: tl.constexpr, BLOCK_E: tl.constexpr):
     a = tl.load(A + rows[:, None] * e + dims[None, :], mask=tile_ok, other=0.0).to(tl.float32)
     b = tl.load(B + rows[:, None] * e + dims[None, :], mask=tile_ok, other=0.0).to(tl.float32)
     tl.store(DOT + rows, tl.sum(a * b, 1), mask=rows_ok)
+
+
+@triton.jit
+def _signed_argmax(proj, cols, lo, half):
+    # argmax over [xR; -xR] on columns lo .. lo + half - 1 of the projections (P, U) -> (P,) in [0, 2 half), with
+    # `lsh._signed_argmax`'s ties: the positive side when max(xR) = -min(xR), the highest column among equals
+    inside = ((cols >= lo) & (cols < lo + half))[None, :]
+    top = tl.max(tl.where(inside, proj, float("-inf")), 1)
+    bottom = tl.min(tl.where(inside, proj, float("inf")), 1)
+    positive = top >= -bottom
+    hit = inside & (proj == tl.where(positive, top, bottom)[:, None])
+    column = tl.max(tl.where(hit, cols[None, :] - lo, -1), 1)
+    return tl.where(positive, column, column + half)
+
+
+@triton.jit
+def lsh_hash(QK, ROT, VALID, BUCKETS, L, H, R, U, e, s_qb, s_qh, s_ql, N_BUCKETS,
+             HALF_A: tl.constexpr, HALF_B: tl.constexpr, HAS_VALID: tl.constexpr,
+             BLOCK_P: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_U: tl.constexpr):
+    # the buckets of BLOCK_P positions of one (batch, head) in every round (`lsh.hash_vectors`): x R_r in float32
+    # registers, reduced to one id per factor, so the (P, U) projections never reach memory. HALF_B = 0 for an
+    # unfactorised count; else id = id_a + 2 HALF_A id_b, each factor on its own columns
+    pos = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    bh = tl.program_id(1).to(tl.int64)
+    batch, head = bh // H, bh % H
+    dims = tl.arange(0, BLOCK_E)
+    cols = tl.arange(0, BLOCK_U)
+    pos_ok = pos < L
+    x = tl.load(QK + batch * s_qb + head * s_qh + pos[:, None] * s_ql + dims[None, :],
+                mask=pos_ok[:, None] & (dims < e)[None, :], other=0.0).to(tl.float32)
+    rot_mask = (dims < e)[:, None] & (cols < U)[None, :]
+    if HAS_VALID:
+        real = tl.load(VALID + batch * L + pos, mask=pos_ok, other=0) != 0
+    for r in range(R):
+        # R_r for this head, (E, U), from rotations laid out (h, e, r, u)
+        rot = tl.load(ROT + ((head * e + dims[:, None]) * R + r) * U + cols[None, :], mask=rot_mask, other=0.0)
+        proj = tl.dot(x, rot, input_precision="ieee")  # (P, U): hashing runs in float32, as the reference does
+        ids = _signed_argmax(proj, cols, 0, HALF_A)
+        if HALF_B > 0:
+            ids += 2 * HALF_A * _signed_argmax(proj, cols, HALF_A, HALF_B)
+        if HAS_VALID:
+            ids = tl.where(real, ids, N_BUCKETS)  # padding: the extra bucket, sorted last
+        tl.store(BUCKETS + (bh * R + r) * L + pos, ids.to(BUCKETS.dtype.element_ty), mask=pos_ok)

@@ -133,7 +133,7 @@ class SharedQKAttention(nn.Module):
                                                             cfg.chunk_size)
         amap: AttentionMap | None = None
         if kind is AttentionType.LSH and buckets is None:
-            buckets = hash_vectors(qk, self.rotations(x.device), cfg.n_buckets, valid)
+            buckets = hash_vectors(qk, self.rotations(x.device), cfg.n_buckets, valid, fused=fused)
         if queries is not None:
             assert not return_map, "attention maps need every query position"
             b, h, l = qk.shape[0], cfg.n_heads, x.shape[1]

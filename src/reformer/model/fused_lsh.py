@@ -43,13 +43,15 @@ import torch
 
 from .fused import _placeholder, _tile, f32_dot, tuned
 
-__all__ = ["lsh_attention_fused"]
+__all__ = ["hash_fused", "lsh_attention_fused"]
 
 
 # offsets within one (batch, head) below this are computed in int32
 _NARROW_LIMIT = 2**31
-# positions per program of the rounds' combination and of <g, out>
+# positions per program of the hashing, the rounds' combination and <g, out>, and their warps: at 4 warps the
+# hashing's (128, u) projections spill registers (`benchmarks/gpu/compile_check.py`), at 8 none of the three does
 _ROWS = 128
+_WARPS = 8
 
 
 @functools.cache
@@ -59,7 +61,7 @@ def _kernels() -> SimpleNamespace:
     # the length is in the key: a configuration timed on a test's few chunks need not suit 32,768 positions
     key = ["L", "c", "e", "LOOK_BACK", "CAUSAL", "HAS_VALID", "F32_DOT"]
     return SimpleNamespace(forward=tuned(kernels.lsh_forward, key), backward=tuned(kernels.lsh_backward, key),
-                           combine=kernels.lsh_combine, row_dot=kernels.row_dot)
+                           combine=kernels.lsh_combine, row_dot=kernels.row_dot, hash=kernels.lsh_hash)
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -87,7 +89,7 @@ class _FusedLSH(torch.autograd.Function):
         top = torch.empty(b, h, l, dtype=torch.float32, device=qk.device)  # max_r m_r
         log_total = torch.empty_like(top)  # ln sum_r l_r e^(m_r - top); the rounds' logsumexp is their sum
         kernels.combine[(_cdiv(l, _ROWS), b * h)](out_r, row_max, log_sum, out, top, log_total, l, r, e,
-                                                   BLOCK_P=_ROWS, BLOCK_E=_tile(e))
+                                                   BLOCK_P=_ROWS, BLOCK_E=_tile(e), num_warps=_WARPS)
         # the backward needs the combined output, not the rounds' (see `backward`)
         ctx.save_for_backward(qk, v, order, wrap_t, valid_t, out, top, log_total, row_max, log_sum)
         ctx.meta, ctx.sizes, ctx.grid = meta, sizes, (n, b * h * r)
@@ -103,7 +105,8 @@ class _FusedLSH(torch.autograd.Function):
         # only <g, out> is computed here, the weights inside the kernel
         g_dot = torch.empty(b, h, l, dtype=torch.float32, device=out.device)
         kernels = _kernels()
-        kernels.row_dot[(_cdiv(b * h * l, _ROWS),)](grad, out, g_dot, b * h * l, e, BLOCK_P=_ROWS, BLOCK_E=_tile(e))
+        kernels.row_dot[(_cdiv(b * h * l, _ROWS),)](grad, out, g_dot, b * h * l, e, BLOCK_P=_ROWS, BLOCK_E=_tile(e),
+                                                     num_warps=_WARPS)
         d_qk = torch.empty(b, h, r, l, e, dtype=qk.dtype, device=qk.device)  # one (l, e) gradient per round
         d_v = torch.empty(b, h, r, l, e, dtype=v.dtype, device=v.device)
         kernels.backward[ctx.grid](qk, v, order, wrap_t, valid_t, grad, g_dot, top, log_total, row_max, log_sum,
@@ -140,3 +143,28 @@ def lsh_attention_fused(qk: torch.Tensor, v: torch.Tensor, sorted_idx: torch.Ten
     valid = None if valid is None else valid.contiguous()
     out: torch.Tensor = _FusedLSH.apply(qk, v, order, wrap, valid, chunk_size, causal)
     return out
+
+
+def hash_fused(qk: torch.Tensor, rotations: torch.Tensor, factors: tuple[int, ...], n_buckets: int,
+               valid: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+    """`lsh.hash_vectors` in one kernel: (b, h, l, e) -> buckets (b, h, r, l) in `dtype`.
+
+    The reference writes the (b, h, r, u, l) float32 projections and reads them back in about ten passes (max,
+    min, comparisons, the columns); here each program projects its positions in registers and writes only the ids.
+    `rotations` (h, e, r, u) float32 with u = sum of f / 2 over `factors` (one or two, from `lsh.bucket_factors`).
+    """
+    b, h, l, e = qk.shape
+    r, u = rotations.shape[2], rotations.shape[3]
+    if qk.stride(-1) != 1:
+        qk = qk.contiguous()
+    rotations = rotations.float().contiguous()
+    buckets = torch.empty(b, h, r, l, dtype=dtype, device=qk.device)
+    valid_t = _placeholder(None if valid is None else valid.to(torch.int8).contiguous(), qk, torch.int8)
+    half_a, half_b = factors[0] // 2, (factors[1] // 2 if len(factors) > 1 else 0)
+    # (positions, columns) projection tiles of at most 2^13 values: at 128 x 128 they spill registers
+    rows = max(16, min(_ROWS, 2**13 // _tile(u)))
+    _kernels().hash[(_cdiv(l, rows), b * h)](qk, rotations, valid_t, buckets, l, h, r, u, e, *qk.stride()[:3],
+                                              n_buckets, HALF_A=half_a, HALF_B=half_b, HAS_VALID=valid is not None,
+                                              BLOCK_P=rows, BLOCK_E=_tile(e), BLOCK_U=_tile(u), num_warps=_WARPS)
+    return buckets
+

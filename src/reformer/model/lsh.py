@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .chunked import block_elements, chunk_scores, compute_dtype, window_attention, window_view
-from .fused_lsh import lsh_attention_fused
+from .fused_lsh import hash_fused, lsh_attention_fused
 from .masking import AttentionMap, normalize_keys
 
 __all__ = ["FACTOR_ABOVE", "bucket_dtype", "bucket_factors", "hash_vectors", "lsh_attention", "rotation_columns",
@@ -81,7 +81,7 @@ def _signed_argmax(cols: torch.Tensor, half: int) -> torch.Tensor:
 
 
 def hash_vectors(
-    qk: torch.Tensor, rotations: torch.Tensor, n_buckets: int, valid: torch.Tensor | None
+    qk: torch.Tensor, rotations: torch.Tensor, n_buckets: int, valid: torch.Tensor | None, fused: bool = False
 ) -> torch.Tensor:
     """Angular LSH buckets, one set per round.
 
@@ -91,6 +91,8 @@ def hash_vectors(
             (n_buckets / 2 unless the count is factorised: `bucket_factors`).
         n_buckets: buckets per round; padded positions get the extra bucket `n_buckets` (sorted last).
         valid: (b, l) bool, True for real positions; None = all real.
+        fused: hash in one Triton kernel (`fused_lsh.hash_fused`): the same ids, except where two projections are
+            within float32 rounding of each other (the products sum in another order).
     Returns:
         buckets: (b, h, r, l), in `bucket_dtype(n_buckets)`.
     """
@@ -100,6 +102,8 @@ def hash_vectors(
     r, u = rotations.shape[2], rotations.shape[3]
     factors = bucket_factors(n_buckets)
     assert u == rotation_columns(n_buckets), "rotations must have rotation_columns(n_buckets) columns"
+    if fused:
+        return hash_fused(qk.detach(), rotations, factors, n_buckets, valid, bucket_dtype(n_buckets))
     # hashing is never differentiated and runs in float32 even under autocast: bfloat16 projections tie often
     # (8-bit mantissa). The vectors hashed are the compute dtype's, though: under bfloat16 autocast `qk` comes
     # out of a bfloat16 projection, so a few buckets differ from a float32 run (14 of 4,096 in one check)
