@@ -159,8 +159,9 @@ def _launch_args(q: torch.Tensor, k: torch.Tensor, before: int, after: int, caus
 
 
 def _placeholder(t: torch.Tensor | None, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    # Triton needs a tensor for every pointer argument, even one a constexpr switch leaves unread
-    return like.new_zeros(1, dtype=dtype) if t is None else t
+    # Triton needs a tensor for every pointer argument, even one a constexpr switch leaves unread; never read, so
+    # left unfilled (filling it would be one more kernel launch a call)
+    return like.new_empty(1, dtype=dtype) if t is None else t
 
 
 class _FusedWindowAttention(torch.autograd.Function):
