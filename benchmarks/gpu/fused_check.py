@@ -3,8 +3,9 @@
     python3 benchmarks/gpu/fused_check.py --out DIR            (from the repository root, PYTHONPATH=src)
     python3 benchmarks/gpu/fused_check.py --out DIR --smoke    (tiny lengths: the script's own dry run, CPU too)
 
-1. `tests/model/test_fused.py` on the GPU (compiled kernels, bfloat16 included), then the bench-compare shape at
-   L = 4,096 with the fused and the reference kernel, float32: outputs and gradients relative to the largest value.
+1. `tests/model/test_fused.py` and `test_fused_hash.py` on the GPU (compiled kernels, bfloat16 included), then
+   the bench-compare shape at L = 4,096 with the fused and the reference kernel, float32: outputs and gradients
+   relative to the largest value.
 2. `bench compare`'s training step at L = 32,768 (d_model 256, 8 heads, 6 layers, 4 rounds, chunk 64, batch 1):
    ours fused and ours reference, HF transformers, reformer-pytorch and the SDPA encoder, each under bfloat16
    autocast (and ours fused in float32): median time and peak allocated memory.
@@ -27,13 +28,14 @@ Shape legend: b batch, h heads, l length, e head dim, d model width.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ from reformer import ReformerConfig, ReformerModel
 from reformer.bench.attention import n_buckets_for
 from reformer.bench.peers import ModelShape, build_step
 from reformer.bench.targets import LONG_CONFIG
+from reformer.model import attention as attention_module
 from reformer.model.attention import kernel_in_use
 from reformer.model.fused import KERNEL_ENV
 from reformer.model.lsh import hash_vectors, lsh_attention, rotation_columns
@@ -121,11 +124,30 @@ def guarded(fn: Callable[[], Any]) -> Any:
         return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
 
 
+@contextlib.contextmanager
+def reference_hashing() -> Iterator[None]:
+    """The model hashes with the reference even where it attends with the fused kernels, so that comparing the two
+    kernels compares attention alone: fused hashing sums its projections in another order, and a bucket that
+    flips where two projections tie within rounding changes a whole row (`test_fused_hash.py` checks hashing)."""
+    original = attention_module.hash_vectors
+
+    def hash_reference(qk: torch.Tensor, rotations: torch.Tensor, n_buckets: int, valid: torch.Tensor | None,
+                       fused: bool = False) -> torch.Tensor:
+        return original(qk, rotations, n_buckets, valid)
+
+    attention_module.hash_vectors = hash_reference
+    try:
+        yield
+    finally:
+        attention_module.hash_vectors = original
+
+
 def correctness(smoke: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if not smoke:
-        tests = subprocess.run([sys.executable, "-m", "pytest", "tests/model/test_fused.py", "-q", "-p",
-                                "no:cacheprovider"], capture_output=True, text=True, timeout=400)
+        tests = subprocess.run([sys.executable, "-m", "pytest", "tests/model/test_fused.py",
+                                "tests/model/test_fused_hash.py", "-q", "-p", "no:cacheprovider"],
+                               capture_output=True, text=True, timeout=400)
         out["pytest_tail"] = tests.stdout.strip().splitlines()[-3:]
         out["pytest_passed"] = tests.returncode == 0
     shape = ModelShape()
@@ -143,7 +165,8 @@ def correctness(smoke: bool) -> dict[str, Any]:
             y = model(x)
             return [y.detach(), *torch.autograd.grad((y.float() ** 2).sum(), [x, *model.parameters()])]
 
-        results[kernel] = with_kernel(kernel, grads)()
+        with reference_hashing():
+            results[kernel] = with_kernel(kernel, grads)()
     worst = max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
                 for a, b in zip(results["fused"], results["reference"], strict=True))
     out["float32_fused_vs_reference_max_relative"] = worst
