@@ -60,13 +60,15 @@ def _logits(q, k, q_pos, k_pos, VALID_ROW, cols_ok, F32_DOT: tl.constexpr, CAUSA
 
 
 @triton.jit
-def _program(QK, V, IDX, VALID, L, H, R, c, e, s_qb, s_qh, s_vb, s_vh, BLOCK_C: tl.constexpr,
+def _program(QK, V, IDX, VALID, L, n, H, R, c, e, s_qb, s_qh, s_vb, s_vh, BLOCK_C: tl.constexpr,
              BLOCK_E: tl.constexpr):
-    # what a program of the forward or backward grid works on: chunk `program_id(0)` of the sorted order of
-    # row `program_id(1)` = (batch * H + head) * R + round; the bases of its (batch, head)'s qk and v, its
-    # round's order and its batch row's padding mask (int64 scalars), tile indices, and the chunk's positions
-    chunk = tl.program_id(0)
-    row = tl.program_id(1).to(tl.int64)
+    # what a program of the forward or backward grid works on: chunk `pid % n` of the sorted order of row
+    # `pid // n` = (batch * H + head) * R + round (one grid axis: the second and third hold at most 65,535); the
+    # bases of its (batch, head)'s qk and v, its round's order and its batch row's padding mask (int64 scalars),
+    # tile indices, and the chunk's positions
+    pid = tl.program_id(0).to(tl.int64)
+    chunk = (pid % n).to(tl.int32)
+    row = pid // n
     batch, head = row // R // H, (row // R) % H
     order = IDX + row * L
     rows = tl.arange(0, BLOCK_C)
@@ -83,7 +85,7 @@ def lsh_forward(QK, V, IDX, WRAP, VALID, O, ROWMAX, LOGSUM, L, n, H, R, c, e,
                 LOOK_BACK: tl.constexpr, HAS_WRAP: tl.constexpr, CAUSAL: tl.constexpr, HAS_VALID: tl.constexpr,
                 F32_DOT: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_E: tl.constexpr):
     j, row, batch, qk_base, v_base, order, valid_row, rows, dims, rows_ok, dims_ok, q_pos = _program(
-        QK, V, IDX, VALID, L, H, R, c, e, s_qb, s_qh, s_vb, s_vh, BLOCK_C, BLOCK_E)  # j: the query chunk
+        QK, V, IDX, VALID, L, n, H, R, c, e, s_qb, s_qh, s_vb, s_vh, BLOCK_C, BLOCK_E)  # j: the query chunk
     q = _load_rows(qk_base, s_ql, q_pos, rows_ok, dims, dims_ok)
     m_i = tl.full([BLOCK_C], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_C], tl.float32)
@@ -143,7 +145,7 @@ def lsh_backward(QK, V, IDX, WRAP, VALID, G, GDOT, TOP, LOGTOT, ROWMAX, LOGSUM, 
                  F32_DOT: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_E: tl.constexpr):
     # i: the chunk this program owns, as queries and as keys
     i, row, batch, qk_base, v_base, order, valid_row, rows, dims, rows_ok, dims_ok, pos = _program(
-        QK, V, IDX, VALID, L, H, R, c, e, s_qb, s_qh, s_vb, s_vh, BLOCK_C, BLOCK_E)
+        QK, V, IDX, VALID, L, n, H, R, c, e, s_qb, s_qh, s_vb, s_vh, BLOCK_C, BLOCK_E)
     tile_ok = rows_ok[:, None] & dims_ok[None, :]
     x = _load_rows(qk_base, s_ql, pos, rows_ok, dims, dims_ok)  # the chunk's shared query-key vectors
     k32, norm = _unit(x)
@@ -203,8 +205,10 @@ def lsh_combine(O_R, ROWMAX, LOGSUM, OUT, TOP, LOGTOT, L, R, e, BLOCK_P: tl.cons
     # out = sum_r l_r e^(m_r - T) o_r / sum_r l_r e^(m_r - T) = sum_r softmax_r(z_r) o_r for BLOCK_P positions of
     # one (batch, head), the rounds folded in one at a time as in the online softmax; T = max_r m_r and the log
     # of the sum are stored for the backward's round weights (see `_upstream`)
-    pos = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    bh = tl.program_id(1).to(tl.int64)
+    blocks = tl.cdiv(L, BLOCK_P)  # per (batch, head); one grid axis, as `_program`
+    pid = tl.program_id(0).to(tl.int64)
+    bh = pid // blocks
+    pos = (pid % blocks).to(tl.int32) * BLOCK_P + tl.arange(0, BLOCK_P)
     dims = tl.arange(0, BLOCK_E)
     pos_ok = pos < L
     tile_ok = pos_ok[:, None] & (dims < e)[None, :]
@@ -260,8 +264,10 @@ def lsh_hash(QK, ROT, VALID, BUCKETS, L, H, R, U, e, s_qb, s_qh, s_ql, N_BUCKETS
     # the buckets of BLOCK_P positions of one (batch, head) in every round (`lsh.hash_vectors`): x R_r in float32
     # registers, reduced to one id per factor, so the (P, U) projections never reach memory. HALF_B = 0 for an
     # unfactorised count; else id = id_a + 2 HALF_A id_b, each factor on its own columns
-    pos = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    bh = tl.program_id(1).to(tl.int64)
+    blocks = tl.cdiv(L, BLOCK_P)  # per (batch, head); one grid axis, as `_program`
+    pid = tl.program_id(0).to(tl.int64)
+    bh = pid // blocks
+    pos = (pid % blocks).to(tl.int32) * BLOCK_P + tl.arange(0, BLOCK_P)
     batch, head = bh // H, bh % H
     dims = tl.arange(0, BLOCK_E)
     cols = tl.arange(0, BLOCK_U)

@@ -84,15 +84,15 @@ class _FusedLSH(torch.autograd.Function):
                 "F32_DOT": f32_dot(qk.dtype, qk.device), "BLOCK_C": _tile(chunk), "BLOCK_E": _tile(e)}
         sizes = (l, n, h, r, chunk, e, *qk.stride()[:3], *v.stride()[:3])
         kernels = _kernels()
-        kernels.forward[(n, b * h * r)](qk, v, order, wrap_t, valid_t, out_r, row_max, log_sum, *sizes, **meta)
+        kernels.forward[(n * b * h * r,)](qk, v, order, wrap_t, valid_t, out_r, row_max, log_sum, *sizes, **meta)
         out = torch.empty(b, h, l, e, dtype=v.dtype, device=qk.device)
         top = torch.empty(b, h, l, dtype=torch.float32, device=qk.device)  # max_r m_r
         log_total = torch.empty_like(top)  # ln sum_r l_r e^(m_r - top); the rounds' logsumexp is their sum
-        kernels.combine[(_cdiv(l, _ROWS), b * h)](out_r, row_max, log_sum, out, top, log_total, l, r, e,
-                                                   BLOCK_P=_ROWS, BLOCK_E=_tile(e), num_warps=_WARPS)
+        kernels.combine[(_cdiv(l, _ROWS) * b * h,)](out_r, row_max, log_sum, out, top, log_total, l, r, e,
+                                                     BLOCK_P=_ROWS, BLOCK_E=_tile(e), num_warps=_WARPS)
         # the backward needs the combined output, not the rounds' (see `backward`)
         ctx.save_for_backward(qk, v, order, wrap_t, valid_t, out, top, log_total, row_max, log_sum)
-        ctx.meta, ctx.sizes, ctx.grid = meta, sizes, (n, b * h * r)
+        ctx.meta, ctx.sizes, ctx.grid = meta, sizes, (n * b * h * r,)
         return out
 
     @staticmethod
@@ -163,8 +163,8 @@ def hash_fused(qk: torch.Tensor, rotations: torch.Tensor, factors: tuple[int, ..
     half_a, half_b = factors[0] // 2, (factors[1] // 2 if len(factors) > 1 else 0)
     # (positions, columns) projection tiles of at most 2^13 values: at 128 x 128 they spill registers
     rows = max(16, min(_ROWS, 2**13 // _tile(u)))
-    _kernels().hash[(_cdiv(l, rows), b * h)](qk, rotations, valid_t, buckets, l, h, r, u, e, *qk.stride()[:3],
-                                              n_buckets, HALF_A=half_a, HALF_B=half_b, HAS_VALID=valid is not None,
-                                              BLOCK_P=rows, BLOCK_E=_tile(e), BLOCK_U=_tile(u), num_warps=_WARPS)
+    _kernels().hash[(_cdiv(l, rows) * b * h,)](qk, rotations, valid_t, buckets, l, h, r, u, e, *qk.stride()[:3],
+                                               n_buckets, HALF_A=half_a, HALF_B=half_b, HAS_VALID=valid is not None,
+                                               BLOCK_P=rows, BLOCK_E=_tile(e), BLOCK_U=_tile(u), num_warps=_WARPS)
     return buckets
 
