@@ -16,12 +16,13 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-pytest.importorskip("triton", reason="the fused kernels need Triton (pip install triton)")
+triton = pytest.importorskip("triton", reason="the fused kernels need Triton (pip install triton)")
 # tests/conftest.py switches Triton's interpreter on where there is no GPU, before Triton is first imported
 assert torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
 
 from reformer import ReformerConfig, ReformerModel  # noqa: E402
 from reformer.errors import ConfigError  # noqa: E402
+from reformer.model import fused as fused_module  # noqa: E402
 from reformer.model import fused_lsh  # noqa: E402
 from reformer.model.attention import kernel_in_use  # noqa: E402
 from reformer.model.chunked import window_attention  # noqa: E402
@@ -235,6 +236,21 @@ def test_a_fused_training_step_never_makes_the_host_wait() -> None:
         with Reads():
             model(x).sum().backward()
         assert (len(reads) == 0) == (kernel == "fused"), (kernel, kind, reads)  # the reference checks its padding
+
+
+def test_the_gpu_autotuner_keys_on_the_kernels_own_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU the LSH kernels are autotuned (`fused.tuned`), which the interpreter skips; a key that names no
+    argument would be ignored silently, and one configuration would then serve every length."""
+    monkeypatch.setattr(fused_module, "interpreter_active", lambda: False)
+    fused_lsh._kernels.cache_clear()
+    try:
+        kernels = fused_lsh._kernels()
+        for tuner in (kernels.forward, kernels.backward):
+            assert isinstance(tuner, triton.runtime.Autotuner)
+            assert "L" in tuner.keys and set(tuner.keys) <= set(tuner.arg_names)
+            assert {(c.num_warps, c.num_stages) for c in tuner.configs} == set(fused_module._TUNE_CONFIGS)
+    finally:
+        fused_lsh._kernels.cache_clear()  # the interpreted kernels again for the other tests
 
 
 def test_dispatch_is_automatic_visible_and_can_be_forced(monkeypatch: pytest.MonkeyPatch) -> None:
