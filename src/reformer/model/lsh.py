@@ -203,8 +203,8 @@ def lsh_attention(
         valid: (b, l) bool, True for real positions; None = all real.
         causal: mask keys whose original position is after the query's.
         return_map: also return the sparse `AttentionMap` (original order, round weights folded in).
-        fused: attend with the fused Triton kernels (`fused_lsh.py`; the map, when asked for, comes from this
-            path).
+        fused: attend with the fused Triton kernels (`fused_lsh.py`); with `return_map`, or in float64, the
+            reference kernels run instead.
     Returns:
         out (b, h, l, e) and the map or None.
     """
@@ -214,19 +214,21 @@ def lsh_attention(
     # Heads are independent: a few at a time keeps every (b, g, r, l, e) intermediate a few MiB. Large fresh
     # tensors cost page faults on every allocation (glibc returns them to the OS on free), which measured
     # ~40 % of a long forward pass; small ones are recycled from the heap. Each group is its own graph node.
-    # the fused kernels accumulate in float32: float64 stays on the exact reference path. They take the wrap
-    # targets as they are (a row at the default costs nothing there), so this path makes no host-device sync
-    if fused and not return_map and compute_dtype(qk, qk, v) != torch.float64:
-        return _lsh_fused(qk, v, buckets, chunk_size, valid, wrap_targets(valid, l, chunk_size), causal), None
+    # the fused kernels (every head at once; float32 accumulation, so float64 and maps stay on the reference) take
+    # the wrap targets as they are: a row at the default costs nothing there, and no check makes the host wait
+    dtype = compute_dtype(qk, qk, v)
+    if fused and not return_map and dtype != torch.float64:
+        return lsh_attention_fused(qk.to(dtype), v.to(dtype), sort_by_bucket(buckets),
+                                   wrap_targets(valid, l, chunk_size), valid, chunk_size, causal), None
     wrap = wrap_chunks(valid, l, chunk_size)  # once per call: the same for every head group
     group = max(1, _group_elements(qk.device) // max(1, b * r * l * e))
     if group >= h:
-        return _lsh_heads(qk, v, buckets, chunk_size, valid, wrap, causal, return_map, fused)
+        return _lsh_heads(qk, v, buckets, chunk_size, valid, wrap, causal, return_map)
     outs, maps = [], []
     for start in range(0, h, group):
         heads = slice(start, start + group)
         out, amap = _lsh_heads(qk[:, heads], v[:, heads], buckets[:, heads], chunk_size, valid, wrap, causal,
-                               return_map, fused)
+                               return_map)
         outs.append(out)
         maps.append(amap)
     if not return_map:
@@ -236,16 +238,9 @@ def lsh_attention(
     return torch.cat(outs, dim=1), merged
 
 
-def _lsh_fused(qk: torch.Tensor, v: torch.Tensor, buckets: torch.Tensor, chunk_size: int,
-               valid: torch.Tensor | None, wrap: torch.Tensor | None, causal: bool) -> torch.Tensor:
-    """`lsh_attention` through `fused_lsh`: no sorted copies, every head at once. (b, h, l, e) -> (b, h, l, e)."""
-    dtype = compute_dtype(qk, qk, v)
-    return lsh_attention_fused(qk.to(dtype), v.to(dtype), sort_by_bucket(buckets), wrap, valid, chunk_size, causal)
-
-
 def _lsh_heads(qk: torch.Tensor, v: torch.Tensor, buckets: torch.Tensor, chunk_size: int,
-               valid: torch.Tensor | None, wrap: torch.Tensor | None, causal: bool, return_map: bool,
-               fused: bool = False) -> tuple[torch.Tensor, AttentionMap | None]:
+               valid: torch.Tensor | None, wrap: torch.Tensor | None, causal: bool, return_map: bool
+               ) -> tuple[torch.Tensor, AttentionMap | None]:
     """`lsh_attention` on a group of heads: (b, g, l, e) -> (b, g, l, e); `wrap` from `wrap_chunks`."""
     b, h, l, e = qk.shape
     r = buckets.shape[2]
@@ -282,7 +277,7 @@ def _lsh_heads(qk: torch.Tensor, v: torch.Tensor, buckets: torch.Tensor, chunk_s
     # M small (c x 2c) problems; memory linear in l, computed block by block. Each position occurs once per
     # round, so its own key sits at column `lead` + its index in the chunk.
     flat_out, flat_lse = window_attention(s_qk.view(-1, c, e), s_k.view(-1, c, e), s_v.view(-1, c, e), buffer_pos,
-                                          buffer_pos, key_valid, before, 0, causal, self_offset=lead, fused=fused)
+                                          buffer_pos, key_valid, before, 0, causal, self_offset=lead)
 
     # undo the sort, then combine rounds: out = sum_r softmax_r(lse_r) * out_r  (Reformer sec. 2, multi-round)
     out = unsort(flat_out.view(b, h, r, lead + l, e), sorted_idx, undo_sort, lead)  # (b, h, r, l, e)
