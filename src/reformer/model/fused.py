@@ -133,9 +133,17 @@ def f32_dot(dtype: torch.dtype, device: torch.device) -> str | None:
     """
     if dtype != torch.float32:
         return None
-    if device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0):
-        return "tf32x3"
+    if device.type == "cuda":
+        index = torch.cuda.current_device() if device.index is None else device.index
+        if _capability(index) >= (8, 0):
+            return "tf32x3"
     return "ieee"
+
+
+@functools.cache
+def _capability(index: int) -> tuple[int, int]:
+    # asked once per device: every float32 launch needs it
+    return torch.cuda.get_device_capability(index)
 
 
 def _tile(n: int) -> int:

@@ -216,8 +216,7 @@ def lsh_attention(
     # ~40 % of a long forward pass; small ones are recycled from the heap. Each group is its own graph node.
     # the fused kernels (every head at once; float32 accumulation, so float64 and maps stay on the reference) take
     # the wrap targets as they are: a row at the default costs nothing there, and no check makes the host wait
-    dtype = compute_dtype(qk, qk, v)
-    if fused and not return_map and dtype != torch.float64:
+    if fused and not return_map and (dtype := compute_dtype(qk, qk, v)) != torch.float64:
         return lsh_attention_fused(qk.to(dtype), v.to(dtype), sort_by_bucket(buckets),
                                    wrap_targets(valid, l, chunk_size), valid, chunk_size, causal), None
     wrap = wrap_chunks(valid, l, chunk_size)  # once per call: the same for every head group

@@ -40,7 +40,8 @@ nothing but the CLI itself imports `reformer.cli`. Code that needs two of them t
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .backtest import BacktestOptions, BacktestRun, backtest_run, run_backtest, walk_forward_for
+from .backtest import BacktestOptions, BacktestRun, backtest_run
+from .model_backtest import run_backtest, walk_forward_for
 from .predict import Predicted, PredictOptions, predict_run
 from .series import EvaluateOptions, ForecastRun, forecast_run_from_tables, run_forecast
 from .train import TrainOptions, TrainOutcome, load_candles, train_model
