@@ -18,6 +18,8 @@ from the eager call is the host's cost of launching the step's kernels one by on
 5. LSH attention alone (fused hash, sort, fused attention and combination; forward and backward) from 2^14 to 2^20
    positions: time and peak memory per position.
 6. `profile_step.py --bfloat16` on the L = 32,768 step: device time by operator, and the host-device syncs.
+7. The other route, FlexAttention (`flex_lsh.py`), against the Triton kernels and the reference: agreement at
+   L = 4,096 (outputs and gradients) and forward + backward after hashing at 8,192, 32,768 and 131,072.
 
 Timings are CUDA events, the median of 5 after 2 warm-ups (the warm-ups compile the kernels). Each section is
 written to DIR/fused_check.json as it finishes, so a run cut short keeps what it measured. Exits 1 if a check of
@@ -305,11 +307,18 @@ def profile_step(out_dir: Path, smoke: bool) -> dict[str, Any]:
             "stderr_tail": done.stderr.strip().splitlines()[-5:]}
 
 
+def routes(smoke: bool) -> dict[str, Any]:
+    """`flex_lsh.compare_routes`, imported here: FlexAttention's import and compiler are this section's alone."""
+    from flex_lsh import compare_routes
+
+    return compare_routes(smoke)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--smoke", action="store_true", help="tiny lengths: check the script itself")
-    parser.add_argument("--sections", default="correctness,compare,crossover,one_year,attention,profile")
+    parser.add_argument("--sections", default="correctness,compare,crossover,one_year,attention,profile,routes")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     import triton
@@ -329,6 +338,7 @@ def main() -> int:
         "one_year": lambda: one_year(smoke),
         "attention": lambda: attention_alone([2**9, 2**10] if smoke else [2**k for k in range(14, 21)]),
         "profile": lambda: profile_step(args.out, smoke),
+        "routes": lambda: routes(smoke),
     }
     failed = False
     for name in args.sections.split(","):
