@@ -1,7 +1,7 @@
 """The fused LSH attention on one GPU: correctness, then every speed and memory target, in one run.
 
-    python3 benchmarks/gpu/fused_check.py --out DIR            (from the repository root, PYTHONPATH=src)
-    python3 benchmarks/gpu/fused_check.py --out DIR --smoke    (tiny lengths: the script's own dry run, CPU too)
+    . benchmarks/gpu/env.sh && python3 benchmarks/gpu/fused_check.py --out DIR     (from the repository root)
+    PYTHONPATH=src python3 benchmarks/gpu/fused_check.py --out DIR --smoke    (tiny lengths: a dry run, CPU too)
 
 1. `tests/model/test_fused.py` and `test_fused_hash.py` on the GPU (compiled kernels, bfloat16 included), then
    the bench-compare shape at L = 4,096 with the fused and the reference kernel, float32: outputs and gradients

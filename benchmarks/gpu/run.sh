@@ -4,16 +4,13 @@
 #    fit + checkpoint), then `reformer demo` on CUDA;
 # 2. cuda_check.py's timings alone on the GPU (ours, HF transformers, reformer-pytorch, SDPA).
 #   OUT=dir bash benchmarks/gpu/run.sh      (from the repository root)
-# The bench peers may come as wheels in .whl/ (installed to a scratch folder, no index needed). Writes OUT/checks.log,
+# The packages the GPU image lacks come as wheels in .whl/ (benchmarks/gpu/wheels.sh, then env.sh). Writes OUT/checks.log,
 # OUT/checks.json, OUT/demo.log, OUT/timings.log and OUT/timings.json (the format of result.json).
 set -u
 : "${OUT:?set OUT to the folder for the results}"
 mkdir -p "$OUT"
 work=$(mktemp -d)
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$work/site" .whl/*.whl
-fi
-export PYTHONPATH=$work/site:$PWD/src PYTHONUNBUFFERED=1
+. benchmarks/gpu/env.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__)"
 timeout 150 python3 benchmarks/gpu/cuda_check.py --out "$OUT" --no-timing 2>&1 | tee "$OUT/checks.log"
