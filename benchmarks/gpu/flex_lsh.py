@@ -190,24 +190,24 @@ def agreement(length: int, flex: Route) -> dict[str, Any]:
     grads = DEVICE.type == "cuda"  # FlexAttention has no backward on the CPU
     routes = {"flex": flex, "triton": shipped(True), "reference": shipped(False)}
     out: dict[str, Any] = {}
-    # Triton's interpreter multiplies bfloat16 tiles wrongly: float16 stands in for it on the CPU
-    for dtype in (torch.float32, torch.bfloat16 if grads else torch.float16):
-        for causal in (False, True):
-            qk, v, buckets, valid = inputs(length, 2, dtype, padded=True)
-            assert valid is not None
-            keep = valid[:, None, :, None]  # (b, 1, l, 1)
-            results = {}
-            for name, route in routes.items():
-                with torch.set_grad_enabled(grads):
-                    y = route(qk, v, buckets, valid, causal)
-                tensors = [y.detach()]
-                if grads:
-                    tensors += torch.autograd.grad((y.float() * keep).pow(2).sum(), [qk, v])
-                results[name] = [(t.float() * keep).detach() for t in tensors]
-            for other in ("triton", "reference"):
-                worst = max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
-                            for a, b in zip(results["flex"], results[other], strict=True))
-                out[f"{str(dtype).removeprefix('torch.')}_causal{int(causal)}_flex_vs_{other}"] = worst
+    # two cases, each a compilation on the GPU: float32 with every mask, and bfloat16 (Triton's interpreter
+    # multiplies bfloat16 tiles wrongly: float16 stands in for it on the CPU)
+    for dtype, causal in ((torch.float32, True), (torch.bfloat16 if grads else torch.float16, False)):
+        qk, v, buckets, valid = inputs(length, 2, dtype, padded=True)
+        assert valid is not None
+        keep = valid[:, None, :, None]  # (b, 1, l, 1)
+        results = {}
+        for name, route in routes.items():
+            with torch.set_grad_enabled(grads):
+                y = route(qk, v, buckets, valid, causal)
+            tensors = [y.detach()]
+            if grads:
+                tensors += torch.autograd.grad((y.float() * keep).pow(2).sum(), [qk, v])
+            results[name] = [(t.float() * keep).detach() for t in tensors]
+        for other in ("triton", "reference"):
+            worst = max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+                        for a, b in zip(results["flex"], results[other], strict=True))
+            out[f"{str(dtype).removeprefix('torch.')}_causal{int(causal)}_flex_vs_{other}"] = worst
     return out
 
 
@@ -242,20 +242,24 @@ def timing(lengths: list[int], routes: dict[str, Route]) -> dict[str, Any]:
 
 
 def compare_routes(smoke: bool) -> dict[str, Any]:
-    """The two routes on this device: agreement at L = 4,096, then forward + backward from 8,192 to 131,072.
+    """The two routes on this device: agreement at L = 4,096, then forward + backward at 8,192, 32,768 and 131,072.
 
-    Routes: "triton" and "reference" (shipped), "flex" (FlexAttention's kernel compiled with its own tiles,
-    PyTorch around it), "flex-tiles64" (tiles fixed to divide the 64-position blocks) and "flex-whole" (the whole
-    function compiled: the sort's gathers, key normalisation and the combination fused by the compiler too)."""
+    Routes: "triton" and "reference" (shipped) and "flex" (FlexAttention's kernel compiled with its own tiles,
+    PyTorch around it); where "flex" fails, "flex-tiles64" (tiles fixed to divide the 64-position blocks); and at
+    32,768 "flex-whole" (the whole function compiled, so the compiler may fuse the sort's gathers, the key
+    normalisation and the combination too). Each compilation costs the GPU half a minute or more, hence the few."""
     torch._dynamo.config.cache_size_limit = 64  # one compilation per length and route, never a fallback
     flex = flex_route(compiled_flex(None))
+    lengths = [512] if smoke else [8192, 32768, 131072]
     out: dict[str, Any] = {"agreement": agreement(256 if smoke else 4096, flex)}
-    routes = {"triton": shipped(True), "reference": shipped(False), "flex": flex}
+    out["timing"] = timing(lengths, {"triton": shipped(True), "reference": shipped(False), "flex": flex})
     if DEVICE.type == "cuda":
-        routes["flex-tiles64"] = flex_route(compiled_flex(TILES_64))
+        failed = [n for n in lengths if "error" in out["timing"][f"flex_{n}"]]
+        if failed:
+            out["timing"].update(timing(failed, {"flex-tiles64": flex_route(compiled_flex(TILES_64))}))
         whole = torch.compile(lsh_attention_flex, dynamic=False)
-        routes["flex-whole"] = lambda qk, v, buckets, valid, causal: whole(qk, v, buckets, CHUNK, valid, causal)
-    out["timing"] = timing([512] if smoke else [8192, 32768, 131072], routes)
+        out["timing"].update(timing([32768], {"flex-whole": lambda qk, v, buckets, valid, causal: whole(
+            qk, v, buckets, CHUNK, valid, causal)}))
     return out
 
 
