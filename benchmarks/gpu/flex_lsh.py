@@ -211,9 +211,9 @@ def agreement(length: int, flex: Route) -> dict[str, Any]:
     return out
 
 
-def timing(lengths: list[int], routes: dict[str, Route]) -> dict[str, Any]:
+def timing(lengths: list[int], routes: dict[str, Route], reps: int = 5, warmup: int = 2) -> dict[str, Any]:
     """Forward and backward (forward alone on the CPU) of each route after hashing, bfloat16 (float16 on the
-    CPU), batch 1: median seconds and, on CUDA, peak MB."""
+    CPU), batch 1: median seconds of `reps` calls after `warmup` and, on CUDA, peak MB."""
     os.environ.setdefault("CUDA_CHECK_DEVICE", DEVICE.type)  # cuda_check's timer then times this device
     from cuda_check import _cuda_time
 
@@ -232,7 +232,7 @@ def timing(lengths: list[int], routes: dict[str, Route]) -> dict[str, Any]:
         for name, route in routes.items():
             key = f"{name}_{length}"
             try:
-                out[key] = _cuda_time(functools.partial(step, route, qk, v, buckets))
+                out[key] = _cuda_time(functools.partial(step, route, qk, v, buckets), warmup=warmup, reps=reps)
             except Exception as exc:  # a route that does not compile or fit is a result too
                 out[key] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
             if DEVICE.type == "cuda":
@@ -252,7 +252,8 @@ def compare_routes(smoke: bool) -> dict[str, Any]:
     flex = flex_route(compiled_flex(None))
     lengths = [512] if smoke else [8192, 32768, 131072]
     out: dict[str, Any] = {"agreement": agreement(256 if smoke else 4096, flex)}
-    out["timing"] = timing(lengths, {"triton": shipped(True), "reference": shipped(False), "flex": flex})
+    out["timing"] = timing(lengths, {"triton": shipped(True), "reference": shipped(False), "flex": flex},
+                           *((1, 0) if smoke else ()))
     if DEVICE.type == "cuda":
         failed = [n for n in lengths if "error" in out["timing"][f"flex_{n}"]]
         if failed:
