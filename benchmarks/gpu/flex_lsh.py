@@ -1,5 +1,5 @@
-"""LSH attention after the sort through PyTorch's FlexAttention: the other route issue 28 names, kept here to be
-measured against the hand-written Triton kernels (`reformer.model.fused_lsh`), not shipped.
+"""LSH attention after the sort through PyTorch's FlexAttention: the other way to a fused GPU kernel, kept here to
+be measured against the hand-written Triton kernels (`reformer.model.fused_lsh`), not shipped.
 
 Shape legend: b batch, h heads, r rounds, l length, e head dim, c chunk size, n = l / c chunks per round,
 s = r * l sorted slots (every round's sorted order, one after another).
@@ -16,7 +16,8 @@ out = sum_r softmax_r(z_r) o_r, and autograd differentiates that combination thr
 log-sum-exp gradient). The sorted copies, the unsort and the combination are PyTorch operations around the
 kernel: the traffic the Triton route fuses away.
 
-    python3 benchmarks/gpu/flex_lsh.py --out DIR     (PYTHONPATH=src; CUDA: times both routes, writes DIR/routes.json)
+    . benchmarks/gpu/env.sh && python3 benchmarks/gpu/flex_lsh.py --out DIR     (writes DIR/routes.json)
+    PYTHONPATH=src TRITON_INTERPRET=1 python3 benchmarks/gpu/flex_lsh.py --out DIR --smoke     (a CPU dry run)
 """
 
 from __future__ import annotations
