@@ -22,8 +22,8 @@ from the eager call is the host's cost of launching the step's kernels one by on
    L = 4,096 (outputs and gradients) and forward + backward after hashing at 8,192, 32,768 and 131,072.
 
 Timings are CUDA events, the median of 5 after 2 warm-ups (the warm-ups compile the kernels). Each section is
-written to DIR/fused_check.json as it finishes, so a run cut short keeps what it measured. Exits 1 if a check of
-section 1 fails.
+written to DIR/fused_check.json as it finishes, with DIR/targets.md, every target judged (`verdicts.py`), so a
+run cut short keeps what it measured. Exits 1 if a check of section 1 fails.
 Shape legend: b batch, h heads, l length, e head dim, d model width.
 """
 
@@ -55,6 +55,7 @@ from reformer.model.lsh import hash_vectors, lsh_attention, rotation_columns
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 os.environ.setdefault("CUDA_CHECK_DEVICE", DEVICE.type)  # cuda_check's timer then times this device
 from cuda_check import _cuda_time  # noqa: E402 - beside this script; reads the device above
+from verdicts import markdown  # noqa: E402
 
 
 def compare_config(length: int) -> ReformerConfig:
@@ -216,9 +217,10 @@ def crossover(lengths: list[int], out_dir: Path) -> dict[str, Any]:
     for column, label in ((1, "ours"), (2, "ours_graph")):
         faster = [row[0] for row in rows if row[column] and row[3] and row[column] < row[3]]
         result[f"{label}_faster_from"] = min(faster) if faster else None
+        long_rows = [row for row in rows if row[0] >= 8192]  # none in a dry run: then no verdict
         result[f"{label}_faster_at_every_length_from_8192"] = all(
-            row[column] is not None and row[3] is not None and row[column] < row[3] for row in rows
-            if row[0] >= 8192)
+            row[column] is not None and row[3] is not None and row[column] < row[3] for row in long_rows
+        ) if long_rows else None
     try:
         import matplotlib
 
@@ -357,6 +359,7 @@ def main() -> int:
             failed = not (report[name].get("float32_passed") and report[name].get("pytest_passed", True))
         print(name, "done in", report[name + "_seconds"], "s", flush=True)
         (args.out / "fused_check.json").write_text(json.dumps(report, indent=2) + "\n")
+        (args.out / "targets.md").write_text(markdown(report))
     return 1 if failed else 0
 
 

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,9 +36,55 @@ def test_every_section_of_the_gpu_script_runs_in_a_dry_run(tmp_path: Path) -> No
     for impl in ("ours-fused", "ours-fused-graph", "ours-reference", "ours-fused-fp32", "sdpa"):
         assert report["compare"][f"{impl}_256"]["median_s"] > 0, impl
     assert (tmp_path / "crossover.png").stat().st_size > 0
+    assert "| L = 32,768 training step <= 30 ms (bfloat16) |" in (tmp_path / "targets.md").read_text()
     assert all(report["one_year"][key]["median_s"] > 0 for key in report["one_year"] if key != "kernel")
     assert all(record["ns_per_position"] > 0 for record in report["attention"].values())
     agreement = report["routes"]["agreement"]
     assert agreement["float32_causal1_flex_vs_reference"] < 1e-5
     assert agreement["float32_causal1_flex_vs_triton"] < 1e-5
     assert all(report["routes"]["timing"][f"{route}_512"]["median_s"] > 0 for route in ("triton", "flex"))
+
+
+def _report(step_s: float, hf_s: float, ours_mb: float, attention_2_20_ns: float) -> dict[str, Any]:
+    record = {"ours-fused_32768": {"median_s": step_s, "peak_mb": ours_mb},
+              "ours-fused-graph_32768": {"median_s": step_s * 0.8},
+              "hf_32768": {"median_s": hf_s, "peak_mb": 4000.0},
+              "lucidrains_32768": {"error": "ModuleNotFoundError: No module named 'reformer_pytorch'"}}
+    return {"correctness": {"pytest_passed": True, "float32_passed": True,
+                            "float32_fused_vs_reference_max_relative": 2e-6},
+            "compare": record,
+            "crossover": {"ours_faster_from": 4096, "ours_graph_faster_from": 2048,
+                          "ours_faster_at_every_length_from_8192": True},
+            "one_year": {"train_step_bfloat16": {"median_s": 0.020},
+                         "inference_batch1_bfloat16": {"median_s": 0.006}},
+            "attention": {str(2**14): {"ns_per_position": 10.0, "bytes_per_position": 900.0},
+                          str(2**20): {"ns_per_position": attention_2_20_ns, "bytes_per_position": 950.0}}}
+
+
+def test_verdicts_judge_each_target_by_its_bound_and_never_pass_a_missing_figure() -> None:
+    sys.path.insert(0, str(REPO / "benchmarks" / "gpu"))
+    from verdicts import markdown, verdicts
+
+    def judged(report: dict[str, Any]) -> dict[str, bool | None]:
+        return {row["target"]: row["met"] for row in verdicts(report)}
+
+    good = judged(_report(step_s=0.025, hf_s=0.100, ours_mb=1500.0, attention_2_20_ns=12.0))
+    assert good["L = 32,768 training step <= 30 ms (bfloat16)"] is True
+    assert good["at least 3x faster than HF transformers at L = 32,768"] is True  # 4x
+    assert good["at most half HF transformers' peak memory"] is True  # 1500 of 4000 MB
+    assert good["at least 3x faster than reformer-pytorch at L = 32,768"] is None  # the peer did not run
+    assert good["at most half reformer-pytorch's peak memory"] is None
+    assert good["faster than the SDPA (FlashAttention) encoder at every L from 8,192"] is True
+    assert good["one-year training step <= 25 ms"] is True
+    assert good["one-year batch-1 inference <= 5 ms"] is False  # 6 ms
+    assert [met for target, met in good.items() if target.startswith("attention alone")] == [True]
+
+    bad = judged(_report(step_s=0.040, hf_s=0.100, ours_mb=2500.0, attention_2_20_ns=40.0))
+    assert bad["L = 32,768 training step <= 30 ms (bfloat16)"] is False
+    assert bad["at least 3x faster than HF transformers at L = 32,768"] is False  # 2.5x
+    assert bad["at most half HF transformers' peak memory"] is False
+    assert [met for target, met in bad.items() if target.startswith("attention alone")] == [False]  # 4x per position
+
+    empty = judged({})
+    assert set(empty.values()) == {None}
+    assert "| not measured |" in markdown({})
