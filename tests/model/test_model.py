@@ -73,6 +73,31 @@ def test_eval_mode_is_deterministic_and_training_hashes_afresh() -> None:
         assert not torch.equal(model(x), model(x))
 
 
+def test_eval_rotations_are_drawn_once_and_are_those_of_the_seed() -> None:
+    model = ReformerModel(_config()).eval()
+    layer = model.blocks[0].attn
+    first = layer.rotations(torch.device("cpu"))
+    assert layer.rotations(torch.device("cpu")) is first  # kept: not drawn and copied on every call
+    fresh = ReformerModel(_config()).eval().blocks[0].attn  # the same seed, nothing kept yet
+    assert torch.equal(fresh.rotations(torch.device("cpu")), first)
+    other = ReformerModel(_config(seed=_config().seed + 1)).eval().blocks[0].attn
+    assert not torch.equal(other.rotations(torch.device("cpu")), first)
+    model.train()
+    assert not torch.equal(layer.rotations(torch.device("cpu")), layer.rotations(torch.device("cpu")))
+
+
+def test_rotations_kept_from_an_inference_mode_call_serve_a_later_gradient() -> None:
+    model = ReformerModel(_config()).eval()
+    x = torch.randn(2, 70, 3)
+    with torch.inference_mode():
+        expected = model(x)
+    x.requires_grad_(True)
+    out = model(x)  # eval, gradients on: reads the rotations an inference-mode call drew
+    out.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    torch.testing.assert_close(out.detach(), expected, rtol=0, atol=1e-6)  # no_grad reads one position: rounding
+
+
 def _train(seed: int, steps: int = 3) -> list[float]:
     torch.manual_seed(123)  # data and dropout
     model = ReformerModel(_config(seed=seed, dropout=0.1))

@@ -51,6 +51,12 @@ def kernel_in_use(config: ReformerConfig, device: torch.device | str, length: in
     return f"{kind.value}/{'fused' if fused else 'reference'}"
 
 
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda":  # from pinned memory the copy does not make the host wait for the device
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def _stream_seed(seed: int, layer_index: int, stream: int) -> int:
     # distinct, reproducible seeds per (model seed, layer, stream); kept below 2**63
     return (seed * 1_000_003 + layer_index * 7_919 + stream * 104_729) % (2**62)
@@ -82,6 +88,7 @@ class SharedQKAttention(nn.Module):
         # global RNG; eval uses fixed rotations derived from the config's seed alone, so the same input gives the
         # same output, and a model evaluated during training (validation) is the model its checkpoint rebuilds.
         self._eval_seed = config.seed
+        self._eval_rotations: torch.Tensor | None = None  # drawn on first use, per device
         self.generator = torch.Generator(device="cpu")
         self.reseed(config.seed)
 
@@ -91,18 +98,25 @@ class SharedQKAttention(nn.Module):
         self.generator.manual_seed(_stream_seed(seed, self.layer_index, _TRAIN_STREAM))
 
     def rotations(self, device: torch.device) -> torch.Tensor:
-        """Random rotations for one forward pass: (h, e, r, u). Fresh in training, fixed in eval."""
+        """Random rotations for one forward pass: (h, e, r, u). Fresh in training, fixed in eval.
+
+        The eval rotations are drawn once per device and kept (a batch-1 forecast would otherwise draw and copy
+        them in every layer of every call). A training step captured in a CUDA graph draws from the device's own
+        generator: a capture cannot copy from the host, and each replay then draws afresh.
+        """
         cfg = self.config
         shape = (cfg.n_heads, cfg.head_dim, cfg.n_hash_rounds, rotation_columns(cfg.n_buckets))
-        if self.training:
-            generator = self.generator
-        else:
-            generator = torch.Generator(device="cpu")
-            generator.manual_seed(_stream_seed(self._eval_seed, self.layer_index, _EVAL_STREAM))
-        rotations = torch.randn(shape, generator=generator)
-        if device.type == "cuda":  # from pinned memory the copy does not make the host wait for the device
-            return rotations.pin_memory().to(device, non_blocking=True)
-        return rotations.to(device)
+        if not self.training:
+            kept = self._eval_rotations
+            if kept is None or kept.device != device or kept.shape != shape:
+                generator = torch.Generator(device="cpu")
+                generator.manual_seed(_stream_seed(self._eval_seed, self.layer_index, _EVAL_STREAM))
+                with torch.inference_mode(False):  # kept past an inference-mode call: an ordinary tensor
+                    kept = self._eval_rotations = _to_device(torch.randn(shape, generator=generator), device)
+            return kept
+        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            return torch.randn(shape, device=device)
+        return _to_device(torch.randn(shape, generator=self.generator), device)
 
     def forward(
         self,
