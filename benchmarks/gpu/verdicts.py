@@ -96,7 +96,7 @@ def routes_table(report: dict[str, Any]) -> list[str]:
     lines = []
     for length in (8192, 32768, 131072):
         triton = _get(timing, f"triton_{length}", "median_s")
-        flex = _get(timing, f"flex_{length}", "median_s") or _get(timing, f"flex-tiles64_{length}", "median_s")
+        flex = _get(timing, f"flex_{length}", "median_s")
         if triton is not None and flex is not None:
             lines.append(f"| {length:,} | {_ms(triton)} | {_ms(flex)} | {flex / triton:.2f}x |")
     if not lines:
