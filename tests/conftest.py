@@ -17,6 +17,7 @@ from reformer.data.csv_io import read_klines
 
 from . import synthetic
 from .synthetic import BARS_2024, YEAR_2024, Candles
+from .triton_bf16 import teach_interpreter_bfloat16
 
 # A shell that starts a job in the background (`cmd &`) sets SIGINT to "ignore", and children inherit that: the
 # Ctrl-C tests of the CLI and the fake exchange need the ordinary disposition, whoever launched the suite.
@@ -27,6 +28,8 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 # imported, so it is set before any test imports it.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+if os.environ.get("TRITON_INTERPRET") == "1":
+    teach_interpreter_bfloat16()  # its bfloat16 products and casts as a GPU computes them (`triton_bf16.py`)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,5 +1,5 @@
 """The fused Triton window-attention kernels against the reference kernels: outputs and gradients, every mask,
-through Triton's CPU interpreter (CI has no GPU); bfloat16 runs where a GPU is.
+through Triton's CPU interpreter (CI has no GPU), bfloat16 as `tests/triton_bf16.py` teaches it to compute.
 
 The reference is evaluated in float64, so that each float32 result is measured against exact arithmetic: the
 reference's own float32 path rounds in places the fused one does not (its CPU exponential is exp2 of a rescaled
@@ -30,8 +30,12 @@ from reformer.model.fused import KERNEL_ENV, use_fused  # noqa: E402
 from reformer.model.kernels import local_attention  # noqa: E402
 from reformer.model.lsh import hash_vectors, lsh_attention, rotation_columns  # noqa: E402
 
-on_gpu = pytest.mark.skipif(not torch.cuda.is_available(),
-                            reason="bfloat16 needs a GPU: Triton's interpreter multiplies bfloat16 tiles wrongly")
+from ..triton_bf16 import teach_interpreter_bfloat16  # noqa: E402
+
+# on the CPU, bfloat16 runs in the interpreter as taught by `tests/triton_bf16.py` (GPU products and rounding)
+BF16_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+bfloat16_runs = pytest.mark.skipif(BF16_DEVICE == "cpu" and teach_interpreter_bfloat16() is not None,
+                                   reason=str(teach_interpreter_bfloat16()))
 
 
 def _relative(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -106,14 +110,14 @@ def test_fused_float16_is_as_close_as_the_reference_in_float16(kind: str, chunk:
         assert error < 2 * _relative(ref, want) + unit, name
 
 
-@on_gpu
+@bfloat16_runs
 @pytest.mark.parametrize(("kind", "chunk", "rounds", "causal", "padded"), [CASES[1], CASES[3], CASES[7]])
 def test_fused_bfloat16_is_as_close_as_the_reference_in_bfloat16(kind: str, chunk: int, rounds: int,
                                                                  causal: bool, padded: bool) -> None:
     """bfloat16 keeps 8 significant bits (unit roundoff 2^-8): the same bounds as float16, in its units."""
     exact = _outputs_and_grads(kind, torch.float64, False, chunk, rounds, causal, padded)
-    reference = _outputs_and_grads(kind, torch.bfloat16, False, chunk, rounds, causal, padded, "cuda")
-    fused = _outputs_and_grads(kind, torch.bfloat16, True, chunk, rounds, causal, padded, "cuda")
+    reference = _outputs_and_grads(kind, torch.bfloat16, False, chunk, rounds, causal, padded, BF16_DEVICE)
+    fused = _outputs_and_grads(kind, torch.bfloat16, True, chunk, rounds, causal, padded, BF16_DEVICE)
     unit = 2.0 ** -8
     for name, got, ref, want in zip(("out", "d_qk", "d_v"), fused, reference, exact, strict=True):
         error = _relative(got, want)
