@@ -15,6 +15,12 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import pytest
+import torch
+
+BF16_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+"""Where the bfloat16 kernel tests run: the GPU where there is one, else the taught interpreter."""
+
 
 @functools.cache
 def teach_interpreter_bfloat16() -> str | None:
@@ -22,7 +28,6 @@ def teach_interpreter_bfloat16() -> str | None:
     (another Triton's interpreter, with other internals): the bfloat16 tests then skip with that reason."""
     try:
         import numpy as np
-        import torch
         import triton.language as tl
         from triton.runtime import interpreter
 
@@ -49,3 +54,9 @@ def teach_interpreter_bfloat16() -> str | None:
     interpreter._convert_float = convert_float
     builder.create_dot = create_dot
     return None
+
+
+def bfloat16_runs() -> pytest.MarkDecorator:
+    """Skip a bfloat16 kernel test only on the CPU, and only where the interpreter could not be taught."""
+    reason = teach_interpreter_bfloat16() if BF16_DEVICE == "cpu" else None
+    return pytest.mark.skipif(reason is not None, reason=str(reason))

@@ -4,8 +4,8 @@
 #    fit + checkpoint), then `reformer demo` on CUDA;
 # 2. cuda_check.py's timings alone on the GPU (ours, HF transformers, reformer-pytorch, SDPA).
 #   OUT=dir bash benchmarks/gpu/run.sh      (from the repository root)
-# The packages the GPU image lacks come as wheels in .whl/ (benchmarks/gpu/wheels.sh, then env.sh). Writes OUT/checks.log,
-# OUT/checks.json, OUT/demo.log, OUT/timings.log and OUT/timings.json (the format of result.json).
+# The packages the GPU image lacks come as wheels in .whl/ (benchmarks/gpu/wheels.sh, then env.sh).
+# Writes OUT/checks.log, OUT/checks.json, OUT/demo.log, OUT/timings.log and OUT/timings.json (result.json's format).
 set -u
 : "${OUT:?set OUT to the folder for the results}"
 mkdir -p "$OUT"

@@ -30,12 +30,7 @@ from reformer.model.fused import KERNEL_ENV, use_fused  # noqa: E402
 from reformer.model.kernels import local_attention  # noqa: E402
 from reformer.model.lsh import hash_vectors, lsh_attention, rotation_columns  # noqa: E402
 
-from ..triton_bf16 import teach_interpreter_bfloat16  # noqa: E402
-
-# on the CPU, bfloat16 runs in the interpreter as taught by `tests/triton_bf16.py` (GPU products and rounding)
-BF16_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-bfloat16_runs = pytest.mark.skipif(BF16_DEVICE == "cpu" and teach_interpreter_bfloat16() is not None,
-                                   reason=str(teach_interpreter_bfloat16()))
+from ..triton_bf16 import BF16_DEVICE, bfloat16_runs  # noqa: E402
 
 
 def _relative(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -110,7 +105,7 @@ def test_fused_float16_is_as_close_as_the_reference_in_float16(kind: str, chunk:
         assert error < 2 * _relative(ref, want) + unit, name
 
 
-@bfloat16_runs
+@bfloat16_runs()
 @pytest.mark.parametrize(("kind", "chunk", "rounds", "causal", "padded"), [CASES[1], CASES[3], CASES[7]])
 def test_fused_bfloat16_is_as_close_as_the_reference_in_bfloat16(kind: str, chunk: int, rounds: int,
                                                                  causal: bool, padded: bool) -> None:

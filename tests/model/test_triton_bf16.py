@@ -13,11 +13,10 @@ assert torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
 
 import triton.language as tl  # noqa: E402
 
-from ..triton_bf16 import teach_interpreter_bfloat16  # noqa: E402
+from ..triton_bf16 import BF16_DEVICE as DEVICE  # noqa: E402
+from ..triton_bf16 import bfloat16_runs  # noqa: E402
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-pytestmark = pytest.mark.skipif(DEVICE == "cpu" and teach_interpreter_bfloat16() is not None,
-                                reason=str(teach_interpreter_bfloat16()))
+pytestmark = bfloat16_runs()
 
 
 @triton.jit
