@@ -144,17 +144,28 @@ def compiled_flex() -> Attend:
     return torch.compile(flex_attention, dynamic=False)
 
 
+def attention_tensors(length: int, batch: int, dtype: torch.dtype, seed: int = 0
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """The bench shape's attention inputs on this device: qk, v (b, h, l, e) requiring grad, rotations (h, e, r, u)
+    and the bucket count, 2 L / chunk up to 16,384 (bucket ids are int16: at 2^20 positions a bucket averages a
+    chunk). Drawn on the device: at 2^20 positions the host would take seconds."""
+    from reformer.bench.attention import n_buckets_for
+    from reformer.model.lsh import rotation_columns
+
+    gen = torch.Generator(DEVICE).manual_seed(seed)
+    n_buckets = min(n_buckets_for(length, CHUNK), 16384)
+    rotations = torch.randn(HEADS, HEAD_DIM, ROUNDS, rotation_columns(n_buckets), generator=gen, device=DEVICE)
+    qk, v = (torch.randn(batch, HEADS, length, HEAD_DIM, generator=gen, device=DEVICE).to(dtype).requires_grad_()
+             for _ in range(2))
+    return qk, v, rotations, n_buckets
+
+
 def inputs(length: int, batch: int, dtype: torch.dtype, padded: bool, seed: int = 0
            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """qk, v (b, h, l, e) requiring grad, buckets (b, h, r, l) and valid (b, l) (row 0 a third padding)."""
-    from reformer.bench.attention import n_buckets_for
-    from reformer.model.lsh import hash_vectors, rotation_columns
+    from reformer.model.lsh import hash_vectors
 
-    gen = torch.Generator().manual_seed(seed)
-    n_buckets = min(n_buckets_for(length, CHUNK), 16384)
-    rotations = torch.randn(HEADS, HEAD_DIM, ROUNDS, rotation_columns(n_buckets), generator=gen).to(DEVICE)
-    qk, v = (torch.randn(batch, HEADS, length, HEAD_DIM, generator=gen).to(DEVICE, dtype).requires_grad_()
-             for _ in range(2))
+    qk, v, rotations, n_buckets = attention_tensors(length, batch, dtype, seed)
     valid = None
     if padded:
         valid = torch.ones(batch, length, dtype=torch.bool, device=DEVICE)

@@ -50,7 +50,7 @@ from reformer.bench.targets import LONG_CONFIG
 from reformer.model import attention as attention_module
 from reformer.model.attention import kernel_in_use
 from reformer.model.fused import KERNEL_ENV
-from reformer.model.lsh import hash_vectors, lsh_attention, rotation_columns
+from reformer.model.lsh import hash_vectors, lsh_attention
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 os.environ.setdefault("CUDA_CHECK_DEVICE", DEVICE.type)  # cuda_check's timer then times this device
@@ -272,20 +272,16 @@ def one_year(smoke: bool) -> dict[str, Any]:
 
 def attention_alone(lengths: list[int]) -> dict[str, Any]:
     """LSH attention at the bench shape's heads (8 x 32) with ~chunk/2 keys per bucket, forward and backward."""
+    from flex_lsh import CHUNK, attention_tensors
+
     out: dict[str, Any] = {}
-    h, e, rounds, chunk = 8, 32, 4, 64
     for length in lengths:
         def measure(length: int = length) -> dict[str, Any]:
-            # 2 L / chunk buckets, up to 16,384 (bucket ids are int16): at 2^20 positions a bucket averages a chunk
-            n_buckets = min(n_buckets_for(length, chunk), 16384)
-            gen = torch.Generator().manual_seed(0)
-            rotations = torch.randn(h, e, rounds, rotation_columns(n_buckets), generator=gen).to(DEVICE)
-            qk = torch.randn(1, h, length, e, device=DEVICE, dtype=torch.bfloat16, requires_grad=True)
-            v = torch.randn(1, h, length, e, device=DEVICE, dtype=torch.bfloat16, requires_grad=True)
+            qk, v, rotations, n_buckets = attention_tensors(length, 1, torch.bfloat16)
 
             def run() -> None:
                 buckets = hash_vectors(qk, rotations, n_buckets, None, fused=True)
-                y, _ = lsh_attention(qk, v, buckets, chunk, fused=True)
+                y, _ = lsh_attention(qk, v, buckets, CHUNK, fused=True)
                 y.float().sum().backward()
                 qk.grad = v.grad = None
 

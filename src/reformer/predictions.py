@@ -7,9 +7,9 @@ that `reformer backtest` trades from there on unless told otherwise, and the int
 predictions are not traded on 4-hour candles. The metadata travels inside the CSV file, on a first comment line,
 so a copied file keeps it:
 
-    # reformer predictions: interval=60 horizon=24 first_out_of_sample=2024-10-22T05:00:00Z source=runs/btc
+    # reformer predictions: interval=60 horizon=24 first_out_of_sample=<ISO-8601 UTC time> source=runs/btc
     timestamp,prediction
-    1729569600000,0.00123
+    <bar open time, epoch ms>,<predicted log return>
     ...
 
 `timestamp` is the bar's open time in epoch ms UTC; `prediction` a predicted log return (for a classifier

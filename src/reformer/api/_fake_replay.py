@@ -31,7 +31,7 @@ _LATE_S = 0.001  # wake just after a close's wall time, so the clock (rounded do
 
 
 def describe_ms(ms: int) -> str:
-    """Epoch ms as "2024-01-01 00:00:01 UTC" (the fake's own messages; the data layer has its own format)."""
+    """Epoch ms as "YYYY-MM-DD HH:MM:SS UTC" (the fake's own messages; the data layer has its own format)."""
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

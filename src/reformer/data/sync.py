@@ -129,7 +129,7 @@ def parse_time_ms(text: str | int, name: str = "time") -> int:
 
 
 def format_ms(ms: int) -> str:
-    """Epoch ms as "2024-01-01 00:00 UTC": every time the command line shows people (files keep epoch ms)."""
+    """Epoch ms as "YYYY-MM-DD HH:MM UTC": every time the command line shows people (files keep epoch ms)."""
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 

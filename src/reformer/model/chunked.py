@@ -43,8 +43,8 @@ __all__ = ["block_elements", "chunk_attention", "chunk_scores", "compute_dtype",
            "window_attention", "window_view"]
 
 # elements of one block's (chunks, c, w) score tensor: 2**20 float32 = 4 MiB, inside L3; against blocks of 2**18 and
-# 2**19 elements it makes the seq_len-8760 eval forward 8% faster on 2 threads (15% under bfloat16 autocast) and an
-# L = 4,096 training step 3% (`reformer bench targets`, `reformer bench compare`)
+# 2**19 elements it makes the seq_len-8760 eval forward 8% faster on 2 threads (15% under bfloat16 autocast), and
+# training at L = 4,096 faster by 3% (`reformer bench targets`, `reformer bench compare`)
 # On a GPU a block costs a handful of kernel launches whatever its size, and with CPU-sized blocks the launches
 # dominate (bench compare's L = 32,768 training step on an H200: 0.86 s against HF transformers' 0.18 s), so
 # blocks there are 32x larger: 2**25 elements, 128 MiB of float32 scores, still a constant, so memory stays linear.

@@ -167,4 +167,3 @@ def hash_fused(qk: torch.Tensor, rotations: torch.Tensor, factors: tuple[int, ..
                                                n_buckets, HALF_A=half_a, HALF_B=half_b, HAS_VALID=valid is not None,
                                                BLOCK_P=rows, BLOCK_E=_tile(e), BLOCK_U=_tile(u), num_warps=_WARPS)
     return buckets
-
