@@ -201,14 +201,20 @@ def lsh_backward(QK, V, IDX, WRAP, VALID, G, GDOT, TOP, LOGTOT, ROWMAX, LOGSUM, 
 
 
 @triton.jit
+def _position_block(L, BLOCK_P: tl.constexpr):
+    # a program of a grid over (batch, head) x blocks of BLOCK_P positions, on one axis as `_program`: its
+    # batch * H + head (int64) and its positions (int32)
+    blocks = tl.cdiv(L, BLOCK_P)
+    pid = tl.program_id(0).to(tl.int64)
+    return pid // blocks, (pid % blocks).to(tl.int32) * BLOCK_P + tl.arange(0, BLOCK_P)
+
+
+@triton.jit
 def lsh_combine(O_R, ROWMAX, LOGSUM, OUT, TOP, LOGTOT, L, R, e, BLOCK_P: tl.constexpr, BLOCK_E: tl.constexpr):
     # out = sum_r l_r e^(m_r - T) o_r / sum_r l_r e^(m_r - T) = sum_r softmax_r(z_r) o_r for BLOCK_P positions of
     # one (batch, head), the rounds folded in one at a time as in the online softmax; T = max_r m_r and the log
     # of the sum are stored for the backward's round weights (see `_upstream`)
-    blocks = tl.cdiv(L, BLOCK_P)  # per (batch, head); one grid axis, as `_program`
-    pid = tl.program_id(0).to(tl.int64)
-    bh = pid // blocks
-    pos = (pid % blocks).to(tl.int32) * BLOCK_P + tl.arange(0, BLOCK_P)
+    bh, pos = _position_block(L, BLOCK_P)
     dims = tl.arange(0, BLOCK_E)
     pos_ok = pos < L
     tile_ok = pos_ok[:, None] & (dims < e)[None, :]
@@ -264,10 +270,7 @@ def lsh_hash(QK, ROT, VALID, BUCKETS, L, H, R, U, e, s_qb, s_qh, s_ql, N_BUCKETS
     # the buckets of BLOCK_P positions of one (batch, head) in every round (`lsh.hash_vectors`): x R_r in float32
     # registers, reduced to one id per factor, so the (P, U) projections never reach memory. HALF_B = 0 for an
     # unfactorised count; else id = id_a + 2 HALF_A id_b, each factor on its own columns
-    blocks = tl.cdiv(L, BLOCK_P)  # per (batch, head); one grid axis, as `_program`
-    pid = tl.program_id(0).to(tl.int64)
-    bh = pid // blocks
-    pos = (pid % blocks).to(tl.int32) * BLOCK_P + tl.arange(0, BLOCK_P)
+    bh, pos = _position_block(L, BLOCK_P)
     batch, head = bh // H, bh % H
     dims = tl.arange(0, BLOCK_E)
     cols = tl.arange(0, BLOCK_U)
