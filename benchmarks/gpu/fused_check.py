@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -152,9 +153,14 @@ def reference_hashing() -> Iterator[None]:
 def correctness(smoke: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if not smoke:
+        # most of the tests' time is compiling their ~50 kernel variants: with pytest-xdist (in the GPU image)
+        # the variants compile in several processes at once
+        workers = min(8, (os.cpu_count() or 1) // 2)
+        spread = ["-n", str(workers)] if workers > 1 and importlib.util.find_spec("xdist") else []
         tests = subprocess.run([sys.executable, "-m", "pytest", "tests/model/test_fused.py",
-                                "tests/model/test_fused_hash.py", "-q", "-p", "no:cacheprovider"],
+                                "tests/model/test_fused_hash.py", "-q", "-p", "no:cacheprovider", *spread],
                                capture_output=True, text=True, timeout=400)
+        out["pytest_workers"] = workers if spread else 1
         out["pytest_tail"] = tests.stdout.strip().splitlines()[-3:]
         out["pytest_passed"] = tests.returncode == 0
     shape = ModelShape()

@@ -40,6 +40,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -119,7 +120,31 @@ def tuned(kernel: Any, key: list[str]) -> Any:
     import triton
 
     configs = [triton.Config({}, num_warps=warps, num_stages=stages) for warps, stages in _TUNE_CONFIGS]
-    return triton.autotune(configs=configs, key=key)(kernel)
+    hook = {"early_config_prune": _compiled_together(kernel)}
+    return triton.autotune(configs=configs, key=key, prune_configs_by=hook)(kernel)
+
+
+def _compiled_together(kernel: Any) -> Any:
+    """An autotuner hook that compiles every configuration at once, on threads, before they are timed.
+
+    The autotuner calls it once per new key, just before timing the configurations one after another, each
+    compiled by its first launch: four compilations in a row, seconds each for the LSH backward, on the first
+    step of every new shape. Triton compiles mostly outside Python's lock (its passes in C++, `ptxas` a process
+    of its own), so on threads they take about as long as the slowest. `warmup` compiles for exactly the key that
+    the launch will look up (the same arguments and options) and launches nothing; the configurations are
+    returned unpruned. A Triton without asynchronous compilation keeps compiling each as it is timed.
+    """
+    def compile_all(configs: list[Any], named_args: dict[str, Any], **meta: Any) -> list[Any]:
+        try:
+            from triton.runtime._async_compile import AsyncCompileMode
+        except ImportError:
+            return configs
+        args = list(named_args.values())  # the positional arguments, in order; the constexprs are in `meta`
+        with ThreadPoolExecutor(len(configs)) as pool, AsyncCompileMode(pool):
+            for config in configs:
+                kernel.warmup(*args, grid=(1,), **meta, **config.all_kwargs())
+        return configs
+    return compile_all
 
 
 def f32_dot(dtype: torch.dtype, device: torch.device) -> str | None:
