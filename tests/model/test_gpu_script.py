@@ -88,3 +88,30 @@ def test_verdicts_judge_each_target_by_its_bound_and_never_pass_a_missing_figure
     empty = judged({})
     assert set(empty.values()) == {None}
     assert "| not measured |" in markdown({})
+
+
+def test_the_launch_count_takes_the_gpu_paths_and_counts_every_fused_launch(tmp_path: Path) -> None:
+    """`launch_count.py` counts a GPU step's kernel launches on the CPU: the fused kernels stand in for their
+    launches (per LSH layer: hashing, attention, combination, and in training the recomputed forward, <g, out>
+    and the backward), and the GPU's FFN slicing applies."""
+    sys.path.insert(0, str(REPO / "benchmarks" / "gpu"))
+    from launch_count import count
+
+    from reformer import ReformerConfig
+
+    config = ReformerConfig(seq_len=256, d_model=32, n_heads=2, n_layers=3, n_hash_rounds=2, chunk_size=32,
+                            n_features=4, full_attention_threshold=0, dropout=0.0, ff_chunks=4,
+                            activation_budget_mb=0)  # every layer recomputed in the backward, as at length
+    forward, step = count(config, train=False), count(config, train=True)
+    # hash, forward, combine; the last layer only hashes: its one query position attends on the reference path
+    assert forward["triton"] == 2 * 3 + 1
+    assert step["triton"] == 3 * 7  # hash, forward and combine twice, <g, out>, backward
+    assert step["launches"] > forward["launches"] > forward["triton"]
+    # the GPU keeps one FFN slice where the hidden activations fit its block: one layer norm per FFN, not ff_chunks
+    assert forward["by_operator"]["native_layer_norm"] == 3 + 3 + 1  # attention's, FFN's, the output's
+    assert os.environ.get("REFORMER_ATTENTION_KERNEL") is None  # the switches are put back
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu" / "launch_count.py"), "--smoke",
+                           "--out", str(tmp_path / "count.json")], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO / "src")}, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert all(record["launches"] > 0 for record in json.loads((tmp_path / "count.json").read_text()).values())

@@ -62,10 +62,15 @@ class ChunkedFeedForward(nn.Module):
         wanted = -(-batch * length * self.w_in.out_features // block_elements(device))
         return max(1, min(self.ff_chunks, wanted))
 
-    def inference_chunks(self, batch: int, length: int) -> int:
-        """Slices for an eval-mode forward without autograd: enough that one slice's (b, c, f) hidden activations
-        hold at most `_INFERENCE_HIDDEN` elements (they then stay in cache, and no multi-MiB block is allocated
-        afresh per layer), at least `ff_chunks`, with at least `_MIN_SLICE` positions a slice. Same result."""
+    def inference_chunks(self, batch: int, length: int, device: torch.device) -> int:
+        """Slices for an eval-mode forward without autograd. On the CPU enough that one slice's (b, c, f) hidden
+        activations hold at most `_INFERENCE_HIDDEN` elements (they then stay in cache, and no multi-MiB block is
+        allocated afresh per layer), at least `ff_chunks`, with at least `_MIN_SLICE` positions a slice. On a GPU,
+        which has no such cache to fit and pays a few kernel launches per slice, as in training: the one-year
+        batch-1 forecast's FFN goes from 5 slices a layer to 1, and the whole forward launches a quarter fewer
+        kernels (`benchmarks/gpu/launch_count.py`). Same result."""
+        if device.type == "cuda":
+            return self.training_chunks(batch, length, device)
         wanted = -(-batch * length * self.w_in.out_features // _INFERENCE_HIDDEN)
         return max(self.ff_chunks, min(wanted, length // _MIN_SLICE))
 
@@ -83,7 +88,7 @@ class ChunkedFeedForward(nn.Module):
                                                                              self.parameters()))
         # in eval without autograd the slicing is free to follow the cache (no dropout masks to replay)
         chunks = (self.training_chunks(x.shape[0], x.shape[1], x.device) if use_checkpoint or self.training
-                  else self.inference_chunks(x.shape[0], x.shape[1]))
+                  else self.inference_chunks(x.shape[0], x.shape[1], x.device))
         slices = self.chunk_slices(x.shape[1], chunks)
         if len(slices) == 1:
             return self.apply_chunk(x)
