@@ -168,6 +168,10 @@ def test_sort_by_bucket_is_a_stable_sort_of_each_round(dtype: torch.dtype, top: 
     expected = torch.stack([torch.tensor(sorted(range(777), key=lambda i, row=row: (int(row[i]), i)))
                             for row in buckets.reshape(-1, 777)]).view(buckets.shape)
     assert torch.equal(got, expected)
+    # flat: the same order as positions of the flattened rows, row * l + position (what the fused kernels read)
+    rows = torch.arange(2 * 3 * 4).view(2, 3, 4, 1) * 777
+    assert torch.equal(sort_by_bucket(buckets, flat=True), expected + rows)
+    assert torch.equal(sort_by_bucket(buckets), expected)  # the kept row offsets are not changed by use
 
 
 def test_bfloat16_autocast_model_output_is_close_to_float32() -> None:

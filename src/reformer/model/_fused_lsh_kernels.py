@@ -2,7 +2,9 @@
 
 Shape legend: C rows of a tile (the chunk size rounded up to a power of two of at least 16), E the head
 dimension's tile; c, e the true sizes, masked at the tile edges. A "row" of the grid is one (batch, head, round);
-positions are original sequence positions, read from the round's sorted order IDX (b*h*r, l).
+positions are original sequence positions, read from the round's sorted order IDX (b*h*r, l), which holds them
+as the flat sort gives them, row * L + position (`bucket_sort.sort_by_bucket(flat=True)`): the kernels subtract
+the row, which on the host would be one more kernel launch per layer.
 
 Offsets: each program's (batch, head, round) bases are int64 scalars; within them, tile offsets are computed in
 the positions' dtype, int32 wherever the launcher found they fit, else int64: registers are these kernels'
@@ -28,6 +30,14 @@ def _previous(chunk, WRAP, batch, n, HAS_WRAP: tl.constexpr):
     if HAS_WRAP:
         last = tl.load(WRAP + batch)
     return tl.where(chunk == 0, last, chunk - 1)
+
+
+@triton.jit
+def _positions(order, row, L, chunk, c, rows, rows_ok):
+    # (C,) original positions of chunk `chunk` of a row's sorted order, which holds row * L + position; the tile
+    # rows past the chunk read position 0
+    first = (row * L).to(order.dtype.element_ty)
+    return tl.load(order + chunk * c + rows, mask=rows_ok, other=first) - first
 
 
 @triton.jit
@@ -74,7 +84,7 @@ def _program(QK, V, IDX, VALID, L, n, H, R, c, e, s_qb, s_qh, s_vb, s_vh, BLOCK_
     rows = tl.arange(0, BLOCK_C)
     dims = tl.arange(0, BLOCK_E)
     rows_ok = rows < c
-    pos = tl.load(order + chunk * c + rows, mask=rows_ok, other=0)
+    pos = _positions(order, row, L, chunk, c, rows, rows_ok)
     return (chunk, row, batch, QK + batch * s_qb + head * s_qh, V + batch * s_vb + head * s_vh, order,
             VALID + batch * L, rows, dims, rows_ok, dims < e, pos)
 
@@ -94,7 +104,7 @@ def lsh_forward(QK, V, IDX, WRAP, VALID, O, ROWMAX, LOGSUM, L, n, H, R, c, e,
         kc = j
         if LOOK_BACK and t == 0:
             kc = _previous(j, WRAP, batch, n, HAS_WRAP)
-        k_pos = tl.load(order + kc * c + rows, mask=rows_ok, other=0)
+        k_pos = _positions(order, row, L, kc, c, rows, rows_ok)
         k, _ = _unit(_load_rows(qk_base, s_ql, k_pos, rows_ok, dims, dims_ok))
         v = _load_rows(v_base, s_vl, k_pos, rows_ok, dims, dims_ok)
         s = _logits(q, k.to(q.dtype), q_pos, k_pos, valid_row, rows_ok, F32_DOT, CAUSAL, HAS_VALID)
@@ -169,7 +179,7 @@ def lsh_backward(QK, V, IDX, WRAP, VALID, G, GDOT, TOP, LOGTOT, ROWMAX, LOGSUM, 
             k_pos, k_t, v_t = pos, k, v
         else:
             kc = _previous(i, WRAP, batch, n, HAS_WRAP)
-            k_pos = tl.load(order + kc * c + rows, mask=rows_ok, other=0)
+            k_pos = _positions(order, row, L, kc, c, rows, rows_ok)
             k_t32, _ = _unit(_load_rows(qk_base, s_ql, k_pos, rows_ok, dims, dims_ok))
             k_t = k_t32.to(x.dtype)
             v_t = _load_rows(v_base, s_vl, k_pos, rows_ok, dims, dims_ok)
@@ -185,11 +195,11 @@ def lsh_backward(QK, V, IDX, WRAP, VALID, G, GDOT, TOP, LOGTOT, ROWMAX, LOGSUM, 
     # when chunk i is the one chunk 0 looks back at
     if LOOK_BACK:
         if i + 1 < n:
-            next_pos = tl.load(order + (i + 1) * c + rows, mask=rows_ok, other=0)
+            next_pos = _positions(order, row, L, i + 1, c, rows, rows_ok)
             dk, dv = _key_grads(next_pos, qk_base, s_ql, G, GDOT, TOP, LOGTOT, ROWMAX, LOGSUM, e, k, v, pos, valid_row,
                                 rows, dims, rows_ok, dims_ok, dk, dv, F32_DOT, CAUSAL, HAS_VALID)
         if _previous(0, WRAP, batch, n, HAS_WRAP) == i:
-            first_pos = tl.load(order + rows, mask=rows_ok, other=0)
+            first_pos = _positions(order, row, L, 0, c, rows, rows_ok)
             dk, dv = _key_grads(first_pos, qk_base, s_ql, G, GDOT, TOP, LOGTOT, ROWMAX, LOGSUM, e, k, v, pos, valid_row,
                                 rows, dims, rows_ok, dims_ok, dk, dv, F32_DOT, CAUSAL, HAS_VALID)
 

@@ -122,7 +122,8 @@ def lsh_attention_fused(qk: torch.Tensor, v: torch.Tensor, sorted_idx: torch.Ten
     Args:
         qk: shared query-key vectors (b, h, l, e), any strides with a contiguous last dimension; v: values, alike.
             One dtype (float32, bfloat16 or float16; accumulation is float32 throughout).
-        sorted_idx: each round's positions in sorted order, (b, h, r, l) integer (`lsh.sort_by_bucket`).
+        sorted_idx: each round's sorted order as flat positions row * l + position, row = (batch * h + head) * r
+            + round, (b, h, r, l) integer (`bucket_sort.sort_by_bucket(flat=True)`).
         wrap: (b,) int64, the chunk each row's chunk 0 looks back at (`lsh.wrap_chunks`); None = the last chunk.
         valid: (b, l) bool, True for real positions; None = all real.
         chunk_size: c, a divisor of l.
@@ -136,8 +137,8 @@ def lsh_attention_fused(qk: torch.Tensor, v: torch.Tensor, sorted_idx: torch.Ten
     qk, v = rows_contiguous(qk), rows_contiguous(v)
     l, e = qk.shape[2], qk.shape[3]
     # the kernels compute offsets within one (batch, head) in the positions' dtype: int32 (fewer registers, half
-    # the order's reads) while position x row stride fits, else int64
-    narrow = l * max(qk.stride(2), v.stride(2), e) < _NARROW_LIMIT
+    # the order's reads) while position x row stride and the flat positions fit, else int64
+    narrow = l * max(qk.stride(2), v.stride(2), e) < _NARROW_LIMIT and sorted_idx.numel() < _NARROW_LIMIT
     order = sorted_idx.to(torch.int32 if narrow else torch.int64).contiguous()
     wrap = None if wrap is None else wrap.to(torch.int64).contiguous()
     valid = None if valid is None else valid.contiguous()
