@@ -223,6 +223,24 @@ def test_an_lsh_output_does_not_depend_on_how_far_the_batch_pads(causal: bool) -
         assert float(other_grads[2].abs().max()) == float(other_grads[3].abs().max()) == 0.0  # padding: none
 
 
+def test_wrap_targets_are_kept_on_the_mask_until_it_changes() -> None:
+    """Every layer asks with the same mask: the targets are computed once, and again after an in-place write, for
+    another chunk size, or for an inference-mode mask (which counts no writes)."""
+    valid = torch.ones(2, 64, dtype=torch.bool)
+    valid[1, 20:] = False
+    first = lsh.wrap_targets(valid, 64, 8)
+    assert first is not None and first.tolist() == [7, 2]
+    assert lsh.wrap_targets(valid, 64, 8) is first
+    assert lsh.wrap_targets(valid, 64, 16).tolist() == [3, 1]  # (20 + 15) // 16 - 1
+    valid[1, 20:40] = True  # in place: the kept targets no longer hold
+    assert lsh.wrap_targets(valid, 64, 8).tolist() == [7, 4]
+    with torch.inference_mode():
+        frozen = torch.ones(1, 64, dtype=torch.bool)
+        assert lsh.wrap_targets(frozen, 64, 8).tolist() == [7]
+        frozen[0, 9:] = False
+        assert lsh.wrap_targets(frozen, 64, 8).tolist() == [1]
+
+
 def test_the_wrapped_look_back_has_exact_gradients() -> None:
     # the copied look-back chunk comes from a different sorted position in each batch row; its gradient is
     # folded back there (gradcheck of the real positions' outputs, float64, rows padded by 0, 1 and 2 chunks)

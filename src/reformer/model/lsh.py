@@ -156,8 +156,19 @@ def wrap_targets(valid: torch.Tensor | None, length: int, chunk_size: int) -> to
     n = length // chunk_size
     if valid is None or n < 2:
         return None
+    # every layer of a forward (and its recomputation) asks with the same mask: computed once and kept on the
+    # mask itself, for as long as the mask lives unchanged (its version counts in-place writes; an inference-mode
+    # tensor counts none, so it is not kept). Seven kernel launches a layer otherwise, where a GPU's batch-1
+    # forecast is bound by launches.
+    key = None if valid.is_inference() else (length, chunk_size, valid._version)
+    kept = getattr(valid, "_reformer_wrap", None)
+    if key is not None and kept is not None and kept[0] == key:
+        return kept[1]
     last_real = (valid.sum(dim=1) + chunk_size - 1) // chunk_size - 1  # (b,)
-    return torch.where(last_real >= 1, last_real, n - 1)
+    wrap = torch.where(last_real >= 1, last_real, n - 1)
+    if key is not None:
+        valid._reformer_wrap = (key, wrap)  # type: ignore[attr-defined]
+    return wrap
 
 
 def lsh_attention(
