@@ -49,8 +49,8 @@ def _pointers(dtype: str) -> dict[str, str]:
     t = f"*{TRITON_TYPES[dtype]}"
     data = {name: t for name in ("Q", "K", "V", "O", "QK", "DO", "DQ", "DK", "DV", "DQK", "O_R", "OUT", "G", "A", "B")}
     stats = {name: "*fp32" for name in ("LSE", "ROWMAX", "LOGSUM", "DELTA", "TOP", "LOGTOT", "GDOT", "DOT")}
-    return {**data, **stats, "QPOS": "*i64", "KPOS": "*i64", "IDX": "*i32", "WRAP": "*i64", "KVALID": "*i8",
-            "VALID": "*i8", "ROT": "*fp32", "BUCKETS": "*i16"}
+    return {**data, **stats, "QPOS": "*i64", "KPOS": "*i64", "IDX": "*i32", "WRAP": "*i64", "KVALID": "*i1",
+            "VALID": "*i1", "ROT": "*fp32", "BUCKETS": "*i16"}
 
 
 def _kernels(flags: bool) -> list[tuple[str, Any, dict[str, Any]]]:

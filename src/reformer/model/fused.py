@@ -207,10 +207,9 @@ class _FusedWindowAttention(torch.autograd.Function):
         out = torch.zeros(m, c, e, dtype=v.dtype, device=q.device)  # the edge chunks stay zero
         lse = torch.zeros(m, c, dtype=torch.float32, device=q.device)
         row_max, log_sum = torch.zeros_like(lse), torch.zeros_like(lse)
-        valid8 = None if key_valid is None else key_valid.to(torch.int8)
         q_pos_t = _placeholder(q_pos, q, torch.int64)
         k_pos_t = _placeholder(k_pos, q, torch.int64)
-        valid_t = _placeholder(valid8, q, torch.int8)
+        valid_t = _placeholder(key_valid, q, torch.bool)  # Triton reads a bool tensor as bytes: no conversion
         meta = _launch_args(q, k, before, after, causal, self_offset, key_valid is not None)
         start, stop = before, m - after
         if stop > start:

@@ -79,7 +79,7 @@ class _FusedLSH(torch.autograd.Function):
         row_max = torch.empty(b, h, r, l, dtype=torch.float32, device=qk.device)
         log_sum = torch.empty_like(row_max)
         wrap_t = _placeholder(wrap, qk, torch.int64)
-        valid_t = _placeholder(None if valid is None else valid.to(torch.int8), qk, torch.int8)
+        valid_t = _placeholder(valid, qk, torch.bool)  # Triton reads a bool tensor as bytes: no conversion
         meta = {"LOOK_BACK": n > 1, "HAS_WRAP": wrap is not None, "CAUSAL": causal, "HAS_VALID": valid is not None,
                 "F32_DOT": f32_dot(qk.dtype, qk.device), "BLOCK_C": _tile(chunk), "BLOCK_E": _tile(e)}
         sizes = (l, n, h, r, chunk, e, *qk.stride()[:3], *v.stride()[:3])
@@ -160,7 +160,7 @@ def hash_fused(qk: torch.Tensor, rotations: torch.Tensor, factors: tuple[int, ..
         qk = qk.contiguous()
     rotations = rotations.float().contiguous()
     buckets = torch.empty(b, h, r, l, dtype=dtype, device=qk.device)
-    valid_t = _placeholder(None if valid is None else valid.to(torch.int8).contiguous(), qk, torch.int8)
+    valid_t = _placeholder(None if valid is None else valid.contiguous(), qk, torch.bool)
     half_a, half_b = factors[0] // 2, (factors[1] // 2 if len(factors) > 1 else 0)
     # (positions, columns) projection tiles of at most 2^13 values: at 128 x 128 they spill registers
     rows = max(16, min(_ROWS, 2**13 // _tile(u)))
