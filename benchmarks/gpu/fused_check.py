@@ -11,7 +11,8 @@
    autocast (and ours fused in float32): median time and peak allocated memory.
 3. The crossover: ours (fused, bfloat16) against the SDPA encoder (FlashAttention under bfloat16) from L = 1,024
    to 131,072, and a plot of both.
-4. The one-year configuration (seq_len 8,760, d_model 256, 8 rounds): training step and batch-1 inference.
+4. The one-year configuration (seq_len 8,760, d_model 256, 8 rounds): training step and batch-1 inference,
+   and inference with the model cast to bfloat16 (no autocast casts).
 
 Ours is also timed captured in a CUDA graph (`graphed`, "-graph" in the names) in sections 2 to 4: the difference
 from the eager call is the host's cost of launching the step's kernels one by one.
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import importlib.util
 import json
 import os
@@ -273,6 +275,15 @@ def one_year(smoke: bool) -> dict[str, Any]:
     out["inference_batch1_bfloat16_graph"] = guarded(
         lambda: timed(graphed(autocast(infer, torch.bfloat16, cache=False)), reps=20))
     out["inference_batch1_float32"] = guarded(lambda: timed(infer, reps=20))
+    # the model cast to bfloat16, as a forecaster would serve it: no autocast, so none of its casts' launches
+    served, x16 = copy.deepcopy(model).to(torch.bfloat16), x.to(torch.bfloat16)
+
+    def infer16() -> Any:
+        with torch.no_grad():
+            return served(x16)
+
+    out["inference_batch1_bfloat16_weights"] = guarded(lambda: timed(infer16, reps=20))
+    out["inference_batch1_bfloat16_weights_graph"] = guarded(lambda: timed(graphed(infer16), reps=20))
     return out
 
 

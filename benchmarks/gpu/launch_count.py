@@ -8,8 +8,8 @@ milliseconds (the GPU targets: a 30 ms training step at L = 32,768, a 5 ms batch
 shape), the launches can set the time. This script runs the model on the CPU while taking the GPU's choices
 (the fused Triton kernels, whose launches are counted and whose outputs are left unwritten; the GPU's attention
 blocks and FFN slices) and counts, under a dispatch mode, every operator that reaches a kernel: views,
-reshapes and allocations launch nothing and are not counted. bfloat16 autocast throughout, as `fit` trains on
-CUDA, so its casts count.
+reshapes and allocations launch nothing and are not counted. bfloat16 autocast, as `fit` trains on CUDA, so its
+casts count; and the forecast once more with the model cast to bfloat16, which needs none.
 
 What differs from a GPU: an operator may launch more than one kernel there (a sort several, a layer-norm backward
 two), and the CPU takes shortcuts a GPU does not (a check of the query path's padding, in the last layer of an
@@ -45,7 +45,7 @@ NO_KERNEL = {"view", "_unsafe_view", "transpose", "t", "permute", "expand", "as_
              "unsqueeze", "squeeze", "alias", "detach", "split", "split_with_sizes", "unbind", "chunk", "reshape",
              "narrow", "unfold", "_reshape_alias", "lift_fresh", "empty_like", "empty", "empty_strided",
              "new_empty", "new_empty_strided", "is_same_size", "set_", "resize_", "result_type", "view_as",
-             "_has_compatible_shallow_copy_type"}
+             "_has_compatible_shallow_copy_type", "promote_types"}
 
 
 class _Count(TorchDispatchMode):
@@ -104,16 +104,17 @@ def gpu_choices(triton: collections.Counter[str]) -> Iterator[None]:
         yield
 
 
-def count(config: ReformerConfig, train: bool, batch: int = 1) -> dict[str, Any]:
-    """Kernel launches of one bfloat16-autocast call: a training step (forward, backward) or an eval forward."""
+def count(config: ReformerConfig, train: bool, batch: int = 1, weights: torch.dtype = torch.float32) -> dict[str, Any]:
+    """Kernel launches of one call, a training step (forward, backward) or an eval forward: under bfloat16 autocast
+    with float32 weights, or with the model cast to bfloat16 (`weights`), which needs no casts."""
     triton: collections.Counter[str] = collections.Counter()
     with gpu_choices(triton):
         torch.manual_seed(0)
-        model = ReformerModel(config).train(train)
-        x = torch.randn(batch, config.seq_len, config.n_features)
+        model = ReformerModel(config).train(train).to(weights)
+        x = torch.randn(batch, config.seq_len, config.n_features, dtype=weights)
 
         def call() -> None:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=weights == torch.float32):
                 if train:
                     model(x).sum().backward()
                     model.zero_grad(set_to_none=True)
@@ -129,14 +130,17 @@ def count(config: ReformerConfig, train: bool, batch: int = 1) -> dict[str, Any]
     return {"launches": sum(ops.values()), "triton": sum(triton.values()), "by_operator": dict(ops.most_common())}
 
 
-def workloads(smoke: bool) -> dict[str, tuple[ReformerConfig, bool]]:
+def workloads(smoke: bool) -> dict[str, tuple[ReformerConfig, bool, torch.dtype]]:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from fused_check import compare_config  # beside this script: `bench compare`'s model
 
     long = LONG_CONFIG.replace(seq_len=256) if smoke else LONG_CONFIG
     compare = compare_config(256 if smoke else 32768)
-    return {"one-year eval forward, batch 1": (long, False), "one-year training step": (long, True),
-            "bench compare training step, L = 32,768": (compare, True)}
+    autocast, bf16 = torch.float32, torch.bfloat16
+    return {"one-year eval forward, batch 1": (long, False, autocast),
+            "one-year eval forward, batch 1, bfloat16 weights": (long, False, bf16),
+            "one-year training step": (long, True, autocast),
+            "bench compare training step, L = 32,768": (compare, True, autocast)}
 
 
 def main() -> int:
@@ -145,8 +149,8 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="short sequences: check the script itself")
     args = parser.parse_args()
     report = {}
-    for name, (config, train) in workloads(args.smoke).items():
-        report[name] = count(config, train)
+    for name, (config, train, weights) in workloads(args.smoke).items():
+        report[name] = count(config, train, weights=weights)
         print(f"{name}: {report[name]['launches']} launches ({report[name]['triton']} Triton)", flush=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     return 0
