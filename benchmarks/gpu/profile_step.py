@@ -2,9 +2,10 @@
 
     python benchmarks/gpu/profile_step.py [--length 32768] [--out DIR] [--bfloat16]
 
-One `bench compare`-shape training step (ours, LSH, reversible) after two warm-ups: the top operators by device
-time and by host time, then every operator that made the host wait for the device (CUDA's sync debug mode),
-with the line of ours that called it. Writes DIR/profile_L.txt.
+One `bench compare`-shape training step (ours, LSH, reversible) after two warm-ups: the kernels it ran and the
+launch calls (what `launch_count.py` counts without a GPU), the top operators by device time and by host time,
+then every operator that made the host wait for the device (CUDA's sync debug mode), with the line of ours that
+called it. Writes DIR/profile_L.txt.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ def main() -> None:
         step()
         torch.cuda.synchronize()
     averages = prof.key_averages()
+    # the count `launch_count.py` estimates without a GPU: kernels run on the device, and the host's launch calls
+    kernels = sum(1 for event in prof.events() if event.device_type == torch.autograd.DeviceType.CUDA)
+    launches = sum(a.count for a in averages if a.key.startswith(("cudaLaunchKernel", "cuLaunchKernel")))
+    counted = f"kernels on the device in one step: {kernels}; kernel launch calls on the host: {launches}"
+    text.write(counted + "\n")
     text.write(averages.table(sort_by="self_cuda_time_total", row_limit=30) + "\n")
     text.write(averages.table(sort_by="self_cpu_time_total", row_limit=30) + "\n")
     # every synchronising call, by the line of ours that made it
@@ -62,6 +68,7 @@ def main() -> None:
     suffix = "_bfloat16" if args.bfloat16 else ""
     (args.out / f"profile_{args.length}{suffix}.txt").write_text(text.getvalue())
     print(text.getvalue()[-6000:])
+    print(counted)  # last, where fused_check's record of this run keeps the output's tail
 
 
 if __name__ == "__main__":
