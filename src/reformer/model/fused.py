@@ -140,7 +140,9 @@ def _compiled_together(kernel: Any) -> Any:
         except ImportError:
             return configs
         args = list(named_args.values())  # the positional arguments, in order; the constexprs are in `meta`
-        with ThreadPoolExecutor(len(configs)) as pool, AsyncCompileMode(pool):
+        # a configuration that fails to compile is left to the autotuner, which compiles it again as it times it
+        # and sets it aside (its usual handling of a kernel that does not fit)
+        with ThreadPoolExecutor(len(configs)) as pool, AsyncCompileMode(pool, ignore_errors=True):
             for config in configs:
                 kernel.warmup(*args, grid=(1,), **meta, **config.all_kwargs())
         return configs
