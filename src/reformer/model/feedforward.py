@@ -63,16 +63,16 @@ class ChunkedFeedForward(nn.Module):
         return max(1, min(self.ff_chunks, wanted))
 
     def inference_chunks(self, batch: int, length: int, device: torch.device) -> int:
-        """Slices for an eval-mode forward without autograd. On the CPU enough that one slice's (b, c, f) hidden
-        activations hold at most `_INFERENCE_HIDDEN` elements (they then stay in cache, and no multi-MiB block is
-        allocated afresh per layer), at least `ff_chunks`, with at least `_MIN_SLICE` positions a slice. On a GPU,
-        which has no such cache to fit and pays a few kernel launches per slice, as in training: the one-year
-        batch-1 forecast's FFN goes from 5 slices a layer to 1, and the whole forward launches a quarter fewer
-        kernels (`benchmarks/gpu/launch_count.py`). Same result."""
-        if device.type == "cuda":
-            return self.training_chunks(batch, length, device)
-        wanted = -(-batch * length * self.w_in.out_features // _INFERENCE_HIDDEN)
-        return max(self.ff_chunks, min(wanted, length // _MIN_SLICE))
+        """Slices for an eval-mode forward without autograd, with at least `_MIN_SLICE` positions a slice. On the
+        CPU enough that one slice's (b, c, f) hidden activations hold at most `_INFERENCE_HIDDEN` elements (they
+        then stay in cache, and no multi-MiB block is allocated afresh per layer), and at least `ff_chunks`. On a
+        GPU, which has no such cache to fit and pays a few kernel launches per slice, at most
+        `chunked.block_elements` (2**25) values a slice, whatever `ff_chunks`: the one-year batch-1 forecast's FFN
+        takes 1 slice a layer instead of 5, and the whole forward launches a quarter fewer kernels
+        (`benchmarks/gpu/launch_count.py`). Same result."""
+        gpu = device.type == "cuda"
+        wanted = -(-batch * length * self.w_in.out_features // (block_elements(device) if gpu else _INFERENCE_HIDDEN))
+        return max(1 if gpu else self.ff_chunks, min(wanted, length // _MIN_SLICE))
 
     def apply_chunk(self, x: torch.Tensor) -> torch.Tensor:
         """The FFN on one slice, (b, c, d) -> (b, c, d)."""
