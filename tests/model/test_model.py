@@ -98,6 +98,26 @@ def test_rotations_kept_from_an_inference_mode_call_serve_a_later_gradient() -> 
     torch.testing.assert_close(out.detach(), expected, rtol=0, atol=1e-6)  # no_grad reads one position: rounding
 
 
+def test_the_position_table_is_made_once_and_sliced_for_shorter_inputs() -> None:
+    from reformer.model.embedding import sinusoidal_positions
+
+    model = ReformerModel(_config()).eval()
+    embed = model.embed
+    table = embed.sinusoidal_table(40, torch.device("cpu"), torch.float32)
+    assert embed.sinusoidal_table(70, torch.device("cpu"), torch.float32).data_ptr() == table.data_ptr()  # kept
+    assert torch.equal(table, sinusoidal_positions(40, 32))  # a slice of the longer table: the same values
+    longer = embed.sinusoidal_table(100, torch.device("cpu"), torch.float32)  # past seq_len: made afresh
+    assert torch.equal(longer, sinusoidal_positions(100, 32))
+    wide = embed.sinusoidal_table(70, torch.device("cpu"), torch.float64)  # from float64 for a float64 model
+    assert wide.dtype == torch.float64 and torch.equal(wide, sinusoidal_positions(70, 32, dtype=torch.float64))
+    half = embed.sinusoidal_table(70, torch.device("cpu"), torch.bfloat16)
+    assert torch.equal(half, sinusoidal_positions(70, 32).to(torch.bfloat16))
+    assert "_table" not in str(list(model.state_dict()))  # not part of a checkpoint
+    x = torch.randn(2, 70, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ReformerModel(_config()).eval()(x), rtol=0, atol=0)
+
+
 def _train(seed: int, steps: int = 3) -> list[float]:
     torch.manual_seed(123)  # data and dropout
     model = ReformerModel(_config(seed=seed, dropout=0.1))

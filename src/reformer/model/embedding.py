@@ -52,6 +52,20 @@ class InputEmbedding(nn.Module):
             self.positions = nn.Embedding(config.seq_len, config.d_model)
             nn.init.normal_(self.positions.weight, std=0.02)
         self.dropout = Dropout(config.dropout)
+        self._table: torch.Tensor | None = None  # sinusoidal positions kept (`sinusoidal_table`); not state
+
+    def sinusoidal_table(self, length: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """`sinusoidal_positions` (l, d) in `dtype` (from float64 for a float64 model, else float32), made once for
+        at least `seq_len` positions and kept, sliced for shorter inputs (a position's encoding does not depend
+        on the table's length): ten kernel launches on a GPU in every forward otherwise. Kept by the module, so
+        it goes with the model."""
+        table = self._table
+        if table is None or table.shape[0] < length or table.device != device or table.dtype != dtype:
+            exact = torch.float64 if dtype == torch.float64 else torch.float32
+            with torch.inference_mode(False):  # kept past an inference-mode call: an ordinary tensor
+                table = sinusoidal_positions(max(length, self.max_len), self.d_model, device, exact).to(dtype)
+            self._table = table
+        return table[:length]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 3 or x.shape[-1] != self.n_features:
@@ -63,8 +77,7 @@ class InputEmbedding(nn.Module):
             if length > self.max_len:
                 raise UserInputError(f"input length {length} exceeds the learned position table (seq_len="
                                      f"{self.max_len}): use positional='sinusoidal' or a larger seq_len")
-            pos = self.positions.weight[:length]
+            pos = self.positions.weight[:length].to(x.dtype)
         else:
-            pos = sinusoidal_positions(length, self.d_model, x.device,
-                                       torch.float64 if x.dtype == torch.float64 else torch.float32)
-        return self.dropout(self.to_embed(x) + pos.to(x.dtype))  # (b, l, d)
+            pos = self.sinusoidal_table(length, x.device, x.dtype)
+        return self.dropout(self.to_embed(x) + pos)  # (b, l, d)
