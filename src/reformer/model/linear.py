@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Linear", "linear_gelu", "onednn_ready"]
+__all__ = ["Linear", "linear", "linear_gelu", "onednn_ready"]
 
 _ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
@@ -80,23 +80,29 @@ class Linear(nn.Linear):
     """`nn.Linear` (same parameters, init and state-dict keys) that runs float32 CPU products on oneDNN."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not onednn_ready(x, self.weight):
-            return F.linear(x, self.weight, self.bias)
-        if _needs_grad(self, x):
-            return _OneDNNLinear.apply(x, self.weight, self.bias)
-        return _product(x, self.weight, self.bias)
+        return linear(x, self.weight, self.bias)
 
 
-def _needs_grad(layer: nn.Linear, x: torch.Tensor) -> bool:
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """`F.linear`, on oneDNN where `onednn_ready` (what `Linear` runs; for weights made on the fly, such as two
+    layers' weights stacked into one product)."""
+    if not onednn_ready(x, weight):
+        return F.linear(x, weight, bias)
+    if _needs_grad(x, weight, bias):
+        return _OneDNNLinear.apply(x, weight, bias)
+    return _product(x, weight, bias)
+
+
+def _needs_grad(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
     """Whether autograd must see this product (the raw oneDNN op has no autograd kernel of its own)."""
-    return torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad
-                                        or (layer.bias is not None and layer.bias.requires_grad))
+    return torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                        or (bias is not None and bias.requires_grad))
 
 
 def linear_gelu(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     """GELU(layer(x)) (exact erf GELU), as one oneDNN kernel when nothing needs gradients, else the two ops.
     Callers use it in eval mode only: a reversible layer's training forward runs without gradients and is then
     recomputed with them, and both must take the same kernels for the inversion to be exact."""
-    if onednn_ready(x, layer.weight) and not _needs_grad(layer, x):
+    if onednn_ready(x, layer.weight) and not _needs_grad(x, layer.weight, layer.bias):
         return _product(x, layer.weight, layer.bias, "gelu")
     return F.gelu(layer(x))
