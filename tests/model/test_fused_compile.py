@@ -75,7 +75,9 @@ args = (qk, qk, torch.zeros(b, h, r, l, dtype=torch.int32), torch.zeros(1, dtype
         torch.zeros(1, dtype=torch.bool), torch.empty(b, h, r, l, e, dtype=torch.bfloat16), stats, stats,
         l, l // c, h, r, c, e, *qk.stride()[:3], *qk.stride()[:3])
 meta = dict(LOOK_BACK=True, HAS_WRAP=False, CAUSAL=False, HAS_VALID=False, F32_DOT=None, BLOCK_C=64, BLOCK_E=32)
-returned = tuner.early_config_prune(tuner.configs, dict(zip(kernel.arg_names, args)), **meta)
+# what `tuner[grid](*args, **meta)` does on a new key before timing: its keywords include grid= and warmup=
+tuner.nargs = dict(zip(kernel.arg_names, args))
+returned = tuner.prune_configs({**meta, "grid": (64,), "warmup": False})
 assert returned == tuner.configs
 compiled = len(threads)
 for config in tuner.configs:  # what the autotuner's timing launches look up: found, nothing compiled again
@@ -84,7 +86,7 @@ looked_up = len(threads)
 # a configuration that cannot compile (one register a thread) is left for the autotuner to set aside as it times
 # it, as it would without the hook: no error here, the others compiled and kept
 unfit = triton.Config({}, num_warps=4, num_stages=1, maxnreg=1)
-assert len(tuner.early_config_prune([unfit], dict(zip(kernel.arg_names, args)), **meta)) == 1
+assert len(tuner.early_config_prune([unfit], tuner.nargs, grid=(64,), warmup=False, **meta)) == 1
 print(compiled, looked_up, len(set(threads)), threading.current_thread().name in threads,
       len(kernel.device_caches[0][0]))
 """

@@ -140,11 +140,15 @@ def _compiled_together(kernel: Any) -> Any:
         except ImportError:
             return configs
         args = list(named_args.values())  # the positional arguments, in order; the constexprs are in `meta`
+        # a launch's own keywords come along with the constexprs (`kernel[grid](...)` runs the autotuner with
+        # grid= and warmup=); `warmup` takes the grid itself
+        meta.pop("warmup", None)
+        grid = meta.pop("grid", (1,))
         # a configuration that fails to compile is left to the autotuner, which compiles it again as it times it
         # and sets it aside (its usual handling of a kernel that does not fit)
         with ThreadPoolExecutor(len(configs)) as pool, AsyncCompileMode(pool, ignore_errors=True):
             for config in configs:
-                kernel.warmup(*args, grid=(1,), **meta, **config.all_kwargs())
+                kernel.warmup(*args, grid=grid, **meta, **config.all_kwargs())
         return configs
     return compile_all
 
