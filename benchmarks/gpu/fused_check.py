@@ -262,10 +262,13 @@ def one_year(smoke: bool) -> dict[str, Any]:
         model(x).sum().backward()
         model.zero_grad(set_to_none=True)
 
-    def infer() -> Any:
-        with torch.no_grad():
-            return model(x)
+    def forecast(net: ReformerModel, inputs: torch.Tensor) -> Callable[[], Any]:
+        def run() -> Any:
+            with torch.no_grad():
+                return net(inputs)
+        return run
 
+    infer = forecast(model, x)
     out: dict[str, Any] = {"kernel": kernel_in_use(config, DEVICE, config.seq_len)}
     model.train()
     out["train_step_bfloat16"] = guarded(lambda: timed(autocast(step, torch.bfloat16)))
@@ -276,12 +279,7 @@ def one_year(smoke: bool) -> dict[str, Any]:
         lambda: timed(graphed(autocast(infer, torch.bfloat16, cache=False)), reps=20))
     out["inference_batch1_float32"] = guarded(lambda: timed(infer, reps=20))
     # the model cast to bfloat16, as a forecaster would serve it: no autocast, so none of its casts' launches
-    served, x16 = copy.deepcopy(model).to(torch.bfloat16), x.to(torch.bfloat16)
-
-    def infer16() -> Any:
-        with torch.no_grad():
-            return served(x16)
-
+    infer16 = forecast(copy.deepcopy(model).to(torch.bfloat16), x.to(torch.bfloat16))
     out["inference_batch1_bfloat16_weights"] = guarded(lambda: timed(infer16, reps=20))
     out["inference_batch1_bfloat16_weights_graph"] = guarded(lambda: timed(graphed(infer16), reps=20))
     return out
