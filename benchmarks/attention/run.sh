@@ -3,7 +3,8 @@
 # 1. `bench attention`: naive full, SDPA full, local and LSH attention at a few lengths (each cell its own process);
 # 2. `bench attention-scaling`: our LSH attention layer from L = 2,048 to 131,072, with a log-log plot.
 #   OUT=dir bash benchmarks/attention/run.sh      (default OUT: runs/bench/attention; about 3 min, 4 GB at most)
-# Copy OUT/result.json, OUT/scaling.json and OUT/scaling.png over the files beside this script to update them.
+# Copy OUT/result.json and OUT/scaling.json over the files beside this script, and OUT/scaling.png over
+# docs/assets/attention_scaling.png (the plot's one copy), to update them.
 set -euo pipefail
 out=${OUT:-runs/bench/attention}
 mkdir -p "$out"

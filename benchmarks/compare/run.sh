@@ -3,7 +3,7 @@
 # Reformer, reformer-pytorch and a full-attention (SDPA) Transformer, each in its own subprocess, interleaved.
 # Needs the `bench` extra (pip install -e '.[bench]'). About 10 min for 2,048/8,192 and 35 min for 32,768 on 2 cores.
 #   OUT=dir bash benchmarks/compare/run.sh        (default OUT: runs/bench/compare)
-# Each command writes OUT/<name>.json and a .md table beside it; copy them over result_*.json/.md to update.
+# Each command writes OUT/<name>.json (and a .md table of it); copy the .json over result_*.json to update.
 set -euo pipefail
 out=${OUT:-runs/bench/compare}
 mkdir -p "$out"
