@@ -318,7 +318,7 @@ def _datetimes_to_ms(stamps: pd.Series, values: pd.Series, name: str, source: st
         cell = values.iat[row]
         problem = "is empty" if pd.isna(cell) else f"has {show_cell(cell)}, not an ISO-8601 time or epoch s/ms"
         raise DataFormatError(
-            f"{source}: {where(values.index[row])}, column {name!r} {problem}; write e.g. 2024-01-01T00:00:00Z"
+            f"{source}: {where(values.index[row])}, column {name!r} {problem}; write ISO-8601 as YYYY-MM-DDTHH:MM:SSZ"
         )
     # Resolution differs by input (s, ms, us, ns); fixing it to ms makes the int64 view epoch milliseconds.
     return stamps.dt.as_unit("ms").astype("int64").to_numpy()

@@ -101,8 +101,8 @@ def parse_time_ms(text: str | int, name: str = "time") -> int:
     """A user-given time as epoch milliseconds UTC.
 
     Args:
-        text: epoch milliseconds ("1704067200000") or ISO-8601 ("2024-01-01", "2024-01-01T00:00:00Z",
-            "2024-01-01T02:00:00+02:00"); no offset means UTC.
+        text: epoch milliseconds (13 digits for present-day times) or ISO-8601 ("YYYY-MM-DD",
+            "YYYY-MM-DDTHH:MM:SSZ", "YYYY-MM-DDTHH:MM:SS+HH:MM"); no offset means UTC.
         name: what the value is called in error messages (e.g. "--start").
 
     Returns:
@@ -116,12 +116,12 @@ def parse_time_ms(text: str | int, name: str = "time") -> int:
         value = int(raw)
         if epoch_in_seconds(value):
             raise UserInputError(f"{name} {raw} looks like epoch seconds; give epoch milliseconds "
-                                 f"({value * 1000}) or ISO-8601 such as 2024-01-01T00:00:00Z")
+                                 f"({value * 1000}) or ISO-8601 as YYYY-MM-DDTHH:MM:SSZ")
         return value
     try:
         moment = datetime.fromisoformat(raw)
     except ValueError:
-        raise UserInputError(f"{name} {raw!r} is not a time; give ISO-8601 such as 2024-01-01T00:00:00Z "
+        raise UserInputError(f"{name} {raw!r} is not a time; give ISO-8601 as YYYY-MM-DDTHH:MM:SSZ "
                              "or epoch milliseconds") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)

@@ -6,7 +6,7 @@ serves them).
                                 prediction with its attention weights
     account(state)              the equity curve beside buy & hold, and the closed trades
 
-Times go out as UTC strings ("2024-01-02 13:00:00"): plotly's date axes show them as they are, so the charts and
+Times go out as UTC strings ("YYYY-MM-DD HH:MM:SS"): plotly's date axes show them as they are, so the charts and
 the page's texts name the same moments whatever the browser's time zone.
 """
 
