@@ -34,7 +34,7 @@ def market(n: int, seed: int) -> Leg:
     open_ = np.r_[30_000.0, close[:-1]]
     high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.004, n))
     low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.004, n))
-    times = pd.date_range("2020-01-01", periods=n, freq="h", tz="UTC")
+    times = pd.date_range(pd.Timestamp(2020, 1, 1, tz="UTC"), periods=n, freq="h")
     bars = pd.DataFrame({"open": open_, "high": high, "low": low, "close": close}, index=times)
     mark = bars * (1 + rng.normal(0, 0.0002, (n, 1)))
     mark["high"] = mark[["open", "high", "close"]].max(axis=1)

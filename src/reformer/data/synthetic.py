@@ -55,7 +55,7 @@ class SyntheticMarketConfig:
     interval_ms: int = 3_600_000
     """Bar length in milliseconds (default 1 hour)."""
     start_time: int = 1_577_836_800_000
-    """Open time of the first candle, epoch ms UTC (default 2020-01-01 00:00)."""
+    """Open time of the first candle, epoch ms UTC (default: the first hour of 2020)."""
     start_price: float = 10_000.0
     """Open of the first candle, quote currency."""
     bar_vol: float = 0.005
