@@ -47,12 +47,12 @@ def test_config_errors_are_value_errors_for_old_callers() -> None:
 def test_an_internal_value_error_propagates_from_the_cli(candles: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    import reformer.cli.data as commands
+    import reformer.data.csv_io as csv_io  # `reformer import` reads its file through it, looked up at call time
 
     def broken(path: object) -> object:
         raise ValueError("internal")
 
-    monkeypatch.setattr(commands, "read_klines", broken)
+    monkeypatch.setattr(csv_io, "read_klines", broken)
     with pytest.raises(ValueError, match="internal"):  # not swallowed into `error: internal` and exit 2
         main(_import_argv(candles, tmp_path))
     assert "error: internal" not in capsys.readouterr().err
@@ -61,22 +61,22 @@ def test_an_internal_value_error_propagates_from_the_cli(candles: Path, tmp_path
 def test_a_config_error_from_the_same_call_is_one_line_and_exit_2(candles: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    import reformer.cli.data as commands
+    import reformer.data.csv_io as csv_io  # `reformer import` reads its file through it, looked up at call time
 
     def refusing(path: object) -> object:
         raise ConfigError("interval 60 does not fit this file\n(detail)")
 
-    monkeypatch.setattr(commands, "read_klines", refusing)
+    monkeypatch.setattr(csv_io, "read_klines", refusing)
     assert main(_import_argv(candles, tmp_path)) == 2
     assert capsys.readouterr().err == "error: interval 60 does not fit this file\n"
 
 
 def test_the_command_line_shows_the_traceback_of_an_internal_error(candles: Path, tmp_path: Path) -> None:
     script = ("import sys\n"
-              "import reformer.cli.data as commands\n"
+              "import reformer.data.csv_io as csv_io\n"
               "def broken(path):\n"
               "    raise ValueError('internal')\n"
-              "commands.read_klines = broken\n"
+              "csv_io.read_klines = broken\n"
               "from reformer.cli import main\n"
               "sys.exit(main(sys.argv[1:]))\n")
     proc = subprocess.run([sys.executable, "-c", script, *_import_argv(candles, tmp_path)], capture_output=True,

@@ -63,6 +63,21 @@ def test_the_strategy_layer_loads_no_torch(statement: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["fetch", "--help"], ["bench", "compare", "--help"],
+                                  ["fake-exchange", "--help"]])
+def test_the_command_line_starts_without_torch_or_pandas(argv: list[str]) -> None:
+    # every command's module is loaded to build the help, so what they import at the top is paid by every call,
+    # `--help` and a mistyped option included: torch and pandas (~2.5 s of a 2-core machine's start) wait for
+    # the commands that compute
+    code = ("import sys\nfrom reformer.cli import main\ncode = main(sys.argv[1:])\n"
+            "heavy = sorted({'torch', 'pandas', 'matplotlib'} & set(sys.modules))\n"
+            "assert code == 0 and not heavy, (code, heavy)\n")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Usage" in done.stdout
+
+
 def test_no_command_function_is_over_60_lines() -> None:
     # commands are thin (parse, build the options, call one pipeline function, print): what decides and runs lives
     # in reformer.pipelines; a command, or a printing helper beside it, that outgrows 60 lines (its signature

@@ -16,7 +16,6 @@ from ..bench.attention import Measurement
 from ..bench.compare import CompareSpec, Run, machine_info, ratios, run_compare
 from ..bench.scaling import DEFAULT_LENGTHS, loglog_slope, plot_scaling, run_scaling
 from ..bench.shape import IMPLS, ModelShape
-from ..bench.targets import TargetSpec, run_targets
 from ..errors import ConfigError
 from .bench import bench_app
 from .common import ForceOpt, check_out, write_output
@@ -224,6 +223,8 @@ def targets(
     console = Console(width=200)
     before = machine_info()
     console.print(f"machine: {before}")
+    from ..bench.targets import TargetSpec, run_targets  # imports torch: only when the command runs
+
     result = run_targets(TargetSpec(batch=batch, train_steps=train_steps, latency_calls=latency_calls,
                                     long_calls=long_calls, threads=threads))
     train, infer = result["train"], result["inference"]

@@ -27,16 +27,15 @@ from rich.table import Table
 
 from ..api import BybitClient, BybitStream, Kline, interval_ms, parse_interval
 from ..api.intervals import INTERVAL_MS
-from ..bars import times_to_ms
-from ..data.csv_io import read_klines, write_funding, write_klines, write_mark_klines
 from ..data.derivatives_store import DerivativesStore
 from ..data.derivatives_sync import DerivativesReport, require_perpetual, sync_derivatives_blocking
 from ..data.store import DEFAULT_DB_PATH, ConflictingCandlesError, KlineStore
 from ..data.sync import ProgressCallback, SyncReport, format_ms, parse_time_ms, sync_klines_blocking
-from ..data.windows import bar_step
 from ..errors import DataFormatError, ExchangeUnavailableError, UserInputError
 from .common import DEFAULT_SYMBOL, DbOpt, ForceOpt, SymbolOpt, check_out, exchange_url
 
+# the CSV readers and writers, and the bar arithmetic, import pandas and numpy: imported by the commands that use
+# them, so that `reformer --help`, `fetch` and `stream` start without them
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -130,6 +129,9 @@ def export(
     if data.empty:
         series = f"{symbol} {category}" if what == "funding" else f"{symbol} {code} {category}"
         raise UserInputError(f"{path} holds no {series} {_EXPORTS[what]}; fetch them first: {how} --db {path}")
+    from ..bars import times_to_ms
+    from ..data.csv_io import write_funding, write_klines, write_mark_klines
+
     writer = {"klines": write_klines, "funding": write_funding, "mark": write_mark_klines}[what]
     count = writer(data, out)
     times = data["timestamp"].to_numpy() if what == "klines" else times_to_ms(data.index)
@@ -165,6 +167,8 @@ def import_(
     """Store the candles of a CSV (or Parquet) file, all in one transaction; report rows added and gaps."""
     code = parse_interval(interval)
     step = interval_ms(code)
+    from ..data.csv_io import read_klines
+
     klines = read_klines(csv)  # the whole file is checked before the store is touched
     offset = 4 * 86_400_000 if code == "W" else 0  # weekly candles open on Mondays
     bad = next((k.start_time for k in klines if (k.start_time - offset) % step), None)
@@ -192,6 +196,8 @@ def import_(
 def _check_step(csv: Path, times: list[int], code: str, interval: str, step: int) -> None:
     """Refuse a file whose candles are mostly a different interval apart (e.g. hourly candles imported as 15):
     stored, they would read as a gap between every two candles."""
+    from ..data.windows import bar_step
+
     usual = bar_step(times)
     if len(times) >= 3 and usual != step:
         named = next((name for name, length in INTERVAL_MS.items() if length == usual), None)

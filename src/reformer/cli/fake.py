@@ -15,10 +15,8 @@ from typing import Annotated
 import typer
 
 from ..api import FaultPlan, Kline, interval_ms, parse_interval, run_fake_exchange
-from ..data.csv_io import read_klines
 from ..data.sync import parse_time_ms
 from ..errors import UserInputError
-from ..textio import check_csv_file
 from .common import DEFAULT_SYMBOL, symbol_option
 
 __all__ = ["register"]
@@ -91,6 +89,9 @@ def _check_pace(speed: float, fault_rate: float, drop_every: float | None) -> No
 
 def _candles(csv: Path | None, bars: int, seed: int, code: str) -> list[Kline]:
     if csv is not None:
+        from ..data.csv_io import read_klines  # pandas: only when a file is served
+        from ..textio import check_csv_file
+
         check_csv_file(csv, "export one with `reformer export --out FILE.csv`")
         return read_klines(csv)  # the api layer serves candles; reading files is the data layer's
     if bars < 1:

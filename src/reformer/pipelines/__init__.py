@@ -40,13 +40,12 @@ nothing but the CLI itself imports `reformer.cli`. Code that needs two of them t
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .backtest import BacktestOptions, BacktestRun, backtest_run
-from .model_backtest import run_backtest, walk_forward_for
-from .predict import Predicted, PredictOptions, predict_run
-from .series import EvaluateOptions, ForecastRun, forecast_run_from_tables, run_forecast
-from .train import TrainOptions, TrainOutcome, load_candles, train_model
-
 _LAZY = {
+    **dict.fromkeys(["BacktestOptions", "BacktestRun", "backtest_run"], "backtest"),
+    **dict.fromkeys(["run_backtest", "walk_forward_for"], "model_backtest"),
+    **dict.fromkeys(["Predicted", "PredictOptions", "predict_run"], "predict"),
+    **dict.fromkeys(["EvaluateOptions", "ForecastRun", "forecast_run_from_tables", "run_forecast"], "series"),
+    **dict.fromkeys(["TrainOptions", "TrainOutcome", "load_candles", "train_model"], "train"),
     **dict.fromkeys(["CryptoData", "LatestPrediction", "TrainReport", "evaluate_crypto", "predict_all",
                      "predict_latest", "prepare_crypto_data", "train_crypto"], "crypto"),
     **dict.fromkeys(["FoldSettings", "evaluate_walk_forward"], "crypto_folds"),
@@ -67,6 +66,7 @@ __all__ = ["BacktestOptions", "BacktestRun", "CryptoData", "EvaluateOptions", "F
 
 if TYPE_CHECKING:
     from .attention_plot import plot_attention
+    from .backtest import BacktestOptions, BacktestRun, backtest_run
     from .crypto import (
         CryptoData,
         LatestPrediction,
@@ -79,8 +79,12 @@ if TYPE_CHECKING:
     )
     from .crypto_folds import FoldSettings, evaluate_walk_forward
     from .lstf import run_lstf
+    from .model_backtest import run_backtest, walk_forward_for
     from .multi_symbol import MultiSymbolReport, train_symbols
+    from .predict import Predicted, PredictOptions, predict_run
+    from .series import EvaluateOptions, ForecastRun, forecast_run_from_tables, run_forecast
     from .series_models import SeriesForecast, forecast_all, forecast_latest, load_series_checkpoint
+    from .train import TrainOptions, TrainOutcome, load_candles, train_model
     from .walkforward import FoldRecord, WalkForwardConfig, WalkForwardPredictor
 
 
