@@ -82,6 +82,7 @@ def test_evaluate_table_and_target_only(small_csv: Path, capsys: pytest.CaptureF
     (["--device", "tpu"], "device"),
     (["--ensemble", "0"], "--ensemble"),
     (["--drop-last-batch", "-1"], "--drop-last-batch"),
+    (["--attention", "foo"], "attention_type='foo' is invalid"),
     pytest.param(["--device", "cuda"], "CUDA", marks=pytest.mark.skipif(torch.cuda.is_available(),
                                                                         reason="CUDA is there: no error to see")),
 ])

@@ -277,3 +277,11 @@ def test_a_bad_task_is_one_line_and_exit_2(candle_slice: Path, tmp_path: Path, c
     err = capsys.readouterr().err.strip()
     assert words in err and "\n" not in err
     assert not run.exists()
+
+
+def test_a_time_series_given_as_candles_is_told_of_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    series = tmp_path / "plant.csv"
+    series.write_text("date,load,OT\n" + "".join(f"2021-01-01 {h:02d}:00:00,{h},{2 * h}\n" for h in range(24)))
+    assert main(["train", "--csv", str(series), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "missing column 'open'" in err and err.endswith("pass --target COL") and "\n" not in err

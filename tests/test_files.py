@@ -81,3 +81,17 @@ def test_every_caller_refuses_a_link(tmp_path: Path) -> None:
         _write_metrics(log, [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.0, "lr": 0.1, "seconds": 1.0}])
     assert outside.read_text() == "keep\n"
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_a_plot_name_must_say_an_image_format(tmp_path: Path) -> None:
+    from reformer.files import check_image_file
+    from reformer.pipelines.predict import check_outputs
+
+    for name in ("forecast.txt", "forecast", "forecast.csv"):
+        with pytest.raises(UserInputError, match=r"--plot .*a plot is an image; end the name in \.png"):
+            check_outputs(None, tmp_path / name, force=False)
+    for name in ("forecast.png", "forecast.PDF", "forecast.svg"):
+        assert check_image_file(tmp_path / name, force=False) == tmp_path / name
+    (tmp_path / "taken.png").write_bytes(b"")
+    with pytest.raises(UserInputError, match="exists"):  # the usual checks still come first
+        check_image_file(tmp_path / "taken.png", force=False)

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from .errors import UserInputError
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "check_output_dir", "check_output_file"]
+__all__ = ["IMAGE_SUFFIXES", "atomic_write", "atomic_write_bytes", "atomic_write_text", "check_image_file",
+           "check_output_dir", "check_output_file"]
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
@@ -91,6 +92,23 @@ def check_output_file(path: str | os.PathLike[str], force: bool, option: str = "
         raise UserInputError(f"{target} is a folder: give {option} a file path")
     if target.exists() and not force:
         raise UserInputError(f"{target} exists: pass --force to replace it, or choose another {option}")
+    return target
+
+
+IMAGE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".eps", ".ps")
+"""Endings a plot may be written under: matplotlib picks the image format by the file name's ending."""
+
+
+def check_image_file(path: str | os.PathLike[str], force: bool, option: str = "--plot") -> Path:
+    """`check_output_file`, and a name whose ending says an image format matplotlib writes (checked before the
+    work: matplotlib would refuse only once the plot is drawn, naming its temporary file).
+
+    Raises:
+        UserInputError: one line naming the path and the way out.
+    """
+    target = check_output_file(path, force, option)
+    if target.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UserInputError(f"{option} {target}: a plot is an image; end the name in .png (or .pdf, .svg, .jpg)")
     return target
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
 
 # Before torch is imported (the command modules import it): torch's CPU allocator then backs allocations of 2 MiB
 # and more with transparent huge pages (PyTorch's opt-in `THP_MEM_ALLOC_ENABLE`). Tensors above glibc's 32 MiB
@@ -70,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
 
     tune_malloc()  # keep freed blocks in the heap: long sequences otherwise page-fault every temporary
     try:
-        returned = app(args=argv, prog_name="reformer", standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            returned = app(args=argv, prog_name="reformer", standalone_mode=False)
         if returned == 130:  # typer answers Ctrl-C inside a command with 130 instead of raising
             print("interrupted", file=sys.stderr)
             return 130
@@ -95,6 +99,20 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         raise
     return 0
+
+
+_PACKAGE = str(Path(__file__).resolve().parent.parent)
+_default_show = warnings.showwarning
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    """The project's own warnings (a gap left out of the windows, ...) as one `warning: ...` line, like its
+    errors; a library's keep Python's format, whose source line says where they come from."""
+    if filename.startswith(_PACKAGE):
+        print(f"warning: {message}", file=sys.stderr if file is None else file)
+    else:
+        _default_show(message, category, filename, lineno, file, line)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -174,6 +174,10 @@ def attention_scaling(
 ) -> None:
     """Our LSH attention layer alone (fwd+bwd): time and peak memory against L, JSON and a log-log plot."""
     _check_outputs(force, out, plot if plot is not None else (out and out.with_suffix(".png")))
+    if plot is not None:
+        from ..files import check_image_file
+
+        check_image_file(plot, force)
     length_list = _ints(lengths, "--lengths")
     spec = _spec(d_model, heads, 1, rounds, chunk_size, 1024, repeats, steps, step_timeout, budget_gb, threads)
     console = Console(width=200)

@@ -33,8 +33,8 @@ from ..errors import DataFormatError, UserInputError
 from ..files import atomic_write
 from ..textio import Where, check_csv_file, epoch_ms_cells, finite_cells, header_separator, show_cell
 
-__all__ = ["EXPORT_COLUMNS", "FUNDING_COLUMNS", "MARK_COLUMNS", "read_klines", "read_klines_frame", "write_funding",
-           "write_klines", "write_mark_klines"]
+__all__ = ["EXPORT_COLUMNS", "FUNDING_COLUMNS", "MARK_COLUMNS", "NotCandlesError", "read_klines", "read_klines_frame",
+           "write_funding", "write_klines", "write_mark_klines"]
 
 EXPORT_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "turnover")
 """Columns of every kline frame this module returns and every kline file it writes, in order."""
@@ -42,6 +42,12 @@ FUNDING_COLUMNS = ("timestamp", "funding_rate")
 """Columns of a funding file (`write_funding`): settlement time in epoch ms UTC, the rate as a fraction."""
 MARK_COLUMNS = ("timestamp", "open", "high", "low", "close")
 """Columns of a mark-price candle file (`write_mark_klines`): open time in epoch ms UTC, then the prices."""
+
+
+
+class NotCandlesError(DataFormatError):
+    """A file without the candle columns: a command that also reads other series can say how to ask for one."""
+
 
 _TIME_NAMES = ("timestamp", "start_time", "open_time", "time", "datetime", "date")
 _PRICES = ("open", "high", "low", "close")
@@ -243,7 +249,7 @@ def _normalise(raw: pd.DataFrame, source: str, where: Where) -> pd.DataFrame:
         )
     missing = [name for name in _REQUIRED if name not in by_name]
     if missing:
-        raise DataFormatError(
+        raise NotCandlesError(
             f"{source}: missing column {missing[0]!r} (found: {found}); expected {','.join(EXPORT_COLUMNS)} "
             "(turnover optional)"
         )

@@ -96,6 +96,9 @@ class ForecastConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"ForecastConfig.{name}={value!r} is invalid: use a positive integer")
+        if self.attention_type not in {kind.value for kind in AttentionType}:
+            raise ConfigError(f"ForecastConfig.attention_type={self.attention_type!r} is invalid: use \"lsh\", "
+                              "\"full\" or \"local\"")
         if self.patch_len > self.seq_len:
             raise ConfigError(f"ForecastConfig.patch_len={self.patch_len} is longer than seq_len={self.seq_len}: "
                               "use a shorter patch or a longer input")

@@ -39,12 +39,12 @@ def check_outputs(out: Path | None, plot: Path | None, force: bool) -> None:
     Raises:
         UserInputError: a file that may not be written.
     """
-    from ..files import check_output_file
+    from ..files import check_image_file, check_output_file
 
     if out is not None:
         check_output_file(out, force, "--out")
     if plot is not None:
-        check_output_file(plot, force, "--plot")
+        check_image_file(plot, force, "--plot")
     if out is not None and plot is not None and out.resolve() == plot.resolve():
         raise UserInputError(f"--out and --plot both name {out}: give them different files")
 

@@ -305,8 +305,13 @@ def _train_candles(options: TrainOptions, tables: dict[str, dict[str, Any]], pro
     check_run_dir(run_dir, resume=options.resume, force=options.force, resumable=folds is None)  # before a fetch
     if options.symbols:
         return _train_symbols(options, run_dir, length, horizon, train_config, tables, progress)
-    frame, source = load_candles(options.csv, options.symbol, options.interval, options.category, options.db,
-                                 options.offline)
+    from ..data.csv_io import NotCandlesError
+
+    try:
+        frame, source = load_candles(options.csv, options.symbol, options.interval, options.category, options.db,
+                                     options.offline)
+    except NotCandlesError as exc:  # a time series of other columns, given without --target
+        raise NotCandlesError(f"{exc}; or, to forecast a column of any time series, pass --target COL") from None
     settings: dict[str, Any] = dict(model_overrides=model_table, train_config=train_config, source=source,
                                     task=options.task or data.get("task", "regression"), out_dir=run_dir,
                                     force=options.force,
