@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from reformer.data.dataset import WindowDataset, series_windows
+from reformer.data.spacing import Spacing
 from reformer.data.timeseries import LSTFSplits, TimeSeries, load_timeseries_csv, lstf_splits
 from reformer.errors import ConfigError
 from reformer.files import atomic_write_text
@@ -36,13 +38,34 @@ from ..training.meta import SeriesData, SeriesMeta
 from ..training.run_dir import check_run_dir, clear_run_dir
 from .lstf_scoring import Metrics, blend_weight, drop_last_windows, evaluate_forecaster, evaluate_forecasters
 
-__all__ = ["LSTFResult", "Metrics", "blend_weight", "drop_last_windows", "evaluate_forecaster",
+__all__ = ["LSTFResult", "Metrics", "blend_weight", "check_spacing", "drop_last_windows", "evaluate_forecaster",
            "evaluate_forecasters", "init_linear_skip", "run_lstf", "series_meta", "train_forecaster"]
 
 PROTOCOLS = {"ett-hourly": "ett_hour", "ett-15min": "ett_minute", "ratio": "ratio"}
+"""CLI protocol names -> `lstf_borders` names."""
+_PROTOCOL_STEP_MS = {"ett-hourly": 3_600_000, "ett-15min": 900_000}
+"""The row spacing the ETT protocols' borders count in (12/4/4 months of 30 days of such rows)."""
 MEMBERS_DIR = "members"
 """Where a kept ensemble's other members live in its run directory (`members/seed_<s>/`)."""
-"""CLI protocol names -> `lstf_borders` names."""
+
+
+def check_spacing(series: TimeSeries, protocol: str, window: int) -> None:
+    """Refuse (`ConfigError`) a dated file an ETT protocol would miscount (its borders count hourly or 15-minute
+    rows), and warn of gaps: the windows of `window` rows that span one are used as they are."""
+    stamps = series.timestamps
+    spacing = None if stamps is None else Spacing.infer(stamps)
+    if stamps is None or spacing is None:
+        return
+    expected = _PROTOCOL_STEP_MS.get(protocol)
+    if expected is not None and (spacing.calendar is not None or spacing.step_ms != expected):
+        fit = next((name for name, step in _PROTOCOL_STEP_MS.items() if step == spacing.step_ms and
+                    spacing.calendar is None), "ratio")
+        raise ConfigError(f"{series.path}: rows are {spacing.describe()}, but protocol {protocol!r} counts its "
+                          f"12/4/4 months in rows {expected / 1000:g} s apart: use --protocol {fit}")
+    gaps = spacing.describe_gaps(stamps, window)
+    if gaps is not None:
+        warnings.warn(f"{series.path}: {gaps}, and are used as they are: fill the gaps for evenly spaced windows",
+                      stacklevel=3)
 
 
 def init_linear_skip(model: PatchReformerForecaster, x: np.ndarray, y: np.ndarray, ridge: float = 1e-3,
@@ -201,6 +224,7 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
         check_run_dir(Path(out_dir), resume=resume, force=force, resumable=ensemble == 1)
     train_config = train_config or TrainConfig(epochs=3, batch_size=128, patience=2)
     series = load_timeseries_csv(csv, target=target, features=features)
+    check_spacing(series, protocol, seq_len + horizon)
     try:
         splits = lstf_splits(series, seq_len, horizon, protocol=PROTOCOLS[protocol])  # type: ignore[arg-type]
     except ConfigError as exc:  # the splitter names its own protocol codes: name the caller's choice instead
@@ -365,10 +389,9 @@ def series_meta(series: TimeSeries, splits: LSTFSplits, *, protocol: str, featur
     """What a series checkpoint needs beside its weights to forecast from a CSV (`SeriesMeta`): the columns in
     model order, the target, the scaler (fitted on the training rows), the split and the data range with its step."""
     stamps = series.timestamps
-    step_ms = None
-    if stamps is not None and len(stamps) > 1:
-        step_ms = int(np.median(np.diff(stamps)))
-    data = SeriesData(series.path, len(series.values), step_ms, None if stamps is None else int(stamps[0]),
-                      None if stamps is None else int(stamps[-1]), int(splits.border2s[0]))
+    spacing = None if stamps is None else Spacing.infer(stamps)
+    data = SeriesData(series.path, len(series.values), None if spacing is None else spacing.step_ms,
+                      None if stamps is None else int(stamps[0]), None if stamps is None else int(stamps[-1]),
+                      int(splits.border2s[0]), None if spacing is None else spacing.calendar)
     return SeriesMeta(tuple(series.columns), series.target, features, splits.scaler, horizon, protocol,
                       data).to_dict()

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from reformer.data.scaling import StandardScaler
+from reformer.data.spacing import Spacing
 from reformer.data.timeseries import TimeSeries, load_timeseries_csv
 from reformer.errors import DataFormatError, UserInputError
 from reformer.model import ForecastConfig, PatchReformerForecaster
@@ -85,7 +86,7 @@ def _read(meta: SeriesMeta, csv: str | os.PathLike[str], seq_len: int
     """The file read as the checkpoint read its training file, and its rows scaled by the training scaler.
 
     Columns are matched by name (the file may order them differently); the rows must be spaced as the training
-    file's were (`data.step_ms`; checked only when both have dates).
+    file's were (`data.spacing()`: a step, or a calendar step; checked only when both have dates).
 
     Returns: (series with its columns in model order, scaled (n, c) float32, the forecast columns in the file's
         order, the training scaler).
@@ -107,13 +108,11 @@ def _read(meta: SeriesMeta, csv: str | os.PathLike[str], seq_len: int
                               f"{expected}); remove them from the file")
     order = [series.columns.index(c) for c in expected]
     series = replace(series, values=series.values[:, order], columns=tuple(expected))
-    step = meta.data.step_ms
-    stamps = series.timestamps
-    if step and stamps is not None and len(stamps) > 1:
-        found = int(np.median(np.diff(stamps)))
-        if found != step:
-            raise DataFormatError(f"{csv}: rows are {found / 1000:g} s apart, the model was trained on rows "
-                                  f"{step / 1000:g} s apart; pass a file sampled like the training file")
+    trained = meta.data.spacing()
+    found = None if series.timestamps is None else Spacing.infer(series.timestamps)
+    if trained is not None and found is not None and not found.matches(trained):
+        raise DataFormatError(f"{csv}: rows are {found.describe()}, the model was trained on rows "
+                              f"{trained.describe()}; pass a file sampled like the training file")
     if len(series.values) < seq_len:
         raise DataFormatError(f"{csv}: {len(series.values)} rows, the model needs the last {seq_len} rows as "
                               "its input; pass a longer file")
@@ -123,16 +122,16 @@ def _read(meta: SeriesMeta, csv: str | os.PathLike[str], seq_len: int
     return series, scaler.transform(series.values).astype(np.float32), in_file, scaler
 
 
-def _evenly_spaced_ends(stamps: np.ndarray | None, step: int | None, seq_len: int) -> np.ndarray:
-    """For each window end row l-1 .. n-1: whether its l rows are `step` apart (all True without dates or step).
+def _evenly_spaced_ends(stamps: np.ndarray | None, spacing: Spacing | None, seq_len: int) -> np.ndarray:
+    """For each window end row l-1 .. n-1: whether its l rows are one step apart (all True without dates or
+    spacing).
 
     Returns: (n - l + 1,) bool.
     """
     n = 0 if stamps is None else len(stamps)
-    if stamps is None or not step or n < 2:
+    if stamps is None or spacing is None or n < 2:
         return np.ones(max(n - seq_len + 1, 1) if stamps is not None else 1, dtype=bool)
-    bad = np.concatenate([[0], np.cumsum(np.diff(stamps) != step)])  # (n,) bad steps up to each row
-    return (bad[seq_len - 1:] - bad[: n - seq_len + 1]) == 0
+    return ~spacing.broken_windows(stamps, seq_len)
 
 
 @dataclass(frozen=True)
@@ -176,20 +175,20 @@ def forecast_latest(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[s
     models, meta = load_series_models(checkpoint)
     config = models[0].config
     series, scaled, columns, scaler = _read(meta, csv, config.seq_len)
-    step = meta.data.step_ms
-    if series.timestamps is not None and not _evenly_spaced_ends(series.timestamps[-config.seq_len:], step,
+    spacing = meta.data.spacing()
+    if series.timestamps is not None and not _evenly_spaced_ends(series.timestamps[-config.seq_len:], spacing,
                                                                  config.seq_len)[-1]:
-        assert step is not None
+        assert spacing is not None
         raise DataFormatError(f"{csv}: the last {config.seq_len} rows, the model's input, are not all "
-                              f"{step / 1000:g} s apart (a gap or a change of spacing); fill the gap, or predict "
+                              f"{spacing.describe()} (a gap or a change of spacing); fill the gap, or predict "
                               "from a file that ends before it")
     values = _forecast(models, torch.from_numpy(scaled[-config.seq_len:])[None], scaler, bfloat16)[0]  # (t, c)
     table = pd.DataFrame({"step": np.arange(1, config.horizon + 1)})
     last = None
     if series.timestamps is not None:
         last = int(series.timestamps[-1])
-        if step:
-            table["timestamp"] = last + step * table["step"]
+        if spacing is not None:
+            table["timestamp"] = spacing.following(last, config.horizon)
     names = list(meta.feature_names)
     for column in columns:
         table[column] = values[:, names.index(column)]
@@ -211,10 +210,14 @@ def forecast_all(checkpoint: str | os.PathLike[str], csv: str | os.PathLike[str]
     config = models[0].config
     series, scaled, _, scaler = _read(meta, csv, config.seq_len)
     ends = np.arange(config.seq_len - 1, len(scaled))  # (w,)
-    keep = _evenly_spaced_ends(series.timestamps, meta.data.step_ms, config.seq_len)
+    spacing = meta.data.spacing()
+    keep = _evenly_spaced_ends(series.timestamps, spacing, config.seq_len)
     if series.timestamps is not None and not keep.all():
-        warnings.warn(f"{csv}: {int((~keep).sum())} of {len(keep)} windows span rows that are not evenly spaced (a "
-                      "gap) and were left out", stacklevel=2)
+        assert spacing is not None
+        gaps = spacing.describe_gaps(series.timestamps, config.seq_len)
+        if not keep.any():
+            raise DataFormatError(f"{csv}: {gaps}, so no window is left to forecast from; fill the gaps")
+        warnings.warn(f"{csv}: {gaps}, and were left out", stacklevel=2)
         ends = ends[keep]
     windows = torch.from_numpy(scaled).unfold(0, config.seq_len, 1).transpose(1, 2)  # (n-l+1, l, c) view
     windows = windows[torch.from_numpy(ends - (config.seq_len - 1))]  # (w, l, c)

@@ -28,6 +28,7 @@ from reformer.data.dataset import DatasetConfig
 from reformer.data.features import FeatureSpec
 from reformer.data.multi import CalendarSplit
 from reformer.data.scaling import StandardScaler
+from reformer.data.spacing import CALENDARS, Spacing
 from reformer.data.windows import TASKS
 from reformer.errors import DataFormatError, UserInputError
 
@@ -262,11 +263,18 @@ class SeriesData:
     """The file's path as given."""
     rows: int | None = None
     step_ms: int | None = None
-    """Spacing of its rows (None: the file has no dates)."""
+    """Spacing of its rows, the median (None: the file has no dates)."""
     first_timestamp: int | None = None
     last_timestamp: int | None = None
     train_rows: int | None = None
     """Rows the scaler and the model were fitted on (the first ones)."""
+    calendar: str | None = None
+    """The rows' calendar step (a key of `data.spacing.CALENDARS`: "months", "business days", ...) when they are
+    spaced by one rather than by `step_ms`; None otherwise, and in checkpoints written before it was kept."""
+
+    def spacing(self) -> Spacing | None:
+        """How the training file's rows were spaced (None without dates)."""
+        return None if self.step_ms is None else Spacing(self.step_ms, self.calendar)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -276,11 +284,14 @@ class SeriesData:
         step = _int(doc, "step_ms", where, optional=True, default=None)
         if step == 0:
             raise _bad(where, "step_ms", "a positive integer or null")
+        calendar = _get(doc, "calendar", str, where, "a calendar step or null", default=None, optional=True)
+        if calendar is not None and calendar not in CALENDARS:
+            raise _bad(where, "calendar", f"one of {sorted(CALENDARS)} or null")
         return cls(_get(doc, "source", str, where, "a path or null", default=None, optional=True),
                    _int(doc, "rows", where, optional=True, default=None), step,
                    _int(doc, "first_timestamp", where, optional=True, default=None),
                    _int(doc, "last_timestamp", where, optional=True, default=None),
-                   _int(doc, "train_rows", where, optional=True, default=None))
+                   _int(doc, "train_rows", where, optional=True, default=None), calendar)
 
 
 @dataclass(frozen=True)
