@@ -1,7 +1,8 @@
 """What every reader of user CSV files (`data.csv_io`, `data.timeseries`, `strategy.io`, `predictions`) shares;
 pandas, no torch.
 
-The dialect (`header_separator`), the file check (`check_csv_file`: a folder or a missing file named as such), and
+The dialect (`header_separator`, `header_names`), the file checks (`check_csv_file`: a folder or a missing file
+named as such; `binary_file_problem`, `first_non_utf8_line`: a file that is not UTF-8 text named as what it is), and
 the cell validators (`finite_cells`, `epoch_ms_cells`), so a bad cell reads the same whichever file it is in:
 "FILE: line 7, column 'close': 'abc' is not a finite number; fix or delete that row". Lines are numbered as an
 editor shows them (the header is line 1); a `where` callable names rows of other sources ("row 6" of a frame).
@@ -13,6 +14,7 @@ pandas' default comma, such a file is one column whose name is the whole header 
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +25,8 @@ import pandas as pd
 from .api.intervals import epoch_in_seconds
 from .errors import DataFormatError, UserInputError
 
-__all__ = ["Where", "check_csv_file", "epoch_ms_cells", "file_line", "finite_cells", "header_separator", "show_cell"]
+__all__ = ["Where", "binary_file_problem", "check_csv_file", "epoch_ms_cells", "file_line", "finite_cells",
+           "first_non_utf8_line", "header_names", "header_separator", "show_cell"]
 
 Where = Callable[[int], str]
 """Position (index label) of a data row -> where it is, for messages: "line 7", "row 6"."""
@@ -41,6 +44,50 @@ def header_separator(path: str | os.PathLike[str]) -> str:
     if "," in header:
         return ","
     return next((sep for sep in _ALTERNATIVES if sep in header), ",")
+
+
+def header_names(path: str | os.PathLike[str], separator: str) -> list[str]:
+    """The header row's cells as the file writes them (a byte-order mark and blanks after a separator dropped, as
+    pandas reads them), repeats included: pandas renames a repeated name ("OT", "OT.1"), so its columns cannot
+    tell a repeat from a column really named "OT.1". Empty for an empty file."""
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        return next(csv.reader(handle, delimiter=separator, skipinitialspace=True), [])
+
+
+# a file that starts like one of these is no text at all: named as what it is, since a decoding error is no help
+_BINARY_KINDS = ((b"PAR1", "a Parquet file, but this command reads CSV only; export it as CSV"),
+                 (b"PK\x03\x04", "a zip archive (an Excel workbook?), not CSV text; export it as CSV (UTF-8)"),
+                 (b"\xff\xfe", "UTF-16 text, not UTF-8; re-save it as UTF-8 CSV"),
+                 (b"\xfe\xff", "UTF-16 text, not UTF-8; re-save it as UTF-8 CSV"))
+
+
+def binary_file_problem(path: str | os.PathLike[str]) -> str | None:
+    """What a file is when its first bytes show it is no UTF-8 text (Parquet, zip/Excel, UTF-16, any file with NUL
+    bytes), as "what it is; the fix" for "{path} is {problem}"; None for a file that may be text (or is unreadable:
+    the caller's read reports that)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return None
+    kind = next((problem for magic, problem in _BINARY_KINDS if head.startswith(magic)), None)
+    if kind is None and b"\x00" in head:  # UTF-8 text never holds NUL; UTF-16 without a byte-order mark does
+        kind = "not UTF-8 text (it holds NUL bytes: UTF-16 or a binary file); re-save it as UTF-8 CSV"
+    return kind
+
+
+def first_non_utf8_line(path: str | os.PathLike[str]) -> int | None:
+    """The 1-based line of the first bytes that are not UTF-8 (a Latin-1 or Windows-1252 export), or None.
+
+    A multi-byte UTF-8 character never holds the newline byte, so decoding line by line is exact.
+    """
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
 
 
 def file_line(position: int) -> str:

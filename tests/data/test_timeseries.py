@@ -93,9 +93,10 @@ def _write(tmp_path: Path, text: str) -> Path:
     ("", "empty"),
     ("date,a,OT\n", "no data rows"),
     ("date,a,OT\nyesterday,1,2\n", "line 2, column 'date': 'yesterday' is not a date"),
-    # a text column beside the series (the shared BTC file's timestamp_string): named, with the way out
+    # a second date column beside the series (the shared BTC file's timestamp_string): named, with the way out
     ("timestamp,label,OT\n1,25.03.2020 10:00,2\n2,25.03.2020 11:00,3\n",
-     "column 'label' holds text, not numbers (e.g. '25.03.2020 10:00'); remove it from the file, or pass --features S"),
+     "column 'label' holds dates, not numbers (e.g. '25.03.2020 10:00'); the date column is 'timestamp': remove it "
+     "from the file (or, where the command takes --features, pass --features S to read the target only)"),
 ])
 def test_malformed_csv_raises_one_line_error(tmp_path: Path, text: str, expected: str) -> None:
     path = _write(tmp_path, text)
