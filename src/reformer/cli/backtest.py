@@ -49,6 +49,11 @@ _HELP = {
     "borrow_rate": "Spot shorts: yearly interest on the borrowed coin's value.",
     "vol_forecast": "With --vol-target: size by this volatility model's forecast (predictions of a --task "
                     "realized-vol run: sqrt(variance / horizon) per bar) instead of trailing realised volatility.",
+    "vol_target": "Predictions only: scale each position by min(1, this / the bar's volatility), a per-bar "
+                  "volatility: the standard deviation of one-bar log returns (a fraction, not annualised, e.g. "
+                  "0.005), measured over the last --vol-window bars or taken from --vol-forecast.",
+    "vol_window": "With --vol-target: bars of one-bar log returns whose sample standard deviation is the realised "
+                  "volatility.",
     "rebalance_band": "Trade a new same-side target only when it moves the notional by more than this fraction.",
     "short_threshold": "Go short below this predicted return (at most --long-threshold).",
     "tick_size": "Price tick: fills round to it against the trader (0: none).",
@@ -150,8 +155,8 @@ def backtest(
     min_qty: Annotated[float, typer.Option(help=_HELP["min_qty"])] = 0.0,
     long_threshold: Annotated[float, typer.Option(help="Go long above this predicted return.")] = 0.0,
     short_threshold: Annotated[float, typer.Option(help=_HELP["short_threshold"])] = 0.0,
-    vol_target: Annotated[float | None, typer.Option(help="Volatility target for position scaling.")] = None,
-    vol_window: Annotated[int, typer.Option(help="Bars of realised volatility for scaling.")] = 24,
+    vol_target: Annotated[float | None, typer.Option(help=_HELP["vol_target"])] = None,
+    vol_window: Annotated[int, typer.Option(help=_HELP["vol_window"])] = 24,
     vol_forecast: Annotated[Path | None, typer.Option(help=_HELP["vol_forecast"])] = None,
     in_sample: Annotated[bool, typer.Option("--in-sample", help=_HELP["in_sample"])] = False,
 ) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, UserInputError
@@ -22,10 +23,14 @@ from .backtest_inputs import (
     candles_interval,
     check_funding_source,
     check_interval,
+    check_range,
+    check_signal_options,
+    checkpoint_predictions,
     cost_record,
     mark_on_bars,
     positions_on_bars,
     stored_market,
+    trailing_volatility,
     volatility_forecast,
 )
 from .portfolio import PortfolioRun, portfolio_run
@@ -147,25 +152,35 @@ def backtest_run(options: BacktestOptions, *, say: Callable[[str], None] | None 
     `options.out`. Predictions are traded from the model's out-of-sample period on when the checkpoint or the
     file says where it starts (`in_sample`: every row).
 
+    With a checkpoint, the candles before `start` feed the model's first windows, so that every bar from `start`
+    on is predicted and traded; the statistics and buy & hold cover the bars from the first predicted one.
+
     Args:
         options: the command's settings.
         say: one-line notes on which predictions are traded (default: none).
 
     Raises:
-        UserInputError: not exactly one of positions, predictions and checkpoint; an `out` folder that may not be
-            written; funding rates for spot; a series checkpoint; predictions of another interval than the
-            candles'; fewer than 2 candles or no prediction in the chosen range; a traded bar without a mark
-            candle; anything the engine refuses.
+        UserInputError: a `start` at or after `end`; not exactly one of positions, predictions and checkpoint;
+            options that only shape positions made from predictions beside positions (`check_signal_options`);
+            an `out` folder that may not be written; funding rates for spot; a series checkpoint; predictions of
+            another interval than the candles'; fewer than 2 candles or no prediction in the chosen range; too
+            few candles before `start` for a checkpoint's first window; a traded bar without a mark candle;
+            anything the engine refuses.
     """
+    from ..data.sync import parse_time_ms
     from ..strategy import save_report
     from ..strategy.io import read_funding_csv, read_mark_csv
 
+    first = None if options.start is None else parse_time_ms(options.start, "--start")
+    last = None if options.end is None else parse_time_ms(options.end, "--end")
+    check_range(first, last, options.start, options.end)
+    config = options.config
+    sources = [s for s in (options.positions, options.predictions, options.checkpoint) if s is not None]
+    if options.symbols is None and len(sources) != 1:
+        raise UserInputError("give exactly one of --positions POS.csv, --predictions PREDS.csv or --checkpoint PATH")
+    check_signal_options(config, options.positions is not None, options.in_sample, options.vol_forecast)
     if options.symbols is not None:
         return portfolio_run(options, say=say)
-    sources = [s for s in (options.positions, options.predictions, options.checkpoint) if s is not None]
-    if len(sources) != 1:
-        raise UserInputError("give exactly one of --positions POS.csv, --predictions PREDS.csv or --checkpoint PATH")
-    config = options.config
     check_funding_source(config, options.funding_csv)
     if options.out is not None:  # before any work: a refused folder costs nothing
         from ..files import check_output_dir
@@ -173,19 +188,19 @@ def backtest_run(options: BacktestOptions, *, say: Callable[[str], None] | None 
 
         check_output_dir(options.out, REPORT_FILES.values(), options.force)
     preds = _read_predictions(options)
-    from ..data.sync import parse_time_ms
-
-    first = None if options.start is None else parse_time_ms(options.start, "--start")
-    last = None if options.end is None else parse_time_ms(options.end, "--end")
-    frame = _load_klines(options, first, last)
+    before, frame = _load_klines(options, first, last)
     rates = None if options.funding_csv is None else read_funding_csv(options.funding_csv)
     mark = None if options.mark_csv is None else read_mark_csv(options.mark_csv)
+    volatility: Predictions | pd.Series | None = volatility_forecast(options.vol_forecast, config,
+                                                                     options.positions is not None)
+    if volatility is None and config.vol_target is not None and options.positions is None:
+        volatility = trailing_volatility(pd.concat([before, frame], ignore_index=True), config.vol_window)
     traded: dict[str, object] = {}
     if options.positions is not None:
         cut = (first is not None, last is not None)
         values: pd.Series | pd.DataFrame = positions_on_bars(options.positions, frame, *cut)
     else:
-        values, frame, traded = _predicted(options, preds, frame, say or (lambda line: None))
+        values, frame, traded = _predicted(options, preds, before, frame, say or (lambda line: None))
     instrument = _instrument(options)
     if options.csv is None and config.category != "spot":  # the store's own series: its funding, mark and tiers
         from ..api.intervals import parse_interval
@@ -197,7 +212,6 @@ def backtest_run(options: BacktestOptions, *, say: Callable[[str], None] | None 
         mark = mark if options.mark_csv is not None else stored.mark
         if instrument.maintenance_margin_rate is None:
             instrument = dataclasses.replace(instrument, maintenance_margin_rate=stored.maintenance_margin_rate)
-    volatility = volatility_forecast(options.vol_forecast, options.config, options.positions is not None)
     inputs = {"funding_rates": rates, "instrument": instrument,
               "mark": None if mark is None else mark_on_bars(mark, frame, str(options.mark_csv or "the store"))}
     if options.positions is not None:
@@ -237,8 +251,10 @@ def _read_predictions(options: BacktestOptions) -> Predictions | None:
     return Predictions.from_csv(options.predictions)
 
 
-def _load_klines(options: BacktestOptions, start: int | None, end: int | None) -> pd.DataFrame:
-    """The candles of the CSV or of the store's series (--interval as Bybit codes it), within [start, end]."""
+def _load_klines(options: BacktestOptions, start: int | None, end: int | None
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The candles of the CSV or of the store's series (--interval as Bybit codes it) before `start` (a model's
+    input, a volatility's warm-up; never traded), and those within [start, end]."""
     from ..api.intervals import parse_interval
     from ..data import KlineStore, read_klines_frame, require_series
 
@@ -248,18 +264,18 @@ def _load_klines(options: BacktestOptions, start: int | None, end: int | None) -
         with KlineStore(options.db) as store:
             frame = require_series(store, options.category, options.symbol, parse_interval(options.interval),
                                    alternative="or pass --csv")
-    if start is not None:
-        frame = frame[frame["timestamp"] >= start]
     if end is not None:
         frame = frame[frame["timestamp"] <= end]
-    if len(frame) < 2:
+    inside = np.ones(len(frame), dtype=bool) if start is None else (frame["timestamp"] >= start).to_numpy()
+    if int(inside.sum()) < 2:
         raise UserInputError("fewer than 2 candles in the chosen range: widen --start/--end")
-    return frame.reset_index(drop=True)
+    return frame[~inside].reset_index(drop=True), frame[inside].reset_index(drop=True)
 
 
-def _predicted(options: BacktestOptions, preds: Predictions | None, frame: pd.DataFrame, say: Callable[[str], None]
-               ) -> tuple[pd.Series | pd.DataFrame, pd.DataFrame, dict[str, object]]:
-    """The predictions of the file or of the checkpoint to trade, with `_tradable`'s candles and record."""
+def _predicted(options: BacktestOptions, preds: Predictions | None, before: pd.DataFrame, frame: pd.DataFrame,
+               say: Callable[[str], None]) -> tuple[pd.Series | pd.DataFrame, pd.DataFrame, dict[str, object]]:
+    """The predictions of the file or of the checkpoint (whose first windows read the candles `before` the
+    range) to trade, with `_tradable`'s candles and record."""
     candles = candles_interval(frame, options.csv, options.interval)
     if preds is not None:
         preds.require_returns()
@@ -269,7 +285,7 @@ def _predicted(options: BacktestOptions, preds: Predictions | None, frame: pd.Da
     else:
         from ..predictions import data_interval
         from ..training.meta import CandleMeta
-        from .crypto import first_unseen_bar, predict_all_predictions
+        from .crypto import first_unseen_bar
 
         checkpoint = options.checkpoint
         assert checkpoint is not None
@@ -281,23 +297,35 @@ def _predicted(options: BacktestOptions, preds: Predictions | None, frame: pd.Da
         candle_data = candle_meta.data
         trained = data_interval(candle_data.interval, candle_data.bar_ms)
         check_interval(trained, candles, f"{checkpoint} was trained on", options.csv is not None)
-        preds = predict_all_predictions(checkpoint, frame, symbol=options.symbol)
+        source = (str(options.csv) if options.csv is not None
+                  else f"the store's {options.category} {options.symbol} series (--interval {options.interval})")
+        preds = checkpoint_predictions(checkpoint, before, frame, options.symbol, options.start, source)
         subject, where = str(checkpoint), first_unseen_bar(checkpoint, options.symbol)[1]
-    return _tradable(preds, frame, options.in_sample, subject, where, say)
+    return _tradable(preds, frame, options.in_sample, subject, where, say, options.start is not None)
 
 
 def _tradable(preds: Predictions, frame: pd.DataFrame, in_sample: bool, subject: str, where: str,
-              say: Callable[[str], None]) -> tuple[pd.Series | pd.DataFrame, pd.DataFrame, dict[str, object]]:
+              say: Callable[[str], None], start_given: bool = False
+              ) -> tuple[pd.Series | pd.DataFrame, pd.DataFrame, dict[str, object]]:
     """The predictions to trade, the candles to trade them on and what stats.json records of them, for a
-    checkpoint's predictions and a file's alike. From the model's first out-of-sample bar on when it is known (the
-    candles too, so the statistics and buy & hold cover the traded bars only); every row with `in_sample`, or when
-    it is unknown. Each case is said in one line (`say`)."""
+    checkpoint's predictions and a file's alike. From the first bar with a prediction on (before it the strategy
+    could only be flat while buy & hold runs), and from the model's first out-of-sample bar on when it is known
+    (the candles too, so the statistics and buy & hold cover the traded bars only); every row with `in_sample`,
+    or when it is unknown. Each case is said in one line (`say`), and so, after --start (`start_given`), are
+    bars left out for want of a prediction."""
     from ..data.sync import format_ms
 
-    values = preds.values[preds.values.index.isin(bar_times(frame))]
+    times = bar_times(frame)
+    values = preds.values[preds.values.index.isin(times)]
     if values.empty:
         raise UserInputError("no prediction falls on a bar of the chosen candles: check --start/--end")
     first = preds.first_out_of_sample
+    unpredicted = int((times < values.index[0]).sum())
+    if unpredicted:
+        frame = frame[np.asarray(times >= values.index[0])].reset_index(drop=True)
+        if start_given and (first is None or in_sample or first <= values.index[0]):
+            say(f"{subject} has no prediction for the first {unpredicted} bars from --start: the backtest starts "
+                f"at its first, {format_ms(int(values.index[0].value // 1_000_000))}")
     record: dict[str, object] = {"source": preds.source, "first_out_of_sample": None, "in_sample": None,
                                  "in_sample_bars": None, "bars": len(values)}
     if first is None:

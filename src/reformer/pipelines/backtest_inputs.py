@@ -8,7 +8,7 @@ settlements fell inside the traded bars when they were.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..errors import UserInputError
 from ..predictions import Predictions
-from ..strategy import BacktestConfig, forecast_volatility
+from ..strategy import BacktestConfig, forecast_volatility, realized_volatility
 from ..strategy.io import check_bar_times, read_positions_csv
 
 __all__ = [
@@ -25,10 +25,14 @@ __all__ = [
     "candles_interval",
     "check_funding_source",
     "check_interval",
+    "check_range",
+    "check_signal_options",
+    "checkpoint_predictions",
     "cost_record",
     "mark_on_bars",
     "positions_on_bars",
     "stored_market",
+    "trailing_volatility",
     "volatility_forecast",
     "within_range",
 ]
@@ -209,3 +213,110 @@ def volatility_forecast(path: Path | None, config: BacktestConfig, positions_giv
     forecast = Predictions.from_csv(path)
     forecast_volatility(forecast)  # refuses a file without a variance forecast, before the backtest runs
     return forecast
+
+
+def check_range(first: int | None, last: int | None, start: str | None, end: str | None) -> None:
+    """Refuse a --start at or after --end before any candle is read (a backtest needs two bars at least).
+
+    Raises:
+        UserInputError: `first` >= `last` (both given, epoch ms), named by the flags' own text.
+    """
+    if first is not None and last is not None and first >= last:
+        relation = "is after" if first > last else "is the same time as"
+        raise UserInputError(f"--start {start} {relation} --end {end}: give a --start before --end")
+
+
+_SIGNAL_OPTIONS = {
+    "long_threshold": ("--long-threshold", "turns predictions into positions"),
+    "short_threshold": ("--short-threshold", "turns predictions into positions"),
+    "vol_target": ("--vol-target", "sizes positions made from predictions"),
+    "vol_window": ("--vol-window", "sets the volatility window of --vol-target, which sizes positions made from "
+                                   "predictions"),
+}
+
+
+def check_signal_options(config: BacktestConfig, positions_given: bool, in_sample: bool,
+                         vol_forecast: Path | None) -> None:
+    """Refuse options that would be ignored: those that only shape positions made from predictions (thresholds,
+    volatility sizing, --in-sample) beside --positions, which are traded as given; --vol-window without
+    --vol-target, or beside --vol-forecast (whose forecast replaces the realised volatility it measures).
+
+    A config field counts as given when it differs from `BacktestConfig`'s default (the command's defaults are
+    the same).
+
+    Raises:
+        UserInputError: such a combination, each option named by its flag.
+    """
+    defaults = {item.name: item.default for item in fields(BacktestConfig)}
+    if positions_given:
+        given = [(flag, what) for name, (flag, what) in _SIGNAL_OPTIONS.items()
+                 if getattr(config, name) != defaults[name]]
+        if vol_forecast is not None:
+            given.append(("--vol-forecast", "sizes positions made from predictions"))
+        if in_sample:
+            given.append(("--in-sample", "chooses which predictions are traded"))
+        if len(given) == 1:
+            raise UserInputError(f"{given[0][0]} {given[0][1]}; --positions are used as given: drop one of them")
+        if given:
+            raise UserInputError(f"{', '.join(flag for flag, _ in given)} shape positions made from predictions; "
+                                 "--positions are used as given: drop --positions or those options")
+        return
+    if config.vol_window != defaults["vol_window"]:
+        if config.vol_target is None:
+            raise UserInputError("--vol-window sets the volatility window of --vol-target: add --vol-target (a "
+                                 "per-bar volatility, e.g. 0.005) or drop --vol-window")
+        if vol_forecast is not None:
+            raise UserInputError("--vol-forecast replaces the trailing realised volatility that --vol-window "
+                                 "measures: drop one of them")
+
+
+def checkpoint_predictions(checkpoint: Path, before: pd.DataFrame, frame: pd.DataFrame, symbol: str,
+                           start: str | None, source: str) -> Predictions:
+    """A candle checkpoint's predictions for every bar of `frame` from its first on (`predict_all_predictions`).
+
+    The candles `before` the chosen range feed the first windows: each prediction still sees candles up to its
+    own bar only. Of them, the window and its features' warm-up twice over are kept (as `reformer trade` keeps),
+    so recursive features match those read from the whole history, without predicting every bar before it.
+
+    Args:
+        checkpoint: a candle model's run or checkpoint folder.
+        before: the source's candles before `frame` (empty without --start).
+        frame: the chosen range's candles.
+        symbol: of a multi-symbol model, which symbol the candles are.
+        start: --start as given (None: no history is required, the first windows end after the warm-up).
+        source: where the candles come from, for the message.
+
+    Raises:
+        UserInputError: with `start`, fewer candles before it than the window ending at its first bar needs
+            (the feature warm-up + seq_len - 1), with the times that would do.
+    """
+    from ..training.meta import CandleMeta
+    from .crypto import predict_all_predictions
+
+    meta = CandleMeta.read(checkpoint, symbol)
+    warmup, seq_len = meta.feature_spec.warmup, meta.dataset.seq_len
+    need = warmup + seq_len - 1
+    if start is not None and len(before) < need:
+        from ..data.windows import bar_step
+
+        times = np.concatenate([before["timestamp"].to_numpy(np.int64), frame["timestamp"].to_numpy(np.int64)])
+        first = int(frame["timestamp"].iloc[0])
+        earliest = first - need * bar_step(frame["timestamp"].to_numpy())
+        later = f", or --start {_iso(int(times[need]))} or later" if len(times) > need else ""
+        raise UserInputError(f"{checkpoint} needs {need} candles before --start {start} for the window ending at "
+                             f"its first bar (feature warm-up {warmup} + seq_len {seq_len} - 1), and {source} holds "
+                             f"{len(before)}: give candles from {_iso(earliest)} on{later}")
+    kept = before.iloc[max(0, len(before) - (seq_len + 2 * warmup)):]
+    return predict_all_predictions(checkpoint, pd.concat([kept, frame], ignore_index=True), symbol=symbol)
+
+
+def _iso(ms: int) -> str:
+    """Epoch ms as a time --start takes (ISO-8601, UTC)."""
+    return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def trailing_volatility(candles: pd.DataFrame, window: int) -> pd.Series:
+    """`realized_volatility` of the candles' closes, by bar time: measured over the candles before the traded
+    bars too, so that --vol-target sizes from the first traded bar on rather than `window` bars later."""
+    close = pd.Series(candles["close"].to_numpy(dtype="float64"), index=bar_times(candles))
+    return realized_volatility(close, window)
