@@ -166,6 +166,13 @@ def hourly_csv(tmp_path: Path) -> Path:
     return path
 
 
+def funding_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "funding.csv"  # what `reformer export --what funding` writes
+    rows = "".join(f"{1704067200000 + i * 28_800_000},0.0001\n" for i in range(3))
+    path.write_text("timestamp,funding_rate\n" + rows)
+    return path
+
+
 Case = Callable[[FakeExchange, Path, Path], list[object]]  # (fake, db, tmp_path) -> argv
 ERROR_CASES: dict[str, tuple[Case, str]] = {
     "unknown symbol": (lambda f, db, t: fetch_args(f, db, "--limit", 5, symbol="ETHUSDT"),
@@ -193,6 +200,9 @@ ERROR_CASES: dict[str, tuple[Case, str]] = {
     "hourly csv imported as 15-minute": (lambda f, db, t: ["import", "--csv", hourly_csv(t), "--symbol", "BTCUSDT",
                                                            "--interval", "15", "--db", db],
                                          "mostly 60 minutes apart, not 15.*--interval 60"),
+    "funding file imported as candles": (lambda f, db, t: ["import", "--csv", funding_csv(t), "--symbol", "BTCUSDT",
+                                                           "--interval", "60", "--db", db],
+                                         "missing column 'open'.*import stores candles only.*--funding --mark"),
     "export of nothing": (lambda f, db, t: ["export", "--symbol", "ETHUSDT", "--interval", "60", "--db", db,
                                             "--out", t / "x.csv"], "no ETHUSDT 60 linear candles.*reformer fetch"),
 }

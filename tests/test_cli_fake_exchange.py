@@ -137,6 +137,7 @@ def test_fault_rate_is_retried_through_and_a_still_clock_holds(csv: Path, candle
     (["--drop-every", "0"], "--drop-every 0.0: use a period > 0"),
     (["--start", "2023-12-31"], "start 2023-12-31 00:00:00 UTC is outside the data"),
     (["--start", "yesterday"], "--start 'yesterday' is not a time"),
+    (["--interval", "60"], "is not the open time of a 60 candle; is --interval 60 right"),  # served as another
 ])
 def test_bad_flags_are_one_line_and_exit_2(csv: Path, flags: list[str], named: str,
                                            capsys: pytest.CaptureFixture[str]) -> None:

@@ -244,3 +244,12 @@ def test_concurrent_writers_wait_instead_of_failing(tmp_path: Path) -> None:
     assert errors == []
     with KlineStore(path) as store:
         assert store.load(*KEY) == source
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc, a folder SQLite cannot create a file in")
+def test_a_place_sqlite_cannot_create_a_file_in_is_one_line() -> None:
+    # /proc reads as writable to root, so the folder check passes and SQLite itself refuses (others are stopped by
+    # the folder check)
+    with pytest.raises(UserInputError, match=r"(store /proc/k\.sqlite cannot be opened for writing|folder /proc is "
+                                             r"not writable).*choose another --db"):
+        KlineStore("/proc/k.sqlite")

@@ -8,17 +8,22 @@ help layout.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from ..errors import UserInputError
+from ..errors import DataFormatError, UserInputError
 from ..pipelines.series import PROTOCOL_HELP, check_protocol
 
+if TYPE_CHECKING:
+    from ..api import Kline
+
 __all__ = ["DEFAULT_SYMBOL", "PROTOCOL_HELP", "App", "CategoryOpt", "ConfigOpt", "DbOpt", "EndOpt", "IntervalOpt",
-           "JsonOpt", "StartOpt", "SymbolOpt", "check_protocol", "exchange_url", "normalise_symbol", "symbol_option"]
+           "JsonOpt", "StartOpt", "SymbolOpt", "check_candle_times", "check_protocol", "exchange_url",
+           "normalise_symbol", "symbol_option"]
 
 DEFAULT_SYMBOL = "BTCUSDT"
 
@@ -48,6 +53,33 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON ob
 StartOpt = Annotated[str | None, typer.Option("--start", help="First bar (ISO-8601 or epoch ms).")]
 EndOpt = Annotated[str | None, typer.Option("--end", help="Last bar (ISO-8601 or epoch ms).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing --out file (never a symbolic link).")]
+
+
+def check_candle_times(csv: Path, klines: Sequence[Kline], code: str, interval: str) -> None:
+    """Refuse candles of a file that are not `code` candles: an open time off the interval's grid, or candles
+    mostly another interval apart (hourly candles given as 15: stored or served, every two would read as a gap).
+
+    Raises:
+        DataFormatError: naming the first such time, or the interval the file holds.
+    """
+    from ..api import interval_ms
+    from ..api.intervals import INTERVAL_MS
+    from ..data.sync import format_ms
+    from ..data.windows import bar_step
+
+    step = interval_ms(code)
+    offset = 4 * 86_400_000 if code == "W" else 0  # weekly candles open on Mondays
+    bad = next((k.start_time for k in klines if (k.start_time - offset) % step), None)
+    if bad is not None:
+        raise DataFormatError(f"{csv}: timestamp {bad} ({format_ms(bad)}) is not the open time of a {code} "
+                              f"candle; is --interval {interval} right for this file?")
+    times = [k.start_time for k in klines]
+    usual = bar_step(times)
+    if len(times) >= 3 and usual != step:
+        named = next((name for name, length in INTERVAL_MS.items() if length == usual), None)
+        fix = f"--interval {named}" if named else "the interval the file was sampled at"
+        raise DataFormatError(f"{csv}: its candles are mostly {usual // 60_000} minutes apart, not {code} "
+                              f"({step // 60_000} minutes); pass {fix}")
 
 
 def check_out(out: Path | None, force: bool) -> None:

@@ -26,13 +26,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..api import BybitClient, BybitStream, Kline, interval_ms, parse_interval
-from ..api.intervals import INTERVAL_MS
 from ..data.derivatives_store import DerivativesStore
 from ..data.derivatives_sync import DerivativesReport, require_perpetual, sync_derivatives_blocking
 from ..data.store import DEFAULT_DB_PATH, ConflictingCandlesError, KlineStore
 from ..data.sync import ProgressCallback, SyncReport, format_ms, parse_time_ms, sync_klines_blocking
-from ..errors import DataFormatError, ExchangeUnavailableError, UserInputError
-from .common import DEFAULT_SYMBOL, DbOpt, ForceOpt, SymbolOpt, check_out, exchange_url
+from ..errors import ExchangeUnavailableError, UserInputError
+from .common import DEFAULT_SYMBOL, DbOpt, ForceOpt, SymbolOpt, check_candle_times, check_out, exchange_url
 
 # the CSV readers and writers, and the bar arithmetic, import pandas and numpy: imported by the commands that use
 # them, so that `reformer --help`, `fetch` and `stream` start without them
@@ -167,15 +166,14 @@ def import_(
     """Store the candles of a CSV (or Parquet) file, all in one transaction; report rows added and gaps."""
     code = parse_interval(interval)
     step = interval_ms(code)
-    from ..data.csv_io import read_klines
+    from ..data.csv_io import NotCandlesError, read_klines
 
-    klines = read_klines(csv)  # the whole file is checked before the store is touched
-    offset = 4 * 86_400_000 if code == "W" else 0  # weekly candles open on Mondays
-    bad = next((k.start_time for k in klines if (k.start_time - offset) % step), None)
-    if bad is not None:
-        raise DataFormatError(f"{csv}: timestamp {bad} ({format_ms(bad)}) is not the open time of a {code} "
-                              f"candle; is --interval {interval} right for this file?")
-    _check_step(csv, [k.start_time for k in klines], code, interval, step)
+    try:
+        klines = read_klines(csv)  # the whole file is checked before the store is touched
+    except NotCandlesError as exc:  # an exported funding or mark-price file, say
+        raise NotCandlesError(f"{exc}; import stores candles only (funding rates and mark prices come from "
+                              "`reformer fetch --funding --mark`)") from None
+    check_candle_times(csv, klines, code, interval)
     first, last = klines[0].start_time, klines[-1].start_time
     with KlineStore(db) as store:
         try:
@@ -191,19 +189,6 @@ def import_(
     console.print(f"imported {csv}: {len(klines)} {symbol} {code} {category} candles ({format_ms(first)} .. "
                   f"{format_ms(last)}), +{inserted.added} new{replaced}, into {path}")
     _print_gaps(console, gaps, step, "between the imported candles")
-
-
-def _check_step(csv: Path, times: list[int], code: str, interval: str, step: int) -> None:
-    """Refuse a file whose candles are mostly a different interval apart (e.g. hourly candles imported as 15):
-    stored, they would read as a gap between every two candles."""
-    from ..data.windows import bar_step
-
-    usual = bar_step(times)
-    if len(times) >= 3 and usual != step:
-        named = next((name for name, length in INTERVAL_MS.items() if length == usual), None)
-        fix = f"--interval {named}" if named else "the interval the file was sampled at"
-        raise DataFormatError(f"{csv}: its candles are mostly {usual // 60_000} minutes apart, not {code} "
-                              f"({step // 60_000} minutes); pass {fix}")
 
 
 def stream(

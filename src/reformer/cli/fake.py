@@ -17,7 +17,7 @@ import typer
 from ..api import FaultPlan, Kline, interval_ms, parse_interval, run_fake_exchange
 from ..data.sync import parse_time_ms
 from ..errors import UserInputError
-from .common import DEFAULT_SYMBOL, symbol_option
+from .common import DEFAULT_SYMBOL, check_candle_times, symbol_option
 
 __all__ = ["register"]
 
@@ -93,7 +93,9 @@ def _candles(csv: Path | None, bars: int, seed: int, code: str) -> list[Kline]:
         from ..textio import check_csv_file
 
         check_csv_file(csv, "export one with `reformer export --out FILE.csv`")
-        return read_klines(csv)  # the api layer serves candles; reading files is the data layer's
+        klines = read_klines(csv)  # the api layer serves candles; reading files is the data layer's
+        check_candle_times(csv, klines, code, code)  # served as another interval, a fetch would store them so
+        return klines
     if bars < 1:
         raise UserInputError(f"--bars {bars} must be at least 1")
     return _synthetic_until_now(bars, seed, interval_ms(code))

@@ -128,7 +128,10 @@ class KlineStore:
         self.read_only = exists and not writable(self.path)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction spans exactly one call.
         target = f"{self.path.resolve().as_uri()}?mode=ro" if self.read_only else str(self.path)
-        self._conn = sqlite3.connect(target, timeout=busy_timeout_s, isolation_level=None, uri=self.read_only)
+        try:  # a place SQLite cannot create a file in, though the folder reads as writable (/proc, a FUSE mount)
+            self._conn = sqlite3.connect(target, timeout=busy_timeout_s, isolation_level=None, uri=self.read_only)
+        except sqlite3.OperationalError as exc:
+            raise open_error(self.path, self.read_only, exc) from None
         try:
             if not self.read_only:
                 self._conn.execute("PRAGMA journal_mode=WAL")
