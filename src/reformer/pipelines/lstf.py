@@ -49,13 +49,14 @@ MEMBERS_DIR = "members"
 """Where a kept ensemble's other members live in its run directory (`members/seed_<s>/`)."""
 
 
-def check_spacing(series: TimeSeries, protocol: str, window: int) -> None:
-    """Refuse (`ConfigError`) a dated file an ETT protocol would miscount (its borders count hourly or 15-minute
-    rows), and warn of gaps: the windows of `window` rows that span one are used as they are."""
+def check_spacing(series: TimeSeries, protocol: str, window: int) -> Spacing | None:
+    """The rows' spacing (None without dates); refuses (`ConfigError`) a dated file an ETT protocol would miscount
+    (its borders count hourly or 15-minute rows), and warns of gaps: windows of `window` rows that span one are
+    used as they are."""
     stamps = series.timestamps
     spacing = None if stamps is None else Spacing.infer(stamps)
     if stamps is None or spacing is None:
-        return
+        return spacing
     expected = _PROTOCOL_STEP_MS.get(protocol)
     if expected is not None and (spacing.calendar is not None or spacing.step_ms != expected):
         fit = next((name for name, step in _PROTOCOL_STEP_MS.items() if step == spacing.step_ms and
@@ -66,6 +67,7 @@ def check_spacing(series: TimeSeries, protocol: str, window: int) -> None:
     if gaps is not None:
         warnings.warn(f"{series.path}: {gaps}, and are used as they are: fill the gaps for evenly spaced windows",
                       stacklevel=3)
+    return spacing
 
 
 def init_linear_skip(model: PatchReformerForecaster, x: np.ndarray, y: np.ndarray, ridge: float = 1e-3,
@@ -224,7 +226,7 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
         check_run_dir(Path(out_dir), resume=resume, force=force, resumable=ensemble == 1)
     train_config = train_config or TrainConfig(epochs=3, batch_size=128, patience=2)
     series = load_timeseries_csv(csv, target=target, features=features)
-    check_spacing(series, protocol, seq_len + horizon)
+    spacing = check_spacing(series, protocol, seq_len + horizon)
     try:
         splits = lstf_splits(series, seq_len, horizon, protocol=PROTOCOLS[protocol])  # type: ignore[arg-type]
     except ConfigError as exc:  # the splitter names its own protocol codes: name the caller's choice instead
@@ -255,7 +257,8 @@ def run_lstf(csv: str | Path, *, protocol: str = "ett-hourly", seq_len: int = 33
 
     config = ForecastConfig(**{**asdict(model or ForecastConfig()), "seq_len": seq_len, "horizon": horizon,
                                "n_channels": n_channels, "seed": train_config.seed})
-    meta = series_meta(series, splits, protocol=protocol, features=features, horizon=horizon) if out_dir else None
+    meta = series_meta(series, splits, spacing, protocol=protocol, features=features, horizon=horizon) \
+        if out_dir else None
     # member 0 is the run's own model; the others are kept beside it, in members/seed_<s>/
     member_dirs: list[Path | None] = [None] * ensemble
     if out_dir is not None:
@@ -384,12 +387,12 @@ def _fit_member(config: ForecastConfig, train_config: TrainConfig, train: Window
     return member
 
 
-def series_meta(series: TimeSeries, splits: LSTFSplits, *, protocol: str, features: Literal["M", "S", "MS"],
-                horizon: int) -> dict[str, Any]:
+def series_meta(series: TimeSeries, splits: LSTFSplits, spacing: Spacing | None, *, protocol: str,
+                features: Literal["M", "S", "MS"], horizon: int) -> dict[str, Any]:
     """What a series checkpoint needs beside its weights to forecast from a CSV (`SeriesMeta`): the columns in
-    model order, the target, the scaler (fitted on the training rows), the split and the data range with its step."""
+    model order, the target, the scaler (fitted on the training rows), the split and the data range with its
+    `spacing` (`check_spacing`'s)."""
     stamps = series.timestamps
-    spacing = None if stamps is None else Spacing.infer(stamps)
     data = SeriesData(series.path, len(series.values), None if spacing is None else spacing.step_ms,
                       None if stamps is None else int(stamps[0]), None if stamps is None else int(stamps[-1]),
                       int(splits.border2s[0]), None if spacing is None else spacing.calendar)
