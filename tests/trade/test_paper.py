@@ -99,7 +99,7 @@ def test_wrong_input_is_refused_and_leaves_the_state_unchanged(market: list[Klin
         trade(fake, state, checkpoint)
     after = state_tables(state)
     assert all(a.equals(b) if not isinstance(a, dict) else a == b for a, b in zip(after, before, strict=True))
-    with pytest.raises(UserInputError, match="holds a run with another config"):
+    with pytest.raises(UserInputError, match=r"holds a run with --position-size 2\.0, not 0\.1: resume it"):
         PaperTrader(state, PaperSettings(str(checkpoint), (SYMBOL,), "60", "linear", CONFIG.__class__()))
 
 

@@ -80,11 +80,18 @@ def trade(
 def report(
     state: Annotated[Path, typer.Option(help="The run's --state folder.")],
     as_json: JsonOpt = False,
-    out: Annotated[Path | None, typer.Option(help="Also write stats.json, trades.csv and plots here.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write stats.json, trades.csv and plots to this folder "
+                                                  "(new or empty).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the report files in a non-empty --out.")] = False,
 ) -> None:
     """The statistics of a paper-trading run so far: the backtest's fields, its trades and plots."""
     from ..trade.report import paper_report
 
+    if out is not None:
+        from ..files import check_output_dir
+        from ..strategy.plots import REPORT_FILES
+
+        check_output_dir(out, REPORT_FILES.values(), force)
     run = paper_report(state)
     if out is not None:
         from ..strategy import save_report

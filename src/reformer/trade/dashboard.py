@@ -35,7 +35,7 @@ from ..errors import ReformerError, UserInputError, first_line
 from . import dashboard_views as views
 from .state import PaperState
 
-__all__ = ["DashboardThread", "create_app", "serve", "start_in_thread"]
+__all__ = ["DashboardThread", "bind", "create_app", "serve", "start_in_thread"]
 
 _STATIC = Path(__file__).resolve().parent / "static"
 _ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
@@ -112,9 +112,9 @@ def _plotly_js() -> bytes:
     return get_plotlyjs().encode("utf-8")
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, *, retry: str = "choose another port (--port) or address (--host)") -> socket.socket:
     """A listening socket, bound before the server starts so that a taken port is one clear error (uvicorn itself
-    logs it and exits the process)."""
+    logs it and exits the process); `retry` is the error's way out, in the options of the command that asked."""
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -127,8 +127,7 @@ def _bind(host: str, port: int) -> socket.socket:
     except (OSError, OverflowError) as exc:
         sock.close()
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise UserInputError(f"cannot listen on {host}:{port} ({reason}): choose another port (--port) or "
-                             "address (--host)") from exc
+        raise UserInputError(f"cannot listen on {host}:{port} ({reason}): {retry}") from exc
     return sock
 
 
@@ -157,7 +156,7 @@ def serve(state_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int 
         UserInputError: no state in `state_dir`, or the address cannot be listened on.
     """
     server = _server(state_dir)
-    sock = _bind(host, port)
+    sock = bind(host, port)
     if say is not None:
         say(f"dashboard of {state_dir} on {_url(sock)} (Ctrl-C stops it)")
     server.run(sockets=[sock])
@@ -185,20 +184,26 @@ class DashboardThread:
 
 
 def start_in_thread(state_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8765, *,
-                    timeout: float = 10.0) -> DashboardThread:
+                    timeout: float = 10.0, sock: socket.socket | None = None) -> DashboardThread:
     """Serve the dashboard from a daemon thread (beside the trader) and return once it accepts connections.
 
     Args:
         state_dir: the `--state` folder of a paper-trading run.
         host, port: where to listen (port 0: any free port; the handle's `url` says which).
         timeout: seconds to wait for the server to start.
+        sock: a socket from `bind` to serve on instead of `host` and `port` (closed if the server fails).
 
     Raises:
         UserInputError: no state in `state_dir`, or the address cannot be listened on.
         RuntimeError: the server did not start within `timeout`.
     """
-    server = _server(state_dir)
-    sock = _bind(host, port)
+    try:
+        server = _server(state_dir)
+        sock = bind(host, port) if sock is None else sock
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="reformer-dashboard", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout

@@ -88,12 +88,13 @@ def account(state: PaperState) -> dict[str, Any]:
 
 
 def buy_and_hold(state: PaperState, equity: pd.DataFrame, settings: dict[str, Any]) -> pd.Series:
-    """Buy & hold at each step's time, no fees: the initial capital split evenly over the symbols, each share long
-    from its symbol's first candle close and marked at its latest close; for an inverse contract the coin the
-    equity is held in, which never changes.
+    """Buy & hold at each step's time, no fees, as `reformer trade report` counts it (`buy_and_hold_equity`): the
+    initial capital split evenly over the symbols, each share bought at its symbol's second traded candle's open
+    (the first fill the run could have had) and marked at its latest close; the warm-up candles before the first
+    step are not part of it. For an inverse contract, the coin the equity is held in, which never changes.
 
     Returns:
-        One value per row of `equity`, aligned to it.
+        One value per row of `equity`, aligned to it: the initial capital at the first step.
     """
     config = settings.get("config") or {}
     capital = config.get("initial_capital")
@@ -106,13 +107,16 @@ def buy_and_hold(state: PaperState, equity: pd.DataFrame, settings: dict[str, An
     times = equity[["time"]].astype("int64").reset_index()
     total = pd.Series(0.0, index=equity.index)
     for symbol in symbols:
-        closes = state.candles(symbol)[["timestamp", "close"]].astype({"timestamp": "int64"})
-        if not len(closes):
-            total += capital / len(symbols)  # no candle yet: the share is still cash
+        candles = state.candles(symbol)
+        traded = candles[candles["step"] >= 0][["timestamp", "open", "close"]].astype({"timestamp": "int64"})
+        if len(traded) < 2:
+            total += capital / len(symbols)  # no fill possible yet: the share is still cash
             continue
+        ratio = traded["close"] / float(traded["open"].iloc[1])
+        ratio.iloc[0] = 1.0
+        closes = pd.DataFrame({"timestamp": traded["timestamp"].to_numpy(), "ratio": ratio.to_numpy()})
         marked = pd.merge_asof(times.sort_values("time"), closes, left_on="time", right_on="timestamp")
-        ratio = (marked.set_index("index")["close"] / float(closes["close"].iloc[0])).fillna(1.0)
-        total += capital / len(symbols) * ratio.reindex(equity.index)
+        total += capital / len(symbols) * marked.set_index("index")["ratio"].fillna(1.0).reindex(equity.index)
     return total
 
 

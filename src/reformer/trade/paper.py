@@ -70,11 +70,18 @@ class PaperSettings:
                    BacktestConfig(**data["config"]), tuple(data.get("maintenance_margin_rates") or ()))
 
     def same_run(self, other: PaperSettings) -> str | None:
-        """The first setting that differs from `other`'s (mmr excepted: the exchange's), or None."""
+        """The first setting that differs from `other`'s (mmr excepted: the exchange's), as "interval 60, not
+        240", or None."""
         mine, theirs = self.to_dict(), other.to_dict()
-        for key in ("checkpoint", "symbols", "interval", "category", "config"):
+        if mine["symbols"] != theirs["symbols"]:
+            noun = "symbol" if len(self.symbols) == 1 else "symbols"
+            return f"{noun} {', '.join(self.symbols)}, not {', '.join(other.symbols)}"
+        for key in ("checkpoint", "interval", "category"):
             if mine[key] != theirs[key]:
-                return key
+                return f"{key} {mine[key]}, not {theirs[key]}"
+        for field, value in mine["config"].items():
+            if theirs["config"].get(field) != value:
+                return f"--{field.replace('_', '-')} {value}, not {theirs['config'].get(field)}"
         return None
 
 
@@ -97,7 +104,7 @@ class PaperTrader:
             different = PaperSettings.from_dict(stored).same_run(settings)
             if different is not None:
                 self.state.close()
-                raise UserInputError(f"{Path(state_dir)} holds a run with another {different}: resume it with its own "
+                raise UserInputError(f"{Path(state_dir)} holds a run with {different}: resume it with its own "
                                      "settings, or give a new --state folder")
             settings = PaperSettings.from_dict(stored)
         self.settings = settings
@@ -106,6 +113,8 @@ class PaperTrader:
         self.engine: Engine | None = None
         self.targets = {symbol: 0.0 for symbol in self.symbols}
         self.history: dict[str, pd.DataFrame] = {}
+        self.processed = 0
+        """Candle times this trader has committed: what a run stopped by Ctrl-C reports."""
 
     def close(self) -> None:
         self.state.close()
@@ -246,6 +255,7 @@ class PaperTrader:
                 os.kill(os.getpid(), signal.SIGKILL)
             for symbol, candle in candles.items():
                 self._forecast(db, symbol, candle)
+        self.processed += 1
         self.say(f"{_iso(time_ms)} processed: equity {engine.account.equity():,.2f}")
 
     def _forecast(self, db: Any, symbol: str, candle: Kline) -> None:

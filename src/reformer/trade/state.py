@@ -29,7 +29,7 @@ import pandas as pd
 
 from ..errors import DataFormatError, UserInputError
 
-__all__ = ["STATE_FILE", "PaperState", "state_path"]
+__all__ = ["STATE_FILE", "PaperState", "check_state_dir", "state_path"]
 
 STATE_FILE = "state.sqlite"
 _VERSION = 1
@@ -60,10 +60,26 @@ def state_path(directory: str | os.PathLike[str]) -> Path:
     return Path(directory) / STATE_FILE
 
 
+def check_state_dir(directory: str | os.PathLike[str]) -> Path:
+    """`directory` as a `--state` folder: absent (the trader creates it) or a folder, never a file, nor inside one.
+
+    Raises:
+        UserInputError: one line naming the file in the way.
+    """
+    folder = Path(directory)
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise UserInputError(f"{path} is a file: --state must be a folder (a new one, or a run's state)")
+            break
+    return folder
+
+
 class PaperState:
     """The state file, opened for the trader (`writable=True`: created if missing) or for reading."""
 
     def __init__(self, directory: str | os.PathLike[str], *, writable: bool = False) -> None:
+        check_state_dir(directory)
         self.path = state_path(directory)
         if not writable and not self.path.is_file():
             raise UserInputError(f"{Path(directory)} holds no paper-trading state ({STATE_FILE}): start one with "
