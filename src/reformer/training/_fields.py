@@ -4,6 +4,7 @@ missing or mistyped (`reformer.training.meta` builds its records with these)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from reformer.errors import DataFormatError, ReformerError
@@ -58,3 +59,30 @@ def _parsed(where: object, key: str, parse: Any, doc: Mapping[str, Any]) -> Any:
     except (ReformerError, TypeError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataFormatError(f"{where}: bad {key!r} ({reason}); {_CORRUPT}") from None
+
+
+_DATA_EXTENT = ("first_timestamp", "last_timestamp", "n_bars", "rows")
+
+
+def data_difference(saved: Any, new: Any) -> str | None:
+    """How the data of a checkpoint's `data` block and of a new run's differ in extent (first and last time, bars
+    or rows), as "from 1778536800000 to ... (5000 bars)" against the new run's, or None when they agree (or either
+    says nothing of it). The source's path may differ: a moved file holds the same data."""
+    if not isinstance(saved, Mapping) or not isinstance(new, Mapping):
+        return None
+    keys = [key for key in _DATA_EXTENT if key in saved and key in new]
+    if all(saved[key] == new[key] for key in keys):
+        return None
+
+    def extent(block: Mapping[str, Any]) -> str:
+        first, last = (_utc(block.get(key)) for key in ("first_timestamp", "last_timestamp"))
+        count = block.get("n_bars", block.get("rows"))
+        return f"{first} .. {last} ({count} {'bars' if 'n_bars' in block else 'rows'})"
+
+    return f"{extent(saved)}, this run on {extent(new)}"
+
+
+def _utc(ms: Any) -> str:
+    if not isinstance(ms, int):
+        return "?"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")

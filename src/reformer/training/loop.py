@@ -41,6 +41,7 @@ from reformer.errors import UserInputError
 from reformer.files import atomic_write
 from reformer.model import ReformerModel
 from reformer.training import ddp, distributed
+from reformer.training._fields import data_difference
 from reformer.training.checkpoint import (
     META_FILE,
     kind_of,
@@ -220,6 +221,9 @@ def _check_resumable(last: Path, meta: dict[str, Any], model: ReformerModel,
             raise UserInputError(f"{last} was trained with {key}={meta[key]!r}, this run has {key}="
                                  f"{checkpoint_meta[key]!r}; resume with the run's own data settings, or train "
                                  "into a new run directory")
+    if (moved := data_difference(meta.get("data"), checkpoint_meta.get("data"))) is not None:
+        raise UserInputError(f"{last} was trained on {moved}; its best epoch is chosen on one validation split: "
+                             "resume on the run's own data, or train into a new run directory")
 
 
 def _validate(model: ReformerModel, val_dataset: Dataset[Any], config: TrainConfig, device: torch.device,
