@@ -289,3 +289,19 @@ def test_a_time_series_given_as_candles_is_told_of_target(tmp_path: Path, capsys
     assert main(["train", "--csv", str(series), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert "missing column 'open'" in err and err.endswith("pass --target COL") and "\n" not in err
+
+
+def test_commands_that_only_read_the_store_never_create_one(run_dir: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "none" / "k.sqlite"
+    positions = tmp_path / "pos.csv"
+    positions.write_text("timestamp,symbol,position\n1704067200000,BTCUSDT,1\n1704067200000,ETHUSDT,-1\n")
+    config = str(REPO / "configs" / "tiny.toml")
+    for argv in (["predict", "--checkpoint", str(run_dir)],
+                 ["backtest", "--checkpoint", str(run_dir)],
+                 ["backtest", "--symbols", "BTCUSDT,ETHUSDT", "--positions", str(positions)],
+                 ["train", "--offline", "--config", config, "--out", str(tmp_path / "run")]):
+        assert main([*argv, "--db", str(db)]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert f"{db} holds no linear BTCUSDT 60 candles" in err and "reformer fetch" in err and "\n" not in err
+        assert not db.exists() and not db.parent.exists(), argv

@@ -6,25 +6,43 @@ reported alike everywhere (the model code would otherwise fail later on "no cand
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import UserInputError
-from .store import KlineStore
+from ._store_access import resolve_path
+from .store import DEFAULT_DB_PATH, KlineStore
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["missing_series", "require_series"]
+__all__ = ["existing_store", "missing_series", "require_series"]
 
 
-def missing_series(store: KlineStore, category: str, symbol: str, interval: str, why: str = "",
+def missing_series(store: KlineStore | Path, category: str, symbol: str, interval: str, why: str = "",
                    alternative: str = "") -> UserInputError:
-    """The error for a series `store` does not hold; `why` (e.g. "predict never fetches") and `alternative`
-    (e.g. "or pass --csv") are added when given."""
+    """The error for a series `store` (or the store file at a path) does not hold; `why` (e.g. "predict never
+    fetches") and `alternative` (e.g. "or pass --csv") are added when given."""
+    path = store if isinstance(store, Path) else store.path
     because = f" ({why})" if why else ""
-    fetch = (f"`reformer fetch --symbol {symbol} --interval {interval} --category {category} --db {store.path}`")
-    return UserInputError(f"{store.path} holds no {category} {symbol} {interval} candles{because}: fetch them "
+    fetch = (f"`reformer fetch --symbol {symbol} --interval {interval} --category {category} --db {path}`")
+    return UserInputError(f"{path} holds no {category} {symbol} {interval} candles{because}: fetch them "
                           f"first, e.g. {fetch}{' ' + alternative if alternative else ''}")
+
+
+def existing_store(db: str | os.PathLike[str] | None, category: str, symbol: str, interval: str, why: str = "",
+                   alternative: str = "") -> KlineStore:
+    """The store at `db` (`KlineStore`'s path rules) for a command that only reads it: a missing file is
+    `missing_series`' error, not a new empty store left behind (in the home folder, by default).
+
+    Raises:
+        UserInputError: no store file there.
+    """
+    path = resolve_path(db, DEFAULT_DB_PATH)
+    if not path.exists():
+        raise missing_series(path, category, symbol, interval, why, alternative)
+    return KlineStore(path)
 
 
 def require_series(store: KlineStore, category: str, symbol: str, interval: str, why: str = "",

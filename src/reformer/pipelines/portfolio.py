@@ -88,7 +88,8 @@ def portfolio_run(options: BacktestOptions, *, say: Callable[[str], None] | None
             reads its own series from the store), no --positions, or anything one symbol's backtest refuses.
     """
     from ..api.intervals import parse_interval
-    from ..data import KlineStore, require_series
+    from ..data import require_series
+    from ..data.stored import existing_store
     from ..data.sync import parse_time_ms
     from ..strategy import Leg, backtest_portfolio
     from .backtest_inputs import bar_times, cost_record, stored_market, within_range
@@ -111,7 +112,7 @@ def portfolio_run(options: BacktestOptions, *, say: Callable[[str], None] | None
     last = None if options.end is None else parse_time_ms(options.end, "--end")
     legs: dict[str, Any] = {}
     notes: dict[str, dict[str, object]] = {}
-    with KlineStore(options.db) as store:
+    with existing_store(options.db, options.category, symbols[0], interval, alternative="fetch it first") as store:
         frames = {symbol: require_series(store, options.category, symbol, interval, alternative="fetch it first")
                   for symbol in symbols}
     for symbol, frame in frames.items():

@@ -49,11 +49,12 @@ def _no_exchange(exc: ExchangeUnavailableError, symbol: str, interval: str,
 def _store_frame(symbol: str, interval: str, category: str, db: Path | None, offline: bool,
                  why_offline: str) -> pd.DataFrame:
     from ..data import KlineStore
-    from ..data.stored import require_series
+    from ..data.stored import existing_store, require_series
 
-    with KlineStore(db) as store:
-        if offline:
+    if offline:
+        with existing_store(db, category, symbol, interval, why_offline, "or pass --csv") as store:
             return require_series(store, category, symbol, interval, why_offline, "or pass --csv")
+    with KlineStore(db) as store:
         frame = store.load_frame(category, symbol, interval)
     if not frame.empty:
         return frame
