@@ -305,3 +305,19 @@ def test_commands_that_only_read_the_store_never_create_one(run_dir: Path, tmp_p
         err = capsys.readouterr().err.strip()
         assert f"{db} holds no linear BTCUSDT 60 candles" in err and "reformer fetch" in err and "\n" not in err
         assert not db.exists() and not db.parent.exists(), argv
+
+
+def test_training_on_an_empty_store_says_what_it_fetched(synthetic_year: list, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from reformer.api import FakeExchange
+
+    db = tmp_path / "k.sqlite"
+    with FakeExchange({("linear", "BTCUSDT", "60"): synthetic_year[:3000]}) as fake:
+        monkeypatch.setenv("BYBIT_BASE_URL", fake.base_url)
+        assert main(["train", "--symbol", "BTCUSDT", "--interval", "60", "--db", str(db), "--config",
+                     str(REPO / "configs" / "tiny.toml"), "--out", str(tmp_path / "run"), "--epochs", "1"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert warned == ["warning: the store held no linear BTCUSDT 60 candles: fetched the latest 1000 from the "
+                      "exchange (`reformer fetch --symbol BTCUSDT --interval 60 --category linear --limit N` stores "
+                      "more history first)"]

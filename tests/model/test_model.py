@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from reformer import AttentionType, ReformerConfig, ReformerModel
+from reformer.errors import ConfigError
 
 
 def _config(**changes: object) -> ReformerConfig:
@@ -169,6 +170,10 @@ def test_weights_trained_with_one_type_run_with_another() -> None:
     lsh.set_attention_type(AttentionType.FULL)
     x = torch.randn(2, 70, 3)
     torch.testing.assert_close(lsh.eval()(x), full.eval()(x))
+    assert lsh.attention_type is AttentionType.FULL and lsh.config.attention_type is AttentionType.LSH
+    with pytest.raises(ConfigError, match="attention type 'sparse' is invalid: use \"full\", \"lsh\" or \"local\""):
+        lsh.set_attention_type("sparse")
+    assert lsh.attention_type is AttentionType.FULL  # unchanged
 
 
 @pytest.mark.parametrize("kind", ["full", "lsh", "local"])

@@ -252,3 +252,17 @@ def test_a_damaged_weights_file_is_named_before_anything_is_read(
     with pytest.raises(DataFormatError, match="not a readable safetensors file") as exc:
         load_checkpoint(path)
     _one_line(exc, str(weights))
+
+
+def test_a_walk_forward_run_is_named_with_its_folds_and_predictions(tmp_path: Path) -> None:
+    from reformer.errors import UserInputError
+    from reformer.training.checkpoint import resolve_checkpoint_dir
+
+    run = tmp_path / "wf"
+    for fold in range(11):  # fold_10 is the latest, though it sorts before fold_2 as text
+        (run / f"fold_{fold}" / "best").mkdir(parents=True)
+    (run / "walkforward.json").write_text("{}")
+    with pytest.raises(UserInputError, match=rf"{run} is a walk-forward run: .*pass a fold's \({run / 'fold_10'}, "
+                                             rf"the latest\), or use its predictions \(backtest --predictions "
+                                             rf"{run / 'predictions.csv'}\)"):
+        resolve_checkpoint_dir(run)

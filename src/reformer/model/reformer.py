@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UserInputError
+from ..errors import ConfigError, UserInputError
 from .attention import SharedQKAttention
 from .config import AttentionType, ReformerConfig
 from .embedding import InputEmbedding
@@ -74,8 +74,17 @@ class ReformerModel(nn.Module):
         return AttentionType(self.blocks[0].attn.attention_type)
 
     def set_attention_type(self, attention_type: AttentionType | str) -> None:
-        """Switch every layer to another kernel (same weights), e.g. evaluate an LSH-trained model with FULL."""
-        kind = AttentionType(attention_type)
+        """Switch every layer to another kernel (same weights), e.g. evaluate an LSH-trained model with FULL.
+        `config.attention_type` stays the kernel the model was built with; `attention_type` is the one in use.
+
+        Raises:
+            ConfigError: not one of "full", "lsh", "local".
+        """
+        try:
+            kind = AttentionType(attention_type)
+        except ValueError:
+            raise ConfigError(f"attention type {attention_type!r} is invalid: use \"full\", \"lsh\" or \"local\"") \
+                from None
         for layer in self.blocks:
             layer.attn.attention_type = kind
 

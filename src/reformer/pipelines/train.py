@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,9 +62,13 @@ def _store_frame(symbol: str, interval: str, category: str, db: Path | None, off
     from ..data.sync import sync_klines_blocking
 
     try:
-        sync_klines_blocking(symbol, interval, store=db, category=category)
+        report = sync_klines_blocking(symbol, interval, store=db, category=category)
     except ExchangeUnavailableError as exc:
         raise _no_exchange(exc, symbol, interval, category) from None
+    # said, since a model trained on the latest thousand candles is seldom what was meant
+    warnings.warn(f"the store held no {category} {symbol} {interval} candles: fetched the latest "
+                  f"{report.rows_added} from the exchange (`reformer fetch --symbol {symbol} --interval {interval} "
+                  f"--category {category} --limit N` stores more history first)", stacklevel=2)
     with KlineStore(db) as store:
         return store.load_frame(category, symbol, interval)
 

@@ -107,6 +107,11 @@ def resolve_checkpoint_dir(path: str | os.PathLike[str]) -> Path:
     if not target.exists():
         raise UserInputError(f"checkpoint {target} does not exist: pass a run directory written by `reformer train` "
                              "or its best/ checkpoint")
+    folds = sorted(target.glob("fold_*"), key=lambda p: (len(p.name), p.name))
+    if folds and (target / "walkforward.json").is_file():  # a walk-forward run keeps one model per fold
+        raise UserInputError(f"{target} is a walk-forward run: one model per fold, no model of its own; pass a "
+                             f"fold's ({folds[-1]}, the latest), or use its predictions "
+                             f"(backtest --predictions {target / 'predictions.csv'})")
     raise UserInputError(f"{target} holds no {META_FILE}: pass a run directory written by `reformer train` (with "
                          "best/) or a checkpoint directory")
 
