@@ -24,21 +24,11 @@ from reformer.trade.paper import PaperSettings, PaperTrader
 from reformer.trade.report import paper_report
 from reformer.trade.state import PaperState
 
-from .paper_helpers import CONFIG, KEY, SYMBOL, train_checkpoint
+from .paper_helpers import CONFIG, KEY, SYMBOL
 from .test_paper_cli import FLAGS, command
 
 CAPITAL = 10_000.0
 TRADED = 30
-
-
-@pytest.fixture(scope="module")
-def market(synthetic_year: list[Kline]) -> list[Kline]:
-    return synthetic_year[: 24 * 50]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(market: list[Kline], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_checkpoint(market[:900], tmp_path_factory.mktemp("run"))
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ from .paper_helpers import (
     assert_matches_backtest,
     backtest_of_state,
     state_tables,
-    train_checkpoint,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -30,11 +29,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def market(synthetic_year: list[Kline]) -> list[Kline]:
     return synthetic_year[: 24 * 60]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(market: list[Kline], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_checkpoint(market[:900], tmp_path_factory.mktemp("run"))
 
 
 def settings(checkpoint: Path) -> PaperSettings:

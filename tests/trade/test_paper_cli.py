@@ -20,19 +20,9 @@ from reformer.cli import main
 from reformer.trade.report import paper_report
 from reformer.trade.state import PaperState
 
-from .paper_helpers import KEY, SYMBOL, state_tables, train_checkpoint
+from .paper_helpers import KEY, SYMBOL, state_tables
 
 FLAGS = ("--leverage", "3", "--position-size", "2", "--stop-loss", "0.01", "--take-profit", "0.02")
-
-
-@pytest.fixture(scope="module")
-def market(synthetic_year: list[Kline]) -> list[Kline]:
-    return synthetic_year[: 24 * 50]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(market: list[Kline], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_checkpoint(market[:900], tmp_path_factory.mktemp("run"))
 
 
 def command(fake: FakeExchange, checkpoint: Path, state: Path, *extra: str) -> list[str]:
