@@ -207,7 +207,7 @@ def _parse_dates(column: pd.Series, path: Path, name: str) -> np.ndarray:
             return compact
         return epoch_ms_cells(column, numeric.to_numpy(dtype=np.float64), name, str(path))
     first = next((cell for cell in column if isinstance(cell, str) and cell.strip()), "")
-    # pandas takes "2016-07-01" day-first as 2016-01-07: a year-first date is only ever read month-first
+    # pandas reads a year-first date day-first as year, day, month: a year-first date is only ever read month-first
     orders = (False,) if _YEAR_FIRST.match(first) else (False, True)
     readings = [_text_dates(column, dayfirst) for dayfirst in orders]
     complete = [_epoch_ms(parsed) for parsed in readings if not parsed.isna().any()]
