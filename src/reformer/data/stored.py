@@ -17,7 +17,7 @@ from .store import DEFAULT_DB_PATH, KlineStore
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["existing_store", "missing_series", "require_series"]
+__all__ = ["existing_store", "missing_series", "read_series", "require_series"]
 
 
 def missing_series(store: KlineStore | Path, category: str, symbol: str, interval: str, why: str = "",
@@ -56,3 +56,11 @@ def require_series(store: KlineStore, category: str, symbol: str, interval: str,
     if frame.empty:
         raise missing_series(store, category, symbol, interval, why, alternative)
     return frame
+
+
+def read_series(db: str | os.PathLike[str] | None, category: str, symbol: str, interval: str, why: str = "",
+                alternative: str = "") -> pd.DataFrame:
+    """`require_series` of the store at `db` for a command that only reads it (`existing_store`: no store file is
+    the same error as no series in one)."""
+    with existing_store(db, category, symbol, interval, why, alternative) as store:
+        return require_series(store, category, symbol, interval, why, alternative)

@@ -256,15 +256,14 @@ def _load_klines(options: BacktestOptions, start: int | None, end: int | None
     """The candles of the CSV or of the store's series (--interval as Bybit codes it) before `start` (a model's
     input, a volatility's warm-up; never traded), and those within [start, end]."""
     from ..api.intervals import parse_interval
-    from ..data import read_klines_frame, require_series
-    from ..data.stored import existing_store
+    from ..data import read_klines_frame
+    from ..data.stored import read_series
 
     if options.csv is not None:
         frame = read_klines_frame(options.csv)
     else:
-        code = parse_interval(options.interval)
-        with existing_store(options.db, options.category, options.symbol, code, alternative="or pass --csv") as store:
-            frame = require_series(store, options.category, options.symbol, code, alternative="or pass --csv")
+        frame = read_series(options.db, options.category, options.symbol, parse_interval(options.interval),
+                            alternative="or pass --csv")
     if end is not None:
         frame = frame[frame["timestamp"] <= end]
     inside = np.ones(len(frame), dtype=bool) if start is None else (frame["timestamp"] >= start).to_numpy()

@@ -50,11 +50,10 @@ def _no_exchange(exc: ExchangeUnavailableError, symbol: str, interval: str,
 def _store_frame(symbol: str, interval: str, category: str, db: Path | None, offline: bool,
                  why_offline: str) -> pd.DataFrame:
     from ..data import KlineStore
-    from ..data.stored import existing_store, require_series
+    from ..data.stored import read_series
 
     if offline:
-        with existing_store(db, category, symbol, interval, why_offline, "or pass --csv") as store:
-            return require_series(store, category, symbol, interval, why_offline, "or pass --csv")
+        return read_series(db, category, symbol, interval, why_offline, "or pass --csv")
     with KlineStore(db) as store:
         frame = store.load_frame(category, symbol, interval)
     if not frame.empty:

@@ -104,6 +104,8 @@ def buy_and_hold(state: PaperState, equity: pd.DataFrame, settings: dict[str, An
     category = settings.get("category") or config.get("category", "linear")
     if category == "inverse" or not symbols or not len(equity):
         return pd.Series(float(capital), index=equity.index, dtype="float64")
+    from ..strategy.plots import buy_and_hold_equity  # matplotlib: loaded when a page first asks for the account
+
     times = equity[["time"]].astype("int64").reset_index()
     total = pd.Series(0.0, index=equity.index)
     for symbol in symbols:
@@ -112,8 +114,7 @@ def buy_and_hold(state: PaperState, equity: pd.DataFrame, settings: dict[str, An
         if len(traded) < 2:
             total += capital / len(symbols)  # no fill possible yet: the share is still cash
             continue
-        ratio = traded["close"] / float(traded["open"].iloc[1])
-        ratio.iloc[0] = 1.0
+        ratio = buy_and_hold_equity(traded, 1.0)  # the report's own curve, per unit of capital
         closes = pd.DataFrame({"timestamp": traded["timestamp"].to_numpy(), "ratio": ratio.to_numpy()})
         marked = pd.merge_asof(times.sort_values("time"), closes, left_on="time", right_on="timestamp")
         total += capital / len(symbols) * marked.set_index("index")["ratio"].fillna(1.0).reindex(equity.index)
